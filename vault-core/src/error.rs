@@ -1,0 +1,143 @@
+//! `VaultError`: every way a core operation can fail, each with one stable snake_case code.
+//! Messages are lowercase, carry no secrets and no citizen data (never a citizen id or value).
+
+use crate::policy::{Denial, PolicyError};
+
+/// The core's error type. `code()` is the stable machine-readable name.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// A citizen id that is not exactly 12 ASCII digits.
+    #[error("citizen id must be exactly 12 ASCII digits")]
+    InvalidCitizenId,
+    /// A field name that the catalog does not define.
+    #[error("unknown field `{0}`")]
+    UnknownField(String),
+    /// A field value of the wrong type or size. The reason never quotes the value.
+    #[error("invalid value for field `{field}`: {reason}")]
+    InvalidFieldValue {
+        /// The field's catalog name.
+        field: String,
+        /// What is wrong, without the value itself.
+        reason: String,
+    },
+    /// No such citizen (never imported, or erased).
+    #[error("citizen not found")]
+    CitizenNotFound,
+    /// The policy engine said no.
+    #[error("{0}")]
+    Denied(Denial),
+    /// The policy files are invalid.
+    #[error("{0}")]
+    Policy(PolicyError),
+    /// The root key does not open this vault's keyring.
+    #[error("the root key does not match this vault (wrong key file?)")]
+    WrongRootKey,
+    /// The root key file is readable by group or others.
+    #[error("root key file {path} has mode {mode:o}; it must be 0600 or stricter")]
+    RootKeyPermissions {
+        /// The key file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The root key could not be read or parsed.
+    #[error("root key unavailable: {0}")]
+    RootKeyUnavailable(String),
+    /// A ciphertext failed authentication or is malformed.
+    #[error("ciphertext failed authentication")]
+    IntegrityFailure,
+    /// A ciphertext older than the stored current version was put in place.
+    #[error("ciphertext version does not match the stored current version")]
+    StaleCiphertext,
+    /// A key version that has been retired or never existed.
+    #[error("key version {0} is retired or unknown")]
+    KeyRetired(u32),
+    /// `init` on a directory that already holds a vault.
+    #[error("a vault already exists here")]
+    VaultExists,
+    /// An operation on a directory that holds no vault.
+    #[error("no vault here (run `vaultctl init` first)")]
+    VaultNotInitialized,
+    /// A key rotation is half done; finish it first.
+    #[error("a key rotation is in progress; run `vaultctl keys rotate` again to finish it")]
+    RotationInProgress,
+    /// The store failed (I/O, lock). The text is for operators' logs, never for clients.
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// Stored bytes could not be decoded.
+    #[error("store corrupt: {0}")]
+    StoreCorrupt(String),
+}
+
+impl VaultError {
+    /// The stable code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidCitizenId => "invalid_citizen_id",
+            Self::UnknownField(_) => "unknown_field",
+            Self::InvalidFieldValue { .. } => "invalid_field_value",
+            Self::CitizenNotFound => "citizen_not_found",
+            Self::Denied(d) => d.code(),
+            Self::Policy(_) => "policy_invalid",
+            Self::WrongRootKey => "root_key_mismatch",
+            Self::RootKeyPermissions { .. } => "root_key_insecure",
+            Self::RootKeyUnavailable(_) => "root_key_unavailable",
+            Self::IntegrityFailure => "integrity_failure",
+            Self::StaleCiphertext => "stale_ciphertext",
+            Self::KeyRetired(_) => "key_retired",
+            Self::VaultExists => "vault_exists",
+            Self::VaultNotInitialized => "vault_not_initialized",
+            Self::RotationInProgress => "rotation_in_progress",
+            Self::StoreUnavailable(_) => "store_unavailable",
+            Self::StoreCorrupt(_) => "store_corrupt",
+        }
+    }
+}
+
+impl From<sled::Error> for VaultError {
+    fn from(e: sled::Error) -> Self {
+        Self::StoreUnavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_snake_case_and_distinct() {
+        let all = [
+            VaultError::InvalidCitizenId,
+            VaultError::UnknownField("x".into()),
+            VaultError::InvalidFieldValue {
+                field: "x".into(),
+                reason: "y".into(),
+            },
+            VaultError::CitizenNotFound,
+            VaultError::WrongRootKey,
+            VaultError::RootKeyPermissions {
+                path: "p".into(),
+                mode: 0o644,
+            },
+            VaultError::RootKeyUnavailable("x".into()),
+            VaultError::IntegrityFailure,
+            VaultError::StaleCiphertext,
+            VaultError::KeyRetired(1),
+            VaultError::VaultExists,
+            VaultError::VaultNotInitialized,
+            VaultError::RotationInProgress,
+            VaultError::StoreUnavailable("x".into()),
+            VaultError::StoreCorrupt("x".into()),
+        ];
+        let mut codes: Vec<_> = all.iter().map(VaultError::code).collect();
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
+        );
+        codes.sort_unstable();
+        let n = codes.len();
+        codes.dedup();
+        assert_eq!(codes.len(), n);
+    }
+}

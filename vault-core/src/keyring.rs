@@ -1,0 +1,364 @@
+//! Key hierarchy: the root key source, versioned KEKs wrapped by the root key, derived index
+//! and pseudonym keys, and DEK wrapping under the current KEK. Rotation state lives in the
+//! persisted `KeyringRecord`; the re-wrap loop itself is in `vault`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::crypto::{self, DerivedKeys};
+use crate::error::VaultError;
+use crate::id::{BlindId, CitizenId};
+use crate::secret::{DataKey, Kek, PseudonymKey, RootKey};
+
+/// Where the root key comes from. Files today; PKCS#11, KMS or Shamir shares later.
+pub trait RootKeySource {
+    /// Loads the root key.
+    fn load(&self) -> Result<RootKey, VaultError>;
+}
+
+/// A root key in a file holding 64 hex digits. Refused if group or others may read it.
+#[derive(Debug, Clone)]
+pub struct FileRootKey(PathBuf);
+
+impl FileRootKey {
+    /// The key at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self(path.into())
+    }
+
+    /// The key file's path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Creates a new random root key file with mode 0600. Never overwrites.
+    pub fn generate(path: impl Into<PathBuf>) -> Result<Self, VaultError> {
+        let path = path.into();
+        let key = crypto::generate_root_key()?;
+        let text = Zeroizing::new(format!("{}\n", hex::encode(key.expose())));
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&path).map_err(|e| {
+            VaultError::RootKeyUnavailable(format!("cannot create {}: {e}", path.display()))
+        })?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| {
+                VaultError::RootKeyUnavailable(format!("cannot write {}: {e}", path.display()))
+            })?;
+        Ok(Self(path))
+    }
+}
+
+impl RootKeySource for FileRootKey {
+    fn load(&self) -> Result<RootKey, VaultError> {
+        let shown = self.0.display().to_string();
+        let meta = fs::metadata(&self.0)
+            .map_err(|e| VaultError::RootKeyUnavailable(format!("cannot read {shown}: {e}")))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(VaultError::RootKeyPermissions { path: shown, mode });
+            }
+        }
+        if meta.len() > 1024 {
+            return Err(VaultError::RootKeyUnavailable(format!(
+                "{shown} is not a root key file (too large)"
+            )));
+        }
+        let text =
+            Zeroizing::new(fs::read_to_string(&self.0).map_err(|e| {
+                VaultError::RootKeyUnavailable(format!("cannot read {shown}: {e}"))
+            })?);
+        parse_root_key_hex(&text)
+            .map_err(|why| VaultError::RootKeyUnavailable(format!("{shown}: {why}")))
+    }
+}
+
+/// A root key held in memory: for tests, and for the test-only environment source.
+pub struct InMemoryRootKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for InMemoryRootKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InMemoryRootKey(<redacted>)")
+    }
+}
+
+impl InMemoryRootKey {
+    /// From raw bytes.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// From 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<Self, VaultError> {
+        let key =
+            parse_root_key_hex(text).map_err(|why| VaultError::RootKeyUnavailable(why.into()))?;
+        Ok(Self(Zeroizing::new(*key.expose())))
+    }
+}
+
+impl RootKeySource for InMemoryRootKey {
+    fn load(&self) -> Result<RootKey, VaultError> {
+        Ok(RootKey::from_bytes(*self.0))
+    }
+}
+
+fn parse_root_key_hex(text: &str) -> Result<RootKey, &'static str> {
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    if trimmed.len() != 64 {
+        return Err("expected 64 hex digits (a 256-bit key)");
+    }
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(trimmed, bytes.as_mut()).map_err(|_| "expected 64 hex digits")?;
+    Ok(RootKey::from_bytes(*bytes))
+}
+
+/// The keyring as stored: wrapped KEKs by version and the rotation state. No plaintext keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyringRecord {
+    /// The KEK version that wraps new DEKs.
+    pub current: u32,
+    /// DEKs wrapped under an older KEK than this are refused; older KEKs are deleted.
+    pub min_decryption_version: u32,
+    /// Wrapped KEKs by version (hex of the `0x03` envelope).
+    pub keks: BTreeMap<u32, String>,
+    /// Set while a rotation to `current` is re-wrapping DEKs.
+    pub rotating_from: Option<u32>,
+}
+
+/// The opened keyring: plaintext KEKs and derived keys, zeroized on drop.
+pub struct Keyring {
+    keks: BTreeMap<u32, Kek>,
+    current: u32,
+    min_decryption: u32,
+    derived: DerivedKeys,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("versions", &self.keks.keys().collect::<Vec<_>>())
+            .field("current", &self.current)
+            .field("min_decryption", &self.min_decryption)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keyring {
+    /// A new keyring with KEK version 1.
+    pub fn create(root: &RootKey) -> Result<(Self, KeyringRecord), VaultError> {
+        let kek = crypto::generate_kek()?;
+        let wrapped = crypto::wrap_kek(root, 1, &kek)?;
+        let record = KeyringRecord {
+            current: 1,
+            min_decryption_version: 1,
+            keks: BTreeMap::from([(1, hex::encode(wrapped))]),
+            rotating_from: None,
+        };
+        Ok((Self::open(root, &record)?, record))
+    }
+
+    /// Opens a stored keyring. A root key that does not unwrap every KEK is `WrongRootKey`,
+    /// and nothing is returned half-opened.
+    pub fn open(root: &RootKey, record: &KeyringRecord) -> Result<Self, VaultError> {
+        let mut keks = BTreeMap::new();
+        for (&version, wrapped_hex) in &record.keks {
+            let wrapped = hex::decode(wrapped_hex)
+                .map_err(|_| VaultError::StoreCorrupt("keyring entry is not hex".into()))?;
+            keks.insert(version, crypto::unwrap_kek(root, version, &wrapped)?);
+        }
+        if !keks.contains_key(&record.current) {
+            return Err(VaultError::StoreCorrupt(
+                "keyring has no current key".into(),
+            ));
+        }
+        Ok(Self {
+            keks,
+            current: record.current,
+            min_decryption: record.min_decryption_version,
+            derived: crypto::derive_keys(root)?,
+        })
+    }
+
+    /// Adds KEK version `current + 1`, makes it current and marks the rotation in progress.
+    pub fn begin_rotation(
+        root: &RootKey,
+        record: &KeyringRecord,
+    ) -> Result<KeyringRecord, VaultError> {
+        if record.rotating_from.is_some() {
+            return Err(VaultError::RotationInProgress);
+        }
+        let next = record
+            .current
+            .checked_add(1)
+            .ok_or_else(|| VaultError::StoreCorrupt("key version overflow".into()))?;
+        let kek = crypto::generate_kek()?;
+        let mut rec = record.clone();
+        rec.keks
+            .insert(next, hex::encode(crypto::wrap_kek(root, next, &kek)?));
+        rec.rotating_from = Some(record.current);
+        rec.current = next;
+        Ok(rec)
+    }
+
+    /// Ends a rotation: every DEK is under `current`, so older KEKs are deleted.
+    pub fn finish_rotation(record: &KeyringRecord) -> KeyringRecord {
+        let mut rec = record.clone();
+        rec.keks.retain(|&v, _| v >= rec.current);
+        rec.min_decryption_version = rec.current;
+        rec.rotating_from = None;
+        rec
+    }
+
+    /// The KEK version that wraps new DEKs.
+    pub fn current_version(&self) -> u32 {
+        self.current
+    }
+
+    /// The oldest KEK version still accepted.
+    pub fn min_decryption_version(&self) -> u32 {
+        self.min_decryption
+    }
+
+    /// The blind index of a citizen id.
+    pub fn blind(&self, id: &CitizenId) -> BlindId {
+        crypto::blind_index(&self.derived.index, id)
+    }
+
+    /// The audit-pseudonym key.
+    pub fn pseudonym_key(&self) -> &PseudonymKey {
+        &self.derived.pseudonym
+    }
+
+    /// Wraps a DEK under the current KEK.
+    pub fn wrap_dek(
+        &self,
+        blind: &BlindId,
+        dek_version: u32,
+        dek: &DataKey,
+    ) -> Result<Vec<u8>, VaultError> {
+        let kek = self
+            .keks
+            .get(&self.current)
+            .ok_or(VaultError::KeyRetired(self.current))?;
+        crypto::wrap_dek(kek, self.current, blind, dek_version, dek)
+    }
+
+    /// Unwraps a DEK under whichever live KEK wrapped it.
+    pub fn unwrap_dek(
+        &self,
+        blind: &BlindId,
+        dek_version: u32,
+        wrapped: &[u8],
+    ) -> Result<DataKey, VaultError> {
+        let v = crypto::wrapped_dek_kek_version(wrapped)?;
+        if v < self.min_decryption {
+            return Err(VaultError::KeyRetired(v));
+        }
+        let kek = self.keks.get(&v).ok_or(VaultError::KeyRetired(v))?;
+        crypto::unwrap_dek(kek, blind, dek_version, wrapped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_key_file_is_created_0600_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("root.key");
+        let src = FileRootKey::generate(&p).unwrap();
+        let k1 = src.load().unwrap();
+        let k2 = src.load().unwrap();
+        assert_eq!(k1.expose(), k2.expose());
+        assert!(FileRootKey::generate(&p).is_err(), "never overwrites");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn root_key_file_readable_by_others_is_refused_with_a_clear_message() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("root.key");
+        FileRootKey::generate(&p).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = FileRootKey::new(&p).load().unwrap_err();
+        assert_eq!(err.code(), "root_key_insecure");
+        let msg = err.to_string();
+        assert!(msg.contains("644") && msg.contains("0600"), "{msg}");
+    }
+
+    #[test]
+    fn malformed_root_key_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("root.key");
+        fs::write(&p, "not a key\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert_eq!(
+            FileRootKey::new(&p).load().unwrap_err().code(),
+            "root_key_unavailable"
+        );
+    }
+
+    #[test]
+    fn wrong_root_key_does_not_open_the_keyring() {
+        let root = RootKey::from_bytes([1; 32]);
+        let (_, rec) = Keyring::create(&root).unwrap();
+        let err = Keyring::open(&RootKey::from_bytes([2; 32]), &rec).unwrap_err();
+        assert!(matches!(err, VaultError::WrongRootKey));
+    }
+
+    #[test]
+    fn rotation_adds_a_version_and_retires_the_old_one_when_finished() {
+        let root = RootKey::from_bytes([1; 32]);
+        let (ring1, rec1) = Keyring::create(&root).unwrap();
+        let blind = BlindId([9; 32]);
+        let dek = crypto::generate_dek().unwrap();
+        let w1 = ring1.wrap_dek(&blind, 1, &dek).unwrap();
+
+        let rec2 = Keyring::begin_rotation(&root, &rec1).unwrap();
+        assert!(matches!(
+            Keyring::begin_rotation(&root, &rec2),
+            Err(VaultError::RotationInProgress)
+        ));
+        let ring2 = Keyring::open(&root, &rec2).unwrap();
+        assert_eq!(ring2.current_version(), 2);
+        // Old DEKs still open during the rotation.
+        assert_eq!(
+            ring2.unwrap_dek(&blind, 1, &w1).unwrap().expose(),
+            dek.expose()
+        );
+        let w2 = ring2.wrap_dek(&blind, 1, &dek).unwrap();
+
+        let rec3 = Keyring::finish_rotation(&rec2);
+        assert_eq!(rec3.keks.keys().copied().collect::<Vec<_>>(), vec![2]);
+        let ring3 = Keyring::open(&root, &rec3).unwrap();
+        assert!(matches!(
+            ring3.unwrap_dek(&blind, 1, &w1),
+            Err(VaultError::KeyRetired(1))
+        ));
+        assert_eq!(
+            ring3.unwrap_dek(&blind, 1, &w2).unwrap().expose(),
+            dek.expose()
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! Citizen Data Vault core: sealing, keys, storage, policy and the `Vault` façade.
+//! No HTTP, no TLS, no environment, no wall clock: time and key sources are parameters.
+
+pub mod clock;
+pub mod crypto;
+pub mod error;
+pub mod geo;
+pub mod id;
+pub mod keyring;
+pub mod policy;
+pub mod secret;
+pub mod store;
+
+pub use clock::{Clock, FixedClock, SystemClock, Timestamp};
+pub use error::VaultError;
+pub use id::{BlindId, CitizenId, FieldName};

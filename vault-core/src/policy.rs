@@ -1,0 +1,398 @@
+//! Policy: the field catalog, purposes and agencies loaded from `policies/`, the policy set's
+//! SHA-256, and the pure decision `authorize(set, request, facts)`. No I/O in the decision,
+//! no clock, no storage: the same inputs always give the same answer.
+
+mod cases;
+mod load;
+mod value;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use cases::{Case, CaseOutcome, CaseResult, load_cases, run_cases};
+pub use load::{FragmentKind, check_fragment};
+
+/// A policy loading error, always naming file, line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// The file, as given to the loader.
+    pub file: String,
+    /// 1-based line (0 when the error concerns the whole file).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Lowercase description of the problem.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// A field's value type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldType {
+    /// UTF-8 text up to `max_len` characters.
+    String,
+    /// A calendar date `YYYY-MM-DD`.
+    Date,
+    /// A signed 64-bit integer.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// One of a fixed set of strings.
+    Enum(Vec<String>),
+    /// A list of strings, each up to `max_len` characters, at most 32 items.
+    StringList,
+}
+
+/// Whether a field is basic or sensitive personal data (Law 91/2025, Decree 356/2025).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sensitivity {
+    /// Basic personal data.
+    Basic,
+    /// Sensitive personal data: needs consent unless a legal basis covers it.
+    Sensitive,
+}
+
+/// A catalog field.
+#[derive(Debug, Clone)]
+pub struct FieldDef {
+    /// Snake-case name.
+    pub name: String,
+    /// Vietnamese label.
+    pub label_vi: String,
+    /// English label.
+    pub label_en: String,
+    /// Value type.
+    pub ty: FieldType,
+    /// Basic or sensitive.
+    pub sensitivity: Sensitivity,
+    /// Category (identity, contact, health, …).
+    pub category: String,
+    /// Maximum length in characters (strings, list items).
+    pub max_len: usize,
+}
+
+/// Whether a purpose asks the citizen first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentRule {
+    /// Every grant for this purpose needs the citizen's consent.
+    Required,
+    /// Basic fields need no consent; sensitive ones do unless the legal basis covers them.
+    NotRequired,
+}
+
+/// How a field is masked on release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mask {
+    /// Only the last four characters, the rest replaced by `*`.
+    Last4,
+    /// Only the year of a date.
+    YearOnly,
+    /// Only the initials of a name.
+    Initials,
+}
+
+/// Answers a purpose may receive instead of raw fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Derived {
+    /// `age_at_least`: whether the citizen is at least this old (from `date_of_birth`).
+    pub age_at_least: Option<u8>,
+    /// `resides_in`: whether the citizen lives in one of these districts or wards.
+    pub resides_in: Vec<String>,
+}
+
+/// Name of the derived answer `age_at_least`.
+pub const DERIVED_AGE_AT_LEAST: &str = "age_at_least";
+/// Name of the derived answer `resides_in`.
+pub const DERIVED_RESIDES_IN: &str = "resides_in";
+
+/// An administrative procedure for which data may be released.
+#[derive(Debug, Clone)]
+pub struct Purpose {
+    /// Id (the file name's stem).
+    pub id: String,
+    /// Vietnamese label.
+    pub label_vi: String,
+    /// English label.
+    pub label_en: String,
+    /// Procedure group (civil_status, business, land, …).
+    pub procedure_group: String,
+    /// The legal basis, as cited.
+    pub legal_basis: String,
+    /// Whether the legal basis allows sensitive fields without consent.
+    pub legal_basis_covers_sensitive: bool,
+    /// Fields that may be requested.
+    pub fields: Vec<String>,
+    /// Longest token lifetime.
+    pub max_ttl_seconds: u32,
+    /// Most releases per grant.
+    pub max_uses: u32,
+    /// Consent rule.
+    pub consent: ConsentRule,
+    /// Emergency access: granted at once, flagged, reviewed afterwards.
+    pub break_glass: bool,
+    /// Masks applied on release.
+    pub masks: BTreeMap<String, Mask>,
+    /// Derived answers available.
+    pub derived: Derived,
+}
+
+impl Purpose {
+    /// Whether `name` may be requested: a listed field or a declared derived answer.
+    pub fn allows(&self, name: &str) -> bool {
+        self.fields.iter().any(|f| f == name)
+            || (name == DERIVED_AGE_AT_LEAST && self.derived.age_at_least.is_some())
+            || (name == DERIVED_RESIDES_IN && !self.derived.resides_in.is_empty())
+    }
+}
+
+/// Where an agency may act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Jurisdiction {
+    /// The whole city.
+    City,
+    /// These district or ward codes.
+    Units(Vec<String>),
+}
+
+/// An agency system allowed to call the vault.
+#[derive(Debug, Clone)]
+pub struct Agency {
+    /// Id, as in the certificate SAN `urn:vault:agency:<id>`.
+    pub id: String,
+    /// Vietnamese name.
+    pub name_vi: String,
+    /// English name.
+    pub name_en: String,
+    /// ward, district or city.
+    pub level: String,
+    /// Where it may act.
+    pub jurisdiction: Jurisdiction,
+    /// Purposes it may use.
+    pub purposes: Vec<String>,
+    /// Whether it is a source of truth that may write records.
+    pub writes: bool,
+}
+
+/// A loaded, validated policy set and its SHA-256.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    fields: BTreeMap<String, FieldDef>,
+    purposes: BTreeMap<String, Purpose>,
+    agencies: BTreeMap<String, Agency>,
+    sha256: [u8; 32],
+}
+
+impl PolicySet {
+    /// Loads and validates `dir` (`fields.toml`, `purposes/*.toml`, `agencies.toml`).
+    pub fn load_dir(dir: &std::path::Path) -> Result<Self, PolicyError> {
+        load::load_dir(dir)
+    }
+
+    /// A catalog field.
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.fields.get(name)
+    }
+
+    /// All catalog fields by name.
+    pub fn fields(&self) -> impl Iterator<Item = &FieldDef> {
+        self.fields.values()
+    }
+
+    /// A purpose.
+    pub fn purpose(&self, id: &str) -> Option<&Purpose> {
+        self.purposes.get(id)
+    }
+
+    /// All purposes by id.
+    pub fn purposes(&self) -> impl Iterator<Item = &Purpose> {
+        self.purposes.values()
+    }
+
+    /// An agency.
+    pub fn agency(&self, id: &str) -> Option<&Agency> {
+        self.agencies.get(id)
+    }
+
+    /// All agencies by id.
+    pub fn agencies(&self) -> impl Iterator<Item = &Agency> {
+        self.agencies.values()
+    }
+
+    /// SHA-256 over every policy file (path and content, in path order; `cases/` excluded).
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    /// The SHA-256 as lowercase hex.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+}
+
+/// The citizen's consent for this agency and purpose, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentState {
+    /// Never asked, or withdrawn.
+    None,
+    /// Given and not withdrawn.
+    Given,
+    /// Refused.
+    Refused,
+}
+
+/// What a grant request asks for.
+#[derive(Debug, Clone)]
+pub struct AccessRequest<'a> {
+    /// The calling agency (from its certificate).
+    pub agency: &'a str,
+    /// The purpose id.
+    pub purpose: &'a str,
+    /// The fields (or derived answers) requested.
+    pub fields: &'a [String],
+}
+
+/// Facts about the citizen the decision needs. Read inside the core, never released.
+#[derive(Debug, Clone)]
+pub struct CitizenFacts<'a> {
+    /// Residence district code, if known.
+    pub district: Option<&'a str>,
+    /// Residence ward code, if known.
+    pub ward: Option<&'a str>,
+    /// Consent for this agency and purpose.
+    pub consent: ConsentState,
+}
+
+/// A yes from the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Grant now. `break_glass` grants are flagged for auditor review and shown to the citizen.
+    Permit {
+        /// Emergency access.
+        break_glass: bool,
+        /// Whether the citizen's consent was what made it possible.
+        by_consent: bool,
+    },
+    /// The citizen must consent first.
+    PendingConsent,
+}
+
+/// A no from the policy, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// The agency is not in `agencies.toml`.
+    #[error("unknown agency")]
+    UnknownAgency,
+    /// The purpose does not exist.
+    #[error("unknown purpose")]
+    UnknownPurpose,
+    /// A requested field is not in the catalog.
+    #[error("unknown field `{0}`")]
+    UnknownField(String),
+    /// The request names no field, or a field twice.
+    #[error("request must name each field once and at least one field")]
+    InvalidRequest,
+    /// The agency may not use this purpose.
+    #[error("the agency may not use this purpose")]
+    PurposeNotAllowed,
+    /// A requested field is not part of the purpose.
+    #[error("field `{0}` is not part of this purpose")]
+    FieldNotInPurpose(String),
+    /// The citizen lives outside the agency's jurisdiction.
+    #[error("the citizen is outside the agency's jurisdiction")]
+    OutsideJurisdiction,
+    /// The citizen refused consent.
+    #[error("the citizen refused consent")]
+    ConsentRefused,
+}
+
+impl Denial {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownAgency => "unknown_agency",
+            Self::UnknownPurpose => "unknown_purpose",
+            Self::UnknownField(_) => "unknown_field",
+            Self::InvalidRequest => "invalid_request",
+            Self::PurposeNotAllowed => "purpose_not_allowed",
+            Self::FieldNotInPurpose(_) => "field_not_in_purpose",
+            Self::OutsideJurisdiction => "outside_jurisdiction",
+            Self::ConsentRefused => "consent_refused",
+        }
+    }
+}
+
+/// The decision: a pure function of the policy set, the request and the citizen's facts.
+pub fn authorize(
+    set: &PolicySet,
+    req: &AccessRequest<'_>,
+    facts: &CitizenFacts<'_>,
+) -> Result<Decision, Denial> {
+    let agency = set.agency(req.agency).ok_or(Denial::UnknownAgency)?;
+    let purpose = set.purpose(req.purpose).ok_or(Denial::UnknownPurpose)?;
+    if req.fields.is_empty() {
+        return Err(Denial::InvalidRequest);
+    }
+    for (i, f) in req.fields.iter().enumerate() {
+        let derived = (f == DERIVED_AGE_AT_LEAST) || (f == DERIVED_RESIDES_IN);
+        if !derived && set.field(f).is_none() {
+            return Err(Denial::UnknownField(f.clone()));
+        }
+        if req.fields[..i].contains(f) {
+            return Err(Denial::InvalidRequest);
+        }
+    }
+    if !agency.purposes.iter().any(|p| p == &purpose.id) {
+        return Err(Denial::PurposeNotAllowed);
+    }
+    if let Some(f) = req.fields.iter().find(|f| !purpose.allows(f)) {
+        return Err(Denial::FieldNotInPurpose(f.clone()));
+    }
+    let inside = match &agency.jurisdiction {
+        Jurisdiction::City => true,
+        Jurisdiction::Units(units) => units
+            .iter()
+            .any(|u| Some(u.as_str()) == facts.district || Some(u.as_str()) == facts.ward),
+    };
+    if !inside {
+        return Err(Denial::OutsideJurisdiction);
+    }
+    if purpose.break_glass {
+        return Ok(Decision::Permit {
+            break_glass: true,
+            by_consent: false,
+        });
+    }
+    let sensitive = req.fields.iter().any(|f| {
+        set.field(f)
+            .is_some_and(|d| d.sensitivity == Sensitivity::Sensitive)
+    });
+    let needs_consent = match purpose.consent {
+        ConsentRule::Required => true,
+        ConsentRule::NotRequired => sensitive && !purpose.legal_basis_covers_sensitive,
+    };
+    if !needs_consent {
+        return Ok(Decision::Permit {
+            break_glass: false,
+            by_consent: false,
+        });
+    }
+    match facts.consent {
+        ConsentState::Given => Ok(Decision::Permit {
+            break_glass: false,
+            by_consent: true,
+        }),
+        ConsentState::Refused => Err(Denial::ConsentRefused),
+        ConsentState::None => Ok(Decision::PendingConsent),
+    }
+}

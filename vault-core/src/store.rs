@@ -1,0 +1,72 @@
+//! Storage behind the `VaultStore` trait, in domain types: sealed citizen records keyed by
+//! blind id, the wrapped keyring, import checkpoints. Implementations are named by backend
+//! (`SledStore`); callers never see the engine. Nothing stored here is plaintext.
+
+mod codec;
+mod sled_store;
+
+use std::collections::BTreeMap;
+
+pub use sled_store::SledStore;
+
+use crate::error::VaultError;
+use crate::id::{BlindId, FieldName};
+use crate::keyring::KeyringRecord;
+
+/// One sealed field: its current version and its envelope (whose header repeats the version;
+/// both must agree, so an older envelope replayed into place is refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedField {
+    /// The record version at which this field was last written.
+    pub version: u64,
+    /// The `crypto` field envelope.
+    pub envelope: Vec<u8>,
+}
+
+/// A citizen's record at rest: wrapped DEK, audit salt, versions and sealed fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    /// Generation of the citizen's DEK (bound into every field's AAD).
+    pub dek_version: u32,
+    /// The DEK wrapped under a KEK (`crypto` DEK envelope).
+    pub wrapped_dek: Vec<u8>,
+    /// Per-citizen salt for audit pseudonyms; erasure destroys it.
+    pub audit_salt: [u8; 32],
+    /// Bumped on every write that changes a field.
+    pub record_version: u64,
+    /// Sealed fields by name.
+    pub fields: BTreeMap<FieldName, SealedField>,
+}
+
+/// The vault's persistent state. Writes become durable at `flush` (or at once where noted).
+pub trait VaultStore: Send + Sync {
+    /// The stored keyring, if the vault is initialized.
+    fn keyring(&self) -> Result<Option<KeyringRecord>, VaultError>;
+    /// Replaces the keyring and flushes.
+    fn put_keyring(&self, record: &KeyringRecord) -> Result<(), VaultError>;
+    /// A citizen's sealed record.
+    fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, VaultError>;
+    /// Writes many records atomically (all or none). Durable after `flush`.
+    fn put_citizens(&self, records: &[(BlindId, SealedRecord)]) -> Result<(), VaultError>;
+    /// Removes a citizen's record (DEK, salt, fields, index row) and flushes.
+    /// Returns whether it existed.
+    fn delete_citizen(&self, id: &BlindId) -> Result<bool, VaultError>;
+    /// Up to `limit` records after `after` in blind-id order (for rotation and scans).
+    fn citizens_after(
+        &self,
+        after: Option<&BlindId>,
+        limit: usize,
+    ) -> Result<Vec<(BlindId, SealedRecord)>, VaultError>;
+    /// Number of citizens stored.
+    fn citizen_count(&self) -> Result<u64, VaultError>;
+    /// The last committed line of an interrupted import of the file with this hash.
+    fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, VaultError>;
+    /// Records (or clears, with `None`) an import checkpoint. Durable after `flush`.
+    fn set_import_checkpoint(
+        &self,
+        file_hash: &[u8; 32],
+        line: Option<u64>,
+    ) -> Result<(), VaultError>;
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), VaultError>;
+}
