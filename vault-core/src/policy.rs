@@ -396,3 +396,119 @@ pub fn authorize(
         ConsentState::None => Ok(Decision::PendingConsent),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn policies_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+    }
+
+    #[test]
+    fn every_policy_file_loads_with_real_content() {
+        let set = PolicySet::load_dir(&policies_dir()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(set.fields().count() >= 25);
+        assert!(set.purposes().count() >= 10);
+        assert!(set.agencies().count() >= 4);
+        assert!(set.purposes().any(|p| p.break_glass));
+        for cat in [
+            "health",
+            "religion",
+            "ethnicity",
+            "criminal_record",
+            "finance",
+            "biometric",
+            "location",
+        ] {
+            assert!(
+                set.fields()
+                    .any(|f| f.category == cat && f.sensitivity == Sensitivity::Sensitive),
+                "no sensitive field in category {cat}"
+            );
+        }
+        let levels: Vec<_> = set.agencies().map(|a| a.level.as_str()).collect();
+        assert!(
+            levels.contains(&"city") && levels.contains(&"district") && levels.contains(&"ward")
+        );
+        assert_eq!(set.sha256_hex().len(), 64);
+    }
+
+    #[test]
+    fn policy_hash_changes_when_any_file_changes() {
+        let src = policies_dir();
+        let tmp = tempfile::tempdir().unwrap();
+        for rel in ["fields.toml", "agencies.toml"] {
+            std::fs::copy(src.join(rel), tmp.path().join(rel)).unwrap();
+        }
+        std::fs::create_dir(tmp.path().join("purposes")).unwrap();
+        for e in std::fs::read_dir(src.join("purposes")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, tmp.path().join("purposes").join(p.file_name().unwrap())).unwrap();
+        }
+        let a = PolicySet::load_dir(tmp.path()).unwrap().sha256();
+        assert_eq!(
+            a,
+            PolicySet::load_dir(&src).unwrap().sha256(),
+            "hash is independent of location"
+        );
+        let p = tmp.path().join("purposes/construction_permit.toml");
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("max_uses = 5", "max_uses = 6");
+        std::fs::write(&p, text).unwrap();
+        assert_ne!(a, PolicySet::load_dir(tmp.path()).unwrap().sha256());
+    }
+
+    #[test]
+    fn every_case_gives_its_expected_decision() {
+        let set = PolicySet::load_dir(&policies_dir()).unwrap();
+        let cases = load_cases(&policies_dir().join("cases")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cases.len() >= 20);
+        let results = run_cases(&set, &cases);
+        let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
+        assert!(failed.is_empty(), "failing cases: {failed:#?}");
+        for outcome in [
+            CaseOutcome::Permit,
+            CaseOutcome::PendingConsent,
+            CaseOutcome::Deny,
+        ] {
+            assert!(cases.iter().any(|c| c.expect == outcome));
+        }
+    }
+
+    #[test]
+    fn every_invalid_fixture_fails_naming_file_line_and_problem() {
+        let dir = policies_dir().join("cases/invalid");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let expect = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# expect: "))
+                .unwrap_or_else(|| panic!("{} lacks a `# expect:` first line", path.display()));
+            let err = check_fragment(&policies_dir(), &path)
+                .err()
+                .unwrap_or_else(|| panic!("{} loaded but must fail", path.display()));
+            let shown = err.to_string();
+            assert!(shown.starts_with(&path.display().to_string()), "{shown}");
+            assert!(err.line >= 2, "{shown}: no line");
+            assert!(shown.contains(expect), "{shown}: expected `{expect}`");
+            n += 1;
+        }
+        assert!(n >= 10);
+    }
+
+    #[test]
+    fn a_valid_fragment_loads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("purpose_emergency.toml");
+        std::fs::copy(policies_dir().join("purposes/emergency_care.toml"), &p).unwrap();
+        if let Err(e) = check_fragment(&policies_dir(), &p) {
+            panic!("{e}");
+        }
+    }
+}
