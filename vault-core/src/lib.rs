@@ -10,7 +10,9 @@ pub mod keyring;
 pub mod policy;
 pub mod secret;
 pub mod store;
+pub mod vault;
 
 pub use clock::{Clock, FixedClock, SystemClock, Timestamp};
 pub use error::VaultError;
 pub use id::{BlindId, CitizenId, FieldName};
+pub use vault::{Record, RecordWrite, Vault, WriteOutcome};

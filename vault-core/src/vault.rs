@@ -1,0 +1,713 @@
+//! The `Vault` façade: the only public way to seal, open, erase and re-key citizen records.
+//! It validates values against the policy catalog, keeps the DEK hierarchy consistent and
+//! never lets plaintext reach the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::crypto::{self, FieldSealer};
+use crate::error::VaultError;
+use crate::id::{BlindId, CitizenId, FieldName};
+use crate::keyring::{Keyring, RootKeySource};
+use crate::policy::PolicySet;
+use crate::store::{SealedField, SealedRecord, VaultStore};
+
+/// Validated fields to write for one citizen.
+pub struct RecordWrite {
+    /// The citizen.
+    pub citizen: CitizenId,
+    /// Field values, each checked against the catalog.
+    pub fields: Vec<(FieldName, Value)>,
+}
+
+impl std::fmt::Debug for RecordWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordWrite(<redacted>)")
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// A new citizen, at this record version.
+    Created(u64),
+    /// Some fields changed; the new record version.
+    Updated(u64),
+    /// Every value was already stored; the record version is unchanged.
+    Unchanged(u64),
+}
+
+impl WriteOutcome {
+    /// The record version after the write.
+    pub fn version(self) -> u64 {
+        match self {
+            Self::Created(v) | Self::Updated(v) | Self::Unchanged(v) => v,
+        }
+    }
+}
+
+/// A citizen's opened record. Never printed.
+pub struct Record {
+    /// Record version.
+    pub version: u64,
+    /// Values by field name.
+    pub fields: BTreeMap<String, Value>,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("version", &self.version)
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Progress of a key rotation, passed to the caller's callback after each batch.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationProgress {
+    /// Records visited so far.
+    pub visited: u64,
+    /// Records in the store when the pass started.
+    pub total: u64,
+}
+
+/// The result of `rotate_keys`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationReport {
+    /// The KEK version DEKs were moved from.
+    pub from: u32,
+    /// The new current KEK version.
+    pub to: u32,
+    /// DEKs re-wrapped in this run.
+    pub rewrapped: u64,
+    /// Whether this run resumed an interrupted rotation.
+    pub resumed: bool,
+    /// Whether the rotation finished (old KEKs retired). `false` if the callback stopped it.
+    pub completed: bool,
+}
+
+/// The vault over a store.
+pub struct Vault<S: VaultStore> {
+    store: S,
+    keyring: Keyring,
+    policy: Arc<PolicySet>,
+}
+
+impl<S: VaultStore> std::fmt::Debug for Vault<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("keyring", &self.keyring)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: VaultStore> Vault<S> {
+    /// Creates a new vault's keyring in an empty store. Refuses an initialized store.
+    pub fn init(
+        store: S,
+        root: &dyn RootKeySource,
+        policy: Arc<PolicySet>,
+    ) -> Result<Self, VaultError> {
+        if store.keyring()?.is_some() {
+            return Err(VaultError::VaultExists);
+        }
+        let root = root.load()?;
+        let (keyring, record) = Keyring::create(&root)?;
+        store.put_keyring(&record)?;
+        Ok(Self {
+            store,
+            keyring,
+            policy,
+        })
+    }
+
+    /// Opens an initialized vault. A wrong root key fails with `WrongRootKey` before anything
+    /// else is read or written.
+    pub fn open(
+        store: S,
+        root: &dyn RootKeySource,
+        policy: Arc<PolicySet>,
+    ) -> Result<Self, VaultError> {
+        let record = store.keyring()?.ok_or(VaultError::VaultNotInitialized)?;
+        let keyring = Keyring::open(&root.load()?, &record)?;
+        Ok(Self {
+            store,
+            keyring,
+            policy,
+        })
+    }
+
+    /// The policy set in force.
+    pub fn policy(&self) -> &PolicySet {
+        &self.policy
+    }
+
+    /// The store (for maintenance and tests; holds only sealed data).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The keyring (versions only are observable).
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// The blind index of a citizen id.
+    pub fn blind(&self, id: &CitizenId) -> BlindId {
+        self.keyring.blind(id)
+    }
+
+    /// Checks a JSON object of fields against the catalog. Errors name the field, never the
+    /// value.
+    pub fn validate_fields(
+        &self,
+        fields: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<(FieldName, Value)>, VaultError> {
+        fields
+            .iter()
+            .map(|(name, value)| {
+                let def = self
+                    .policy
+                    .field(name)
+                    .ok_or_else(|| VaultError::UnknownField(printable_name(name)))?;
+                def.validate(value)
+                    .map_err(|reason| VaultError::InvalidFieldValue {
+                        field: def.name.clone(),
+                        reason,
+                    })?;
+                let fname = FieldName::parse(name)
+                    .ok_or_else(|| VaultError::UnknownField(printable_name(name)))?;
+                Ok((fname, value.clone()))
+            })
+            .collect()
+    }
+
+    /// Writes many citizens' fields in one atomic store batch (durable after `flush`).
+    /// Unchanged values are detected by opening the stored ciphertext, so writing the same
+    /// data twice changes nothing, not even the record version.
+    pub fn write_records(&self, writes: &[RecordWrite]) -> Result<Vec<WriteOutcome>, VaultError> {
+        let mut pending: HashMap<BlindId, SealedRecord> = HashMap::new();
+        let mut order: Vec<BlindId> = Vec::new();
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for w in writes {
+            for (name, value) in &w.fields {
+                let def = self
+                    .policy
+                    .field(name.as_str())
+                    .ok_or_else(|| VaultError::UnknownField(name.to_string()))?;
+                def.validate(value)
+                    .map_err(|reason| VaultError::InvalidFieldValue {
+                        field: def.name.clone(),
+                        reason,
+                    })?;
+            }
+            let blind = self.keyring.blind(&w.citizen);
+            let existing = match pending.remove(&blind) {
+                Some(r) => Some(r),
+                None => self.store.citizen(&blind)?,
+            };
+            let (record, outcome) = match existing {
+                None => (self.seal_new(&blind, &w.fields)?, None),
+                Some(r) => self.seal_update(&blind, r, &w.fields)?,
+            };
+            let outcome = outcome.unwrap_or(WriteOutcome::Created(record.record_version));
+            if !matches!(outcome, WriteOutcome::Unchanged(_)) && !order.contains(&blind) {
+                order.push(blind);
+            }
+            pending.insert(blind, record);
+            outcomes.push(outcome);
+        }
+        let batch: Vec<(BlindId, SealedRecord)> = order
+            .into_iter()
+            .filter_map(|b| pending.remove(&b).map(|r| (b, r)))
+            .collect();
+        if !batch.is_empty() {
+            self.store.put_citizens(&batch)?;
+        }
+        Ok(outcomes)
+    }
+
+    fn seal_new(
+        &self,
+        blind: &BlindId,
+        fields: &[(FieldName, Value)],
+    ) -> Result<SealedRecord, VaultError> {
+        let dek = crypto::generate_dek()?;
+        let dek_version = 1;
+        let mut audit_salt = [0u8; 32];
+        crypto::random_bytes(&mut audit_salt)?;
+        let sealer = FieldSealer::new(&dek, *blind, dek_version);
+        let mut sealed = BTreeMap::new();
+        for (name, value) in fields {
+            let pt = encode_value(value)?;
+            sealed.insert(
+                name.clone(),
+                SealedField {
+                    version: 1,
+                    envelope: sealer.seal(name, 1, &pt)?,
+                },
+            );
+        }
+        Ok(SealedRecord {
+            dek_version,
+            wrapped_dek: self.keyring.wrap_dek(blind, dek_version, &dek)?,
+            audit_salt,
+            record_version: 1,
+            fields: sealed,
+        })
+    }
+
+    fn seal_update(
+        &self,
+        blind: &BlindId,
+        mut record: SealedRecord,
+        fields: &[(FieldName, Value)],
+    ) -> Result<(SealedRecord, Option<WriteOutcome>), VaultError> {
+        let dek = self
+            .keyring
+            .unwrap_dek(blind, record.dek_version, &record.wrapped_dek)?;
+        let sealer = FieldSealer::new(&dek, *blind, record.dek_version);
+        let mut changed = Vec::new();
+        for (name, value) in fields {
+            let pt = encode_value(value)?;
+            let same = match record.fields.get(name) {
+                Some(f) => sealer.open(name, f.version, &f.envelope)?.expose() == pt.as_slice(),
+                None => false,
+            };
+            if !same {
+                changed.push((name, pt));
+            }
+        }
+        if changed.is_empty() {
+            let v = record.record_version;
+            return Ok((record, Some(WriteOutcome::Unchanged(v))));
+        }
+        let version = record
+            .record_version
+            .checked_add(1)
+            .ok_or_else(|| VaultError::StoreCorrupt("record version overflow".into()))?;
+        for (name, pt) in changed {
+            record.fields.insert(
+                name.clone(),
+                SealedField {
+                    version,
+                    envelope: sealer.seal(name, version, &pt)?,
+                },
+            );
+        }
+        record.record_version = version;
+        Ok((record, Some(WriteOutcome::Updated(version))))
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), VaultError> {
+        self.store.flush()
+    }
+
+    /// Opens a citizen's whole record.
+    pub fn read_record(&self, id: &CitizenId) -> Result<Record, VaultError> {
+        let blind = self.keyring.blind(id);
+        let record = self
+            .store
+            .citizen(&blind)?
+            .ok_or(VaultError::CitizenNotFound)?;
+        let dek = self
+            .keyring
+            .unwrap_dek(&blind, record.dek_version, &record.wrapped_dek)?;
+        let sealer = FieldSealer::new(&dek, blind, record.dek_version);
+        let mut fields = BTreeMap::new();
+        for (name, f) in &record.fields {
+            let pt = sealer.open(name, f.version, &f.envelope)?;
+            let value: Value = serde_json::from_slice(pt.expose())
+                .map_err(|_| VaultError::StoreCorrupt("sealed value is not JSON".into()))?;
+            fields.insert(name.to_string(), value);
+        }
+        Ok(Record {
+            version: record.record_version,
+            fields,
+        })
+    }
+
+    /// Crypto-shredding: destroys the citizen's wrapped DEK, audit salt, sealed fields and
+    /// index row. Nothing can open the data afterwards; a later import starts a fresh DEK.
+    pub fn erase(&self, id: &CitizenId) -> Result<(), VaultError> {
+        if self.store.delete_citizen(&self.keyring.blind(id))? {
+            Ok(())
+        } else {
+            Err(VaultError::CitizenNotFound)
+        }
+    }
+
+    /// Rotates the KEK: a new version becomes current, every DEK is re-wrapped under it, then
+    /// older KEKs are retired. Resumable: if a previous run was interrupted, this run finishes
+    /// it instead of starting another. `progress` may stop the run after any batch.
+    pub fn rotate_keys(
+        &mut self,
+        root: &dyn RootKeySource,
+        batch: usize,
+        progress: &mut dyn FnMut(RotationProgress) -> ControlFlow<()>,
+    ) -> Result<RotationReport, VaultError> {
+        let root = root.load()?;
+        let mut record = self
+            .store
+            .keyring()?
+            .ok_or(VaultError::VaultNotInitialized)?;
+        let resumed = record.rotating_from.is_some();
+        if !resumed {
+            record = Keyring::begin_rotation(&root, &record)?;
+            self.store.put_keyring(&record)?;
+        }
+        self.keyring = Keyring::open(&root, &record)?;
+        let from = record.rotating_from.unwrap_or(record.current);
+        let to = record.current;
+        let total = self.store.citizen_count()?;
+        let (mut visited, mut rewrapped) = (0u64, 0u64);
+        let mut cursor: Option<BlindId> = None;
+        loop {
+            let rows = self.store.citizens_after(cursor.as_ref(), batch.max(1))?;
+            let Some((last, _)) = rows.last() else { break };
+            cursor = Some(*last);
+            visited += rows.len() as u64;
+            let mut changed = Vec::new();
+            for (blind, mut rec) in rows {
+                if crypto::wrapped_dek_kek_version(&rec.wrapped_dek)? == to {
+                    continue;
+                }
+                let dek = self
+                    .keyring
+                    .unwrap_dek(&blind, rec.dek_version, &rec.wrapped_dek)?;
+                rec.wrapped_dek = self.keyring.wrap_dek(&blind, rec.dek_version, &dek)?;
+                changed.push((blind, rec));
+            }
+            if !changed.is_empty() {
+                rewrapped += changed.len() as u64;
+                self.store.put_citizens(&changed)?;
+                self.store.flush()?;
+            }
+            if progress(RotationProgress { visited, total }).is_break() {
+                return Ok(RotationReport {
+                    from,
+                    to,
+                    rewrapped,
+                    resumed,
+                    completed: false,
+                });
+            }
+        }
+        let done = Keyring::finish_rotation(&record);
+        self.store.put_keyring(&done)?;
+        self.keyring = Keyring::open(&root, &done)?;
+        Ok(RotationReport {
+            from,
+            to,
+            rewrapped,
+            resumed,
+            completed: true,
+        })
+    }
+}
+
+fn encode_value(v: &Value) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    serde_json::to_vec(v)
+        .map(Zeroizing::new)
+        .map_err(|_| VaultError::StoreCorrupt("value cannot be encoded".into()))
+}
+
+/// A field name safe to echo in an error: catalog syntax only, else a placeholder.
+fn printable_name(name: &str) -> String {
+    if FieldName::parse(name).is_some() {
+        name.to_owned()
+    } else {
+        "<invalid name>".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyring::InMemoryRootKey;
+    use crate::store::SledStore;
+    use serde_json::json;
+    use std::path::Path;
+
+    fn policy() -> Arc<PolicySet> {
+        Arc::new(
+            PolicySet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"))
+                .unwrap(),
+        )
+    }
+
+    fn id(n: u64) -> CitizenId {
+        CitizenId::parse(&format!("0792{n:08}")).unwrap()
+    }
+
+    fn write(c: CitizenId, fields: Value) -> RecordWrite {
+        let map = fields.as_object().unwrap().clone();
+        RecordWrite {
+            citizen: c,
+            fields: map
+                .into_iter()
+                .map(|(k, v)| (FieldName::parse(&k).unwrap(), v))
+                .collect(),
+        }
+    }
+
+    fn new_vault(dir: &Path, key: u8) -> Vault<SledStore> {
+        Vault::init(
+            SledStore::open(dir).unwrap(),
+            &InMemoryRootKey::new([key; 32]),
+            policy(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn write_read_round_trip_and_idempotent_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = new_vault(dir.path(), 1);
+        let w = write(
+            id(1),
+            json!({"full_name": "Nguyễn Văn An", "phone": "0903123456"}),
+        );
+        assert_eq!(
+            v.write_records(&[w]).unwrap(),
+            vec![WriteOutcome::Created(1)]
+        );
+        let w = write(
+            id(1),
+            json!({"full_name": "Nguyễn Văn An", "phone": "0903123456"}),
+        );
+        assert_eq!(
+            v.write_records(&[w]).unwrap(),
+            vec![WriteOutcome::Unchanged(1)]
+        );
+        let w = write(id(1), json!({"phone": "0903999999"}));
+        assert_eq!(
+            v.write_records(&[w]).unwrap(),
+            vec![WriteOutcome::Updated(2)]
+        );
+        let r = v.read_record(&id(1)).unwrap();
+        assert_eq!(r.version, 2);
+        assert_eq!(r.fields["full_name"], json!("Nguyễn Văn An"));
+        assert_eq!(r.fields["phone"], json!("0903999999"));
+        // The untouched field keeps its own version.
+        let sealed = v.store().citizen(&v.blind(&id(1))).unwrap().unwrap();
+        assert_eq!(
+            sealed.fields[&FieldName::parse("full_name").unwrap()].version,
+            1
+        );
+        assert!(matches!(
+            v.read_record(&id(2)),
+            Err(VaultError::CitizenNotFound)
+        ));
+    }
+
+    #[test]
+    fn invalid_values_are_refused_without_quoting_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = new_vault(dir.path(), 1);
+        let mut m = serde_json::Map::new();
+        m.insert("date_of_birth".into(), json!("1990-02-30"));
+        let err = v.validate_fields(&m).unwrap_err();
+        assert_eq!(err.code(), "invalid_field_value");
+        assert!(!err.to_string().contains("1990-02-30"));
+        let mut m = serde_json::Map::new();
+        m.insert("shoe_size".into(), json!(42));
+        assert_eq!(v.validate_fields(&m).unwrap_err().code(), "unknown_field");
+        let w = write(id(3), json!({"sex": "unknown"}));
+        assert!(v.write_records(&[w]).is_err());
+        assert_eq!(v.store().citizen_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn old_ciphertext_replayed_into_place_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = new_vault(dir.path(), 1);
+        v.write_records(&[write(id(1), json!({"phone": "0903000001"}))])
+            .unwrap();
+        let blind = v.blind(&id(1));
+        let old = v.store().citizen(&blind).unwrap().unwrap();
+        v.write_records(&[write(id(1), json!({"phone": "0903000002"}))])
+            .unwrap();
+        let mut current = v.store().citizen(&blind).unwrap().unwrap();
+        let phone = FieldName::parse("phone").unwrap();
+        current.fields.get_mut(&phone).unwrap().envelope = old.fields[&phone].envelope.clone();
+        v.store().put_citizens(&[(blind, current)]).unwrap();
+        assert!(matches!(
+            v.read_record(&id(1)),
+            Err(VaultError::StaleCiphertext)
+        ));
+    }
+
+    #[test]
+    fn ciphertext_swapped_between_citizens_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = new_vault(dir.path(), 1);
+        v.write_records(&[
+            write(id(1), json!({"phone": "0903000001"})),
+            write(id(2), json!({"phone": "0903000002"})),
+        ])
+        .unwrap();
+        let (b1, b2) = (v.blind(&id(1)), v.blind(&id(2)));
+        let r1 = v.store().citizen(&b1).unwrap().unwrap();
+        let mut r2 = v.store().citizen(&b2).unwrap().unwrap();
+        // Move citizen 1's whole record (DEK and fields) under citizen 2's index.
+        v.store().put_citizens(&[(b2, r1.clone())]).unwrap();
+        assert!(v.read_record(&id(2)).is_err());
+        // Move only a field envelope.
+        let phone = FieldName::parse("phone").unwrap();
+        r2.fields.insert(phone.clone(), r1.fields[&phone].clone());
+        v.store().put_citizens(&[(b2, r2)]).unwrap();
+        assert!(v.read_record(&id(2)).is_err());
+    }
+
+    #[test]
+    fn wrong_root_key_is_a_clear_error_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let v = new_vault(dir.path(), 1);
+            v.write_records(&[write(id(1), json!({"full_name": "Lê Thị Hoa"}))])
+                .unwrap();
+            v.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let before = store.keyring().unwrap();
+        let err = Vault::open(store.clone(), &InMemoryRootKey::new([2; 32]), policy()).unwrap_err();
+        assert!(matches!(err, VaultError::WrongRootKey));
+        assert!(err.to_string().contains("root key does not match"));
+        assert_eq!(store.keyring().unwrap(), before);
+        let v = Vault::open(store, &InMemoryRootKey::new([1; 32]), policy()).unwrap();
+        assert_eq!(
+            v.read_record(&id(1)).unwrap().fields["full_name"],
+            json!("Lê Thị Hoa")
+        );
+    }
+
+    #[test]
+    fn init_refuses_an_existing_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = new_vault(dir.path(), 1);
+        let store = v.store().clone();
+        drop(v);
+        assert!(matches!(
+            Vault::init(store, &InMemoryRootKey::new([1; 32]), policy()),
+            Err(VaultError::VaultExists)
+        ));
+    }
+
+    #[test]
+    fn erase_destroys_the_record_and_a_later_write_gets_a_fresh_dek() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = new_vault(dir.path(), 1);
+        v.write_records(&[write(id(7), json!({"full_name": "Phạm Minh Tuấn"}))])
+            .unwrap();
+        let blind = v.blind(&id(7));
+        let before = v.store().citizen(&blind).unwrap().unwrap();
+        v.erase(&id(7)).unwrap();
+        assert!(v.store().citizen(&blind).unwrap().is_none());
+        assert!(matches!(
+            v.read_record(&id(7)),
+            Err(VaultError::CitizenNotFound)
+        ));
+        assert!(matches!(v.erase(&id(7)), Err(VaultError::CitizenNotFound)));
+        assert!(v.store().citizens_after(None, 10).unwrap().is_empty());
+        // The old wrapped DEK no longer opens anything: there is no record to open it for.
+        let w = write(id(7), json!({"full_name": "Phạm Minh Tuấn"}));
+        assert_eq!(
+            v.write_records(&[w]).unwrap(),
+            vec![WriteOutcome::Created(1)]
+        );
+        let after = v.store().citizen(&blind).unwrap().unwrap();
+        assert_ne!(before.wrapped_dek, after.wrapped_dek);
+        assert_ne!(before.audit_salt, after.audit_salt);
+        let old_dek = v
+            .keyring()
+            .unwrap_dek(&blind, 1, &before.wrapped_dek)
+            .unwrap();
+        let new_dek = v
+            .keyring()
+            .unwrap_dek(&blind, 1, &after.wrapped_dek)
+            .unwrap();
+        assert_ne!(old_dek.expose(), new_dek.expose());
+    }
+
+    #[test]
+    fn interrupted_rotation_resumes_and_every_record_reads_back_under_the_new_kek() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = InMemoryRootKey::new([5; 32]);
+        {
+            let v = new_vault(dir.path(), 5);
+            let writes: Vec<_> = (0..2500)
+                .map(|n| {
+                    write(
+                        id(n),
+                        json!({"full_name": format!("Công dân {n}"), "annual_income": n}),
+                    )
+                })
+                .collect();
+            v.write_records(&writes).unwrap();
+            v.flush().unwrap();
+        }
+        {
+            let mut v = Vault::open(SledStore::open(dir.path()).unwrap(), &root, policy()).unwrap();
+            let mut batches = 0;
+            let report = v
+                .rotate_keys(&root, 1000, &mut |_| {
+                    batches += 1;
+                    ControlFlow::Break(())
+                })
+                .unwrap();
+            assert_eq!(
+                report,
+                RotationReport {
+                    from: 1,
+                    to: 2,
+                    rewrapped: 1000,
+                    resumed: false,
+                    completed: false
+                }
+            );
+            // Simulates the kill: the process ends with the rotation half done.
+        }
+        let mut v = Vault::open(SledStore::open(dir.path()).unwrap(), &root, policy()).unwrap();
+        // New writes during the half-done rotation already use the new KEK.
+        v.write_records(&[write(id(9999), json!({"full_name": "Mới"}))])
+            .unwrap();
+        let mut seen = Vec::new();
+        let report = v
+            .rotate_keys(&root, 1000, &mut |p| {
+                seen.push(p.visited);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert!(report.resumed && report.completed);
+        assert_eq!((report.from, report.to), (1, 2));
+        assert_eq!(report.rewrapped, 1500);
+        assert_eq!(seen.last(), Some(&2501));
+        let ring = v.store().keyring().unwrap().unwrap();
+        assert_eq!(ring.keks.keys().copied().collect::<Vec<_>>(), vec![2]);
+        assert_eq!((ring.min_decryption_version, ring.rotating_from), (2, None));
+        for (_, rec) in v.store().citizens_after(None, 10_000).unwrap() {
+            assert_eq!(
+                crypto::wrapped_dek_kek_version(&rec.wrapped_dek).unwrap(),
+                2
+            );
+        }
+        for n in 0..2500 {
+            assert_eq!(
+                v.read_record(&id(n)).unwrap().fields["annual_income"],
+                json!(n)
+            );
+        }
+        // A second rotation goes to version 3.
+        let r = v
+            .rotate_keys(&root, 1000, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert_eq!((r.from, r.to, r.rewrapped, r.resumed), (2, 3, 2501, false));
+    }
+}
