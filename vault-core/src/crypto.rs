@@ -13,7 +13,7 @@
 //! the KEK version: rotating a KEK re-wraps DEKs and never has to touch field ciphertexts.
 
 use aes_gcm::aead::rand_core::RngCore;
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
@@ -44,6 +44,37 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<(), VaultError> {
     OsRng
         .try_fill_bytes(buf)
         .map_err(|_| VaultError::StoreUnavailable("operating system random source failed".into()))
+}
+
+thread_local! {
+    /// OS randomness fetched 4 KiB at a time for nonces: one `getrandom` call per ~340
+    /// nonces instead of one per seal. Nonces need uniqueness, not secrecy; keys are
+    /// still drawn from the OS one by one.
+    static NONCE_POOL: std::cell::RefCell<(Box<[u8; 4096]>, usize)> =
+        std::cell::RefCell::new((Box::new([0u8; 4096]), 4096));
+}
+
+/// A fresh random 96-bit nonce.
+fn random_nonce() -> Result<[u8; NONCE_LEN], VaultError> {
+    NONCE_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let (buf, used) = &mut *pool;
+        if *used + NONCE_LEN > buf.len() {
+            random_bytes(buf.as_mut_slice())?;
+            *used = 0;
+        }
+        let mut n = [0u8; NONCE_LEN];
+        n.copy_from_slice(
+            buf.get(*used..*used + NONCE_LEN)
+                .unwrap_or(&[0u8; NONCE_LEN]),
+        );
+        // Never hand out the same pool bytes twice.
+        buf.get_mut(*used..*used + NONCE_LEN)
+            .into_iter()
+            .for_each(|b| b.fill(0));
+        *used += NONCE_LEN;
+        Ok(n)
+    })
 }
 
 fn random_key() -> Result<Zeroizing<[u8; 32]>, VaultError> {
@@ -149,12 +180,13 @@ impl FieldSealer {
         record_version: u64,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, VaultError> {
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let nonce_bytes = random_nonce()?;
+        let nonce = Nonce::from_slice(&nonce_bytes);
         let aad = self.aad(field, record_version);
         let ct = self
             .cipher
             .encrypt(
-                &nonce,
+                nonce,
                 Payload {
                     msg: plaintext,
                     aad: &aad.0,
@@ -166,7 +198,7 @@ impl FieldSealer {
         out.push(ALG_AES256GCM);
         out.extend_from_slice(&self.dek_version.to_be_bytes());
         out.extend_from_slice(&record_version.to_be_bytes());
-        out.extend_from_slice(&nonce);
+        out.extend_from_slice(nonce);
         out.extend_from_slice(&ct);
         Ok(out)
     }
@@ -214,12 +246,13 @@ pub fn wrap_dek(
     dek_version: u32,
     dek: &DataKey,
 ) -> Result<Vec<u8>, VaultError> {
-    let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+    let nonce_bytes = random_nonce()?;
+    let nonce = Nonce::from_slice(&nonce_bytes);
     let mut aad = Aad::new("cdv.dek.v1");
     aad.part(&blind.0).u32(kek_version).u32(dek_version);
     let ct = cipher(kek.expose())
         .encrypt(
-            &nonce,
+            nonce,
             Payload {
                 msg: dek.expose(),
                 aad: &aad.0,
@@ -231,7 +264,7 @@ pub fn wrap_dek(
     out.push(ALG_AES256GCM);
     out.extend_from_slice(&kek_version.to_be_bytes());
     out.extend_from_slice(&dek_version.to_be_bytes());
-    out.extend_from_slice(&nonce);
+    out.extend_from_slice(nonce);
     out.extend_from_slice(&ct);
     Ok(out)
 }
@@ -277,12 +310,13 @@ pub fn unwrap_dek(
 
 /// Wraps a KEK under the root key.
 pub fn wrap_kek(root: &RootKey, kek_version: u32, kek: &Kek) -> Result<Vec<u8>, VaultError> {
-    let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+    let nonce_bytes = random_nonce()?;
+    let nonce = Nonce::from_slice(&nonce_bytes);
     let mut aad = Aad::new("cdv.kek.v1");
     aad.u32(kek_version);
     let ct = cipher(root.expose())
         .encrypt(
-            &nonce,
+            nonce,
             Payload {
                 msg: kek.expose(),
                 aad: &aad.0,
@@ -293,7 +327,7 @@ pub fn wrap_kek(root: &RootKey, kek_version: u32, kek: &Kek) -> Result<Vec<u8>, 
     out.push(FORMAT_KEK);
     out.push(ALG_AES256GCM);
     out.extend_from_slice(&kek_version.to_be_bytes());
-    out.extend_from_slice(&nonce);
+    out.extend_from_slice(nonce);
     out.extend_from_slice(&ct);
     Ok(out)
 }

@@ -16,12 +16,28 @@ use crate::keyring::{Keyring, RootKeySource};
 use crate::policy::PolicySet;
 use crate::store::{SealedField, SealedRecord, VaultStore};
 
-/// Validated fields to write for one citizen.
+/// Fields to write for one citizen. Only `Vault::validate_write` builds one, so every value
+/// in it has been checked against the catalog.
 pub struct RecordWrite {
-    /// The citizen.
-    pub citizen: CitizenId,
-    /// Field values, each checked against the catalog.
-    pub fields: Vec<(FieldName, Value)>,
+    citizen: CitizenId,
+    fields: Vec<(FieldName, Value)>,
+}
+
+/// Sealed records ready to commit: the CPU-heavy half of a write, done without touching
+/// the store's contents, so callers may prepare on one thread and commit on another.
+/// A prepared batch must be committed before another batch touching the same citizens is
+/// prepared (the import pipeline guarantees it by refusing duplicate ids).
+pub struct PreparedWrites {
+    batch: Vec<(BlindId, SealedRecord)>,
+    outcomes: Vec<WriteOutcome>,
+}
+
+impl std::fmt::Debug for PreparedWrites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedWrites")
+            .field("records", &self.batch.len())
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for RecordWrite {
@@ -166,70 +182,84 @@ impl<S: VaultStore> Vault<S> {
     /// value.
     pub fn validate_fields(
         &self,
-        fields: &serde_json::Map<String, Value>,
+        fields: serde_json::Map<String, Value>,
     ) -> Result<Vec<(FieldName, Value)>, VaultError> {
         fields
-            .iter()
+            .into_iter()
             .map(|(name, value)| {
                 let def = self
                     .policy
-                    .field(name)
-                    .ok_or_else(|| VaultError::UnknownField(printable_name(name)))?;
-                def.validate(value)
+                    .field(&name)
+                    .ok_or_else(|| VaultError::UnknownField(printable_name(&name)))?;
+                def.validate(&value)
                     .map_err(|reason| VaultError::InvalidFieldValue {
                         field: def.name.clone(),
                         reason,
                     })?;
-                let fname = FieldName::parse(name)
-                    .ok_or_else(|| VaultError::UnknownField(printable_name(name)))?;
-                Ok((fname, value.clone()))
+                let fname = FieldName::parse(&name)
+                    .ok_or_else(|| VaultError::UnknownField(printable_name(&name)))?;
+                Ok((fname, value))
             })
             .collect()
+    }
+
+    /// Validates a citizen's fields into a `RecordWrite`.
+    pub fn validate_write(
+        &self,
+        citizen: CitizenId,
+        fields: serde_json::Map<String, Value>,
+    ) -> Result<RecordWrite, VaultError> {
+        Ok(RecordWrite {
+            citizen,
+            fields: self.validate_fields(fields)?,
+        })
     }
 
     /// Writes many citizens' fields in one atomic store batch (durable after `flush`).
     /// Unchanged values are detected by opening the stored ciphertext, so writing the same
     /// data twice changes nothing, not even the record version.
     pub fn write_records(&self, writes: &[RecordWrite]) -> Result<Vec<WriteOutcome>, VaultError> {
+        self.commit_writes(self.prepare_writes(writes)?)
+    }
+
+    /// Seals a batch against the records currently stored; nothing is written yet.
+    pub fn prepare_writes(&self, writes: &[RecordWrite]) -> Result<PreparedWrites, VaultError> {
         let mut pending: HashMap<BlindId, SealedRecord> = HashMap::new();
         let mut order: Vec<BlindId> = Vec::new();
         let mut outcomes = Vec::with_capacity(writes.len());
         for w in writes {
-            for (name, value) in &w.fields {
-                let def = self
-                    .policy
-                    .field(name.as_str())
-                    .ok_or_else(|| VaultError::UnknownField(name.to_string()))?;
-                def.validate(value)
-                    .map_err(|reason| VaultError::InvalidFieldValue {
-                        field: def.name.clone(),
-                        reason,
-                    })?;
-            }
             let blind = self.keyring.blind(&w.citizen);
             let existing = match pending.remove(&blind) {
                 Some(r) => Some(r),
                 None => self.store.citizen(&blind)?,
             };
             let (record, outcome) = match existing {
-                None => (self.seal_new(&blind, &w.fields)?, None),
+                None => {
+                    let r = self.seal_new(&blind, &w.fields)?;
+                    let v = r.record_version;
+                    (r, WriteOutcome::Created(v))
+                }
                 Some(r) => self.seal_update(&blind, r, &w.fields)?,
             };
-            let outcome = outcome.unwrap_or(WriteOutcome::Created(record.record_version));
             if !matches!(outcome, WriteOutcome::Unchanged(_)) && !order.contains(&blind) {
                 order.push(blind);
             }
             pending.insert(blind, record);
             outcomes.push(outcome);
         }
-        let batch: Vec<(BlindId, SealedRecord)> = order
+        let batch = order
             .into_iter()
             .filter_map(|b| pending.remove(&b).map(|r| (b, r)))
             .collect();
-        if !batch.is_empty() {
-            self.store.put_citizens(&batch)?;
+        Ok(PreparedWrites { batch, outcomes })
+    }
+
+    /// Stores a prepared batch atomically (durable after `flush`).
+    pub fn commit_writes(&self, prepared: PreparedWrites) -> Result<Vec<WriteOutcome>, VaultError> {
+        if !prepared.batch.is_empty() {
+            self.store.put_citizens(&prepared.batch)?;
         }
-        Ok(outcomes)
+        Ok(prepared.outcomes)
     }
 
     fn seal_new(
@@ -267,7 +297,7 @@ impl<S: VaultStore> Vault<S> {
         blind: &BlindId,
         mut record: SealedRecord,
         fields: &[(FieldName, Value)],
-    ) -> Result<(SealedRecord, Option<WriteOutcome>), VaultError> {
+    ) -> Result<(SealedRecord, WriteOutcome), VaultError> {
         let dek = self
             .keyring
             .unwrap_dek(blind, record.dek_version, &record.wrapped_dek)?;
@@ -285,7 +315,7 @@ impl<S: VaultStore> Vault<S> {
         }
         if changed.is_empty() {
             let v = record.record_version;
-            return Ok((record, Some(WriteOutcome::Unchanged(v))));
+            return Ok((record, WriteOutcome::Unchanged(v)));
         }
         let version = record
             .record_version
@@ -301,7 +331,7 @@ impl<S: VaultStore> Vault<S> {
             );
         }
         record.record_version = version;
-        Ok((record, Some(WriteOutcome::Updated(version))))
+        Ok((record, WriteOutcome::Updated(version)))
     }
 
     /// Makes every write so far durable.
@@ -513,14 +543,15 @@ mod tests {
         let v = new_vault(dir.path(), 1);
         let mut m = serde_json::Map::new();
         m.insert("date_of_birth".into(), json!("1990-02-30"));
-        let err = v.validate_fields(&m).unwrap_err();
+        let err = v.validate_fields(m).unwrap_err();
         assert_eq!(err.code(), "invalid_field_value");
         assert!(!err.to_string().contains("1990-02-30"));
         let mut m = serde_json::Map::new();
         m.insert("shoe_size".into(), json!(42));
-        assert_eq!(v.validate_fields(&m).unwrap_err().code(), "unknown_field");
-        let w = write(id(3), json!({"sex": "unknown"}));
-        assert!(v.write_records(&[w]).is_err());
+        assert_eq!(v.validate_fields(m).unwrap_err().code(), "unknown_field");
+        let mut m = serde_json::Map::new();
+        m.insert("sex".into(), json!("unknown"));
+        assert!(v.validate_write(id(3), m).is_err());
         assert_eq!(v.store().citizen_count().unwrap(), 0);
     }
 

@@ -1,0 +1,298 @@
+//! `vaultctl` commands (SPEC §5): argument parsing, the data-directory layout, and error
+//! reporting. Each command lives in its own module and calls `vault-core` for the real work.
+
+mod demo;
+mod import;
+mod keys;
+mod policy_check;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use vault_core::keyring::{FileRootKey, InMemoryRootKey, RootKeySource};
+use vault_core::policy::PolicySet;
+use vault_core::store::SledStore;
+use vault_core::{CitizenId, Vault, VaultError};
+
+/// Citizen Data Vault operator tool.
+#[derive(Debug, Parser)]
+#[command(name = "vaultctl", version, about)]
+pub struct Cli {
+    /// Data directory of the vault.
+    #[arg(long, global = true, default_value = "./vault-data")]
+    data: PathBuf,
+    /// Root key file (default: DATA/keys/root.key).
+    #[arg(long, global = true)]
+    root_key: Option<PathBuf>,
+    /// Policy directory (fields, purposes, agencies).
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_POLICIES",
+        default_value = "policies"
+    )]
+    policies: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the store and keyring; refuses to overwrite an existing vault.
+    Init,
+    /// Import citizens from a JSONL or CSV file (resumable, idempotent).
+    Import {
+        /// The file: `.jsonl` (one `{"citizen_id", "fields"}` object a line) or `.csv`.
+        file: PathBuf,
+        /// Check the whole file first and import nothing if any row is bad.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print deterministic synthetic citizens of Ho Chi Minh City as JSONL.
+    DemoData {
+        /// How many citizens.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Seed: the same seed gives the same citizens.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Crypto-shred one citizen: their data key, fields and index row are destroyed.
+    Erase {
+        /// The citizen's 12-digit id.
+        #[arg(long)]
+        citizen: String,
+    },
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// New KEK version; re-wrap every DEK; retire the old KEK. Resumable.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy directory and run its `cases/`.
+    Check {
+        /// The policy directory.
+        dir: PathBuf,
+    },
+}
+
+/// A command failure: the message is printed after `vaultctl: error: `.
+#[derive(Debug)]
+pub struct CtlError(String);
+
+impl From<VaultError> for CtlError {
+    fn from(e: VaultError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<String> for CtlError {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+/// Result of a command.
+pub type CtlResult = Result<(), CtlError>;
+
+/// Entry point of the `vaultctl` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CtlError(msg)) => {
+            let _ = writeln!(std::io::stderr(), "vaultctl: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> CtlResult {
+    let ctx = Context {
+        data: cli.data,
+        root_key: cli.root_key,
+        policies: cli.policies,
+    };
+    match cli.command {
+        Command::Init => init(&ctx),
+        Command::Import { file, strict } => import::run(&ctx, &file, strict),
+        Command::DemoData { count, seed } => demo::run(count, seed),
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => keys::rotate(&ctx),
+        Command::Erase { citizen } => erase(&ctx, &citizen),
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => policy_check::run(&dir),
+    }
+}
+
+/// Paths and sources shared by the commands.
+struct Context {
+    data: PathBuf,
+    root_key: Option<PathBuf>,
+    policies: PathBuf,
+}
+
+impl Context {
+    fn store_dir(&self) -> PathBuf {
+        self.data.join("store")
+    }
+
+    fn default_root_key(&self) -> PathBuf {
+        self.data.join("keys").join("root.key")
+    }
+
+    fn root_key_source(&self) -> Box<dyn RootKeySource> {
+        if let Some(src) = test_root_key() {
+            return Box::new(src);
+        }
+        Box::new(FileRootKey::new(
+            self.root_key
+                .clone()
+                .unwrap_or_else(|| self.default_root_key()),
+        ))
+    }
+
+    fn policy(&self) -> Result<Arc<PolicySet>, CtlError> {
+        PolicySet::load_dir(&self.policies)
+            .map(Arc::new)
+            .map_err(|e| CtlError(format!("policy: {e}")))
+    }
+
+    /// Opens an existing vault (store, root key, policy).
+    fn open(&self) -> Result<Vault<SledStore>, CtlError> {
+        let dir = self.store_dir();
+        if !dir.exists() {
+            return Err(CtlError(format!(
+                "{}: {}",
+                self.data.display(),
+                VaultError::VaultNotInitialized
+            )));
+        }
+        let policy = self.policy()?;
+        let store = SledStore::open(&dir)?;
+        Ok(Vault::open(store, self.root_key_source().as_ref(), policy)?)
+    }
+}
+
+/// For tests only: debug builds accept the root key as hex in `VAULT_TEST_ROOT_KEY`.
+/// Release builds never read it.
+fn test_root_key() -> Option<InMemoryRootKey> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "test-only root key source, compiled out of release builds"
+    )]
+    let hex = std::env::var("VAULT_TEST_ROOT_KEY").ok()?;
+    InMemoryRootKey::from_hex(&hex).ok()
+}
+
+fn out(text: &str) -> CtlResult {
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())
+        .and_then(|()| o.flush())
+        .map_err(|e| CtlError(format!("cannot write to stdout: {e}")))
+}
+
+fn create_private_dir(path: &Path) -> CtlResult {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(path)
+        .map_err(|e| CtlError(format!("cannot create {}: {e}", path.display())))
+}
+
+fn init(ctx: &Context) -> CtlResult {
+    let store_dir = ctx.store_dir();
+    let key_path = ctx
+        .root_key
+        .clone()
+        .unwrap_or_else(|| ctx.default_root_key());
+    if store_dir.exists() {
+        return Err(CtlError(format!(
+            "{}: {} (refusing to overwrite)",
+            ctx.data.display(),
+            VaultError::VaultExists
+        )));
+    }
+    let policy = ctx.policy()?;
+    let generated = ctx.root_key.is_none();
+    if generated {
+        if key_path.exists() {
+            return Err(CtlError(format!(
+                "{} already exists (refusing to overwrite a root key)",
+                key_path.display()
+            )));
+        }
+        create_private_dir(&ctx.data.join("keys"))?;
+        FileRootKey::generate(&key_path)?;
+    } else {
+        // Check the given key before anything is created.
+        ctx.root_key_source().load()?;
+    }
+    create_private_dir(&store_dir)?;
+    let store = SledStore::open(&store_dir)?;
+    let vault = Vault::init(store, ctx.root_key_source().as_ref(), policy)?;
+    vault.flush()?;
+    let mut msg = format!(
+        "initialized vault in {}\n  store:    {}\n  root key: {}\n",
+        ctx.data.display(),
+        store_dir.display(),
+        key_path.display()
+    );
+    if generated {
+        msg.push_str(
+            "  the root key was written with mode 0600 next to the data for development; \
+             production keeps it in an HSM or KMS and passes --root-key\n",
+        );
+    }
+    out(&msg)
+}
+
+fn erase(ctx: &Context, citizen: &str) -> CtlResult {
+    let id = CitizenId::parse(citizen)?;
+    let vault = ctx.open()?;
+    vault.erase(&id)?;
+    out("erased: the citizen's data key, sealed fields and index row are destroyed\n")
+}
+
+/// A progress bar on stderr with rate and ETA; on a non-terminal, plain lines instead.
+fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(what.to_owned());
+    bar
+}

@@ -1,0 +1,536 @@
+//! `vaultctl import`: JSONL or CSV citizens into the vault. Each bad row is reported with
+//! its line and leaves the store unchanged for that row; `--strict` checks the whole file
+//! first and imports nothing if any row is bad. Idempotent (unchanged values are not
+//! rewritten) and resumable (a checkpoint per file hash records the last committed line).
+//! Messages never quote a citizen id or value.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use vault_core::policy::{FieldType, PolicySet};
+use vault_core::store::{SledStore, VaultStore};
+use vault_core::vault::{PreparedWrites, RecordWrite, WriteOutcome};
+use vault_core::{CitizenId, Vault};
+
+use super::{Context, CtlError, CtlResult, out, progress_bar};
+
+const BATCH: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRow {
+    citizen_id: String,
+    fields: Map<String, Value>,
+}
+
+/// One row before validation.
+struct RawRow {
+    citizen_id: String,
+    fields: Map<String, Value>,
+}
+
+/// A row with its line number, or why the row is unreadable.
+type NumberedRow = (u64, Result<RawRow, String>);
+
+/// Rows of a JSONL or CSV file, each with its 1-based line number.
+enum Rows {
+    Jsonl {
+        reader: BufReader<File>,
+        line: u64,
+        buf: Vec<u8>,
+    },
+    Csv {
+        reader: csv::Reader<File>,
+        columns: Vec<(String, FieldType)>,
+        id_col: usize,
+        record: csv::ByteRecord,
+    },
+}
+
+fn open_file(path: &Path) -> Result<File, CtlError> {
+    File::open(path).map_err(|e| CtlError(format!("{}: cannot open: {e}", path.display())))
+}
+
+impl Rows {
+    fn open(path: &Path, policy: &PolicySet) -> Result<Self, CtlError> {
+        let shown = path.display();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl" | "ndjson") => Ok(Self::Jsonl {
+                reader: BufReader::with_capacity(1 << 20, open_file(path)?),
+                line: 0,
+                buf: Vec::with_capacity(4096),
+            }),
+            Some("csv") => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .flexible(false)
+                    .from_reader(open_file(path)?);
+                let headers = reader
+                    .byte_headers()
+                    .map_err(|e| {
+                        CtlError(format!(
+                            "{shown}:1: cannot read the header row: {}",
+                            csv_reason(&e)
+                        ))
+                    })?
+                    .clone();
+                let mut columns = Vec::new();
+                let mut id_col = None;
+                for (i, h) in headers.iter().enumerate() {
+                    let name = std::str::from_utf8(h)
+                        .map_err(|_| CtlError(format!("{shown}:1: header is not valid UTF-8")))?
+                        .trim();
+                    if name == "citizen_id" {
+                        if id_col.replace(i).is_some() {
+                            return Err(CtlError(format!(
+                                "{shown}:1: column `citizen_id` appears twice"
+                            )));
+                        }
+                        columns.push((String::new(), FieldType::String));
+                        continue;
+                    }
+                    let def = policy.field(name).ok_or_else(|| {
+                        let printable = vault_core::FieldName::parse(name)
+                            .map_or("<invalid name>".to_owned(), |n| n.to_string());
+                        CtlError(format!(
+                            "{shown}:1: unknown field `{printable}` in the header row"
+                        ))
+                    })?;
+                    if columns.iter().any(|(n, _)| n == name) {
+                        return Err(CtlError(format!(
+                            "{shown}:1: column `{name}` appears twice"
+                        )));
+                    }
+                    columns.push((name.to_owned(), def.ty.clone()));
+                }
+                let id_col = id_col.ok_or_else(|| {
+                    CtlError(format!(
+                        "{shown}:1: the header row has no `citizen_id` column"
+                    ))
+                })?;
+                Ok(Self::Csv {
+                    reader,
+                    columns,
+                    id_col,
+                    record: csv::ByteRecord::new(),
+                })
+            }
+            _ => Err(CtlError(format!(
+                "{shown}: unknown format: the file name must end in .jsonl or .csv"
+            ))),
+        }
+    }
+
+    /// The next row: `None` at the end, `Some((line, Err(reason)))` for a bad row.
+    fn next_row(&mut self) -> Result<Option<NumberedRow>, CtlError> {
+        match self {
+            Self::Jsonl { reader, line, buf } => loop {
+                buf.clear();
+                let n = reader
+                    .read_until(b'\n', buf)
+                    .map_err(|e| CtlError(format!("read error after line {line}: {e}")))?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                *line += 1;
+                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    buf.pop();
+                }
+                if buf.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Ok(Some((*line, parse_json_line(buf))));
+            },
+            Self::Csv {
+                reader,
+                columns,
+                id_col,
+                record,
+            } => match reader.read_byte_record(record) {
+                Ok(false) => Ok(None),
+                Ok(true) => {
+                    let line = record.position().map_or(0, |p| p.line());
+                    Ok(Some((line, csv_row(record, columns, *id_col))))
+                }
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                        return Err(CtlError(format!(
+                            "read error at line {line}: {}",
+                            csv_reason(&e)
+                        )));
+                    }
+                    Ok(Some((line, Err(csv_reason(&e)))))
+                }
+            },
+        }
+    }
+}
+
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("row has {len} columns, the header has {expected_len}")
+        }
+        csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".into(),
+        csv::ErrorKind::Io(io) => io.to_string(),
+        _ => "malformed CSV".into(),
+    }
+}
+
+fn parse_json_line(bytes: &[u8]) -> Result<RawRow, String> {
+    match serde_json::from_slice::<JsonRow>(bytes) {
+        Ok(r) => Ok(RawRow {
+            citizen_id: r.citizen_id,
+            fields: r.fields,
+        }),
+        // serde_json's own messages can quote the input, so they are never shown.
+        Err(_) if std::str::from_utf8(bytes).is_err() => {
+            let at = std::str::from_utf8(bytes)
+                .err()
+                .map_or(0, |e| e.valid_up_to());
+            Err(format!("invalid UTF-8 at byte {}", at + 1))
+        }
+        Err(e) => Err(match e.classify() {
+            serde_json::error::Category::Data => {
+                "expected {\"citizen_id\": \"<12 digits>\", \"fields\": {...}} and nothing else"
+                    .into()
+            }
+            _ => format!("malformed JSON at column {}", e.column()),
+        }),
+    }
+}
+
+fn csv_row(
+    record: &csv::ByteRecord,
+    columns: &[(String, FieldType)],
+    id_col: usize,
+) -> Result<RawRow, String> {
+    let mut citizen_id = String::new();
+    let mut fields = Map::new();
+    for (i, cell) in record.iter().enumerate() {
+        let text =
+            std::str::from_utf8(cell).map_err(|_| format!("invalid UTF-8 in column {}", i + 1))?;
+        if i == id_col {
+            citizen_id = text.to_owned();
+            continue;
+        }
+        let Some((name, ty)) = columns.get(i) else {
+            return Err("more columns than the header".into());
+        };
+        if text.is_empty() {
+            continue;
+        }
+        let value = match ty {
+            FieldType::Integer => text
+                .trim()
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| format!("invalid value for field `{name}`: expected an integer"))?,
+            FieldType::Boolean => match text.trim() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => {
+                    return Err(format!(
+                        "invalid value for field `{name}`: expected true or false"
+                    ));
+                }
+            },
+            FieldType::StringList => Value::Array(
+                text.split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_owned()))
+                    .collect(),
+            ),
+            FieldType::String | FieldType::Date | FieldType::Enum(_) => {
+                Value::String(text.to_owned())
+            }
+        };
+        fields.insert(name.clone(), value);
+    }
+    Ok(RawRow { citizen_id, fields })
+}
+
+/// SHA-256 of the file (its resume identity) and its line count (for the progress bar).
+fn scan(path: &Path) -> Result<([u8; 32], u64), CtlError> {
+    let mut f = open_file(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut lines = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| CtlError(format!("{}: read error: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        let chunk = buf.get(..n).unwrap_or_default();
+        hasher.update(chunk);
+        lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    Ok((hasher.finalize().into(), lines))
+}
+
+/// A validated row, or why it was refused.
+fn check_row(
+    vault: &Vault<SledStore>,
+    raw: RawRow,
+    line: u64,
+    seen: &mut HashMap<u128, u64>,
+) -> Result<RecordWrite, String> {
+    let citizen = CitizenId::parse(&raw.citizen_id).map_err(|e| e.to_string())?;
+    if raw.fields.is_empty() {
+        return Err("row has no fields".into());
+    }
+    let key = vault.blind(&citizen).prefix_u128();
+    let write = vault
+        .validate_write(citizen, raw.fields)
+        .map_err(|e| e.to_string())?;
+    if let Some(first) = seen.get(&key) {
+        return Err(format!("duplicate citizen id (first on line {first})"));
+    }
+    seen.insert(key, line);
+    Ok(write)
+}
+
+/// A batch of rows with the rows refused on the way: validated by the reader, sealed by a
+/// sealer, committed in `seq` order by the writer.
+struct Chunk {
+    seq: u64,
+    writes: Vec<RecordWrite>,
+    prepared: Option<PreparedWrites>,
+    rejected: Vec<(u64, String)>,
+    skipped: u64,
+    last_line: u64,
+}
+
+impl Chunk {
+    fn new(seq: u64) -> Self {
+        Self {
+            seq,
+            writes: Vec::with_capacity(BATCH),
+            prepared: None,
+            rejected: Vec::new(),
+            skipped: 0,
+            last_line: 0,
+        }
+    }
+}
+
+/// Threads that seal batches in parallel.
+const SEALERS: usize = 2;
+
+/// The reader stage: parse, validate, de-duplicate, and hand over batches of `BATCH` rows.
+fn read_chunks(
+    vault: &Vault<SledStore>,
+    policy: &PolicySet,
+    file: &Path,
+    resume_after: u64,
+    total_lines: u64,
+    tx: &std::sync::mpsc::SyncSender<Chunk>,
+) -> CtlResult {
+    let mut rows = Rows::open(file, policy)?;
+    let capacity = usize::try_from(total_lines).unwrap_or(0).min(1 << 24);
+    let mut seen: HashMap<u128, u64> = HashMap::with_capacity(capacity);
+    let mut chunk = Chunk::new(0);
+    while let Some((line, row)) = rows.next_row()? {
+        chunk.last_line = line;
+        if line <= resume_after {
+            // Committed by the interrupted run; remember the id for duplicate detection.
+            if let Some(id) = row.ok().and_then(|r| CitizenId::parse(&r.citizen_id).ok()) {
+                seen.entry(vault.blind(&id).prefix_u128()).or_insert(line);
+            }
+            chunk.skipped += 1;
+            continue;
+        }
+        match row.and_then(|r| check_row(vault, r, line, &mut seen)) {
+            Ok(w) => chunk.writes.push(w),
+            Err(why) => chunk.rejected.push((line, why)),
+        }
+        if chunk.writes.len() >= BATCH {
+            let next = Chunk::new(chunk.seq + 1);
+            if tx.send(std::mem::replace(&mut chunk, next)).is_err() {
+                return Ok(()); // the writer stopped; it reports why
+            }
+        }
+    }
+    let _ = tx.send(chunk);
+    Ok(())
+}
+
+/// The sealer stage: seal each batch against the stored records (CPU-bound, parallel).
+fn seal_chunks(
+    vault: &Vault<SledStore>,
+    rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Chunk>>,
+    tx: &std::sync::mpsc::SyncSender<Result<Chunk, CtlError>>,
+) {
+    loop {
+        let next = rx.lock().ok().and_then(|r| r.recv().ok());
+        let Some(mut chunk) = next else { return };
+        let result = if chunk.writes.is_empty() {
+            Ok(chunk)
+        } else {
+            match vault.prepare_writes(&chunk.writes) {
+                Ok(p) => {
+                    chunk.prepared = Some(p);
+                    chunk.writes = Vec::new();
+                    Ok(chunk)
+                }
+                Err(e) => Err(CtlError::from(e)),
+            }
+        };
+        if tx.send(result).is_err() {
+            return;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    created: u64,
+    updated: u64,
+    unchanged: u64,
+    rejected: u64,
+    skipped: u64,
+}
+
+pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
+    let shown = file.display().to_string();
+    let (hash, total_lines) = scan(file)?;
+    let vault = ctx.open()?;
+    let policy = vault.policy().clone();
+
+    if strict {
+        let mut rows = Rows::open(file, &policy)?;
+        let mut seen = HashMap::new();
+        let mut n = 0u64;
+        while let Some((line, row)) = rows.next_row()? {
+            if let Err(why) = row.and_then(|r| check_row(&vault, r, line, &mut seen)) {
+                return Err(CtlError(format!(
+                    "{shown}:{line}: {why} (--strict: nothing was imported)"
+                )));
+            }
+            n += 1;
+        }
+        out(&format!("{shown}: all {n} rows are valid\n"))?;
+    }
+
+    let resume_after = vault.store().import_checkpoint(&hash)?.unwrap_or(0);
+    if resume_after > 0 {
+        out(&format!(
+            "{shown}: resuming an interrupted import after line {resume_after}\n"
+        ))?;
+    }
+    let bar = progress_bar(total_lines, "importing");
+    let plain = !std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut stats = Stats::default();
+
+    // A pipeline over both cores: one reader parses and validates, `SEALERS` threads seal,
+    // and this thread commits batches in file order. Bounded channels keep memory flat.
+    let (row_tx, row_rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
+    let (sealed_tx, sealed_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, CtlError>>(4);
+    let row_rx = std::sync::Mutex::new(row_rx);
+    std::thread::scope(|scope| -> CtlResult {
+        let vault_ref = &vault;
+        let policy_ref = &policy;
+        let reader = scope.spawn(move || {
+            read_chunks(
+                vault_ref,
+                policy_ref,
+                file,
+                resume_after,
+                total_lines,
+                &row_tx,
+            )
+        });
+        for _ in 0..SEALERS {
+            let (rx, tx) = (&row_rx, sealed_tx.clone());
+            scope.spawn(move || seal_chunks(vault_ref, rx, &tx));
+        }
+        drop(sealed_tx);
+        let mut waiting: std::collections::BTreeMap<u64, Chunk> = std::collections::BTreeMap::new();
+        let mut next_seq = 0u64;
+        let mut batches = 0u64;
+        let mut stderr = std::io::stderr();
+        for sealed in sealed_rx.iter() {
+            let sealed = sealed?;
+            waiting.insert(sealed.seq, sealed);
+            while let Some(chunk) = waiting.remove(&next_seq) {
+                next_seq += 1;
+                for (line, why) in &chunk.rejected {
+                    bar.suspend(|| {
+                        let _ = writeln!(stderr, "{shown}:{line}: {why}");
+                    });
+                }
+                stats.rejected += chunk.rejected.len() as u64;
+                stats.skipped += chunk.skipped;
+                if let Some(prepared) = chunk.prepared {
+                    for outcome in vault.commit_writes(prepared)? {
+                        match outcome {
+                            WriteOutcome::Created(_) => stats.created += 1,
+                            WriteOutcome::Updated(_) => stats.updated += 1,
+                            WriteOutcome::Unchanged(_) => stats.unchanged += 1,
+                        }
+                    }
+                    // Data first, then the checkpoint: never ahead of durable rows.
+                    vault.flush()?;
+                    vault
+                        .store()
+                        .set_import_checkpoint(&hash, Some(chunk.last_line))?;
+                    batches += 1;
+                    if plain && (batches.is_power_of_two() || batches % 100 == 0) {
+                        let _ = writeln!(
+                            stderr,
+                            "import: {} rows committed through line {} of {total_lines}",
+                            stats.created + stats.updated + stats.unchanged,
+                            chunk.last_line
+                        );
+                    }
+                }
+                bar.set_position(chunk.last_line);
+            }
+        }
+        reader
+            .join()
+            .map_err(|_| CtlError("the reader thread failed".into()))?
+    })?;
+    vault.store().set_import_checkpoint(&hash, None)?;
+    vault.flush()?;
+    bar.finish_and_clear();
+
+    let secs = started.elapsed().as_secs_f64();
+    let processed = stats.created + stats.updated + stats.unchanged + stats.rejected;
+    out(&format!(
+        "{shown}: {} created, {} updated, {} unchanged, {} rejected{} in {secs:.1}s ({:.0} rows/s)\n",
+        stats.created,
+        stats.updated,
+        stats.unchanged,
+        stats.rejected,
+        if stats.skipped > 0 {
+            format!(
+                ", {} already imported before the interruption",
+                stats.skipped
+            )
+        } else {
+            String::new()
+        },
+        processed as f64 / secs.max(1e-9)
+    ))?;
+    if stats.rejected > 0 {
+        return Err(CtlError(format!(
+            "{} row(s) rejected (listed above); every other row was imported",
+            stats.rejected
+        )));
+    }
+    Ok(())
+}

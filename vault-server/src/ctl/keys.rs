@@ -1,0 +1,33 @@
+//! `vaultctl keys rotate`: a new KEK version, every DEK re-wrapped, the old KEK retired.
+
+use std::ops::ControlFlow;
+
+use vault_core::store::VaultStore;
+
+use super::{Context, CtlResult, out, progress_bar};
+
+pub(super) fn rotate(ctx: &Context) -> CtlResult {
+    let mut vault = ctx.open()?;
+    let total = vault.store().citizen_count()?;
+    let bar = progress_bar(total, "re-wrapping data keys");
+    let root = ctx.root_key_source();
+    let report = vault.rotate_keys(root.as_ref(), 1000, &mut |p| {
+        bar.set_position(p.visited);
+        ControlFlow::Continue(())
+    })?;
+    bar.finish_and_clear();
+    out(&format!(
+        "key rotation {}: KEK v{} -> v{}; {} data keys re-wrapped; KEK v{} retired \
+         (min_decryption_version = {})\n",
+        if report.resumed {
+            "resumed and completed"
+        } else {
+            "completed"
+        },
+        report.from,
+        report.to,
+        report.rewrapped,
+        report.from,
+        vault.keyring().min_decryption_version()
+    ))
+}
