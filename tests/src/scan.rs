@@ -1,0 +1,107 @@
+//! Plaintext scanner: searches every byte of a directory tree (or any bytes) for a set of
+//! needles (names, ids, phone numbers, addresses) in one pass per file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+const WINDOW: usize = 8;
+
+/// A needle found in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The file.
+    pub file: PathBuf,
+    /// Byte offset.
+    pub offset: usize,
+    /// Index of the needle in the scanner's list.
+    pub needle: usize,
+}
+
+/// A multi-needle scanner keyed by each needle's first 8 bytes.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    needles: Vec<Vec<u8>>,
+    by_prefix: HashMap<[u8; WINDOW], Vec<usize>>,
+}
+
+impl Scanner {
+    /// A scanner for `needles`; needles shorter than 8 bytes are refused (too many false
+    /// positives to prove anything).
+    pub fn new<I, S>(needles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        let mut s = Self::default();
+        for n in needles {
+            let n = n.as_ref();
+            let Some(prefix) = n
+                .get(..WINDOW)
+                .and_then(|p| <[u8; WINDOW]>::try_from(p).ok())
+            else {
+                panic!("needle shorter than {WINDOW} bytes");
+            };
+            s.by_prefix.entry(prefix).or_default().push(s.needles.len());
+            s.needles.push(n.to_vec());
+        }
+        s
+    }
+
+    /// Number of needles.
+    pub fn len(&self) -> usize {
+        self.needles.len()
+    }
+
+    /// Whether there are no needles.
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+
+    /// The needle with this index.
+    pub fn needle(&self, i: usize) -> &[u8] {
+        &self.needles[i]
+    }
+
+    /// Every needle occurrence in `bytes`.
+    pub fn scan_bytes(&self, file: &Path, bytes: &[u8]) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        if bytes.len() < WINDOW {
+            return hits;
+        }
+        for i in 0..=bytes.len() - WINDOW {
+            let key: [u8; WINDOW] = bytes[i..i + WINDOW].try_into().unwrap_or([0; WINDOW]);
+            if let Some(list) = self.by_prefix.get(&key) {
+                for &n in list {
+                    if bytes[i..].starts_with(&self.needles[n]) {
+                        hits.push(Hit {
+                            file: file.to_path_buf(),
+                            offset: i,
+                            needle: n,
+                        });
+                    }
+                }
+            }
+        }
+        hits
+    }
+
+    /// Every needle occurrence in every file under `dir`.
+    pub fn scan_dir(&self, dir: &Path) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(bytes) = std::fs::read(&p) {
+                    hits.extend(self.scan_bytes(&p, &bytes));
+                }
+            }
+        }
+        hits
+    }
+}

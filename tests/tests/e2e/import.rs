@@ -1,0 +1,332 @@
+//! `vaultctl import`: bad rows by line, strict mode, CSV, idempotence, resume after kill -9.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use vault_core::CitizenId;
+use vault_core::store::VaultStore;
+use vault_tests::{TestVault, text};
+
+use crate::{demo_file, open_vault};
+
+fn line(id: &str, fields: Value) -> Vec<u8> {
+    let mut l = serde_json::to_vec(&json!({"citizen_id": id, "fields": fields})).unwrap();
+    l.push(b'\n');
+    l
+}
+
+const A: &str = "079090001111";
+const B: &str = "079190002222";
+
+/// A file whose bad rows each exercise one rule; returns it and the secrets it holds.
+fn mixed_file(v: &TestVault) -> (std::path::PathBuf, Vec<String>) {
+    let long_name = "Trần Thị Rất Dài ".repeat(20);
+    let mut f = Vec::new();
+    f.extend(line(
+        A,
+        json!({"full_name": "Nguyễn Văn Một", "annual_income": 100}),
+    ));
+    f.extend(line("07909000111", json!({"full_name": "Lê Sai Số"})));
+    f.extend(line("079090003333", json!({"shoe_size": 42})));
+    f.extend(line("079090004444", json!({"annual_income": "nhiều lắm"})));
+    f.extend(line("079090005555", json!({"full_name": long_name})));
+    f.extend(b"{\"citizen_id\": \"079090006666\", \"fields\": {\"full_name\": \"Ph\xff\xfem\"}}\n");
+    f.extend(line(A, json!({"full_name": "Kẻ Mạo Danh"})));
+    f.extend(b"{\"citizen_id\": \"079090007777\", \"fields\": {\"full_name\": \n");
+    f.extend(line(
+        B,
+        json!({"full_name": "Võ Thị Hai", "date_of_birth": "1990-12-31"}),
+    ));
+    f.extend(line("079090008888", json!({"date_of_birth": "1990-13-01"})));
+    f.extend(b"{\"citizen_id\": \"079090009999\", \"fields\": {\"full_name\": \"An\"}, \"note\": \"x\"}\n");
+    f.extend(line(A, json!({"annual_income": "ba trăm"})));
+    let path = v.root().join("mixed.jsonl");
+    std::fs::write(&path, f).unwrap();
+    let secrets = vec![
+        "07909000111".into(),
+        "079090003333".into(),
+        "079090004444".into(),
+        "nhiều lắm".into(),
+        "Trần Thị Rất Dài".into(),
+        "079090006666".into(),
+        "Kẻ Mạo Danh".into(),
+        "079090007777".into(),
+        "1990-13-01".into(),
+        A.into(),
+        B.into(),
+        "ba trăm".into(),
+    ];
+    (path, secrets)
+}
+
+#[test]
+fn each_bad_row_is_reported_by_line_and_changes_nothing_for_that_row() {
+    let v = TestVault::initialized();
+    let (path, secrets) = mixed_file(&v);
+    let shown = path.display().to_string();
+    let out = v.ctl(&["import", &shown]);
+    assert!(
+        !out.status.success(),
+        "rejected rows make the exit code non-zero"
+    );
+    let err = text(&out.stderr);
+    for expected in [
+        ":2: citizen id must be exactly 12 ASCII digits",
+        ":3: unknown field `shoe_size`",
+        ":4: invalid value for field `annual_income`: expected an integer",
+        ":5: invalid value for field `full_name`: value too long (at most 100 characters)",
+        ":6: invalid UTF-8 at byte",
+        ":7: duplicate citizen id (first on line 1)",
+        ":8: malformed JSON",
+        ":10: invalid value for field `date_of_birth`: expected a calendar date",
+        ":11: expected {\"citizen_id\"",
+        ":12: invalid value for field `annual_income`: expected an integer",
+        "10 row(s) rejected",
+    ] {
+        let needle = if expected.starts_with(':') {
+            format!("{shown}{expected}")
+        } else {
+            expected.to_owned()
+        };
+        assert!(err.contains(&needle), "missing `{needle}` in:\n{err}");
+    }
+    for s in &secrets {
+        assert!(!err.contains(s.as_str()), "stderr quotes `{s}`:\n{err}");
+        assert!(!text(&out.stdout).contains(s.as_str()));
+    }
+    assert!(text(&out.stdout).contains("2 created, 0 updated, 0 unchanged, 10 rejected"));
+    let vault = open_vault(&v.data());
+    assert_eq!(vault.store().citizen_count().unwrap(), 2);
+    let a = vault.read_record(&CitizenId::parse(A).unwrap()).unwrap();
+    assert_eq!(
+        a.fields["full_name"],
+        json!("Nguyễn Văn Một"),
+        "the duplicate did not overwrite"
+    );
+    assert_eq!(a.fields["annual_income"], json!(100));
+    assert_eq!(a.version, 1);
+}
+
+#[test]
+fn a_bad_row_for_an_existing_citizen_leaves_their_record_unchanged() {
+    let v = TestVault::initialized();
+    let good = v.root().join("good.jsonl");
+    std::fs::write(
+        &good,
+        line(
+            A,
+            json!({"full_name": "Nguyễn Văn Một", "phone": "0903123456"}),
+        ),
+    )
+    .unwrap();
+    assert!(v.ctl(&["import", good.to_str().unwrap()]).status.success());
+    let bad = v.root().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        line(
+            A,
+            json!({"full_name": "Đổi Tên", "phone": "0903 123 456 789 000"}),
+        ),
+    )
+    .unwrap();
+    let out = v.ctl(&["import", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("bad.jsonl:1: invalid value for field `phone`"));
+    let vault = open_vault(&v.data());
+    let a = vault.read_record(&CitizenId::parse(A).unwrap()).unwrap();
+    assert_eq!(
+        (a.version, a.fields["full_name"].clone()),
+        (1, json!("Nguyễn Văn Một"))
+    );
+}
+
+#[test]
+fn strict_import_stops_at_the_first_bad_row_and_writes_nothing() {
+    let v = TestVault::initialized();
+    let (path, _) = mixed_file(&v);
+    let out = v.ctl(&["import", "--strict", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2: citizen id must be exactly 12 ASCII digits (--strict: nothing was imported)",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(":3:"), "stops at the first bad row");
+    let vault = open_vault(&v.data());
+    assert_eq!(vault.store().citizen_count().unwrap(), 0);
+}
+
+#[test]
+fn strict_import_of_a_clean_file_imports_it() {
+    let v = TestVault::initialized();
+    let file = v.root().join("c.jsonl");
+    demo_file(&v, &file, 50, 9);
+    let out = v.ctl(&["import", "--strict", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("all 50 rows are valid"));
+    assert!(text(&out.stdout).contains("50 created"));
+}
+
+#[test]
+fn importing_the_same_file_twice_changes_nothing() {
+    let v = TestVault::initialized();
+    let file = v.root().join("c.jsonl");
+    demo_file(&v, &file, 500, 5);
+    assert!(v.ctl(&["import", file.to_str().unwrap()]).status.success());
+    let snapshot = |v: &TestVault| -> Vec<(vault_core::BlindId, u64, Vec<u8>)> {
+        let vault = open_vault(&v.data());
+        vault
+            .store()
+            .citizens_after(None, 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|(b, r)| (b, r.record_version, r.wrapped_dek))
+            .collect()
+    };
+    let before = snapshot(&v);
+    let out = v.ctl(&["import", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("0 created, 0 updated, 500 unchanged, 0 rejected"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(snapshot(&v), before);
+}
+
+#[test]
+fn csv_rows_are_typed_by_the_catalog_and_bad_rows_named_by_line() {
+    let v = TestVault::initialized();
+    let path = v.root().join("people.csv");
+    let mut f = std::fs::File::create(&path).unwrap();
+    writeln!(
+        f,
+        "citizen_id,full_name,date_of_birth,annual_income,dependents,sex"
+    )
+    .unwrap();
+    writeln!(
+        f,
+        "{A},\"Nguyễn Văn Một, con\",1980-01-02,250000000,Nguyễn An (2010);Nguyễn Bình (2012),Nam"
+    )
+    .unwrap();
+    writeln!(f, "{B},Võ Thị Hai,1991-05-06,không biết,,Nữ").unwrap();
+    writeln!(f, "079090003333,Lê Ba,1970-01-01,1").unwrap();
+    writeln!(f, "079090004444,Lê Bốn,,,,").unwrap();
+    drop(f);
+    let out = v.ctl(&["import", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("people.csv:3: invalid value for field `annual_income`: expected an integer"),
+        "{err}"
+    );
+    assert!(
+        err.contains("people.csv:4: row has 4 columns, the header has 6"),
+        "{err}"
+    );
+    assert!(!err.contains("không biết"));
+    assert!(
+        text(&out.stdout).contains("2 created"),
+        "{}",
+        text(&out.stdout)
+    );
+    let vault = open_vault(&v.data());
+    let a = vault.read_record(&CitizenId::parse(A).unwrap()).unwrap();
+    assert_eq!(a.fields["full_name"], json!("Nguyễn Văn Một, con"));
+    assert_eq!(a.fields["annual_income"], json!(250_000_000));
+    assert_eq!(
+        a.fields["dependents"],
+        json!(["Nguyễn An (2010)", "Nguyễn Bình (2012)"])
+    );
+    let four = vault
+        .read_record(&CitizenId::parse("079090004444").unwrap())
+        .unwrap();
+    assert_eq!(
+        four.fields.keys().collect::<Vec<_>>(),
+        vec!["full_name"],
+        "empty cells are absent fields"
+    );
+
+    drop(vault); // release the store's lock for the next vaultctl run
+    let bad_header = v.root().join("bad.csv");
+    std::fs::write(
+        &bad_header,
+        "citizen_id,full_name,shoe_size\n079090005555,X,42\n",
+    )
+    .unwrap();
+    let out = v.ctl(&["import", bad_header.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("bad.csv:1: unknown field `shoe_size` in the header row"));
+}
+
+#[test]
+fn an_unknown_file_format_is_refused() {
+    let v = TestVault::initialized();
+    let path = v.root().join("people.xml");
+    std::fs::write(&path, "<people/>").unwrap();
+    let out = v.ctl(&["import", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("must end in .jsonl or .csv"));
+}
+
+#[test]
+fn an_import_killed_midway_resumes_and_completes() {
+    let v = TestVault::initialized();
+    let file = v.root().join("many.jsonl");
+    demo_file(&v, &file, 30_000, 11);
+    let mut child = v
+        .command(&["import", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("rows committed"), "{first}");
+    child.kill().unwrap(); // SIGKILL: no cleanup, no final flush
+    child.wait().unwrap();
+
+    let out = v.ctl(&["import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("resuming an interrupted import after line"),
+        "{report}"
+    );
+    assert!(
+        report.contains("already imported before the interruption"),
+        "{report}"
+    );
+
+    let vault = open_vault(&v.data());
+    assert_eq!(vault.store().citizen_count().unwrap(), 30_000);
+    assert_eq!(vault.store().import_checkpoint(&[0; 32]).unwrap(), None);
+    for (i, l) in std::fs::read_to_string(&file).unwrap().lines().enumerate() {
+        if i % 97 != 0 {
+            continue;
+        }
+        let row: Value = serde_json::from_str(l).unwrap();
+        let id = CitizenId::parse(row["citizen_id"].as_str().unwrap()).unwrap();
+        let rec = vault.read_record(&id).unwrap();
+        assert_eq!(
+            Value::Object(rec.fields.into_iter().collect()),
+            row["fields"]
+        );
+        assert_eq!(
+            rec.version, 1,
+            "a resumed import never rewrites a committed row"
+        );
+    }
+    // A third run finds everything in place.
+    drop(vault);
+    let out = v.ctl(&["import", file.to_str().unwrap()]);
+    assert!(
+        text(&out.stdout).contains("0 created, 0 updated, 30000 unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+}
