@@ -1,6 +1,7 @@
 //! Citizen Data Vault core: sealing, keys, storage, policy and the `Vault` façade.
 //! No HTTP, no TLS, no environment, no wall clock: time and key sources are parameters.
 
+pub mod audit;
 pub mod clock;
 pub mod crypto;
 pub mod error;
