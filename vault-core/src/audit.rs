@@ -2,3 +2,4 @@
 //! checkpoints, the durable segment log with group commit, recovery and query indexes.
 
 pub mod merkle;
+pub mod note;
