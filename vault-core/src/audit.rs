@@ -1,5 +1,6 @@
 //! The tamper-evident audit log (SPEC §4): entries, the RFC 9162 Merkle tree, signed C2SP
 //! checkpoints, the durable segment log with group commit, recovery and query indexes.
 
+pub mod entry;
 pub mod merkle;
 pub mod note;

@@ -61,6 +61,26 @@ pub enum VaultError {
     /// A key rotation is half done; finish it first.
     #[error("a key rotation is in progress; run `vaultctl keys rotate` again to finish it")]
     RotationInProgress,
+    /// An identifier (dossier, official, grant, purpose) that may not be recorded.
+    #[error("identifier must be 1-64 of A-Z a-z 0-9 . _ : @ - with no run of 9 digits")]
+    InvalidIdentifier,
+    /// An audit entry over 64 KiB.
+    #[error("audit entry too large")]
+    AuditEntryTooLarge,
+    /// The audit log cannot take the entry durably: nothing was acknowledged or released.
+    #[error("audit log unavailable")]
+    AuditUnavailable,
+    /// The stored audit log is inconsistent (truncated, rewritten or corrupt).
+    #[error("audit log corrupt at index {index}: {reason}")]
+    AuditCorrupt {
+        /// The first bad index.
+        index: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An audit index or tree size out of range.
+    #[error("no such audit entry or tree size")]
+    AuditNotFound,
     /// The store failed (I/O, lock). The text is for operators' logs, never for clients.
     #[error("store unavailable: {0}")]
     StoreUnavailable(String),
@@ -88,6 +108,11 @@ impl VaultError {
             Self::VaultExists => "vault_exists",
             Self::VaultNotInitialized => "vault_not_initialized",
             Self::RotationInProgress => "rotation_in_progress",
+            Self::InvalidIdentifier => "invalid_identifier",
+            Self::AuditEntryTooLarge => "audit_entry_too_large",
+            Self::AuditUnavailable => "audit_unavailable",
+            Self::AuditCorrupt { .. } => "audit_corrupt",
+            Self::AuditNotFound => "audit_not_found",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::StoreCorrupt(_) => "store_corrupt",
         }
@@ -128,6 +153,14 @@ mod tests {
             VaultError::RotationInProgress,
             VaultError::StoreUnavailable("x".into()),
             VaultError::StoreCorrupt("x".into()),
+            VaultError::InvalidIdentifier,
+            VaultError::AuditEntryTooLarge,
+            VaultError::AuditUnavailable,
+            VaultError::AuditCorrupt {
+                index: 1,
+                reason: "x".into(),
+            },
+            VaultError::AuditNotFound,
         ];
         let mut codes: Vec<_> = all.iter().map(VaultError::code).collect();
         assert!(

@@ -11,6 +11,7 @@ use std::fmt;
 
 pub use cases::{Case, CaseOutcome, CaseResult, load_cases, run_cases};
 pub use load::{FragmentKind, check_fragment};
+pub use value::parse_date;
 
 /// A policy loading error, always naming file, line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,963 @@
+//! Audit entries (SPEC §4): one constructor per event, typed inputs only (identifiers,
+//! field names, pseudonyms, codes), so an entry has no place for a citizen value or id.
+//! Bytes are canonical JSON (RFC 8785 for this subset: sorted ASCII keys, no whitespace,
+//! integers only), at most 64 KiB.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+use crate::clock::Timestamp;
+use crate::crypto;
+use crate::error::VaultError;
+use crate::id::FieldName;
+
+/// Largest canonical entry.
+pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
+
+/// The events of SPEC §4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Event {
+    /// A grant was issued.
+    GrantIssued,
+    /// A grant waits for the citizen's consent.
+    GrantPending,
+    /// A grant request was refused.
+    GrantDenied,
+    /// The citizen approved a pending grant.
+    GrantApproved,
+    /// The citizen refused a pending grant.
+    GrantRefused,
+    /// A grant was revoked.
+    GrantRevoked,
+    /// Fields were released.
+    RecordReleased,
+    /// A release was refused.
+    RecordDenied,
+    /// The citizen read their own record.
+    RecordSelfViewed,
+    /// A record was written (import, source-of-truth agency).
+    RecordWritten,
+    /// A citizen was erased.
+    RecordErased,
+    /// The citizen withdrew consent.
+    ConsentWithdrawn,
+    /// The citizen asked for a correction.
+    CorrectionRequested,
+    /// The citizen filed a complaint.
+    ComplaintFiled,
+    /// An auditor reviewed a break-glass grant.
+    BreakglassReviewed,
+    /// An auditor queried the log.
+    AuditQueried,
+    /// A key was rotated.
+    KeyRotated,
+}
+
+impl Event {
+    /// Every event.
+    pub const ALL: [Event; 17] = [
+        Self::GrantIssued,
+        Self::GrantPending,
+        Self::GrantDenied,
+        Self::GrantApproved,
+        Self::GrantRefused,
+        Self::GrantRevoked,
+        Self::RecordReleased,
+        Self::RecordDenied,
+        Self::RecordSelfViewed,
+        Self::RecordWritten,
+        Self::RecordErased,
+        Self::ConsentWithdrawn,
+        Self::CorrectionRequested,
+        Self::ComplaintFiled,
+        Self::BreakglassReviewed,
+        Self::AuditQueried,
+        Self::KeyRotated,
+    ];
+
+    /// The SPEC name, e.g. `record.released`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GrantIssued => "grant.issued",
+            Self::GrantPending => "grant.pending",
+            Self::GrantDenied => "grant.denied",
+            Self::GrantApproved => "grant.approved",
+            Self::GrantRefused => "grant.refused",
+            Self::GrantRevoked => "grant.revoked",
+            Self::RecordReleased => "record.released",
+            Self::RecordDenied => "record.denied",
+            Self::RecordSelfViewed => "record.self_viewed",
+            Self::RecordWritten => "record.written",
+            Self::RecordErased => "record.erased",
+            Self::ConsentWithdrawn => "consent.withdrawn",
+            Self::CorrectionRequested => "correction.requested",
+            Self::ComplaintFiled => "complaint.filed",
+            Self::BreakglassReviewed => "breakglass.reviewed",
+            Self::AuditQueried => "audit.queried",
+            Self::KeyRotated => "key.rotated",
+        }
+    }
+
+    /// The event named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// An identifier safe to record: 1–64 of `A-Z a-z 0-9 . _ : @ -`, and never a run of nine
+/// or more digits (so neither a citizen id nor a phone number fits).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SafeId(String);
+
+impl SafeId {
+    /// Validates `s`.
+    pub fn parse(s: &str) -> Result<Self, VaultError> {
+        let charset = s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'));
+        let mut run = 0usize;
+        let mut longest = 0usize;
+        for b in s.bytes() {
+            run = if b.is_ascii_digit() { run + 1 } else { 0 };
+            longest = longest.max(run);
+        }
+        if s.is_empty() || s.len() > 64 || !charset || longest >= 9 {
+            return Err(VaultError::InvalidIdentifier);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The identifier.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SafeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A citizen's audit pseudonym: HMAC(audit key, per-citizen salt). Erasure destroys the salt.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pseudonym(pub(crate) [u8; 32]);
+
+impl Pseudonym {
+    /// From stored bytes.
+    pub fn from_bytes(b: [u8; 32]) -> Self {
+        Self(b)
+    }
+    /// Parses 64 hex digits.
+    pub fn parse_hex(s: &str) -> Option<Self> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(s, &mut b).ok()?;
+        Some(Self(b))
+    }
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pseudonym({self})")
+    }
+}
+
+/// Who acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    /// An agency system (and its official).
+    Agency,
+    /// The citizen themself.
+    Citizen,
+    /// An auditor.
+    Auditor,
+    /// An operator with `vaultctl`.
+    Operator,
+    /// The vault itself (expiry, rotation jobs).
+    System,
+}
+
+impl ActorKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Agency => "agency",
+            Self::Citizen => "citizen",
+            Self::Auditor => "auditor",
+            Self::Operator => "operator",
+            Self::System => "system",
+        }
+    }
+}
+
+/// The actor of an entry. A citizen actor is always `self`: the subject pseudonym says who.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    kind: ActorKind,
+    id: SafeId,
+    agency: Option<SafeId>,
+    unit: Option<SafeId>,
+}
+
+impl Actor {
+    /// An agency's official: `id` is the official, `agency` the agency, `unit` their unit.
+    pub fn official(id: SafeId, agency: SafeId, unit: Option<SafeId>) -> Self {
+        Self {
+            kind: ActorKind::Agency,
+            id,
+            agency: Some(agency),
+            unit,
+        }
+    }
+    /// An agency system acting without a named official.
+    pub fn agency(agency: SafeId) -> Self {
+        Self {
+            kind: ActorKind::Agency,
+            id: agency.clone(),
+            agency: Some(agency),
+            unit: None,
+        }
+    }
+    /// The citizen (the subject).
+    pub fn citizen() -> Self {
+        Self {
+            kind: ActorKind::Citizen,
+            id: SafeId("self".into()),
+            agency: None,
+            unit: None,
+        }
+    }
+    /// An auditor.
+    pub fn auditor(id: SafeId) -> Self {
+        Self {
+            kind: ActorKind::Auditor,
+            id,
+            agency: None,
+            unit: None,
+        }
+    }
+    /// An operator.
+    pub fn operator(id: SafeId) -> Self {
+        Self {
+            kind: ActorKind::Operator,
+            id,
+            agency: None,
+            unit: None,
+        }
+    }
+    /// The vault itself.
+    pub fn system() -> Self {
+        Self {
+            kind: ActorKind::System,
+            id: SafeId("vault".into()),
+            agency: None,
+            unit: None,
+        }
+    }
+
+    fn to_json(&self, concerning: Option<&SafeId>) -> Value {
+        let mut m = Map::new();
+        m.insert("kind".into(), json!(self.kind.as_str()));
+        m.insert("id".into(), json!(self.id.as_str()));
+        if let Some(a) = self.agency.as_ref().or(concerning) {
+            m.insert("agency".into(), json!(a.as_str()));
+        }
+        if let Some(u) = &self.unit {
+            m.insert("unit".into(), json!(u.as_str()));
+        }
+        Value::Object(m)
+    }
+}
+
+/// Permit, deny or error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Allowed.
+    Permit,
+    /// Refused (with a code).
+    Deny,
+    /// Failed.
+    Error,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Permit => "permit",
+            Self::Deny => "deny",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// What every entry shares: when, and under which policy set.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryContext {
+    /// When.
+    pub time: Timestamp,
+    /// SHA-256 of the policy set in force.
+    pub policy: [u8; 32],
+}
+
+/// What a grant-shaped entry concerns.
+#[derive(Debug, Clone)]
+pub struct Access<'a> {
+    /// The purpose id.
+    pub purpose: &'a SafeId,
+    /// The agency's dossier.
+    pub dossier: &'a SafeId,
+    /// Fields (names only).
+    pub fields: &'a [FieldName],
+    /// The grant, once it exists.
+    pub grant: Option<&'a SafeId>,
+    /// Emergency access.
+    pub break_glass: bool,
+}
+
+/// A canonical audit entry. Only the constructors below build one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    event: Event,
+    bytes: Vec<u8>,
+}
+
+impl fmt::Debug for AuditEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AuditEntry({}, {} bytes)",
+            self.event.as_str(),
+            self.bytes.len()
+        )
+    }
+}
+
+struct Draft {
+    m: BTreeMap<&'static str, Value>,
+    event: Event,
+}
+
+impl Draft {
+    fn new(
+        ctx: &EntryContext,
+        event: Event,
+        actor: Value,
+        outcome: Outcome,
+    ) -> Result<Self, VaultError> {
+        let mut nonce = [0u8; 16];
+        crypto::random_bytes(&mut nonce)?;
+        let mut m = BTreeMap::new();
+        m.insert("v", json!(1));
+        m.insert("time", json!(ctx.time.to_string()));
+        m.insert(
+            "nonce",
+            json!(base64::engine::general_purpose::STANDARD.encode(nonce)),
+        );
+        m.insert("event", json!(event.as_str()));
+        m.insert("policy", json!(hex::encode(ctx.policy)));
+        m.insert("actor", actor);
+        m.insert("outcome", json!(outcome.as_str()));
+        Ok(Self { m, event })
+    }
+    fn subject(mut self, p: Option<&Pseudonym>) -> Self {
+        if let Some(p) = p {
+            self.m.insert("subject", json!(p.to_string()));
+        }
+        self
+    }
+    fn access(mut self, a: &Access<'_>) -> Self {
+        self.m.insert("purpose", json!(a.purpose.as_str()));
+        self.m.insert("dossier_id", json!(a.dossier.as_str()));
+        self.fields(a.fields);
+        if let Some(g) = a.grant {
+            self.m.insert("grant_id", json!(g.as_str()));
+        }
+        self.m.insert("break_glass", json!(a.break_glass));
+        self
+    }
+    fn fields(&mut self, fields: &[FieldName]) {
+        self.m.insert(
+            "fields",
+            Value::Array(fields.iter().map(|f| json!(f.as_str())).collect()),
+        );
+    }
+    fn set(mut self, k: &'static str, v: Value) -> Self {
+        self.m.insert(k, v);
+        self
+    }
+    fn finish(self) -> Result<AuditEntry, VaultError> {
+        let obj: Map<String, Value> = self.m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let bytes =
+            serde_json::to_vec(&Value::Object(obj)).map_err(|_| VaultError::InvalidIdentifier)?;
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(VaultError::AuditEntryTooLarge);
+        }
+        Ok(AuditEntry {
+            event: self.event,
+            bytes,
+        })
+    }
+}
+
+fn code_value(code: &'static str) -> Value {
+    json!(code)
+}
+
+impl AuditEntry {
+    /// The event.
+    pub fn event(&self) -> Event {
+        self.event
+    }
+
+    /// The canonical bytes (the Merkle leaf's data).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// `grant.issued`.
+    pub fn grant_issued(
+        ctx: &EntryContext,
+        actor: &Actor,
+        subject: &Pseudonym,
+        access: &Access<'_>,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::GrantIssued,
+            actor.to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .access(access)
+        .finish()
+    }
+
+    /// `grant.pending`.
+    pub fn grant_pending(
+        ctx: &EntryContext,
+        actor: &Actor,
+        subject: &Pseudonym,
+        access: &Access<'_>,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::GrantPending,
+            actor.to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .access(access)
+        .finish()
+    }
+
+    /// `grant.denied`, with the denial code.
+    pub fn grant_denied(
+        ctx: &EntryContext,
+        actor: &Actor,
+        subject: Option<&Pseudonym>,
+        access: &Access<'_>,
+        code: &'static str,
+    ) -> Result<Self, VaultError> {
+        Draft::new(ctx, Event::GrantDenied, actor.to_json(None), Outcome::Deny)?
+            .subject(subject)
+            .access(access)
+            .set("code", code_value(code))
+            .finish()
+    }
+
+    /// `grant.approved` (by the citizen).
+    pub fn grant_approved(
+        ctx: &EntryContext,
+        subject: &Pseudonym,
+        agency: &SafeId,
+        access: &Access<'_>,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::GrantApproved,
+            Actor::citizen().to_json(Some(agency)),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .access(access)
+        .finish()
+    }
+
+    /// `grant.refused` (by the citizen).
+    pub fn grant_refused(
+        ctx: &EntryContext,
+        subject: &Pseudonym,
+        agency: &SafeId,
+        access: &Access<'_>,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::GrantRefused,
+            Actor::citizen().to_json(Some(agency)),
+            Outcome::Deny,
+        )?
+        .subject(Some(subject))
+        .access(access)
+        .set("code", code_value("consent_refused"))
+        .finish()
+    }
+
+    /// `grant.revoked`, with the reason code (`revoked_by_agency`, `consent_withdrawn`, …).
+    pub fn grant_revoked(
+        ctx: &EntryContext,
+        actor: &Actor,
+        subject: &Pseudonym,
+        grant: &SafeId,
+        code: &'static str,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::GrantRevoked,
+            actor.to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .set("grant_id", json!(grant.as_str()))
+        .set("code", code_value(code))
+        .finish()
+    }
+
+    /// `record.released`: written and durable before any field is decrypted.
+    pub fn record_released(
+        ctx: &EntryContext,
+        actor: &Actor,
+        subject: &Pseudonym,
+        access: &Access<'_>,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::RecordReleased,
+            actor.to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .access(access)
+        .finish()
+    }
+
+    /// `record.denied`, with the refusal code.
+    pub fn record_denied(
+        ctx: &EntryContext,
+        actor: &Actor,
+        subject: Option<&Pseudonym>,
+        fields: &[FieldName],
+        grant: Option<&SafeId>,
+        code: &'static str,
+    ) -> Result<Self, VaultError> {
+        let mut d = Draft::new(ctx, Event::RecordDenied, actor.to_json(None), Outcome::Deny)?
+            .subject(subject)
+            .set("code", code_value(code));
+        d.fields(fields);
+        if let Some(g) = grant {
+            d = d.set("grant_id", json!(g.as_str()));
+        }
+        d.finish()
+    }
+
+    /// `record.self_viewed`.
+    pub fn record_self_viewed(
+        ctx: &EntryContext,
+        subject: &Pseudonym,
+        fields: &[FieldName],
+    ) -> Result<Self, VaultError> {
+        let mut d = Draft::new(
+            ctx,
+            Event::RecordSelfViewed,
+            Actor::citizen().to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject));
+        d.fields(fields);
+        d.finish()
+    }
+
+    /// `record.written`: the names of the fields that changed, never their values.
+    pub fn record_written(
+        ctx: &EntryContext,
+        actor: &Actor,
+        subject: &Pseudonym,
+        fields: &[FieldName],
+    ) -> Result<Self, VaultError> {
+        let mut d = Draft::new(
+            ctx,
+            Event::RecordWritten,
+            actor.to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject));
+        d.fields(fields);
+        d.finish()
+    }
+
+    /// `record.erased`.
+    pub fn record_erased(
+        ctx: &EntryContext,
+        actor: &Actor,
+        subject: &Pseudonym,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::RecordErased,
+            actor.to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .finish()
+    }
+
+    /// `consent.withdrawn` for an agency and purpose.
+    pub fn consent_withdrawn(
+        ctx: &EntryContext,
+        subject: &Pseudonym,
+        agency: &SafeId,
+        purpose: &SafeId,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::ConsentWithdrawn,
+            Actor::citizen().to_json(Some(agency)),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .set("purpose", json!(purpose.as_str()))
+        .finish()
+    }
+
+    /// `correction.requested` for one field (the proposed value is not recorded here).
+    pub fn correction_requested(
+        ctx: &EntryContext,
+        subject: &Pseudonym,
+        field: &FieldName,
+    ) -> Result<Self, VaultError> {
+        let mut d = Draft::new(
+            ctx,
+            Event::CorrectionRequested,
+            Actor::citizen().to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject));
+        d.fields(std::slice::from_ref(field));
+        d.finish()
+    }
+
+    /// `complaint.filed` about the entry at `about_index` (code `entry_<index>`; the text is
+    /// not recorded here).
+    pub fn complaint_filed(
+        ctx: &EntryContext,
+        subject: &Pseudonym,
+        about_index: u64,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::ComplaintFiled,
+            Actor::citizen().to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .set("code", json!(format!("entry_{about_index}")))
+        .finish()
+    }
+
+    /// `breakglass.reviewed` by an auditor, with the verdict code.
+    pub fn breakglass_reviewed(
+        ctx: &EntryContext,
+        auditor: &Actor,
+        grant: &SafeId,
+        outcome: Outcome,
+        code: &'static str,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::BreakglassReviewed,
+            auditor.to_json(None),
+            outcome,
+        )?
+        .set("grant_id", json!(grant.as_str()))
+        .set("code", code_value(code))
+        .finish()
+    }
+
+    /// `audit.queried`: which kind of query (`code`), about whom if a citizen was named.
+    pub fn audit_queried(
+        ctx: &EntryContext,
+        auditor: &Actor,
+        subject: Option<&Pseudonym>,
+        code: &'static str,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::AuditQueried,
+            auditor.to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(subject)
+        .set("code", code_value(code))
+        .finish()
+    }
+
+    /// `key.rotated`: `code` names the key (`kek`, `token`, `audit`) and its new version,
+    /// e.g. `kek_v2`.
+    pub fn key_rotated(
+        ctx: &EntryContext,
+        actor: &Actor,
+        key: &'static str,
+        new_version: u32,
+    ) -> Result<Self, VaultError> {
+        Draft::new(ctx, Event::KeyRotated, actor.to_json(None), Outcome::Permit)?
+            .set("code", json!(format!("{key}_v{new_version}")))
+            .finish()
+    }
+}
+
+/// The fields of a stored entry that the indexes and queries need.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct EntryView {
+    /// Event name.
+    pub event: String,
+    /// RFC 3339 time.
+    pub time: String,
+    /// The actor object.
+    pub actor: ActorView,
+    /// Subject pseudonym (hex).
+    pub subject: Option<String>,
+    /// Purpose id.
+    pub purpose: Option<String>,
+}
+
+/// The actor of a stored entry.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ActorView {
+    /// Actor kind.
+    pub kind: String,
+    /// Actor id.
+    pub id: String,
+    /// Agency, if any.
+    pub agency: Option<String>,
+}
+
+/// Parses an RFC 3339 `YYYY-MM-DDTHH:MM:SS.mmmZ` time into a timestamp.
+pub fn parse_time(s: &str) -> Option<Timestamp> {
+    let b = s.as_bytes();
+    if b.len() != 24 || b[10] != b'T' || b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let (y, mo, d) = crate::policy::parse_date(s.get(..10)?)?;
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
+    let (h, mi, se, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if h > 23 || mi > 59 || se > 59 {
+        return None;
+    }
+    let days = crate::clock::days_from_civil(i64::from(y), mo, d);
+    Some(Timestamp::from_millis(
+        ((days * 86_400 + h * 3600 + mi * 60 + se) * 1000) + ms,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ctx() -> EntryContext {
+        EntryContext {
+            time: Timestamp::from_millis(1_795_395_723_456),
+            policy: [0xab; 32],
+        }
+    }
+
+    fn id(s: &str) -> SafeId {
+        SafeId::parse(s).unwrap()
+    }
+
+    fn every_event(subject: &Pseudonym, fields: &[FieldName]) -> Vec<AuditEntry> {
+        let c = ctx();
+        let official = Actor::official(id("can-bo-01"), id("ubnd-quan-1"), Some(id("tu-phap")));
+        let (purpose, dossier, grant) = (
+            id("birth_registration"),
+            id("HS-2026-000123"),
+            id("g-7KQ2M9XA"),
+        );
+        let access = Access {
+            purpose: &purpose,
+            dossier: &dossier,
+            fields,
+            grant: Some(&grant),
+            break_glass: false,
+        };
+        let agency = id("ubnd-quan-1");
+        let all = vec![
+            AuditEntry::grant_issued(&c, &official, subject, &access),
+            AuditEntry::grant_pending(&c, &official, subject, &access),
+            AuditEntry::grant_denied(
+                &c,
+                &official,
+                Some(subject),
+                &access,
+                "outside_jurisdiction",
+            ),
+            AuditEntry::grant_approved(&c, subject, &agency, &access),
+            AuditEntry::grant_refused(&c, subject, &agency, &access),
+            AuditEntry::grant_revoked(&c, &official, subject, &grant, "revoked_by_agency"),
+            AuditEntry::record_released(&c, &official, subject, &access),
+            AuditEntry::record_denied(
+                &c,
+                &official,
+                Some(subject),
+                fields,
+                Some(&grant),
+                "token_not_for_field",
+            ),
+            AuditEntry::record_self_viewed(&c, subject, fields),
+            AuditEntry::record_written(&c, &Actor::operator(id("vaultctl")), subject, fields),
+            AuditEntry::record_erased(&c, &Actor::operator(id("vaultctl")), subject),
+            AuditEntry::consent_withdrawn(&c, subject, &agency, &purpose),
+            AuditEntry::correction_requested(&c, subject, &fields[0]),
+            AuditEntry::complaint_filed(&c, subject, 41),
+            AuditEntry::breakglass_reviewed(
+                &c,
+                &Actor::auditor(id("kiem-toan-1")),
+                &grant,
+                Outcome::Permit,
+                "justified",
+            ),
+            AuditEntry::audit_queried(
+                &c,
+                &Actor::auditor(id("kiem-toan-1")),
+                Some(subject),
+                "by_citizen",
+            ),
+            AuditEntry::key_rotated(&c, &Actor::operator(id("vaultctl")), "kek", 2),
+        ];
+        let entries: Vec<_> = all.into_iter().map(Result::unwrap).collect();
+        let events: Vec<_> = entries.iter().map(AuditEntry::event).collect();
+        assert_eq!(events, Event::ALL.to_vec(), "one constructor per event");
+        entries
+    }
+
+    #[test]
+    fn entries_are_canonical_json_with_sorted_keys_and_spec_fields() {
+        let fields = vec![FieldName::parse("full_name").unwrap()];
+        for e in every_event(&Pseudonym([7; 32]), &fields) {
+            let text = std::str::from_utf8(e.bytes()).unwrap();
+            let v: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                serde_json::to_string(&v).unwrap(),
+                text,
+                "re-serialization is identical"
+            );
+            assert_eq!(v["v"], json!(1));
+            assert_eq!(v["time"], json!("2026-11-23T01:02:03.456Z"));
+            assert_eq!(
+                base64::engine::general_purpose::STANDARD
+                    .decode(v["nonce"].as_str().unwrap())
+                    .unwrap()
+                    .len(),
+                16
+            );
+            assert_eq!(v["policy"], json!(hex::encode([0xab; 32])));
+            assert!(v["actor"]["kind"].is_string() && v["outcome"].is_string());
+            const SPEC_KEYS: [&str; 14] = [
+                "v",
+                "time",
+                "nonce",
+                "event",
+                "policy",
+                "actor",
+                "subject",
+                "purpose",
+                "dossier_id",
+                "fields",
+                "grant_id",
+                "outcome",
+                "code",
+                "break_glass",
+            ];
+            for k in v.as_object().unwrap().keys() {
+                assert!(
+                    SPEC_KEYS.contains(&k.as_str()),
+                    "{k} is not a SPEC §4 entry field"
+                );
+            }
+            let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            assert_eq!(keys, sorted);
+        }
+    }
+
+    #[test]
+    fn two_entries_with_equal_content_differ_by_their_nonce() {
+        let f = vec![FieldName::parse("phone").unwrap()];
+        let a = AuditEntry::record_self_viewed(&ctx(), &Pseudonym([1; 32]), &f).unwrap();
+        let b = AuditEntry::record_self_viewed(&ctx(), &Pseudonym([1; 32]), &f).unwrap();
+        assert_ne!(a.bytes(), b.bytes());
+    }
+
+    #[test]
+    fn safe_ids_refuse_citizen_ids_phone_numbers_and_odd_characters() {
+        for bad in [
+            "079203001234",
+            "HS-0903123456",
+            "a b",
+            "",
+            "tên",
+            &"x".repeat(65),
+            "a\"b",
+        ] {
+            assert!(SafeId::parse(bad).is_err(), "{bad}");
+        }
+        for ok in [
+            "HS-2026-000123",
+            "ubnd-quan-1",
+            "can.bo_01@unit",
+            "12345678",
+        ] {
+            assert!(SafeId::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn time_round_trips() {
+        let t = Timestamp::from_millis(1_795_395_723_456);
+        assert_eq!(parse_time(&t.to_string()), Some(t));
+        assert_eq!(parse_time("2026-02-30T00:00:00.000Z"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn no_constructor_can_carry_a_citizen_value(
+            values in proptest::collection::vec("[\\p{L}0-9]{3,20} [\\p{L}0-9 ,./-]{3,20}", 1..8),
+            digits in "[0-9]{12}",
+            salt in any::<[u8; 32]>(),
+        ) {
+            // What a vault write would be given: values and the citizen id.
+            let key = crate::secret::PseudonymKey::from_bytes([5; 32]);
+            let subject = Pseudonym(crypto::pseudonym(&key, &salt));
+            let fields = vec![FieldName::parse("full_name").unwrap(), FieldName::parse("phone").unwrap()];
+            for e in every_event(&subject, &fields) {
+                let text = String::from_utf8(e.bytes().to_vec()).unwrap();
+                prop_assert!(!text.contains(&digits));
+                for v in &values {
+                    prop_assert!(!text.contains(v.as_str()), "{} contains {}", text, v);
+                }
+            }
+        }
+    }
+}
