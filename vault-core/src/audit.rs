@@ -2,5 +2,8 @@
 //! checkpoints, the durable segment log with group commit, recovery and query indexes.
 
 pub mod entry;
+pub mod file;
 pub mod merkle;
 pub mod note;
+pub mod segment;
+pub mod tree;

@@ -1,0 +1,1223 @@
+//! `SegmentLog`: the audit log on append-only files with `fdatasync` and group commit.
+//!
+//! Files in the log directory:
+//! - `entries.log`: `len u32 | crc32 u32 | canonical entry` per entry (synced per batch);
+//! - `leaves.idx`: `offset u64 | leaf hash` per entry (derived; verified and rebuilt on open);
+//! - `checkpoints.log`: `size u64 | len u32 | crc32 u32 | signed note` (synced per batch).
+//!
+//! One writer thread owns the files. A caller hands over entries and blocks until they are
+//! durable *and* covered by a durable signed checkpoint; then it gets `(index, leaf hash)`.
+//! The writer takes everything queued, writes, syncs once per file, signs once, answers
+//! all. Any error answers every waiting caller with `AuditUnavailable`, rolls the files back
+//! to the last good length and refuses appends until a re-check passes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::thread::JoinHandle;
+
+use super::entry::AuditEntry;
+use super::file::{FsFile, LogFile};
+use super::merkle::{self, Hash, ProofError};
+use super::note::{Checkpoint, LogSigner, LogVerifier};
+use super::tree::{ChunkedTree, LeafReader};
+use crate::error::VaultError;
+
+const ENTRY_HEADER: u64 = 8;
+const LEAF_RECORD: u64 = 40;
+const CHECKPOINT_HEADER: u64 = 16;
+/// Entries taken into one group commit at most.
+const MAX_BATCH: usize = 16_384;
+
+/// Where an appended entry landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its index in the log.
+    pub index: u64,
+    /// Its RFC 9162 leaf hash.
+    pub leaf_hash: Hash,
+}
+
+/// Statistics of the group-commit writer, for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Entries committed.
+    pub entries: AtomicU64,
+    /// Batches that failed.
+    pub failures: AtomicU64,
+}
+
+/// Opens the three files; tests wrap them to inject faults.
+pub type FileOpener = dyn Fn(&Path) -> std::io::Result<Box<dyn LogFile>> + Send + Sync;
+
+fn io_unavailable(what: &str, e: &std::io::Error) -> VaultError {
+    VaultError::StoreUnavailable(format!("audit {what}: {e}"))
+}
+
+fn corrupt(index: u64, reason: impl Into<String>) -> VaultError {
+    VaultError::AuditCorrupt {
+        index,
+        reason: reason.into(),
+    }
+}
+
+fn proof_err(e: ProofError) -> VaultError {
+    match e {
+        ProofError::OutOfRange => VaultError::AuditNotFound,
+        other => VaultError::StoreUnavailable(format!("audit tree: {other}")),
+    }
+}
+
+struct Files {
+    entries: Box<dyn LogFile>,
+    leaves: Box<dyn LogFile>,
+    checkpoints: Box<dyn LogFile>,
+}
+
+impl LeafReader for Files {
+    fn leaves(&self, start: u64, count: u64) -> Result<Vec<Hash>, ProofError> {
+        let mut buf =
+            vec![0u8; usize::try_from(count * LEAF_RECORD).map_err(|_| ProofError::OutOfRange)?];
+        self.leaves
+            .read_at(start * LEAF_RECORD, &mut buf)
+            .map_err(|e| ProofError::Unavailable(e.to_string()))?;
+        Ok(buf
+            .chunks_exact(LEAF_RECORD as usize)
+            .map(|r| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(&r[8..]);
+                h
+            })
+            .collect())
+    }
+}
+
+impl Files {
+    fn leaf_record(&self, index: u64) -> Result<(u64, Hash), VaultError> {
+        let mut buf = [0u8; LEAF_RECORD as usize];
+        self.leaves
+            .read_at(index * LEAF_RECORD, &mut buf)
+            .map_err(|e| io_unavailable("leaf index", &e))?;
+        let mut off = [0u8; 8];
+        off.copy_from_slice(&buf[..8]);
+        let mut h = [0u8; 32];
+        h.copy_from_slice(&buf[8..]);
+        Ok((u64::from_be_bytes(off), h))
+    }
+
+    /// Reads the entry record at `offset` if it is whole and its CRC matches.
+    fn entry_at(&self, offset: u64, file_len: u64) -> Result<Option<Vec<u8>>, VaultError> {
+        if offset + ENTRY_HEADER > file_len {
+            return Ok(None);
+        }
+        let mut head = [0u8; 8];
+        self.entries
+            .read_at(offset, &mut head)
+            .map_err(|e| io_unavailable("entries", &e))?;
+        let len = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+        let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        if len as usize > super::entry::MAX_ENTRY_BYTES || offset + ENTRY_HEADER + len > file_len {
+            return Ok(None);
+        }
+        let mut body = vec![0u8; len as usize];
+        self.entries
+            .read_at(offset + ENTRY_HEADER, &mut body)
+            .map_err(|e| io_unavailable("entries", &e))?;
+        Ok((crc32fast::hash(&body) == crc).then_some(body))
+    }
+}
+
+struct State {
+    tree: ChunkedTree,
+    /// Entries durable and covered by a durable checkpoint (what readers may see).
+    size: u64,
+    /// Checkpoint record offsets by tree size.
+    checkpoints: BTreeMap<u64, (u64, u32)>,
+    latest_note: String,
+}
+
+struct Inner {
+    files: Files,
+    signer: LogSigner,
+    state: RwLock<State>,
+    healthy: AtomicBool,
+    stats: WriterStats,
+}
+
+/// Durable lengths, owned by the writer.
+#[derive(Debug, Clone, Copy)]
+struct Lengths {
+    entries: u64,
+    leaves: u64,
+    checkpoints: u64,
+}
+
+type Reply = mpsc::SyncSender<Result<Vec<Appended>, VaultError>>;
+
+struct Job {
+    entries: Vec<AuditEntry>,
+    reply: Reply,
+}
+
+/// The segment-file audit log.
+pub struct SegmentLog {
+    inner: Arc<Inner>,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SegmentLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentLog")
+            .field("size", &self.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SegmentLog {
+    /// Opens (or creates) the log in `dir`, recovering and checking it.
+    pub fn open(dir: &Path, signer: LogSigner) -> Result<Self, VaultError> {
+        Self::open_with(dir, signer, &|p| {
+            FsFile::open(p).map(|f| Box::new(f) as Box<dyn LogFile>)
+        })
+    }
+
+    /// Opens with a custom file opener (fault injection).
+    pub fn open_with(
+        dir: &Path,
+        signer: LogSigner,
+        opener: &FileOpener,
+    ) -> Result<Self, VaultError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_unavailable("directory", &e))?;
+        let open = |name: &str| -> Result<Box<dyn LogFile>, VaultError> {
+            let p: PathBuf = dir.join(name);
+            opener(&p).map_err(|e| io_unavailable(name, &e))
+        };
+        let files = Files {
+            entries: open("entries.log")?,
+            leaves: open("leaves.idx")?,
+            checkpoints: open("checkpoints.log")?,
+        };
+        let (state, lengths) = recover(&files, &signer)?;
+        let inner = Arc::new(Inner {
+            files,
+            signer,
+            state: RwLock::new(state),
+            healthy: AtomicBool::new(true),
+            stats: WriterStats::default(),
+        });
+        let (tx, rx) = mpsc::channel::<Job>();
+        let w = Arc::clone(&inner);
+        let writer = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer_loop(&w, &rx, lengths))
+            .map_err(|e| io_unavailable("writer thread", &e))?;
+        Ok(Self {
+            inner,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Appends entries and waits until they are durable and checkpointed. All or none.
+    pub fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<Appended>, VaultError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let tx = self.tx.lock().map_err(|_| VaultError::AuditUnavailable)?;
+            let tx = tx.as_ref().ok_or(VaultError::AuditUnavailable)?;
+            tx.send(Job { entries, reply })
+                .map_err(|_| VaultError::AuditUnavailable)?;
+        }
+        answer.recv().map_err(|_| VaultError::AuditUnavailable)?
+    }
+
+    /// Appends one entry.
+    pub fn append_one(&self, entry: AuditEntry) -> Result<Appended, VaultError> {
+        self.append(vec![entry])?
+            .pop()
+            .ok_or(VaultError::AuditUnavailable)
+    }
+
+    /// Stops the writer after it has answered everything queued.
+    pub fn shutdown(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(h) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = h.join();
+        }
+    }
+
+    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, State>, VaultError> {
+        self.inner
+            .state
+            .read()
+            .map_err(|_| VaultError::AuditUnavailable)
+    }
+
+    /// Entries durable and checkpointed.
+    pub fn size(&self) -> u64 {
+        self.read().map(|s| s.size).unwrap_or(0)
+    }
+
+    /// Whether appends are accepted (false after a failure until a re-check passes).
+    pub fn is_healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::SeqCst)
+    }
+
+    /// Writer statistics.
+    pub fn stats(&self) -> &WriterStats {
+        &self.inner.stats
+    }
+
+    /// The verifier key of this log.
+    pub fn verifier(&self) -> LogVerifier {
+        self.inner.signer.verifier()
+    }
+
+    /// The canonical bytes of entry `index`.
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>, VaultError> {
+        if index >= self.size() {
+            return Err(VaultError::AuditNotFound);
+        }
+        let (offset, hash) = self.inner.files.leaf_record(index)?;
+        let len = self
+            .inner
+            .files
+            .entries
+            .size()
+            .map_err(|e| io_unavailable("entries", &e))?;
+        let body = self
+            .inner
+            .files
+            .entry_at(offset, len)?
+            .ok_or_else(|| corrupt(index, "entry record unreadable"))?;
+        if merkle::leaf_hash(&body) != hash {
+            return Err(corrupt(index, "entry does not match its leaf hash"));
+        }
+        Ok(body)
+    }
+
+    /// The leaf hash of entry `index`.
+    pub fn leaf_hash(&self, index: u64) -> Result<Hash, VaultError> {
+        if index >= self.size() {
+            return Err(VaultError::AuditNotFound);
+        }
+        Ok(self.inner.files.leaf_record(index)?.1)
+    }
+
+    /// The root of the first `size` entries.
+    pub fn root(&self, size: u64) -> Result<Hash, VaultError> {
+        let st = self.read()?;
+        if size > st.size {
+            return Err(VaultError::AuditNotFound);
+        }
+        merkle::root(&st.tree.view(st.size, &self.inner.files), size).map_err(proof_err)
+    }
+
+    /// Inclusion proof of `index` in the tree of `size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, VaultError> {
+        let st = self.read()?;
+        if size > st.size {
+            return Err(VaultError::AuditNotFound);
+        }
+        merkle::inclusion_proof(&st.tree.view(st.size, &self.inner.files), index, size)
+            .map_err(proof_err)
+    }
+
+    /// Consistency proof between sizes `from` and `to`.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError> {
+        let st = self.read()?;
+        if to > st.size {
+            return Err(VaultError::AuditNotFound);
+        }
+        merkle::consistency_proof(&st.tree.view(st.size, &self.inner.files), from, to)
+            .map_err(proof_err)
+    }
+
+    /// The latest signed checkpoint.
+    pub fn latest_checkpoint(&self) -> Result<String, VaultError> {
+        Ok(self.read()?.latest_note.clone())
+    }
+
+    /// The signed checkpoint for exactly `size`, if one was issued.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>, VaultError> {
+        let loc = self.read()?.checkpoints.get(&size).copied();
+        loc.map(|(off, len)| read_checkpoint(&self.inner.files, off, len).map(|(_, n)| n))
+            .transpose()
+    }
+
+    /// Sizes for which a checkpoint exists.
+    pub fn checkpoint_sizes(&self) -> Result<Vec<u64>, VaultError> {
+        Ok(self.read()?.checkpoints.keys().copied().collect())
+    }
+
+    /// Full verification: re-hashes every entry against its leaf, rebuilds the tree and checks
+    /// every checkpoint's signature and root. Names the first bad index.
+    pub fn verify_all(&self) -> Result<VerifyReport, VaultError> {
+        let st = self.read()?;
+        let files = &self.inner.files;
+        let verifier = self.inner.signer.verifier();
+        let elen = files
+            .entries
+            .size()
+            .map_err(|e| io_unavailable("entries", &e))?;
+        let mut tree = merkle::MemoryTree::new();
+        let mut expected_offset = 0u64;
+        let sizes: Vec<(u64, (u64, u32))> = st.checkpoints.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut next_cp = 0usize;
+        let mut checked_checkpoints = 0u64;
+        let mut check_cps =
+            |tree: &merkle::MemoryTree, n: u64, next_cp: &mut usize| -> Result<(), VaultError> {
+                while let Some((size, (off, len))) = sizes.get(*next_cp).copied() {
+                    if size != n {
+                        break;
+                    }
+                    let (_, note) = read_checkpoint(files, off, len)?;
+                    let cp = Checkpoint::verify(&note, &verifier)
+                        .map_err(|e| corrupt(size, format!("checkpoint for size {size}: {e}")))?;
+                    let r = merkle::root(tree, size).map_err(proof_err)?;
+                    if cp.root != r || cp.size != size {
+                        return Err(corrupt(
+                            size.saturating_sub(1),
+                            format!("checkpoint for size {size} does not match the entries"),
+                        ));
+                    }
+                    checked_checkpoints += 1;
+                    *next_cp += 1;
+                }
+                Ok(())
+            };
+        check_cps(&tree, 0, &mut next_cp)?;
+        for i in 0..st.size {
+            let (offset, stored) = files.leaf_record(i)?;
+            if offset != expected_offset {
+                return Err(corrupt(
+                    i,
+                    "entry offset does not follow the previous entry",
+                ));
+            }
+            let body = files
+                .entry_at(offset, elen)?
+                .ok_or_else(|| corrupt(i, "entry record is damaged (length or checksum)"))?;
+            let h = merkle::leaf_hash(&body);
+            if h != stored {
+                return Err(corrupt(
+                    i,
+                    "entry bytes do not match the recorded leaf hash",
+                ));
+            }
+            if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+                return Err(corrupt(i, "entry is not JSON"));
+            }
+            expected_offset = offset + ENTRY_HEADER + body.len() as u64;
+            tree.push(h);
+            check_cps(&tree, i + 1, &mut next_cp)?;
+        }
+        Ok(VerifyReport {
+            entries: st.size,
+            checkpoints: checked_checkpoints,
+            root: merkle::root(&tree, st.size).map_err(proof_err)?,
+        })
+    }
+}
+
+impl Drop for SegmentLog {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What a full verification checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Entries re-hashed.
+    pub entries: u64,
+    /// Checkpoints whose signature and root were checked.
+    pub checkpoints: u64,
+    /// The root of the whole log.
+    pub root: Hash,
+}
+
+fn read_checkpoint(files: &Files, off: u64, len: u32) -> Result<(u64, String), VaultError> {
+    let mut head = [0u8; CHECKPOINT_HEADER as usize];
+    files
+        .checkpoints
+        .read_at(off, &mut head)
+        .map_err(|e| io_unavailable("checkpoints", &e))?;
+    let size = u64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
+    let crc = u32::from_be_bytes(head[12..16].try_into().unwrap_or([0; 4]));
+    let mut body = vec![0u8; len as usize];
+    files
+        .checkpoints
+        .read_at(off + CHECKPOINT_HEADER, &mut body)
+        .map_err(|e| io_unavailable("checkpoints", &e))?;
+    if crc32fast::hash(&body) != crc {
+        return Err(corrupt(size, "checkpoint record damaged"));
+    }
+    String::from_utf8(body)
+        .map(|n| (size, n))
+        .map_err(|_| corrupt(size, "checkpoint is not UTF-8"))
+}
+
+fn checkpoint_record(size: u64, note: &str) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(CHECKPOINT_HEADER as usize + note.len());
+    rec.extend_from_slice(&size.to_be_bytes());
+    rec.extend_from_slice(&u32::try_from(note.len()).unwrap_or(u32::MAX).to_be_bytes());
+    rec.extend_from_slice(&crc32fast::hash(note.as_bytes()).to_be_bytes());
+    rec.extend_from_slice(note.as_bytes());
+    rec
+}
+
+/// Opening: torn tails cut, derived leaf index checked and completed, tree rebuilt, the
+/// whole compared with the last signed checkpoint.
+fn recover(files: &Files, signer: &LogSigner) -> Result<(State, Lengths), VaultError> {
+    let verifier = signer.verifier();
+    // 1. Checkpoints: whole records only; sizes never decrease.
+    let clen = files
+        .checkpoints
+        .size()
+        .map_err(|e| io_unavailable("checkpoints", &e))?;
+    let mut checkpoints = BTreeMap::new();
+    let mut off = 0u64;
+    let mut last: Option<(u64, u64, u32)> = None;
+    while off + CHECKPOINT_HEADER <= clen {
+        let mut head = [0u8; CHECKPOINT_HEADER as usize];
+        files
+            .checkpoints
+            .read_at(off, &mut head)
+            .map_err(|e| io_unavailable("checkpoints", &e))?;
+        let size = u64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
+        let len = u32::from_be_bytes(head[8..12].try_into().unwrap_or([0; 4]));
+        if off + CHECKPOINT_HEADER + u64::from(len) > clen
+            || read_checkpoint(files, off, len).is_err()
+        {
+            break; // torn tail
+        }
+        if last.is_some_and(|(s, _, _)| size < s) {
+            return Err(corrupt(size, "checkpoint sizes go backwards"));
+        }
+        checkpoints.insert(size, (off, len));
+        last = Some((size, off, len));
+        off += CHECKPOINT_HEADER + u64::from(len);
+    }
+    if off < clen {
+        files
+            .checkpoints
+            .set_len(off)
+            .map_err(|e| io_unavailable("checkpoints", &e))?;
+    }
+    let mut lengths = Lengths {
+        entries: 0,
+        leaves: 0,
+        checkpoints: off,
+    };
+
+    // 2. Leaf index: whole records; the last 64 re-checked against the entries.
+    let elen = files
+        .entries
+        .size()
+        .map_err(|e| io_unavailable("entries", &e))?;
+    let llen = files
+        .leaves
+        .size()
+        .map_err(|e| io_unavailable("leaf index", &e))?;
+    let mut n = llen / LEAF_RECORD;
+    let check_from = n.saturating_sub(64);
+    for i in check_from..n {
+        let (o, h) = files.leaf_record(i)?;
+        let ok = files
+            .entry_at(o, elen)?
+            .is_some_and(|b| merkle::leaf_hash(&b) == h);
+        if !ok {
+            n = i;
+            break;
+        }
+    }
+    // 3. Entries past the index: complete them, cut a torn tail.
+    let mut eoff = if n == 0 {
+        0
+    } else {
+        let (o, _) = files.leaf_record(n - 1)?;
+        let body = files
+            .entry_at(o, elen)?
+            .ok_or_else(|| corrupt(n - 1, "entry record damaged"))?;
+        o + ENTRY_HEADER + body.len() as u64
+    };
+    let mut new_leaves = Vec::new();
+    while eoff < elen {
+        match files.entry_at(eoff, elen)? {
+            Some(body) => {
+                let mut rec = Vec::with_capacity(LEAF_RECORD as usize);
+                rec.extend_from_slice(&eoff.to_be_bytes());
+                rec.extend_from_slice(&merkle::leaf_hash(&body));
+                new_leaves.extend_from_slice(&rec);
+                eoff += ENTRY_HEADER + body.len() as u64;
+            }
+            None => {
+                // Every acknowledged entry is covered by a durable checkpoint, so damage past
+                // the last checkpoint is an unacknowledged torn tail: cut it. Damage inside the
+                // checkpointed range is corruption.
+                let index = n + new_leaves.len() as u64 / LEAF_RECORD;
+                let covered = last.map_or(0, |(s, _, _)| s);
+                if index < covered {
+                    return Err(corrupt(
+                        index,
+                        "entry record damaged inside the checkpointed log",
+                    ));
+                }
+                files
+                    .entries
+                    .set_len(eoff)
+                    .map_err(|e| io_unavailable("entries", &e))?;
+                break;
+            }
+        }
+    }
+    files
+        .leaves
+        .set_len(n * LEAF_RECORD)
+        .map_err(|e| io_unavailable("leaf index", &e))?;
+    if !new_leaves.is_empty() {
+        files
+            .leaves
+            .write_at(n * LEAF_RECORD, &new_leaves)
+            .map_err(|e| io_unavailable("leaf index", &e))?;
+        n += new_leaves.len() as u64 / LEAF_RECORD;
+    }
+    files
+        .entries
+        .sync()
+        .map_err(|e| io_unavailable("entries", &e))?;
+    files
+        .leaves
+        .sync()
+        .map_err(|e| io_unavailable("leaf index", &e))?;
+    lengths.entries = eoff;
+    lengths.leaves = n * LEAF_RECORD;
+
+    // 4. The tree.
+    let mut tree = ChunkedTree::default();
+    let mut i = 0u64;
+    while i < n {
+        let count = (n - i).min(65_536);
+        for h in files.leaves(i, count).map_err(proof_err)? {
+            tree.push(h);
+        }
+        i += count;
+    }
+
+    // 5. Against the last signed checkpoint.
+    if let Some((size, off, len)) = last {
+        let (_, note) = read_checkpoint(files, off, len)?;
+        let cp = Checkpoint::verify(&note, &verifier).map_err(|e| {
+            corrupt(
+                size,
+                format!("last checkpoint does not verify with the log key: {e}"),
+            )
+        })?;
+        if n < cp.size {
+            return Err(corrupt(
+                n,
+                format!(
+                    "the log has {n} entries but its signed checkpoint covers {}: entries were removed",
+                    cp.size
+                ),
+            ));
+        }
+        let view = tree.view(n, files);
+        let r = merkle::root(&view, cp.size).map_err(proof_err)?;
+        if r != cp.root {
+            return Err(first_bad(files, &tree, n, &checkpoints, &verifier));
+        }
+    }
+    let mut state = State {
+        tree,
+        size: n,
+        checkpoints,
+        latest_note: String::new(),
+    };
+    // 6. A checkpoint for the current size (a fresh log, or entries written before a crash
+    //    stopped their checkpoint).
+    if let Some((_, off, len)) = last.filter(|(s, _, _)| *s == n) {
+        state.latest_note = read_checkpoint(files, off, len)?.1;
+    } else {
+        let root = merkle::root(&state.tree.view(n, files), n).map_err(proof_err)?;
+        let note = Checkpoint {
+            origin: verifier.name().to_owned(),
+            size: n,
+            root,
+        }
+        .sign(signer)
+        .map_err(|e| VaultError::StoreUnavailable(format!("audit checkpoint: {e}")))?;
+        let rec = checkpoint_record(n, &note);
+        files
+            .checkpoints
+            .write_at(lengths.checkpoints, &rec)
+            .map_err(|e| io_unavailable("checkpoints", &e))?;
+        files
+            .checkpoints
+            .sync()
+            .map_err(|e| io_unavailable("checkpoints", &e))?;
+        state.checkpoints.insert(
+            n,
+            (
+                lengths.checkpoints,
+                u32::try_from(note.len()).unwrap_or(u32::MAX),
+            ),
+        );
+        lengths.checkpoints += rec.len() as u64;
+        state.latest_note = note;
+    }
+    Ok((state, lengths))
+}
+
+/// Locates the first entry that breaks a checkpoint: the first checkpoint whose root no
+/// longer matches bounds it; inside that range, the first entry whose bytes do not match its
+/// recorded leaf names it exactly.
+fn first_bad(
+    files: &Files,
+    tree: &ChunkedTree,
+    n: u64,
+    cps: &BTreeMap<u64, (u64, u32)>,
+    verifier: &LogVerifier,
+) -> VaultError {
+    let view = tree.view(n, files);
+    let mut prev = 0u64;
+    let elen = files.entries.size().unwrap_or(0);
+    for (&size, &(off, len)) in cps {
+        let Ok((_, note)) = read_checkpoint(files, off, len) else {
+            continue;
+        };
+        let Ok(cp) = Checkpoint::verify(&note, verifier) else {
+            continue;
+        };
+        if size > n || merkle::root(&view, size).ok() != Some(cp.root) {
+            for i in prev..size.min(n) {
+                let ok = files
+                    .leaf_record(i)
+                    .ok()
+                    .and_then(|(o, h)| {
+                        files
+                            .entry_at(o, elen)
+                            .ok()
+                            .flatten()
+                            .map(|b| merkle::leaf_hash(&b) == h)
+                    })
+                    .unwrap_or(false);
+                if !ok {
+                    return corrupt(i, "entry does not match the signed checkpoints (rewritten)");
+                }
+            }
+            return corrupt(
+                prev,
+                format!(
+                    "entries between {prev} and {size} do not match the signed checkpoint for size {size} (rewritten)"
+                ),
+            );
+        }
+        prev = size;
+    }
+    corrupt(prev, "log does not match its last signed checkpoint")
+}
+
+fn writer_loop(inner: &Inner, rx: &mpsc::Receiver<Job>, mut lengths: Lengths) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let mut count = jobs[0].entries.size();
+        while count < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => {
+                    count += j.entries.size();
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        if !inner.healthy.load(Ordering::SeqCst) && recheck(inner, lengths).is_err() {
+            for j in jobs {
+                let _ = j.reply.send(Err(VaultError::AuditUnavailable));
+            }
+            continue;
+        }
+        inner.healthy.store(true, Ordering::SeqCst);
+        match commit(inner, &jobs, &mut lengths) {
+            Ok(mut results) => {
+                inner.stats.batches.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .stats
+                    .entries
+                    .fetch_add(count as u64, Ordering::Relaxed);
+                for j in jobs.into_iter().rev() {
+                    let mine = results.split_off(results.len() - j.entries.size());
+                    let _ = j.reply.send(Ok(mine));
+                }
+            }
+            Err(_) => {
+                inner.stats.failures.fetch_add(1, Ordering::Relaxed);
+                inner.healthy.store(false, Ordering::SeqCst);
+                let _ = rollback(inner, lengths);
+                for j in jobs {
+                    let _ = j.reply.send(Err(VaultError::AuditUnavailable));
+                }
+            }
+        }
+    }
+}
+
+/// Cuts every file back to its last durable, checkpointed length.
+fn rollback(inner: &Inner, l: Lengths) -> Result<(), VaultError> {
+    let f = &inner.files;
+    f.entries
+        .set_len(l.entries)
+        .map_err(|e| io_unavailable("entries", &e))?;
+    f.leaves
+        .set_len(l.leaves)
+        .map_err(|e| io_unavailable("leaf index", &e))?;
+    f.checkpoints
+        .set_len(l.checkpoints)
+        .map_err(|e| io_unavailable("checkpoints", &e))?;
+    let mut st = inner
+        .state
+        .write()
+        .map_err(|_| VaultError::AuditUnavailable)?;
+    let size = st.size;
+    st.tree.truncate(size, f).map_err(proof_err)?;
+    Ok(())
+}
+
+/// Before appends resume after a failure: the files are exactly the durable lengths, those
+/// lengths are on disk, and the last entry still matches its leaf.
+fn recheck(inner: &Inner, l: Lengths) -> Result<(), VaultError> {
+    rollback(inner, l)?;
+    let f = &inner.files;
+    f.entries
+        .sync()
+        .map_err(|e| io_unavailable("entries", &e))?;
+    f.leaves
+        .sync()
+        .map_err(|e| io_unavailable("leaf index", &e))?;
+    f.checkpoints
+        .sync()
+        .map_err(|e| io_unavailable("checkpoints", &e))?;
+    let lens = (
+        f.entries
+            .size()
+            .map_err(|e| io_unavailable("entries", &e))?,
+        f.leaves
+            .size()
+            .map_err(|e| io_unavailable("leaf index", &e))?,
+        f.checkpoints
+            .size()
+            .map_err(|e| io_unavailable("checkpoints", &e))?,
+    );
+    if lens != (l.entries, l.leaves, l.checkpoints) {
+        return Err(VaultError::AuditUnavailable);
+    }
+    let n = l.leaves / LEAF_RECORD;
+    if n > 0 {
+        let (o, h) = f.leaf_record(n - 1)?;
+        let body = f
+            .entry_at(o, l.entries)?
+            .ok_or(VaultError::AuditUnavailable)?;
+        if merkle::leaf_hash(&body) != h {
+            return Err(VaultError::AuditUnavailable);
+        }
+    }
+    Ok(())
+}
+
+fn commit(inner: &Inner, jobs: &[Job], lengths: &mut Lengths) -> Result<Vec<Appended>, VaultError> {
+    let f = &inner.files;
+    let start_index = lengths.leaves / LEAF_RECORD;
+    let mut buf = Vec::new();
+    let mut leaf_buf = Vec::new();
+    let mut results = Vec::new();
+    let mut off = lengths.entries;
+    for e in jobs.iter().flat_map(|j| j.entries.iter()) {
+        let bytes = e.bytes();
+        let h = merkle::leaf_hash(bytes);
+        buf.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
+        buf.extend_from_slice(&crc32fast::hash(bytes).to_be_bytes());
+        buf.extend_from_slice(bytes);
+        leaf_buf.extend_from_slice(&off.to_be_bytes());
+        leaf_buf.extend_from_slice(&h);
+        results.push(Appended {
+            index: start_index + results.len() as u64,
+            leaf_hash: h,
+        });
+        off += ENTRY_HEADER + bytes.len() as u64;
+    }
+    f.entries
+        .write_at(lengths.entries, &buf)
+        .map_err(|e| io_unavailable("entries", &e))?;
+    f.entries
+        .sync()
+        .map_err(|e| io_unavailable("entries", &e))?;
+    f.leaves
+        .write_at(lengths.leaves, &leaf_buf)
+        .map_err(|e| io_unavailable("leaf index", &e))?;
+    let new_size = start_index + results.len() as u64;
+    // Extend the tree (readers still see only `size`), sign, make the checkpoint durable.
+    let note = {
+        let mut st = inner
+            .state
+            .write()
+            .map_err(|_| VaultError::AuditUnavailable)?;
+        for r in &results {
+            st.tree.push(r.leaf_hash);
+        }
+        let root = merkle::root(&st.tree.view(new_size, f), new_size).map_err(proof_err)?;
+        Checkpoint {
+            origin: inner.signer.verifier().name().to_owned(),
+            size: new_size,
+            root,
+        }
+        .sign(&inner.signer)
+        .map_err(|e| VaultError::StoreUnavailable(format!("audit checkpoint: {e}")))?
+    };
+    let rec = checkpoint_record(new_size, &note);
+    f.checkpoints
+        .write_at(lengths.checkpoints, &rec)
+        .map_err(|e| io_unavailable("checkpoints", &e))?;
+    f.checkpoints
+        .sync()
+        .map_err(|e| io_unavailable("checkpoints", &e))?;
+    // Durable: publish.
+    let mut st = inner
+        .state
+        .write()
+        .map_err(|_| VaultError::AuditUnavailable)?;
+    st.checkpoints.insert(
+        new_size,
+        (
+            lengths.checkpoints,
+            u32::try_from(note.len()).unwrap_or(u32::MAX),
+        ),
+    );
+    st.size = new_size;
+    st.latest_note = note;
+    lengths.entries = off;
+    lengths.leaves += leaf_buf.len() as u64;
+    lengths.checkpoints += rec.len() as u64;
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::entry::{Actor, EntryContext, Pseudonym, SafeId};
+    use super::super::file::{Faults, FaultyFile};
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::id::FieldName;
+
+    fn signer() -> LogSigner {
+        LogSigner::from_seed("test.vault/audit", &[42; 32]).unwrap()
+    }
+
+    fn entry(i: u64) -> AuditEntry {
+        let ctx = EntryContext {
+            time: Timestamp::from_millis(1_700_000_000_000 + i as i64),
+            policy: [1; 32],
+        };
+        AuditEntry::record_written(
+            &ctx,
+            &Actor::operator(SafeId::parse("vaultctl").unwrap()),
+            &Pseudonym::from_bytes([(i % 251) as u8; 32]),
+            &[FieldName::parse("full_name").unwrap()],
+        )
+        .unwrap()
+    }
+
+    fn fill(log: &SegmentLog, n: u64) {
+        for i in 0..n {
+            log.append_one(entry(i)).unwrap();
+        }
+    }
+
+    fn entries_len(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join("entries.log")).unwrap().len()
+    }
+
+    #[test]
+    fn concurrent_appends_get_distinct_consecutive_indexes_with_verifying_proofs() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(SegmentLog::open(dir.path(), signer()).unwrap());
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || {
+                    (0..5000u64)
+                        .map(|i| log.append_one(entry(t * 10_000 + i)).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<Appended> = threads
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort_by_key(|a| a.index);
+        assert_eq!(all.len(), 80_000);
+        for (i, a) in all.iter().enumerate() {
+            assert_eq!(a.index, i as u64, "indexes are consecutive");
+        }
+        let size = log.size();
+        assert_eq!(size, 80_000);
+        let root = log.root(size).unwrap();
+        let cp = Checkpoint::verify(&log.latest_checkpoint().unwrap(), &log.verifier()).unwrap();
+        assert_eq!((cp.size, cp.root), (size, root));
+        for a in &all {
+            let bytes = log.entry(a.index).unwrap();
+            assert_eq!(merkle::leaf_hash(&bytes), a.leaf_hash);
+            let proof = log.inclusion_proof(a.index, size).unwrap();
+            merkle::verify_inclusion(a.index, size, &a.leaf_hash, &proof, &root).unwrap();
+        }
+        assert!(
+            log.stats().batches.load(Ordering::Relaxed) < 80_000,
+            "group commit batched"
+        );
+        log.verify_all().unwrap();
+    }
+
+    #[test]
+    fn every_checkpoint_is_kept_and_consistent_with_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SegmentLog::open(dir.path(), signer()).unwrap();
+        fill(&log, 40);
+        let sizes = log.checkpoint_sizes().unwrap();
+        assert_eq!(sizes, (0..=40).collect::<Vec<_>>());
+        let v = log.verifier();
+        for w in sizes.windows(2) {
+            let a = Checkpoint::verify(&log.checkpoint_at(w[0]).unwrap().unwrap(), &v).unwrap();
+            let b = Checkpoint::verify(&log.checkpoint_at(w[1]).unwrap().unwrap(), &v).unwrap();
+            let p = log.consistency_proof(a.size, b.size).unwrap();
+            merkle::verify_consistency(a.size, b.size, &a.root, &b.root, &p).unwrap();
+        }
+        drop(log);
+        // Reopening keeps them all and adds none.
+        let log = SegmentLog::open(dir.path(), signer()).unwrap();
+        assert_eq!(log.checkpoint_sizes().unwrap().len(), 41);
+        assert_eq!(log.size(), 40);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_to_the_last_whole_entry_and_the_root_matches_a_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = SegmentLog::open(dir.path(), signer()).unwrap();
+            fill(&log, 30);
+        }
+        // A crash while a batch was being written: whole records, then one cut mid-record,
+        // and no checkpoint for them (they were never acknowledged).
+        let mut tail = Vec::new();
+        for i in 30..33 {
+            let e = entry(i);
+            tail.extend_from_slice(&(e.bytes().len() as u32).to_be_bytes());
+            tail.extend_from_slice(&crc32fast::hash(e.bytes()).to_be_bytes());
+            tail.extend_from_slice(e.bytes());
+        }
+        let cut = tail.len() - 17;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("entries.log"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, &tail[..cut]).unwrap();
+        drop(f);
+        let log = SegmentLog::open(dir.path(), signer()).unwrap();
+        assert_eq!(
+            log.size(),
+            32,
+            "the two whole records are kept, the cut one is dropped"
+        );
+        let mut fresh = merkle::MemoryTree::new();
+        for i in 0..32 {
+            fresh.push(merkle::leaf_hash(&log.entry(i).unwrap()));
+        }
+        assert_eq!(log.root(32).unwrap(), merkle::root(&fresh, 32).unwrap());
+        log.verify_all().unwrap();
+        log.append_one(entry(99)).unwrap();
+        assert_eq!(log.size(), 33);
+    }
+
+    #[test]
+    fn a_flipped_byte_in_an_old_entry_fails_verification_naming_that_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let offset_of_10 = {
+            let log = SegmentLog::open(dir.path(), signer()).unwrap();
+            fill(&log, 200);
+            log.inner.files.leaf_record(10).unwrap().0
+        };
+        let path = dir.path().join("entries.log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(offset_of_10 + ENTRY_HEADER + 20) as usize] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let log = SegmentLog::open(dir.path(), signer()).unwrap();
+        match log.verify_all() {
+            Err(VaultError::AuditCorrupt { index, .. }) => assert_eq!(index, 10),
+            other => panic!("expected corruption at 10, got {other:?}"),
+        }
+        assert!(log.entry(10).is_err());
+    }
+
+    #[test]
+    fn a_flipped_byte_near_the_tail_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let offset = {
+            let log = SegmentLog::open(dir.path(), signer()).unwrap();
+            fill(&log, 50);
+            log.inner.files.leaf_record(45).unwrap().0
+        };
+        let path = dir.path().join("entries.log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(offset + ENTRY_HEADER + 3) as usize] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        match SegmentLog::open(dir.path(), signer()) {
+            Err(VaultError::AuditCorrupt { index, .. }) => assert_eq!(index, 45),
+            other => panic!("expected corruption at 45, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn removing_checkpointed_entries_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = {
+            let log = SegmentLog::open(dir.path(), signer()).unwrap();
+            fill(&log, 100);
+            log.inner.files.leaf_record(90).unwrap().0
+        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("entries.log"))
+            .unwrap();
+        f.set_len(keep).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("leaves.idx"))
+            .unwrap();
+        f.set_len(90 * LEAF_RECORD).unwrap();
+        match SegmentLog::open(dir.path(), signer()) {
+            Err(VaultError::AuditCorrupt { index, reason }) => {
+                assert_eq!(index, 90);
+                assert!(reason.contains("removed"), "{reason}");
+            }
+            other => panic!("expected refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rewritten_entry_with_a_matching_leaf_index_is_caught_by_the_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = SegmentLog::open(dir.path(), signer()).unwrap();
+            fill(&log, 120);
+        }
+        // Rewrite entry 5 consistently in both files (CRC and leaf hash updated).
+        let files = Files {
+            entries: Box::new(FsFile::open(&dir.path().join("entries.log")).unwrap()),
+            leaves: Box::new(FsFile::open(&dir.path().join("leaves.idx")).unwrap()),
+            checkpoints: Box::new(FsFile::open(&dir.path().join("checkpoints.log")).unwrap()),
+        };
+        let (off, _) = files.leaf_record(5).unwrap();
+        let elen = files.entries.size().unwrap();
+        let mut body = files.entry_at(off, elen).unwrap().unwrap();
+        let pos = body.iter().position(|&b| b == b'"').unwrap() + 1;
+        body[pos] = if body[pos] == b'a' { b'b' } else { b'a' };
+        files
+            .entries
+            .write_at(off + 4, &crc32fast::hash(&body).to_be_bytes())
+            .unwrap();
+        files.entries.write_at(off + 8, &body).unwrap();
+        let mut rec = off.to_be_bytes().to_vec();
+        rec.extend_from_slice(&merkle::leaf_hash(&body));
+        files.leaves.write_at(5 * LEAF_RECORD, &rec).unwrap();
+        match SegmentLog::open(dir.path(), signer()) {
+            Err(VaultError::AuditCorrupt { index, .. }) => assert_eq!(index, 5),
+            other => panic!("expected refusal naming 5, got {other:?}"),
+        }
+    }
+
+    fn faulty_log(dir: &Path, faults: &Arc<Faults>) -> SegmentLog {
+        let f = Arc::clone(faults);
+        SegmentLog::open_with(dir, signer(), &move |p| {
+            Ok(
+                Box::new(FaultyFile::new(Box::new(FsFile::open(p)?), Arc::clone(&f)))
+                    as Box<dyn LogFile>,
+            )
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn write_and_sync_failures_acknowledge_nothing_and_the_log_recovers() {
+        for fail_sync in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let faults = Faults::new();
+            let log = faulty_log(dir.path(), &faults);
+            fill(&log, 10);
+            let len_before = entries_len(dir.path());
+            if fail_sync {
+                faults.set_sync(true)
+            } else {
+                faults.set_write(true)
+            }
+            let results: Vec<_> = (0..4)
+                .map(|i| log.append(vec![entry(100 + i), entry(200 + i)]))
+                .collect();
+            assert!(
+                results
+                    .iter()
+                    .all(|r| matches!(r, Err(VaultError::AuditUnavailable)))
+            );
+            assert!(!log.is_healthy());
+            assert_eq!(log.size(), 10, "nothing acknowledged");
+            assert_eq!(
+                entries_len(dir.path()),
+                len_before,
+                "no half-written entries left"
+            );
+            faults.set_sync(false);
+            faults.set_write(false);
+            let a = log.append_one(entry(300)).unwrap();
+            assert_eq!(a.index, 10, "no gap");
+            assert!(log.is_healthy());
+            log.verify_all().unwrap();
+            drop(log);
+            let reopened = SegmentLog::open(dir.path(), signer()).unwrap();
+            assert_eq!(reopened.size(), 11);
+            reopened.verify_all().unwrap();
+        }
+    }
+
+    #[test]
+    fn proofs_for_every_index_and_size_up_to_130_verify_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SegmentLog::open(dir.path(), signer()).unwrap();
+        fill(&log, 130);
+        let roots: Vec<Hash> = (0..=130).map(|n| log.root(n).unwrap()).collect();
+        for n in 1..=130u64 {
+            for i in 0..n {
+                let p = log.inclusion_proof(i, n).unwrap();
+                merkle::verify_inclusion(i, n, &log.leaf_hash(i).unwrap(), &p, &roots[n as usize])
+                    .unwrap();
+            }
+        }
+        for m in 0..=130u64 {
+            for n in m..=130u64 {
+                let p = log.consistency_proof(m, n).unwrap();
+                merkle::verify_consistency(m, n, &roots[m as usize], &roots[n as usize], &p)
+                    .unwrap();
+            }
+        }
+        assert!(matches!(
+            log.inclusion_proof(5, 131),
+            Err(VaultError::AuditNotFound)
+        ));
+    }
+}
