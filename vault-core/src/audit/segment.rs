@@ -730,11 +730,11 @@ fn first_bad(
 fn writer_loop(inner: &Inner, rx: &mpsc::Receiver<Job>, mut lengths: Lengths) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
-        let mut count = jobs[0].entries.size();
+        let mut count = jobs[0].entries.len();
         while count < MAX_BATCH {
             match rx.try_recv() {
                 Ok(j) => {
-                    count += j.entries.size();
+                    count += j.entries.len();
                     jobs.push(j);
                 }
                 Err(_) => break,
@@ -755,7 +755,7 @@ fn writer_loop(inner: &Inner, rx: &mpsc::Receiver<Job>, mut lengths: Lengths) {
                     .entries
                     .fetch_add(count as u64, Ordering::Relaxed);
                 for j in jobs.into_iter().rev() {
-                    let mine = results.split_off(results.len() - j.entries.size());
+                    let mine = results.split_off(results.len() - j.entries.len());
                     let _ = j.reply.send(Ok(mine));
                 }
             }
