@@ -3,6 +3,7 @@
 
 pub mod entry;
 pub mod file;
+pub mod index;
 pub mod merkle;
 pub mod note;
 pub mod segment;
