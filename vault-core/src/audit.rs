@@ -1,10 +1,177 @@
 //! The tamper-evident audit log (SPEC §4): entries, the RFC 9162 Merkle tree, signed C2SP
 //! checkpoints, the durable segment log with group commit, recovery and query indexes.
+//! Everything the vault does to a citizen's data is appended here, durably, before it acts.
 
 pub mod entry;
+pub mod export;
 pub mod file;
 pub mod index;
 pub mod merkle;
 pub mod note;
 pub mod segment;
 pub mod tree;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use entry::{Access, Actor, AuditEntry, EntryContext, Event, Outcome, Pseudonym, SafeId};
+pub use index::{AuditQuery, Page};
+pub use merkle::Hash;
+pub use note::{Checkpoint, LogSigner, LogVerifier};
+pub use segment::{Appended, SegmentLog, VerifyReport};
+
+use crate::error::VaultError;
+
+/// An append-only, verifiable audit log. `append` returns only once the entries are durable
+/// and covered by a durable signed checkpoint; on any failure it returns `AuditUnavailable`
+/// and acknowledges nothing.
+pub trait AuditLog: Send + Sync {
+    /// Appends entries (all or none) and waits until they are durable.
+    fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<Appended>, VaultError>;
+    /// Number of durable entries.
+    fn size(&self) -> u64;
+    /// Whether appends are currently accepted.
+    fn is_healthy(&self) -> bool;
+    /// The canonical bytes of an entry.
+    fn entry(&self, index: u64) -> Result<Vec<u8>, VaultError>;
+    /// The leaf hash of an entry.
+    fn leaf_hash(&self, index: u64) -> Result<Hash, VaultError>;
+    /// Inclusion proof of `index` in the tree of `size`.
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, VaultError>;
+    /// Consistency proof between two sizes.
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError>;
+    /// The latest signed checkpoint.
+    fn latest_checkpoint(&self) -> Result<String, VaultError>;
+    /// The signed checkpoint for exactly `size`.
+    fn checkpoint_at(&self, size: u64) -> Result<Option<String>, VaultError>;
+    /// The log's verifier key.
+    fn verifier(&self) -> LogVerifier;
+    /// A page of entry indexes matching a query.
+    fn query(
+        &self,
+        q: &AuditQuery,
+        cursor: Option<u64>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Page, VaultError>;
+    /// Re-hashes everything and checks every checkpoint.
+    fn verify_all(&self) -> Result<VerifyReport, VaultError>;
+}
+
+impl AuditLog for SegmentLog {
+    fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<Appended>, VaultError> {
+        SegmentLog::append(self, entries)
+    }
+    fn size(&self) -> u64 {
+        SegmentLog::size(self)
+    }
+    fn is_healthy(&self) -> bool {
+        SegmentLog::is_healthy(self)
+    }
+    fn entry(&self, index: u64) -> Result<Vec<u8>, VaultError> {
+        SegmentLog::entry(self, index)
+    }
+    fn leaf_hash(&self, index: u64) -> Result<Hash, VaultError> {
+        SegmentLog::leaf_hash(self, index)
+    }
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, VaultError> {
+        SegmentLog::inclusion_proof(self, index, size)
+    }
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, VaultError> {
+        SegmentLog::consistency_proof(self, from, to)
+    }
+    fn latest_checkpoint(&self) -> Result<String, VaultError> {
+        SegmentLog::latest_checkpoint(self)
+    }
+    fn checkpoint_at(&self, size: u64) -> Result<Option<String>, VaultError> {
+        SegmentLog::checkpoint_at(self, size)
+    }
+    fn verifier(&self) -> LogVerifier {
+        SegmentLog::verifier(self)
+    }
+    fn query(
+        &self,
+        q: &AuditQuery,
+        cursor: Option<u64>,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Page, VaultError> {
+        SegmentLog::query(self, q, cursor, limit, newest_first)
+    }
+    fn verify_all(&self) -> Result<VerifyReport, VaultError> {
+        SegmentLog::verify_all(self)
+    }
+}
+
+/// How a vault gets its audit log once the keyring (and so the signing key) is open.
+pub trait AuditOpener {
+    /// Opens the log with this signer.
+    fn open(&self, signer: LogSigner) -> Result<Arc<dyn AuditLog>, VaultError>;
+}
+
+/// A `SegmentLog` in a directory, locked against a second process.
+#[derive(Debug, Clone)]
+pub struct SegmentLogAt(pub PathBuf);
+
+impl AuditOpener for SegmentLogAt {
+    fn open(&self, signer: LogSigner) -> Result<Arc<dyn AuditLog>, VaultError> {
+        std::fs::create_dir_all(&self.0)
+            .map_err(|e| VaultError::StoreUnavailable(format!("audit directory: {e}")))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.0.join("LOCK"))
+            .map_err(|e| VaultError::StoreUnavailable(format!("audit lock: {e}")))?;
+        lock.try_lock().map_err(|_| {
+            VaultError::StoreUnavailable("the audit log is in use by another process".into())
+        })?;
+        let log = SegmentLog::open(&self.0, signer)?;
+        Ok(Arc::new(Locked { log, _lock: lock }))
+    }
+}
+
+/// A log and the file lock held for its lifetime.
+struct Locked {
+    log: SegmentLog,
+    _lock: std::fs::File,
+}
+
+impl AuditLog for Locked {
+    fn append(&self, e: Vec<AuditEntry>) -> Result<Vec<Appended>, VaultError> {
+        self.log.append(e)
+    }
+    fn size(&self) -> u64 {
+        self.log.size()
+    }
+    fn is_healthy(&self) -> bool {
+        self.log.is_healthy()
+    }
+    fn entry(&self, i: u64) -> Result<Vec<u8>, VaultError> {
+        self.log.entry(i)
+    }
+    fn leaf_hash(&self, i: u64) -> Result<Hash, VaultError> {
+        self.log.leaf_hash(i)
+    }
+    fn inclusion_proof(&self, i: u64, n: u64) -> Result<Vec<Hash>, VaultError> {
+        self.log.inclusion_proof(i, n)
+    }
+    fn consistency_proof(&self, a: u64, b: u64) -> Result<Vec<Hash>, VaultError> {
+        self.log.consistency_proof(a, b)
+    }
+    fn latest_checkpoint(&self) -> Result<String, VaultError> {
+        self.log.latest_checkpoint()
+    }
+    fn checkpoint_at(&self, n: u64) -> Result<Option<String>, VaultError> {
+        self.log.checkpoint_at(n)
+    }
+    fn verifier(&self) -> LogVerifier {
+        self.log.verifier()
+    }
+    fn query(&self, q: &AuditQuery, c: Option<u64>, l: usize, n: bool) -> Result<Page, VaultError> {
+        self.log.query(q, c, l, n)
+    }
+    fn verify_all(&self) -> Result<VerifyReport, VaultError> {
+        self.log.verify_all()
+    }
+}

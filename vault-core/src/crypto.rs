@@ -361,6 +361,61 @@ pub fn unwrap_kek(root: &RootKey, kek_version: u32, wrapped: &[u8]) -> Result<Ke
     Ok(Kek::from_bytes(bytes))
 }
 
+/// Format byte of a secret (e.g. the audit signing seed) wrapped by the root key.
+pub const FORMAT_SECRET: u8 = 0x04;
+const SECRET_HEADER_LEN: usize = 2 + NONCE_LEN;
+
+/// Wraps a 32-byte secret under the root key, bound to `label`.
+pub fn wrap_secret(root: &RootKey, label: &str, secret: &[u8; 32]) -> Result<Vec<u8>, VaultError> {
+    let nonce_bytes = random_nonce()?;
+    let nonce = Nonce::from_slice(&nonce_bytes);
+    let mut aad = Aad::new("cdv.secret.v1");
+    aad.part(label.as_bytes());
+    let ct = cipher(root.expose())
+        .encrypt(
+            nonce,
+            Payload {
+                msg: secret,
+                aad: &aad.0,
+            },
+        )
+        .map_err(|_| VaultError::IntegrityFailure)?;
+    let mut out = vec![FORMAT_SECRET, ALG_AES256GCM];
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Unwraps a secret wrapped by `wrap_secret` with the same label.
+pub fn unwrap_secret(
+    root: &RootKey,
+    label: &str,
+    wrapped: &[u8],
+) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+    if wrapped.len() != SECRET_HEADER_LEN + 32 + TAG_LEN
+        || wrapped.first() != Some(&FORMAT_SECRET)
+        || wrapped.get(1) != Some(&ALG_AES256GCM)
+    {
+        return Err(VaultError::IntegrityFailure);
+    }
+    let mut aad = Aad::new("cdv.secret.v1");
+    aad.part(label.as_bytes());
+    let pt = Zeroizing::new(
+        cipher(root.expose())
+            .decrypt(
+                Nonce::from_slice(&wrapped[2..SECRET_HEADER_LEN]),
+                Payload {
+                    msg: &wrapped[SECRET_HEADER_LEN..],
+                    aad: &aad.0,
+                },
+            )
+            .map_err(|_| VaultError::WrongRootKey)?,
+    );
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(pt.as_slice());
+    Ok(out)
+}
+
 /// Keys derived from the root key with HKDF-SHA256.
 #[derive(Debug)]
 pub struct DerivedKeys {

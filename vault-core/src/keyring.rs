@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::audit::note::LogSigner;
 use crate::crypto::{self, DerivedKeys};
 use crate::error::VaultError;
 use crate::id::{BlindId, CitizenId};
@@ -138,7 +139,15 @@ pub struct KeyringRecord {
     pub keks: BTreeMap<u32, String>,
     /// Set while a rotation to `current` is re-wrapping DEKs.
     pub rotating_from: Option<u32>,
+    /// The audit log's origin (the checkpoint's first line and the log key's name).
+    pub log_origin: String,
+    /// The audit log's Ed25519 signing seed, wrapped by the root key (hex).
+    pub audit_key: String,
 }
+
+/// The default audit log origin.
+pub const DEFAULT_LOG_ORIGIN: &str = "vault.hochiminhcity.gov.vn/audit";
+const AUDIT_KEY_LABEL: &str = "audit-log-signing-key";
 
 /// The opened keyring: plaintext KEKs and derived keys, zeroized on drop.
 pub struct Keyring {
@@ -146,6 +155,7 @@ pub struct Keyring {
     current: u32,
     min_decryption: u32,
     derived: DerivedKeys,
+    audit_signer: LogSigner,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -160,14 +170,18 @@ impl std::fmt::Debug for Keyring {
 
 impl Keyring {
     /// A new keyring with KEK version 1.
-    pub fn create(root: &RootKey) -> Result<(Self, KeyringRecord), VaultError> {
+    pub fn create(root: &RootKey, log_origin: &str) -> Result<(Self, KeyringRecord), VaultError> {
         let kek = crypto::generate_kek()?;
         let wrapped = crypto::wrap_kek(root, 1, &kek)?;
+        let mut seed = Zeroizing::new([0u8; 32]);
+        crypto::random_bytes(seed.as_mut())?;
         let record = KeyringRecord {
             current: 1,
             min_decryption_version: 1,
             keks: BTreeMap::from([(1, hex::encode(wrapped))]),
             rotating_from: None,
+            log_origin: log_origin.to_owned(),
+            audit_key: hex::encode(crypto::wrap_secret(root, AUDIT_KEY_LABEL, &seed)?),
         };
         Ok((Self::open(root, &record)?, record))
     }
@@ -186,11 +200,17 @@ impl Keyring {
                 "keyring has no current key".into(),
             ));
         }
+        let wrapped_seed = hex::decode(&record.audit_key)
+            .map_err(|_| VaultError::StoreCorrupt("audit key is not hex".into()))?;
+        let seed = crypto::unwrap_secret(root, AUDIT_KEY_LABEL, &wrapped_seed)?;
+        let audit_signer = LogSigner::from_seed(&record.log_origin, &seed)
+            .map_err(|e| VaultError::StoreCorrupt(format!("audit key: {e}")))?;
         Ok(Self {
             keks,
             current: record.current,
             min_decryption: record.min_decryption_version,
             derived: crypto::derive_keys(root)?,
+            audit_signer,
         })
     }
 
@@ -242,6 +262,11 @@ impl Keyring {
     /// The audit-pseudonym key.
     pub fn pseudonym_key(&self) -> &PseudonymKey {
         &self.derived.pseudonym
+    }
+
+    /// The audit log's signing key.
+    pub fn audit_signer(&self) -> &LogSigner {
+        &self.audit_signer
     }
 
     /// Wraps a DEK under the current KEK.
@@ -322,7 +347,7 @@ mod tests {
     #[test]
     fn wrong_root_key_does_not_open_the_keyring() {
         let root = RootKey::from_bytes([1; 32]);
-        let (_, rec) = Keyring::create(&root).unwrap();
+        let (_, rec) = Keyring::create(&root, DEFAULT_LOG_ORIGIN).unwrap();
         let err = Keyring::open(&RootKey::from_bytes([2; 32]), &rec).unwrap_err();
         assert!(matches!(err, VaultError::WrongRootKey));
     }
@@ -330,7 +355,7 @@ mod tests {
     #[test]
     fn rotation_adds_a_version_and_retires_the_old_one_when_finished() {
         let root = RootKey::from_bytes([1; 32]);
-        let (ring1, rec1) = Keyring::create(&root).unwrap();
+        let (ring1, rec1) = Keyring::create(&root, DEFAULT_LOG_ORIGIN).unwrap();
         let blind = BlindId([9; 32]);
         let dek = crypto::generate_dek().unwrap();
         let w1 = ring1.wrap_dek(&blind, 1, &dek).unwrap();

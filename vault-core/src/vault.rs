@@ -9,6 +9,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+use crate::audit::{Actor, AuditEntry, AuditLog, AuditOpener, EntryContext, Pseudonym};
+use crate::clock::Timestamp;
 use crate::crypto::{self, FieldSealer};
 use crate::error::VaultError;
 use crate::id::{BlindId, CitizenId, FieldName};
@@ -30,6 +32,8 @@ pub struct RecordWrite {
 pub struct PreparedWrites {
     batch: Vec<(BlindId, SealedRecord)>,
     outcomes: Vec<WriteOutcome>,
+    /// Per written citizen: its pseudonym and the names of the fields that changed.
+    written: Vec<(Pseudonym, Vec<FieldName>)>,
 }
 
 impl std::fmt::Debug for PreparedWrites {
@@ -112,6 +116,7 @@ pub struct Vault<S: VaultStore> {
     store: S,
     keyring: Keyring,
     policy: Arc<PolicySet>,
+    audit: Arc<dyn AuditLog>,
 }
 
 impl<S: VaultStore> std::fmt::Debug for Vault<S> {
@@ -128,17 +133,21 @@ impl<S: VaultStore> Vault<S> {
         store: S,
         root: &dyn RootKeySource,
         policy: Arc<PolicySet>,
+        log_origin: &str,
+        audit: &dyn AuditOpener,
     ) -> Result<Self, VaultError> {
         if store.keyring()?.is_some() {
             return Err(VaultError::VaultExists);
         }
         let root = root.load()?;
-        let (keyring, record) = Keyring::create(&root)?;
+        let (keyring, record) = Keyring::create(&root, log_origin)?;
+        let audit = audit.open(keyring.audit_signer().clone_signer()?)?;
         store.put_keyring(&record)?;
         Ok(Self {
             store,
             keyring,
             policy,
+            audit,
         })
     }
 
@@ -148,14 +157,45 @@ impl<S: VaultStore> Vault<S> {
         store: S,
         root: &dyn RootKeySource,
         policy: Arc<PolicySet>,
+        audit: &dyn AuditOpener,
     ) -> Result<Self, VaultError> {
         let record = store.keyring()?.ok_or(VaultError::VaultNotInitialized)?;
         let keyring = Keyring::open(&root.load()?, &record)?;
+        let audit = audit.open(keyring.audit_signer().clone_signer()?)?;
         Ok(Self {
             store,
             keyring,
             policy,
+            audit,
         })
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &dyn AuditLog {
+        self.audit.as_ref()
+    }
+
+    /// The audit pseudonym of a stored citizen.
+    fn pseudonym(&self, record: &SealedRecord) -> Pseudonym {
+        Pseudonym::from_bytes(crypto::pseudonym(
+            self.keyring.pseudonym_key(),
+            &record.audit_salt,
+        ))
+    }
+
+    /// The audit pseudonym of a citizen, if stored.
+    pub fn citizen_pseudonym(&self, id: &CitizenId) -> Result<Option<Pseudonym>, VaultError> {
+        Ok(self
+            .store
+            .citizen(&self.keyring.blind(id))?
+            .map(|r| self.pseudonym(&r)))
+    }
+
+    fn entry_context(&self, now: Timestamp) -> EntryContext {
+        EntryContext {
+            time: now,
+            policy: self.policy.sha256(),
+        }
     }
 
     /// The policy set in force.
@@ -218,8 +258,13 @@ impl<S: VaultStore> Vault<S> {
     /// Writes many citizens' fields in one atomic store batch (durable after `flush`).
     /// Unchanged values are detected by opening the stored ciphertext, so writing the same
     /// data twice changes nothing, not even the record version.
-    pub fn write_records(&self, writes: &[RecordWrite]) -> Result<Vec<WriteOutcome>, VaultError> {
-        self.commit_writes(self.prepare_writes(writes)?)
+    pub fn write_records(
+        &self,
+        writes: &[RecordWrite],
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Vec<WriteOutcome>, VaultError> {
+        self.commit_writes(self.prepare_writes(writes)?, actor, now)
     }
 
     /// Seals a batch against the records currently stored; nothing is written yet.
@@ -227,6 +272,7 @@ impl<S: VaultStore> Vault<S> {
         let mut pending: HashMap<BlindId, SealedRecord> = HashMap::new();
         let mut order: Vec<BlindId> = Vec::new();
         let mut outcomes = Vec::with_capacity(writes.len());
+        let mut written = Vec::new();
         for w in writes {
             let blind = self.keyring.blind(&w.citizen);
             let existing = match pending.remove(&blind) {
@@ -241,8 +287,22 @@ impl<S: VaultStore> Vault<S> {
                 }
                 Some(r) => self.seal_update(&blind, r, &w.fields)?,
             };
-            if !matches!(outcome, WriteOutcome::Unchanged(_)) && !order.contains(&blind) {
-                order.push(blind);
+            if !matches!(outcome, WriteOutcome::Unchanged(_)) {
+                if !order.contains(&blind) {
+                    order.push(blind);
+                }
+                let changed = w
+                    .fields
+                    .iter()
+                    .filter(|(n, _)| {
+                        record
+                            .fields
+                            .get(n)
+                            .is_some_and(|f| f.version == record.record_version)
+                    })
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                written.push((self.pseudonym(&record), changed));
             }
             pending.insert(blind, record);
             outcomes.push(outcome);
@@ -251,14 +311,33 @@ impl<S: VaultStore> Vault<S> {
             .into_iter()
             .filter_map(|b| pending.remove(&b).map(|r| (b, r)))
             .collect();
-        Ok(PreparedWrites { batch, outcomes })
+        Ok(PreparedWrites {
+            batch,
+            outcomes,
+            written,
+        })
     }
 
-    /// Stores a prepared batch atomically (durable after `flush`).
-    pub fn commit_writes(&self, prepared: PreparedWrites) -> Result<Vec<WriteOutcome>, VaultError> {
-        if !prepared.batch.is_empty() {
-            self.store.put_citizens(&prepared.batch)?;
+    /// Audits then stores a prepared batch: one durable `record.written` entry per created or
+    /// changed citizen first (field names only), then the records in one atomic store batch
+    /// (durable after `flush`). If the audit append fails, nothing is stored.
+    pub fn commit_writes(
+        &self,
+        prepared: PreparedWrites,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Vec<WriteOutcome>, VaultError> {
+        if prepared.batch.is_empty() {
+            return Ok(prepared.outcomes);
         }
+        let ctx = self.entry_context(now);
+        let entries = prepared
+            .written
+            .iter()
+            .map(|(p, fields)| AuditEntry::record_written(&ctx, actor, p, fields))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.audit.append(entries)?;
+        self.store.put_citizens(&prepared.batch)?;
         Ok(prepared.outcomes)
     }
 
@@ -365,8 +444,18 @@ impl<S: VaultStore> Vault<S> {
 
     /// Crypto-shredding: destroys the citizen's wrapped DEK, audit salt, sealed fields and
     /// index row. Nothing can open the data afterwards; a later import starts a fresh DEK.
-    pub fn erase(&self, id: &CitizenId) -> Result<(), VaultError> {
-        if self.store.delete_citizen(&self.keyring.blind(id))? {
+    /// The `record.erased` entry is appended (under the pseudonym the citizen had) before the
+    /// salt is destroyed; afterwards no entry can be linked to the citizen.
+    pub fn erase(&self, id: &CitizenId, actor: &Actor, now: Timestamp) -> Result<(), VaultError> {
+        let blind = self.keyring.blind(id);
+        let record = self
+            .store
+            .citizen(&blind)?
+            .ok_or(VaultError::CitizenNotFound)?;
+        let entry =
+            AuditEntry::record_erased(&self.entry_context(now), actor, &self.pseudonym(&record))?;
+        self.audit.append(vec![entry])?;
+        if self.store.delete_citizen(&blind)? {
             Ok(())
         } else {
             Err(VaultError::CitizenNotFound)
@@ -380,6 +469,8 @@ impl<S: VaultStore> Vault<S> {
         &mut self,
         root: &dyn RootKeySource,
         batch: usize,
+        actor: &Actor,
+        now: Timestamp,
         progress: &mut dyn FnMut(RotationProgress) -> ControlFlow<()>,
     ) -> Result<RotationReport, VaultError> {
         let root = root.load()?;
@@ -429,6 +520,8 @@ impl<S: VaultStore> Vault<S> {
                 });
             }
         }
+        let entry = AuditEntry::key_rotated(&self.entry_context(now), actor, "kek", to)?;
+        self.audit.append(vec![entry])?;
         let done = Keyring::finish_rotation(&record);
         self.store.put_keyring(&done)?;
         self.keyring = Keyring::open(&root, &done)?;
@@ -460,8 +553,23 @@ fn printable_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyring::InMemoryRootKey;
+    use crate::audit::{Event, SafeId, SegmentLogAt};
+    use crate::keyring::{DEFAULT_LOG_ORIGIN, InMemoryRootKey};
     use crate::store::SledStore;
+
+    const NOW: Timestamp = Timestamp::from_millis(1_795_395_723_456);
+
+    fn op() -> Actor {
+        Actor::operator(SafeId::parse("vaultctl").unwrap())
+    }
+
+    fn audit_at(dir: &Path) -> SegmentLogAt {
+        SegmentLogAt(dir.join("audit"))
+    }
+
+    fn store_at(dir: &Path) -> SledStore {
+        SledStore::open(&dir.join("store")).unwrap()
+    }
     use serde_json::json;
     use std::path::Path;
 
@@ -489,9 +597,11 @@ mod tests {
 
     fn new_vault(dir: &Path, key: u8) -> Vault<SledStore> {
         Vault::init(
-            SledStore::open(dir).unwrap(),
+            store_at(dir),
             &InMemoryRootKey::new([key; 32]),
             policy(),
+            DEFAULT_LOG_ORIGIN,
+            &audit_at(dir),
         )
         .unwrap()
     }
@@ -505,7 +615,7 @@ mod tests {
             json!({"full_name": "Nguyễn Văn An", "phone": "0903123456"}),
         );
         assert_eq!(
-            v.write_records(&[w]).unwrap(),
+            v.write_records(&[w], &op(), NOW).unwrap(),
             vec![WriteOutcome::Created(1)]
         );
         let w = write(
@@ -513,12 +623,12 @@ mod tests {
             json!({"full_name": "Nguyễn Văn An", "phone": "0903123456"}),
         );
         assert_eq!(
-            v.write_records(&[w]).unwrap(),
+            v.write_records(&[w], &op(), NOW).unwrap(),
             vec![WriteOutcome::Unchanged(1)]
         );
         let w = write(id(1), json!({"phone": "0903999999"}));
         assert_eq!(
-            v.write_records(&[w]).unwrap(),
+            v.write_records(&[w], &op(), NOW).unwrap(),
             vec![WriteOutcome::Updated(2)]
         );
         let r = v.read_record(&id(1)).unwrap();
@@ -559,11 +669,11 @@ mod tests {
     fn old_ciphertext_replayed_into_place_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let v = new_vault(dir.path(), 1);
-        v.write_records(&[write(id(1), json!({"phone": "0903000001"}))])
+        v.write_records(&[write(id(1), json!({"phone": "0903000001"}))], &op(), NOW)
             .unwrap();
         let blind = v.blind(&id(1));
         let old = v.store().citizen(&blind).unwrap().unwrap();
-        v.write_records(&[write(id(1), json!({"phone": "0903000002"}))])
+        v.write_records(&[write(id(1), json!({"phone": "0903000002"}))], &op(), NOW)
             .unwrap();
         let mut current = v.store().citizen(&blind).unwrap().unwrap();
         let phone = FieldName::parse("phone").unwrap();
@@ -579,10 +689,14 @@ mod tests {
     fn ciphertext_swapped_between_citizens_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let v = new_vault(dir.path(), 1);
-        v.write_records(&[
-            write(id(1), json!({"phone": "0903000001"})),
-            write(id(2), json!({"phone": "0903000002"})),
-        ])
+        v.write_records(
+            &[
+                write(id(1), json!({"phone": "0903000001"})),
+                write(id(2), json!({"phone": "0903000002"})),
+            ],
+            &op(),
+            NOW,
+        )
         .unwrap();
         let (b1, b2) = (v.blind(&id(1)), v.blind(&id(2)));
         let r1 = v.store().citizen(&b1).unwrap().unwrap();
@@ -602,17 +716,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let v = new_vault(dir.path(), 1);
-            v.write_records(&[write(id(1), json!({"full_name": "Lê Thị Hoa"}))])
-                .unwrap();
+            v.write_records(
+                &[write(id(1), json!({"full_name": "Lê Thị Hoa"}))],
+                &op(),
+                NOW,
+            )
+            .unwrap();
             v.flush().unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = store_at(dir.path());
         let before = store.keyring().unwrap();
-        let err = Vault::open(store.clone(), &InMemoryRootKey::new([2; 32]), policy()).unwrap_err();
+        let err = Vault::open(
+            store.clone(),
+            &InMemoryRootKey::new([2; 32]),
+            policy(),
+            &audit_at(dir.path()),
+        )
+        .unwrap_err();
         assert!(matches!(err, VaultError::WrongRootKey));
         assert!(err.to_string().contains("root key does not match"));
         assert_eq!(store.keyring().unwrap(), before);
-        let v = Vault::open(store, &InMemoryRootKey::new([1; 32]), policy()).unwrap();
+        let v = Vault::open(
+            store,
+            &InMemoryRootKey::new([1; 32]),
+            policy(),
+            &audit_at(dir.path()),
+        )
+        .unwrap();
         assert_eq!(
             v.read_record(&id(1)).unwrap().fields["full_name"],
             json!("Lê Thị Hoa")
@@ -626,7 +756,13 @@ mod tests {
         let store = v.store().clone();
         drop(v);
         assert!(matches!(
-            Vault::init(store, &InMemoryRootKey::new([1; 32]), policy()),
+            Vault::init(
+                store,
+                &InMemoryRootKey::new([1; 32]),
+                policy(),
+                DEFAULT_LOG_ORIGIN,
+                &audit_at(dir.path())
+            ),
             Err(VaultError::VaultExists)
         ));
     }
@@ -635,22 +771,29 @@ mod tests {
     fn erase_destroys_the_record_and_a_later_write_gets_a_fresh_dek() {
         let dir = tempfile::tempdir().unwrap();
         let v = new_vault(dir.path(), 1);
-        v.write_records(&[write(id(7), json!({"full_name": "Phạm Minh Tuấn"}))])
-            .unwrap();
+        v.write_records(
+            &[write(id(7), json!({"full_name": "Phạm Minh Tuấn"}))],
+            &op(),
+            NOW,
+        )
+        .unwrap();
         let blind = v.blind(&id(7));
         let before = v.store().citizen(&blind).unwrap().unwrap();
-        v.erase(&id(7)).unwrap();
+        v.erase(&id(7), &op(), NOW).unwrap();
         assert!(v.store().citizen(&blind).unwrap().is_none());
         assert!(matches!(
             v.read_record(&id(7)),
             Err(VaultError::CitizenNotFound)
         ));
-        assert!(matches!(v.erase(&id(7)), Err(VaultError::CitizenNotFound)));
+        assert!(matches!(
+            v.erase(&id(7), &op(), NOW),
+            Err(VaultError::CitizenNotFound)
+        ));
         assert!(v.store().citizens_after(None, 10).unwrap().is_empty());
         // The old wrapped DEK no longer opens anything: there is no record to open it for.
         let w = write(id(7), json!({"full_name": "Phạm Minh Tuấn"}));
         assert_eq!(
-            v.write_records(&[w]).unwrap(),
+            v.write_records(&[w], &op(), NOW).unwrap(),
             vec![WriteOutcome::Created(1)]
         );
         let after = v.store().citizen(&blind).unwrap().unwrap();
@@ -681,14 +824,15 @@ mod tests {
                     )
                 })
                 .collect();
-            v.write_records(&writes).unwrap();
+            v.write_records(&writes, &op(), NOW).unwrap();
             v.flush().unwrap();
         }
         {
-            let mut v = Vault::open(SledStore::open(dir.path()).unwrap(), &root, policy()).unwrap();
+            let mut v =
+                Vault::open(store_at(dir.path()), &root, policy(), &audit_at(dir.path())).unwrap();
             let mut batches = 0;
             let report = v
-                .rotate_keys(&root, 1000, &mut |_| {
+                .rotate_keys(&root, 1000, &op(), NOW, &mut |_| {
                     batches += 1;
                     ControlFlow::Break(())
                 })
@@ -705,13 +849,14 @@ mod tests {
             );
             // Simulates the kill: the process ends with the rotation half done.
         }
-        let mut v = Vault::open(SledStore::open(dir.path()).unwrap(), &root, policy()).unwrap();
+        let mut v =
+            Vault::open(store_at(dir.path()), &root, policy(), &audit_at(dir.path())).unwrap();
         // New writes during the half-done rotation already use the new KEK.
-        v.write_records(&[write(id(9999), json!({"full_name": "Mới"}))])
+        v.write_records(&[write(id(9999), json!({"full_name": "Mới"}))], &op(), NOW)
             .unwrap();
         let mut seen = Vec::new();
         let report = v
-            .rotate_keys(&root, 1000, &mut |p| {
+            .rotate_keys(&root, 1000, &op(), NOW, &mut |p| {
                 seen.push(p.visited);
                 ControlFlow::Continue(())
             })
@@ -737,8 +882,183 @@ mod tests {
         }
         // A second rotation goes to version 3.
         let r = v
-            .rotate_keys(&root, 1000, &mut |_| ControlFlow::Continue(()))
+            .rotate_keys(&root, 1000, &op(), NOW, &mut |_| ControlFlow::Continue(()))
             .unwrap();
         assert_eq!((r.from, r.to, r.rewrapped, r.resumed), (2, 3, 2501, false));
+    }
+
+    fn entries(v: &Vault<SledStore>) -> Vec<serde_json::Value> {
+        (0..v.audit().size())
+            .map(|i| serde_json::from_slice(&v.audit().entry(i).unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn writes_are_audited_with_field_names_only_and_unchanged_rows_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = new_vault(dir.path(), 1);
+        v.write_records(
+            &[write(
+                id(1),
+                json!({"full_name": "Đỗ Thị Mai", "phone": "0903123456"}),
+            )],
+            &op(),
+            NOW,
+        )
+        .unwrap();
+        v.write_records(
+            &[write(
+                id(1),
+                json!({"full_name": "Đỗ Thị Mai", "phone": "0903999999"}),
+            )],
+            &op(),
+            NOW,
+        )
+        .unwrap();
+        v.write_records(
+            &[write(id(1), json!({"full_name": "Đỗ Thị Mai"}))],
+            &op(),
+            NOW,
+        )
+        .unwrap();
+        let e = entries(&v);
+        assert_eq!(
+            e.len(),
+            2,
+            "created and updated; the unchanged write adds nothing"
+        );
+        assert_eq!(e[0]["event"], json!(Event::RecordWritten.as_str()));
+        assert_eq!(e[0]["fields"], json!(["full_name", "phone"]));
+        assert_eq!(e[1]["fields"], json!(["phone"]));
+        assert_eq!(e[0]["actor"], json!({"kind": "operator", "id": "vaultctl"}));
+        assert_eq!(e[0]["policy"], json!(v.policy().sha256_hex()));
+        let p = v.citizen_pseudonym(&id(1)).unwrap().unwrap();
+        assert_eq!(e[0]["subject"], json!(p.to_string()));
+        let text =
+            String::from_utf8((0..2).flat_map(|i| v.audit().entry(i).unwrap()).collect()).unwrap();
+        for secret in ["Đỗ Thị Mai", "0903123456", "0903999999", "079200000001"] {
+            assert!(!text.contains(secret));
+        }
+        v.audit().verify_all().unwrap();
+    }
+
+    #[test]
+    fn erasure_keeps_entries_and_proofs_but_unlinks_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = new_vault(dir.path(), 1);
+        v.write_records(
+            &[write(id(5), json!({"full_name": "Ngô Văn Năm"}))],
+            &op(),
+            NOW,
+        )
+        .unwrap();
+        let before = v.citizen_pseudonym(&id(5)).unwrap().unwrap();
+        v.erase(&id(5), &op(), NOW).unwrap();
+        let e = entries(&v);
+        assert_eq!(e[1]["event"], json!("record.erased"));
+        assert_eq!(e[1]["subject"], json!(before.to_string()));
+        assert_eq!(
+            v.citizen_pseudonym(&id(5)).unwrap(),
+            None,
+            "the salt is gone"
+        );
+        v.write_records(
+            &[write(id(5), json!({"full_name": "Ngô Văn Năm"}))],
+            &op(),
+            NOW,
+        )
+        .unwrap();
+        let after = v.citizen_pseudonym(&id(5)).unwrap().unwrap();
+        assert_ne!(
+            before, after,
+            "a re-imported citizen cannot be linked to the old entries"
+        );
+        let size = v.audit().size();
+        assert_eq!(size, 3);
+        let cp = crate::audit::Checkpoint::verify(
+            &v.audit().latest_checkpoint().unwrap(),
+            &v.audit().verifier(),
+        )
+        .unwrap();
+        for i in 0..size {
+            let proof = v.audit().inclusion_proof(i, size).unwrap();
+            crate::audit::merkle::verify_inclusion(
+                i,
+                size,
+                &v.audit().leaf_hash(i).unwrap(),
+                &proof,
+                &cp.root,
+            )
+            .unwrap();
+        }
+        v.audit().verify_all().unwrap();
+    }
+
+    struct FaultyAt(std::path::PathBuf, Arc<crate::audit::file::Faults>);
+
+    impl AuditOpener for FaultyAt {
+        fn open(&self, signer: crate::audit::LogSigner) -> Result<Arc<dyn AuditLog>, VaultError> {
+            use crate::audit::file::{FaultyFile, FsFile, LogFile};
+            let f = Arc::clone(&self.1);
+            let log = crate::audit::SegmentLog::open_with(&self.0, signer, &move |p| {
+                Ok(
+                    Box::new(FaultyFile::new(Box::new(FsFile::open(p)?), Arc::clone(&f)))
+                        as Box<dyn LogFile>,
+                )
+            })?;
+            Ok(Arc::new(log))
+        }
+    }
+
+    #[test]
+    fn when_the_audit_log_fails_nothing_is_written_or_erased() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = crate::audit::file::Faults::new();
+        let v = Vault::init(
+            store_at(dir.path()),
+            &InMemoryRootKey::new([1; 32]),
+            policy(),
+            DEFAULT_LOG_ORIGIN,
+            &FaultyAt(dir.path().join("audit"), Arc::clone(&faults)),
+        )
+        .unwrap();
+        v.write_records(&[write(id(1), json!({"full_name": "An"}))], &op(), NOW)
+            .unwrap();
+        faults.set_sync(true);
+        let err = v
+            .write_records(&[write(id(2), json!({"full_name": "Bình"}))], &op(), NOW)
+            .unwrap_err();
+        assert!(matches!(err, VaultError::AuditUnavailable));
+        assert!(matches!(
+            v.read_record(&id(2)),
+            Err(VaultError::CitizenNotFound)
+        ));
+        assert!(matches!(
+            v.erase(&id(1), &op(), NOW),
+            Err(VaultError::AuditUnavailable)
+        ));
+        assert!(
+            v.read_record(&id(1)).is_ok(),
+            "not erased without its entry"
+        );
+        faults.set_sync(false);
+        v.write_records(&[write(id(2), json!({"full_name": "Bình"}))], &op(), NOW)
+            .unwrap();
+        assert_eq!(v.audit().size(), 2);
+        v.audit().verify_all().unwrap();
+    }
+
+    #[test]
+    fn a_completed_rotation_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = InMemoryRootKey::new([1; 32]);
+        let mut v = new_vault(dir.path(), 1);
+        v.write_records(&[write(id(1), json!({"full_name": "An"}))], &op(), NOW)
+            .unwrap();
+        v.rotate_keys(&root, 10, &op(), NOW, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        let e = entries(&v);
+        assert_eq!(e.last().unwrap()["event"], json!("key.rotated"));
+        assert_eq!(e.last().unwrap()["code"], json!("kek_v2"));
     }
 }

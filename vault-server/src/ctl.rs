@@ -1,6 +1,7 @@
 //! `vaultctl` commands (SPEC §5): argument parsing, the data-directory layout, and error
 //! reporting. Each command lives in its own module and calls `vault-core` for the real work.
 
+mod audit;
 mod demo;
 mod import;
 mod keys;
@@ -12,10 +13,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use vault_core::audit::{Actor, SafeId, SegmentLogAt};
 use vault_core::keyring::{FileRootKey, InMemoryRootKey, RootKeySource};
 use vault_core::policy::PolicySet;
 use vault_core::store::SledStore;
-use vault_core::{CitizenId, Vault, VaultError};
+use vault_core::{CitizenId, Clock as _, Vault, VaultError};
 
 /// Citizen Data Vault operator tool.
 #[derive(Debug, Parser)]
@@ -35,14 +37,21 @@ pub struct Cli {
         default_value = "policies"
     )]
     policies: PathBuf,
+    /// Who is operating, as recorded in audit entries (actor kind `operator`).
+    #[arg(long, global = true, default_value = "vaultctl")]
+    operator: String,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create the store and keyring; refuses to overwrite an existing vault.
-    Init,
+    /// Create the store, the keyring and the audit log; refuses to overwrite a vault.
+    Init {
+        /// The audit log's origin (first line of every checkpoint, name of the log key).
+        #[arg(long, default_value = vault_core::keyring::DEFAULT_LOG_ORIGIN)]
+        log_origin: String,
+    },
     /// Import citizens from a JSONL or CSV file (resumable, idempotent).
     Import {
         /// The file: `.jsonl` (one `{"citizen_id", "fields"}` object a line) or `.csv`.
@@ -75,6 +84,11 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// The audit log: verify, export, checkpoints, keys, proofs.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
 }
 
@@ -129,9 +143,10 @@ fn run(cli: Cli) -> CtlResult {
         data: cli.data,
         root_key: cli.root_key,
         policies: cli.policies,
+        operator: cli.operator,
     };
     match cli.command {
-        Command::Init => init(&ctx),
+        Command::Init { log_origin } => init(&ctx, &log_origin),
         Command::Import { file, strict } => import::run(&ctx, &file, strict),
         Command::DemoData { count, seed } => demo::run(count, seed),
         Command::Keys {
@@ -141,6 +156,7 @@ fn run(cli: Cli) -> CtlResult {
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => policy_check::run(&dir),
+        Command::Audit { command } => audit::run(&ctx, command),
     }
 }
 
@@ -149,11 +165,28 @@ struct Context {
     data: PathBuf,
     root_key: Option<PathBuf>,
     policies: PathBuf,
+    operator: String,
 }
 
 impl Context {
     fn store_dir(&self) -> PathBuf {
         self.data.join("store")
+    }
+
+    fn audit_dir(&self) -> PathBuf {
+        self.data.join("audit")
+    }
+
+    /// The operator as an audit actor.
+    fn actor(&self) -> Result<Actor, CtlError> {
+        SafeId::parse(&self.operator)
+            .map(Actor::operator)
+            .map_err(|_| CtlError("--operator must be 1-64 of A-Z a-z 0-9 . _ : @ -".into()))
+    }
+
+    /// The current time (the CLI is the edge that reads the wall clock).
+    fn now(&self) -> vault_core::Timestamp {
+        vault_core::SystemClock.now()
     }
 
     fn default_root_key(&self) -> PathBuf {
@@ -189,7 +222,13 @@ impl Context {
         }
         let policy = self.policy()?;
         let store = SledStore::open(&dir)?;
-        Ok(Vault::open(store, self.root_key_source().as_ref(), policy)?)
+        let audit = SegmentLogAt(self.audit_dir());
+        Ok(Vault::open(
+            store,
+            self.root_key_source().as_ref(),
+            policy,
+            &audit,
+        )?)
     }
 }
 
@@ -226,7 +265,7 @@ fn create_private_dir(path: &Path) -> CtlResult {
         .map_err(|e| CtlError(format!("cannot create {}: {e}", path.display())))
 }
 
-fn init(ctx: &Context) -> CtlResult {
+fn init(ctx: &Context, log_origin: &str) -> CtlResult {
     let store_dir = ctx.store_dir();
     let key_path = ctx
         .root_key
@@ -254,14 +293,30 @@ fn init(ctx: &Context) -> CtlResult {
         // Check the given key before anything is created.
         ctx.root_key_source().load()?;
     }
+    if ctx.audit_dir().exists() {
+        return Err(CtlError(format!(
+            "{} already exists (refusing to overwrite an audit log)",
+            ctx.audit_dir().display()
+        )));
+    }
     create_private_dir(&store_dir)?;
+    create_private_dir(&ctx.audit_dir())?;
     let store = SledStore::open(&store_dir)?;
-    let vault = Vault::init(store, ctx.root_key_source().as_ref(), policy)?;
+    let audit = SegmentLogAt(ctx.audit_dir());
+    let vault = Vault::init(
+        store,
+        ctx.root_key_source().as_ref(),
+        policy,
+        log_origin,
+        &audit,
+    )?;
     vault.flush()?;
     let mut msg = format!(
-        "initialized vault in {}\n  store:    {}\n  root key: {}\n",
+        "initialized vault in {}\n  store:     {}\n  audit log: {}\n  log key:   {}\n  root key:  {}\n",
         ctx.data.display(),
         store_dir.display(),
+        ctx.audit_dir().display(),
+        vault.audit().verifier(),
         key_path.display()
     );
     if generated {
@@ -276,7 +331,7 @@ fn init(ctx: &Context) -> CtlResult {
 fn erase(ctx: &Context, citizen: &str) -> CtlResult {
     let id = CitizenId::parse(citizen)?;
     let vault = ctx.open()?;
-    vault.erase(&id)?;
+    vault.erase(&id, &ctx.actor()?, ctx.now())?;
     out("erased: the citizen's data key, sealed fields and index row are destroyed\n")
 }
 

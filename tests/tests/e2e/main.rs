@@ -24,7 +24,14 @@ use vault_tests::policies_dir;
 pub fn open_vault(data: &Path) -> Vault<SledStore> {
     let policy = Arc::new(PolicySet::load_dir(&policies_dir()).unwrap());
     let store = SledStore::open(&data.join("store")).unwrap();
-    Vault::open(store, &FileRootKey::new(data.join("keys/root.key")), policy).unwrap()
+    let audit = vault_core::audit::SegmentLogAt(data.join("audit"));
+    Vault::open(
+        store,
+        &FileRootKey::new(data.join("keys/root.key")),
+        policy,
+        &audit,
+    )
+    .unwrap()
 }
 
 /// Writes `count` demo citizens to `path` with `vaultctl demo-data`.

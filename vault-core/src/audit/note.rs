@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::merkle::Hash;
+use crate::error::VaultError;
 
 const ALG_ED25519: u8 = 0x01;
 const MAX_NOTE: usize = 64 * 1024;
@@ -112,9 +113,10 @@ impl LogSigner {
         }
     }
 
-    /// The seed, for wrapping under the root key before it is stored.
-    pub fn seed(&self) -> &[u8; 32] {
-        &self.seed
+    /// A second handle on the same key (for the log's writer thread).
+    pub fn clone_signer(&self) -> Result<Self, VaultError> {
+        Self::from_seed(&self.name, &self.seed)
+            .map_err(|e| VaultError::StoreCorrupt(format!("audit key: {e}")))
     }
 
     /// Signs `text` (which must end with a newline) as a signed note.

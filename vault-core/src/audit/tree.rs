@@ -88,10 +88,10 @@ impl std::fmt::Debug for TreeView<'_> {
 
 impl TreeView<'_> {
     fn chunk_tree(&self, chunk: u64) -> Result<MemoryTree, ProofError> {
-        if let Some((c, t)) = self.cache.borrow().as_ref() {
-            if *c == chunk {
-                return Ok(t.clone());
-            }
+        if let Some((c, t)) = self.cache.borrow().as_ref()
+            && *c == chunk
+        {
+            return Ok(t.clone());
         }
         let complete = self.tree.upper.size();
         let leaves = if chunk < complete {

@@ -250,7 +250,7 @@ fn strip_diacritics(s: &str) -> String {
 
 fn days_in_month(y: u64, m: u64) -> u64 {
     match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -553,7 +553,7 @@ mod tests {
             assert_eq!(&ia[4..6], &dob[2..4], "birth year digits");
             let male = fa["sex"] == "Nam";
             let century = ia.as_bytes()[3] - b'0';
-            assert_eq!(century % 2 == 0, male);
+            assert_eq!(century.is_multiple_of(2), male);
         }
     }
 

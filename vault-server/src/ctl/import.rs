@@ -407,6 +407,7 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
     let shown = file.display().to_string();
     let (hash, total_lines) = scan(file)?;
     let vault = ctx.open()?;
+    let actor = ctx.actor()?;
     let policy = vault.policy().clone();
 
     if strict {
@@ -475,7 +476,7 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
                 stats.rejected += chunk.rejected.len() as u64;
                 stats.skipped += chunk.skipped;
                 if let Some(prepared) = chunk.prepared {
-                    for outcome in vault.commit_writes(prepared)? {
+                    for outcome in vault.commit_writes(prepared, &actor, ctx.now())? {
                         match outcome {
                             WriteOutcome::Created(_) => stats.created += 1,
                             WriteOutcome::Updated(_) => stats.updated += 1,
@@ -487,8 +488,9 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
                     vault
                         .store()
                         .set_import_checkpoint(&hash, Some(chunk.last_line))?;
+                    vault.flush()?;
                     batches += 1;
-                    if plain && (batches.is_power_of_two() || batches % 100 == 0) {
+                    if plain && (batches.is_power_of_two() || batches.is_multiple_of(100)) {
                         let _ = writeln!(
                             stderr,
                             "import: {} rows committed through line {} of {total_lines}",

@@ -11,7 +11,8 @@ pub(super) fn rotate(ctx: &Context) -> CtlResult {
     let total = vault.store().citizen_count()?;
     let bar = progress_bar(total, "re-wrapping data keys");
     let root = ctx.root_key_source();
-    let report = vault.rotate_keys(root.as_ref(), 1000, &mut |p| {
+    let actor = ctx.actor()?;
+    let report = vault.rotate_keys(root.as_ref(), 1000, &actor, ctx.now(), &mut |p| {
         bar.set_position(p.visited);
         ControlFlow::Continue(())
     })?;
