@@ -7,6 +7,7 @@
     reason = "test helpers outside #[test] functions: a failed unwrap is a failed test"
 )]
 
+mod audit;
 mod cli;
 mod import;
 mod plaintext;

@@ -1,5 +1,6 @@
 //! Plaintext scan: after importing 10,000 demo citizens, no name, citizen id, phone number
-//! or address of the input appears anywhere in the data directory, not even in file names.
+//! or address of the input appears anywhere in the data directory (store, keys, audit log),
+//! in file names, in the audit export or in any command output.
 
 use serde_json::Value;
 use vault_tests::scan::Scanner;
@@ -64,6 +65,27 @@ fn no_citizen_value_or_id_is_readable_in_the_data_directory() {
         "{} plaintext hits in the data directory, e.g. {shown:?}",
         hits.len()
     );
+
+    // The audit export, the checkpoint and every output of the commands: no hit either.
+    let export = v.ctl(&["audit", "export"]);
+    assert!(export.status.success());
+    assert!(
+        export.stdout.len() > 1_000_000,
+        "10,000 record.written entries"
+    );
+    for (what, bytes) in [
+        ("audit export", export.stdout.clone()),
+        ("import stdout", out.stdout.clone()),
+        ("import stderr", out.stderr.clone()),
+        ("checkpoint", v.ctl(&["audit", "checkpoint"]).stdout),
+    ] {
+        let hits = scanner.scan_bytes(std::path::Path::new(what), &bytes);
+        assert!(
+            hits.is_empty(),
+            "{} plaintext hits in the {what}",
+            hits.len()
+        );
+    }
 
     let mut stack = vec![v.data()];
     let mut files = 0;
