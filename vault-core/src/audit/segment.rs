@@ -6,9 +6,11 @@
 //! - `checkpoints.log`: `size u64 | len u32 | crc32 u32 | signed note` (synced per batch).
 //!
 //! One writer thread owns the files. A caller hands over entries and blocks until they are
-//! durable *and* covered by a durable signed checkpoint; then it gets `(index, leaf hash)`.
-//! The writer takes everything queued, writes, syncs once per file, signs once, answers
-//! all. Any error answers every waiting caller with `AuditUnavailable`, rolls the files back
+//! durable; then it gets `(index, leaf hash)`. The writer takes everything queued, writes,
+//! syncs the entries once, signs one checkpoint for the new size and answers all; the
+//! checkpoint file is synced at most a second later (one sync per batch on the reply path,
+//! like the raw ceiling). Entries past the last durable checkpoint are kept on recovery if
+//! whole, and a fresh checkpoint is signed for them. Any error answers every waiting caller with `AuditUnavailable`, rolls the files back
 //! to the last good length and refuses appends until a re-check passes.
 
 use std::collections::BTreeMap;
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::entry::{AuditEntry, EntryView};
 use super::file::{FsFile, LogFile};
@@ -30,6 +33,8 @@ const LEAF_RECORD: u64 = 40;
 const CHECKPOINT_HEADER: u64 = 16;
 /// Entries taken into one group commit at most.
 const MAX_BATCH: usize = 16_384;
+/// Longest time a signed checkpoint waits for its file to be synced.
+const CHECKPOINT_SYNC: Duration = Duration::from_secs(1);
 
 /// Where an appended entry landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -851,7 +856,24 @@ fn writer_loop(
     mut lengths: Lengths,
     indexer: &mpsc::Sender<IndexJob>,
 ) {
-    while let Ok(first) = rx.recv() {
+    // Checkpoints are signed for every batch; their file is synced at most once a second
+    // (and on shutdown), off the acknowledgement path: entries are durable before the reply.
+    let mut unsynced_since: Option<Instant> = None;
+    loop {
+        let first = match unsynced_since {
+            Some(t) => match rx.recv_timeout(CHECKPOINT_SYNC.saturating_sub(t.elapsed())) {
+                Ok(j) => j,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    sync_checkpoints(inner, &mut unsynced_since);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => break,
+            },
+        };
         let mut jobs = vec![first];
         let mut count = jobs[0].entries.len();
         while count < MAX_BATCH {
@@ -887,6 +909,10 @@ fn writer_loop(
                     let _ = j.reply.send(Ok(mine));
                 }
                 let _ = indexer.send((start, bytes));
+                let since = *unsynced_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= CHECKPOINT_SYNC {
+                    sync_checkpoints(inner, &mut unsynced_since);
+                }
             }
             Err(_) => {
                 inner.stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -897,6 +923,13 @@ fn writer_loop(
                 }
             }
         }
+    }
+    sync_checkpoints(inner, &mut unsynced_since);
+}
+
+fn sync_checkpoints(inner: &Inner, unsynced_since: &mut Option<Instant>) {
+    if unsynced_since.take().is_some() && inner.files.checkpoints.sync().is_err() {
+        inner.healthy.store(false, Ordering::SeqCst);
     }
 }
 
@@ -1014,9 +1047,6 @@ fn commit(inner: &Inner, jobs: &[Job], lengths: &mut Lengths) -> Result<Vec<Appe
     let rec = checkpoint_record(new_size, &note);
     f.checkpoints
         .write_at(lengths.checkpoints, &rec)
-        .map_err(|e| io_unavailable("checkpoints", &e))?;
-    f.checkpoints
-        .sync()
         .map_err(|e| io_unavailable("checkpoints", &e))?;
     // Durable: publish.
     let mut st = inner
