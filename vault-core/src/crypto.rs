@@ -77,6 +77,16 @@ fn random_nonce() -> Result<[u8; NONCE_LEN], VaultError> {
     })
 }
 
+/// 16 fresh random bytes from the same pool (audit entry nonces: public, unpredictable).
+pub fn random_nonce16() -> Result<[u8; 16], VaultError> {
+    let a = random_nonce()?;
+    let b = random_nonce()?;
+    let mut n = [0u8; 16];
+    n[..12].copy_from_slice(&a);
+    n[12..].copy_from_slice(&b[..4]);
+    Ok(n)
+}
+
 fn random_key() -> Result<Zeroizing<[u8; 32]>, VaultError> {
     let mut k = Zeroizing::new([0u8; 32]);
     random_bytes(k.as_mut())?;

@@ -356,8 +356,7 @@ impl Draft {
         actor: Value,
         outcome: Outcome,
     ) -> Result<Self, VaultError> {
-        let mut nonce = [0u8; 16];
-        crypto::random_bytes(&mut nonce)?;
+        let nonce = crypto::random_nonce16()?;
         let mut m = BTreeMap::new();
         m.insert("v", json!(1));
         m.insert("time", json!(ctx.time.to_string()));
@@ -931,6 +930,15 @@ mod tests {
         ] {
             assert!(SafeId::parse(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn entries_over_64_kib_are_refused() {
+        let many: Vec<FieldName> = (0..3000)
+            .map(|i| FieldName::parse(&format!("field_number_{i:05}_padding")).unwrap())
+            .collect();
+        let err = AuditEntry::record_self_viewed(&ctx(), &Pseudonym([1; 32]), &many).unwrap_err();
+        assert!(matches!(err, VaultError::AuditEntryTooLarge));
     }
 
     #[test]

@@ -222,7 +222,7 @@ impl SegmentLog {
             stats: WriterStats::default(),
             index,
         });
-        let (itx, irx) = mpsc::channel::<IndexJob>();
+        let (itx, irx) = mpsc::sync_channel::<IndexJob>(8);
         let ix = Arc::clone(&inner);
         let indexer = std::thread::Builder::new()
             .name("audit-indexer".into())
@@ -815,13 +815,12 @@ fn first_bad(
     corrupt(prev, "log does not match its last signed checkpoint")
 }
 
-fn indexer_loop(inner: &Inner, rx: &mpsc::Receiver<IndexJob>) {
-    // Catch up with what the log holds but the index does not.
-    let size = inner.state.read().map(|s| s.size).unwrap_or(0);
+/// Indexes entries `[indexed_through, upto)` reading them back from the log files.
+fn index_from_files(inner: &Inner, upto: u64) {
     let mut next = inner.index.indexed_through();
     let elen = inner.files.entries.size().unwrap_or(0);
-    while next < size {
-        let end = (next + 4096).min(size);
+    while next < upto {
+        let end = (next + 4096).min(upto);
         let batch: Vec<Vec<u8>> = (next..end)
             .map(|i| {
                 inner
@@ -833,20 +832,37 @@ fn indexer_loop(inner: &Inner, rx: &mpsc::Receiver<IndexJob>) {
             })
             .collect();
         if inner.index.add(next, &batch).is_err() {
-            break;
+            return;
         }
         next = end;
     }
-    let mut since_flush = 0usize;
-    while let Ok((start, entries)) = rx.recv() {
-        if inner.index.add(start, &entries).is_ok() {
-            since_flush += entries.len();
+}
+
+/// The indexer: takes the bytes the writer hands over when it keeps up, reads the log when
+/// it falls behind (the writer never waits for it: a full queue just drops the hand-over).
+fn indexer_loop(inner: &Inner, rx: &mpsc::Receiver<IndexJob>) {
+    let published = || inner.state.read().map(|s| s.size).unwrap_or(0);
+    index_from_files(inner, published());
+    let mut since_flush = 0u64;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok((start, entries)) => {
+                if start > inner.index.indexed_through() {
+                    index_from_files(inner, start);
+                }
+                let before = inner.index.indexed_through();
+                let _ = inner.index.add(start, &entries);
+                since_flush += inner.index.indexed_through().saturating_sub(before);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => index_from_files(inner, published()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         if since_flush >= 100_000 {
             let _ = inner.index.flush();
             since_flush = 0;
         }
     }
+    index_from_files(inner, published());
     let _ = inner.index.flush();
 }
 
@@ -854,7 +870,7 @@ fn writer_loop(
     inner: &Inner,
     rx: &mpsc::Receiver<Job>,
     mut lengths: Lengths,
-    indexer: &mpsc::Sender<IndexJob>,
+    indexer: &mpsc::SyncSender<IndexJob>,
 ) {
     // Checkpoints are signed for every batch; their file is synced at most once a second
     // (and on shutdown), off the acknowledgement path: entries are durable before the reply.
@@ -908,7 +924,7 @@ fn writer_loop(
                     let mine = results.split_off(results.len() - j.entries.len());
                     let _ = j.reply.send(Ok(mine));
                 }
-                let _ = indexer.send((start, bytes));
+                let _ = indexer.try_send((start, bytes));
                 let since = *unsynced_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= CHECKPOINT_SYNC {
                     sync_checkpoints(inner, &mut unsynced_since);
