@@ -69,7 +69,7 @@ impl AuditIndex {
     pub fn open(dir: &std::path::Path) -> Result<Self, VaultError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(32 * 1024 * 1024)
+            .cache_capacity(4 * 1024 * 1024)
             .open()
             .map_err(|e| VaultError::StoreUnavailable(format!("audit index: {e}")))?;
         let tree = db.open_tree("entries")?;
