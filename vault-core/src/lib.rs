@@ -11,6 +11,7 @@ pub mod keyring;
 pub mod policy;
 pub mod secret;
 pub mod store;
+pub mod token;
 pub mod vault;
 
 pub use clock::{Clock, FixedClock, SystemClock, Timestamp};

@@ -1,0 +1,739 @@
+//! Grant tokens (SPEC §3): RFC 9068 JWT access tokens with RFC 9396 authorization details
+//! and an RFC 8705 certificate binding, signed with Ed25519 (`ring`). A token goes from
+//! `UnverifiedToken::parse` to `VerifiedToken` only through `verify`, which pins the
+//! algorithm from the key (never from the header) and runs every check of SPEC §3 that does
+//! not need the grant's live state (the vault checks that on each use).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use crate::clock::Timestamp;
+use crate::crypto;
+use crate::error::VaultError;
+
+/// Largest accepted token.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Clock leeway for `exp` and `nbf`.
+pub const LEEWAY_SECS: i64 = 30;
+const FORBIDDEN_HEADERS: [&str; 5] = ["crit", "jku", "x5u", "jwk", "x5c"];
+
+/// Why a token was refused. Each maps to a SPEC code; the variant is the precise reason
+/// (kept for logs and tests, never shown beyond its code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    /// Not three base64url parts, or bad base64, or bad JSON.
+    #[error("malformed token")]
+    Malformed,
+    /// Over 8 KiB.
+    #[error("token too large")]
+    TooLarge,
+    /// `alg` other than EdDSA (including `none` and HS256).
+    #[error("algorithm not allowed")]
+    Algorithm,
+    /// `typ` other than `at+jwt`.
+    #[error("wrong token type")]
+    Type,
+    /// `kid` missing.
+    #[error("missing key id")]
+    MissingKid,
+    /// `kid` unknown or retired.
+    #[error("unknown key id")]
+    UnknownKid,
+    /// A `crit`, `jku`, `x5u`, `jwk` or `x5c` header.
+    #[error("forbidden header")]
+    ForbiddenHeader,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    Signature,
+    /// Wrong or missing `iss`.
+    #[error("wrong issuer")]
+    Issuer,
+    /// Wrong or missing `aud`.
+    #[error("wrong audience")]
+    Audience,
+    /// A required claim is missing or has the wrong type (e.g. `exp` as a string).
+    #[error("missing or malformed claim")]
+    Claims,
+    /// `exp` passed (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// The presented certificate is not the one the token is bound to.
+    #[error("certificate binding mismatch")]
+    Binding,
+}
+
+impl TokenRejection {
+    /// The SPEC error code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Expired => "token_expired",
+            Self::Binding => "token_binding_mismatch",
+            _ => "token_invalid",
+        }
+    }
+}
+
+/// An Ed25519 token signing key with its `kid`.
+pub struct TokenKey {
+    kid: String,
+    pair: Ed25519KeyPair,
+    public: [u8; 32],
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenKey({}, <redacted>)", self.kid)
+    }
+}
+
+impl TokenKey {
+    /// From a 32-byte seed; the `kid` is derived from the public key.
+    pub fn from_seed(seed: &Zeroizing<[u8; 32]>) -> Result<Self, VaultError> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed.as_ref())
+            .map_err(|_| VaultError::StoreCorrupt("bad token key".into()))?;
+        let mut public = [0u8; 32];
+        public.copy_from_slice(pair.public_key().as_ref());
+        let kid = format!("tk-{}", hex::encode(&crypto::sha256(&public)[..8]));
+        Ok(Self { kid, pair, public })
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key.
+    pub fn public(&self) -> [u8; 32] {
+        self.public
+    }
+}
+
+/// The current signing key and every key that still verifies (current and not yet retired).
+#[derive(Debug)]
+pub struct TokenKeys {
+    current: TokenKey,
+    verifying: BTreeMap<String, [u8; 32]>,
+    origin: String,
+}
+
+impl TokenKeys {
+    /// Keys with `current` signing; `older` public keys (by kid) still verify.
+    pub fn new(current: TokenKey, older: &[(String, [u8; 32])], origin: &str) -> Self {
+        let mut verifying: BTreeMap<String, [u8; 32]> = older.iter().cloned().collect();
+        verifying.insert(current.kid.clone(), current.public);
+        Self {
+            current,
+            verifying,
+            origin: origin.to_owned(),
+        }
+    }
+
+    /// The vault's origin (`iss` and `aud`).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The current key id.
+    pub fn current_kid(&self) -> &str {
+        self.current.kid()
+    }
+
+    /// Signs a token for `claims` (which must not contain the header fields).
+    pub fn sign(&self, claims: &GrantClaims) -> Result<String, VaultError> {
+        let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": self.current.kid});
+        let payload = claims.to_json(&self.origin);
+        let head =
+            B64URL.encode(serde_json::to_vec(&header).map_err(|_| VaultError::InvalidIdentifier)?);
+        let body =
+            B64URL.encode(serde_json::to_vec(&payload).map_err(|_| VaultError::InvalidIdentifier)?);
+        let signing_input = format!("{head}.{body}");
+        let sig = self.current.pair.sign(signing_input.as_bytes());
+        Ok(format!("{signing_input}.{}", B64URL.encode(sig.as_ref())))
+    }
+}
+
+/// The claims of a grant token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantClaims {
+    /// The agency (`sub` and `client_id`).
+    pub agency: String,
+    /// The official (`act.sub`).
+    pub official: String,
+    /// Issued at (seconds).
+    pub iat: i64,
+    /// Not before (seconds).
+    pub nbf: i64,
+    /// Expires (seconds).
+    pub exp: i64,
+    /// Token id.
+    pub jti: String,
+    /// The grant.
+    pub grant_id: String,
+    /// base64url SHA-256 of the agency certificate's DER.
+    pub cert_thumbprint: String,
+    /// The citizen's blind id (hex).
+    pub identifier: String,
+    /// Granted fields and derived answers.
+    pub datatypes: Vec<String>,
+    /// Purpose id.
+    pub purpose: String,
+    /// The purpose's legal basis.
+    pub legal_basis: String,
+    /// The agency's dossier.
+    pub dossier_id: String,
+}
+
+impl GrantClaims {
+    fn to_json(&self, origin: &str) -> Value {
+        json!({
+            "iss": origin,
+            "aud": origin,
+            "sub": self.agency,
+            "client_id": self.agency,
+            "act": {"sub": self.official},
+            "iat": self.iat,
+            "nbf": self.nbf,
+            "exp": self.exp,
+            "jti": self.jti,
+            "grant_id": self.grant_id,
+            "cnf": {"x5t#S256": self.cert_thumbprint},
+            "authorization_details": [{
+                "type": format!("{origin}/field-release"),
+                "actions": ["read"],
+                "identifier": self.identifier,
+                "datatypes": self.datatypes,
+                "purpose": self.purpose,
+                "legal_basis": self.legal_basis,
+                "dossier_id": self.dossier_id,
+            }],
+        })
+    }
+}
+
+/// base64url(SHA-256(certificate DER)), as in `cnf.x5t#S256`.
+pub fn cert_thumbprint(der: &[u8]) -> String {
+    B64URL.encode(crypto::sha256(der))
+}
+
+/// A token split and decoded, nothing checked yet.
+#[derive(Debug)]
+pub struct UnverifiedToken {
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+    signing_input: String,
+    signature: Vec<u8>,
+}
+
+/// A token whose signature, header, issuer, audience, times and certificate binding passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    claims: GrantClaims,
+}
+
+impl VerifiedToken {
+    /// The verified claims.
+    pub fn claims(&self) -> &GrantClaims {
+        &self.claims
+    }
+}
+
+fn decode_json(part: &str) -> Result<Map<String, Value>, TokenRejection> {
+    let bytes = B64URL.decode(part).map_err(|_| TokenRejection::Malformed)?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(TokenRejection::Malformed),
+    }
+}
+
+impl UnverifiedToken {
+    /// Splits and decodes a compact JWT. Only the shape is checked here.
+    pub fn parse(raw: &str) -> Result<Self, TokenRejection> {
+        if raw.len() > MAX_TOKEN_BYTES {
+            return Err(TokenRejection::TooLarge);
+        }
+        let mut parts = raw.split('.');
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenRejection::Malformed);
+        };
+        Ok(Self {
+            header: decode_json(h)?,
+            claims: decode_json(c)?,
+            signing_input: format!("{h}.{c}"),
+            signature: B64URL.decode(s).map_err(|_| TokenRejection::Malformed)?,
+        })
+    }
+
+    /// Runs every check. `presented_thumbprint` is base64url SHA-256 of the client
+    /// certificate on this connection.
+    pub fn verify(
+        self,
+        keys: &TokenKeys,
+        presented_thumbprint: &str,
+        now: Timestamp,
+    ) -> Result<VerifiedToken, TokenRejection> {
+        let h = &self.header;
+        if FORBIDDEN_HEADERS.iter().any(|k| h.contains_key(*k)) {
+            return Err(TokenRejection::ForbiddenHeader);
+        }
+        // The algorithm is pinned by the key: every vault token key is Ed25519.
+        if h.get("alg").and_then(Value::as_str) != Some("EdDSA") {
+            return Err(TokenRejection::Algorithm);
+        }
+        if h.get("typ").and_then(Value::as_str) != Some("at+jwt") {
+            return Err(TokenRejection::Type);
+        }
+        let kid = h
+            .get("kid")
+            .and_then(Value::as_str)
+            .ok_or(TokenRejection::MissingKid)?;
+        let public = keys.verifying.get(kid).ok_or(TokenRejection::UnknownKid)?;
+        UnparsedPublicKey::new(&ED25519, public)
+            .verify(self.signing_input.as_bytes(), &self.signature)
+            .map_err(|_| TokenRejection::Signature)?;
+
+        let c = &self.claims;
+        let s = |k: &str| c.get(k).and_then(Value::as_str);
+        if s("iss") != Some(keys.origin.as_str()) {
+            return Err(TokenRejection::Issuer);
+        }
+        let aud_ok = match c.get("aud") {
+            Some(Value::String(a)) => a == &keys.origin,
+            Some(Value::Array(list)) => list
+                .iter()
+                .any(|a| a.as_str() == Some(keys.origin.as_str())),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(TokenRejection::Audience);
+        }
+        let int = |k: &str| -> Result<i64, TokenRejection> {
+            match c.get(k) {
+                Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
+                    n.as_i64().ok_or(TokenRejection::Claims)
+                }
+                _ => Err(TokenRejection::Claims),
+            }
+        };
+        let (exp, nbf, iat) = (int("exp")?, int("nbf")?, int("iat")?);
+        let now_s = now.as_secs();
+        if now_s > exp.saturating_add(LEEWAY_SECS) {
+            return Err(TokenRejection::Expired);
+        }
+        if nbf > now_s.saturating_add(LEEWAY_SECS) {
+            return Err(TokenRejection::NotYetValid);
+        }
+        let sub = s("sub").ok_or(TokenRejection::Claims)?;
+        if s("client_id") != Some(sub) {
+            return Err(TokenRejection::Claims);
+        }
+        let thumb = c
+            .get("cnf")
+            .and_then(|v| v.get("x5t#S256"))
+            .and_then(Value::as_str)
+            .ok_or(TokenRejection::Claims)?;
+        if !ring_constant_time_eq(thumb.as_bytes(), presented_thumbprint.as_bytes()) {
+            return Err(TokenRejection::Binding);
+        }
+        let details = match c.get("authorization_details") {
+            Some(Value::Array(list)) if list.len() == 1 => &list[0],
+            _ => return Err(TokenRejection::Claims),
+        };
+        let ds = |k: &str| {
+            details
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or(TokenRejection::Claims)
+        };
+        if ds("type")? != format!("{}/field-release", keys.origin)
+            || details.get("actions") != Some(&json!(["read"]))
+        {
+            return Err(TokenRejection::Claims);
+        }
+        let datatypes = details
+            .get("datatypes")
+            .and_then(Value::as_array)
+            .ok_or(TokenRejection::Claims)?
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or(TokenRejection::Claims))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(VerifiedToken {
+            claims: GrantClaims {
+                agency: sub.to_owned(),
+                official: c
+                    .get("act")
+                    .and_then(|a| a.get("sub"))
+                    .and_then(Value::as_str)
+                    .ok_or(TokenRejection::Claims)?
+                    .to_owned(),
+                iat,
+                nbf,
+                exp,
+                jti: s("jti").ok_or(TokenRejection::Claims)?.to_owned(),
+                grant_id: s("grant_id").ok_or(TokenRejection::Claims)?.to_owned(),
+                cert_thumbprint: thumb.to_owned(),
+                identifier: ds("identifier")?,
+                datatypes,
+                purpose: ds("purpose")?,
+                legal_basis: ds("legal_basis")?,
+                dossier_id: ds("dossier_id")?,
+            },
+        })
+    }
+}
+
+fn ring_constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // Length is public (a base64url SHA-256); the bytes are compared without early exit.
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: &str = "https://vault.example";
+
+    fn key(seed: u8) -> TokenKey {
+        TokenKey::from_seed(&Zeroizing::new([seed; 32])).unwrap()
+    }
+
+    fn claims(now: i64) -> GrantClaims {
+        GrantClaims {
+            agency: "ubnd-quan-1".into(),
+            official: "can-bo-01".into(),
+            iat: now,
+            nbf: now,
+            exp: now + 300,
+            jti: "j-1".into(),
+            grant_id: "g-1".into(),
+            cert_thumbprint: cert_thumbprint(b"agency cert"),
+            identifier: "ab".repeat(32),
+            datatypes: vec!["full_name".into()],
+            purpose: "construction_permit".into(),
+            legal_basis: "Luật Xây dựng".into(),
+            dossier_id: "HS-1".into(),
+        }
+    }
+
+    const NOW: i64 = 1_795_395_723;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_millis(s * 1000)
+    }
+
+    /// Re-signs arbitrary header and claims with key `k` (or with HS256 when asked).
+    fn forge(k: &TokenKey, header: &Value, claims: &Value) -> String {
+        let h = B64URL.encode(serde_json::to_vec(header).unwrap());
+        let c = B64URL.encode(serde_json::to_vec(claims).unwrap());
+        let input = format!("{h}.{c}");
+        format!(
+            "{input}.{}",
+            B64URL.encode(k.pair.sign(input.as_bytes()).as_ref())
+        )
+    }
+
+    fn good_parts(keys: &TokenKeys) -> (Value, Value) {
+        (
+            json!({"alg": "EdDSA", "typ": "at+jwt", "kid": keys.current_kid()}),
+            claims(NOW).to_json(ORIGIN),
+        )
+    }
+
+    fn check(keys: &TokenKeys, token: &str) -> Result<VerifiedToken, TokenRejection> {
+        UnverifiedToken::parse(token)?.verify(keys, &cert_thumbprint(b"agency cert"), at(NOW))
+    }
+
+    #[test]
+    fn a_good_token_verifies_and_round_trips_its_claims() {
+        let keys = TokenKeys::new(key(1), &[], ORIGIN);
+        let t = keys.sign(&claims(NOW)).unwrap();
+        assert_eq!(check(&keys, &t).unwrap().claims(), &claims(NOW));
+        let header: Value =
+            serde_json::from_slice(&B64URL.decode(t.split('.').next().unwrap()).unwrap()).unwrap();
+        assert_eq!(
+            header,
+            json!({"alg": "EdDSA", "typ": "at+jwt", "kid": keys.current_kid()})
+        );
+    }
+
+    #[test]
+    fn the_token_battery_is_refused_each_with_its_reason() {
+        let k = key(1);
+        let keys = TokenKeys::new(key(1), &[], ORIGIN);
+        let (h, c) = good_parts(&keys);
+        let with_h = |f: &dyn Fn(&mut Map<String, Value>)| {
+            let mut h2 = h.as_object().unwrap().clone();
+            f(&mut h2);
+            forge(&k, &Value::Object(h2), &c)
+        };
+        let with_c = |f: &dyn Fn(&mut Map<String, Value>)| {
+            let mut c2 = c.as_object().unwrap().clone();
+            f(&mut c2);
+            forge(&k, &h, &Value::Object(c2))
+        };
+        let none = format!(
+            "{}.{}.",
+            B64URL.encode(br#"{"alg":"none","typ":"at+jwt","kid":"x"}"#),
+            B64URL.encode(serde_json::to_vec(&c).unwrap())
+        );
+        // HS256 "signed" with the EdDSA public key bytes as the HMAC secret.
+        let hs_input = format!(
+            "{}.{}",
+            B64URL.encode(
+                serde_json::to_vec(
+                    &json!({"alg": "HS256", "typ": "at+jwt", "kid": keys.current_kid()})
+                )
+                .unwrap()
+            ),
+            B64URL.encode(serde_json::to_vec(&c).unwrap())
+        );
+        let hs_sig = {
+            use hmac::{Hmac, Mac};
+            let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&k.public).unwrap();
+            m.update(hs_input.as_bytes());
+            m.finalize().into_bytes()
+        };
+        let hs = format!("{hs_input}.{}", B64URL.encode(hs_sig));
+        let good = keys.sign(&claims(NOW)).unwrap();
+        let mut flipped = good.clone().into_bytes();
+        let last = flipped.len() - 5;
+        flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+        let retired_keys = TokenKeys::new(key(2), &[], ORIGIN); // key 1 retired
+        let cases: Vec<(&str, String, &TokenKeys, TokenRejection)> = vec![
+            ("alg none", none, &keys, TokenRejection::Algorithm),
+            (
+                "HS256 with the public key",
+                hs,
+                &keys,
+                TokenRejection::Algorithm,
+            ),
+            (
+                "unknown kid",
+                with_h(&|m| {
+                    m.insert("kid".into(), json!("tk-unknown"));
+                }),
+                &keys,
+                TokenRejection::UnknownKid,
+            ),
+            (
+                "missing kid",
+                with_h(&|m| {
+                    m.remove("kid");
+                }),
+                &keys,
+                TokenRejection::MissingKid,
+            ),
+            (
+                "typ JWT",
+                with_h(&|m| {
+                    m.insert("typ".into(), json!("JWT"));
+                }),
+                &keys,
+                TokenRejection::Type,
+            ),
+            (
+                "crit",
+                with_h(&|m| {
+                    m.insert("crit".into(), json!(["exp"]));
+                }),
+                &keys,
+                TokenRejection::ForbiddenHeader,
+            ),
+            (
+                "jku",
+                with_h(&|m| {
+                    m.insert("jku".into(), json!("https://evil"));
+                }),
+                &keys,
+                TokenRejection::ForbiddenHeader,
+            ),
+            (
+                "x5u",
+                with_h(&|m| {
+                    m.insert("x5u".into(), json!("https://evil"));
+                }),
+                &keys,
+                TokenRejection::ForbiddenHeader,
+            ),
+            (
+                "jwk",
+                with_h(&|m| {
+                    m.insert("jwk".into(), json!({"kty": "OKP"}));
+                }),
+                &keys,
+                TokenRejection::ForbiddenHeader,
+            ),
+            (
+                "x5c",
+                with_h(&|m| {
+                    m.insert("x5c".into(), json!(["MIIB"]));
+                }),
+                &keys,
+                TokenRejection::ForbiddenHeader,
+            ),
+            (
+                "wrong iss",
+                with_c(&|m| {
+                    m.insert("iss".into(), json!("https://evil"));
+                }),
+                &keys,
+                TokenRejection::Issuer,
+            ),
+            (
+                "wrong aud",
+                with_c(&|m| {
+                    m.insert("aud".into(), json!("https://other"));
+                }),
+                &keys,
+                TokenRejection::Audience,
+            ),
+            (
+                "missing aud",
+                with_c(&|m| {
+                    m.remove("aud");
+                }),
+                &keys,
+                TokenRejection::Audience,
+            ),
+            (
+                "expired",
+                with_c(&|m| {
+                    m.insert("exp".into(), json!(NOW - 31));
+                }),
+                &keys,
+                TokenRejection::Expired,
+            ),
+            (
+                "nbf in the future",
+                with_c(&|m| {
+                    m.insert("nbf".into(), json!(NOW + 31));
+                }),
+                &keys,
+                TokenRejection::NotYetValid,
+            ),
+            (
+                "exp as a string",
+                with_c(&|m| {
+                    m.insert("exp".into(), json!((NOW + 300).to_string()));
+                }),
+                &keys,
+                TokenRejection::Claims,
+            ),
+            (
+                "exp as a float",
+                with_c(&|m| {
+                    m.insert("exp".into(), json!((NOW + 300) as f64 + 0.5));
+                }),
+                &keys,
+                TokenRejection::Claims,
+            ),
+            (
+                "nbf as a string",
+                with_c(&|m| {
+                    m.insert("nbf".into(), json!(NOW.to_string()));
+                }),
+                &keys,
+                TokenRejection::Claims,
+            ),
+            (
+                "nbf as a float",
+                with_c(&|m| {
+                    m.insert("nbf".into(), json!(NOW as f64 + 0.5));
+                }),
+                &keys,
+                TokenRejection::Claims,
+            ),
+            (
+                "over 8 KiB",
+                with_c(&|m| {
+                    m.insert("pad".into(), json!("x".repeat(9000)));
+                }),
+                &keys,
+                TokenRejection::TooLarge,
+            ),
+            (
+                "bad base64",
+                good.replacen('.', ".*", 1),
+                &keys,
+                TokenRejection::Malformed,
+            ),
+            (
+                "bad JSON",
+                format!(
+                    "{}.{}.AAAA",
+                    B64URL.encode(b"{not json"),
+                    B64URL.encode(b"{}")
+                ),
+                &keys,
+                TokenRejection::Malformed,
+            ),
+            ("two parts", "a.b".into(), &keys, TokenRejection::Malformed),
+            (
+                "flipped signature",
+                String::from_utf8(flipped).unwrap(),
+                &keys,
+                TokenRejection::Signature,
+            ),
+            (
+                "retired key",
+                good.clone(),
+                &retired_keys,
+                TokenRejection::UnknownKid,
+            ),
+        ];
+        for (name, token, ks, expected) in cases {
+            assert_eq!(check(ks, &token).unwrap_err(), expected, "{name}");
+        }
+        // The right token over another certificate.
+        let other = UnverifiedToken::parse(&good).unwrap().verify(
+            &keys,
+            &cert_thumbprint(b"other cert"),
+            at(NOW),
+        );
+        assert_eq!(other.unwrap_err(), TokenRejection::Binding);
+        assert_eq!(TokenRejection::Binding.code(), "token_binding_mismatch");
+        assert_eq!(TokenRejection::Expired.code(), "token_expired");
+        assert_eq!(TokenRejection::Algorithm.code(), "token_invalid");
+    }
+
+    #[test]
+    fn leeway_is_thirty_seconds_and_an_old_key_verifies_until_retired() {
+        let old = key(1);
+        let old_pub = (old.kid().to_owned(), old.public());
+        let keys_old = TokenKeys::new(old, &[], ORIGIN);
+        let t = keys_old.sign(&claims(NOW)).unwrap();
+        let v = |now: i64, ks: &TokenKeys| {
+            UnverifiedToken::parse(&t).unwrap().verify(
+                ks,
+                &cert_thumbprint(b"agency cert"),
+                at(now),
+            )
+        };
+        assert!(v(NOW + 300 + 30, &keys_old).is_ok());
+        assert_eq!(
+            v(NOW + 300 + 31, &keys_old).unwrap_err(),
+            TokenRejection::Expired
+        );
+        assert!(v(NOW - 30, &keys_old).is_ok());
+        assert_eq!(
+            v(NOW - 31, &keys_old).unwrap_err(),
+            TokenRejection::NotYetValid
+        );
+        // Rotated: key 2 signs, key 1 still verifies; then retired.
+        let rotated = TokenKeys::new(key(2), &[old_pub], ORIGIN);
+        assert!(v(NOW, &rotated).is_ok());
+        assert_ne!(rotated.current_kid(), keys_old.current_kid());
+        let retired = TokenKeys::new(key(2), &[], ORIGIN);
+        assert_eq!(v(NOW, &retired).unwrap_err(), TokenRejection::UnknownKid);
+    }
+}
