@@ -81,6 +81,33 @@ pub enum VaultError {
     /// An audit index or tree size out of range.
     #[error("no such audit entry or tree size")]
     AuditNotFound,
+    /// A token failed verification.
+    #[error("{0}")]
+    Token(crate::token::TokenRejection),
+    /// The token expired (or its grant did).
+    #[error("token expired")]
+    TokenExpired,
+    /// The token is for another citizen.
+    #[error("token is not for this citizen")]
+    TokenNotForCitizen,
+    /// A requested field is outside the grant.
+    #[error("token does not grant a requested field")]
+    TokenNotForField,
+    /// The grant was revoked or refused.
+    #[error("grant revoked")]
+    GrantRevoked,
+    /// Every use of the grant is spent.
+    #[error("grant exhausted")]
+    GrantExhausted,
+    /// No such grant (for this caller).
+    #[error("grant not found")]
+    GrantNotFound,
+    /// The grant is not in a state that allows this.
+    #[error("grant is not pending consent")]
+    GrantNotPending,
+    /// An idempotency key reused with a different request.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyConflict,
     /// The store failed (I/O, lock). The text is for operators' logs, never for clients.
     #[error("store unavailable: {0}")]
     StoreUnavailable(String),
@@ -113,6 +140,15 @@ impl VaultError {
             Self::AuditUnavailable => "audit_unavailable",
             Self::AuditCorrupt { .. } => "audit_corrupt",
             Self::AuditNotFound => "audit_not_found",
+            Self::Token(r) => r.code(),
+            Self::TokenExpired => "token_expired",
+            Self::TokenNotForCitizen => "token_not_for_citizen",
+            Self::TokenNotForField => "token_not_for_field",
+            Self::GrantRevoked => "grant_revoked",
+            Self::GrantExhausted => "grant_exhausted",
+            Self::GrantNotFound => "grant_not_found",
+            Self::GrantNotPending => "grant_not_pending",
+            Self::IdempotencyConflict => "idempotency_conflict",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::StoreCorrupt(_) => "store_corrupt",
         }
@@ -161,6 +197,14 @@ mod tests {
                 reason: "x".into(),
             },
             VaultError::AuditNotFound,
+            VaultError::TokenExpired,
+            VaultError::TokenNotForCitizen,
+            VaultError::TokenNotForField,
+            VaultError::GrantRevoked,
+            VaultError::GrantExhausted,
+            VaultError::GrantNotFound,
+            VaultError::GrantNotPending,
+            VaultError::IdempotencyConflict,
         ];
         let mut codes: Vec<_> = all.iter().map(VaultError::code).collect();
         assert!(

@@ -15,6 +15,7 @@ use crate::crypto::{self, DerivedKeys};
 use crate::error::VaultError;
 use crate::id::{BlindId, CitizenId};
 use crate::secret::{DataKey, Kek, PseudonymKey, RootKey};
+use crate::token::{TokenKey, TokenKeys};
 
 /// Where the root key comes from. Files today; PKCS#11, KMS or Shamir shares later.
 pub trait RootKeySource {
@@ -143,11 +144,34 @@ pub struct KeyringRecord {
     pub log_origin: String,
     /// The audit log's Ed25519 signing seed, wrapped by the root key (hex).
     pub audit_key: String,
+    /// Token signing seeds by version, wrapped by the root key (hex). The highest signs; the
+    /// others still verify until retired.
+    pub token_keys: BTreeMap<u32, String>,
 }
 
 /// The default audit log origin.
 pub const DEFAULT_LOG_ORIGIN: &str = "vault.hochiminhcity.gov.vn/audit";
 const AUDIT_KEY_LABEL: &str = "audit-log-signing-key";
+
+fn token_label(version: u32) -> String {
+    format!("token-signing-key-v{version}")
+}
+
+fn new_wrapped_seed(root: &RootKey, label: &str) -> Result<String, VaultError> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    crypto::random_bytes(seed.as_mut())?;
+    Ok(hex::encode(crypto::wrap_secret(root, label, &seed)?))
+}
+
+fn unwrap_seed(
+    root: &RootKey,
+    label: &str,
+    hex_text: &str,
+) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+    let wrapped = hex::decode(hex_text)
+        .map_err(|_| VaultError::StoreCorrupt("wrapped key is not hex".into()))?;
+    crypto::unwrap_secret(root, label, &wrapped)
+}
 
 /// The opened keyring: plaintext KEKs and derived keys, zeroized on drop.
 pub struct Keyring {
@@ -156,6 +180,8 @@ pub struct Keyring {
     min_decryption: u32,
     derived: DerivedKeys,
     audit_signer: LogSigner,
+    token_seed: Zeroizing<[u8; 32]>,
+    token_older: Vec<(String, [u8; 32])>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -182,6 +208,7 @@ impl Keyring {
             rotating_from: None,
             log_origin: log_origin.to_owned(),
             audit_key: hex::encode(crypto::wrap_secret(root, AUDIT_KEY_LABEL, &seed)?),
+            token_keys: BTreeMap::from([(1, new_wrapped_seed(root, &token_label(1))?)]),
         };
         Ok((Self::open(root, &record)?, record))
     }
@@ -205,12 +232,24 @@ impl Keyring {
         let seed = crypto::unwrap_secret(root, AUDIT_KEY_LABEL, &wrapped_seed)?;
         let audit_signer = LogSigner::from_seed(&record.log_origin, &seed)
             .map_err(|e| VaultError::StoreCorrupt(format!("audit key: {e}")))?;
+        let (&token_current, current_hex) = record
+            .token_keys
+            .last_key_value()
+            .ok_or_else(|| VaultError::StoreCorrupt("keyring has no token key".into()))?;
+        let token_seed = unwrap_seed(root, &token_label(token_current), current_hex)?;
+        let mut token_older = Vec::new();
+        for (&v, h) in record.token_keys.range(..token_current) {
+            let k = TokenKey::from_seed(&unwrap_seed(root, &token_label(v), h)?)?;
+            token_older.push((k.kid().to_owned(), k.public()));
+        }
         Ok(Self {
             keks,
             current: record.current,
             min_decryption: record.min_decryption_version,
             derived: crypto::derive_keys(root)?,
             audit_signer,
+            token_seed,
+            token_older,
         })
     }
 
@@ -267,6 +306,36 @@ impl Keyring {
     /// The audit log's signing key.
     pub fn audit_signer(&self) -> &LogSigner {
         &self.audit_signer
+    }
+
+    /// The token keys: the newest signs, older unretired ones verify. `origin` is the vault's.
+    pub fn token_keys(&self, origin: &str) -> Result<TokenKeys, VaultError> {
+        Ok(TokenKeys::new(
+            TokenKey::from_seed(&self.token_seed)?,
+            &self.token_older,
+            origin,
+        ))
+    }
+
+    /// Adds a new token signing key; the previous ones keep verifying until retired.
+    pub fn rotate_token_key(
+        root: &RootKey,
+        record: &KeyringRecord,
+    ) -> Result<KeyringRecord, VaultError> {
+        let next = record.token_keys.keys().last().copied().unwrap_or(0) + 1;
+        let mut rec = record.clone();
+        rec.token_keys
+            .insert(next, new_wrapped_seed(root, &token_label(next))?);
+        Ok(rec)
+    }
+
+    /// Retires every token key but the newest: tokens they signed stop verifying.
+    pub fn retire_old_token_keys(record: &KeyringRecord) -> KeyringRecord {
+        let mut rec = record.clone();
+        if let Some(&newest) = rec.token_keys.keys().last() {
+            rec.token_keys.retain(|&v, _| v == newest);
+        }
+        rec
     }
 
     /// Wraps a DEK under the current KEK.
@@ -350,6 +419,20 @@ mod tests {
         let (_, rec) = Keyring::create(&root, DEFAULT_LOG_ORIGIN).unwrap();
         let err = Keyring::open(&RootKey::from_bytes([2; 32]), &rec).unwrap_err();
         assert!(matches!(err, VaultError::WrongRootKey));
+    }
+
+    #[test]
+    fn token_keys_rotate_and_old_ones_verify_until_retired() {
+        let root = RootKey::from_bytes([1; 32]);
+        let (ring1, rec1) = Keyring::create(&root, DEFAULT_LOG_ORIGIN).unwrap();
+        let kid1 = ring1.token_keys("o").unwrap().current_kid().to_owned();
+        let rec2 = Keyring::rotate_token_key(&root, &rec1).unwrap();
+        let ring2 = Keyring::open(&root, &rec2).unwrap();
+        assert_ne!(ring2.token_keys("o").unwrap().current_kid(), kid1);
+        assert_eq!(ring2.token_older.len(), 1);
+        assert_eq!(ring2.token_older[0].0, kid1);
+        let ring3 = Keyring::open(&root, &Keyring::retire_old_token_keys(&rec2)).unwrap();
+        assert!(ring3.token_older.is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod geo;
+pub mod grant;
 pub mod id;
 pub mod keyring;
 pub mod policy;

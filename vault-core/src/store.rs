@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 pub use sled_store::SledStore;
 
 use crate::error::VaultError;
+use crate::grant::Grant;
 use crate::id::{BlindId, FieldName};
 use crate::keyring::KeyringRecord;
+use crate::policy::ConsentState;
 
 /// One sealed field: its current version and its envelope (whose header repeats the version;
 /// both must agree, so an older envelope replayed into place is refused).
@@ -69,4 +71,47 @@ pub trait VaultStore: Send + Sync {
     ) -> Result<(), VaultError>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), VaultError>;
+
+    /// A grant by id.
+    fn grant(&self, id: &str) -> Result<Option<Grant>, VaultError>;
+    /// Stores a new grant and claims its verification code; `false` (nothing stored) when the
+    /// code is already taken. Durable on return.
+    fn insert_grant(&self, grant: &Grant) -> Result<bool, VaultError>;
+    /// Changes a grant atomically (compare-and-swap, retried): `change` sees the current
+    /// grant and may refuse. Durable on return when `durable`.
+    fn update_grant(
+        &self,
+        id: &str,
+        durable: bool,
+        change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
+    ) -> Result<Grant, VaultError>;
+    /// The grant holding a verification code.
+    fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError>;
+    /// Every grant concerning a citizen (blind id hex).
+    fn grants_of_citizen(&self, citizen: &str) -> Result<Vec<Grant>, VaultError>;
+    /// The citizen's consent for an agency and purpose.
+    fn consent(
+        &self,
+        citizen: &str,
+        agency: &str,
+        purpose: &str,
+    ) -> Result<ConsentState, VaultError>;
+    /// Records the citizen's consent decision. Durable on return.
+    fn set_consent(
+        &self,
+        citizen: &str,
+        agency: &str,
+        purpose: &str,
+        state: ConsentState,
+    ) -> Result<(), VaultError>;
+    /// The (request hash, grant id) remembered for an agency's idempotency key.
+    fn idempotency(&self, agency: &str, key: &str) -> Result<Option<(String, String)>, VaultError>;
+    /// Remembers an idempotency key; `false` if it was already taken.
+    fn put_idempotency(
+        &self,
+        agency: &str,
+        key: &str,
+        hash: &str,
+        grant_id: &str,
+    ) -> Result<bool, VaultError>;
 }

@@ -5,8 +5,10 @@ use std::path::Path;
 
 use super::{SealedRecord, VaultStore, codec};
 use crate::error::VaultError;
+use crate::grant::Grant;
 use crate::id::BlindId;
 use crate::keyring::KeyringRecord;
+use crate::policy::ConsentState;
 
 const KEYRING_KEY: &[u8] = b"keyring";
 const IMPORT_PREFIX: &[u8] = b"import/";
@@ -17,6 +19,11 @@ pub struct SledStore {
     db: sled::Db,
     citizens: sled::Tree,
     meta: sled::Tree,
+    grants: sled::Tree,
+    codes: sled::Tree,
+    citizen_grants: sled::Tree,
+    consents: sled::Tree,
+    idempotency: sled::Tree,
 }
 
 impl SledStore {
@@ -32,12 +39,33 @@ impl SledStore {
             })?;
         let citizens = db.open_tree("citizens")?;
         let meta = db.open_tree("meta")?;
-        Ok(Self { db, citizens, meta })
+        Ok(Self {
+            grants: db.open_tree("grants")?,
+            codes: db.open_tree("verification_codes")?,
+            citizen_grants: db.open_tree("citizen_grants")?,
+            consents: db.open_tree("consents")?,
+            idempotency: db.open_tree("idempotency")?,
+            db,
+            citizens,
+            meta,
+        })
     }
 
     fn import_key(file_hash: &[u8; 32]) -> Vec<u8> {
         [IMPORT_PREFIX, file_hash.as_slice()].concat()
     }
+}
+
+fn encode_grant(g: &Grant) -> Result<Vec<u8>, VaultError> {
+    serde_json::to_vec(g).map_err(|_| VaultError::StoreCorrupt("grant unencodable".into()))
+}
+
+fn decode_grant(b: &[u8]) -> Result<Grant, VaultError> {
+    serde_json::from_slice(b).map_err(|_| VaultError::StoreCorrupt("grant unreadable".into()))
+}
+
+fn joined(parts: &[&str]) -> Vec<u8> {
+    parts.join("\u{0}").into_bytes()
 }
 
 fn blind_from_key(k: &[u8]) -> Result<BlindId, VaultError> {
@@ -140,5 +168,130 @@ impl VaultStore for SledStore {
     fn flush(&self) -> Result<(), VaultError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<Grant>, VaultError> {
+        self.grants.get(id)?.map(|v| decode_grant(&v)).transpose()
+    }
+
+    fn insert_grant(&self, grant: &Grant) -> Result<bool, VaultError> {
+        let claimed = self.codes.compare_and_swap(
+            grant.verification_code.as_bytes(),
+            None as Option<&[u8]>,
+            Some(grant.id.as_bytes()),
+        )?;
+        if claimed.is_err() {
+            return Ok(false);
+        }
+        self.grants
+            .insert(grant.id.as_bytes(), encode_grant(grant)?)?;
+        self.citizen_grants
+            .insert(joined(&[&grant.citizen, &grant.id]), grant.id.as_bytes())?;
+        self.flush()?;
+        Ok(true)
+    }
+
+    fn update_grant(
+        &self,
+        id: &str,
+        durable: bool,
+        change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
+    ) -> Result<Grant, VaultError> {
+        loop {
+            let old = self.grants.get(id)?.ok_or(VaultError::GrantNotFound)?;
+            let mut g = decode_grant(&old)?;
+            change(&mut g)?;
+            let new = encode_grant(&g)?;
+            if self
+                .grants
+                .compare_and_swap(id, Some(old), Some(new))?
+                .is_ok()
+            {
+                if durable {
+                    self.flush()?;
+                }
+                return Ok(g);
+            }
+        }
+    }
+
+    fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError> {
+        Ok(self
+            .codes
+            .get(code)?
+            .and_then(|v| String::from_utf8(v.to_vec()).ok()))
+    }
+
+    fn grants_of_citizen(&self, citizen: &str) -> Result<Vec<Grant>, VaultError> {
+        let mut prefix = citizen.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for kv in self.citizen_grants.scan_prefix(prefix) {
+            let (_, id) = kv?;
+            if let Some(g) = self.grants.get(&id)? {
+                out.push(decode_grant(&g)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn consent(
+        &self,
+        citizen: &str,
+        agency: &str,
+        purpose: &str,
+    ) -> Result<ConsentState, VaultError> {
+        Ok(
+            match self
+                .consents
+                .get(joined(&[citizen, agency, purpose]))?
+                .as_deref()
+            {
+                Some(b"given") => ConsentState::Given,
+                Some(b"refused") => ConsentState::Refused,
+                _ => ConsentState::None,
+            },
+        )
+    }
+
+    fn set_consent(
+        &self,
+        citizen: &str,
+        agency: &str,
+        purpose: &str,
+        state: ConsentState,
+    ) -> Result<(), VaultError> {
+        let key = joined(&[citizen, agency, purpose]);
+        match state {
+            ConsentState::Given => self.consents.insert(key, b"given".as_slice())?,
+            ConsentState::Refused => self.consents.insert(key, b"refused".as_slice())?,
+            ConsentState::None => self.consents.remove(key)?,
+        };
+        self.flush()
+    }
+
+    fn idempotency(&self, agency: &str, key: &str) -> Result<Option<(String, String)>, VaultError> {
+        Ok(self.idempotency.get(joined(&[agency, key]))?.and_then(|v| {
+            let s = String::from_utf8(v.to_vec()).ok()?;
+            let (h, g) = s.split_once(' ')?;
+            Some((h.to_owned(), g.to_owned()))
+        }))
+    }
+
+    fn put_idempotency(
+        &self,
+        agency: &str,
+        key: &str,
+        hash: &str,
+        grant_id: &str,
+    ) -> Result<bool, VaultError> {
+        let value = format!("{hash} {grant_id}");
+        let r = self.idempotency.compare_and_swap(
+            joined(&[agency, key]),
+            None as Option<&[u8]>,
+            Some(value.as_bytes()),
+        )?;
+        self.flush()?;
+        Ok(r.is_ok())
     }
 }

@@ -1,0 +1,175 @@
+//! Grants: the lifecycle (`pending_consent`, `active`, `refused`, `revoked`, `expired`,
+//! `exhausted`), verification codes, and the use-counting rule. Storage is the store's; the
+//! decisions that create grants are the policy's; this module owns the grant's own rules.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::crypto;
+use crate::error::VaultError;
+
+/// 32 characters with no 0/O, 1/I look-alikes: 8 characters carry exactly 40 bits.
+pub const CODE_ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+
+/// A fresh verification code: 8 characters, 40 random bits.
+pub fn new_verification_code() -> Result<String, VaultError> {
+    let mut b = [0u8; 5];
+    crypto::random_bytes(&mut b)?;
+    let bits = b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+    Ok((0..8)
+        .rev()
+        .map(|i| char::from(CODE_ALPHABET[((bits >> (i * 5)) & 31) as usize]))
+        .collect())
+}
+
+/// Whether `s` looks like a verification code (without saying whether it exists).
+pub fn is_code_shaped(s: &str) -> bool {
+    s.len() == 8 && s.bytes().all(|b| CODE_ALPHABET.contains(&b))
+}
+
+/// A fresh grant id: `g-` and 32 hex digits.
+pub fn new_grant_id() -> Result<String, VaultError> {
+    let mut b = [0u8; 16];
+    crypto::random_bytes(&mut b)?;
+    Ok(format!("g-{}", hex::encode(b)))
+}
+
+/// Where a grant stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantStatus {
+    /// Waiting for the citizen's consent (until `consent_expires_at`).
+    PendingConsent,
+    /// Usable.
+    Active,
+    /// The citizen refused.
+    Refused,
+    /// Revoked by the agency, or by the citizen's withdrawal of consent.
+    Revoked,
+    /// Past its expiry (or its consent request's).
+    Expired,
+    /// Every use spent.
+    Exhausted,
+}
+
+impl GrantStatus {
+    /// The SPEC spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingConsent => "pending_consent",
+            Self::Active => "active",
+            Self::Refused => "refused",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::Exhausted => "exhausted",
+        }
+    }
+}
+
+/// A grant as stored. Holds no citizen id (only the blind id) and no value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Grant id.
+    pub id: String,
+    /// The code the citizen can check.
+    pub verification_code: String,
+    /// The citizen's blind id (hex).
+    pub citizen: String,
+    /// The agency.
+    pub agency: String,
+    /// The official.
+    pub official: String,
+    /// The official's unit.
+    pub unit: Option<String>,
+    /// The purpose.
+    pub purpose: String,
+    /// The agency's dossier.
+    pub dossier_id: String,
+    /// Fields and derived answers granted.
+    pub fields: Vec<String>,
+    /// base64url SHA-256 of the agency certificate.
+    pub cert_thumbprint: String,
+    /// Status.
+    pub status: GrantStatus,
+    /// When requested (ms).
+    pub created_ms: i64,
+    /// Token validity (seconds): `iat`/`nbf` and `exp`, fixed when the grant becomes active.
+    pub token_iat: Option<i64>,
+    /// Token expiry (seconds).
+    pub token_exp: Option<i64>,
+    /// Token lifetime asked for (seconds), applied when the grant becomes active.
+    pub ttl_seconds: u32,
+    /// Until when the citizen may consent (ms).
+    pub consent_expires_ms: Option<i64>,
+    /// Releases allowed.
+    pub max_uses: u32,
+    /// Releases done.
+    pub uses: u32,
+    /// Emergency access.
+    pub break_glass: bool,
+    /// Whether an approved grant's token is still to be handed to the agency (once).
+    pub token_pending_delivery: bool,
+}
+
+impl Grant {
+    /// The status as of `now`: an active grant past its expiry, or a pending one past its
+    /// consent deadline, reads as expired.
+    pub fn status_at(&self, now: Timestamp) -> GrantStatus {
+        match self.status {
+            GrantStatus::Active if self.token_exp.is_some_and(|e| now.as_secs() > e) => {
+                GrantStatus::Expired
+            }
+            GrantStatus::PendingConsent
+                if self.consent_expires_ms.is_some_and(|e| now.as_millis() > e) =>
+            {
+                GrantStatus::Expired
+            }
+            s => s,
+        }
+    }
+
+    /// Makes a pending (or new) grant active with a token valid from `now`.
+    pub fn activate(&mut self, now: Timestamp) {
+        self.status = GrantStatus::Active;
+        self.token_iat = Some(now.as_secs());
+        self.token_exp = Some(now.as_secs() + i64::from(self.ttl_seconds));
+    }
+
+    /// Spends one use (the caller holds the grant under compare-and-swap).
+    pub fn spend(&mut self, now: Timestamp) -> Result<(), VaultError> {
+        match self.status_at(now) {
+            GrantStatus::Active => {}
+            GrantStatus::Revoked | GrantStatus::Refused => return Err(VaultError::GrantRevoked),
+            GrantStatus::Exhausted => return Err(VaultError::GrantExhausted),
+            GrantStatus::Expired => return Err(VaultError::TokenExpired),
+            GrantStatus::PendingConsent => return Err(VaultError::GrantRevoked),
+        }
+        if self.uses >= self.max_uses {
+            return Err(VaultError::GrantExhausted);
+        }
+        self.uses += 1;
+        if self.uses == self.max_uses {
+            self.status = GrantStatus::Exhausted;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_eight_unambiguous_characters_and_do_not_repeat() {
+        let mut seen = HashSet::new();
+        for _ in 0..20_000 {
+            let c = new_verification_code().unwrap();
+            assert!(is_code_shaped(&c), "{c}");
+            assert!(!c.contains(['0', 'O', '1', 'I']));
+            assert!(seen.insert(c));
+        }
+        assert_eq!(CODE_ALPHABET.len(), 32, "32^8 = 2^40");
+    }
+}
