@@ -471,6 +471,11 @@ pub fn pseudonym(key: &PseudonymKey, salt: &[u8; 32]) -> [u8; 32] {
     hmac(key.expose(), &[b"cdv.pseudonym.v1", salt])
 }
 
+/// Compares without an early exit on the first differing byte (lengths are public).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;

@@ -341,7 +341,7 @@ impl UnverifiedToken {
             .and_then(|v| v.get("x5t#S256"))
             .and_then(Value::as_str)
             .ok_or(TokenRejection::Claims)?;
-        if !ring_constant_time_eq(thumb.as_bytes(), presented_thumbprint.as_bytes()) {
+        if !crypto::ct_eq(thumb.as_bytes(), presented_thumbprint.as_bytes()) {
             return Err(TokenRejection::Binding);
         }
         let details = match c.get("authorization_details") {
@@ -390,11 +390,6 @@ impl UnverifiedToken {
             },
         })
     }
-}
-
-fn ring_constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // Length is public (a base64url SHA-256); the bytes are compared without early exit.
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -2,6 +2,10 @@
 //! It validates values against the policy catalog, keeps the DEK hierarchy consistent and
 //! never lets plaintext reach the store.
 
+mod access;
+
+pub use access::{AgencyCaller, GrantOutcome, GrantRequest, Released};
+
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -117,7 +121,11 @@ pub struct Vault<S: VaultStore> {
     keyring: Keyring,
     policy: Arc<PolicySet>,
     audit: Arc<dyn AuditLog>,
+    tokens: crate::token::TokenKeys,
 }
+
+/// The vault's default origin (`iss`/`aud` of its tokens).
+pub const DEFAULT_ORIGIN: &str = "https://vault.hochiminhcity.gov.vn";
 
 impl<S: VaultStore> std::fmt::Debug for Vault<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -143,11 +151,13 @@ impl<S: VaultStore> Vault<S> {
         let (keyring, record) = Keyring::create(&root, log_origin)?;
         let audit = audit.open(keyring.audit_signer().clone_signer()?)?;
         store.put_keyring(&record)?;
+        let tokens = keyring.token_keys(DEFAULT_ORIGIN)?;
         Ok(Self {
             store,
             keyring,
             policy,
             audit,
+            tokens,
         })
     }
 
@@ -162,12 +172,25 @@ impl<S: VaultStore> Vault<S> {
         let record = store.keyring()?.ok_or(VaultError::VaultNotInitialized)?;
         let keyring = Keyring::open(&root.load()?, &record)?;
         let audit = audit.open(keyring.audit_signer().clone_signer()?)?;
+        let tokens = keyring.token_keys(DEFAULT_ORIGIN)?;
         Ok(Self {
             store,
             keyring,
             policy,
             audit,
+            tokens,
         })
+    }
+
+    /// Sets the vault's origin (the `iss` and `aud` of its tokens).
+    pub fn with_origin(mut self, origin: &str) -> Result<Self, VaultError> {
+        self.tokens = self.keyring.token_keys(origin)?;
+        Ok(self)
+    }
+
+    /// The token keys (for verifying presented tokens).
+    pub fn token_keys(&self) -> &crate::token::TokenKeys {
+        &self.tokens
     }
 
     /// The audit log.

@@ -1,0 +1,1294 @@
+//! Purpose-bound access: grant requests decided by the policy, consent decisions, revocation
+//! and the release path. Every decision is appended to the audit log, durably, before it
+//! takes effect; a release decrypts nothing until its `record.released` entry is durable.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::Vault;
+use crate::audit::{Access, Actor, Appended, AuditEntry, Pseudonym, SafeId};
+use crate::clock::Timestamp;
+use crate::crypto::{self, FieldSealer};
+use crate::error::VaultError;
+use crate::grant::{self, Grant, GrantStatus};
+use crate::id::{BlindId, CitizenId, FieldName};
+use crate::policy::{self, AccessRequest, CitizenFacts, ConsentState, Decision, Mask};
+use crate::store::{SealedRecord, VaultStore};
+use crate::token::{GrantClaims, VerifiedToken};
+
+/// How long a citizen has to answer a consent request.
+pub const CONSENT_WINDOW_SECS: i64 = 3 * 24 * 3600;
+
+/// The calling agency system, from its verified client certificate.
+#[derive(Debug, Clone)]
+pub struct AgencyCaller {
+    /// Agency id (certificate SAN).
+    pub agency: String,
+    /// base64url SHA-256 of the certificate DER.
+    pub cert_thumbprint: String,
+}
+
+/// A grant request body (SPEC §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRequest {
+    /// The citizen (12 digits).
+    pub citizen_id: String,
+    /// Purpose id.
+    pub purpose: String,
+    /// The agency's dossier.
+    pub dossier_id: String,
+    /// Fields and derived answers wanted.
+    pub fields: Vec<String>,
+    /// The official.
+    pub official_id: String,
+    /// The official's unit.
+    pub official_unit: Option<String>,
+    /// Token lifetime wanted (capped by the purpose).
+    pub ttl_seconds: Option<u32>,
+}
+
+/// What a grant request produced.
+#[derive(Debug, Clone)]
+pub enum GrantOutcome {
+    /// Granted: the token (returned with the grant).
+    Active {
+        /// The grant.
+        grant: Grant,
+        /// The signed access token.
+        token: String,
+    },
+    /// Waiting for the citizen's consent.
+    Pending {
+        /// The grant.
+        grant: Grant,
+    },
+}
+
+/// Fields released under a grant, and the audit entry that recorded it.
+#[derive(Debug)]
+pub struct Released {
+    /// The grant used.
+    pub grant_id: String,
+    /// Its purpose.
+    pub purpose: String,
+    /// Values (masked or derived where the purpose says so).
+    pub fields: BTreeMap<String, Value>,
+    /// The durable `record.released` entry.
+    pub audit: Appended,
+}
+
+fn safe(s: &str) -> Result<SafeId, VaultError> {
+    SafeId::parse(s)
+}
+
+fn mask(m: Mask, v: &Value) -> Value {
+    let Some(s) = v.as_str() else {
+        return v.clone();
+    };
+    match m {
+        Mask::Last4 => {
+            let chars: Vec<char> = s.chars().collect();
+            let keep = chars.len().min(4);
+            let hidden = chars.len() - keep;
+            json!(format!(
+                "{}{}",
+                "*".repeat(hidden),
+                chars[hidden..].iter().collect::<String>()
+            ))
+        }
+        Mask::YearOnly => json!(s.get(..4).unwrap_or("")),
+        Mask::Initials => json!(
+            s.split_whitespace()
+                .filter_map(|w| w.chars().next())
+                .map(|c| format!("{c}."))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    }
+}
+
+fn age_on(dob: &str, now: Timestamp) -> Option<i64> {
+    let (y, m, d) = policy::parse_date(dob)?;
+    let (ny, nm, nd) = now.civil_date();
+    let mut age = ny - i64::from(y);
+    if (nm, nd) < (m, d) {
+        age -= 1;
+    }
+    Some(age)
+}
+
+impl<S: VaultStore> Vault<S> {
+    fn blind_hex(&self, id: &CitizenId) -> (BlindId, String) {
+        let b = self.keyring.blind(id);
+        (b, b.to_string())
+    }
+
+    /// A citizen's pseudonym, or for a citizen the vault does not hold, a stand-in derived
+    /// from the blind id (so requests about unknown citizens are audited the same way).
+    fn subject_of(&self, blind: &BlindId, record: Option<&SealedRecord>) -> Pseudonym {
+        match record {
+            Some(r) => self.pseudonym(r),
+            None => Pseudonym::from_bytes(crypto::pseudonym(
+                self.keyring.pseudonym_key(),
+                blind.as_bytes(),
+            )),
+        }
+    }
+
+    /// Opens some fields of a stored record (inside the core only).
+    fn open_fields(
+        &self,
+        blind: &BlindId,
+        record: &SealedRecord,
+        names: &[&str],
+    ) -> Result<BTreeMap<String, Value>, VaultError> {
+        let dek = self
+            .keyring
+            .unwrap_dek(blind, record.dek_version, &record.wrapped_dek)?;
+        let sealer = FieldSealer::new(&dek, *blind, record.dek_version);
+        let mut out = BTreeMap::new();
+        for n in names {
+            let Some(name) = FieldName::parse(n) else {
+                continue;
+            };
+            if let Some(f) = record.fields.get(&name) {
+                let pt = sealer.open(&name, f.version, &f.envelope)?;
+                let v: Value = serde_json::from_slice(pt.expose())
+                    .map_err(|_| VaultError::StoreCorrupt("sealed value is not JSON".into()))?;
+                out.insert((*n).to_owned(), v);
+            }
+        }
+        Ok(out)
+    }
+
+    fn token_for(&self, g: &Grant) -> Result<String, VaultError> {
+        let purpose = self
+            .policy
+            .purpose(&g.purpose)
+            .ok_or(VaultError::GrantNotFound)?;
+        self.tokens.sign(&GrantClaims {
+            agency: g.agency.clone(),
+            official: g.official.clone(),
+            iat: g.token_iat.unwrap_or(0),
+            nbf: g.token_iat.unwrap_or(0),
+            exp: g.token_exp.unwrap_or(0),
+            jti: format!("{}.t", g.id),
+            grant_id: g.id.clone(),
+            cert_thumbprint: g.cert_thumbprint.clone(),
+            identifier: g.citizen.clone(),
+            datatypes: g.fields.clone(),
+            purpose: g.purpose.clone(),
+            legal_basis: purpose.legal_basis.clone(),
+            dossier_id: g.dossier_id.clone(),
+        })
+    }
+
+    /// Decides a grant request (SPEC §2 `POST /v1/grants`). Denials are audited and returned
+    /// as `Denied`; a pending or active grant is audited before it is stored. The same
+    /// idempotency key with the same body returns the same grant (and the same token).
+    pub fn request_grant(
+        &self,
+        caller: &AgencyCaller,
+        req: &GrantRequest,
+        idempotency_key: Option<&str>,
+        now: Timestamp,
+    ) -> Result<GrantOutcome, VaultError> {
+        let citizen = CitizenId::parse(&req.citizen_id)?;
+        let official = safe(&req.official_id)?;
+        let unit = req.official_unit.as_deref().map(safe).transpose()?;
+        let dossier = safe(&req.dossier_id)?;
+        let agency = safe(&caller.agency)?;
+        let (blind, blind_hex) = self.blind_hex(&citizen);
+        let request_hash = hex::encode(crypto::sha256(
+            format!(
+                "{}\0{}\0{}\0{}\0{}\0{:?}\0{:?}\0{}",
+                caller.agency,
+                blind_hex,
+                req.purpose,
+                req.dossier_id,
+                req.fields.join(","),
+                req.official_unit,
+                req.ttl_seconds,
+                req.official_id
+            )
+            .as_bytes(),
+        ));
+        if let Some(key) = idempotency_key
+            && let Some((hash, grant_id)) = self.store.idempotency(&caller.agency, key)?
+        {
+            if hash != request_hash {
+                return Err(VaultError::IdempotencyConflict);
+            }
+            let g = self
+                .store
+                .grant(&grant_id)?
+                .ok_or(VaultError::GrantNotFound)?;
+            return Ok(match g.status {
+                GrantStatus::Active => GrantOutcome::Active {
+                    token: self.token_for(&g)?,
+                    grant: g,
+                },
+                _ => GrantOutcome::Pending { grant: g },
+            });
+        }
+        let record = self.store.citizen(&blind)?;
+        let facts_values = match &record {
+            Some(r) => self.open_fields(&blind, r, &["residence_district", "residence_ward"])?,
+            None => BTreeMap::new(),
+        };
+        let consent = self
+            .store
+            .consent(&blind_hex, &caller.agency, &req.purpose)?;
+        let facts = CitizenFacts {
+            district: facts_values
+                .get("residence_district")
+                .and_then(Value::as_str),
+            ward: facts_values.get("residence_ward").and_then(Value::as_str),
+            consent,
+        };
+        let decision = policy::authorize(
+            &self.policy,
+            &AccessRequest {
+                agency: &caller.agency,
+                purpose: &req.purpose,
+                fields: &req.fields,
+            },
+            &facts,
+        );
+        let subject = self.subject_of(&blind, record.as_ref());
+        let actor = Actor::official(official.clone(), agency.clone(), unit.clone());
+        let field_names: Vec<FieldName> = req
+            .fields
+            .iter()
+            .filter_map(|f| FieldName::parse(f))
+            .collect();
+        let purpose_id = SafeId::parse(&req.purpose).unwrap_or_else(|_| agency.clone());
+        let ctx = self.entry_context(now);
+        let purpose = match decision {
+            Err(denial) => {
+                let access = Access {
+                    purpose: &purpose_id,
+                    dossier: &dossier,
+                    fields: &field_names,
+                    grant: None,
+                    break_glass: false,
+                };
+                self.audit.append(vec![AuditEntry::grant_denied(
+                    &ctx,
+                    &actor,
+                    Some(&subject),
+                    &access,
+                    denial.code(),
+                )?])?;
+                return Err(VaultError::Denied(denial));
+            }
+            Ok(_) => self
+                .policy
+                .purpose(&req.purpose)
+                .ok_or(VaultError::Denied(policy::Denial::UnknownPurpose))?,
+        };
+        let break_glass = matches!(
+            decision,
+            Ok(Decision::Permit {
+                break_glass: true,
+                ..
+            })
+        );
+        let mut g = Grant {
+            id: grant::new_grant_id()?,
+            verification_code: grant::new_verification_code()?,
+            citizen: blind_hex,
+            agency: caller.agency.clone(),
+            official: req.official_id.clone(),
+            unit: req.official_unit.clone(),
+            purpose: req.purpose.clone(),
+            dossier_id: req.dossier_id.clone(),
+            fields: req.fields.clone(),
+            cert_thumbprint: caller.cert_thumbprint.clone(),
+            status: GrantStatus::PendingConsent,
+            created_ms: now.as_millis(),
+            token_iat: None,
+            token_exp: None,
+            ttl_seconds: req
+                .ttl_seconds
+                .unwrap_or(purpose.max_ttl_seconds)
+                .clamp(1, purpose.max_ttl_seconds),
+            consent_expires_ms: None,
+            max_uses: purpose.max_uses,
+            uses: 0,
+            break_glass,
+            token_pending_delivery: false,
+        };
+        let gid = safe(&g.id)?;
+        let access = Access {
+            purpose: &purpose_id,
+            dossier: &dossier,
+            fields: &field_names,
+            grant: Some(&gid),
+            break_glass,
+        };
+        let pending = matches!(decision, Ok(Decision::PendingConsent));
+        if pending {
+            g.consent_expires_ms = Some(now.plus_secs(CONSENT_WINDOW_SECS).as_millis());
+            self.audit.append(vec![AuditEntry::grant_pending(
+                &ctx, &actor, &subject, &access,
+            )?])?;
+        } else {
+            g.activate(now);
+            self.audit.append(vec![AuditEntry::grant_issued(
+                &ctx, &actor, &subject, &access,
+            )?])?;
+        }
+        while !self.store.insert_grant(&g)? {
+            g.verification_code = grant::new_verification_code()?;
+        }
+        if let Some(key) = idempotency_key {
+            self.store
+                .put_idempotency(&caller.agency, key, &request_hash, &g.id)?;
+        }
+        Ok(if pending {
+            GrantOutcome::Pending { grant: g }
+        } else {
+            GrantOutcome::Active {
+                token: self.token_for(&g)?,
+                grant: g,
+            }
+        })
+    }
+
+    fn citizen_grant(
+        &self,
+        citizen: &CitizenId,
+        grant_id: &str,
+    ) -> Result<(Grant, Pseudonym), VaultError> {
+        let (blind, blind_hex) = self.blind_hex(citizen);
+        let g = self
+            .store
+            .grant(grant_id)?
+            .filter(|g| g.citizen == blind_hex)
+            .ok_or(VaultError::GrantNotFound)?;
+        let record = self.store.citizen(&blind)?;
+        Ok((g, self.subject_of(&blind, record.as_ref())))
+    }
+
+    fn grant_access<'a>(
+        g: &'a Grant,
+        purpose: &'a SafeId,
+        dossier: &'a SafeId,
+        fields: &'a [FieldName],
+        id: &'a SafeId,
+    ) -> Access<'a> {
+        Access {
+            purpose,
+            dossier,
+            fields,
+            grant: Some(id),
+            break_glass: g.break_glass,
+        }
+    }
+
+    /// The citizen approves a pending grant: consent is recorded and the grant becomes active;
+    /// its token is handed to the agency once, at its next status poll.
+    pub fn approve_grant(
+        &self,
+        citizen: &CitizenId,
+        grant_id: &str,
+        now: Timestamp,
+    ) -> Result<Grant, VaultError> {
+        let (g, subject) = self.citizen_grant(citizen, grant_id)?;
+        if g.status_at(now) != GrantStatus::PendingConsent {
+            return Err(VaultError::GrantNotPending);
+        }
+        let (purpose, dossier, gid) = (safe(&g.purpose)?, safe(&g.dossier_id)?, safe(&g.id)?);
+        let fields: Vec<FieldName> = g
+            .fields
+            .iter()
+            .filter_map(|f| FieldName::parse(f))
+            .collect();
+        let entry = AuditEntry::grant_approved(
+            &self.entry_context(now),
+            &subject,
+            &safe(&g.agency)?,
+            &Self::grant_access(&g, &purpose, &dossier, &fields, &gid),
+        )?;
+        self.audit.append(vec![entry])?;
+        self.store
+            .set_consent(&g.citizen, &g.agency, &g.purpose, ConsentState::Given)?;
+        self.store.update_grant(grant_id, true, &mut |g| {
+            if g.status_at(now) != GrantStatus::PendingConsent {
+                return Err(VaultError::GrantNotPending);
+            }
+            g.activate(now);
+            g.token_pending_delivery = true;
+            Ok(())
+        })
+    }
+
+    /// The citizen refuses a pending grant: no token is ever issued for it.
+    pub fn refuse_grant(
+        &self,
+        citizen: &CitizenId,
+        grant_id: &str,
+        now: Timestamp,
+    ) -> Result<Grant, VaultError> {
+        let (g, subject) = self.citizen_grant(citizen, grant_id)?;
+        if g.status_at(now) != GrantStatus::PendingConsent {
+            return Err(VaultError::GrantNotPending);
+        }
+        let (purpose, dossier, gid) = (safe(&g.purpose)?, safe(&g.dossier_id)?, safe(&g.id)?);
+        let fields: Vec<FieldName> = g
+            .fields
+            .iter()
+            .filter_map(|f| FieldName::parse(f))
+            .collect();
+        let entry = AuditEntry::grant_refused(
+            &self.entry_context(now),
+            &subject,
+            &safe(&g.agency)?,
+            &Self::grant_access(&g, &purpose, &dossier, &fields, &gid),
+        )?;
+        self.audit.append(vec![entry])?;
+        self.store
+            .set_consent(&g.citizen, &g.agency, &g.purpose, ConsentState::Refused)?;
+        self.store.update_grant(grant_id, true, &mut |g| {
+            g.status = GrantStatus::Refused;
+            Ok(())
+        })
+    }
+
+    /// The citizen withdraws consent for an agency and purpose: future grants need consent
+    /// again, and live grants from it are revoked at once.
+    pub fn withdraw_consent(
+        &self,
+        citizen: &CitizenId,
+        agency: &str,
+        purpose: &str,
+        now: Timestamp,
+    ) -> Result<usize, VaultError> {
+        let (blind, blind_hex) = self.blind_hex(citizen);
+        let record = self.store.citizen(&blind)?;
+        let subject = self.subject_of(&blind, record.as_ref());
+        let ctx = self.entry_context(now);
+        self.audit.append(vec![AuditEntry::consent_withdrawn(
+            &ctx,
+            &subject,
+            &safe(agency)?,
+            &safe(purpose)?,
+        )?])?;
+        self.store
+            .set_consent(&blind_hex, agency, purpose, ConsentState::None)?;
+        let mut revoked = 0;
+        for g in self.store.grants_of_citizen(&blind_hex)? {
+            let live = matches!(
+                g.status_at(now),
+                GrantStatus::Active | GrantStatus::PendingConsent
+            );
+            if g.agency == agency && g.purpose == purpose && live {
+                self.audit.append(vec![AuditEntry::grant_revoked(
+                    &ctx,
+                    &Actor::citizen(),
+                    &subject,
+                    &safe(&g.id)?,
+                    "consent_withdrawn",
+                )?])?;
+                self.store.update_grant(&g.id, true, &mut |g| {
+                    g.status = GrantStatus::Revoked;
+                    Ok(())
+                })?;
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// The agency revokes its own grant; its token stops working at once.
+    pub fn revoke_grant(
+        &self,
+        caller: &AgencyCaller,
+        grant_id: &str,
+        now: Timestamp,
+    ) -> Result<(), VaultError> {
+        let g = self
+            .store
+            .grant(grant_id)?
+            .filter(|g| g.agency == caller.agency)
+            .ok_or(VaultError::GrantNotFound)?;
+        let subject = Pseudonym::from_bytes(crypto::pseudonym(
+            self.keyring.pseudonym_key(),
+            &hex_to_32(&g.citizen),
+        ));
+        let actor = Actor::official(safe(&g.official)?, safe(&caller.agency)?, None);
+        self.audit.append(vec![AuditEntry::grant_revoked(
+            &self.entry_context(now),
+            &actor,
+            &subject,
+            &safe(&g.id)?,
+            "revoked_by_agency",
+        )?])?;
+        self.store.update_grant(grant_id, true, &mut |g| {
+            g.status = GrantStatus::Revoked;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// The agency polls its grant: the status as of `now`, and the token once after the
+    /// citizen approved.
+    pub fn grant_status(
+        &self,
+        caller: &AgencyCaller,
+        grant_id: &str,
+        now: Timestamp,
+    ) -> Result<(Grant, Option<String>), VaultError> {
+        let g = self
+            .store
+            .grant(grant_id)?
+            .filter(|g| g.agency == caller.agency)
+            .ok_or(VaultError::GrantNotFound)?;
+        if g.status_at(now) == GrantStatus::Active && g.token_pending_delivery {
+            let mut delivered = false;
+            let updated = self.store.update_grant(grant_id, true, &mut |g| {
+                delivered = g.token_pending_delivery;
+                g.token_pending_delivery = false;
+                Ok(())
+            })?;
+            let token = if delivered {
+                Some(self.token_for(&updated)?)
+            } else {
+                None
+            };
+            return Ok((updated, token));
+        }
+        Ok((g, None))
+    }
+
+    fn deny_release(
+        &self,
+        claims: &GrantClaims,
+        subject: Option<&Pseudonym>,
+        fields: &[String],
+        err: VaultError,
+        now: Timestamp,
+    ) -> VaultError {
+        let actor = match (safe(&claims.official), safe(&claims.agency)) {
+            (Ok(o), Ok(a)) => Actor::official(o, a, None),
+            _ => Actor::system(),
+        };
+        let names: Vec<FieldName> = fields.iter().filter_map(|f| FieldName::parse(f)).collect();
+        let gid = safe(&claims.grant_id).ok();
+        let entry = AuditEntry::record_denied(
+            &self.entry_context(now),
+            &actor,
+            subject,
+            &names,
+            gid.as_ref(),
+            err.code(),
+        );
+        match entry.and_then(|e| self.audit.append(vec![e])) {
+            Ok(_) => err,
+            Err(_) => VaultError::AuditUnavailable,
+        }
+    }
+
+    /// Verifies a presented token for a release and releases: a token that fails any check
+    /// is refused with its code and audited as `record.denied`.
+    pub fn release_with_token(
+        &self,
+        raw_token: &str,
+        presented_thumbprint: &str,
+        citizen_id: &str,
+        fields: &[String],
+        now: Timestamp,
+    ) -> Result<Released, VaultError> {
+        let verified = crate::token::UnverifiedToken::parse(raw_token)
+            .and_then(|t| t.verify(&self.tokens, presented_thumbprint, now));
+        match verified {
+            Ok(t) => self.release(&t, citizen_id, fields, now),
+            Err(rejection) => {
+                let subject = CitizenId::parse(citizen_id)
+                    .ok()
+                    .and_then(|c| self.citizen_pseudonym(&c).ok().flatten());
+                let names: Vec<FieldName> =
+                    fields.iter().filter_map(|f| FieldName::parse(f)).collect();
+                let err = VaultError::Token(rejection);
+                let entry = AuditEntry::record_denied(
+                    &self.entry_context(now),
+                    &Actor::system(),
+                    subject.as_ref(),
+                    &names,
+                    None,
+                    err.code(),
+                )?;
+                self.audit.append(vec![entry])?;
+                Err(err)
+            }
+        }
+    }
+
+    /// Releases fields under a verified token (SPEC §2 `GET /v1/citizens/{id}/fields`): the
+    /// token must be for this citizen and every field; one use of the live grant is spent
+    /// atomically (exactly one caller wins the last use); the `record.released` entry is made
+    /// durable; only then is the DEK unwrapped and each requested field opened (masked or
+    /// derived as the purpose says). Refusals are audited as `record.denied`.
+    pub fn release(
+        &self,
+        token: &VerifiedToken,
+        citizen_id: &str,
+        fields: &[String],
+        now: Timestamp,
+    ) -> Result<Released, VaultError> {
+        let claims = token.claims();
+        let requested: Vec<String> = if fields.is_empty() {
+            claims.datatypes.clone()
+        } else {
+            fields.to_vec()
+        };
+        let citizen = CitizenId::parse(citizen_id)
+            .map_err(|e| self.deny_release(claims, None, &requested, e, now))?;
+        let (blind, blind_hex) = self.blind_hex(&citizen);
+        if !crypto::ct_eq(blind_hex.as_bytes(), claims.identifier.as_bytes()) {
+            return Err(self.deny_release(
+                claims,
+                None,
+                &requested,
+                VaultError::TokenNotForCitizen,
+                now,
+            ));
+        }
+        let record = self.store.citizen(&blind)?;
+        let subject = self.subject_of(&blind, record.as_ref());
+        if requested.iter().any(|f| !claims.datatypes.contains(f)) {
+            return Err(self.deny_release(
+                claims,
+                Some(&subject),
+                &requested,
+                VaultError::TokenNotForField,
+                now,
+            ));
+        }
+        let spent = self.store.update_grant(&claims.grant_id, false, &mut |g| {
+            if g.citizen != blind_hex || g.cert_thumbprint != claims.cert_thumbprint {
+                return Err(VaultError::TokenNotForCitizen);
+            }
+            g.spend(now)
+        });
+        let grant = match spent {
+            Ok(g) => g,
+            Err(e) => return Err(self.deny_release(claims, Some(&subject), &requested, e, now)),
+        };
+        let Some(record) = record else {
+            return Err(self.deny_release(
+                claims,
+                Some(&subject),
+                &requested,
+                VaultError::CitizenNotFound,
+                now,
+            ));
+        };
+        let purpose = self
+            .policy
+            .purpose(&grant.purpose)
+            .ok_or(VaultError::GrantNotFound)?;
+        let (purpose_id, dossier, gid) = (
+            safe(&grant.purpose)?,
+            safe(&grant.dossier_id)?,
+            safe(&grant.id)?,
+        );
+        let names: Vec<FieldName> = requested
+            .iter()
+            .filter_map(|f| FieldName::parse(f))
+            .collect();
+        let actor = Actor::official(
+            safe(&grant.official)?,
+            safe(&grant.agency)?,
+            grant.unit.as_deref().map(safe).transpose()?,
+        );
+        let access = Access {
+            purpose: &purpose_id,
+            dossier: &dossier,
+            fields: &names,
+            grant: Some(&gid),
+            break_glass: grant.break_glass,
+        };
+        // Durable before anything is decrypted; if this fails, nothing is opened.
+        let appended = self
+            .audit
+            .append(vec![AuditEntry::record_released(
+                &self.entry_context(now),
+                &actor,
+                &subject,
+                &access,
+            )?])?
+            .pop()
+            .ok_or(VaultError::AuditUnavailable)?;
+        let mut raw_names: Vec<&str> = requested
+            .iter()
+            .map(String::as_str)
+            .filter(|f| *f != policy::DERIVED_AGE_AT_LEAST && *f != policy::DERIVED_RESIDES_IN)
+            .collect();
+        let wants_age = requested.iter().any(|f| f == policy::DERIVED_AGE_AT_LEAST);
+        let wants_residence = requested.iter().any(|f| f == policy::DERIVED_RESIDES_IN);
+        if wants_age {
+            raw_names.push("date_of_birth");
+        }
+        if wants_residence {
+            raw_names.extend(["residence_district", "residence_ward"]);
+        }
+        let opened = self.open_fields(&blind, &record, &raw_names)?;
+        let mut out = BTreeMap::new();
+        for f in &requested {
+            if f == policy::DERIVED_AGE_AT_LEAST {
+                let min = purpose.derived.age_at_least.map_or(0, i64::from);
+                let age = opened
+                    .get("date_of_birth")
+                    .and_then(Value::as_str)
+                    .and_then(|d| age_on(d, now));
+                out.insert(f.clone(), age.map_or(Value::Null, |a| json!(a >= min)));
+            } else if f == policy::DERIVED_RESIDES_IN {
+                let inside = ["residence_district", "residence_ward"].iter().any(|k| {
+                    opened
+                        .get(*k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|code| purpose.derived.resides_in.iter().any(|u| u == code))
+                });
+                out.insert(f.clone(), json!(inside));
+            } else if let Some(v) = opened.get(f.as_str()) {
+                let v = purpose
+                    .masks
+                    .get(f)
+                    .map_or_else(|| v.clone(), |m| mask(*m, v));
+                out.insert(f.clone(), v);
+            }
+        }
+        Ok(Released {
+            grant_id: grant.id,
+            purpose: grant.purpose,
+            fields: out,
+            audit: appended,
+        })
+    }
+}
+
+fn hex_to_32(s: &str) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    let _ = hex::decode_to_slice(s, &mut b);
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::file::{Faults, FaultyFile, FsFile, LogFile};
+    use crate::audit::{
+        AuditLog, AuditOpener, AuditQuery, Event, LogSigner, SegmentLog, SegmentLogAt,
+    };
+    use crate::keyring::{DEFAULT_LOG_ORIGIN, InMemoryRootKey};
+    use crate::policy::PolicySet;
+    use crate::store::SledStore;
+    use crate::token::{UnverifiedToken, cert_thumbprint};
+    use crate::vault::RecordWrite;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    const NOW: Timestamp = Timestamp::from_millis(1_795_395_723_456);
+    const A: &str = "079090001111"; // lives in Bến Nghé, Quận 1
+    const B: &str = "079190002222"; // lives in Thảo Điền, Thủ Đức
+
+    struct FaultyAt(std::path::PathBuf, Arc<Faults>);
+    impl AuditOpener for FaultyAt {
+        fn open(&self, signer: LogSigner) -> Result<Arc<dyn AuditLog>, VaultError> {
+            let f = Arc::clone(&self.1);
+            Ok(Arc::new(SegmentLog::open_with(
+                &self.0,
+                signer,
+                &move |p| {
+                    Ok(
+                        Box::new(FaultyFile::new(Box::new(FsFile::open(p)?), Arc::clone(&f)))
+                            as Box<dyn LogFile>,
+                    )
+                },
+            )?))
+        }
+    }
+
+    fn vault(dir: &Path, faults: Option<Arc<Faults>>) -> Vault<SledStore> {
+        let policy = Arc::new(
+            PolicySet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"))
+                .unwrap(),
+        );
+        let store = SledStore::open(&dir.join("store")).unwrap();
+        let root = InMemoryRootKey::new([1; 32]);
+        let v = match faults {
+            Some(f) => Vault::init(
+                store,
+                &root,
+                policy,
+                DEFAULT_LOG_ORIGIN,
+                &FaultyAt(dir.join("audit"), f),
+            )
+            .unwrap(),
+            None => Vault::init(
+                store,
+                &root,
+                policy,
+                DEFAULT_LOG_ORIGIN,
+                &SegmentLogAt(dir.join("audit")),
+            )
+            .unwrap(),
+        };
+        let op = Actor::operator(SafeId::parse("vaultctl").unwrap());
+        let rows = [
+            (
+                A,
+                json!({"full_name": "Nguyễn Văn An", "date_of_birth": "1990-05-01", "phone": "0903123456",
+                        "permanent_address": "12 Lê Lợi, Phường Bến Nghé, Quận 1", "residence_district": "760",
+                        "residence_ward": "26740", "health_notes": "Dị ứng penicillin", "blood_type": "O+",
+                        "land_use_certificate_number": "CS123456", "driver_licence_number": "790123456789"}),
+            ),
+            (
+                B,
+                json!({"full_name": "Trần Thị Bình", "date_of_birth": "2021-01-01", "residence_district": "769",
+                        "residence_ward": "26812", "phone": "0988000111"}),
+            ),
+        ];
+        let writes: Vec<RecordWrite> = rows
+            .into_iter()
+            .map(|(id, f)| {
+                v.validate_write(
+                    CitizenId::parse(id).unwrap(),
+                    f.as_object().unwrap().clone(),
+                )
+                .unwrap()
+            })
+            .collect();
+        v.write_records(&writes, &op, NOW).unwrap();
+        v
+    }
+
+    fn caller(agency: &str) -> AgencyCaller {
+        AgencyCaller {
+            agency: agency.into(),
+            cert_thumbprint: cert_thumbprint(agency.as_bytes()),
+        }
+    }
+
+    fn req(citizen: &str, purpose: &str, fields: &[&str]) -> GrantRequest {
+        GrantRequest {
+            citizen_id: citizen.into(),
+            purpose: purpose.into(),
+            dossier_id: "HS-2026-000123".into(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            official_id: "can-bo-01".into(),
+            official_unit: Some("mot-cua".into()),
+            ttl_seconds: None,
+        }
+    }
+
+    fn active(o: GrantOutcome) -> (Grant, String) {
+        match o {
+            GrantOutcome::Active { grant, token } => (grant, token),
+            GrantOutcome::Pending { .. } => panic!("expected an active grant"),
+        }
+    }
+
+    fn strings(f: &[&str]) -> Vec<String> {
+        f.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn release(
+        v: &Vault<SledStore>,
+        agency: &str,
+        token: &str,
+        citizen: &str,
+        f: &[&str],
+    ) -> Result<Released, VaultError> {
+        v.release_with_token(
+            token,
+            &cert_thumbprint(agency.as_bytes()),
+            citizen,
+            &strings(f),
+            NOW,
+        )
+    }
+
+    fn events(v: &Vault<SledStore>) -> Vec<Value> {
+        (0..v.audit().size())
+            .map(|i| serde_json::from_slice(&v.audit().entry(i).unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_grant_releases_exactly_its_fields_with_masks_and_derived_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let (g, token) = active(
+            v.request_grant(
+                &caller("ubnd-quan-1"),
+                &req(
+                    A,
+                    "construction_permit",
+                    &["full_name", "phone", "land_use_certificate_number"],
+                ),
+                None,
+                NOW,
+            )
+            .unwrap(),
+        );
+        assert_eq!(g.status, GrantStatus::Active);
+        assert!(grant::is_code_shaped(&g.verification_code));
+        let r = release(&v, "ubnd-quan-1", &token, A, &["full_name", "phone"]).unwrap();
+        assert_eq!(r.fields["full_name"], json!("Nguyễn Văn An"));
+        assert_eq!(
+            r.fields["phone"],
+            json!("******3456"),
+            "the purpose masks the phone"
+        );
+        assert_eq!(r.fields.len(), 2);
+        let e: Value = serde_json::from_slice(&v.audit().entry(r.audit.index).unwrap()).unwrap();
+        assert_eq!(e["event"], json!("record.released"));
+        assert_eq!(e["fields"], json!(["full_name", "phone"]));
+        assert_eq!(e["actor"]["id"], json!("can-bo-01"));
+        // Derived answers instead of the birth date and the district.
+        let (_, t) = active(
+            v.request_grant(
+                &caller("ubnd-quan-1"),
+                &req(
+                    A,
+                    "grade1_school_admission",
+                    &["full_name", "age_at_least", "resides_in"],
+                ),
+                None,
+                NOW,
+            )
+            .unwrap(),
+        );
+        let r = release(&v, "ubnd-quan-1", &t, A, &["age_at_least", "resides_in"]).unwrap();
+        assert_eq!(r.fields["age_at_least"], json!(true));
+        assert_eq!(r.fields["resides_in"], json!(true));
+        assert!(!r.fields.contains_key("date_of_birth"));
+    }
+
+    #[test]
+    fn object_level_checks_refuse_and_audit() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let (g, token) = active(
+            v.request_grant(
+                &caller("vp-dang-ky-dat-dai"),
+                &req(A, "land_use_certificate", &["full_name"]),
+                None,
+                NOW,
+            )
+            .unwrap(),
+        );
+        let before = v.audit().size();
+        assert!(matches!(
+            release(&v, "vp-dang-ky-dat-dai", &token, B, &["full_name"]),
+            Err(VaultError::TokenNotForCitizen)
+        ));
+        assert!(matches!(
+            release(&v, "vp-dang-ky-dat-dai", &token, A, &["spouse_name"]),
+            Err(VaultError::TokenNotForField)
+        ));
+        assert!(matches!(
+            release(&v, "so-noi-vu", &token, A, &["full_name"]),
+            Err(VaultError::Token(crate::token::TokenRejection::Binding))
+        ));
+        let denied: Vec<Value> = events(&v)[before as usize..].to_vec();
+        assert_eq!(denied.len(), 3);
+        assert!(denied.iter().all(|e| e["event"] == json!("record.denied")));
+        assert_eq!(denied[0]["code"], json!("token_not_for_citizen"));
+        assert_eq!(denied[1]["code"], json!("token_not_for_field"));
+        assert_eq!(denied[2]["code"], json!("token_binding_mismatch"));
+        v.revoke_grant(&caller("vp-dang-ky-dat-dai"), &g.id, NOW)
+            .unwrap();
+        assert!(matches!(
+            release(&v, "vp-dang-ky-dat-dai", &token, A, &["full_name"]),
+            Err(VaultError::GrantRevoked)
+        ));
+        let garbage = "eyJhbGciOiJub25lIn0.e30.";
+        assert!(matches!(
+            release(&v, "vp-dang-ky-dat-dai", garbage, A, &["full_name"]),
+            Err(VaultError::Token(_))
+        ));
+        assert_eq!(events(&v).last().unwrap()["code"], json!("token_invalid"));
+    }
+
+    #[test]
+    fn exactly_one_of_a_hundred_racers_wins_the_last_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Arc::new(vault(dir.path(), None));
+        // Spend every use but one, then race for the last.
+        let mut r = req(A, "land_use_certificate", &["full_name"]);
+        r.ttl_seconds = Some(600);
+        let (g, token) = active(
+            v.request_grant(&caller("vp-dang-ky-dat-dai"), &r, None, NOW)
+                .unwrap(),
+        );
+        for _ in 0..g.max_uses - 1 {
+            release(&v, "vp-dang-ky-dat-dai", &token, A, &["full_name"]).unwrap();
+        }
+        let handles: Vec<_> = (0..100)
+            .map(|_| {
+                let (v, token) = (Arc::clone(&v), token.clone());
+                std::thread::spawn(move || {
+                    release(&v, "vp-dang-ky-dat-dai", &token, A, &["full_name"]).is_ok()
+                })
+            })
+            .collect();
+        let wins = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|w| *w)
+            .count();
+        assert_eq!(wins, 1);
+        assert!(matches!(
+            release(&v, "vp-dang-ky-dat-dai", &token, A, &["full_name"]),
+            Err(VaultError::GrantExhausted)
+        ));
+    }
+
+    #[test]
+    fn consent_pending_approved_refused_and_withdrawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let police = caller("csgt-cong-an-tphcm");
+        let a = CitizenId::parse(A).unwrap();
+        // Health data needs consent: pending, no token.
+        let g = match v
+            .request_grant(
+                &police,
+                &req(A, "driver_licence_renewal", &["full_name", "health_notes"]),
+                None,
+                NOW,
+            )
+            .unwrap()
+        {
+            GrantOutcome::Pending { grant } => grant,
+            GrantOutcome::Active { .. } => panic!("must wait for consent"),
+        };
+        assert_eq!(v.grant_status(&police, &g.id, NOW).unwrap().1, None);
+        // Approved: the token is handed over once.
+        v.approve_grant(&a, &g.id, NOW).unwrap();
+        let (st, token) = v.grant_status(&police, &g.id, NOW).unwrap();
+        assert_eq!(st.status, GrantStatus::Active);
+        let token = token.expect("token once");
+        assert_eq!(
+            v.grant_status(&police, &g.id, NOW).unwrap().1,
+            None,
+            "only once"
+        );
+        let r = release(&v, "csgt-cong-an-tphcm", &token, A, &["health_notes"]).unwrap();
+        assert_eq!(r.fields["health_notes"], json!("Dị ứng penicillin"));
+        // Withdrawal revokes the live grant at once; the next request needs consent again.
+        assert_eq!(
+            v.withdraw_consent(&a, "csgt-cong-an-tphcm", "driver_licence_renewal", NOW)
+                .unwrap(),
+            1
+        );
+        assert!(matches!(
+            release(&v, "csgt-cong-an-tphcm", &token, A, &["full_name"]),
+            Err(VaultError::GrantRevoked)
+        ));
+        let g2 = match v
+            .request_grant(
+                &police,
+                &req(A, "driver_licence_renewal", &["health_notes"]),
+                None,
+                NOW,
+            )
+            .unwrap()
+        {
+            GrantOutcome::Pending { grant } => grant,
+            GrantOutcome::Active { .. } => panic!("consent must be asked again"),
+        };
+        // Refused: never a token; later requests are denied.
+        v.refuse_grant(&a, &g2.id, NOW).unwrap();
+        let (st, token) = v.grant_status(&police, &g2.id, NOW).unwrap();
+        assert_eq!((st.status, token), (GrantStatus::Refused, None));
+        assert!(matches!(
+            v.approve_grant(&a, &g2.id, NOW),
+            Err(VaultError::GrantNotPending)
+        ));
+        assert!(matches!(
+            v.request_grant(
+                &police,
+                &req(A, "driver_licence_renewal", &["health_notes"]),
+                None,
+                NOW
+            ),
+            Err(VaultError::Denied(policy::Denial::ConsentRefused))
+        ));
+        // Another citizen cannot approve someone else's grant.
+        let b = CitizenId::parse(B).unwrap();
+        assert!(matches!(
+            v.approve_grant(&b, &g.id, NOW),
+            Err(VaultError::GrantNotFound)
+        ));
+        let ev: Vec<String> = events(&v)
+            .iter()
+            .map(|e| e["event"].as_str().unwrap().to_owned())
+            .collect();
+        for expected in [
+            "grant.pending",
+            "grant.approved",
+            "consent.withdrawn",
+            "grant.revoked",
+            "grant.refused",
+            "grant.denied",
+        ] {
+            assert!(
+                ev.iter().any(|e| e == expected),
+                "{expected} missing from {ev:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn break_glass_is_granted_at_once_flagged_and_visible_to_the_citizen() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let (g, token) = active(
+            v.request_grant(
+                &caller("benh-vien-cho-ray"),
+                &req(A, "emergency_care", &["blood_type", "health_notes"]),
+                None,
+                NOW,
+            )
+            .unwrap(),
+        );
+        assert!(g.break_glass);
+        release(&v, "benh-vien-cho-ray", &token, A, &["blood_type"]).unwrap();
+        let subject = v
+            .citizen_pseudonym(&CitizenId::parse(A).unwrap())
+            .unwrap()
+            .unwrap();
+        let q = AuditQuery {
+            subject: Some(subject),
+            ..Default::default()
+        };
+        let page = v.audit().query(&q, None, 50, true).unwrap();
+        let mine: Vec<Value> = page
+            .indexes
+            .iter()
+            .map(|i| serde_json::from_slice(&v.audit().entry(*i).unwrap()).unwrap())
+            .collect();
+        assert!(
+            mine.iter()
+                .any(|e| e["event"] == json!("grant.issued") && e["break_glass"] == json!(true))
+        );
+        assert!(
+            mine.iter()
+                .any(|e| e["event"] == json!("record.released") && e["break_glass"] == json!(true))
+        );
+        let q = AuditQuery {
+            event: Some(Event::GrantIssued),
+            ..Default::default()
+        };
+        let issued = v.audit().query(&q, None, 50, false).unwrap();
+        assert!(
+            issued.indexes.iter().any(|i| {
+                let e: Value = serde_json::from_slice(&v.audit().entry(*i).unwrap()).unwrap();
+                e["break_glass"] == json!(true) && e["grant_id"] == json!(g.id)
+            }),
+            "reviewable by auditors through the log"
+        );
+    }
+
+    #[test]
+    fn denials_are_audited_and_outside_jurisdiction_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let r = v.request_grant(
+            &caller("ubnd-phuong-ben-nghe"),
+            &req(B, "birth_registration", &["full_name"]),
+            None,
+            NOW,
+        );
+        assert!(matches!(
+            r,
+            Err(VaultError::Denied(policy::Denial::OutsideJurisdiction))
+        ));
+        let last = events(&v).pop().unwrap();
+        assert_eq!(
+            (last["event"].as_str(), last["code"].as_str()),
+            (Some("grant.denied"), Some("outside_jurisdiction"))
+        );
+        let text: String = events(&v).iter().map(Value::to_string).collect();
+        for secret in [A, B, "Nguyễn Văn An", "0903123456", "Dị ứng penicillin"] {
+            assert!(!text.contains(secret));
+        }
+    }
+
+    #[test]
+    fn the_same_idempotency_key_and_body_return_the_same_grant() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let c = caller("ubnd-quan-1");
+        let r = req(A, "construction_permit", &["full_name"]);
+        let (g1, t1) = active(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
+        let (g2, t2) = active(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
+        assert_eq!((g1.id, t1), (g2.id, t2));
+        let other = req(A, "construction_permit", &["permanent_address"]);
+        assert!(matches!(
+            v.request_grant(&c, &other, Some("key-1"), NOW),
+            Err(VaultError::IdempotencyConflict)
+        ));
+    }
+
+    #[test]
+    fn when_the_audit_log_fails_nothing_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Faults::new();
+        let v = vault(dir.path(), Some(Arc::clone(&faults)));
+        let (_, token) = active(
+            v.request_grant(
+                &caller("vp-dang-ky-dat-dai"),
+                &req(A, "land_use_certificate", &["full_name"]),
+                None,
+                NOW,
+            )
+            .unwrap(),
+        );
+        faults.set_sync(true);
+        let r = release(&v, "vp-dang-ky-dat-dai", &token, A, &["full_name"]);
+        assert!(matches!(r, Err(VaultError::AuditUnavailable)), "{r:?}");
+        faults.set_sync(false);
+        let ok = release(&v, "vp-dang-ky-dat-dai", &token, A, &["full_name"]).unwrap();
+        assert_eq!(ok.fields["full_name"], json!("Nguyễn Văn An"));
+        v.audit().verify_all().unwrap();
+    }
+
+    #[test]
+    fn an_expired_grant_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let (_, token) = active(
+            v.request_grant(
+                &caller("ubnd-quan-1"),
+                &req(A, "construction_permit", &["full_name"]),
+                None,
+                NOW,
+            )
+            .unwrap(),
+        );
+        let later = NOW.plus_secs(3600 + 31);
+        let r = v.release_with_token(
+            &token,
+            &cert_thumbprint(b"ubnd-quan-1"),
+            A,
+            &strings(&["full_name"]),
+            later,
+        );
+        assert!(matches!(
+            r,
+            Err(VaultError::Token(crate::token::TokenRejection::Expired))
+        ));
+        let t = UnverifiedToken::parse(&token).unwrap();
+        assert!(
+            t.verify(v.token_keys(), &cert_thumbprint(b"ubnd-quan-1"), NOW)
+                .is_ok()
+        );
+    }
+}
