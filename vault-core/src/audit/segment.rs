@@ -308,11 +308,15 @@ impl SegmentLog {
         };
         match self.inner.index.candidates(q, cursor, newest_first) {
             Some(indexed_candidates) => {
-                let bounded = indexed_candidates.take_while(|&i| i < indexed);
+                // Entries indexed after `indexed` was read are already covered by the tail.
                 let order: Box<dyn Iterator<Item = u64>> = if newest_first {
-                    Box::new(tail.chain(bounded))
+                    Box::new(tail.chain(indexed_candidates.skip_while(move |&i| i >= indexed)))
                 } else {
-                    Box::new(bounded.chain(tail))
+                    Box::new(
+                        indexed_candidates
+                            .take_while(move |&i| i < indexed)
+                            .chain(tail),
+                    )
                 };
                 for i in order {
                     if consider(i, &mut out)? {
