@@ -3,8 +3,10 @@
 //! never lets plaintext reach the store.
 
 mod access;
+mod reads;
 
 pub use access::{AgencyCaller, GrantOutcome, GrantRequest, Released};
+pub use reads::{CodeInfo, HistoryItem};
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;

@@ -126,7 +126,7 @@ impl<S: VaultStore> Vault<S> {
 
     /// A citizen's pseudonym, or for a citizen the vault does not hold, a stand-in derived
     /// from the blind id (so requests about unknown citizens are audited the same way).
-    fn subject_of(&self, blind: &BlindId, record: Option<&SealedRecord>) -> Pseudonym {
+    pub(super) fn subject_of(&self, blind: &BlindId, record: Option<&SealedRecord>) -> Pseudonym {
         match record {
             Some(r) => self.pseudonym(r),
             None => Pseudonym::from_bytes(crypto::pseudonym(
@@ -1289,6 +1289,106 @@ mod tests {
         assert!(
             t.verify(v.token_keys(), &cert_thumbprint(b"ubnd-quan-1"), NOW)
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn citizens_see_their_history_and_own_record_and_can_check_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let a = CitizenId::parse(A).unwrap();
+        let b = CitizenId::parse(B).unwrap();
+        let (g, token) = active(
+            v.request_grant(
+                &caller("ubnd-quan-1"),
+                &req(A, "construction_permit", &["full_name"]),
+                None,
+                NOW,
+            )
+            .unwrap(),
+        );
+        release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        // Own record, audited.
+        let before = v.audit().size();
+        let rec = v.my_record(&a, NOW).unwrap();
+        assert_eq!(rec.fields["full_name"], json!("Nguyễn Văn An"));
+        assert_eq!(
+            events(&v)[before as usize]["event"],
+            json!("record.self_viewed")
+        );
+        // History: newest first, with labels, paginated.
+        let (page1, next) = v.my_accesses(&a, None, 2).unwrap();
+        assert_eq!(page1[0].event, "record.self_viewed");
+        assert_eq!(page1[1].event, "record.released");
+        assert_eq!(
+            page1[1].purpose_label.as_deref(),
+            Some("Cấp giấy phép xây dựng nhà ở riêng lẻ")
+        );
+        assert_eq!(page1[1].official.as_deref(), Some("can-bo-01"));
+        assert_eq!(page1[1].agency.as_deref(), Some("ubnd-quan-1"));
+        let (page2, _) = v.my_accesses(&a, next, 10).unwrap();
+        assert_eq!(page2[0].event, "grant.issued");
+        assert!(page2.iter().any(|i| i.event == "record.written"));
+        assert!(
+            v.my_accesses(&b, None, 50)
+                .unwrap()
+                .0
+                .iter()
+                .all(|i| i.event == "record.written"),
+            "B sees only B"
+        );
+        // Verification codes answer only their own citizen.
+        let info = v
+            .verify_code(&a, &g.verification_code.to_lowercase(), NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.status, GrantStatus::Active);
+        assert_eq!(info.agency, "Ủy ban nhân dân Quận 1");
+        assert_eq!(v.verify_code(&b, &g.verification_code, NOW).unwrap(), None);
+        assert_eq!(v.verify_code(&a, "ZZZZZZZZ", NOW).unwrap(), None);
+        assert_eq!(v.verify_code(&a, "not a code", NOW).unwrap(), None);
+        assert_eq!(
+            v.my_grants(&a, Some(GrantStatus::Active), NOW)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn auditor_queries_are_themselves_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let (_, token) = active(
+            v.request_grant(
+                &caller("ubnd-quan-1"),
+                &req(A, "construction_permit", &["full_name"]),
+                None,
+                NOW,
+            )
+            .unwrap(),
+        );
+        release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        let auditor = SafeId::parse("kiem-toan-1").unwrap();
+        let a = CitizenId::parse(A).unwrap();
+        let q = AuditQuery {
+            event: Some(Event::RecordReleased),
+            ..Default::default()
+        };
+        let page = v
+            .audit_query(&auditor, &q, Some(&a), None, 100, NOW)
+            .unwrap();
+        assert_eq!(page.indexes.len(), 1);
+        let last = events(&v).pop().unwrap();
+        assert_eq!(last["event"], json!("audit.queried"));
+        assert_eq!(
+            last["actor"],
+            json!({"kind": "auditor", "id": "kiem-toan-1"})
+        );
+        assert_eq!(last["code"], json!("by_citizen"));
+        assert_eq!(
+            last["subject"],
+            json!(v.citizen_pseudonym(&a).unwrap().unwrap().to_string())
         );
     }
 }

@@ -1,0 +1,229 @@
+//! Citizen and auditor reads: a citizen's own record (audited as `record.self_viewed`), their
+//! access history with purpose labels, their pending consent requests, the genuineness check
+//! of a verification code (answered only to the owning citizen), and auditor queries (each
+//! audited as `audit.queried` before it runs).
+
+use serde_json::Value;
+
+use super::{Record, Vault};
+use crate::audit::{Actor, AuditEntry, AuditQuery, Page, SafeId};
+use crate::clock::Timestamp;
+use crate::error::VaultError;
+use crate::grant::{self, Grant, GrantStatus};
+use crate::id::{CitizenId, FieldName};
+use crate::store::VaultStore;
+
+/// One line of a citizen's access history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryItem {
+    /// Audit index (the citizen can ask for its inclusion proof).
+    pub index: u64,
+    /// RFC 3339 time.
+    pub time: String,
+    /// Event name.
+    pub event: String,
+    /// The agency concerned.
+    pub agency: Option<String>,
+    /// The official who acted.
+    pub official: Option<String>,
+    /// Purpose id.
+    pub purpose: Option<String>,
+    /// Purpose label in Vietnamese.
+    pub purpose_label: Option<String>,
+    /// The agency's dossier.
+    pub dossier_id: Option<String>,
+    /// Field names.
+    pub fields: Vec<String>,
+    /// permit, deny or error.
+    pub outcome: String,
+    /// Emergency access.
+    pub break_glass: bool,
+}
+
+/// What a genuine verification code tells its citizen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeInfo {
+    /// The requesting agency.
+    pub agency: String,
+    /// The purpose, in Vietnamese.
+    pub purpose_label: String,
+    /// When the request was made.
+    pub requested_at: Timestamp,
+    /// Its status now.
+    pub status: GrantStatus,
+}
+
+impl<S: VaultStore> Vault<S> {
+    /// The citizen's own record. The `record.self_viewed` entry is durable first.
+    pub fn my_record(&self, citizen: &CitizenId, now: Timestamp) -> Result<Record, VaultError> {
+        let record = self.read_record(citizen)?;
+        let subject = self
+            .citizen_pseudonym(citizen)?
+            .ok_or(VaultError::CitizenNotFound)?;
+        let fields: Vec<FieldName> = record
+            .fields
+            .keys()
+            .filter_map(|f| FieldName::parse(f))
+            .collect();
+        self.audit.append(vec![AuditEntry::record_self_viewed(
+            &self.entry_context(now),
+            &subject,
+            &fields,
+        )?])?;
+        Ok(record)
+    }
+
+    /// The citizen's history, newest first, `limit` at most, before `cursor`.
+    pub fn my_accesses(
+        &self,
+        citizen: &CitizenId,
+        cursor: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<HistoryItem>, Option<u64>), VaultError> {
+        let blind = self.keyring.blind(citizen);
+        let record = self.store.citizen(&blind)?;
+        let subject = self.subject_of(&blind, record.as_ref());
+        let q = AuditQuery {
+            subject: Some(subject),
+            ..Default::default()
+        };
+        let page = self.audit.query(&q, cursor, limit, true)?;
+        let mut items = Vec::with_capacity(page.indexes.len());
+        for &index in &page.indexes {
+            let e: Value = serde_json::from_slice(&self.audit.entry(index)?)
+                .map_err(|_| VaultError::StoreCorrupt("audit entry is not JSON".into()))?;
+            let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
+            let actor = e.get("actor");
+            let purpose = s("purpose");
+            items.push(HistoryItem {
+                index,
+                time: s("time").unwrap_or_default(),
+                event: s("event").unwrap_or_default(),
+                agency: actor
+                    .and_then(|a| a.get("agency"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                official: actor
+                    .filter(|a| a.get("kind").and_then(Value::as_str) == Some("agency"))
+                    .and_then(|a| a.get("id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                purpose_label: purpose
+                    .as_deref()
+                    .and_then(|p| self.policy.purpose(p))
+                    .map(|p| p.label_vi.clone()),
+                purpose,
+                dossier_id: s("dossier_id"),
+                fields: e
+                    .get("fields")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                outcome: s("outcome").unwrap_or_default(),
+                break_glass: e
+                    .get("break_glass")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            });
+        }
+        Ok((items, page.next))
+    }
+
+    /// The citizen's grants in a given status as of `now` (e.g. pending consent).
+    pub fn my_grants(
+        &self,
+        citizen: &CitizenId,
+        status: Option<GrantStatus>,
+        now: Timestamp,
+    ) -> Result<Vec<Grant>, VaultError> {
+        let hex = self.keyring.blind(citizen).to_string();
+        let mut grants: Vec<Grant> = self
+            .store
+            .grants_of_citizen(&hex)?
+            .into_iter()
+            .filter(|g| status.is_none_or(|s| g.status_at(now) == s))
+            .collect();
+        grants.sort_by_key(|g| std::cmp::Reverse(g.created_ms));
+        Ok(grants)
+    }
+
+    /// Whether a verification code belongs to a real request about this citizen. A code of
+    /// another citizen, or no code at all, answers the same: `None`.
+    pub fn verify_code(
+        &self,
+        citizen: &CitizenId,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<Option<CodeInfo>, VaultError> {
+        let code = code.trim().to_ascii_uppercase();
+        if !grant::is_code_shaped(&code) {
+            return Ok(None);
+        }
+        let Some(id) = self.store.grant_id_by_code(&code)? else {
+            return Ok(None);
+        };
+        let Some(g) = self.store.grant(&id)? else {
+            return Ok(None);
+        };
+        if !crate::crypto::ct_eq(
+            g.citizen.as_bytes(),
+            self.keyring.blind(citizen).to_string().as_bytes(),
+        ) {
+            return Ok(None);
+        }
+        let agency = self
+            .policy
+            .agency(&g.agency)
+            .map_or_else(|| g.agency.clone(), |a| a.name_vi.clone());
+        let purpose_label = self
+            .policy
+            .purpose(&g.purpose)
+            .map_or_else(|| g.purpose.clone(), |p| p.label_vi.clone());
+        Ok(Some(CodeInfo {
+            agency,
+            purpose_label,
+            requested_at: Timestamp::from_millis(g.created_ms),
+            status: g.status_at(now),
+        }))
+    }
+
+    /// An auditor's query; the `audit.queried` entry (naming the citizen's pseudonym when the
+    /// query names a citizen) is durable before the query runs.
+    pub fn audit_query(
+        &self,
+        auditor: &SafeId,
+        q: &AuditQuery,
+        citizen: Option<&CitizenId>,
+        cursor: Option<u64>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page, VaultError> {
+        let mut q = q.clone();
+        if let Some(c) = citizen {
+            let blind = self.keyring.blind(c);
+            let record = self.store.citizen(&blind)?;
+            q.subject = Some(self.subject_of(&blind, record.as_ref()));
+        }
+        let kind = match (&q.subject, &q.official, &q.agency, &q.purpose, &q.event) {
+            (Some(_), ..) => "by_citizen",
+            (_, Some(_), ..) => "by_official",
+            (_, _, Some(_), ..) => "by_agency",
+            (_, _, _, Some(_), _) => "by_purpose",
+            (_, _, _, _, Some(_)) => "by_event",
+            _ => "all",
+        };
+        let entry = AuditEntry::audit_queried(
+            &self.entry_context(now),
+            &Actor::auditor(auditor.clone()),
+            q.subject.as_ref(),
+            kind,
+        )?;
+        self.audit.append(vec![entry])?;
+        self.audit.query(&q, cursor, limit, false)
+    }
+}
