@@ -118,6 +118,9 @@ pub struct Grant {
     pub break_glass: bool,
     /// Whether an approved grant's token is still to be handed to the agency (once).
     pub token_pending_delivery: bool,
+    /// For break-glass grants: the auditor's verdict once reviewed.
+    #[serde(default)]
+    pub review: Option<String>,
 }
 
 impl Grant {

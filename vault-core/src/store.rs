@@ -85,6 +85,8 @@ pub trait VaultStore: Send + Sync {
         durable: bool,
         change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
     ) -> Result<Grant, VaultError>;
+    /// Every break-glass grant (the auditors' review queue is those without a review).
+    fn break_glass_grants(&self) -> Result<Vec<Grant>, VaultError>;
     /// The grant holding a verification code.
     fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError>;
     /// Every grant concerning a citizen (blind id hex).

@@ -187,6 +187,10 @@ impl VaultStore for SledStore {
             .insert(grant.id.as_bytes(), encode_grant(grant)?)?;
         self.citizen_grants
             .insert(joined(&[&grant.citizen, &grant.id]), grant.id.as_bytes())?;
+        if grant.break_glass {
+            self.meta
+                .insert(joined(&["break_glass", &grant.id]), grant.id.as_bytes())?;
+        }
         self.flush()?;
         Ok(true)
     }
@@ -213,6 +217,17 @@ impl VaultStore for SledStore {
                 return Ok(g);
             }
         }
+    }
+
+    fn break_glass_grants(&self) -> Result<Vec<Grant>, VaultError> {
+        let mut out = Vec::new();
+        for kv in self.meta.scan_prefix(joined(&["break_glass", ""])) {
+            let (_, id) = kv?;
+            if let Some(g) = self.grants.get(&id)? {
+                out.push(decode_grant(&g)?);
+            }
+        }
+        Ok(out)
     }
 
     fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError> {

@@ -319,6 +319,7 @@ impl<S: VaultStore> Vault<S> {
             uses: 0,
             break_glass,
             token_pending_delivery: false,
+            review: None,
         };
         let gid = safe(&g.id)?;
         let access = Access {
@@ -1194,6 +1195,83 @@ mod tests {
             }),
             "reviewable by auditors through the log"
         );
+        // The review queue.
+        let auditor = SafeId::parse("kiem-toan-1").unwrap();
+        let queue = v.break_glass_queue(true).unwrap();
+        assert_eq!(
+            queue.iter().map(|q| q.id.clone()).collect::<Vec<_>>(),
+            vec![g.id.clone()]
+        );
+        v.review_break_glass(&auditor, &g.id, true, NOW).unwrap();
+        assert!(v.break_glass_queue(true).unwrap().is_empty());
+        assert_eq!(
+            v.break_glass_queue(false).unwrap()[0].review.as_deref(),
+            Some("justified")
+        );
+        assert!(matches!(
+            v.review_break_glass(&auditor, &g.id, false, NOW),
+            Err(VaultError::GrantNotPending)
+        ));
+        assert_eq!(
+            events(&v).pop().unwrap()["event"],
+            json!("breakglass.reviewed")
+        );
+    }
+
+    #[test]
+    fn rejected_tokens_are_audited_as_denials_with_their_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let (_, token) = active(
+            v.request_grant(
+                &caller("ubnd-quan-1"),
+                &req(A, "construction_permit", &["full_name"]),
+                None,
+                NOW,
+            )
+            .unwrap(),
+        );
+        let mut flipped = token.clone().into_bytes();
+        let n = flipped.len() - 3;
+        flipped[n] = if flipped[n] == b'A' { b'B' } else { b'A' };
+        let cases = [
+            (
+                String::from_utf8(flipped).unwrap(),
+                "ubnd-quan-1",
+                NOW,
+                "token_invalid",
+            ),
+            (token.clone(), "so-noi-vu", NOW, "token_binding_mismatch"),
+            (
+                token.clone(),
+                "ubnd-quan-1",
+                NOW.plus_secs(7200),
+                "token_expired",
+            ),
+            ("x".repeat(9000), "ubnd-quan-1", NOW, "token_invalid"),
+        ];
+        for (t, agency, at, code) in cases {
+            let before = v.audit().size();
+            let err = v
+                .release_with_token(
+                    &t,
+                    &cert_thumbprint(agency.as_bytes()),
+                    A,
+                    &strings(&["full_name"]),
+                    at,
+                )
+                .unwrap_err();
+            assert_eq!(err.code(), code);
+            let e = events(&v);
+            assert_eq!(e.len() as u64, before + 1);
+            assert_eq!(
+                (
+                    e[before as usize]["event"].as_str(),
+                    e[before as usize]["code"].as_str()
+                ),
+                (Some("record.denied"), Some(code))
+            );
+        }
     }
 
     #[test]

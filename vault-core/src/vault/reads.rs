@@ -226,4 +226,52 @@ impl<S: VaultStore> Vault<S> {
         self.audit.append(vec![entry])?;
         self.audit.query(&q, cursor, limit, false)
     }
+
+    /// Break-glass grants, oldest first; only the unreviewed ones when `unreviewed`.
+    pub fn break_glass_queue(&self, unreviewed: bool) -> Result<Vec<Grant>, VaultError> {
+        let mut g: Vec<Grant> = self
+            .store
+            .break_glass_grants()?
+            .into_iter()
+            .filter(|g| !unreviewed || g.review.is_none())
+            .collect();
+        g.sort_by_key(|g| g.created_ms);
+        Ok(g)
+    }
+
+    /// An auditor's review of a break-glass grant: `justified` or `unjustified`, audited as
+    /// `breakglass.reviewed` before it is recorded.
+    pub fn review_break_glass(
+        &self,
+        auditor: &SafeId,
+        grant_id: &str,
+        justified: bool,
+        now: Timestamp,
+    ) -> Result<Grant, VaultError> {
+        let g = self
+            .store
+            .grant(grant_id)?
+            .filter(|g| g.break_glass)
+            .ok_or(VaultError::GrantNotFound)?;
+        if g.review.is_some() {
+            return Err(VaultError::GrantNotPending);
+        }
+        let (outcome, code) = if justified {
+            (crate::audit::Outcome::Permit, "justified")
+        } else {
+            (crate::audit::Outcome::Deny, "unjustified")
+        };
+        let entry = AuditEntry::breakglass_reviewed(
+            &self.entry_context(now),
+            &Actor::auditor(auditor.clone()),
+            &SafeId::parse(&g.id)?,
+            outcome,
+            code,
+        )?;
+        self.audit.append(vec![entry])?;
+        self.store.update_grant(grant_id, true, &mut |g| {
+            g.review = Some(code.to_owned());
+            Ok(())
+        })
+    }
 }
