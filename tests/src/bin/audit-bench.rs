@@ -13,6 +13,10 @@
 
 use std::io::Write;
 use std::path::Path;
+
+/// The same allocator as the shipped binaries.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
