@@ -127,51 +127,7 @@ impl AuditOpener for SegmentLogAt {
             VaultError::StoreUnavailable("the audit log is in use by another process".into())
         })?;
         let log = SegmentLog::open(&self.0, signer)?;
-        Ok(Arc::new(Locked { log, _lock: lock }))
-    }
-}
-
-/// A log and the file lock held for its lifetime.
-struct Locked {
-    log: SegmentLog,
-    _lock: std::fs::File,
-}
-
-impl AuditLog for Locked {
-    fn append(&self, e: Vec<AuditEntry>) -> Result<Vec<Appended>, VaultError> {
-        self.log.append(e)
-    }
-    fn size(&self) -> u64 {
-        self.log.size()
-    }
-    fn is_healthy(&self) -> bool {
-        self.log.is_healthy()
-    }
-    fn entry(&self, i: u64) -> Result<Vec<u8>, VaultError> {
-        self.log.entry(i)
-    }
-    fn leaf_hash(&self, i: u64) -> Result<Hash, VaultError> {
-        self.log.leaf_hash(i)
-    }
-    fn inclusion_proof(&self, i: u64, n: u64) -> Result<Vec<Hash>, VaultError> {
-        self.log.inclusion_proof(i, n)
-    }
-    fn consistency_proof(&self, a: u64, b: u64) -> Result<Vec<Hash>, VaultError> {
-        self.log.consistency_proof(a, b)
-    }
-    fn latest_checkpoint(&self) -> Result<String, VaultError> {
-        self.log.latest_checkpoint()
-    }
-    fn checkpoint_at(&self, n: u64) -> Result<Option<String>, VaultError> {
-        self.log.checkpoint_at(n)
-    }
-    fn verifier(&self) -> LogVerifier {
-        self.log.verifier()
-    }
-    fn query(&self, q: &AuditQuery, c: Option<u64>, l: usize, n: bool) -> Result<Page, VaultError> {
-        self.log.query(q, c, l, n)
-    }
-    fn verify_all(&self) -> Result<VerifyReport, VaultError> {
-        self.log.verify_all()
+        log.hold_lock(lock);
+        Ok(Arc::new(log))
     }
 }

@@ -28,14 +28,7 @@ use vault_core::audit::{
 };
 use vault_core::{FieldName, Timestamp};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use vault_tests::arg_u64 as arg;
 
 /// Realistic `record.released` entries (about 520 bytes each).
 fn entry_pool(n: usize) -> Vec<AuditEntry> {

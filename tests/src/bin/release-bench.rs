@@ -44,14 +44,7 @@ const FIELDS: [&str; 8] = [
 ];
 const NOW: Timestamp = Timestamp::from_millis(1_795_395_723_000);
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use vault_tests::arg_u64 as arg;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -178,6 +178,7 @@ pub struct SegmentLog {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     indexer: Mutex<Option<JoinHandle<()>>>,
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl std::fmt::Debug for SegmentLog {
@@ -239,7 +240,15 @@ impl SegmentLog {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             indexer: Mutex::new(Some(indexer)),
+            lock: Mutex::new(None),
         })
+    }
+
+    /// Keeps a file lock (on the log directory) for as long as the log is open.
+    pub fn hold_lock(&self, lock: std::fs::File) {
+        if let Ok(mut l) = self.lock.lock() {
+            *l = Some(lock);
+        }
     }
 
     /// Appends entries and waits until they are durable and checkpointed. All or none.

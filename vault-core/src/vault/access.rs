@@ -397,33 +397,7 @@ impl<S: VaultStore> Vault<S> {
         grant_id: &str,
         now: Timestamp,
     ) -> Result<Grant, VaultError> {
-        let (g, subject) = self.citizen_grant(citizen, grant_id)?;
-        if g.status_at(now) != GrantStatus::PendingConsent {
-            return Err(VaultError::GrantNotPending);
-        }
-        let (purpose, dossier, gid) = (safe(&g.purpose)?, safe(&g.dossier_id)?, safe(&g.id)?);
-        let fields: Vec<FieldName> = g
-            .fields
-            .iter()
-            .filter_map(|f| FieldName::parse(f))
-            .collect();
-        let entry = AuditEntry::grant_approved(
-            &self.entry_context(now),
-            &subject,
-            &safe(&g.agency)?,
-            &Self::grant_access(&g, &purpose, &dossier, &fields, &gid),
-        )?;
-        self.audit.append(vec![entry])?;
-        self.store
-            .set_consent(&g.citizen, &g.agency, &g.purpose, ConsentState::Given)?;
-        self.store.update_grant(grant_id, true, &mut |g| {
-            if g.status_at(now) != GrantStatus::PendingConsent {
-                return Err(VaultError::GrantNotPending);
-            }
-            g.activate(now);
-            g.token_pending_delivery = true;
-            Ok(())
-        })
+        self.decide_consent(citizen, grant_id, true, now)
     }
 
     /// The citizen refuses a pending grant: no token is ever issued for it.
@@ -433,27 +407,58 @@ impl<S: VaultStore> Vault<S> {
         grant_id: &str,
         now: Timestamp,
     ) -> Result<Grant, VaultError> {
+        self.decide_consent(citizen, grant_id, false, now)
+    }
+
+    /// Audits the citizen's decision on a pending grant, records the consent, then applies it.
+    fn decide_consent(
+        &self,
+        citizen: &CitizenId,
+        grant_id: &str,
+        approve: bool,
+        now: Timestamp,
+    ) -> Result<Grant, VaultError> {
         let (g, subject) = self.citizen_grant(citizen, grant_id)?;
         if g.status_at(now) != GrantStatus::PendingConsent {
             return Err(VaultError::GrantNotPending);
         }
-        let (purpose, dossier, gid) = (safe(&g.purpose)?, safe(&g.dossier_id)?, safe(&g.id)?);
+        let (purpose, dossier, gid, agency) = (
+            safe(&g.purpose)?,
+            safe(&g.dossier_id)?,
+            safe(&g.id)?,
+            safe(&g.agency)?,
+        );
         let fields: Vec<FieldName> = g
             .fields
             .iter()
             .filter_map(|f| FieldName::parse(f))
             .collect();
-        let entry = AuditEntry::grant_refused(
-            &self.entry_context(now),
-            &subject,
-            &safe(&g.agency)?,
-            &Self::grant_access(&g, &purpose, &dossier, &fields, &gid),
-        )?;
+        let access = Self::grant_access(&g, &purpose, &dossier, &fields, &gid);
+        let ctx = self.entry_context(now);
+        let (entry, consent) = if approve {
+            (
+                AuditEntry::grant_approved(&ctx, &subject, &agency, &access)?,
+                ConsentState::Given,
+            )
+        } else {
+            (
+                AuditEntry::grant_refused(&ctx, &subject, &agency, &access)?,
+                ConsentState::Refused,
+            )
+        };
         self.audit.append(vec![entry])?;
         self.store
-            .set_consent(&g.citizen, &g.agency, &g.purpose, ConsentState::Refused)?;
+            .set_consent(&g.citizen, &g.agency, &g.purpose, consent)?;
         self.store.update_grant(grant_id, true, &mut |g| {
-            g.status = GrantStatus::Refused;
+            if g.status_at(now) != GrantStatus::PendingConsent {
+                return Err(VaultError::GrantNotPending);
+            }
+            if approve {
+                g.activate(now);
+                g.token_pending_delivery = true;
+            } else {
+                g.status = GrantStatus::Refused;
+            }
             Ok(())
         })
     }
