@@ -124,6 +124,7 @@ pub struct Vault<S: VaultStore> {
     policy: Arc<PolicySet>,
     audit: Arc<dyn AuditLog>,
     tokens: crate::token::TokenKeys,
+    token_cache: std::sync::RwLock<HashMap<[u8; 32], crate::token::VerifiedToken>>,
 }
 
 /// The vault's default origin (`iss`/`aud` of its tokens).
@@ -160,6 +161,7 @@ impl<S: VaultStore> Vault<S> {
             policy,
             audit,
             tokens,
+            token_cache: std::sync::RwLock::new(HashMap::new()),
         })
     }
 
@@ -181,12 +183,16 @@ impl<S: VaultStore> Vault<S> {
             policy,
             audit,
             tokens,
+            token_cache: std::sync::RwLock::new(HashMap::new()),
         })
     }
 
     /// Sets the vault's origin (the `iss` and `aud` of its tokens).
     pub fn with_origin(mut self, origin: &str) -> Result<Self, VaultError> {
         self.tokens = self.keyring.token_keys(origin)?;
+        if let Ok(mut c) = self.token_cache.write() {
+            c.clear();
+        }
         Ok(self)
     }
 

@@ -17,6 +17,9 @@ use crate::policy::{self, AccessRequest, CitizenFacts, ConsentState, Decision, M
 use crate::store::{SealedRecord, VaultStore};
 use crate::token::{GrantClaims, VerifiedToken};
 
+/// Most verified tokens kept in the cache.
+const TOKEN_CACHE_LIMIT: usize = 100_000;
+
 /// How long a citizen has to answer a consent request.
 pub const CONSENT_WINDOW_SECS: i64 = 3 * 24 * 3600;
 
@@ -607,8 +610,7 @@ impl<S: VaultStore> Vault<S> {
         fields: &[String],
         now: Timestamp,
     ) -> Result<Released, VaultError> {
-        let verified = crate::token::UnverifiedToken::parse(raw_token)
-            .and_then(|t| t.verify(&self.tokens, presented_thumbprint, now));
+        let verified = self.verify_cached(raw_token, presented_thumbprint, now);
         match verified {
             Ok(t) => self.release(&t, citizen_id, fields, now),
             Err(rejection) => {
@@ -630,6 +632,50 @@ impl<S: VaultStore> Vault<S> {
                 Err(err)
             }
         }
+    }
+
+    /// Token verification with a cache of successful verifications, keyed by the token's
+    /// SHA-256 and kept until its `exp`: a token's later uses skip the signature, while the
+    /// time window and the certificate binding are checked on every use (and the grant's
+    /// live state in `release`). Bounded: the cache is emptied when it reaches its limit.
+    fn verify_cached(
+        &self,
+        raw: &str,
+        thumbprint: &str,
+        now: Timestamp,
+    ) -> Result<VerifiedToken, crate::token::TokenRejection> {
+        use crate::token::{LEEWAY_SECS, TokenRejection};
+        let key = crypto::sha256(raw.as_bytes());
+        let cached = self
+            .token_cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(&key).cloned());
+        if let Some(t) = cached {
+            let c = t.claims();
+            let s = now.as_secs();
+            if s > c.exp.saturating_add(LEEWAY_SECS) {
+                return Err(TokenRejection::Expired);
+            }
+            if c.nbf > s.saturating_add(LEEWAY_SECS) {
+                return Err(TokenRejection::NotYetValid);
+            }
+            if !crypto::ct_eq(c.cert_thumbprint.as_bytes(), thumbprint.as_bytes()) {
+                return Err(TokenRejection::Binding);
+            }
+            return Ok(t);
+        }
+        let t = crate::token::UnverifiedToken::parse(raw)?.verify(&self.tokens, thumbprint, now)?;
+        if let Ok(mut c) = self.token_cache.write() {
+            if c.len() >= TOKEN_CACHE_LIMIT {
+                c.retain(|_, v: &mut VerifiedToken| v.claims().exp >= now.as_secs());
+                if c.len() >= TOKEN_CACHE_LIMIT {
+                    c.clear();
+                }
+            }
+            c.insert(key, t.clone());
+        }
+        Ok(t)
     }
 
     /// Releases fields under a verified token (SPEC §2 `GET /v1/citizens/{id}/fields`): the
@@ -1356,6 +1402,8 @@ mod tests {
             )
             .unwrap(),
         );
+        // Used once (and so cached), then again after expiry: the cache checks time too.
+        release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
         let later = NOW.plus_secs(3600 + 31);
         let r = v.release_with_token(
             &token,
