@@ -859,7 +859,18 @@ fn indexer_loop(inner: &Inner, rx: &mpsc::Receiver<IndexJob>) {
     let mut since_flush = 0u64;
     loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok((start, entries)) => {
+            Ok((start, mut entries)) => {
+                // Coalesce what else is queued and contiguous: fewer, larger index batches.
+                while let Ok((next_start, more)) = rx.try_recv() {
+                    if next_start == start + entries.len() as u64 {
+                        entries.extend(more);
+                    } else {
+                        break; // a gap: the files fill it below
+                    }
+                    if entries.len() >= 16_384 {
+                        break;
+                    }
+                }
                 if start > inner.index.indexed_through() {
                     index_from_files(inner, start);
                 }
