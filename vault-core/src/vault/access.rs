@@ -1522,4 +1522,53 @@ mod tests {
             json!(v.citizen_pseudonym(&a).unwrap().unwrap().to_string())
         );
     }
+
+    #[test]
+    fn an_unknown_citizen_gets_the_same_grant_shape_and_not_found_at_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let nobody = "079000009999";
+        let (g, token) = active(
+            v.request_grant(
+                &caller("vp-dang-ky-dat-dai"),
+                &req(nobody, "land_use_certificate", &["full_name"]),
+                None,
+                NOW,
+            )
+            .unwrap(),
+        );
+        assert_eq!(g.status, GrantStatus::Active);
+        assert!(matches!(
+            release(&v, "vp-dang-ky-dat-dai", &token, nobody, &["full_name"]),
+            Err(VaultError::CitizenNotFound)
+        ));
+        let last = events(&v).pop().unwrap();
+        assert_eq!(
+            (last["event"].as_str(), last["code"].as_str()),
+            (Some("record.denied"), Some("citizen_not_found"))
+        );
+    }
+
+    #[test]
+    fn identifiers_that_could_carry_personal_data_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let mut r = req(A, "construction_permit", &["full_name"]);
+        r.dossier_id = format!("HS-{A}");
+        assert!(matches!(
+            v.request_grant(&caller("ubnd-quan-1"), &r, None, NOW),
+            Err(VaultError::InvalidIdentifier)
+        ));
+        let mut r = req(A, "construction_permit", &["full_name"]);
+        r.official_id = "Nguyễn Văn Cán Bộ".into();
+        assert!(matches!(
+            v.request_grant(&caller("ubnd-quan-1"), &r, None, NOW),
+            Err(VaultError::InvalidIdentifier)
+        ));
+        let r = req("07909000111", "construction_permit", &["full_name"]);
+        assert!(matches!(
+            v.request_grant(&caller("ubnd-quan-1"), &r, None, NOW),
+            Err(VaultError::InvalidCitizenId)
+        ));
+    }
 }
