@@ -125,6 +125,9 @@ pub struct Vault<S: VaultStore> {
     audit: Arc<dyn AuditLog>,
     tokens: crate::token::TokenKeys,
     token_cache: std::sync::RwLock<HashMap<[u8; 32], crate::token::VerifiedToken>>,
+    /// Serializes read-modify-write of records (`write_records`, `erase`) within a process;
+    /// sled's directory lock keeps other processes out.
+    write_lock: std::sync::Mutex<()>,
 }
 
 /// The vault's default origin (`iss`/`aud` of its tokens).
@@ -162,6 +165,7 @@ impl<S: VaultStore> Vault<S> {
             audit,
             tokens,
             token_cache: std::sync::RwLock::new(HashMap::new()),
+            write_lock: std::sync::Mutex::new(()),
         })
     }
 
@@ -184,6 +188,7 @@ impl<S: VaultStore> Vault<S> {
             audit,
             tokens,
             token_cache: std::sync::RwLock::new(HashMap::new()),
+            write_lock: std::sync::Mutex::new(()),
         })
     }
 
@@ -295,10 +300,15 @@ impl<S: VaultStore> Vault<S> {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<Vec<WriteOutcome>, VaultError> {
+        let _serial = self
+            .write_lock
+            .lock()
+            .map_err(|_| VaultError::StoreUnavailable("write lock poisoned".into()))?;
         self.commit_writes(self.prepare_writes(writes)?, actor, now)
     }
 
-    /// Seals a batch against the records currently stored; nothing is written yet.
+    /// Seals a batch against the records currently stored; nothing is written yet. Callers
+    /// that prepare and commit separately (the import pipeline) must be the only writer.
     pub fn prepare_writes(&self, writes: &[RecordWrite]) -> Result<PreparedWrites, VaultError> {
         let mut pending: HashMap<BlindId, SealedRecord> = HashMap::new();
         let mut order: Vec<BlindId> = Vec::new();
@@ -478,6 +488,10 @@ impl<S: VaultStore> Vault<S> {
     /// The `record.erased` entry is appended (under the pseudonym the citizen had) before the
     /// salt is destroyed; afterwards no entry can be linked to the citizen.
     pub fn erase(&self, id: &CitizenId, actor: &Actor, now: Timestamp) -> Result<(), VaultError> {
+        let _serial = self
+            .write_lock
+            .lock()
+            .map_err(|_| VaultError::StoreUnavailable("write lock poisoned".into()))?;
         let blind = self.keyring.blind(id);
         let record = self
             .store
@@ -1091,5 +1105,39 @@ mod tests {
         let e = entries(&v);
         assert_eq!(e.last().unwrap()["event"], json!("key.rotated"));
         assert_eq!(e.last().unwrap()["code"], json!("kek_v2"));
+    }
+
+    #[test]
+    fn concurrent_writers_to_one_citizen_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Arc::new(new_vault(dir.path(), 1));
+        v.write_records(&[write(id(1), json!({"full_name": "An"}))], &op(), NOW)
+            .unwrap();
+        let handles: Vec<_> = ["phone", "email"]
+            .into_iter()
+            .map(|field| {
+                let v = Arc::clone(&v);
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let value = if field == "phone" {
+                            format!("09031234{i:02}")
+                        } else {
+                            format!("an{i}@example.vn")
+                        };
+                        let mut m = serde_json::Map::new();
+                        m.insert(field.into(), json!(value));
+                        let w = v.validate_write(id(1), m).unwrap();
+                        v.write_records(&[w], &op(), NOW).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let r = v.read_record(&id(1)).unwrap();
+        assert_eq!(r.fields["phone"], json!("0903123424"));
+        assert_eq!(r.fields["email"], json!("an24@example.vn"));
+        assert_eq!(r.version, 51, "one version per change, none lost");
     }
 }
