@@ -5,6 +5,7 @@ pub mod audit;
 pub mod clock;
 pub mod crypto;
 pub mod error;
+pub mod flush;
 pub mod geo;
 pub mod grant;
 pub mod id;

@@ -41,7 +41,7 @@ pub struct SealedRecord {
 }
 
 /// The vault's persistent state. Writes become durable at `flush` (or at once where noted).
-pub trait VaultStore: Send + Sync {
+pub trait VaultStore: Send + Sync + Clone + 'static {
     /// The stored keyring, if the vault is initialized.
     fn keyring(&self) -> Result<Option<KeyringRecord>, VaultError>;
     /// Replaces the keyring and flushes.

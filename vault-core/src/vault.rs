@@ -128,6 +128,8 @@ pub struct Vault<S: VaultStore> {
     /// Serializes read-modify-write of records (`write_records`, `erase`) within a process;
     /// sled's directory lock keeps other processes out.
     write_lock: std::sync::Mutex<()>,
+    /// Shares store flushes between concurrent releases (use counts durable before release).
+    flusher: crate::flush::GroupFlusher,
 }
 
 /// The vault's default origin (`iss`/`aud` of its tokens).
@@ -158,6 +160,8 @@ impl<S: VaultStore> Vault<S> {
         let audit = audit.open(keyring.audit_signer().clone_signer()?)?;
         store.put_keyring(&record)?;
         let tokens = keyring.token_keys(DEFAULT_ORIGIN)?;
+        let flush_store = store.clone();
+        let flusher = crate::flush::GroupFlusher::start(move || flush_store.flush())?;
         Ok(Self {
             store,
             keyring,
@@ -166,6 +170,7 @@ impl<S: VaultStore> Vault<S> {
             tokens,
             token_cache: std::sync::RwLock::new(HashMap::new()),
             write_lock: std::sync::Mutex::new(()),
+            flusher,
         })
     }
 
@@ -181,6 +186,8 @@ impl<S: VaultStore> Vault<S> {
         let keyring = Keyring::open(&root.load()?, &record)?;
         let audit = audit.open(keyring.audit_signer().clone_signer()?)?;
         let tokens = keyring.token_keys(DEFAULT_ORIGIN)?;
+        let flush_store = store.clone();
+        let flusher = crate::flush::GroupFlusher::start(move || flush_store.flush())?;
         Ok(Self {
             store,
             keyring,
@@ -189,6 +196,7 @@ impl<S: VaultStore> Vault<S> {
             tokens,
             token_cache: std::sync::RwLock::new(HashMap::new()),
             write_lock: std::sync::Mutex::new(()),
+            flusher,
         })
     }
 

@@ -763,6 +763,9 @@ impl<S: VaultStore> Vault<S> {
             grant: Some(&gid),
             break_glass: grant.break_glass,
         };
+        // The spent use is made durable by a shared store flush running alongside the audit
+        // append; both must succeed before anything is decrypted.
+        let flushed = self.flusher.ticket()?;
         // Durable before anything is decrypted; if this fails, nothing is opened.
         let appended = self
             .audit
@@ -774,6 +777,7 @@ impl<S: VaultStore> Vault<S> {
             )?])?
             .pop()
             .ok_or(VaultError::AuditUnavailable)?;
+        flushed.wait()?;
         let mut raw_names: Vec<&str> = requested
             .iter()
             .map(String::as_str)
