@@ -161,7 +161,7 @@ mod tests {
             h.join().unwrap();
         }
         let n = flushes.load(Ordering::SeqCst);
-        assert!(n >= 1 && n < 320, "{n} flushes for 320 tickets");
+        assert!((1..320).contains(&n), "{n} flushes for 320 tickets");
     }
 
     #[test]
