@@ -515,6 +515,72 @@ impl<S: VaultStore> Vault<S> {
         }
     }
 
+    /// Adds a new token signing key (audited `key.rotated`, code `token_vN`): new tokens are
+    /// signed with it; tokens signed with older keys keep verifying until they are retired.
+    pub fn rotate_token_key(
+        &mut self,
+        root: &dyn RootKeySource,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<u32, VaultError> {
+        let root = root.load()?;
+        let record = self
+            .store
+            .keyring()?
+            .ok_or(VaultError::VaultNotInitialized)?;
+        let next = Keyring::rotate_token_key(&root, &record)?;
+        let version = next.token_keys.keys().last().copied().unwrap_or(1);
+        self.audit.append(vec![AuditEntry::key_rotated(
+            &self.entry_context(now),
+            actor,
+            "token",
+            version,
+        )?])?;
+        self.store.put_keyring(&next)?;
+        self.reload_keys(&root, &next)?;
+        Ok(version)
+    }
+
+    /// Retires every token key but the newest (audited `key.rotated`, code
+    /// `token_retired_vN`): tokens they signed stop verifying at once.
+    pub fn retire_old_token_keys(
+        &mut self,
+        root: &dyn RootKeySource,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<usize, VaultError> {
+        let root = root.load()?;
+        let record = self
+            .store
+            .keyring()?
+            .ok_or(VaultError::VaultNotInitialized)?;
+        let retired = record.token_keys.len().saturating_sub(1);
+        let next = Keyring::retire_old_token_keys(&record);
+        let newest = next.token_keys.keys().last().copied().unwrap_or(1);
+        self.audit.append(vec![AuditEntry::key_rotated(
+            &self.entry_context(now),
+            actor,
+            "token_retired",
+            newest,
+        )?])?;
+        self.store.put_keyring(&next)?;
+        self.reload_keys(&root, &next)?;
+        Ok(retired)
+    }
+
+    fn reload_keys(
+        &mut self,
+        root: &crate::secret::RootKey,
+        record: &crate::keyring::KeyringRecord,
+    ) -> Result<(), VaultError> {
+        self.keyring = Keyring::open(root, record)?;
+        self.tokens = self.keyring.token_keys(self.tokens.origin())?;
+        if let Ok(mut c) = self.token_cache.write() {
+            c.clear();
+        }
+        Ok(())
+    }
+
     /// Rotates the KEK: a new version becomes current, every DEK is re-wrapped under it, then
     /// older KEKs are retired. Resumable: if a previous run was interrupted, this run finishes
     /// it instead of starting another. `progress` may stop the run after any batch.
@@ -1147,5 +1213,49 @@ mod tests {
         assert_eq!(r.fields["phone"], json!("0903123424"));
         assert_eq!(r.fields["email"], json!("an24@example.vn"));
         assert_eq!(r.version, 51, "one version per change, none lost");
+    }
+
+    #[test]
+    fn token_keys_rotate_with_old_tokens_verifying_until_retired() {
+        use crate::token::{GrantClaims, UnverifiedToken};
+        let dir = tempfile::tempdir().unwrap();
+        let root = InMemoryRootKey::new([1; 32]);
+        let mut v = new_vault(dir.path(), 1);
+        let claims = GrantClaims {
+            agency: "a".into(),
+            official: "o".into(),
+            iat: NOW.as_secs(),
+            nbf: NOW.as_secs(),
+            exp: NOW.as_secs() + 60,
+            jti: "j".into(),
+            grant_id: "g".into(),
+            cert_thumbprint: "t".into(),
+            identifier: "i".into(),
+            datatypes: vec![],
+            purpose: "p".into(),
+            legal_basis: "l".into(),
+            dossier_id: "d".into(),
+        };
+        let old = v.token_keys().sign(&claims).unwrap();
+        let verifies = |v: &Vault<SledStore>, t: &str| {
+            UnverifiedToken::parse(t)
+                .unwrap()
+                .verify(v.token_keys(), "t", NOW)
+                .is_ok()
+        };
+        assert_eq!(v.rotate_token_key(&root, &op(), NOW).unwrap(), 2);
+        let new = v.token_keys().sign(&claims).unwrap();
+        assert_ne!(old, new);
+        assert!(verifies(&v, &old) && verifies(&v, &new));
+        assert_eq!(v.retire_old_token_keys(&root, &op(), NOW).unwrap(), 1);
+        assert!(!verifies(&v, &old) && verifies(&v, &new));
+        let e = entries(&v);
+        let codes: Vec<_> = e
+            .iter()
+            .rev()
+            .take(2)
+            .map(|x| x["code"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(codes, vec!["token_retired_v2", "token_v2"]);
     }
 }

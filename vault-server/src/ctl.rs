@@ -96,6 +96,10 @@ enum Command {
 enum KeysCommand {
     /// New KEK version; re-wrap every DEK; retire the old KEK. Resumable.
     Rotate,
+    /// New grant-token signing key; tokens signed by the old one keep verifying.
+    RotateToken,
+    /// Retire every grant-token signing key but the newest: their tokens stop verifying.
+    RetireOldTokenKeys,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +156,12 @@ fn run(cli: Cli) -> CtlResult {
         Command::Keys {
             command: KeysCommand::Rotate,
         } => keys::rotate(&ctx),
+        Command::Keys {
+            command: KeysCommand::RotateToken,
+        } => keys::rotate_token(&ctx),
+        Command::Keys {
+            command: KeysCommand::RetireOldTokenKeys,
+        } => keys::retire_old_token_keys(&ctx),
         Command::Erase { citizen } => erase(&ctx, &citizen),
         Command::Policy {
             command: PolicyCommand::Check { dir },

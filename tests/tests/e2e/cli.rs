@@ -236,3 +236,20 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn token_signing_keys_rotate_and_retire_from_the_cli() {
+    let v = TestVault::initialized();
+    let out = v.ctl(&["keys", "rotate-token"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("token signing key v2 is current"));
+    let out = v.ctl(&["keys", "retire-old-token-keys"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 token signing key(s) retired"));
+    let export = v.ctl(&["audit", "export"]);
+    let log = text(&export.stdout);
+    assert!(
+        log.contains("\"code\":\"token_v2\"") && log.contains("\"code\":\"token_retired_v2\""),
+        "{log}"
+    );
+}

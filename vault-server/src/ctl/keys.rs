@@ -1,4 +1,5 @@
-//! `vaultctl keys rotate`: a new KEK version, every DEK re-wrapped, the old KEK retired.
+//! `vaultctl keys …`: KEK rotation (every DEK re-wrapped, the old KEK retired) and grant-token
+//! signing key rotation and retirement.
 
 use std::ops::ControlFlow;
 
@@ -30,5 +31,24 @@ pub(super) fn rotate(ctx: &Context) -> CtlResult {
         report.rewrapped,
         report.from,
         vault.keyring().min_decryption_version()
+    ))
+}
+
+pub(super) fn rotate_token(ctx: &Context) -> CtlResult {
+    let mut vault = ctx.open()?;
+    let root = ctx.root_key_source();
+    let v = vault.rotate_token_key(root.as_ref(), &ctx.actor()?, ctx.now())?;
+    out(&format!(
+        "token signing key v{v} is current (kid {}); older keys verify until retired\n",
+        vault.token_keys().current_kid()
+    ))
+}
+
+pub(super) fn retire_old_token_keys(ctx: &Context) -> CtlResult {
+    let mut vault = ctx.open()?;
+    let root = ctx.root_key_source();
+    let n = vault.retire_old_token_keys(root.as_ref(), &ctx.actor()?, ctx.now())?;
+    out(&format!(
+        "{n} token signing key(s) retired; their tokens no longer verify\n"
     ))
 }
