@@ -290,6 +290,24 @@ fn an_import_killed_midway_resumes_and_completes() {
     child.kill().unwrap(); // SIGKILL: no cleanup, no final flush
     child.wait().unwrap();
 
+    // Audit before act: after the kill, every stored citizen has its durable record.written
+    // entry, and the log verifies.
+    {
+        let vault = open_vault(&v.data());
+        let stored = vault.store().citizen_count().unwrap();
+        let written = (0..vault.audit().size())
+            .filter(|&i| {
+                let e: Value = serde_json::from_slice(&vault.audit().entry(i).unwrap()).unwrap();
+                e["event"] == "record.written"
+            })
+            .count() as u64;
+        assert!(
+            stored > 0 && written >= stored,
+            "{stored} stored, {written} audited"
+        );
+        vault.audit().verify_all().unwrap();
+    }
+
     let out = v.ctl(&["import", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
