@@ -29,14 +29,10 @@ pub struct Cli {
     /// Root key file (default: DATA/keys/root.key).
     #[arg(long, global = true)]
     root_key: Option<PathBuf>,
-    /// Policy directory (fields, purposes, agencies).
-    #[arg(
-        long,
-        global = true,
-        env = "VAULT_POLICIES",
-        default_value = "policies"
-    )]
-    policies: PathBuf,
+    /// Policy directory (fields, purposes, agencies). Default: the copy `init` keeps in
+    /// DATA/policies, else ./policies.
+    #[arg(long, global = true, env = "VAULT_POLICIES")]
+    policies: Option<PathBuf>,
     /// Who is operating, as recorded in audit entries (actor kind `operator`).
     #[arg(long, global = true, default_value = "vaultctl")]
     operator: String,
@@ -174,13 +170,27 @@ fn run(cli: Cli) -> CtlResult {
 struct Context {
     data: PathBuf,
     root_key: Option<PathBuf>,
-    policies: PathBuf,
+    policies: Option<PathBuf>,
     operator: String,
 }
 
 impl Context {
     fn store_dir(&self) -> PathBuf {
         self.data.join("store")
+    }
+
+    /// The policy directory in force: `--policies`/`VAULT_POLICIES`, else the copy kept in
+    /// the data directory, else `./policies`.
+    fn policy_dir(&self) -> PathBuf {
+        if let Some(p) = &self.policies {
+            return p.clone();
+        }
+        let kept = self.data.join("policies");
+        if kept.join("fields.toml").exists() {
+            kept
+        } else {
+            PathBuf::from("policies")
+        }
     }
 
     fn audit_dir(&self) -> PathBuf {
@@ -215,7 +225,7 @@ impl Context {
     }
 
     fn policy(&self) -> Result<Arc<PolicySet>, CtlError> {
-        PolicySet::load_dir(&self.policies)
+        PolicySet::load_dir(&self.policy_dir())
             .map(Arc::new)
             .map_err(|e| CtlError(format!("policy: {e}")))
     }
@@ -311,6 +321,7 @@ fn init(ctx: &Context, log_origin: &str) -> CtlResult {
     }
     create_private_dir(&store_dir)?;
     create_private_dir(&ctx.audit_dir())?;
+    copy_policies(&ctx.policy_dir(), &ctx.data.join("policies"))?;
     let store = SledStore::open(&store_dir)?;
     let audit = SegmentLogAt(ctx.audit_dir());
     let vault = Vault::init(
@@ -336,6 +347,35 @@ fn init(ctx: &Context, log_origin: &str) -> CtlResult {
         );
     }
     out(&msg)
+}
+
+/// Keeps a copy of the policy set (without its test cases) in the data directory, so later
+/// commands use the set the vault was created with wherever they are run from.
+fn copy_policies(from: &Path, to: &Path) -> CtlResult {
+    let copy = |src: &Path, dst: &Path| -> CtlResult {
+        std::fs::copy(src, dst).map(|_| ()).map_err(|e| {
+            CtlError(format!(
+                "cannot copy {} to {}: {e}",
+                src.display(),
+                dst.display()
+            ))
+        })
+    };
+    if from == to {
+        return Ok(());
+    }
+    create_private_dir(&to.join("purposes"))?;
+    copy(&from.join("fields.toml"), &to.join("fields.toml"))?;
+    copy(&from.join("agencies.toml"), &to.join("agencies.toml"))?;
+    let entries = std::fs::read_dir(from.join("purposes"))
+        .map_err(|e| CtlError(format!("{}: {e}", from.join("purposes").display())))?;
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            copy(&p, &to.join("purposes").join(e.file_name()))?;
+        }
+    }
+    Ok(())
 }
 
 fn erase(ctx: &Context, citizen: &str) -> CtlResult {

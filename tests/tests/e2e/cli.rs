@@ -253,3 +253,29 @@ fn token_signing_keys_rotate_and_retire_from_the_cli() {
         "{log}"
     );
 }
+
+#[test]
+fn the_vault_keeps_its_policy_set_so_commands_work_from_any_directory() {
+    let v = TestVault::initialized();
+    assert!(v.data().join("policies/fields.toml").exists());
+    assert!(
+        v.data()
+            .join("policies/purposes/emergency_care.toml")
+            .exists()
+    );
+    let file = v.root().join("c.jsonl");
+    demo_file(&v, &file, 10, 12);
+    let out = std::process::Command::new(vault_tests::binary("vaultctl"))
+        .current_dir(v.root())
+        .env_remove("VAULT_POLICIES")
+        .args([
+            "--data",
+            v.data().to_str().unwrap(),
+            "import",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("10 created"));
+}
