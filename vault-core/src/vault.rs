@@ -467,8 +467,10 @@ impl<S: VaultStore> Vault<S> {
         self.store.flush()
     }
 
-    /// Opens a citizen's whole record.
-    pub fn read_record(&self, id: &CitizenId) -> Result<Record, VaultError> {
+    /// Opens a citizen's whole record **without writing an audit entry**: for operators'
+    /// checks and tests only. Never expose it through the API; citizens use `my_record` and
+    /// agencies `release`, which audit before anything is decrypted.
+    pub fn read_record_unaudited(&self, id: &CitizenId) -> Result<Record, VaultError> {
         let blind = self.keyring.blind(id);
         let record = self
             .store
@@ -750,7 +752,7 @@ mod tests {
             v.write_records(&[w], &op(), NOW).unwrap(),
             vec![WriteOutcome::Updated(2)]
         );
-        let r = v.read_record(&id(1)).unwrap();
+        let r = v.read_record_unaudited(&id(1)).unwrap();
         assert_eq!(r.version, 2);
         assert_eq!(r.fields["full_name"], json!("Nguyễn Văn An"));
         assert_eq!(r.fields["phone"], json!("0903999999"));
@@ -761,7 +763,7 @@ mod tests {
             1
         );
         assert!(matches!(
-            v.read_record(&id(2)),
+            v.read_record_unaudited(&id(2)),
             Err(VaultError::CitizenNotFound)
         ));
     }
@@ -799,7 +801,7 @@ mod tests {
         current.fields.get_mut(&phone).unwrap().envelope = old.fields[&phone].envelope.clone();
         v.store().put_citizens(&[(blind, current)]).unwrap();
         assert!(matches!(
-            v.read_record(&id(1)),
+            v.read_record_unaudited(&id(1)),
             Err(VaultError::StaleCiphertext)
         ));
     }
@@ -822,12 +824,12 @@ mod tests {
         let mut r2 = v.store().citizen(&b2).unwrap().unwrap();
         // Move citizen 1's whole record (DEK and fields) under citizen 2's index.
         v.store().put_citizens(&[(b2, r1.clone())]).unwrap();
-        assert!(v.read_record(&id(2)).is_err());
+        assert!(v.read_record_unaudited(&id(2)).is_err());
         // Move only a field envelope.
         let phone = FieldName::parse("phone").unwrap();
         r2.fields.insert(phone.clone(), r1.fields[&phone].clone());
         v.store().put_citizens(&[(b2, r2)]).unwrap();
-        assert!(v.read_record(&id(2)).is_err());
+        assert!(v.read_record_unaudited(&id(2)).is_err());
     }
 
     #[test]
@@ -863,7 +865,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            v.read_record(&id(1)).unwrap().fields["full_name"],
+            v.read_record_unaudited(&id(1)).unwrap().fields["full_name"],
             json!("Lê Thị Hoa")
         );
     }
@@ -901,7 +903,7 @@ mod tests {
         v.erase(&id(7), &op(), NOW).unwrap();
         assert!(v.store().citizen(&blind).unwrap().is_none());
         assert!(matches!(
-            v.read_record(&id(7)),
+            v.read_record_unaudited(&id(7)),
             Err(VaultError::CitizenNotFound)
         ));
         assert!(matches!(
@@ -995,7 +997,7 @@ mod tests {
         }
         for n in 0..2500 {
             assert_eq!(
-                v.read_record(&id(n)).unwrap().fields["annual_income"],
+                v.read_record_unaudited(&id(n)).unwrap().fields["annual_income"],
                 json!(n)
             );
         }
@@ -1149,7 +1151,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, VaultError::AuditUnavailable));
         assert!(matches!(
-            v.read_record(&id(2)),
+            v.read_record_unaudited(&id(2)),
             Err(VaultError::CitizenNotFound)
         ));
         assert!(matches!(
@@ -1157,7 +1159,7 @@ mod tests {
             Err(VaultError::AuditUnavailable)
         ));
         assert!(
-            v.read_record(&id(1)).is_ok(),
+            v.read_record_unaudited(&id(1)).is_ok(),
             "not erased without its entry"
         );
         faults.set_sync(false);
@@ -1209,7 +1211,7 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
-        let r = v.read_record(&id(1)).unwrap();
+        let r = v.read_record_unaudited(&id(1)).unwrap();
         assert_eq!(r.fields["phone"], json!("0903123424"));
         assert_eq!(r.fields["email"], json!("an24@example.vn"));
         assert_eq!(r.version, 51, "one version per change, none lost");

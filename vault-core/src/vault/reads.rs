@@ -54,23 +54,22 @@ pub struct CodeInfo {
 }
 
 impl<S: VaultStore> Vault<S> {
-    /// The citizen's own record. The `record.self_viewed` entry is durable first.
+    /// The citizen's own record. The `record.self_viewed` entry is durable before anything
+    /// is decrypted.
     pub fn my_record(&self, citizen: &CitizenId, now: Timestamp) -> Result<Record, VaultError> {
-        let record = self.read_record(citizen)?;
-        let subject = self
-            .citizen_pseudonym(citizen)?
+        let blind = self.keyring.blind(citizen);
+        let sealed = self
+            .store
+            .citizen(&blind)?
             .ok_or(VaultError::CitizenNotFound)?;
-        let fields: Vec<FieldName> = record
-            .fields
-            .keys()
-            .filter_map(|f| FieldName::parse(f))
-            .collect();
+        let subject = self.pseudonym(&sealed);
+        let fields: Vec<FieldName> = sealed.fields.keys().cloned().collect();
         self.audit.append(vec![AuditEntry::record_self_viewed(
             &self.entry_context(now),
             &subject,
             &fields,
         )?])?;
-        Ok(record)
+        self.read_record_unaudited(citizen)
     }
 
     /// The citizen's history, newest first, `limit` at most, before `cursor`.
