@@ -252,9 +252,16 @@ impl<S: VaultStore> Vault<S> {
         &self.store
     }
 
-    /// The keyring (versions only are observable).
-    pub fn keyring(&self) -> &Keyring {
+    /// The keyring, for this crate's tests: outside, DEKs must not be unwrapped around the
+    /// audited paths.
+    #[cfg(test)]
+    pub(crate) fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    /// The oldest KEK version still accepted.
+    pub fn min_decryption_version(&self) -> u32 {
+        self.keyring.min_decryption_version()
     }
 
     /// The blind index of a citizen id.

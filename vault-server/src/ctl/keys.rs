@@ -30,7 +30,7 @@ pub(super) fn rotate(ctx: &Context) -> CtlResult {
         report.to,
         report.rewrapped,
         report.from,
-        vault.keyring().min_decryption_version()
+        vault.min_decryption_version()
     ))
 }
 
