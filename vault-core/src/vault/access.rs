@@ -1575,4 +1575,56 @@ mod tests {
             Err(VaultError::InvalidCitizenId)
         ));
     }
+
+    #[test]
+    fn a_consent_request_expires_after_its_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let police = caller("csgt-cong-an-tphcm");
+        let g = match v
+            .request_grant(
+                &police,
+                &req(A, "driver_licence_renewal", &["health_notes"]),
+                None,
+                NOW,
+            )
+            .unwrap()
+        {
+            GrantOutcome::Pending { grant } => grant,
+            GrantOutcome::Active { .. } => panic!("must wait for consent"),
+        };
+        let late = NOW.plus_secs(CONSENT_WINDOW_SECS + 1);
+        assert_eq!(
+            v.grant_status(&police, &g.id, late)
+                .unwrap()
+                .0
+                .status_at(late),
+            GrantStatus::Expired
+        );
+        let a = CitizenId::parse(A).unwrap();
+        assert!(matches!(
+            v.approve_grant(&a, &g.id, late),
+            Err(VaultError::GrantNotPending)
+        ));
+        assert!(
+            v.my_grants(&a, Some(GrantStatus::PendingConsent), late)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            v.my_grants(&a, Some(GrantStatus::PendingConsent), NOW)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(matches!(
+            v.request_grant(
+                &police,
+                &req(A, "no_such_purpose", &["full_name"]),
+                None,
+                NOW
+            ),
+            Err(VaultError::Denied(policy::Denial::UnknownPurpose))
+        ));
+    }
 }
