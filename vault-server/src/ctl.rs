@@ -180,17 +180,30 @@ impl Context {
     }
 
     /// The policy directory in force: `--policies`/`VAULT_POLICIES`, else the copy kept in
-    /// the data directory, else `./policies`.
+    /// the data directory, else `./policies`, else the checkout the binary was built in.
     fn policy_dir(&self) -> PathBuf {
         if let Some(p) = &self.policies {
             return p.clone();
         }
         let kept = self.data.join("policies");
         if kept.join("fields.toml").exists() {
-            kept
-        } else {
-            PathBuf::from("policies")
+            return kept;
         }
+        let here = PathBuf::from("policies");
+        if here.join("fields.toml").exists() {
+            return here;
+        }
+        // A binary built in a checkout (target/<profile>/vaultctl) finds the repository's set.
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| {
+                exe.parent()?
+                    .parent()?
+                    .parent()
+                    .map(|root| root.join("policies"))
+            })
+            .filter(|p| p.join("fields.toml").exists())
+            .unwrap_or(here)
     }
 
     fn audit_dir(&self) -> PathBuf {
