@@ -23,8 +23,8 @@ pub use segment::{Appended, SegmentLog, VerifyReport};
 use crate::error::VaultError;
 
 /// An append-only, verifiable audit log. `append` returns only once the entries are durable
-/// and covered by a durable signed checkpoint; on any failure it returns `AuditUnavailable`
-/// and acknowledges nothing.
+/// (and signed into a checkpoint, whose own file is synced within a second); on any failure it
+/// returns `AuditUnavailable` and acknowledges nothing.
 pub trait AuditLog: Send + Sync {
     /// Appends entries (all or none) and waits until they are durable.
     fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<Appended>, VaultError>;

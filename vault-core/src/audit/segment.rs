@@ -138,7 +138,7 @@ impl Files {
 
 struct State {
     tree: ChunkedTree,
-    /// Entries durable and covered by a durable checkpoint (what readers may see).
+    /// Entries durable and signed into a checkpoint (what readers may see).
     size: u64,
     /// Checkpoint record offsets by tree size.
     checkpoints: BTreeMap<u64, (u64, u32)>,
@@ -251,7 +251,8 @@ impl SegmentLog {
         }
     }
 
-    /// Appends entries and waits until they are durable and checkpointed. All or none.
+    /// Appends entries and waits until they are durable (and signed into a checkpoint). All
+    /// or none.
     pub fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<Appended>, VaultError> {
         if entries.is_empty() {
             return Ok(Vec::new());
@@ -362,7 +363,7 @@ impl SegmentLog {
             .map_err(|_| VaultError::AuditUnavailable)
     }
 
-    /// Entries durable and checkpointed.
+    /// Entries durable and signed into a checkpoint.
     pub fn size(&self) -> u64 {
         self.read().map(|s| s.size).unwrap_or(0)
     }
@@ -662,9 +663,10 @@ fn recover(files: &Files, signer: &LogSigner) -> Result<(State, Lengths), VaultE
                 eoff += ENTRY_HEADER + body.len() as u64;
             }
             None => {
-                // Every acknowledged entry is covered by a durable checkpoint, so damage past
-                // the last checkpoint is an unacknowledged torn tail: cut it. Damage inside the
-                // checkpointed range is corruption.
+                // Past the last durable checkpoint, damage is a torn tail: entries acknowledged
+                // there were synced whole, so only a write that never completed (never
+                // acknowledged) can be damaged, barring media corruption in that last second.
+                // Cut it. Damage inside the checkpointed range is corruption: refuse.
                 let index = n + new_leaves.len() as u64 / LEAF_RECORD;
                 let covered = last.map_or(0, |(s, _, _)| s);
                 if index < covered {
