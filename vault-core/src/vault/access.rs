@@ -347,9 +347,25 @@ impl<S: VaultStore> Vault<S> {
         while !self.store.insert_grant(&g)? {
             g.verification_code = grant::new_verification_code()?;
         }
-        if let Some(key) = idempotency_key {
-            self.store
-                .put_idempotency(&caller.agency, key, &request_hash, &g.id)?;
+        if let Some(key) = idempotency_key
+            && !self
+                .store
+                .put_idempotency(&caller.agency, key, &request_hash, &g.id)?
+        {
+            // A concurrent request with the same key won the race: withdraw this duplicate
+            // (audited) and answer with the winner's grant.
+            self.audit.append(vec![AuditEntry::grant_revoked(
+                &ctx,
+                &actor,
+                &subject,
+                &gid,
+                "idempotent_duplicate",
+            )?])?;
+            self.store.update_grant(&g.id, true, &mut |g| {
+                g.status = GrantStatus::Revoked;
+                Ok(())
+            })?;
+            return self.request_grant(caller, req, idempotency_key, now);
         }
         Ok(if pending {
             GrantOutcome::Pending { grant: g }
@@ -1626,5 +1642,39 @@ mod tests {
             ),
             Err(VaultError::Denied(policy::Denial::UnknownPurpose))
         ));
+    }
+
+    #[test]
+    fn concurrent_requests_with_one_idempotency_key_get_one_grant() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Arc::new(vault(dir.path(), None));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let v = Arc::clone(&v);
+                std::thread::spawn(move || {
+                    let r = req(A, "construction_permit", &["full_name"]);
+                    active(
+                        v.request_grant(&caller("ubnd-quan-1"), &r, Some("same-key"), NOW)
+                            .unwrap(),
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<(Grant, String)> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let first = &results[0];
+        assert!(
+            results
+                .iter()
+                .all(|(g, t)| g.id == first.0.id && *t == first.1)
+        );
+        let live: Vec<Grant> = v
+            .my_grants(
+                &CitizenId::parse(A).unwrap(),
+                Some(GrantStatus::Active),
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(live.len(), 1, "duplicates from the race are revoked");
     }
 }
