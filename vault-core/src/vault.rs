@@ -159,19 +159,7 @@ impl<S: VaultStore> Vault<S> {
         let (keyring, record) = Keyring::create(&root, log_origin)?;
         let audit = audit.open(keyring.audit_signer().clone_signer()?)?;
         store.put_keyring(&record)?;
-        let tokens = keyring.token_keys(DEFAULT_ORIGIN)?;
-        let flush_store = store.clone();
-        let flusher = crate::flush::GroupFlusher::start(move || flush_store.flush())?;
-        Ok(Self {
-            store,
-            keyring,
-            policy,
-            audit,
-            tokens,
-            token_cache: std::sync::RwLock::new(HashMap::new()),
-            write_lock: std::sync::Mutex::new(()),
-            flusher,
-        })
+        Self::assemble(store, keyring, policy, audit)
     }
 
     /// Opens an initialized vault. A wrong root key fails with `WrongRootKey` before anything
@@ -185,6 +173,15 @@ impl<S: VaultStore> Vault<S> {
         let record = store.keyring()?.ok_or(VaultError::VaultNotInitialized)?;
         let keyring = Keyring::open(&root.load()?, &record)?;
         let audit = audit.open(keyring.audit_signer().clone_signer()?)?;
+        Self::assemble(store, keyring, policy, audit)
+    }
+
+    fn assemble(
+        store: S,
+        keyring: Keyring,
+        policy: Arc<PolicySet>,
+        audit: Arc<dyn AuditLog>,
+    ) -> Result<Self, VaultError> {
         let tokens = keyring.token_keys(DEFAULT_ORIGIN)?;
         let flush_store = store.clone();
         let flusher = crate::flush::GroupFlusher::start(move || flush_store.flush())?;
