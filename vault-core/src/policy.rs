@@ -347,7 +347,10 @@ pub fn authorize(
     for (i, f) in req.fields.iter().enumerate() {
         let derived = (f == DERIVED_AGE_AT_LEAST) || (f == DERIVED_RESIDES_IN);
         if !derived && set.field(f).is_none() {
-            return Err(Denial::UnknownField(f.clone()));
+            // Echo a requested name only if it has field-name syntax: never free text.
+            let shown = crate::id::FieldName::parse(f)
+                .map_or_else(|| "<invalid name>".to_owned(), |n| n.to_string());
+            return Err(Denial::UnknownField(shown));
         }
         if req.fields[..i].contains(f) {
             return Err(Denial::InvalidRequest);

@@ -1677,4 +1677,21 @@ mod tests {
             .unwrap();
         assert_eq!(live.len(), 1, "duplicates from the race are revoked");
     }
+
+    #[test]
+    fn free_text_in_a_field_list_is_never_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let r = req(A, "construction_permit", &["Nguyễn Văn An 0903123456"]);
+        let err = v
+            .request_grant(&caller("ubnd-quan-1"), &r, None, NOW)
+            .unwrap_err();
+        assert_eq!(err.code(), "unknown_field");
+        assert!(
+            !err.to_string().contains("Nguyễn") && !err.to_string().contains("0903123456"),
+            "{err}"
+        );
+        let text: String = events(&v).iter().map(Value::to_string).collect();
+        assert!(!text.contains("0903123456"));
+    }
 }
