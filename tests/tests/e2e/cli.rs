@@ -279,3 +279,19 @@ fn the_vault_keeps_its_policy_set_so_commands_work_from_any_directory() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("10 created"));
 }
+
+#[test]
+fn debug_builds_take_a_test_root_key_from_the_environment() {
+    let v = TestVault::initialized();
+    let key_file = v.data().join("keys/root.key");
+    let hex = std::fs::read_to_string(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let without = v.ctl(&["keys", "rotate"]);
+    assert!(!without.status.success(), "no key file, no env: refused");
+    let with = v
+        .command(&["keys", "rotate"])
+        .env("VAULT_TEST_ROOT_KEY", hex.trim())
+        .output()
+        .unwrap();
+    assert!(with.status.success(), "{}", text(&with.stderr));
+}
