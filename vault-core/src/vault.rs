@@ -322,16 +322,26 @@ impl<S: VaultStore> Vault<S> {
     /// Seals a batch against the records currently stored; nothing is written yet. Callers
     /// that prepare and commit separately (the import pipeline) must be the only writer.
     pub fn prepare_writes(&self, writes: &[RecordWrite]) -> Result<PreparedWrites, VaultError> {
-        let mut pending: HashMap<BlindId, SealedRecord> = HashMap::new();
+        let blinds: Vec<BlindId> = writes
+            .iter()
+            .map(|w| self.keyring.blind(&w.citizen))
+            .collect();
+        // Look the batch up in key order: neighbouring lookups share the store's pages.
+        let mut sorted: Vec<BlindId> = blinds.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut pending: HashMap<BlindId, SealedRecord> = HashMap::with_capacity(sorted.len());
+        for b in &sorted {
+            if let Some(r) = self.store.citizen(b)? {
+                pending.insert(*b, r);
+            }
+        }
         let mut order: Vec<BlindId> = Vec::new();
+        let mut in_order: std::collections::HashSet<BlindId> = std::collections::HashSet::new();
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut written = Vec::new();
-        for w in writes {
-            let blind = self.keyring.blind(&w.citizen);
-            let existing = match pending.remove(&blind) {
-                Some(r) => Some(r),
-                None => self.store.citizen(&blind)?,
-            };
+        for (w, &blind) in writes.iter().zip(&blinds) {
+            let existing = pending.remove(&blind);
             let (record, outcome) = match existing {
                 None => {
                     let r = self.seal_new(&blind, &w.fields)?;
@@ -341,7 +351,7 @@ impl<S: VaultStore> Vault<S> {
                 Some(r) => self.seal_update(&blind, r, &w.fields)?,
             };
             if !matches!(outcome, WriteOutcome::Unchanged(_)) {
-                if !order.contains(&blind) {
+                if in_order.insert(blind) {
                     order.push(blind);
                 }
                 let changed = w
