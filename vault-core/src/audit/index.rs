@@ -1,15 +1,13 @@
 //! Query indexes over the audit log (derived, rebuildable): by subject pseudonym, official,
-//! agency, purpose and event, each key ending in the entry index so a range scan in either
-//! direction pages through one dimension without reading the log. A background thread
-//! indexes what the writer commits; queries also scan the not-yet-indexed tail.
+//! agency, purpose and event, kept in append-only posting files so a query pages through one
+//! dimension without reading the log. A background thread indexes what the writer commits;
+//! queries also scan the not-yet-indexed tail.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::entry::{EntryView, Event, Pseudonym, parse_time};
 use crate::clock::Timestamp;
 use crate::error::VaultError;
-
-const THROUGH: &[u8] = b"indexed_through";
 
 /// What to look for. Every given filter must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,36 +37,26 @@ pub struct Page {
     pub next: Option<u64>,
 }
 
-/// Dimensions kept in posting files (few distinct values each).
-const POSTING_DIMS: [u8; 4] = [b'o', b'a', b'p', b'e'];
+/// Subject postings are spread over this many bucket files by the pseudonym's first byte.
+const SUBJECT_BUCKETS: usize = 256;
 
-/// The index: subject pseudonyms in sled (millions of values, one key per entry); officials,
-/// agencies, purposes and events in append-only posting files, one per value, holding the
-/// sorted entry indexes (a buffered 8-byte append per entry instead of a B-tree insert).
+/// The index, in plain append-only files (no B-tree: a B-tree store held ~2 KB of memory per
+/// indexed entry and ran out of memory near ten million entries):
+/// - officials, agencies, purposes and events: one posting file per value holding the sorted
+///   entry indexes (8 bytes each);
+/// - subjects: 256 bucket files by the pseudonym's first byte, each holding
+///   (first 8 bytes of the pseudonym, entry index) records; a citizen's history reads one
+///   bucket and keeps their records (and `matches` re-checks the full pseudonym);
+/// - `through`: the watermark, written after the postings it covers are synced.
 #[derive(Debug)]
 pub struct AuditIndex {
-    db: sled::Db,
-    tree: sled::Tree,
     through: AtomicU64,
     dir: std::path::PathBuf,
     writers: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::fs::File>>,
 }
 
-fn key(prefix: u8, value: &[u8], index: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + value.len() + 8);
-    k.push(prefix);
-    k.extend_from_slice(value);
-    k.push(0);
-    k.extend_from_slice(&index.to_be_bytes());
-    k
-}
-
-fn prefix(prefix: u8, value: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + value.len());
-    k.push(prefix);
-    k.extend_from_slice(value);
-    k.push(0);
-    k
+fn io(e: std::io::Error) -> VaultError {
+    VaultError::StoreUnavailable(format!("audit index: {e}"))
 }
 
 fn read_u64_at(f: &std::fs::File, pos: u64) -> Option<u64> {
@@ -105,42 +93,42 @@ impl Iterator for Postings {
     }
 }
 
+/// Cuts a file of fixed-size records whose last 8 bytes are an entry index back to the
+/// records below `through`.
+fn cut_past(path: &std::path::Path, record: u64, through: u64) -> Result<(), VaultError> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    let mut n = f.metadata().map(|m| m.len() / record).unwrap_or(0);
+    let mut b = [0u8; 8];
+    while n > 0 {
+        if f.read_exact_at(&mut b, n * record - 8).is_ok() && u64::from_be_bytes(b) < through {
+            break;
+        }
+        n -= 1;
+    }
+    f.set_len(n * record).map_err(io)
+}
+
 impl AuditIndex {
-    /// Opens (or creates) the index in `dir`; posting files are cut back to what the
-    /// persisted watermark covers (the rest is re-indexed).
+    /// Opens (or creates) the index in `dir`; postings past the persisted watermark are cut
+    /// (they are re-indexed from the log).
     pub fn open(dir: &std::path::Path) -> Result<Self, VaultError> {
-        let db = sled::Config::new()
-            .path(dir.join("subjects"))
-            .cache_capacity(4 * 1024 * 1024)
-            .open()
-            .map_err(|e| VaultError::StoreUnavailable(format!("audit index: {e}")))?;
-        let tree = db.open_tree("entries")?;
-        let through = tree
-            .get(THROUGH)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes);
         let pdir = dir.join("postings");
-        std::fs::create_dir_all(&pdir)
-            .map_err(|e| VaultError::StoreUnavailable(format!("audit index: {e}")))?;
-        for e in std::fs::read_dir(&pdir)
-            .map_err(|e| VaultError::StoreUnavailable(format!("audit index: {e}")))?
-            .flatten()
-        {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(e.path())
-                .map_err(|e| VaultError::StoreUnavailable(format!("audit index: {e}")))?;
-            let mut n = f.metadata().map(|m| m.len() / 8).unwrap_or(0);
-            while n > 0 && read_u64_at(&f, n - 1).is_none_or(|i| i >= through) {
-                n -= 1;
-            }
-            f.set_len(n * 8)
-                .map_err(|e| VaultError::StoreUnavailable(format!("audit index: {e}")))?;
+        std::fs::create_dir_all(&pdir).map_err(io)?;
+        let through = std::fs::read(dir.join("through"))
+            .ok()
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes);
+        for e in std::fs::read_dir(&pdir).map_err(io)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let record = if name.starts_with("s-") { 16 } else { 8 };
+            cut_past(&e.path(), record, through)?;
         }
         Ok(Self {
-            db,
-            tree,
             through: AtomicU64::new(through),
             dir: pdir,
             writers: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -152,6 +140,13 @@ impl AuditIndex {
             .join(format!("{}-{}", char::from(dim), hex::encode(value)))
     }
 
+    fn subject_path(&self, p: &Pseudonym) -> std::path::PathBuf {
+        self.dir.join(format!(
+            "s-{:02x}",
+            p.as_bytes()[0] as usize % SUBJECT_BUCKETS
+        ))
+    }
+
     /// Entries `[0, n)` are indexed.
     pub fn indexed_through(&self) -> u64 {
         self.through.load(Ordering::SeqCst)
@@ -161,7 +156,6 @@ impl AuditIndex {
     /// are skipped, so replays are harmless.
     pub fn add(&self, start: u64, entries: &[Vec<u8>]) -> Result<(), VaultError> {
         use std::io::Write;
-        let mut batch = sled::Batch::default();
         let mut appends: std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> =
             std::collections::BTreeMap::new();
         let mut last = None;
@@ -175,7 +169,9 @@ impl AuditIndex {
                 continue;
             };
             if let Some(p) = v.subject.as_deref().and_then(Pseudonym::parse_hex) {
-                batch.insert(key(b's', p.as_bytes(), index), &[]);
+                let rec = appends.entry(self.subject_path(&p)).or_default();
+                rec.extend_from_slice(&p.as_bytes()[..8]);
+                rec.extend_from_slice(&index.to_be_bytes());
             }
             let mut post = |dim: u8, value: &str| {
                 appends
@@ -206,33 +202,34 @@ impl AuditIndex {
                     .append(true)
                     .read(true)
                     .open(&path)
-                    .map_err(|e| VaultError::StoreUnavailable(format!("audit index: {e}")))?;
+                    .map_err(io)?;
                 writers.insert(path.clone(), f);
             }
             if let Some(f) = writers.get_mut(&path) {
-                f.write_all(&bytes)
-                    .map_err(|e| VaultError::StoreUnavailable(format!("audit index: {e}")))?;
+                f.write_all(&bytes).map_err(io)?;
             }
         }
         drop(writers);
-        self.tree.apply_batch(batch)?;
         self.through.store(last + 1, Ordering::SeqCst);
         Ok(())
     }
 
     /// Makes the index durable up to `indexed_through` (it is rebuilt from the log otherwise):
-    /// posting files are synced before the watermark that covers them is written.
+    /// postings are synced before the watermark that covers them is written.
     pub fn flush(&self) -> Result<(), VaultError> {
         let through = self.indexed_through();
         if let Ok(writers) = self.writers.lock() {
             for f in writers.values() {
-                f.sync_data()
-                    .map_err(|e| VaultError::StoreUnavailable(format!("audit index: {e}")))?;
+                f.sync_data().map_err(io)?;
             }
         }
-        self.tree.insert(THROUGH, &through.to_be_bytes())?;
-        self.db.flush()?;
-        Ok(())
+        let parent = self.dir.parent().unwrap_or(&self.dir);
+        let tmp = parent.join("through.tmp");
+        std::fs::write(&tmp, through.to_be_bytes()).map_err(io)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&tmp, parent.join("through")).map_err(io)
     }
 
     /// Candidate indexes from the most selective index the query names, in order, after
@@ -243,30 +240,24 @@ impl AuditIndex {
         cursor: Option<u64>,
         newest_first: bool,
     ) -> Option<Box<dyn Iterator<Item = u64> + '_>> {
+        let through = self.indexed_through();
         if let Some(s) = &q.subject {
-            let p = prefix(b's', s.as_bytes());
-            let decode = |r: sled::Result<(sled::IVec, sled::IVec)>| -> Option<u64> {
-                let (k, _) = r.ok()?;
-                let tail: [u8; 8] = k.get(k.len().checked_sub(8)?..)?.try_into().ok()?;
-                Some(u64::from_be_bytes(tail))
-            };
-            let mut lo = p.clone();
-            let mut hi = p.clone();
-            hi.extend_from_slice(&[0xff; 8]);
-            match (cursor, newest_first) {
-                (Some(c), false) => lo.extend_from_slice(&(c + 1).to_be_bytes()),
-                (Some(c), true) => {
-                    hi = p.clone();
-                    hi.extend_from_slice(&c.to_be_bytes());
-                }
-                _ => {}
-            }
-            let range = self.tree.range(lo..hi);
-            return Some(if newest_first {
-                Box::new(range.rev().filter_map(decode))
-            } else {
-                Box::new(range.filter_map(decode))
+            let bytes = std::fs::read(self.subject_path(s)).unwrap_or_default();
+            let mut mine: Vec<u64> = bytes
+                .chunks_exact(16)
+                .filter(|r| r[..8] == s.as_bytes()[..8])
+                .filter_map(|r| <[u8; 8]>::try_from(&r[8..]).ok().map(u64::from_be_bytes))
+                .filter(|&i| i < through)
+                .collect();
+            mine.retain(|&i| match (cursor, newest_first) {
+                (Some(c), false) => i > c,
+                (Some(c), true) => i < c,
+                (None, _) => true,
             });
+            if newest_first {
+                mine.reverse();
+            }
+            return Some(Box::new(mine.into_iter()));
         }
         let (dim, value): (u8, &str) = if let Some(o) = &q.official {
             (b'o', o)
@@ -279,12 +270,10 @@ impl AuditIndex {
         } else {
             return None;
         };
-        debug_assert!(POSTING_DIMS.contains(&dim));
         let Ok(file) = std::fs::File::open(self.posting_path(dim, value.as_bytes())) else {
             return Some(Box::new(std::iter::empty()));
         };
         // Only what the watermark covers (a write may be in flight past it).
-        let through = self.indexed_through();
         let mut len = file.metadata().map(|m| m.len() / 8).unwrap_or(0);
         while len > 0 && read_u64_at(&file, len - 1).is_none_or(|i| i >= through) {
             len -= 1;
