@@ -964,6 +964,24 @@ mod tests {
         }
     }
 
+    fn ask(
+        v: &Vault<SledStore>,
+        agency: &str,
+        citizen: &str,
+        purpose: &str,
+        fields: &[&str],
+    ) -> GrantOutcome {
+        v.request_grant(&caller(agency), &req(citizen, purpose, fields), None, NOW)
+            .unwrap()
+    }
+
+    fn pending(o: GrantOutcome) -> Grant {
+        match o {
+            GrantOutcome::Pending { grant } => grant,
+            GrantOutcome::Active { .. } => panic!("expected a grant waiting for consent"),
+        }
+    }
+
     fn strings(f: &[&str]) -> Vec<String> {
         f.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -994,19 +1012,13 @@ mod tests {
     fn a_grant_releases_exactly_its_fields_with_masks_and_derived_answers() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
-        let (g, token) = active(
-            v.request_grant(
-                &caller("ubnd-quan-1"),
-                &req(
-                    A,
-                    "construction_permit",
-                    &["full_name", "phone", "land_use_certificate_number"],
-                ),
-                None,
-                NOW,
-            )
-            .unwrap(),
-        );
+        let (g, token) = active(ask(
+            &v,
+            "ubnd-quan-1",
+            A,
+            "construction_permit",
+            &["full_name", "phone", "land_use_certificate_number"],
+        ));
         assert_eq!(g.status, GrantStatus::Active);
         assert!(grant::is_code_shaped(&g.verification_code));
         let r = release(&v, "ubnd-quan-1", &token, A, &["full_name", "phone"]).unwrap();
@@ -1022,19 +1034,13 @@ mod tests {
         assert_eq!(e["fields"], json!(["full_name", "phone"]));
         assert_eq!(e["actor"]["id"], json!("can-bo-01"));
         // Derived answers instead of the birth date and the district.
-        let (_, t) = active(
-            v.request_grant(
-                &caller("ubnd-quan-1"),
-                &req(
-                    A,
-                    "grade1_school_admission",
-                    &["full_name", "age_at_least", "resides_in"],
-                ),
-                None,
-                NOW,
-            )
-            .unwrap(),
-        );
+        let (_, t) = active(ask(
+            &v,
+            "ubnd-quan-1",
+            A,
+            "grade1_school_admission",
+            &["full_name", "age_at_least", "resides_in"],
+        ));
         let r = release(&v, "ubnd-quan-1", &t, A, &["age_at_least", "resides_in"]).unwrap();
         assert_eq!(r.fields["age_at_least"], json!(true));
         assert_eq!(r.fields["resides_in"], json!(true));
@@ -1045,15 +1051,13 @@ mod tests {
     fn object_level_checks_refuse_and_audit() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
-        let (g, token) = active(
-            v.request_grant(
-                &caller("vp-dang-ky-dat-dai"),
-                &req(A, "land_use_certificate", &["full_name"]),
-                None,
-                NOW,
-            )
-            .unwrap(),
-        );
+        let (g, token) = active(ask(
+            &v,
+            "vp-dang-ky-dat-dai",
+            A,
+            "land_use_certificate",
+            &["full_name"],
+        ));
         let before = v.audit().size();
         assert!(matches!(
             release(&v, "vp-dang-ky-dat-dai", &token, B, &["full_name"]),
@@ -1128,18 +1132,13 @@ mod tests {
         let police = caller("csgt-cong-an-tphcm");
         let a = CitizenId::parse(A).unwrap();
         // Health data needs consent: pending, no token.
-        let g = match v
-            .request_grant(
-                &police,
-                &req(A, "driver_licence_renewal", &["full_name", "health_notes"]),
-                None,
-                NOW,
-            )
-            .unwrap()
-        {
-            GrantOutcome::Pending { grant } => grant,
-            GrantOutcome::Active { .. } => panic!("must wait for consent"),
-        };
+        let g = pending(ask(
+            &v,
+            "csgt-cong-an-tphcm",
+            A,
+            "driver_licence_renewal",
+            &["full_name", "health_notes"],
+        ));
         assert_eq!(v.grant_status(&police, &g.id, NOW).unwrap().1, None);
         // Approved: the token is handed over once.
         v.approve_grant(&a, &g.id, NOW).unwrap();
@@ -1163,18 +1162,13 @@ mod tests {
             release(&v, "csgt-cong-an-tphcm", &token, A, &["full_name"]),
             Err(VaultError::GrantRevoked)
         ));
-        let g2 = match v
-            .request_grant(
-                &police,
-                &req(A, "driver_licence_renewal", &["health_notes"]),
-                None,
-                NOW,
-            )
-            .unwrap()
-        {
-            GrantOutcome::Pending { grant } => grant,
-            GrantOutcome::Active { .. } => panic!("consent must be asked again"),
-        };
+        let g2 = pending(ask(
+            &v,
+            "csgt-cong-an-tphcm",
+            A,
+            "driver_licence_renewal",
+            &["health_notes"],
+        ));
         // Refused: never a token; later requests are denied.
         v.refuse_grant(&a, &g2.id, NOW).unwrap();
         let (st, token) = v.grant_status(&police, &g2.id, NOW).unwrap();
@@ -1221,15 +1215,13 @@ mod tests {
     fn break_glass_is_granted_at_once_flagged_and_visible_to_the_citizen() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
-        let (g, token) = active(
-            v.request_grant(
-                &caller("benh-vien-cho-ray"),
-                &req(A, "emergency_care", &["blood_type", "health_notes"]),
-                None,
-                NOW,
-            )
-            .unwrap(),
-        );
+        let (g, token) = active(ask(
+            &v,
+            "benh-vien-cho-ray",
+            A,
+            "emergency_care",
+            &["blood_type", "health_notes"],
+        ));
         assert!(g.break_glass);
         release(&v, "benh-vien-cho-ray", &token, A, &["blood_type"]).unwrap();
         let subject = v
@@ -1293,15 +1285,13 @@ mod tests {
     fn rejected_tokens_are_audited_as_denials_with_their_code() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
-        let (_, token) = active(
-            v.request_grant(
-                &caller("ubnd-quan-1"),
-                &req(A, "construction_permit", &["full_name"]),
-                None,
-                NOW,
-            )
-            .unwrap(),
-        );
+        let (_, token) = active(ask(
+            &v,
+            "ubnd-quan-1",
+            A,
+            "construction_permit",
+            &["full_name"],
+        ));
         let mut flipped = token.clone().into_bytes();
         let n = flipped.len() - 3;
         flipped[n] = if flipped[n] == b'A' { b'B' } else { b'A' };
@@ -1391,15 +1381,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let faults = Faults::new();
         let v = vault(dir.path(), Some(Arc::clone(&faults)));
-        let (_, token) = active(
-            v.request_grant(
-                &caller("vp-dang-ky-dat-dai"),
-                &req(A, "land_use_certificate", &["full_name"]),
-                None,
-                NOW,
-            )
-            .unwrap(),
-        );
+        let (_, token) = active(ask(
+            &v,
+            "vp-dang-ky-dat-dai",
+            A,
+            "land_use_certificate",
+            &["full_name"],
+        ));
         faults.set_sync(true);
         let r = release(&v, "vp-dang-ky-dat-dai", &token, A, &["full_name"]);
         assert!(matches!(r, Err(VaultError::AuditUnavailable)), "{r:?}");
@@ -1413,15 +1401,13 @@ mod tests {
     fn an_expired_grant_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
-        let (_, token) = active(
-            v.request_grant(
-                &caller("ubnd-quan-1"),
-                &req(A, "construction_permit", &["full_name"]),
-                None,
-                NOW,
-            )
-            .unwrap(),
-        );
+        let (_, token) = active(ask(
+            &v,
+            "ubnd-quan-1",
+            A,
+            "construction_permit",
+            &["full_name"],
+        ));
         // Used once (and so cached), then again after expiry: the cache checks time too.
         release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
         let later = NOW.plus_secs(3600 + 31);
@@ -1449,15 +1435,13 @@ mod tests {
         let v = vault(dir.path(), None);
         let a = CitizenId::parse(A).unwrap();
         let b = CitizenId::parse(B).unwrap();
-        let (g, token) = active(
-            v.request_grant(
-                &caller("ubnd-quan-1"),
-                &req(A, "construction_permit", &["full_name"]),
-                None,
-                NOW,
-            )
-            .unwrap(),
-        );
+        let (g, token) = active(ask(
+            &v,
+            "ubnd-quan-1",
+            A,
+            "construction_permit",
+            &["full_name"],
+        ));
         release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
         // Own record, audited.
         let before = v.audit().size();
@@ -1510,15 +1494,13 @@ mod tests {
     fn auditor_queries_are_themselves_audited() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
-        let (_, token) = active(
-            v.request_grant(
-                &caller("ubnd-quan-1"),
-                &req(A, "construction_permit", &["full_name"]),
-                None,
-                NOW,
-            )
-            .unwrap(),
-        );
+        let (_, token) = active(ask(
+            &v,
+            "ubnd-quan-1",
+            A,
+            "construction_permit",
+            &["full_name"],
+        ));
         release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
         let auditor = SafeId::parse("kiem-toan-1").unwrap();
         let a = CitizenId::parse(A).unwrap();
@@ -1548,15 +1530,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
         let nobody = "079000009999";
-        let (g, token) = active(
-            v.request_grant(
-                &caller("vp-dang-ky-dat-dai"),
-                &req(nobody, "land_use_certificate", &["full_name"]),
-                None,
-                NOW,
-            )
-            .unwrap(),
-        );
+        let (g, token) = active(ask(
+            &v,
+            "vp-dang-ky-dat-dai",
+            nobody,
+            "land_use_certificate",
+            &["full_name"],
+        ));
         assert_eq!(g.status, GrantStatus::Active);
         assert!(matches!(
             release(&v, "vp-dang-ky-dat-dai", &token, nobody, &["full_name"]),
@@ -1597,18 +1577,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
         let police = caller("csgt-cong-an-tphcm");
-        let g = match v
-            .request_grant(
-                &police,
-                &req(A, "driver_licence_renewal", &["health_notes"]),
-                None,
-                NOW,
-            )
-            .unwrap()
-        {
-            GrantOutcome::Pending { grant } => grant,
-            GrantOutcome::Active { .. } => panic!("must wait for consent"),
-        };
+        let g = pending(ask(
+            &v,
+            "csgt-cong-an-tphcm",
+            A,
+            "driver_licence_renewal",
+            &["health_notes"],
+        ));
         let late = NOW.plus_secs(CONSENT_WINDOW_SECS + 1);
         assert_eq!(
             v.grant_status(&police, &g.id, late)
