@@ -18,7 +18,9 @@ pub use entry::{Access, Actor, AuditEntry, EntryContext, Event, Outcome, Pseudon
 pub use index::{AuditQuery, Page};
 pub use merkle::Hash;
 pub use note::{Checkpoint, LogSigner, LogVerifier};
-pub use segment::{Appended, SegmentLog, VerifyReport};
+pub use segment::{
+    Appended, BATCH_SIZE_BUCKETS, SYNC_MICROS_BUCKETS, SegmentLog, VerifyReport, WriterStats,
+};
 
 use crate::error::VaultError;
 
@@ -56,6 +58,10 @@ pub trait AuditLog: Send + Sync {
     ) -> Result<Page, VaultError>;
     /// Re-hashes everything and checks every checkpoint.
     fn verify_all(&self) -> Result<VerifyReport, VaultError>;
+    /// Writer statistics, for metrics (none for logs that keep none).
+    fn stats(&self) -> Option<&WriterStats> {
+        None
+    }
 }
 
 impl AuditLog for SegmentLog {
@@ -100,6 +106,9 @@ impl AuditLog for SegmentLog {
     }
     fn verify_all(&self) -> Result<VerifyReport, VaultError> {
         SegmentLog::verify_all(self)
+    }
+    fn stats(&self) -> Option<&WriterStats> {
+        Some(SegmentLog::stats(self))
     }
 }
 

@@ -6,7 +6,7 @@ mod access;
 mod reads;
 
 pub use access::{AgencyCaller, GrantOutcome, GrantRequest, Released};
-pub use reads::{CodeInfo, HistoryItem};
+pub use reads::{AuditorAnswer, AuditorRead, CodeInfo, HistoryItem, Receipt};
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;

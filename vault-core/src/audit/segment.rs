@@ -54,6 +54,45 @@ pub struct WriterStats {
     pub entries: AtomicU64,
     /// Batches that failed.
     pub failures: AtomicU64,
+    /// Committed batches by size (entries): counts per bucket of `BATCH_SIZE_BUCKETS`, the
+    /// last slot for larger batches.
+    pub batch_sizes: [AtomicU64; BATCH_SIZE_BUCKETS.len() + 1],
+    /// Commit (write + fdatasync) latency: counts per bucket of `SYNC_MICROS_BUCKETS`, the
+    /// last slot for slower commits.
+    pub sync_micros: [AtomicU64; SYNC_MICROS_BUCKETS.len() + 1],
+    /// Sum of commit latencies, microseconds.
+    pub sync_micros_sum: AtomicU64,
+}
+
+/// Upper bounds (inclusive) of the batch-size histogram.
+pub const BATCH_SIZE_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+/// Upper bounds (inclusive) of the commit-latency histogram, microseconds.
+pub const SYNC_MICROS_BUCKETS: [u64; 10] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
+];
+
+fn bucket_of(bounds: &[u64], v: u64) -> usize {
+    bounds.iter().position(|&b| v <= b).unwrap_or(bounds.len())
+}
+
+impl WriterStats {
+    fn record_batch(&self, entries: u64, micros: u64) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.entries.fetch_add(entries, Ordering::Relaxed);
+        if let Some(c) = self
+            .batch_sizes
+            .get(bucket_of(&BATCH_SIZE_BUCKETS, entries))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(c) = self
+            .sync_micros
+            .get(bucket_of(&SYNC_MICROS_BUCKETS, micros))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sync_micros_sum.fetch_add(micros, Ordering::Relaxed);
+    }
 }
 
 /// Opens the three files; tests wrap them to inject faults.
@@ -934,13 +973,11 @@ fn writer_loop(
             continue;
         }
         inner.healthy.store(true, Ordering::SeqCst);
+        let started = Instant::now();
         match commit(inner, &jobs, &mut lengths) {
             Ok(mut results) => {
-                inner.stats.batches.fetch_add(1, Ordering::Relaxed);
-                inner
-                    .stats
-                    .entries
-                    .fetch_add(count as u64, Ordering::Relaxed);
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                inner.stats.record_batch(count as u64, micros);
                 let start = results.first().map_or(0, |r| r.index);
                 let bytes: Vec<Vec<u8>> = jobs
                     .iter()

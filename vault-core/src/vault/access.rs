@@ -1491,6 +1491,68 @@ mod tests {
     }
 
     #[test]
+    fn receipts_prove_own_entries_only_and_auditor_reads_are_audited() {
+        use crate::audit::merkle;
+        use crate::vault::{AuditorAnswer, AuditorRead};
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let a = CitizenId::parse(A).unwrap();
+        let b = CitizenId::parse(B).unwrap();
+        let (_, token) = active(ask(
+            &v,
+            "ubnd-quan-1",
+            A,
+            "construction_permit",
+            &["full_name"],
+        ));
+        let rel = release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        let r = v.my_receipt(&a, rel.audit.index, NOW).unwrap();
+        assert_eq!(r.leaf_hash, merkle::leaf_hash(&r.entry));
+        let cp = crate::audit::Checkpoint::verify(&r.checkpoint, &v.audit().verifier()).unwrap();
+        assert_eq!(cp.size, r.tree_size);
+        assert!(
+            merkle::verify_inclusion(r.index, r.tree_size, &r.leaf_hash, &r.hashes, &cp.root)
+                .is_ok()
+        );
+        // B asking for A's entry, or anyone for a missing one: the same refusal, audited.
+        let before = v.audit().size();
+        assert!(matches!(
+            v.my_receipt(&b, rel.audit.index, NOW),
+            Err(VaultError::AuditNotFound)
+        ));
+        assert!(matches!(
+            v.my_receipt(&a, 1_000_000, NOW),
+            Err(VaultError::AuditNotFound)
+        ));
+        let ev = events(&v);
+        assert_eq!(ev[before as usize]["event"], json!("record.denied"));
+        assert_eq!(ev[before as usize]["code"], json!("audit_not_found"));
+        assert_eq!(v.audit().size(), before + 2);
+        // Auditor reads: each is an `audit.queried` entry first.
+        let auditor = SafeId::parse("kiem-toan-01").unwrap();
+        let before = v.audit().size();
+        let AuditorAnswer::Entry(bytes, leaf) = v
+            .auditor_read(&auditor, AuditorRead::Entry(rel.audit.index), NOW)
+            .unwrap()
+        else {
+            unreachable!("entry read answers an entry")
+        };
+        assert_eq!(merkle::leaf_hash(&bytes), leaf);
+        assert!(matches!(
+            v.auditor_read(&auditor, AuditorRead::Checkpoint, NOW)
+                .unwrap(),
+            AuditorAnswer::Checkpoint(_)
+        ));
+        assert!(matches!(
+            v.auditor_read(&auditor, AuditorRead::Consistency { from: 1, to: 3 }, NOW)
+                .unwrap(),
+            AuditorAnswer::Proof(_)
+        ));
+        assert_eq!(v.audit().size(), before + 3);
+        assert_eq!(events(&v)[before as usize]["event"], json!("audit.queried"));
+    }
+
+    #[test]
     fn auditor_queries_are_themselves_audited() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);

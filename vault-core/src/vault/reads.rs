@@ -6,7 +6,8 @@
 use serde_json::Value;
 
 use super::{Record, Vault};
-use crate::audit::{Actor, AuditEntry, AuditQuery, Page, SafeId};
+use crate::audit::merkle::Hash;
+use crate::audit::{Actor, AuditEntry, AuditQuery, Checkpoint, Page, SafeId};
 use crate::clock::Timestamp;
 use crate::error::VaultError;
 use crate::grant::{self, Grant, GrantStatus};
@@ -53,7 +54,146 @@ pub struct CodeInfo {
     pub status: GrantStatus,
 }
 
+/// A citizen's offline-checkable receipt: one of their entries and its inclusion in the
+/// latest signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The entry's index.
+    pub index: u64,
+    /// The entry's canonical bytes (the leaf).
+    pub entry: Vec<u8>,
+    /// Its RFC 9162 leaf hash.
+    pub leaf_hash: Hash,
+    /// The tree size of the checkpoint.
+    pub tree_size: u64,
+    /// The inclusion proof.
+    pub hashes: Vec<Hash>,
+    /// The signed checkpoint (note text).
+    pub checkpoint: String,
+}
+
+/// What an auditor looked at, named in the `audit.queried` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditorRead {
+    /// One entry by index.
+    Entry(u64),
+    /// The latest checkpoint.
+    Checkpoint,
+    /// An inclusion proof.
+    Inclusion {
+        /// Entry index.
+        index: u64,
+        /// Tree size.
+        size: u64,
+    },
+    /// A consistency proof.
+    Consistency {
+        /// Older size.
+        from: u64,
+        /// Newer size.
+        to: u64,
+    },
+}
+
+/// What an auditor read returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditorAnswer {
+    /// An entry's bytes and leaf hash.
+    Entry(Vec<u8>, Hash),
+    /// A signed checkpoint.
+    Checkpoint(String),
+    /// Proof hashes.
+    Proof(Vec<Hash>),
+}
+
 impl<S: VaultStore> Vault<S> {
+    /// A receipt for one of the citizen's own entries (SPEC `GET /v1/me/accesses/{index}/proof`).
+    /// An entry about someone else answers exactly like a missing one (`AuditNotFound`), and
+    /// the attempt is audited as `record.denied` under the asking citizen's pseudonym.
+    pub fn my_receipt(
+        &self,
+        citizen: &CitizenId,
+        index: u64,
+        now: Timestamp,
+    ) -> Result<Receipt, VaultError> {
+        let blind = self.keyring.blind(citizen);
+        let record = self.store.citizen(&blind)?;
+        let subject = self.subject_of(&blind, record.as_ref());
+        let entry = match self.audit.entry(index) {
+            Ok(e) => Some(e),
+            Err(VaultError::AuditNotFound) => None,
+            Err(e) => return Err(e),
+        };
+        let own = entry.as_ref().is_some_and(|e| {
+            serde_json::from_slice::<Value>(e)
+                .ok()
+                .and_then(|v| v.get("subject").and_then(Value::as_str).map(str::to_owned))
+                .is_some_and(|s| crate::crypto::ct_eq(s.as_bytes(), subject.to_string().as_bytes()))
+        });
+        let (Some(entry), true) = (entry, own) else {
+            let denied = AuditEntry::record_denied(
+                &self.entry_context(now),
+                &Actor::citizen(),
+                Some(&subject),
+                &[],
+                None,
+                VaultError::AuditNotFound.code(),
+            )?;
+            self.audit.append(vec![denied])?;
+            return Err(VaultError::AuditNotFound);
+        };
+        let checkpoint = self.audit.latest_checkpoint()?;
+        let tree_size = Checkpoint::verify(&checkpoint, &self.audit.verifier())
+            .map_err(|_| VaultError::AuditCorrupt {
+                index,
+                reason: "latest checkpoint does not verify".into(),
+            })?
+            .size;
+        Ok(Receipt {
+            index,
+            leaf_hash: self.audit.leaf_hash(index)?,
+            hashes: self.audit.inclusion_proof(index, tree_size)?,
+            entry,
+            tree_size,
+            checkpoint,
+        })
+    }
+
+    /// An auditor's read of the log itself (an entry, the checkpoint, a proof); audited as
+    /// `audit.queried` before it is answered, like every auditor query.
+    pub fn auditor_read(
+        &self,
+        auditor: &SafeId,
+        read: AuditorRead,
+        now: Timestamp,
+    ) -> Result<AuditorAnswer, VaultError> {
+        let kind = match read {
+            AuditorRead::Entry(_) => "entry",
+            AuditorRead::Checkpoint => "checkpoint",
+            AuditorRead::Inclusion { .. } => "inclusion_proof",
+            AuditorRead::Consistency { .. } => "consistency_proof",
+        };
+        let entry = AuditEntry::audit_queried(
+            &self.entry_context(now),
+            &Actor::auditor(auditor.clone()),
+            None,
+            kind,
+        )?;
+        self.audit.append(vec![entry])?;
+        Ok(match read {
+            AuditorRead::Entry(i) => {
+                AuditorAnswer::Entry(self.audit.entry(i)?, self.audit.leaf_hash(i)?)
+            }
+            AuditorRead::Checkpoint => AuditorAnswer::Checkpoint(self.audit.latest_checkpoint()?),
+            AuditorRead::Inclusion { index, size } => {
+                AuditorAnswer::Proof(self.audit.inclusion_proof(index, size)?)
+            }
+            AuditorRead::Consistency { from, to } => {
+                AuditorAnswer::Proof(self.audit.consistency_proof(from, to)?)
+            }
+        })
+    }
+
     /// The citizen's own record. The `record.self_viewed` entry is durable before anything
     /// is decrypted.
     pub fn my_record(&self, citizen: &CitizenId, now: Timestamp) -> Result<Record, VaultError> {
