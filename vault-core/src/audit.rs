@@ -14,7 +14,9 @@ pub mod tree;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use entry::{Access, Actor, AuditEntry, EntryContext, Event, Outcome, Pseudonym, SafeId};
+pub use entry::{
+    Access, Actor, AuditEntry, EntryContext, Event, Outcome, Pseudonym, SafeId, parse_time,
+};
 pub use index::{AuditQuery, Page};
 pub use merkle::Hash;
 pub use note::{Checkpoint, LogSigner, LogVerifier};

@@ -86,6 +86,24 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Dev mode helpers (only for a data directory made by `vault-server dev`).
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Print a bearer token signed by the dev issuer (valid one hour).
+    Token {
+        /// A citizen's 12-digit id: a citizen token.
+        #[arg(long, conflicts_with = "auditor", required_unless_present = "auditor")]
+        citizen: Option<String>,
+        /// An auditor id: a token with the auditor role.
+        #[arg(long)]
+        auditor: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +128,12 @@ enum PolicyCommand {
 /// A command failure: the message is printed after `vaultctl: error: `.
 #[derive(Debug)]
 pub struct CtlError(String);
+
+impl std::fmt::Display for CtlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 impl From<VaultError> for CtlError {
     fn from(e: VaultError) -> Self {
@@ -163,7 +187,84 @@ fn run(cli: Cli) -> CtlResult {
             command: PolicyCommand::Check { dir },
         } => policy_check::run(&dir),
         Command::Audit { command } => audit::run(&ctx, command),
+        Command::Dev {
+            command: DevCommand::Token { citizen, auditor },
+        } => dev_token(&ctx, citizen.as_deref(), auditor.as_deref()),
     }
+}
+
+fn dev_token(ctx: &Context, citizen: Option<&str>, auditor: Option<&str>) -> CtlResult {
+    let dir = crate::oidc::DevIssuer::dir(&ctx.data);
+    if !dir.join("signing.pk8").exists() {
+        return Err(CtlError(format!(
+            "{}: no dev issuer here (dev tokens exist only for a data directory made by \
+             `vault-server dev`)",
+            ctx.data.display()
+        )));
+    }
+    let issuer = crate::oidc::DevIssuer::load_or_create(&ctx.data)?;
+    let (sub, roles): (&str, &[&str]) = match (citizen, auditor) {
+        (Some(c), None) => (CitizenId::parse(c).map(|_| c)?, &[]),
+        (None, Some(a)) => (
+            SafeId::parse(a)
+                .map(|_| a)
+                .map_err(|_| CtlError("--auditor must be 1-64 of A-Z a-z 0-9 . _ : @ -".into()))?,
+            &["auditor"],
+        ),
+        _ => {
+            return Err(CtlError(
+                "give exactly one of --citizen and --auditor".into(),
+            ));
+        }
+    };
+    let token = issuer.sign(sub, roles, ctx.now().as_secs(), 3600)?;
+    out(&format!("{token}\n"))
+}
+
+fn context(data: &Path) -> Context {
+    Context {
+        data: data.to_owned(),
+        root_key: None,
+        policies: None,
+        operator: "vault-server-dev".into(),
+    }
+}
+
+/// Opens an existing vault for the server.
+pub fn open_vault(
+    data: &Path,
+    root_key: Option<&Path>,
+    policies: Option<&Path>,
+) -> Result<Vault<SledStore>, String> {
+    let ctx = Context {
+        data: data.to_owned(),
+        root_key: root_key.map(Path::to_owned),
+        policies: policies.map(Path::to_owned),
+        operator: "vault-server".into(),
+    };
+    ctx.open().map_err(|CtlError(e)| e)
+}
+
+/// Dev mode: creates a vault with a generated root key (as `vaultctl init`).
+pub fn init_vault(data: &Path) -> CtlResult {
+    init(&context(data), vault_core::keyring::DEFAULT_LOG_ORIGIN)
+}
+
+/// The policy set a data directory uses.
+pub fn policy_of(data: &Path) -> Result<Arc<PolicySet>, CtlError> {
+    context(data).policy()
+}
+
+/// Dev mode: writes demo citizens to a file.
+pub fn write_demo(path: &Path, count: u64, seed: u64) -> CtlResult {
+    let f =
+        std::fs::File::create(path).map_err(|e| CtlError(format!("{}: {e}", path.display())))?;
+    demo::write(f, count, seed)
+}
+
+/// Dev mode: imports a file (as `vaultctl import`).
+pub fn import_file(data: &Path, file: &Path) -> CtlResult {
+    import::run(&context(data), file, false)
 }
 
 /// Paths and sources shared by the commands.

@@ -1,4 +1,17 @@
-//! vault-server: the operator CLI (`vaultctl`) today; the HTTPS API joins it later.
-//! Everything here is a thin shell over `vault-core`: parse input, call the core, report.
+//! vault-server: the HTTPS API (actix-web + rustls) and the operator CLI (`vaultctl`).
+//! Everything here is a thin shell over `vault-core`: authenticate at the edge, make one core
+//! call, map the answer.
 
+pub mod auth;
+pub mod config;
 pub mod ctl;
+pub mod dev;
+pub mod metrics;
+pub mod oidc;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod x509;

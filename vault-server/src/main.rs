@@ -1,1 +1,112 @@
-fn main() {}
+//! `vault-server`: `serve --config FILE` for deployments, `dev` for a working vault on a
+//! laptop in one command (SPEC §7).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vault_server::config::Config;
+use vault_server::server;
+
+/// mimalloc: many small allocations per request.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Citizen Data Vault server.
+#[derive(Debug, Parser)]
+#[command(name = "vault-server", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve with a configuration file (see deploy/vault-server.example.toml).
+    Serve {
+        /// The configuration file.
+        #[arg(long, env = "VAULT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Development mode: certificates, keys, a dev token issuer and 1,000 demo citizens
+    /// under DATA/dev/, created on first start and reused after.
+    Dev {
+        /// Data directory.
+        #[arg(long, default_value = "./vault-data")]
+        data: PathBuf,
+        /// Address to listen on (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+    },
+}
+
+fn say(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+fn environment() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("VAULT_"))
+        .collect()
+}
+
+fn serve(config: &Config, banner: Option<&str>) -> Result<(), String> {
+    server::init_logging(&config.log.format, &config.log.level);
+    let prepared = server::prepare(config)?;
+    let listener =
+        TcpListener::bind(&config.listen).map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let srv = server::run(listener, &prepared).map_err(|e| format!("serve: {e}"))?;
+    if let Some(b) = banner {
+        say(&b.replace("{addr}", &addr.to_string()));
+    }
+    say(&format!("vault-server: listening on https://{addr}"));
+    actix_web::rt::System::new()
+        .block_on(srv)
+        .map_err(|e| format!("serve: {e}"))?;
+    server::finish(&prepared);
+    say("vault-server: stopped; in-flight requests finished, audit log and store synced");
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve { config } => serve(&Config::load(&config, &environment())?, None),
+        Command::Dev { data, listen } => {
+            let setup = vault_server::dev::prepare(&data, &listen)?;
+            let d = setup.dir.display();
+            let banner = format!(
+                "vault-server dev: {}\n  data:         {}\n  CA:           {d}/ca.pem\n  \
+                 agency certs: {d}/agencies/<agency-id>.pem and .key\n  auditor cert: {d}/auditor.pem and .key\n  \
+                 citizens:     {d}/citizens.jsonl ({} demo citizens)\n  tokens:       \
+                 vaultctl dev token --data {} --citizen <id> | --auditor <id>\n  \
+                 walk-through: {d}/README.txt\n  DEVELOPMENT ONLY: the root key and CA key sit on disk",
+                if setup.created {
+                    "created a new vault"
+                } else {
+                    "reusing the vault"
+                },
+                data.display(),
+                vault_server::dev::DEMO_CITIZENS,
+                data.display(),
+            );
+            serve(&setup.config, Some(&banner))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            say(&format!("vault-server: error: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}

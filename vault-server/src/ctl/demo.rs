@@ -519,8 +519,12 @@ fn citizen(rng: &mut Rng, used: &mut HashSet<u64>) -> (String, Map<String, Value
 }
 
 pub(super) fn run(count: u64, seed: u64) -> CtlResult {
-    let stdout = std::io::stdout().lock();
-    let mut w = BufWriter::with_capacity(1 << 16, stdout);
+    write(std::io::stdout().lock(), count, seed)
+}
+
+/// Writes `count` demo citizens as JSONL.
+pub(super) fn write(out: impl Write, count: u64, seed: u64) -> CtlResult {
+    let mut w = BufWriter::with_capacity(1 << 16, out);
     let mut rng = Rng::new(seed);
     let mut used = HashSet::new();
     for _ in 0..count {

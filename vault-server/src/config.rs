@@ -1,0 +1,388 @@
+//! Server configuration: a TOML file (unknown keys are errors, with line and column), then
+//! `VAULT_<SECTION>_<KEY>` environment overrides, then validation with messages that name
+//! the key. `deploy/vault-server.example.toml` documents every key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The data directory (store, keys, audit log).
+    #[serde(default = "default_data")]
+    pub data: PathBuf,
+    /// Root key file (default DATA/keys/root.key).
+    #[serde(default)]
+    pub root_key: Option<PathBuf>,
+    /// Policy directory (default: the copy in DATA/policies).
+    #[serde(default)]
+    pub policies: Option<PathBuf>,
+    /// HTTP worker threads (0: one per core).
+    #[serde(default)]
+    pub workers: usize,
+    /// TLS files.
+    pub tls: TlsConfig,
+    /// The OIDC issuer for citizens and auditors.
+    pub oidc: OidcConfig,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// TLS files (PEM).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain.
+    pub cert: PathBuf,
+    /// Server private key.
+    pub key: PathBuf,
+    /// CA that signs agency (and auditor) client certificates.
+    pub client_ca: PathBuf,
+}
+
+/// The OIDC issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// JWKS file (re-read when it changes).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS URL (https), fetched at start and refreshed.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// CA bundle (PEM) to trust for `jwks_url`.
+    #[serde(default)]
+    pub jwks_ca: Option<PathBuf>,
+    /// Seconds between JWKS refreshes.
+    #[serde(default = "default_refresh")]
+    pub refresh_seconds: u64,
+    /// Claim holding roles (string or array).
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// Role that makes a token an auditor's.
+    #[serde(default = "default_auditor_role")]
+    pub auditor_role: String,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body, bytes.
+    #[serde(default = "default_body")]
+    pub max_body_bytes: usize,
+    /// Sustained requests per second per agency.
+    #[serde(default = "default_agency_rps")]
+    pub agency_requests_per_second: u32,
+    /// Burst per agency.
+    #[serde(default = "default_agency_burst")]
+    pub agency_burst: u32,
+    /// Verification-code checks per citizen per minute.
+    #[serde(default = "default_verify")]
+    pub verify_per_minute: u32,
+    /// Seconds in-flight requests get to finish at shutdown.
+    #[serde(default = "default_shutdown")]
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_body(),
+            agency_requests_per_second: default_agency_rps(),
+            agency_burst: default_agency_burst(),
+            verify_per_minute: default_verify(),
+            shutdown_timeout_seconds: default_shutdown(),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` or `text`.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// `error`, `warn`, `info`, `debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8443".into()
+}
+fn default_data() -> PathBuf {
+    PathBuf::from("./vault-data")
+}
+fn default_refresh() -> u64 {
+    300
+}
+fn default_role_claim() -> String {
+    crate::oidc::ROLE_CLAIM.into()
+}
+fn default_auditor_role() -> String {
+    "auditor".into()
+}
+fn default_body() -> usize {
+    64 * 1024
+}
+fn default_agency_rps() -> u32 {
+    5_000
+}
+fn default_agency_burst() -> u32 {
+    10_000
+}
+fn default_verify() -> u32 {
+    10
+}
+fn default_shutdown() -> u64 {
+    30
+}
+fn default_log_format() -> String {
+    "json".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+}
+
+/// Every key the environment may override, as (`section.key`, kind).
+const KEYS: &[(&str, Kind)] = &[
+    ("listen", Kind::Str),
+    ("data", Kind::Str),
+    ("root_key", Kind::Str),
+    ("policies", Kind::Str),
+    ("workers", Kind::Int),
+    ("tls.cert", Kind::Str),
+    ("tls.key", Kind::Str),
+    ("tls.client_ca", Kind::Str),
+    ("oidc.issuer", Kind::Str),
+    ("oidc.audience", Kind::Str),
+    ("oidc.jwks_file", Kind::Str),
+    ("oidc.jwks_url", Kind::Str),
+    ("oidc.jwks_ca", Kind::Str),
+    ("oidc.refresh_seconds", Kind::Int),
+    ("oidc.role_claim", Kind::Str),
+    ("oidc.auditor_role", Kind::Str),
+    ("limits.max_body_bytes", Kind::Int),
+    ("limits.agency_requests_per_second", Kind::Int),
+    ("limits.agency_burst", Kind::Int),
+    ("limits.verify_per_minute", Kind::Int),
+    ("limits.shutdown_timeout_seconds", Kind::Int),
+    ("log.format", Kind::Str),
+    ("log.level", Kind::Str),
+];
+
+/// Environment variables that belong to other tools, not to this file.
+const OTHER_VARS: &[&str] = &["VAULT_POLICIES", "VAULT_TEST_ROOT_KEY", "VAULT_CONFIG"];
+
+/// The environment variable that overrides `key`.
+pub fn env_name(key: &str) -> String {
+    format!("VAULT_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+impl Config {
+    /// Reads `path`, applies overrides from `env`, validates.
+    pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text, &path.display().to_string(), env)
+    }
+
+    /// Parses TOML text named `name`, applies overrides, validates.
+    pub fn parse(text: &str, name: &str, env: &BTreeMap<String, String>) -> Result<Self, String> {
+        let mut table: toml::Table = text.parse().map_err(|e| format!("{name}: {e}"))?;
+        for var in env.keys().filter(|k| k.starts_with("VAULT_")) {
+            if !OTHER_VARS.contains(&var.as_str()) && !KEYS.iter().any(|(k, _)| env_name(k) == *var)
+            {
+                return Err(format!(
+                    "{var}: not a configuration key (known: {})",
+                    KEYS.iter()
+                        .map(|(k, _)| env_name(k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        for (key, kind) in KEYS {
+            let Some(raw) = env.get(&env_name(key)) else {
+                continue;
+            };
+            let value = match kind {
+                Kind::Str => toml::Value::String(raw.clone()),
+                Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| {
+                    format!("{}: expected a whole number for {key}", env_name(key))
+                })?),
+            };
+            let mut t = &mut table;
+            let mut parts: Vec<&str> = key.split('.').collect();
+            let last = parts.pop().unwrap_or(key);
+            for p in parts {
+                let entry = t
+                    .entry(p.to_owned())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let toml::Value::Table(inner) = entry else {
+                    return Err(format!("{name}: `{p}` must be a table"));
+                };
+                t = inner;
+            }
+            t.insert(last.to_owned(), value);
+        }
+        let config: Self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("{name}: {}", e.message()))?;
+        config.validate().map_err(|e| format!("{name}: {e}"))?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        self.listen
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("listen: `{}` is not an address:port", self.listen))?;
+        for (key, path) in [
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("tls.client_ca", &self.tls.client_ca),
+        ] {
+            if !path.is_file() {
+                return Err(format!("{key}: {} is not a readable file", path.display()));
+            }
+        }
+        match (&self.oidc.jwks_file, &self.oidc.jwks_url) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err("oidc: set exactly one of jwks_file and jwks_url".into());
+            }
+            (None, Some(u)) if !u.starts_with("https://") => {
+                return Err("oidc.jwks_url: must be an https:// URL".into());
+            }
+            _ => {}
+        }
+        if self.oidc.issuer.is_empty() || self.oidc.audience.is_empty() {
+            return Err("oidc: issuer and audience must not be empty".into());
+        }
+        if self.oidc.refresh_seconds == 0 {
+            return Err("oidc.refresh_seconds: must be at least 1".into());
+        }
+        let l = &self.limits;
+        if l.max_body_bytes < 1024 || l.max_body_bytes > 16 * 1024 * 1024 {
+            return Err("limits.max_body_bytes: must be between 1024 and 16777216".into());
+        }
+        if l.agency_requests_per_second == 0 || l.agency_burst == 0 || l.verify_per_minute == 0 {
+            return Err("limits: rates and bursts must be at least 1".into());
+        }
+        if !matches!(self.log.format.as_str(), "json" | "text") {
+            return Err("log.format: `json` or `text`".into());
+        }
+        if !matches!(
+            self.log.level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err("log.level: error, warn, info, debug or trace".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(dir: &Path) -> String {
+        for f in ["c.pem", "k.pem", "ca.pem", "jwks.json"] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        format!(
+            "[tls]\ncert = \"{d}/c.pem\"\nkey = \"{d}/k.pem\"\nclient_ca = \"{d}/ca.pem\"\n\
+             [oidc]\nissuer = \"https://id\"\naudience = \"vault\"\njwks_file = \"{d}/jwks.json\"\n",
+            d = dir.display()
+        )
+    }
+
+    #[test]
+    fn defaults_env_overrides_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = base(dir.path());
+        let c = Config::parse(&text, "t.toml", &BTreeMap::new()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8443");
+        assert_eq!(c.limits.max_body_bytes, 65536);
+        let env = BTreeMap::from([
+            ("VAULT_LISTEN".to_owned(), "127.0.0.1:9000".to_owned()),
+            ("VAULT_LIMITS_AGENCY_BURST".to_owned(), "7".to_owned()),
+            ("VAULT_POLICIES".to_owned(), "/p".to_owned()),
+        ]);
+        let c = Config::parse(&text, "t.toml", &env).unwrap();
+        assert_eq!(
+            (c.listen.as_str(), c.limits.agency_burst),
+            ("127.0.0.1:9000", 7)
+        );
+        let err =
+            Config::parse(&format!("{text}lisen = 1\n"), "t.toml", &BTreeMap::new()).unwrap_err();
+        assert!(err.contains("t.toml") && err.contains("lisen"), "{err}");
+        let err = Config::parse(
+            &text,
+            "t.toml",
+            &BTreeMap::from([("VAULT_LISTN".to_owned(), "x".to_owned())]),
+        )
+        .unwrap_err();
+        assert!(err.contains("VAULT_LISTN"), "{err}");
+        let err = Config::parse(
+            &text,
+            "t.toml",
+            &BTreeMap::from([("VAULT_WORKERS".to_owned(), "two".to_owned())]),
+        )
+        .unwrap_err();
+        assert!(err.contains("VAULT_WORKERS"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = base(dir.path());
+        for (extra, key) in [
+            ("listen = \"nowhere\"\n", "listen"),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[limits]\nmax_body_bytes = 10\n", "limits.max_body_bytes"),
+        ] {
+            let err =
+                Config::parse(&format!("{extra}{text}"), "t.toml", &BTreeMap::new()).unwrap_err();
+            assert!(err.contains(key), "{err}");
+        }
+        let err = Config::parse(
+            &text.replace("jwks_file", "jwks_url"),
+            "t.toml",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(err.contains("jwks_url"), "{err}");
+    }
+}

@@ -1,0 +1,264 @@
+//! Dev mode (SPEC §7): on first start, a local CA with server, agency and auditor
+//! certificates, the dev OIDC issuer, an initialized vault with 1,000 demo citizens, and a
+//! README of curl commands, all under `DATA/dev/`; a restart reuses them. Never in production:
+//! the CA key and the root key sit on disk next to the data.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+use crate::config::{Config, LogConfig, OidcConfig, TlsConfig};
+use crate::oidc::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer, ROLE_CLAIM};
+
+/// Demo citizens loaded on first start.
+pub const DEMO_CITIZENS: u64 = 1000;
+/// The dev auditor's id (certificate SAN `urn:vault:auditor:dev-auditor`).
+pub const DEV_AUDITOR: &str = "dev-auditor";
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    o.open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write_public(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn rc(e: rcgen::Error) -> String {
+    format!("certificate generation: {e}")
+}
+
+fn ca_params() -> Result<CertificateParams, String> {
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(rc)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Citizen Data Vault (dev)");
+    dn.push(DnType::CommonName, "Citizen Data Vault dev CA");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(p)
+}
+
+/// The dev CA: created once, its key kept so later starts can issue missing certificates.
+struct DevCa {
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl DevCa {
+    fn load_or_create(dir: &Path) -> Result<Self, String> {
+        let (key_path, pem_path) = (dir.join("ca.key"), dir.join("ca.pem"));
+        let key = if key_path.exists() && pem_path.exists() {
+            let pem = std::fs::read_to_string(&key_path)
+                .map_err(|e| format!("{}: {e}", key_path.display()))?;
+            KeyPair::from_pem(&pem).map_err(rc)?
+        } else {
+            let key = KeyPair::generate().map_err(rc)?;
+            let cert = ca_params()?.self_signed(&key).map_err(rc)?;
+            write_private(&key_path, key.serialize_pem().as_bytes())?;
+            write_public(&pem_path, &cert.pem())?;
+            key
+        };
+        Ok(Self {
+            issuer: Issuer::new(ca_params()?, key),
+        })
+    }
+
+    /// Issues `name.pem`/`name.key` in `dir` unless both exist.
+    fn issue(
+        &self,
+        dir: &Path,
+        name: &str,
+        cn: &str,
+        sans: Vec<SanType>,
+        server: bool,
+    ) -> Result<(), String> {
+        let (pem, key_path) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        if pem.exists() && key_path.exists() {
+            return Ok(());
+        }
+        let key = KeyPair::generate().map_err(rc)?;
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(rc)?;
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.subject_alt_names = sans;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        p.use_authority_key_identifier_extension = true;
+        let cert = p.signed_by(&key, &self.issuer).map_err(rc)?;
+        write_private(&key_path, key.serialize_pem().as_bytes())?;
+        write_public(&pem, &cert.pem())
+    }
+}
+
+fn uri(s: &str) -> Result<SanType, String> {
+    Ok(SanType::URI(s.try_into().map_err(rc)?))
+}
+
+/// Everything dev mode prepared.
+#[derive(Debug)]
+pub struct DevSetup {
+    /// The server configuration dev mode runs with.
+    pub config: Config,
+    /// `DATA/dev`.
+    pub dir: PathBuf,
+    /// Whether the vault was created now.
+    pub created: bool,
+}
+
+/// Prepares (or reuses) everything under `DATA/dev/` and returns the configuration.
+pub fn prepare(data: &Path, listen: &str) -> Result<DevSetup, String> {
+    let dir = data.join("dev");
+    std::fs::create_dir_all(dir.join("agencies")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let created = !data.join("store").exists();
+    if created {
+        crate::ctl::init_vault(data).map_err(|e| e.to_string())?;
+    }
+    let policy = crate::ctl::policy_of(data).map_err(|e| e.to_string())?;
+    let ca = DevCa::load_or_create(&dir)?;
+    ca.issue(
+        &dir,
+        "server",
+        "localhost",
+        vec![
+            SanType::DnsName("localhost".try_into().map_err(rc)?),
+            SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
+        ],
+        true,
+    )?;
+    for a in policy.agencies() {
+        ca.issue(
+            &dir.join("agencies"),
+            &a.id,
+            &a.name_en,
+            vec![uri(&format!("urn:vault:agency:{}", a.id))?],
+            false,
+        )?;
+    }
+    ca.issue(
+        &dir,
+        "auditor",
+        "Dev auditor",
+        vec![uri(&format!("urn:vault:auditor:{DEV_AUDITOR}"))?],
+        false,
+    )?;
+    DevIssuer::load_or_create(data)?;
+    let citizens = dir.join("citizens.jsonl");
+    if !citizens.exists() {
+        let tmp = dir.join("citizens.partial.jsonl");
+        crate::ctl::write_demo(&tmp, DEMO_CITIZENS, 1).map_err(|e| e.to_string())?;
+        crate::ctl::import_file(data, &tmp).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &citizens).map_err(|e| format!("{}: {e}", citizens.display()))?;
+    }
+    let config = Config {
+        listen: listen.to_owned(),
+        data: data.to_owned(),
+        root_key: None,
+        policies: None,
+        workers: 0,
+        tls: TlsConfig {
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            client_ca: dir.join("ca.pem"),
+        },
+        oidc: OidcConfig {
+            issuer: DEV_ISSUER.into(),
+            audience: DEV_AUDIENCE.into(),
+            jwks_file: Some(DevIssuer::dir(data).join("jwks.json")),
+            jwks_url: None,
+            jwks_ca: None,
+            refresh_seconds: 60,
+            role_claim: ROLE_CLAIM.into(),
+            auditor_role: "auditor".into(),
+        },
+        limits: crate::config::Limits::default(),
+        log: LogConfig::default(),
+    };
+    config.validate()?;
+    write_public(
+        &dir.join("README.txt"),
+        &readme(data, &dir, listen, &citizens)?,
+    )?;
+    Ok(DevSetup {
+        config,
+        dir,
+        created,
+    })
+}
+
+fn first_citizen(citizens: &Path) -> Result<String, String> {
+    let text =
+        std::fs::read_to_string(citizens).map_err(|e| format!("{}: {e}", citizens.display()))?;
+    text.lines()
+        .next()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v.get("citizen_id")?.as_str().map(str::to_owned))
+        .ok_or_else(|| format!("{}: no demo citizen", citizens.display()))
+}
+
+fn readme(data: &Path, dir: &Path, listen: &str, citizens: &Path) -> Result<String, String> {
+    let d = dir.display();
+    let data = data.display();
+    let citizen = first_citizen(citizens)?;
+    Ok(format!(
+        r#"Citizen Data Vault: dev mode files (DEVELOPMENT ONLY: keys sit on disk)
+
+  ca.pem                     CA of the server and every client certificate
+  server.pem / server.key    the server (localhost, 127.0.0.1)
+  agencies/<id>.pem / .key   one client certificate per agency in policies/agencies.toml
+  auditor.pem / auditor.key  auditor certificate (urn:vault:auditor:{DEV_AUDITOR})
+  citizens.jsonl             the {DEMO_CITIZENS} demo citizens loaded (synthetic people)
+  issuer/                    the dev OIDC issuer (jwks.json; citizen and auditor tokens)
+
+A full walk with curl (run from the directory you started `vault-server dev` in):
+
+  V=https://{listen}
+  A="--cacert {d}/ca.pem --cert {d}/agencies/csgt-cong-an-tphcm.pem --key {d}/agencies/csgt-cong-an-tphcm.key"
+
+1. The traffic police ask for a grant for a driver-licence renewal:
+  curl -s $A $V/v1/purposes
+  curl -s $A -H 'content-type: application/json' -H 'Idempotency-Key: demo-1' \
+    -d '{{"citizen_id":"{citizen}","purpose":"driver_licence_renewal","dossier_id":"HS-2026-0001","fields":["full_name","date_of_birth","driver_licence_number"],"official":{{"id":"can-bo-01","unit":"doi-3"}}}}' \
+    $V/v1/grants
+  TOKEN=<access_token from the answer>
+
+2. They read the granted fields (the answer names the audit entry that recorded it):
+  curl -s $A -H "Authorization: Bearer $TOKEN" "$V/v1/citizens/{citizen}/fields?fields=full_name,date_of_birth"
+
+3. The citizen sees who read what, and checks a receipt:
+  CT=$(cargo run -q -p vault-server --bin vaultctl -- dev token --data {data} --citizen {citizen})
+  curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" $V/v1/me/accesses
+  curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" $V/v1/me/accesses/<index>/proof
+
+4. An auditor fetches the signed checkpoint and proofs (certificate or bearer token):
+  U="--cacert {d}/ca.pem --cert {d}/auditor.pem --key {d}/auditor.key"
+  curl -s $U $V/v1/audit/checkpoint
+  curl -s $U "$V/v1/audit/proof/inclusion?index=<index>"
+  curl -s $U "$V/v1/audit/proof/consistency?from=1"
+  curl -s $U "$V/v1/audit/entries?agency=csgt-cong-an-tphcm"
+  cargo run -q -p vault-server --bin vaultctl -- audit verify --data {data}   (server stopped)
+
+Consent: purposes with sensitive fields answer 202 pending_consent; the citizen approves with
+  curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" -X POST $V/v1/me/grants/<grant_id>/approve
+and the agency's next GET /v1/grants/<grant_id> returns the token once.
+"#
+    ))
+}

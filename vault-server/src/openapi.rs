@@ -1,0 +1,393 @@
+//! The OpenAPI 3.1 document, generated from the route table (`routes::TABLE`) so that every
+//! registered route is documented and nothing undocumented is registered; schemas for
+//! bodies and answers live here, next to each other.
+
+use serde_json::{Map, Value, json};
+
+use crate::routes::{Access, Route, TABLE};
+
+fn s(t: &str) -> Value {
+    json!({"type": t})
+}
+
+fn nullable(t: &str) -> Value {
+    json!({"type": [t, "null"]})
+}
+
+fn strings() -> Value {
+    json!({"type": "array", "items": {"type": "string"}})
+}
+
+fn obj(props: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": props, "required": required})
+}
+
+fn query_schema(path: &str, name: &str) -> (Value, bool) {
+    let int = json!({"type": "integer", "minimum": 0});
+    match (path, name) {
+        ("/v1/audit/proof/consistency", "from") | ("/v1/audit/proof/inclusion", "index") => {
+            (int, true)
+        }
+        ("/v1/audit/proof/consistency", "to") | (_, "cursor" | "limit" | "tree_size") => {
+            (int, false)
+        }
+        _ => (s("string"), false),
+    }
+}
+
+fn grant_active() -> Value {
+    obj(
+        json!({"grant_id": s("string"), "status": {"const": "active"},
+               "access_token": s("string"), "token_type": {"const": "Bearer"},
+               "expires_at": s("string"), "fields": strings(), "max_uses": s("integer"),
+               "verification_code": s("string")}),
+        &[
+            "grant_id",
+            "status",
+            "access_token",
+            "token_type",
+            "expires_at",
+            "fields",
+            "max_uses",
+            "verification_code",
+        ],
+    )
+}
+
+fn grant_view() -> Value {
+    obj(
+        json!({"grant_id": s("string"), "status": s("string"), "agency": s("string"),
+               "agency_name": nullable("string"), "official": s("string"),
+               "purpose": s("string"), "purpose_label": nullable("string"),
+               "dossier_id": s("string"), "fields": strings(),
+               "verification_code": s("string"), "requested_at": s("string"),
+               "consent_expires_at": nullable("string"), "break_glass": s("boolean")}),
+        &[
+            "grant_id",
+            "status",
+            "agency",
+            "purpose",
+            "fields",
+            "verification_code",
+        ],
+    )
+}
+
+fn entry_item() -> Value {
+    obj(
+        json!({"index": s("integer"), "entry": s("object"), "leaf_hash": s("string")}),
+        &["index", "entry", "leaf_hash"],
+    )
+}
+
+fn proof(a: &str, b: &str) -> Value {
+    obj(
+        json!({a: s("integer"), b: s("integer"), "hashes": strings()}),
+        &[a, b, "hashes"],
+    )
+}
+
+/// The success answers of a route: (status, media type, schema).
+fn success(r: &Route) -> Vec<(u16, &'static str, Value)> {
+    let j = "application/json";
+    match (r.method, r.path) {
+        ("GET", "/v1/purposes") => vec![(
+            200,
+            j,
+            json!({"type": "array", "items": obj(
+            json!({"id": s("string"), "label_vi": s("string"), "label_en": s("string"),
+                   "fields": strings(), "consent": {"enum": ["required", "not_required"]},
+                   "max_ttl_seconds": s("integer"), "max_uses": s("integer"),
+                   "break_glass": s("boolean")}),
+            &["id", "label_vi", "label_en", "fields", "consent", "max_ttl_seconds",
+              "max_uses", "break_glass"])}),
+        )],
+        ("POST", "/v1/grants") => vec![
+            (201, j, grant_active()),
+            (
+                202,
+                j,
+                obj(
+                    json!({"grant_id": s("string"), "status": {"const": "pending_consent"},
+                                "verification_code": s("string"),
+                                "consent_expires_at": s("string")}),
+                    &[
+                        "grant_id",
+                        "status",
+                        "verification_code",
+                        "consent_expires_at",
+                    ],
+                ),
+            ),
+        ],
+        ("GET", "/v1/grants/{grant_id}") => vec![(
+            200,
+            j,
+            obj(
+                json!({"grant_id": s("string"), "status": {"enum": ["pending_consent", "active",
+                   "refused", "revoked", "expired", "exhausted"]}, "purpose": s("string"),
+                   "dossier_id": s("string"), "fields": strings(), "max_uses": s("integer"),
+                   "uses": s("integer"), "verification_code": s("string"),
+                   "expires_at": nullable("string"), "break_glass": s("boolean"),
+                   "consent_expires_at": nullable("string"), "access_token": s("string"),
+                   "token_type": {"const": "Bearer"}}),
+                &["grant_id", "status", "fields", "max_uses", "uses"],
+            ),
+        )],
+        ("DELETE", _) => vec![(204, "", Value::Null)],
+        ("GET", "/v1/citizens/{citizen_id}/fields") => vec![(
+            200,
+            j,
+            obj(
+                json!({"citizen_id": s("string"), "grant_id": s("string"), "purpose": s("string"),
+                   "fields": s("object"),
+                   "audit": obj(json!({"index": s("integer"), "leaf_hash": s("string")}),
+                                &["index", "leaf_hash"])}),
+                &["citizen_id", "grant_id", "purpose", "fields", "audit"],
+            ),
+        )],
+        ("PUT", _) => vec![(200, j, obj(json!({"version": s("integer")}), &["version"]))],
+        ("GET", "/v1/me/record") => vec![(
+            200,
+            j,
+            obj(
+                json!({"version": s("integer"), "fields": s("object")}),
+                &["version", "fields"],
+            ),
+        )],
+        ("GET", "/v1/me/accesses") => vec![(
+            200,
+            j,
+            obj(
+                json!({
+            "items": {"type": "array", "items": obj(json!({
+                "index": s("integer"), "time": s("string"), "event": s("string"),
+                "agency": nullable("string"), "official": nullable("string"),
+                "purpose": nullable("string"), "purpose_label": nullable("string"),
+                "dossier_id": nullable("string"), "fields": strings(), "outcome": s("string"),
+                "break_glass": s("boolean")}), &["index", "time", "event", "outcome"])},
+            "next_cursor": nullable("integer")}),
+                &["items", "next_cursor"],
+            ),
+        )],
+        ("GET", "/v1/me/accesses/{index}/proof") => vec![(
+            200,
+            j,
+            obj(
+                json!({
+            "index": s("integer"), "entry": s("object"), "leaf_hash": s("string"),
+            "tree_size": s("integer"), "hashes": strings(), "checkpoint": s("string"),
+            "entry_b64": s("string")}),
+                &[
+                    "index",
+                    "entry",
+                    "leaf_hash",
+                    "tree_size",
+                    "hashes",
+                    "checkpoint",
+                ],
+            ),
+        )],
+        ("GET", "/v1/me/grants") => vec![(
+            200,
+            j,
+            obj(
+                json!({"items": {"type": "array", "items": grant_view()}}),
+                &["items"],
+            ),
+        )],
+        ("POST", "/v1/me/grants/{grant_id}/approve" | "/v1/me/grants/{grant_id}/refuse") => {
+            vec![(200, j, grant_view())]
+        }
+        ("POST", "/v1/me/verify") => vec![(
+            200,
+            j,
+            obj(
+                json!({
+            "genuine": s("boolean"), "agency": s("string"), "purpose_label": s("string"),
+            "requested_at": s("string"), "status": s("string")}),
+                &["genuine"],
+            ),
+        )],
+        ("GET", "/v1/audit/entries") => vec![(
+            200,
+            j,
+            obj(
+                json!({
+            "items": {"type": "array", "items": entry_item()},
+            "next_cursor": nullable("integer")}),
+                &["items", "next_cursor"],
+            ),
+        )],
+        ("GET", "/v1/audit/entries/{index}") => vec![(200, j, entry_item())],
+        ("GET", "/v1/audit/checkpoint") => vec![(200, "text/plain", s("string"))],
+        ("GET", "/v1/audit/proof/inclusion") => vec![(200, j, proof("index", "tree_size"))],
+        ("GET", "/v1/audit/proof/consistency") => vec![(200, j, proof("from", "to"))],
+        ("GET", "/readyz") => vec![(200, j, s("object")), (503, j, s("object"))],
+        ("GET", "/metrics") => vec![(200, "text/plain", s("string"))],
+        _ => vec![(200, j, s("object"))],
+    }
+}
+
+fn request_body(r: &Route) -> Option<Value> {
+    let schema = match r.path {
+        "/v1/grants" => json!({"type": "object", "additionalProperties": false,
+            "required": ["citizen_id", "purpose", "dossier_id", "fields", "official"],
+            "properties": {
+                "citizen_id": {"type": "string", "pattern": "^[0-9]{12}$"},
+                "purpose": s("string"), "dossier_id": s("string"), "fields": strings(),
+                "official": {"type": "object", "additionalProperties": false,
+                             "required": ["id"],
+                             "properties": {"id": s("string"), "unit": s("string")}},
+                "ttl_seconds": {"type": "integer", "minimum": 1}}}),
+        "/v1/citizens/{citizen_id}" => json!({"type": "object", "additionalProperties": false,
+            "required": ["fields", "source"],
+            "properties": {"fields": s("object"), "source": s("string")}}),
+        "/v1/me/verify" => json!({"type": "object", "additionalProperties": false,
+            "required": ["verification_code"],
+            "properties": {"verification_code": s("string")}}),
+        _ => return None,
+    };
+    Some(json!({"required": true, "content": {"application/json": {"schema": schema}}}))
+}
+
+fn problem(desc: &str) -> Value {
+    json!({"description": desc, "content": {"application/problem+json": {
+        "schema": {"$ref": "#/components/schemas/Problem"}}}})
+}
+
+fn operation(r: &Route) -> Value {
+    let mut params: Vec<Value> = r
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            let schema = if name == "index" {
+                json!({"type": "integer", "minimum": 0})
+            } else if name == "citizen_id" {
+                json!({"type": "string", "pattern": "^[0-9]{12}$"})
+            } else {
+                s("string")
+            };
+            json!({"name": name, "in": "path", "required": true, "schema": schema})
+        })
+        .collect();
+    for q in r.query {
+        let (schema, required) = query_schema(r.path, q);
+        params.push(json!({"name": q, "in": "query", "required": required, "schema": schema}));
+    }
+    if r.method != "GET" {
+        params.push(
+            json!({"name": "Idempotency-Key", "in": "header", "required": false,
+                           "schema": {"type": "string", "minLength": 1, "maxLength": 128}}),
+        );
+    }
+    let mut responses = Map::new();
+    for (status, media, schema) in success(r) {
+        let v = if media.is_empty() {
+            json!({"description": "done"})
+        } else {
+            json!({"description": "success", "content": {media: {"schema": schema}}})
+        };
+        responses.insert(status.to_string(), v);
+    }
+    if r.access != Access::Public {
+        for (code, desc) in [
+            ("400", "invalid request"),
+            ("401", "missing or invalid credentials"),
+            ("403", "refused"),
+            ("404", "not found"),
+            ("429", "rate limited"),
+            ("503", "audit log unavailable: nothing was released"),
+        ] {
+            responses.insert(code.into(), problem(desc));
+        }
+        if r.body {
+            responses.insert("413".into(), problem("body too large"));
+            responses.insert("415".into(), problem("body is not application/json"));
+        }
+        if r.method != "GET" {
+            responses.insert("409".into(), problem("conflict"));
+            responses.insert(
+                "422".into(),
+                problem("idempotency key reused with another body"),
+            );
+        }
+    }
+    let security = match r.access {
+        Access::Public => json!([]),
+        Access::Agency => json!([{"agencyCertificate": []}]),
+        Access::AgencyToken => json!([{"agencyCertificate": [], "grantToken": []}]),
+        Access::Citizen => json!([{"citizenIdToken": []}]),
+        Access::Auditor => json!([{"auditorIdToken": []}, {"auditorCertificate": []}]),
+    };
+    let op_id: String = format!("{} {}", r.method, r.path)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let mut op = json!({"summary": r.summary, "operationId": op_id, "parameters": params,
+                        "responses": responses, "security": security});
+    if let Some(b) = request_body(r) {
+        op["requestBody"] = b;
+    }
+    op
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for r in TABLE {
+        let item = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
+        item[r.method.to_ascii_lowercase()] = operation(r);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Citizen Data Vault", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Purpose-bound, audited release of Ho Chi Minh City citizens' data."},
+        "servers": [{"url": "https://127.0.0.1:8443"}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "agencyCertificate": {"type": "mutualTLS",
+                    "description": "Client certificate chained to the agency CA, SAN URI urn:vault:agency:<id>"},
+                "auditorCertificate": {"type": "mutualTLS",
+                    "description": "Client certificate with SAN URI urn:vault:auditor:<id>"},
+                "grantToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (RFC 9068 at+jwt)"},
+                "citizenIdToken": {"type": "http", "scheme": "bearer", "bearerFormat": "OIDC ID token"},
+                "auditorIdToken": {"type": "http", "scheme": "bearer",
+                    "bearerFormat": "OIDC ID token with the auditor role"},
+            },
+            "schemas": {"Problem": {"type": "object",
+                "required": ["type", "title", "status", "detail", "code"],
+                "properties": {"type": s("string"), "title": s("string"), "status": s("integer"),
+                               "detail": s("string"),
+                               "code": {"type": "string", "enum": crate::problem::all_codes()}}}},
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_document_once() {
+        let d = document();
+        let mut n = 0;
+        for (_, item) in d["paths"].as_object().unwrap() {
+            n += item.as_object().unwrap().len();
+        }
+        assert_eq!(n, TABLE.len());
+        for r in TABLE {
+            let op = &d["paths"][r.path][r.method.to_ascii_lowercase()];
+            assert!(op.is_object(), "{} {}", r.method, r.path);
+            assert!(
+                op["responses"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .any(|k| k.starts_with('2'))
+            );
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The route table: one list that both registers every handler and describes it for the
+//! OpenAPI document, so the two cannot drift; and the fallback that answers 404 or 405 as
+//! problem+json.
+
+pub mod agency;
+pub mod auditor;
+pub mod citizen;
+pub mod ops;
+
+use actix_web::{HttpRequest, web};
+
+use crate::problem::ApiError;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (operations routes).
+    Public,
+    /// An agency system (mTLS).
+    Agency,
+    /// An agency system with a grant token.
+    AgencyToken,
+    /// A citizen (bearer ID token).
+    Citizen,
+    /// An auditor (bearer with role, or auditor certificate).
+    Auditor,
+}
+
+/// One route as documented.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// HTTP method, upper case.
+    pub method: &'static str,
+    /// Path template (`{name}` for parameters).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// One line.
+    pub summary: &'static str,
+    /// Query parameters accepted (any other is refused).
+    pub query: &'static [&'static str],
+    /// Whether it takes a JSON body.
+    pub body: bool,
+}
+
+macro_rules! routes {
+    ($( $method:ident $path:literal => $handler:path, $access:ident, body: $body:literal,
+        query: [$($q:literal),*], $summary:literal; )*) => {
+        /// Registers every route.
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $( cfg.route($path, web::$method().to($handler)); )*
+        }
+
+        /// Every route, for the OpenAPI document and the fallback.
+        pub const TABLE: &[Route] = &[
+            $( Route {
+                method: routes!(@upper $method),
+                path: $path,
+                access: Access::$access,
+                summary: $summary,
+                query: &[$($q),*],
+                body: $body,
+            }, )*
+        ];
+    };
+    (@upper get) => { "GET" };
+    (@upper post) => { "POST" };
+    (@upper put) => { "PUT" };
+    (@upper delete) => { "DELETE" };
+}
+
+routes! {
+    get "/v1/purposes" => agency::purposes, Agency, body: false, query: [],
+        "The purposes the calling agency may use";
+    post "/v1/grants" => agency::request_grant, Agency, body: true, query: [],
+        "Ask for a grant: citizen, purpose, dossier, fields, official";
+    get "/v1/grants/{grant_id}" => agency::grant_status, Agency, body: false, query: [],
+        "A grant's status; an approved grant's token is returned once";
+    delete "/v1/grants/{grant_id}" => agency::revoke_grant, Agency, body: false, query: [],
+        "Revoke one of the agency's grants; its token stops working at once";
+    get "/v1/citizens/{citizen_id}/fields" => agency::release, AgencyToken, body: false,
+        query: ["fields"], "Release granted fields (audited before release)";
+    put "/v1/citizens/{citizen_id}" => agency::write_record, Agency, body: true, query: [],
+        "Write a citizen's fields (source-of-truth agencies)";
+    get "/v1/me/record" => citizen::record, Citizen, body: false, query: [],
+        "The citizen's own record (audited)";
+    get "/v1/me/accesses" => citizen::accesses, Citizen, body: false, query: ["cursor", "limit"],
+        "Who read what, when and why: newest first";
+    get "/v1/me/accesses/{index}/proof" => citizen::receipt, Citizen, body: false, query: [],
+        "An offline-checkable receipt for one of the citizen's entries";
+    get "/v1/me/grants" => citizen::grants, Citizen, body: false, query: ["status"],
+        "The citizen's grants (e.g. pending consent)";
+    post "/v1/me/grants/{grant_id}/approve" => citizen::approve, Citizen, body: false,
+        query: [], "Consent to a pending grant";
+    post "/v1/me/grants/{grant_id}/refuse" => citizen::refuse, Citizen, body: false,
+        query: [], "Refuse a pending grant";
+    post "/v1/me/verify" => citizen::verify, Citizen, body: true, query: [],
+        "Check whether a verification code belongs to a genuine request about the citizen";
+    get "/v1/audit/entries" => auditor::entries, Auditor, body: false,
+        query: ["agency", "official", "purpose", "event", "citizen_id", "from", "to", "cursor", "limit"],
+        "Query the audit log, oldest first (audited)";
+    get "/v1/audit/entries/{index}" => auditor::entry, Auditor, body: false, query: [],
+        "One audit entry and its leaf hash (audited)";
+    get "/v1/audit/checkpoint" => auditor::checkpoint, Auditor, body: false, query: [],
+        "The latest signed checkpoint (C2SP signed note)";
+    get "/v1/audit/proof/inclusion" => auditor::inclusion, Auditor, body: false,
+        query: ["index", "tree_size"], "RFC 9162 inclusion proof";
+    get "/v1/audit/proof/consistency" => auditor::consistency, Auditor, body: false,
+        query: ["from", "to"], "RFC 9162 consistency proof";
+    get "/healthz" => ops::healthz, Public, body: false, query: [], "The process is up";
+    get "/readyz" => ops::readyz, Public, body: false, query: [],
+        "Store open, audit log writable, keys loaded";
+    get "/metrics" => ops::metrics, Public, body: false, query: [], "Prometheus metrics";
+    get "/openapi.json" => ops::openapi, Public, body: false, query: [],
+        "This API's OpenAPI 3.1 document";
+}
+
+/// Whether a concrete path matches a template.
+pub fn matches(template: &str, path: &str) -> bool {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a.starts_with('{') && a.ends_with('}') => {
+                if b.is_empty() {
+                    return false;
+                }
+            }
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The route a request is for, if any.
+pub fn route_of(method: &str, path: &str) -> Option<&'static Route> {
+    TABLE
+        .iter()
+        .find(|r| r.method == method && matches(r.path, path))
+}
+
+/// Answer for anything the table does not route: 405 if the path exists with other
+/// methods, else 404.
+pub async fn fallback(req: HttpRequest) -> ApiError {
+    if TABLE.iter().any(|r| matches(r.path, req.path())) {
+        ApiError::MethodNotAllowed
+    } else {
+        ApiError::NotFound
+    }
+}
+
+/// Refuses query parameters a route does not accept (the same rule on every route).
+pub fn check_query(route: &Route, query: &str) -> Result<(), ApiError> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let name = pair.split('=').next().unwrap_or("");
+        if !route.query.contains(&name) {
+            return Err(ApiError::InvalidRequest(
+                "unknown query parameter (see /openapi.json)".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_concrete_paths_only() {
+        assert!(matches("/v1/grants/{grant_id}", "/v1/grants/g-abc"));
+        assert!(!matches("/v1/grants/{grant_id}", "/v1/grants/"));
+        assert!(!matches("/v1/grants/{grant_id}", "/v1/grants/a/b"));
+        assert!(matches(
+            "/v1/me/accesses/{index}/proof",
+            "/v1/me/accesses/5/proof"
+        ));
+        assert_eq!(
+            route_of("DELETE", "/v1/grants/x").map(|r| r.path),
+            Some("/v1/grants/{grant_id}")
+        );
+        assert!(route_of("PATCH", "/v1/grants/x").is_none());
+    }
+
+    #[test]
+    fn unknown_query_parameters_are_refused() {
+        let r = route_of("GET", "/v1/me/accesses").unwrap();
+        assert!(check_query(r, "cursor=1&limit=2").is_ok());
+        assert!(check_query(r, "").is_ok());
+        assert!(check_query(r, "cursor=1&debug=1").is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! Agency routes (mTLS): purposes, grants, releases and source-of-truth writes.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use vault_core::audit::{Actor, SafeId};
+use vault_core::grant::{Grant, GrantStatus};
+use vault_core::policy::ConsentRule;
+use vault_core::vault::{GrantOutcome, GrantRequest};
+use vault_core::{CitizenId, Timestamp, VaultError};
+
+use crate::auth::{Agency, bearer};
+use crate::problem::ApiError;
+use crate::state::{State, core, idempotency_key, idempotent, read_json};
+
+/// `GET /v1/purposes`
+pub async fn purposes(Agency(caller): Agency, state: State) -> Result<HttpResponse, ApiError> {
+    let policy = state.vault.policy();
+    let agency = policy
+        .agency(&caller.agency)
+        .ok_or(ApiError::UnknownAgency)?;
+    let list: Vec<Value> = agency
+        .purposes
+        .iter()
+        .filter_map(|p| policy.purpose(p))
+        .map(|p| {
+            let mut fields = p.fields.clone();
+            if p.derived.age_at_least.is_some() {
+                fields.push(vault_core::policy::DERIVED_AGE_AT_LEAST.into());
+            }
+            if !p.derived.resides_in.is_empty() {
+                fields.push(vault_core::policy::DERIVED_RESIDES_IN.into());
+            }
+            json!({
+                "id": p.id, "label_vi": p.label_vi, "label_en": p.label_en, "fields": fields,
+                "consent": match p.consent { ConsentRule::Required => "required",
+                                             ConsentRule::NotRequired => "not_required" },
+                "max_ttl_seconds": p.max_ttl_seconds, "max_uses": p.max_uses,
+                "break_glass": p.break_glass,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Official {
+    id: String,
+    #[serde(default)]
+    unit: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    citizen_id: String,
+    purpose: String,
+    dossier_id: String,
+    fields: Vec<String>,
+    official: Official,
+    #[serde(default)]
+    ttl_seconds: Option<u32>,
+}
+
+fn time_s(secs: Option<i64>) -> Value {
+    secs.map_or(Value::Null, |s| {
+        json!(Timestamp::from_millis(s.saturating_mul(1000)).to_string())
+    })
+}
+
+fn time_ms(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |m| {
+        json!(Timestamp::from_millis(m).to_string())
+    })
+}
+
+fn active_body(g: &Grant, token: &str) -> Value {
+    json!({
+        "grant_id": g.id, "status": "active", "access_token": token, "token_type": "Bearer",
+        "expires_at": time_s(g.token_exp), "fields": g.fields, "max_uses": g.max_uses,
+        "verification_code": g.verification_code,
+    })
+}
+
+/// `POST /v1/grants`
+pub async fn request_grant(
+    Agency(caller): Agency,
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let (body, _) = read_json::<GrantBody>(&req, payload, state.max_body).await?;
+    let request = GrantRequest {
+        citizen_id: body.citizen_id,
+        purpose: body.purpose,
+        dossier_id: body.dossier_id,
+        fields: body.fields,
+        official_id: body.official.id,
+        official_unit: body.official.unit,
+        ttl_seconds: body.ttl_seconds,
+    };
+    let outcome = core(&state, move |st| {
+        st.vault
+            .request_grant(&caller, &request, key.as_deref(), st.now())
+    })
+    .await;
+    match outcome {
+        Ok(GrantOutcome::Active { grant, token }) => {
+            state.metrics.grant("active");
+            Ok(HttpResponse::Created().json(active_body(&grant, &token)))
+        }
+        Ok(GrantOutcome::Pending { grant }) => {
+            state.metrics.grant("pending_consent");
+            Ok(HttpResponse::Accepted().json(json!({
+                "grant_id": grant.id, "status": "pending_consent",
+                "verification_code": grant.verification_code,
+                "consent_expires_at": time_ms(grant.consent_expires_ms),
+            })))
+        }
+        Err(e) => {
+            state.metrics.grant("denied");
+            Err(e)
+        }
+    }
+}
+
+/// `GET /v1/grants/{grant_id}`
+pub async fn grant_status(
+    Agency(caller): Agency,
+    state: State,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let (g, token, now) = core(&state, move |st| {
+        let now = st.now();
+        st.vault
+            .grant_status(&caller, &id, now)
+            .map(|(g, t)| (g, t, now))
+    })
+    .await?;
+    let status = g.status_at(now);
+    let mut body = json!({
+        "grant_id": g.id, "status": status.as_str(), "purpose": g.purpose,
+        "dossier_id": g.dossier_id, "fields": g.fields, "max_uses": g.max_uses,
+        "uses": g.uses, "verification_code": g.verification_code,
+        "expires_at": time_s(g.token_exp), "break_glass": g.break_glass,
+    });
+    if status == GrantStatus::PendingConsent {
+        body["consent_expires_at"] = time_ms(g.consent_expires_ms);
+    }
+    if let Some(t) = token {
+        body["access_token"] = json!(t);
+        body["token_type"] = json!("Bearer");
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `DELETE /v1/grants/{grant_id}`
+pub async fn revoke_grant(
+    Agency(caller): Agency,
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let id = id.into_inner();
+    let scope = format!("agency:{}", caller.agency);
+    let hash = hex::encode(vault_core::crypto::sha256(
+        format!("DELETE {id}").as_bytes(),
+    ));
+    idempotent(&state, scope, key, hash, move |st| {
+        st.vault.revoke_grant(&caller, &id, st.now())?;
+        Ok((204, Value::Null))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// Query parameters.
+pub struct FieldsQuery {
+    #[serde(default)]
+    fields: Option<String>,
+}
+
+/// `GET /v1/citizens/{citizen_id}/fields`
+pub async fn release(
+    Agency(caller): Agency,
+    state: State,
+    req: HttpRequest,
+    citizen: web::Path<String>,
+    query: web::Query<FieldsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let token = bearer(&req)
+        .ok_or(ApiError::Vault(VaultError::Token(
+            vault_core::token::TokenRejection::Malformed,
+        )))?
+        .to_owned();
+    let fields: Vec<String> = query
+        .fields
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let citizen = citizen.into_inner();
+    let r = core(&state, move |st| {
+        st.vault
+            .release_with_token(&token, &caller.cert_thumbprint, &citizen, &fields, st.now())
+            .map(|r| (r, citizen))
+    })
+    .await?;
+    let (r, citizen) = r;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({
+            "citizen_id": citizen, "grant_id": r.grant_id, "purpose": r.purpose,
+            "fields": r.fields,
+            "audit": {"index": r.audit.index, "leaf_hash": hex::encode(r.audit.leaf_hash)},
+        })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteBody {
+    fields: Map<String, Value>,
+    source: String,
+}
+
+/// `PUT /v1/citizens/{citizen_id}` (source-of-truth agencies)
+pub async fn write_record(
+    Agency(caller): Agency,
+    state: State,
+    req: HttpRequest,
+    citizen: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let writes = state
+        .vault
+        .policy()
+        .agency(&caller.agency)
+        .is_some_and(|a| a.writes);
+    if !writes {
+        return Err(ApiError::WritesNotAllowed);
+    }
+    let key = idempotency_key(&req)?;
+    let citizen = CitizenId::parse(&citizen.into_inner()).map_err(ApiError::Vault)?;
+    let (body, hash) = read_json::<WriteBody>(&req, payload, state.max_body).await?;
+    if body.fields.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "`fields` must name at least one field".into(),
+        ));
+    }
+    let source = SafeId::parse(&body.source).map_err(|_| {
+        ApiError::InvalidRequest("`source` must be 1-64 of A-Z a-z 0-9 . _ : @ -".into())
+    })?;
+    let agency = SafeId::parse(&caller.agency).map_err(ApiError::Vault)?;
+    // Scope by agency and citizen (blind), so one key cannot replay onto another citizen.
+    let scope = format!("agency:{}:{}", caller.agency, state.vault.blind(&citizen));
+    idempotent(&state, scope, key, hash, move |st| {
+        let write = st.vault.validate_write(citizen, body.fields)?;
+        let actor = Actor::official(source, agency, None);
+        let outcome = st.vault.write_records(&[write], &actor, st.now())?;
+        st.vault.flush()?;
+        let version = outcome.first().map_or(0, |o| o.version());
+        Ok((200, json!({"version": version})))
+    })
+    .await
+}

@@ -1,0 +1,210 @@
+//! Citizen routes (bearer ID token): own record, access history with receipts, consent
+//! decisions and the genuineness check of verification codes.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vault_core::grant::{Grant, GrantStatus};
+
+use crate::auth::Citizen;
+use crate::problem::ApiError;
+use crate::state::{State, core, idempotency_key, idempotent, read_json};
+
+/// `GET /v1/me/record`
+pub async fn record(Citizen(id): Citizen, state: State) -> Result<HttpResponse, ApiError> {
+    let r = core(&state, move |st| st.vault.my_record(&id, st.now())).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({"version": r.version, "fields": r.fields})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// Query parameters.
+pub struct Paging {
+    #[serde(default)]
+    cursor: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/me/accesses`
+pub async fn accesses(
+    Citizen(id): Citizen,
+    state: State,
+    q: web::Query<Paging>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let cursor = q.cursor;
+    let (items, next) = core(&state, move |st| st.vault.my_accesses(&id, cursor, limit)).await?;
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|i| {
+            json!({
+                "index": i.index, "time": i.time, "event": i.event, "agency": i.agency,
+                "official": i.official, "purpose": i.purpose, "purpose_label": i.purpose_label,
+                "dossier_id": i.dossier_id, "fields": i.fields, "outcome": i.outcome,
+                "break_glass": i.break_glass,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+}
+
+/// `GET /v1/me/accesses/{index}/proof`
+pub async fn receipt(
+    Citizen(id): Citizen,
+    state: State,
+    index: web::Path<u64>,
+) -> Result<HttpResponse, ApiError> {
+    let index = index.into_inner();
+    let r = core(&state, move |st| st.vault.my_receipt(&id, index, st.now())).await?;
+    let entry: Value = serde_json::from_slice(&r.entry).map_err(|_| ApiError::Unavailable)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "index": r.index, "entry": entry, "leaf_hash": hex::encode(r.leaf_hash),
+        "tree_size": r.tree_size,
+        "hashes": r.hashes.iter().map(hex::encode).collect::<Vec<_>>(),
+        "checkpoint": r.checkpoint,
+        "entry_b64": base64::engine::general_purpose::STANDARD.encode(&r.entry),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// Query parameters.
+pub struct StatusQuery {
+    #[serde(default)]
+    status: Option<String>,
+}
+
+fn parse_status(s: &str) -> Result<GrantStatus, ApiError> {
+    Ok(match s {
+        "pending_consent" => GrantStatus::PendingConsent,
+        "active" => GrantStatus::Active,
+        "refused" => GrantStatus::Refused,
+        "revoked" => GrantStatus::Revoked,
+        "expired" => GrantStatus::Expired,
+        "exhausted" => GrantStatus::Exhausted,
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "status must be pending_consent, active, refused, revoked, expired or exhausted"
+                    .into(),
+            ));
+        }
+    })
+}
+
+fn grant_view(state: &State, g: &Grant, status: GrantStatus) -> Value {
+    let policy = state.vault.policy();
+    json!({
+        "grant_id": g.id, "status": status.as_str(),
+        "agency": g.agency,
+        "agency_name": policy.agency(&g.agency).map(|a| a.name_vi.clone()),
+        "official": g.official,
+        "purpose": g.purpose,
+        "purpose_label": policy.purpose(&g.purpose).map(|p| p.label_vi.clone()),
+        "dossier_id": g.dossier_id, "fields": g.fields,
+        "verification_code": g.verification_code,
+        "requested_at": vault_core::Timestamp::from_millis(g.created_ms).to_string(),
+        "consent_expires_at": g.consent_expires_ms
+            .map(|m| vault_core::Timestamp::from_millis(m).to_string()),
+        "break_glass": g.break_glass,
+    })
+}
+
+/// `GET /v1/me/grants`
+pub async fn grants(
+    Citizen(id): Citizen,
+    state: State,
+    q: web::Query<StatusQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let status = q.status.as_deref().map(parse_status).transpose()?;
+    let (list, now) = core(&state, move |st| {
+        let now = st.now();
+        st.vault.my_grants(&id, status, now).map(|l| (l, now))
+    })
+    .await?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|g| grant_view(&state, g, g.status_at(now)))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"items": items})))
+}
+
+async fn decide(
+    id: vault_core::CitizenId,
+    state: State,
+    req: HttpRequest,
+    grant: String,
+    approve: bool,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let scope = format!("citizen:{}", state.vault.blind(&id));
+    let verb = if approve { "approve" } else { "refuse" };
+    let hash = hex::encode(vault_core::crypto::sha256(
+        format!("{verb} {grant}").as_bytes(),
+    ));
+    let view_state = state.clone();
+    idempotent(&state, scope, key, hash, move |st| {
+        let now = st.now();
+        let g = if approve {
+            st.vault.approve_grant(&id, &grant, now)?
+        } else {
+            st.vault.refuse_grant(&id, &grant, now)?
+        };
+        Ok((200, grant_view(&view_state, &g, g.status_at(now))))
+    })
+    .await
+}
+
+/// `POST /v1/me/grants/{grant_id}/approve`
+pub async fn approve(
+    Citizen(id): Citizen,
+    state: State,
+    req: HttpRequest,
+    grant: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    decide(id, state, req, grant.into_inner(), true).await
+}
+
+/// `POST /v1/me/grants/{grant_id}/refuse`
+pub async fn refuse(
+    Citizen(id): Citizen,
+    state: State,
+    req: HttpRequest,
+    grant: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    decide(id, state, req, grant.into_inner(), false).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    verification_code: String,
+}
+
+/// `POST /v1/me/verify`
+pub async fn verify(
+    Citizen(id): Citizen,
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .verify_limiter
+        .check(&state.vault.blind(&id).to_string())
+        .map_err(ApiError::RateLimited)?;
+    let (body, _) = read_json::<VerifyBody>(&req, payload, state.max_body).await?;
+    let info = core(&state, move |st| {
+        st.vault.verify_code(&id, &body.verification_code, st.now())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(match info {
+        Some(i) => json!({
+            "genuine": true, "agency": i.agency, "purpose_label": i.purpose_label,
+            "requested_at": i.requested_at.to_string(), "status": i.status.as_str(),
+        }),
+        None => json!({"genuine": false}),
+    }))
+}

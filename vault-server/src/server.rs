@@ -1,0 +1,270 @@
+//! Assembles the server: opens the vault, builds the shared state and TLS, registers the
+//! route table behind one middleware (request id, query rule, structured log line, metrics,
+//! security headers), and serves on an already-bound listener so tests can use port 0.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, ResponseError as _, web};
+use ring::rand::SecureRandom as _;
+
+use crate::config::Config;
+use crate::oidc::{Jwks, OidcVerifier};
+use crate::problem::ApiError;
+use crate::routes;
+use crate::state::{AppState, RateLimiter, State};
+
+/// A vault ready to serve.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Shared state (also used after shutdown to flush).
+    pub state: State,
+    tls: rustls::ServerConfig,
+    workers: usize,
+    shutdown: u64,
+}
+
+fn fetch_jwks(url: &str, ca: Option<&Path>) -> Result<Jwks, String> {
+    let mut b = reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(
+            rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates({
+                    let mut roots = rustls::RootCertStore::empty();
+                    if let Some(ca) = ca {
+                        for c in crate::tls::load_certs(ca)? {
+                            roots.add(c).map_err(|e| e.to_string())?;
+                        }
+                    }
+                    roots
+                })
+                .with_no_client_auth(),
+        )
+        .timeout(Duration::from_secs(10));
+    b = b.https_only(true);
+    let client = b.build().map_err(|e| format!("JWKS client: {e}"))?;
+    let resp = client
+        .get(url)
+        .send()
+        .map_err(|e| format!("JWKS {url}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("JWKS {url}: HTTP {}", resp.status()));
+    }
+    let bytes = resp.bytes().map_err(|e| format!("JWKS {url}: {e}"))?;
+    Jwks::parse(&bytes).map_err(|e| format!("JWKS {url}: {e}"))
+}
+
+fn load_jwks(config: &Config) -> Result<Jwks, String> {
+    match (&config.oidc.jwks_file, &config.oidc.jwks_url) {
+        (Some(f), _) => {
+            let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            Jwks::parse(&bytes).map_err(|e| format!("{}: {e}", f.display()))
+        }
+        (None, Some(u)) => fetch_jwks(u, config.oidc.jwks_ca.as_deref()),
+        (None, None) => Err("oidc: no JWKS source".into()),
+    }
+}
+
+/// Keeps the JWKS fresh: re-reads the file or re-fetches the URL every `refresh_seconds`.
+/// A failed refresh keeps the previous keys and logs a warning.
+fn spawn_jwks_refresh(state: State, config: Config) {
+    let every = Duration::from_secs(config.oidc.refresh_seconds);
+    let _ = std::thread::Builder::new()
+        .name("jwks-refresh".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                match load_jwks(&config) {
+                    Ok(j) => state.oidc.set_jwks(j),
+                    Err(e) => tracing::warn!(target: "vault::oidc", error = %e, "JWKS refresh failed; keeping the previous keys"),
+                }
+            }
+        });
+}
+
+/// Opens the vault and everything the server needs.
+pub fn prepare(config: &Config) -> Result<Prepared, String> {
+    let vault = crate::ctl::open_vault(
+        &config.data,
+        config.root_key.as_deref(),
+        config.policies.as_deref(),
+    )?;
+    let jwks = load_jwks(config)?;
+    let l = &config.limits;
+    let state = web::Data::new(AppState {
+        vault,
+        oidc: OidcVerifier::new(
+            &config.oidc.issuer,
+            &config.oidc.audience,
+            &config.oidc.role_claim,
+            jwks,
+        ),
+        auditor_role: config.oidc.auditor_role.clone(),
+        metrics: crate::metrics::Metrics::default(),
+        agency_limiter: RateLimiter::new(f64::from(l.agency_requests_per_second), l.agency_burst),
+        verify_limiter: RateLimiter::new(
+            f64::from(l.verify_per_minute) / 60.0,
+            l.verify_per_minute,
+        ),
+        max_body: l.max_body_bytes,
+    });
+    spawn_jwks_refresh(state.clone(), config.clone());
+    let tls = crate::tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
+    let workers = if config.workers == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        config.workers
+    };
+    Ok(Prepared {
+        state,
+        tls,
+        workers,
+        shutdown: l.shutdown_timeout_seconds,
+    })
+}
+
+fn request_id(req: &ServiceRequest) -> String {
+    let given = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if let Some(v) = given {
+        return v.to_owned();
+    }
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    hex::encode(b)
+}
+
+/// The one middleware: request id, the query-parameter rule, a log line without paths,
+/// queries, tokens or values, metrics by route template, and security headers.
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let start = Instant::now();
+    let id = request_id(&req);
+    let method = req.method().as_str().to_owned();
+    let route = routes::route_of(&method, req.path());
+    let name = route.map_or("unmatched", |r| r.path);
+    let state = req.app_data::<State>().cloned();
+    let refused = route.and_then(|r| routes::check_query(r, req.query_string()).err());
+    let mut res = match refused {
+        Some(e) => req.into_response(e.error_response()).map_into_right_body(),
+        None => next.call(req).await?.map_into_left_body(),
+    };
+    let status = res.status().as_u16();
+    let code = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .map(ApiError::code);
+    let secs = start.elapsed().as_secs_f64();
+    if let Some(st) = &state {
+        st.metrics.request(&method, name, status, secs);
+    }
+    tracing::info!(
+        target: "vault::http",
+        request_id = %id,
+        method = %method,
+        route = name,
+        status,
+        code = code.unwrap_or(""),
+        micros = (secs * 1e6) as u64,
+        "request"
+    );
+    let h = res.headers_mut();
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
+        h.insert(
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+            v,
+        );
+    }
+    for (k, v) in [
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        ("strict-transport-security", "max-age=31536000"),
+    ] {
+        h.insert(
+            actix_web::http::header::HeaderName::from_static(k),
+            actix_web::http::header::HeaderValue::from_static(v),
+        );
+    }
+    Ok(res)
+}
+
+async fn fallback(req: actix_web::HttpRequest) -> HttpResponse {
+    routes::fallback(req).await.error_response()
+}
+
+/// Serves on `listener` until stopped (SIGINT/SIGTERM or `Server::handle().stop(true)`).
+/// In-flight requests finish (up to the shutdown timeout); every acknowledged release's
+/// audit entry was durable before its answer.
+pub fn run(listener: TcpListener, prepared: &Prepared) -> std::io::Result<Server> {
+    let state = prepared.state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PathConfig::default().error_handler(|_, _| {
+                ApiError::InvalidRequest("malformed path parameter".into()).into()
+            }))
+            .app_data(web::QueryConfig::default().error_handler(|_, _| {
+                ApiError::InvalidRequest("malformed query parameter value".into()).into()
+            }))
+            .wrap(from_fn(observe))
+            .configure(routes::configure)
+            .default_service(web::to(fallback))
+    })
+    .on_connect(crate::tls::on_connect)
+    .workers(prepared.workers)
+    .shutdown_timeout(prepared.shutdown)
+    .listen_rustls_0_23(listener, prepared.tls.clone())?
+    .run();
+    Ok(server)
+}
+
+/// After the server stopped: makes the store durable.
+pub fn finish(prepared: &Prepared) {
+    if let Err(e) = prepared.state.vault.flush() {
+        tracing::error!(target: "vault::server", code = e.code(), "final store flush failed");
+    }
+}
+
+/// Installs the JSON (or text) log subscriber on stderr.
+pub fn init_logging(format: &str, level: &str) {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let level = match level {
+        "error" => LevelFilter::ERROR,
+        "warn" => LevelFilter::WARN,
+        "debug" => LevelFilter::DEBUG,
+        "trace" => LevelFilter::TRACE,
+        _ => LevelFilter::INFO,
+    };
+    let registry = tracing_subscriber::registry().with(level);
+    let _ = if format == "text" {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init()
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    };
+}

@@ -1,0 +1,242 @@
+//! Shared server state (the vault, the token verifier, metrics, limiters) and the helpers
+//! every handler uses: running a core call off the async workers, reading a JSON body after
+//! authentication, and replaying idempotent requests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use vault_core::store::{SledStore, VaultStore as _};
+use vault_core::{Clock as _, SystemClock, Timestamp, Vault, VaultError};
+
+use crate::metrics::Metrics;
+use crate::oidc::OidcVerifier;
+use crate::problem::ApiError;
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The vault.
+    pub vault: Vault<SledStore>,
+    /// Bearer token verification.
+    pub oidc: OidcVerifier,
+    /// The role that makes a bearer an auditor.
+    pub auditor_role: String,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Per-agency request limiter.
+    pub agency_limiter: RateLimiter,
+    /// Per-citizen verification-code limiter.
+    pub verify_limiter: RateLimiter,
+    /// Largest body, bytes.
+    pub max_body: usize,
+}
+
+impl AppState {
+    /// The current time (the server is the edge that reads the wall clock).
+    pub fn now(&self) -> Timestamp {
+        SystemClock.now()
+    }
+}
+
+/// The state as handlers receive it.
+pub type State = web::Data<AppState>;
+
+/// A token bucket per key.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `per_second` sustained, up to `burst` at once.
+    pub fn new(per_second: f64, burst: u32) -> Self {
+        Self {
+            per_second,
+            burst: f64::from(burst),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `key`, or says how many seconds until one is available.
+    pub fn check(&self, key: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let Ok(mut b) = self.buckets.lock() else {
+            return Ok(());
+        };
+        if b.len() > 100_000 {
+            b.retain(|_, (_, t)| now.duration_since(*t).as_secs() < 3600);
+        }
+        let (tokens, last) = b.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = ((1.0 - *tokens) / self.per_second).ceil();
+            Err((wait as u64).max(1))
+        }
+    }
+}
+
+/// Runs a core call on the blocking pool (the core is synchronous and waits for fsync).
+pub async fn core<T, F>(state: &State, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&AppState) -> Result<T, VaultError> + Send + 'static,
+    T: Send + 'static,
+{
+    let s = state.clone().into_inner();
+    web::block(move || f(&s))
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|e| {
+            let e = ApiError::Vault(e);
+            state.metrics.denial(e.code());
+            e
+        })
+}
+
+fn describe(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let place = format!("line {} column {}", e.line(), e.column());
+    match e.classify() {
+        Category::Syntax | Category::Eof => format!("the body is not valid JSON ({place})"),
+        Category::Data => {
+            format!(
+                "the body does not have the expected fields and types ({place}); see /openapi.json"
+            )
+        }
+        Category::Io => "the body could not be read".into(),
+    }
+}
+
+/// Reads and parses a JSON body. Call only after the caller is authenticated.
+/// Returns the value and the SHA-256 of the body (for idempotency).
+pub async fn read_json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<(T, String), ApiError> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let bytes = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?
+        .map_err(|_| ApiError::InvalidRequest("the body could not be read".into()))?;
+    let value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidRequest(describe(&e)))?;
+    Ok((value, hex::encode(vault_core::crypto::sha256(&bytes))))
+}
+
+/// The `Idempotency-Key` header, if any (1-128 visible ASCII characters).
+pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("");
+    if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::InvalidRequest(
+            "Idempotency-Key must be 1-128 visible ASCII characters".into(),
+        ));
+    }
+    Ok(Some(s.to_owned()))
+}
+
+/// A stored answer: status and JSON body (never a token or a citizen value).
+fn stored(status: u16, body: &Value) -> String {
+    json!({"status": status, "body": body}).to_string()
+}
+
+fn replay(text: &str) -> Result<HttpResponse, ApiError> {
+    let v: Value = serde_json::from_str(text).map_err(|_| ApiError::Unavailable)?;
+    let status = v
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| actix_web::http::StatusCode::from_u16(s).ok())
+        .ok_or(ApiError::Unavailable)?;
+    let mut r = HttpResponse::build(status);
+    r.insert_header(("Idempotent-Replayed", "true"));
+    Ok(match v.get("body") {
+        Some(Value::Null) | None => r.finish(),
+        Some(b) => r.json(b),
+    })
+}
+
+/// Runs a mutating call once per (scope, key): the same key with the same body answers the
+/// first (successful) answer again without running anything; with another body, 422.
+/// Without a key, the call simply runs. `scope` names the caller (agency, or a citizen's
+/// blind id) so keys of different callers never meet.
+pub async fn idempotent<F>(
+    state: &State,
+    scope: String,
+    key: Option<String>,
+    body_hash: String,
+    f: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(&AppState) -> Result<(u16, Value), VaultError> + Send + 'static,
+{
+    let Some(key) = key else {
+        let (status, body) = core(state, f).await?;
+        return Ok(respond(status, &body));
+    };
+    let (s2, k2, h2) = (scope.clone(), key.clone(), body_hash.clone());
+    let previous = core(state, move |st| st.vault.store().idempotency(&s2, &k2)).await?;
+    if let Some((hash, text)) = previous {
+        if hash != h2 {
+            return Err(ApiError::IdempotencyConflict);
+        }
+        return replay(&text);
+    }
+    let (status, body) = core(state, f).await?;
+    let text = stored(status, &body);
+    let fresh = core(state, move |st| {
+        let store = st.vault.store();
+        if store.put_idempotency(&scope, &key, &body_hash, &text)? {
+            Ok(None)
+        } else {
+            // A concurrent retry finished first: answer what it answered.
+            Ok(store.idempotency(&scope, &key)?.map(|(_, t)| t))
+        }
+    })
+    .await?;
+    match fresh {
+        Some(text) => replay(&text),
+        None => Ok(respond(status, &body)),
+    }
+}
+
+/// A JSON (or empty, for 204) response.
+pub fn respond(status: u16, body: &Value) -> HttpResponse {
+    let code =
+        actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::OK);
+    if body.is_null() {
+        HttpResponse::build(code).finish()
+    } else {
+        HttpResponse::build(code).json(body)
+    }
+}

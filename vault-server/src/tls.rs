@@ -1,0 +1,109 @@
+//! TLS: the rustls server configuration (ring provider, TLS 1.3 and 1.2, AEAD suites only,
+//! client certificates verified against the agency CA but optional at the handshake) and the
+//! per-connection peer identity handed to handlers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::dev::Extensions;
+use base64::Engine as _;
+use rustls::crypto::{CryptoProvider, ring};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+/// The cipher suites offered: AEAD only, forward secret only.
+fn suites() -> Vec<rustls::SupportedCipherSuite> {
+    use ring::cipher_suite as cs;
+    vec![
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+}
+
+/// The one crypto provider of the process: ring, with the suites above.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(CryptoProvider {
+        cipher_suites: suites(),
+        ..ring::default_provider()
+    })
+}
+
+/// Reads every certificate of a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in the file", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key (PKCS#8, SEC1 or PKCS#1).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The server's TLS configuration.
+pub fn server_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<ServerConfig, String> {
+    let provider = provider();
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(client_ca)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("{}: {e}", client_ca.display()))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("client CA {}: {e}", client_ca.display()))?;
+    ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(cert)?, load_key(key)?)
+        .map_err(|e| format!("server certificate {}: {e}", cert.display()))
+}
+
+/// The verified client certificate of a connection.
+#[derive(Debug, Clone)]
+pub struct PeerCert {
+    /// base64url (no padding) SHA-256 of the certificate DER: the RFC 8705 `x5t#S256`.
+    pub thumbprint: String,
+    /// The identity its SAN URIs name, if any.
+    pub identity: Option<crate::x509::CertIdentity>,
+}
+
+impl PeerCert {
+    /// From a verified certificate's DER.
+    pub fn from_der(der: &[u8]) -> Self {
+        let digest = ::ring::digest::digest(&::ring::digest::SHA256, der);
+        Self {
+            thumbprint: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()),
+            identity: crate::x509::san_uris(der).and_then(|u| crate::x509::identity(&u)),
+        }
+    }
+}
+
+/// `HttpServer::on_connect` hook: stores the verified peer certificate (if any) in the
+/// connection's data, computed once per connection.
+pub fn on_connect(conn: &dyn std::any::Any, data: &mut Extensions) {
+    use actix_tls::accept::rustls_0_23::TlsStream;
+    use actix_web::rt::net::TcpStream;
+    if let Some(tls) = conn.downcast_ref::<TlsStream<TcpStream>>() {
+        let (_, session) = tls.get_ref();
+        if let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) {
+            data.insert(PeerCert::from_der(leaf.as_ref()));
+        }
+    }
+}
