@@ -7,6 +7,7 @@
 )]
 
 pub mod scan;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

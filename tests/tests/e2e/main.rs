@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod import;
 mod plaintext;
+mod server;
 
 use std::path::Path;
 use std::sync::Arc;

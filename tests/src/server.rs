@@ -1,0 +1,418 @@
+//! A real `vault-server` for tests: its own PKI made with rcgen (CA, server, agency, auditor
+//! and hostile certificates), its own OIDC issuer (an Ed25519 JWKS file), a vault with demo
+//! citizens, the server started on port 0, and mTLS clients built with rustls (ring).
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
+use serde_json::{Value, json};
+
+use crate::{TestVault, binary, policies_dir, text};
+
+/// OIDC issuer and audience of test tokens.
+pub const ISSUER: &str = "https://id.test.vn";
+/// Audience of test tokens.
+pub const AUDIENCE: &str = "vault-test";
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Installs the ring provider once for reqwest's rustls.
+pub fn install_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A certificate authority that writes PEM files.
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    /// CA certificate PEM.
+    pub pem: String,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ca")
+    }
+}
+
+impl Ca {
+    /// A new CA named `cn`.
+    pub fn new(cn: &str) -> Self {
+        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let params = || {
+            let mut p =
+                CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            p
+        };
+        let pem = params()
+            .self_signed(&key)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .pem();
+        Self {
+            issuer: Issuer::new(params(), key),
+            pem,
+        }
+    }
+
+    /// Issues a certificate; returns (cert PEM, key PEM). `expired` makes one that ended
+    /// yesterday.
+    pub fn issue(&self, sans: Vec<SanType>, server: bool, expired: bool) -> (String, String) {
+        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        p.distinguished_name.push(DnType::CommonName, "test");
+        p.subject_alt_names = sans;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        if expired {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = p
+            .signed_by(&key, &self.issuer)
+            .unwrap_or_else(|e| panic!("{e}"));
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// A SAN URI.
+pub fn uri(s: &str) -> SanType {
+    SanType::URI(s.try_into().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// A client identity: certificate and key PEM.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Certificate PEM.
+    pub cert: String,
+    /// Key PEM.
+    pub key: String,
+}
+
+/// Server limits a test may tighten.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Sustained requests per second per agency.
+    pub agency_rps: u32,
+    /// Burst.
+    pub agency_burst: u32,
+    /// Largest body.
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            agency_rps: 100_000,
+            agency_burst: 100_000,
+            max_body: 65536,
+        }
+    }
+}
+
+/// A running server.
+pub struct TestServer {
+    /// The vault's directory.
+    pub vault: TestVault,
+    /// The CA of the server and client certificates.
+    pub ca: Ca,
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<u8>>>,
+    oidc: Ed25519KeyPair,
+    kid: String,
+    config: PathBuf,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TestServer({})", self.addr)
+    }
+}
+
+/// Demo citizens as (id, fields).
+pub type Citizens = Vec<(String, Value)>;
+
+impl TestServer {
+    /// A vault with `citizens` demo citizens, served with `limits`.
+    pub fn start(citizens: u64, limits: &Limits) -> (Self, Citizens) {
+        install_provider();
+        let vault = TestVault::initialized();
+        let file = vault.root().join("citizens.jsonl");
+        let out = vault.ctl(&["demo-data", "--count", &citizens.to_string(), "--seed", "7"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::write(&file, &out.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let people: Citizens = text(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| {
+                (
+                    v["citizen_id"].as_str().unwrap_or_default().to_owned(),
+                    v["fields"].clone(),
+                )
+            })
+            .collect();
+        let out = vault.ctl(&["import", file.to_str().unwrap_or_default()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+
+        let pki = vault.root().join("pki");
+        std::fs::create_dir_all(&pki).unwrap_or_else(|e| panic!("{e}"));
+        let ca = Ca::new("test agency CA");
+        let w = |name: &str, s: &str| {
+            std::fs::write(pki.join(name), s).unwrap_or_else(|e| panic!("{e}"))
+        };
+        w("ca.pem", &ca.pem);
+        let (cert, key) = ca.issue(
+            vec![
+                SanType::DnsName("localhost".try_into().unwrap_or_else(|e| panic!("{e}"))),
+                SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
+            ],
+            true,
+            false,
+        );
+        w("server.pem", &cert);
+        w("server.key", &key);
+        let rng = ring::rand::SystemRandom::new();
+        let pk8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap_or_else(|e| panic!("{e}"));
+        let oidc = Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap_or_else(|e| panic!("{e}"));
+        let kid = "test-key-1".to_owned();
+        w(
+            "jwks.json",
+            &json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": kid, "use": "sig",
+                              "x": b64(oidc.public_key().as_ref())}]})
+            .to_string(),
+        );
+        let config = vault.root().join("server.toml");
+        let p = |n: &str| pki.join(n).display().to_string();
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata = \"{}\"\npolicies = \"{}\"\nworkers = 2\n\
+                 [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n\
+                 [oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"{}\"\n\
+                 [limits]\nagency_requests_per_second = {}\nagency_burst = {}\nmax_body_bytes = {}\n\
+                 shutdown_timeout_seconds = 20\n",
+                vault.data().display(),
+                policies_dir().display(),
+                p("server.pem"),
+                p("server.key"),
+                p("ca.pem"),
+                p("jwks.json"),
+                limits.agency_rps,
+                limits.agency_burst,
+                limits.max_body,
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut s = Self {
+            vault,
+            ca,
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log: Arc::new(Mutex::new(Vec::new())),
+            oidc,
+            kid,
+            config,
+        };
+        s.launch();
+        (s, people)
+    }
+
+    /// Starts (or restarts) the server process and waits until it listens.
+    pub fn launch(&mut self) {
+        let mut child = Command::new(binary("vault-server"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("VAULT_TEST_ROOT_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start vault-server: {e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let mut reader = BufReader::new(stderr);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut addr = None;
+        let mut line = String::new();
+        while addr.is_none() && Instant::now() < deadline {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if let Ok(mut l) = self.log.lock() {
+                l.extend_from_slice(line.as_bytes());
+            }
+            addr = line
+                .trim()
+                .strip_prefix("vault-server: listening on https://")
+                .and_then(|a| a.parse().ok());
+        }
+        let Some(addr) = addr else {
+            let log = self.log_text();
+            panic!("vault-server did not start: {log}");
+        };
+        let log = Arc::clone(&self.log);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if let Ok(mut l) = log.lock() {
+                            l.extend_from_slice(&buf[..n]);
+                        }
+                    }
+                }
+            }
+        });
+        self.addr = addr;
+        self.child = Some(child);
+    }
+
+    /// `https://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
+    /// An agency identity issued by the server's CA.
+    pub fn agency_identity(&self, agency: &str) -> Identity {
+        let (cert, key) = self.ca.issue(
+            vec![uri(&format!("urn:vault:agency:{agency}"))],
+            false,
+            false,
+        );
+        Identity { cert, key }
+    }
+
+    /// A client presenting `identity` (or no certificate), trusting the server's CA.
+    pub fn client(&self, identity: Option<&Identity>) -> reqwest::blocking::Client {
+        use rustls::pki_types::pem::PemObject as _;
+        install_provider();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca.pem.as_bytes()) {
+            roots
+                .add(c.unwrap_or_else(|e| panic!("{e}")))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let b = rustls::ClientConfig::builder().with_root_certificates(roots);
+        let cfg = match identity {
+            None => b.with_no_client_auth(),
+            Some(id) => {
+                let chain = rustls::pki_types::CertificateDer::pem_slice_iter(id.cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(id.key.as_bytes())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                b.with_client_auth_cert(chain, key)
+                    .unwrap_or_else(|e| panic!("{e}"))
+            }
+        };
+        reqwest::blocking::Client::builder()
+            .use_preconfigured_tls(cfg)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Signs an ID token with arbitrary claims (for hostile cases).
+    pub fn sign_claims(&self, claims: &Value) -> String {
+        let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = self.oidc.sign(input.as_bytes());
+        format!("{input}.{}", b64(sig.as_ref()))
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::UNIX_EPOCH
+            .elapsed()
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+    }
+
+    /// A citizen's ID token.
+    pub fn citizen_token(&self, id: &str) -> String {
+        let now = Self::now();
+        self.sign_claims(
+            &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": id, "iat": now,
+                                 "exp": now + 600}),
+        )
+    }
+
+    /// An auditor's ID token.
+    pub fn auditor_token(&self, id: &str) -> String {
+        let now = Self::now();
+        self.sign_claims(
+            &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": id, "iat": now,
+                                 "exp": now + 600, "roles": ["auditor"]}),
+        )
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        self.log
+            .lock()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Everything the server wrote to stderr so far, as bytes.
+    pub fn log_bytes(&self) -> Vec<u8> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM (graceful shutdown) and waits for the exit.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> &Path {
+        self.vault.root()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
