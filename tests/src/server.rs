@@ -118,6 +118,8 @@ pub struct Limits {
     pub agency_burst: u32,
     /// Largest body.
     pub max_body: usize,
+    /// Policy directory the server uses (default: the repository's).
+    pub policies: Option<PathBuf>,
 }
 
 impl Default for Limits {
@@ -126,6 +128,7 @@ impl Default for Limits {
             agency_rps: 100_000,
             agency_burst: 100_000,
             max_body: 65536,
+            policies: None,
         }
     }
 }
@@ -214,7 +217,7 @@ impl TestServer {
                  [limits]\nagency_requests_per_second = {}\nagency_burst = {}\nmax_body_bytes = {}\n\
                  shutdown_timeout_seconds = 20\n",
                 vault.data().display(),
-                policies_dir().display(),
+                limits.policies.clone().unwrap_or_else(policies_dir).display(),
                 p("server.pem"),
                 p("server.key"),
                 p("ca.pem"),

@@ -285,6 +285,9 @@ impl Config {
             (None, Some(u)) if !u.starts_with("https://") => {
                 return Err("oidc.jwks_url: must be an https:// URL".into());
             }
+            (None, Some(_)) if self.oidc.jwks_ca.is_none() => {
+                return Err("oidc.jwks_ca: required with jwks_url (the CA to trust for it)".into());
+            }
             _ => {}
         }
         if self.oidc.issuer.is_empty() || self.oidc.audience.is_empty() {
@@ -362,6 +365,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("VAULT_WORKERS"), "{err}");
+    }
+
+    #[test]
+    fn the_example_file_documents_every_key_and_parses() {
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/vault-server.example.toml"),
+        )
+        .unwrap();
+        for (key, _) in KEYS {
+            let name = key.rsplit('.').next().unwrap();
+            assert!(
+                example.contains(&format!("{name} =")),
+                "{key} is not documented in the example"
+            );
+        }
+        let table: toml::Table = example.parse().unwrap();
+        assert!(table.contains_key("tls") && table.contains_key("oidc"));
     }
 
     #[test]

@@ -592,6 +592,25 @@ fn consent_flow_over_http_returns_the_token_once() {
     );
     assert_eq!(st, 200);
     assert_eq!(rec["fields"]["full_name"], people[0].1["full_name"]);
+    // Verification codes cannot be guessed by brute force: 10 checks a minute per citizen
+    // (one was used above by nobody: this citizen has made none yet).
+    let statuses: Vec<u16> = (0..12)
+        .map(|_| {
+            me.post(s.url("/v1/me/verify"))
+                .bearer_auth(&ctok)
+                .json(&json!({"verification_code": "ZZZZZZZZ"}))
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429));
 }
 
 #[test]
@@ -600,6 +619,7 @@ fn idempotency_limits_and_malformed_input_never_reach_500() {
         agency_rps: 1,
         agency_burst: 40,
         max_body: 2048,
+        policies: None,
     };
     let (s, people) = TestServer::start(3, &limits);
     let a = &people[0].0;
