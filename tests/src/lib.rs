@@ -31,12 +31,13 @@ pub fn policies_dir() -> PathBuf {
 /// this finds them next to the test executable's `deps/` directory.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let path = profile_dir.join(name);
+    // A test runs from target/<profile>/deps/; a tool binary from target/<profile>/.
+    let here = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let path = if here.join(name).exists() {
+        here.join(name)
+    } else {
+        here.parent().map(|p| p.join(name)).unwrap_or_default()
+    };
     assert!(
         path.exists(),
         "{} not found: build the binaries first (cargo build --workspace --bins)",

@@ -116,7 +116,7 @@ fn main() {
     let pol = work.path().join("policies");
     copy_dir(&vault_tests::policies_dir(), &pol);
     std::fs::write(pol.join("purposes/bench_release.toml"), format!(
-        "id = \"bench_release\"\nlabel_vi = \"Đo hiệu năng\"\nlabel_en = \"Benchmark\"\nprocedure_group = \"bench\"\nlegal_basis = \"benchmark only\"\nfields = {FIELDS:?}\nmax_ttl_seconds = 86400\nmax_uses = 100000\nconsent = \"not_required\"\n"
+        "id = \"bench_release\"\nlabel_vi = \"Đo hiệu năng\"\nlabel_en = \"Benchmark\"\nprocedure_group = \"bench\"\nlegal_basis = \"benchmark only\"\nfields = {FIELDS:?}\nmax_ttl_seconds = 86400\nmax_uses = 10000\nconsent = \"not_required\"\n"
     )).unwrap();
     let mut agencies = std::fs::read_to_string(pol.join("agencies.toml")).unwrap();
     agencies.push_str("\n[[agency]]\nid = \"bench-agency\"\nname_vi = \"Đo hiệu năng\"\nname_en = \"Benchmark\"\nlevel = \"city\"\njurisdiction = [\"city\"]\npurposes = [\"bench_release\"]\n");
