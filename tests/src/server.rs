@@ -100,6 +100,40 @@ pub fn uri(s: &str) -> SanType {
     SanType::URI(s.try_into().unwrap_or_else(|e| panic!("{e}")))
 }
 
+/// A new Ed25519 key (PKCS#8) for an OIDC issuer.
+pub fn oidc_key() -> Vec<u8> {
+    let rng = ring::rand::SystemRandom::new();
+    Ed25519KeyPair::generate_pkcs8(&rng)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .as_ref()
+        .to_vec()
+}
+
+/// The JWKS of Ed25519 keys (PKCS#8, kid).
+pub fn jwks_of(keys: &[(&[u8], &str)]) -> Value {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|(pk8, kid)| {
+            let k = Ed25519KeyPair::from_pkcs8(pk8).unwrap_or_else(|e| panic!("{e}"));
+            json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "use": "sig",
+                   "x": b64(k.public_key().as_ref())})
+        })
+        .collect();
+    json!({ "keys": keys })
+}
+
+/// Signs ID-token claims with an Ed25519 key (PKCS#8) under `kid`.
+pub fn sign_with(pk8: &[u8], kid: &str, claims: &Value) -> String {
+    let k = Ed25519KeyPair::from_pkcs8(pk8).unwrap_or_else(|e| panic!("{e}"));
+    let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    format!("{input}.{}", b64(k.sign(input.as_bytes()).as_ref()))
+}
+
 /// A client identity: certificate and key PEM.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -120,6 +154,13 @@ pub struct Limits {
     pub max_body: usize,
     /// Policy directory the server uses (default: the repository's).
     pub policies: Option<PathBuf>,
+    /// Fetch the JWKS from this https URL, trusting this CA file, every `jwks_refresh`
+    /// seconds (default: the JWKS file the harness writes).
+    pub jwks_url: Option<(String, PathBuf)>,
+    /// Seconds between JWKS refreshes.
+    pub jwks_refresh: u64,
+    /// The issuer's Ed25519 key (PKCS#8) and kid (default: generated, `test-key-1`).
+    pub oidc_key: Option<(Vec<u8>, String)>,
 }
 
 impl Default for Limits {
@@ -129,6 +170,9 @@ impl Default for Limits {
             agency_burst: 100_000,
             max_body: 65536,
             policies: None,
+            jwks_url: None,
+            jwks_refresh: 300,
+            oidc_key: None,
         }
     }
 }
@@ -196,10 +240,11 @@ impl TestServer {
         );
         w("server.pem", &cert);
         w("server.key", &key);
-        let rng = ring::rand::SystemRandom::new();
-        let pk8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap_or_else(|e| panic!("{e}"));
-        let oidc = Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap_or_else(|e| panic!("{e}"));
-        let kid = "test-key-1".to_owned();
+        let (pk8, kid) = limits
+            .oidc_key
+            .clone()
+            .unwrap_or_else(|| (oidc_key(), "test-key-1".to_owned()));
+        let oidc = Ed25519KeyPair::from_pkcs8(&pk8).unwrap_or_else(|e| panic!("{e}"));
         w(
             "jwks.json",
             &json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": kid, "use": "sig",
@@ -213,7 +258,7 @@ impl TestServer {
             format!(
                 "listen = \"127.0.0.1:0\"\ndata = \"{}\"\npolicies = \"{}\"\nworkers = 2\n\
                  [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n\
-                 [oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"{}\"\n\
+                 [oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n{}\nrefresh_seconds = {}\n\
                  [limits]\nagency_requests_per_second = {}\nagency_burst = {}\nmax_body_bytes = {}\n\
                  shutdown_timeout_seconds = 20\n",
                 vault.data().display(),
@@ -221,7 +266,13 @@ impl TestServer {
                 p("server.pem"),
                 p("server.key"),
                 p("ca.pem"),
-                p("jwks.json"),
+                match &limits.jwks_url {
+                    None => format!("jwks_file = \"{}\"", p("jwks.json")),
+                    Some((url, ca)) => {
+                        format!("jwks_url = \"{url}\"\njwks_ca = \"{}\"", ca.display())
+                    }
+                },
+                limits.jwks_refresh,
                 limits.agency_rps,
                 limits.agency_burst,
                 limits.max_body,

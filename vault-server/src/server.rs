@@ -253,7 +253,11 @@ pub fn init_logging(format: &str, level: &str) {
         "trace" => LevelFilter::TRACE,
         _ => LevelFilter::INFO,
     };
-    let registry = tracing_subscriber::registry().with(level);
+    // rustls warns on every handshake that names an IP address in SNI: keep its errors only.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("rustls", LevelFilter::ERROR);
+    let registry = tracing_subscriber::registry().with(filter);
     let _ = if format == "text" {
         registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))

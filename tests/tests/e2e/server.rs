@@ -619,7 +619,7 @@ fn idempotency_limits_and_malformed_input_never_reach_500() {
         agency_rps: 1,
         agency_burst: 40,
         max_body: 2048,
-        policies: None,
+        ..Limits::default()
     };
     let (s, people) = TestServer::start(3, &limits);
     let a = &people[0].0;
@@ -859,4 +859,96 @@ fn openapi_documents_every_spec_route_and_only_routed_ones() {
             "{m} {p} is documented but not routed"
         );
     }
+}
+
+/// The issuer's keys from an HTTPS URL (`openssl s_server -WWW` serving a directory),
+/// fetched at start and refreshed: a key added to the set is accepted after the refresh.
+#[test]
+fn jwks_from_an_https_url_is_fetched_at_start_and_refreshed() {
+    use vault_tests::server::{Ca, jwks_of, oidc_key, sign_with};
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let ca = Ca::new("issuer CA");
+    let (cert, key) = ca.issue(
+        vec![rcgen::SanType::IpAddress(std::net::IpAddr::from([
+            127, 0, 0, 1,
+        ]))],
+        true,
+        false,
+    );
+    for (name, body) in [("cert.pem", &cert), ("key.pem", &key), ("ca.pem", &ca.pem)] {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let (k1, k2) = (oidc_key(), oidc_key());
+    let write_jwks = |keys: &[(&[u8], &str)]| {
+        std::fs::write(www.join("jwks.json"), jwks_of(keys).to_string()).unwrap();
+    };
+    write_jwks(&[(&k1, "k1")]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut issuer = std::process::Command::new("openssl")
+        .args(["s_server", "-WWW", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(dir.path().join("cert.pem"))
+        .arg("-key")
+        .arg(dir.path().join("key.pem"))
+        .current_dir(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl is needed for this test (.ci/run installs it)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "openssl s_server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (s, people) = TestServer::start(
+        2,
+        &Limits {
+            jwks_url: Some((
+                format!("https://127.0.0.1:{port}/jwks.json"),
+                dir.path().join("ca.pem"),
+            )),
+            jwks_refresh: 1,
+            oidc_key: Some((k1.clone(), "k1".into())),
+            ..Limits::default()
+        },
+    );
+    let now = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({"iss": vault_tests::server::ISSUER, "aud": vault_tests::server::AUDIENCE,
+                        "sub": people[0].0, "iat": now, "exp": now + 600});
+    let me = s.client(None);
+    let status = |token: &str| {
+        me.get(s.url("/v1/me/grants"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status(&sign_with(&k1, "k1", &claims)), 200);
+    let t2 = sign_with(&k2, "k2", &claims);
+    assert_eq!(status(&t2), 401, "a key not yet published");
+    write_jwks(&[(&k1, "k1"), (&k2, "k2")]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while status(&t2) != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key was never fetched"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = issuer.kill();
+    let _ = issuer.wait();
 }
