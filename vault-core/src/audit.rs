@@ -36,6 +36,10 @@ pub trait AuditLog: Send + Sync {
     fn size(&self) -> u64;
     /// Whether appends are currently accepted.
     fn is_healthy(&self) -> bool;
+    /// Like `is_healthy`, but after a failure re-checks the storage (without appending).
+    fn probe(&self) -> bool {
+        self.is_healthy()
+    }
     /// The canonical bytes of an entry.
     fn entry(&self, index: u64) -> Result<Vec<u8>, VaultError>;
     /// The leaf hash of an entry.
@@ -75,6 +79,9 @@ impl AuditLog for SegmentLog {
     }
     fn is_healthy(&self) -> bool {
         SegmentLog::is_healthy(self)
+    }
+    fn probe(&self) -> bool {
+        SegmentLog::probe(self)
     }
     fn entry(&self, index: u64) -> Result<Vec<u8>, VaultError> {
         SegmentLog::entry(self, index)

@@ -15,14 +15,14 @@ pub async fn healthz() -> HttpResponse {
 /// `GET /readyz`: the store answers, the audit log accepts appends and the keys are loaded.
 pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
     let s = state.clone();
-    let (store, keys) = actix_web::web::block(move || {
+    let (store, keys, audit) = actix_web::web::block(move || {
         let store = s.vault.store().citizen_count().is_ok();
         let keys = s.vault.store().keyring().is_ok_and(|k| k.is_some());
-        (store, keys)
+        let audit = s.vault.audit().probe();
+        (store, keys, audit)
     })
     .await
     .map_err(|_| ApiError::Unavailable)?;
-    let audit = state.vault.audit().is_healthy();
     let ready = store && audit && keys;
     let body =
         json!({"ready": ready, "checks": {"store": store, "audit_log": audit, "keys": keys}});
@@ -44,4 +44,100 @@ pub async fn metrics(state: State) -> HttpResponse {
 /// `GET /openapi.json`
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(crate::openapi::document())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use actix_web::{App, test, web};
+    use vault_core::audit::file::{Faults, FaultyFile, FsFile, LogFile};
+    use vault_core::audit::{AuditLog, AuditOpener, LogSigner, SafeId, SegmentLog};
+    use vault_core::keyring::{DEFAULT_LOG_ORIGIN, InMemoryRootKey};
+    use vault_core::policy::PolicySet;
+    use vault_core::store::SledStore;
+    use vault_core::vault::AuditorRead;
+    use vault_core::{Timestamp, Vault, VaultError};
+
+    use crate::metrics::Metrics;
+    use crate::oidc::{Jwks, OidcVerifier};
+    use crate::state::{AppState, RateLimiter};
+
+    struct FaultyAt(PathBuf, Arc<Faults>);
+    impl AuditOpener for FaultyAt {
+        fn open(&self, signer: LogSigner) -> Result<Arc<dyn AuditLog>, VaultError> {
+            let f = Arc::clone(&self.1);
+            Ok(Arc::new(SegmentLog::open_with(
+                &self.0,
+                signer,
+                &move |p| {
+                    Ok(
+                        Box::new(FaultyFile::new(Box::new(FsFile::open(p)?), Arc::clone(&f)))
+                            as Box<dyn LogFile>,
+                    )
+                },
+            )?))
+        }
+    }
+
+    #[actix_web::test]
+    async fn readyz_fails_while_the_audit_log_cannot_sync_and_recovers_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Faults::new();
+        let policy = Arc::new(
+            PolicySet::load_dir(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+            )
+            .unwrap(),
+        );
+        let vault = Vault::init(
+            SledStore::open(&dir.path().join("store")).unwrap(),
+            &InMemoryRootKey::new([7; 32]),
+            policy,
+            DEFAULT_LOG_ORIGIN,
+            &FaultyAt(dir.path().join("audit"), Arc::clone(&faults)),
+        )
+        .unwrap();
+        let state = web::Data::new(AppState {
+            vault,
+            oidc: OidcVerifier::new("https://i", "a", "roles", Jwks::default()),
+            auditor_role: "auditor".into(),
+            metrics: Metrics::default(),
+            agency_limiter: RateLimiter::new(10.0, 10),
+            verify_limiter: RateLimiter::new(1.0, 1),
+            max_body: 4096,
+        });
+        let app = test::init_service(
+            App::new()
+                .app_data(state.clone())
+                .configure(crate::routes::configure),
+        )
+        .await;
+        macro_rules! ready {
+            () => {{
+                let req = test::TestRequest::get().uri("/readyz").to_request();
+                let r = test::call_service(&app, req).await;
+                let status = r.status().as_u16();
+                let body: serde_json::Value = test::read_body_json(r).await;
+                (status, body)
+            }};
+        }
+        assert_eq!(ready!().0, 200);
+        faults.set_sync(true);
+        let who = SafeId::parse("kt-01").unwrap();
+        let now = Timestamp::from_millis(1_795_395_723_000);
+        assert!(
+            state
+                .vault
+                .auditor_read(&who, AuditorRead::Checkpoint, now)
+                .is_err()
+        );
+        let (status, body) = ready!();
+        assert_eq!(status, 503);
+        assert_eq!(body["checks"]["audit_log"], false);
+        assert_eq!(body["checks"]["store"], true);
+        faults.set_sync(false);
+        assert_eq!(ready!().0, 200, "recovers without a restart or an append");
+    }
 }
