@@ -470,8 +470,15 @@ fn other_citizens_other_certificates_and_other_agencies_are_refused_and_audited(
             .unwrap(),
     );
     assert_eq!(st, 404);
-    // Garbage tokens.
+    // Garbage tokens, and none at all.
     let (st, e) = release(&agency, &s, "not.a.token", a, "full_name");
+    assert_eq!((st, e["code"].as_str().unwrap()), (401, "token_invalid"));
+    let (st, e) = json_of(
+        agency
+            .get(s.url(&format!("/v1/citizens/{a}/fields?fields=full_name")))
+            .send()
+            .unwrap(),
+    );
     assert_eq!((st, e["code"].as_str().unwrap()), (401, "token_invalid"));
     // B asking for a receipt of A's release.
     let (_, rel) = release(&agency, &s, &token, a, "full_name");
@@ -515,7 +522,7 @@ fn other_citizens_other_certificates_and_other_agencies_are_refused_and_audited(
     );
     assert_eq!(v["genuine"], json!(true));
     // Every refusal of a release or a receipt above is in the log.
-    assert!(denied() >= before + 6, "{} -> {}", before, denied());
+    assert!(denied() >= before + 7, "{} -> {}", before, denied());
     // Revocation stops the token at once.
     let r = agency
         .delete(s.url(&format!("/v1/grants/{gid}")))

@@ -343,8 +343,8 @@ mod tests {
     }
 
     fn vectors() -> Value {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/testdata/rfc6962-vectors.json");
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/rfc6962-vectors.json");
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     }
 

@@ -317,7 +317,7 @@ mod tests {
 
     fn vector() -> Value {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/testdata/signed-note-vector.json");
+            .join("testdata/signed-note-vector.json");
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     }
 
