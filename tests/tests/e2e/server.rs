@@ -531,6 +531,7 @@ fn other_citizens_other_certificates_and_other_agencies_are_refused_and_audited(
     assert_eq!(r.status().as_u16(), 204);
     let (st, e) = release(&agency, &s, &token, a, "full_name");
     assert_eq!((st, e["code"].as_str().unwrap()), (403, "grant_revoked"));
+    scan_log(&s, &people[..2]);
 }
 
 #[test]
@@ -618,6 +619,7 @@ fn consent_flow_over_http_returns_the_token_once() {
         "{statuses:?}"
     );
     assert_eq!(statuses.last(), Some(&429));
+    scan_log(&s, &people[..1]);
 }
 
 #[test]
