@@ -6,6 +6,8 @@
     reason = "test-support crate: a failed setup is a failed test, reported with its cause"
 )]
 
+pub mod load;
+pub mod report;
 pub mod scan;
 pub mod server;
 
