@@ -7,6 +7,7 @@
 )]
 
 pub mod load;
+pub mod peers;
 pub mod report;
 pub mod scan;
 pub mod server;

@@ -28,12 +28,14 @@ pub struct Outcome {
 
 fn histogram() -> Histogram<u64> {
     // 1 µs to 100 s, 3 significant digits; cannot fail for these bounds.
-    Histogram::new_with_bounds(1, 100_000_000, 3).unwrap_or_else(|_| {
-        Histogram::new(3).unwrap_or_else(|_| unreachable_histogram())
-    })
+    Histogram::new_with_bounds(1, 100_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable_histogram()))
 }
 
-#[expect(clippy::panic, reason = "hdrhistogram refuses only invalid bounds, which are constant")]
+#[expect(
+    clippy::panic,
+    reason = "hdrhistogram refuses only invalid bounds, which are constant"
+)]
 fn unreachable_histogram() -> Histogram<u64> {
     panic!("histogram bounds are valid")
 }
@@ -54,7 +56,9 @@ impl Outcome {
     pub fn record(&mut self, ok: bool, latency: Duration) {
         if ok {
             self.ok += 1;
-            let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+            let us = u64::try_from(latency.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1);
             let _ = self.hist.record(us.min(self.hist.high()));
         } else {
             self.errors += 1;
@@ -126,6 +130,32 @@ pub fn run(
     })
 }
 
+/// splitmix64 of (connection, sequence): a cheap, well-spread pseudo-random index.
+pub fn mix(c: usize, i: u64) -> u64 {
+    let mut z =
+        (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i.wrapping_add(0x632B_E59B_D9B4_E019);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// An HTTP operation: builds a request for (connection, sequence) on that connection's
+/// client; success is a 2xx whose body was read completely.
+pub fn http_op<F>(clients: Arc<Vec<reqwest::Client>>, build: F) -> Op
+where
+    F: Fn(&reqwest::Client, usize, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    Arc::new(move |c, i| {
+        let req = build(&clients[c % clients.len()], c, i);
+        Box::pin(async move {
+            match req.send().await {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            }
+        })
+    })
+}
+
 /// A multi-threaded runtime with one worker per core.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -154,8 +184,16 @@ mod tests {
         assert_eq!((a.ok, a.errors), (100, 1));
         assert_eq!(a.seconds, 2.0);
         assert!((a.rps() - 50.0).abs() < 1e-9);
-        assert!((a.quantile_ms(0.5) - 50.0).abs() < 0.1, "{}", a.quantile_ms(0.5));
-        assert!((a.quantile_ms(0.99) - 99.0).abs() < 0.1, "{}", a.quantile_ms(0.99));
+        assert!(
+            (a.quantile_ms(0.5) - 50.0).abs() < 0.1,
+            "{}",
+            a.quantile_ms(0.5)
+        );
+        assert!(
+            (a.quantile_ms(0.99) - 99.0).abs() < 0.1,
+            "{}",
+            a.quantile_ms(0.99)
+        );
     }
 
     #[test]
@@ -166,7 +204,16 @@ mod tests {
         let total = o.ok + o.errors;
         assert!(total > 0);
         // Each connection fails its requests 0, 3, 6, …: a third of them, rounded up.
-        assert!(o.errors * 3 >= total && o.errors * 3 <= total + 3 * 4, "{} of {}", o.errors, total);
-        assert_eq!(o.hist.len(), o.ok, "latency recorded for every success only");
+        assert!(
+            o.errors * 3 >= total && o.errors * 3 <= total + 3 * 4,
+            "{} of {}",
+            o.errors,
+            total
+        );
+        assert_eq!(
+            o.hist.len(),
+            o.ok,
+            "latency recorded for every success only"
+        );
     }
 }

@@ -359,8 +359,8 @@ impl TestServer {
         Identity { cert, key }
     }
 
-    /// A client presenting `identity` (or no certificate), trusting the server's CA.
-    pub fn client(&self, identity: Option<&Identity>) -> reqwest::blocking::Client {
+    /// The rustls client configuration presenting `identity` (or none), trusting the CA.
+    pub fn tls_config(&self, identity: Option<&Identity>) -> rustls::ClientConfig {
         use rustls::pki_types::pem::PemObject as _;
         install_provider();
         let mut roots = rustls::RootCertStore::empty();
@@ -370,7 +370,7 @@ impl TestServer {
                 .unwrap_or_else(|e| panic!("{e}"));
         }
         let b = rustls::ClientConfig::builder().with_root_certificates(roots);
-        let cfg = match identity {
+        match identity {
             None => b.with_no_client_auth(),
             Some(id) => {
                 let chain = rustls::pki_types::CertificateDer::pem_slice_iter(id.cert.as_bytes())
@@ -381,12 +381,37 @@ impl TestServer {
                 b.with_client_auth_cert(chain, key)
                     .unwrap_or_else(|e| panic!("{e}"))
             }
-        };
+        }
+    }
+
+    /// A blocking client presenting `identity` (or no certificate), trusting the server's CA.
+    pub fn client(&self, identity: Option<&Identity>) -> reqwest::blocking::Client {
         reqwest::blocking::Client::builder()
-            .use_preconfigured_tls(cfg)
+            .use_preconfigured_tls(self.tls_config(identity))
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An async client for one keep-alive HTTP/1.1 connection (the load generator's).
+    pub fn async_client(&self, identity: Option<&Identity>) -> reqwest::Client {
+        reqwest::Client::builder()
+            .use_preconfigured_tls(self.tls_config(identity))
+            .http1_only()
+            .pool_max_idle_per_host(1)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The directory holding the test PKI (`ca.pem`, `server.pem`, `server.key`).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.vault.root().join("pki")
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Signs an ID token with arbitrary claims (for hostile cases).
