@@ -245,6 +245,14 @@ fn main() {
         ..Report::default()
     };
     println!("vault-bench ({}) on {}", plan.mode, report.machine);
+    for name in ["ceiling", "vault", "vault_mixed", "openbao", "postgres"] {
+        if !has(&plan, name) {
+            report.skipped.insert(
+                name.into(),
+                format!("not selected in this run ({} mode / --systems)", plan.mode),
+            );
+        }
+    }
 
     // The vault: citizens imported, one grant per citizen issued up front.
     let t = Instant::now();

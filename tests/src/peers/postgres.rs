@@ -237,7 +237,7 @@ pub fn start(_work: &Path, people: &[(String, Value)]) -> Result<Postgres, Strin
          CREATE UNLOGGED TABLE staging (n int, id text, {cols});
          \\copy staging FROM '{staging}'
          CREATE TABLE citizens (n int PRIMARY KEY, blind text UNIQUE NOT NULL, {bytea_cols});
-         INSERT INTO citizens SELECT n, encode(hmac(id, k.key, 'sha256'), 'hex'), {sealed}
+         INSERT INTO citizens SELECT n, encode(hmac(convert_to(id, 'UTF8'), k.key, 'sha256'), 'hex'), {sealed}
            FROM staging, bench_key k;
          DROP TABLE staging;
          CREATE TABLE audit (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(),
