@@ -194,6 +194,22 @@ pub fn start(
         if devices.get("file/").is_none() {
             return Err(format!("the file audit device is not enabled: {devices}"));
         }
+        // A new KV v2 mount upgrades itself for a moment: wait until it takes a write.
+        loop {
+            let probe = call(
+                c,
+                reqwest::Method::POST,
+                &format!("{base}/v1/secret/data/probe"),
+                Some(&root),
+                Some(json!({"data": {"ok": true}})),
+            )
+            .await;
+            match probe {
+                Ok(_) => break,
+                Err(e) if Instant::now() > deadline + Duration::from_secs(60) => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
         // The same records, written with every connection in parallel.
         let chunk = people.len().div_ceil(clients.len());
         let mut tasks = Vec::new();
