@@ -27,6 +27,9 @@ pub struct Config {
     /// HTTP worker threads (0: one per core).
     #[serde(default)]
     pub workers: usize,
+    /// Threads per worker running core calls (which wait for the audit log's group commit).
+    #[serde(default = "default_blocking")]
+    pub blocking_threads: usize,
     /// TLS files.
     pub tls: TlsConfig,
     /// The OIDC issuer for citizens and auditors.
@@ -139,6 +142,9 @@ fn default_listen() -> String {
 fn default_data() -> PathBuf {
     PathBuf::from("./vault-data")
 }
+fn default_blocking() -> usize {
+    32
+}
 fn default_refresh() -> u64 {
     300
 }
@@ -183,6 +189,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("root_key", Kind::Str),
     ("policies", Kind::Str),
     ("workers", Kind::Int),
+    ("blocking_threads", Kind::Int),
     ("tls.cert", Kind::Str),
     ("tls.key", Kind::Str),
     ("tls.client_ca", Kind::Str),
@@ -295,6 +302,9 @@ impl Config {
         }
         if self.oidc.refresh_seconds == 0 {
             return Err("oidc.refresh_seconds: must be at least 1".into());
+        }
+        if self.blocking_threads == 0 || self.blocking_threads > 1024 {
+            return Err("blocking_threads: must be between 1 and 1024".into());
         }
         let l = &self.limits;
         if l.max_body_bytes < 1024 || l.max_body_bytes > 16 * 1024 * 1024 {

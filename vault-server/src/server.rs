@@ -25,6 +25,7 @@ pub struct Prepared {
     pub state: State,
     tls: rustls::ServerConfig,
     workers: usize,
+    blocking_threads: usize,
     shutdown: u64,
 }
 
@@ -124,6 +125,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         state,
         tls,
         workers,
+        blocking_threads: config.blocking_threads,
         shutdown: l.shutdown_timeout_seconds,
     })
 }
@@ -228,6 +230,7 @@ pub fn run(listener: TcpListener, prepared: &Prepared) -> std::io::Result<Server
     })
     .on_connect(crate::tls::on_connect)
     .workers(prepared.workers)
+    .worker_max_blocking_threads(prepared.blocking_threads)
     .shutdown_timeout(prepared.shutdown)
     .listen_rustls_0_23(listener, prepared.tls.clone())?
     .run();
