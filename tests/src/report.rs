@@ -152,7 +152,18 @@ impl Report {
         if !self.micro.is_empty() {
             o.push_str("\n## Micro-figures\n\n");
             for (k, v) in &self.micro {
-                let _ = writeln!(o, "- {k}: {v}");
+                match v.as_str() {
+                    // A tool's own Markdown output, shown as it printed it.
+                    Some(text) if text.contains('\n') => {
+                        let _ = writeln!(o, "### {k}\n\n{text}\n");
+                    }
+                    Some(text) => {
+                        let _ = writeln!(o, "- {k}: {text}");
+                    }
+                    None => {
+                        let _ = writeln!(o, "- {k}: {v}");
+                    }
+                }
             }
         }
         if !self.skipped.is_empty() {
