@@ -71,9 +71,48 @@ impl Ca {
         }
     }
 
+    /// A CRL (PEM) revoking these serial numbers.
+    pub fn crl(&self, serials: &[u64]) -> String {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2025, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2025, 6, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer)
+            .and_then(|c| c.pem())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Issues a client certificate with a given serial number.
+    pub fn issue_serial(&self, sans: Vec<SanType>, serial: u64) -> (String, String) {
+        self.issue_with(sans, false, false, Some(serial))
+    }
+
     /// Issues a certificate; returns (cert PEM, key PEM). `expired` makes one that ended
     /// yesterday.
     pub fn issue(&self, sans: Vec<SanType>, server: bool, expired: bool) -> (String, String) {
+        self.issue_with(sans, server, expired, None)
+    }
+
+    fn issue_with(
+        &self,
+        sans: Vec<SanType>,
+        server: bool,
+        expired: bool,
+        serial: Option<u64>,
+    ) -> (String, String) {
         let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
         p.distinguished_name.push(DnType::CommonName, "test");
@@ -84,6 +123,9 @@ impl Ca {
         } else {
             ExtendedKeyUsagePurpose::ClientAuth
         }];
+        if let Some(n) = serial {
+            p.serial_number = Some(rcgen::SerialNumber::from(n));
+        }
         if expired {
             p.not_before = rcgen::date_time_ymd(2020, 1, 1);
             p.not_after = rcgen::date_time_ymd(2021, 1, 1);
@@ -161,6 +203,8 @@ pub struct Limits {
     pub jwks_refresh: u64,
     /// The issuer's Ed25519 key (PKCS#8) and kid (default: generated, `test-key-1`).
     pub oidc_key: Option<(Vec<u8>, String)>,
+    /// Client-certificate serial numbers the CA revokes (a CRL the server loads).
+    pub revoked: Vec<u64>,
 }
 
 impl Default for Limits {
@@ -173,6 +217,7 @@ impl Default for Limits {
             jwks_url: None,
             jwks_refresh: 300,
             oidc_key: None,
+            revoked: Vec::new(),
         }
     }
 }
@@ -251,13 +296,19 @@ impl TestServer {
                               "x": b64(oidc.public_key().as_ref())}]})
             .to_string(),
         );
+        let crls = if limits.revoked.is_empty() {
+            String::new()
+        } else {
+            w("ca.crl.pem", &ca.crl(&limits.revoked));
+            format!("client_crls = [\"{}\"]\n", pki.join("ca.crl.pem").display())
+        };
         let config = vault.root().join("server.toml");
         let p = |n: &str| pki.join(n).display().to_string();
         std::fs::write(
             &config,
             format!(
                 "listen = \"127.0.0.1:0\"\ndata = \"{}\"\npolicies = \"{}\"\nworkers = 2\n\
-                 [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n\
+                 [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n{crls}\
                  [oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n{}\nrefresh_seconds = {}\n\
                  [limits]\nagency_requests_per_second = {}\nagency_burst = {}\nmax_body_bytes = {}\n\
                  shutdown_timeout_seconds = 20\n",

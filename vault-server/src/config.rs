@@ -52,6 +52,10 @@ pub struct TlsConfig {
     pub key: PathBuf,
     /// CA that signs agency (and auditor) client certificates.
     pub client_ca: PathBuf,
+    /// Certificate revocation lists (PEM) of that CA: a revoked client certificate fails the
+    /// handshake. Read at start.
+    #[serde(default)]
+    pub client_crls: Vec<PathBuf>,
 }
 
 /// The OIDC issuer.
@@ -180,6 +184,8 @@ fn default_log_level() -> String {
 enum Kind {
     Str,
     Int,
+    /// Comma-separated list of strings.
+    List,
 }
 
 /// Every key the environment may override, as (`section.key`, kind).
@@ -193,6 +199,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("tls.cert", Kind::Str),
     ("tls.key", Kind::Str),
     ("tls.client_ca", Kind::Str),
+    ("tls.client_crls", Kind::List),
     ("oidc.issuer", Kind::Str),
     ("oidc.audience", Kind::Str),
     ("oidc.jwks_file", Kind::Str),
@@ -249,6 +256,13 @@ impl Config {
                 Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| {
                     format!("{}: expected a whole number for {key}", env_name(key))
                 })?),
+                Kind::List => toml::Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_owned()))
+                        .collect(),
+                ),
             };
             let mut t = &mut table;
             let mut parts: Vec<&str> = key.split('.').collect();
@@ -283,6 +297,14 @@ impl Config {
         ] {
             if !path.is_file() {
                 return Err(format!("{key}: {} is not a readable file", path.display()));
+            }
+        }
+        for path in &self.tls.client_crls {
+            if !path.is_file() {
+                return Err(format!(
+                    "tls.client_crls: {} is not a readable file",
+                    path.display()
+                ));
             }
         }
         match (&self.oidc.jwks_file, &self.oidc.jwks_url) {

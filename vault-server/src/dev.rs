@@ -179,6 +179,7 @@ pub fn prepare(data: &Path, listen: &str) -> Result<DevSetup, String> {
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),
             client_ca: dir.join("ca.pem"),
+            client_crls: Vec::new(),
         },
         oidc: OidcConfig {
             issuer: DEV_ISSUER.into(),

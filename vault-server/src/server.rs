@@ -115,7 +115,12 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         max_body: l.max_body_bytes,
     });
     spawn_jwks_refresh(state.clone(), config.clone());
-    let tls = crate::tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca)?;
+    let tls = crate::tls::server_config(
+        &config.tls.cert,
+        &config.tls.key,
+        &config.tls.client_ca,
+        &config.tls.client_crls,
+    )?;
     let workers = if config.workers == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {

@@ -54,8 +54,27 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Reads every CRL of a PEM file.
+pub fn load_crls(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, String> {
+    let crls: Vec<_> = rustls::pki_types::CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if crls.is_empty() {
+        return Err(format!("{}: no CRL in the file", path.display()));
+    }
+    Ok(crls)
+}
+
 /// The server's TLS configuration.
-pub fn server_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<ServerConfig, String> {
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    crls: &[std::path::PathBuf],
+) -> Result<ServerConfig, String> {
     let provider = provider();
     let mut roots = RootCertStore::empty();
     for c in load_certs(client_ca)? {
@@ -63,7 +82,13 @@ pub fn server_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<Server
             .add(c)
             .map_err(|e| format!("{}: {e}", client_ca.display()))?;
     }
+    let mut revoked = Vec::new();
+    for path in crls {
+        revoked.extend(load_crls(path)?);
+    }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(revoked)
+        .only_check_end_entity_revocation()
         .allow_unauthenticated()
         .build()
         .map_err(|e| format!("client CA {}: {e}", client_ca.display()))?;

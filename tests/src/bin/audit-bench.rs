@@ -31,6 +31,11 @@ use vault_core::{FieldName, Timestamp};
 use vault_tests::arg_u64 as arg;
 
 /// Realistic `record.released` entries (about 520 bytes each).
+/// The pool's i-th citizen pseudonym: uniformly spread like the real HMAC pseudonyms.
+fn subject(i: u64) -> [u8; 32] {
+    vault_core::crypto::sha256(&i.to_be_bytes())
+}
+
 fn entry_pool(n: usize) -> Vec<AuditEntry> {
     let id = |s: &str| SafeId::parse(s).unwrap();
     let fields: Vec<FieldName> = [
@@ -62,8 +67,7 @@ fn entry_pool(n: usize) -> Vec<AuditEntry> {
                 time: Timestamp::from_millis(1_795_000_000_000 + i as i64),
                 policy: [7; 32],
             };
-            let mut p = [0u8; 32];
-            p[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let p = subject(i as u64);
             let access = Access {
                 purpose: &purpose,
                 dossier: &dossier,
@@ -273,8 +277,7 @@ fn main() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let mut p = [0u8; 32];
-        p[..8].copy_from_slice(&(x % pool.len() as u64).to_be_bytes());
+        let p = subject(x % pool.len() as u64);
         let q = vault_core::audit::AuditQuery {
             subject: Some(Pseudonym::from_bytes(p)),
             ..Default::default()
@@ -282,7 +285,10 @@ fn main() {
         let t = Instant::now();
         let page = log.query(&q, None, 50, true).unwrap();
         hist.push(t.elapsed().as_secs_f64() * 1e6);
-        assert_eq!(page.indexes.len(), 50.min((size / pool.len() as u64) as usize));
+        assert_eq!(
+            page.indexes.len(),
+            50.min((size / pool.len() as u64) as usize)
+        );
     }
     hist.sort_by(f64::total_cmp);
     let hpct = |q: f64| hist[((hist.len() as f64 * q) as usize).min(hist.len() - 1)];

@@ -50,6 +50,7 @@ fn main() -> std::process::ExitCode {
             &PathBuf::from(&cert),
             &PathBuf::from(&key),
             &PathBuf::from(&ca),
+            &[],
         )
         .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(&listen)?;

@@ -961,3 +961,24 @@ fn jwks_from_an_https_url_is_fetched_at_start_and_refreshed() {
     let _ = issuer.kill();
     let _ = issuer.wait();
 }
+
+/// A certificate the agency CA revoked (listed in `tls.client_crls`) fails the handshake;
+/// the same agency's other certificate works.
+#[test]
+fn a_revoked_agency_certificate_is_refused_at_the_handshake() {
+    let (s, _) = TestServer::start(
+        2,
+        &Limits {
+            revoked: vec![4242],
+            ..Limits::default()
+        },
+    );
+    let san = || vec![uri(&format!("urn:vault:agency:{AGENCY}"))];
+    let (cert, key) = s.ca.issue_serial(san(), 4242);
+    let revoked = s.client(Some(&Identity { cert, key }));
+    assert!(revoked.get(s.url("/v1/purposes")).send().is_err());
+    let (cert, key) = s.ca.issue_serial(san(), 4343);
+    let fine = s.client(Some(&Identity { cert, key }));
+    let r = fine.get(s.url("/v1/purposes")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
