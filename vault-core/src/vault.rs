@@ -124,7 +124,8 @@ pub struct Vault<S: VaultStore> {
     policy: Arc<PolicySet>,
     audit: Arc<dyn AuditLog>,
     tokens: crate::token::TokenKeys,
-    token_cache: std::sync::RwLock<HashMap<[u8; 32], crate::token::VerifiedToken>>,
+    /// Verified tokens by SHA-256, shared (a use clones a pointer, not the claims).
+    token_cache: std::sync::RwLock<HashMap<[u8; 32], Arc<crate::token::VerifiedToken>>>,
     /// Serializes read-modify-write of records (`write_records`, `erase`) within a process;
     /// sled's directory lock keeps other processes out.
     write_lock: std::sync::Mutex<()>,

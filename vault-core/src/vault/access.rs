@@ -659,7 +659,7 @@ impl<S: VaultStore> Vault<S> {
         raw: &str,
         thumbprint: &str,
         now: Timestamp,
-    ) -> Result<VerifiedToken, crate::token::TokenRejection> {
+    ) -> Result<std::sync::Arc<VerifiedToken>, crate::token::TokenRejection> {
         use crate::token::{LEEWAY_SECS, TokenRejection};
         let key = crypto::sha256(raw.as_bytes());
         let cached = self
@@ -681,15 +681,19 @@ impl<S: VaultStore> Vault<S> {
             }
             return Ok(t);
         }
-        let t = crate::token::UnverifiedToken::parse(raw)?.verify(&self.tokens, thumbprint, now)?;
+        let t = std::sync::Arc::new(crate::token::UnverifiedToken::parse(raw)?.verify(
+            &self.tokens,
+            thumbprint,
+            now,
+        )?);
         if let Ok(mut c) = self.token_cache.write() {
             if c.len() >= TOKEN_CACHE_LIMIT {
-                c.retain(|_, v: &mut VerifiedToken| v.claims().exp >= now.as_secs());
+                c.retain(|_, v| v.claims().exp >= now.as_secs());
                 if c.len() >= TOKEN_CACHE_LIMIT {
                     c.clear();
                 }
             }
-            c.insert(key, t.clone());
+            c.insert(key, std::sync::Arc::clone(&t));
         }
         Ok(t)
     }
