@@ -68,6 +68,8 @@ pub trait AuditLog: Send + Sync {
     fn stats(&self) -> Option<&WriterStats> {
         None
     }
+    /// Answers everything queued, syncs the checkpoints and stops accepting appends.
+    fn shutdown(&self) {}
 }
 
 impl AuditLog for SegmentLog {
@@ -118,6 +120,9 @@ impl AuditLog for SegmentLog {
     }
     fn stats(&self) -> Option<&WriterStats> {
         Some(SegmentLog::stats(self))
+    }
+    fn shutdown(&self) {
+        SegmentLog::shutdown(self);
     }
 }
 

@@ -242,11 +242,13 @@ pub fn run(listener: TcpListener, prepared: &Prepared) -> std::io::Result<Server
     Ok(server)
 }
 
-/// After the server stopped: makes the store durable.
+/// After the server stopped: makes the store durable, then drains the audit writer (every
+/// queued entry answered, checkpoints synced) and closes it.
 pub fn finish(prepared: &Prepared) {
     if let Err(e) = prepared.state.vault.flush() {
         tracing::error!(target: "vault::server", code = e.code(), "final store flush failed");
     }
+    prepared.state.vault.audit().shutdown();
 }
 
 /// Installs the JSON (or text) log subscriber on stderr.
