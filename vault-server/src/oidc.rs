@@ -225,8 +225,8 @@ impl OidcVerifier {
     }
 }
 
-/// The dev-mode issuer: an Ed25519 key and its JWKS under `DATA/dev/issuer/`.
-#[derive(Debug)]
+/// The dev-mode issuer: an Ed25519 key and its JWKS under `DATA/dev/issuer/`. Its `Debug`
+/// never shows the key.
 pub struct DevIssuer {
     /// Token `iss`.
     pub issuer: String,
@@ -234,6 +234,16 @@ pub struct DevIssuer {
     pub audience: String,
     kid: String,
     pkcs8: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for DevIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevIssuer")
+            .field("issuer", &self.issuer)
+            .field("kid", &self.kid)
+            .field("key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The dev issuer's `iss`.
@@ -380,6 +390,16 @@ mod tests {
         assert!(v.verify(&"a".repeat(MAX_TOKEN_BYTES + 1), NOW).is_none());
         for junk in ["", ".", "..", "a.b.c", "a.b.c.d", "\u{0}.\u{0}.\u{0}"] {
             assert!(v.verify(junk, NOW).is_none());
+        }
+    }
+
+    #[test]
+    fn the_issuer_key_never_prints() {
+        let (_d, iss, _) = setup();
+        let shown = format!("{iss:?}");
+        assert!(shown.contains("<redacted>"));
+        for b in iss.pkcs8.chunks(4) {
+            assert!(!shown.contains(&format!("{}, {}", b[0], b.get(1).unwrap_or(&0))));
         }
     }
 
