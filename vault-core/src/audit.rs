@@ -154,3 +154,24 @@ impl AuditOpener for SegmentLogAt {
         Ok(Arc::new(log))
     }
 }
+
+/// A `SegmentLog` in a directory whose files fail on demand (`Faults`): the opener that
+/// fault-injection tests of the vault and the server use. No directory lock.
+#[derive(Debug, Clone)]
+pub struct FaultyLogAt(pub PathBuf, pub Arc<file::Faults>);
+
+impl AuditOpener for FaultyLogAt {
+    fn open(&self, signer: LogSigner) -> Result<Arc<dyn AuditLog>, VaultError> {
+        let faults = Arc::clone(&self.1);
+        Ok(Arc::new(SegmentLog::open_with(
+            &self.0,
+            signer,
+            &move |p| {
+                Ok(Box::new(file::FaultyFile::new(
+                    Box::new(file::FsFile::open(p)?),
+                    Arc::clone(&faults),
+                )) as Box<dyn file::LogFile>)
+            },
+        )?))
+    }
+}

@@ -1130,22 +1130,6 @@ mod tests {
         v.audit().verify_all().unwrap();
     }
 
-    struct FaultyAt(std::path::PathBuf, Arc<crate::audit::file::Faults>);
-
-    impl AuditOpener for FaultyAt {
-        fn open(&self, signer: crate::audit::LogSigner) -> Result<Arc<dyn AuditLog>, VaultError> {
-            use crate::audit::file::{FaultyFile, FsFile, LogFile};
-            let f = Arc::clone(&self.1);
-            let log = crate::audit::SegmentLog::open_with(&self.0, signer, &move |p| {
-                Ok(
-                    Box::new(FaultyFile::new(Box::new(FsFile::open(p)?), Arc::clone(&f)))
-                        as Box<dyn LogFile>,
-                )
-            })?;
-            Ok(Arc::new(log))
-        }
-    }
-
     #[test]
     fn when_the_audit_log_fails_nothing_is_written_or_erased() {
         let dir = tempfile::tempdir().unwrap();
@@ -1155,7 +1139,7 @@ mod tests {
             &InMemoryRootKey::new([1; 32]),
             policy(),
             DEFAULT_LOG_ORIGIN,
-            &FaultyAt(dir.path().join("audit"), Arc::clone(&faults)),
+            &crate::audit::FaultyLogAt(dir.path().join("audit"), Arc::clone(&faults)),
         )
         .unwrap();
         v.write_records(&[write(id(1), json!({"full_name": "An"}))], &op(), NOW)

@@ -855,10 +855,8 @@ fn hex_to_32(s: &str) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::file::{Faults, FaultyFile, FsFile, LogFile};
-    use crate::audit::{
-        AuditLog, AuditOpener, AuditQuery, Event, LogSigner, SegmentLog, SegmentLogAt,
-    };
+    use crate::audit::file::Faults;
+    use crate::audit::{AuditQuery, Event, SegmentLogAt};
     use crate::keyring::{DEFAULT_LOG_ORIGIN, InMemoryRootKey};
     use crate::policy::PolicySet;
     use crate::store::SledStore;
@@ -870,23 +868,6 @@ mod tests {
     const NOW: Timestamp = Timestamp::from_millis(1_795_395_723_456);
     const A: &str = "079090001111"; // lives in Bến Nghé, Quận 1
     const B: &str = "079190002222"; // lives in Thảo Điền, Thủ Đức
-
-    struct FaultyAt(std::path::PathBuf, Arc<Faults>);
-    impl AuditOpener for FaultyAt {
-        fn open(&self, signer: LogSigner) -> Result<Arc<dyn AuditLog>, VaultError> {
-            let f = Arc::clone(&self.1);
-            Ok(Arc::new(SegmentLog::open_with(
-                &self.0,
-                signer,
-                &move |p| {
-                    Ok(
-                        Box::new(FaultyFile::new(Box::new(FsFile::open(p)?), Arc::clone(&f)))
-                            as Box<dyn LogFile>,
-                    )
-                },
-            )?))
-        }
-    }
 
     fn vault(dir: &Path, faults: Option<Arc<Faults>>) -> Vault<SledStore> {
         let policy = Arc::new(
@@ -901,7 +882,7 @@ mod tests {
                 &root,
                 policy,
                 DEFAULT_LOG_ORIGIN,
-                &FaultyAt(dir.join("audit"), f),
+                &crate::audit::FaultyLogAt(dir.join("audit"), f),
             )
             .unwrap(),
             None => Vault::init(

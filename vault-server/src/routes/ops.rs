@@ -48,38 +48,20 @@ pub async fn openapi() -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::sync::Arc;
 
     use actix_web::{App, test, web};
-    use vault_core::audit::file::{Faults, FaultyFile, FsFile, LogFile};
-    use vault_core::audit::{AuditLog, AuditOpener, LogSigner, SafeId, SegmentLog};
+    use vault_core::audit::file::Faults;
+    use vault_core::audit::{FaultyLogAt, SafeId};
     use vault_core::keyring::{DEFAULT_LOG_ORIGIN, InMemoryRootKey};
     use vault_core::policy::PolicySet;
     use vault_core::store::SledStore;
     use vault_core::vault::AuditorRead;
-    use vault_core::{Timestamp, Vault, VaultError};
+    use vault_core::{Timestamp, Vault};
 
     use crate::metrics::Metrics;
     use crate::oidc::{Jwks, OidcVerifier};
     use crate::state::{AppState, RateLimiter};
-
-    struct FaultyAt(PathBuf, Arc<Faults>);
-    impl AuditOpener for FaultyAt {
-        fn open(&self, signer: LogSigner) -> Result<Arc<dyn AuditLog>, VaultError> {
-            let f = Arc::clone(&self.1);
-            Ok(Arc::new(SegmentLog::open_with(
-                &self.0,
-                signer,
-                &move |p| {
-                    Ok(
-                        Box::new(FaultyFile::new(Box::new(FsFile::open(p)?), Arc::clone(&f)))
-                            as Box<dyn LogFile>,
-                    )
-                },
-            )?))
-        }
-    }
 
     #[actix_web::test]
     async fn readyz_fails_while_the_audit_log_cannot_sync_and_recovers_after() {
@@ -96,7 +78,7 @@ mod tests {
             &InMemoryRootKey::new([7; 32]),
             policy,
             DEFAULT_LOG_ORIGIN,
-            &FaultyAt(dir.path().join("audit"), Arc::clone(&faults)),
+            &FaultyLogAt(dir.path().join("audit"), Arc::clone(&faults)),
         )
         .unwrap();
         let state = web::Data::new(AppState {
