@@ -6,6 +6,7 @@
     reason = "test-support crate: a failed setup is a failed test, reported with its cause"
 )]
 
+pub mod bench;
 pub mod load;
 pub mod peers;
 pub mod report;

@@ -17,34 +17,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use vault_tests::arg_u64 as arg;
+use vault_tests::bench::{FIELDS, bench_policies};
 use vault_tests::server::{Limits, TestServer};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const FIELDS: [&str; 8] = [
-    "full_name",
-    "date_of_birth",
-    "sex",
-    "permanent_address",
-    "phone",
-    "email",
-    "social_insurance_number",
-    "health_insurance_number",
-];
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
 
 struct Outcome {
     rps: f64,
@@ -113,14 +90,7 @@ fn main() {
     let connections = arg("--connections", 64) as usize;
     let secs = arg("--seconds", 5) as f64;
     let work = tempfile::tempdir().unwrap();
-    let pol = work.path().join("policies");
-    copy_dir(&vault_tests::policies_dir(), &pol);
-    std::fs::write(pol.join("purposes/bench_release.toml"), format!(
-        "id = \"bench_release\"\nlabel_vi = \"Đo hiệu năng\"\nlabel_en = \"Benchmark\"\nprocedure_group = \"bench\"\nlegal_basis = \"benchmark only\"\nfields = {FIELDS:?}\nmax_ttl_seconds = 86400\nmax_uses = 10000\nconsent = \"not_required\"\n"
-    )).unwrap();
-    let mut agencies = std::fs::read_to_string(pol.join("agencies.toml")).unwrap();
-    agencies.push_str("\n[[agency]]\nid = \"bench-agency\"\nname_vi = \"Đo hiệu năng\"\nname_en = \"Benchmark\"\nlevel = \"city\"\njurisdiction = [\"city\"]\npurposes = [\"bench_release\"]\n");
-    std::fs::write(pol.join("agencies.toml"), agencies).unwrap();
+    let pol = bench_policies(work.path(), &FIELDS).unwrap();
     let t0 = Instant::now();
     let (server, people) = TestServer::start(
         citizens,

@@ -46,30 +46,10 @@ const NOW: Timestamp = Timestamp::from_millis(1_795_395_723_000);
 
 use vault_tests::arg_u64 as arg;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest)
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
-
-/// The repository's policies plus a benchmark purpose with 8 fields and many uses.
+/// The repository's policies plus a benchmark purpose with these 8 fields and many uses.
 fn bench_policies(dir: &Path) -> Arc<PolicySet> {
-    copy_dir(&vault_tests::policies_dir(), dir);
-    std::fs::write(dir.join("purposes/bench_release.toml"), format!(
-        "id = \"bench_release\"\nlabel_vi = \"Đo hiệu năng\"\nlabel_en = \"Benchmark\"\nprocedure_group = \"bench\"\nlegal_basis = \"benchmark only\"\nfields = {:?}\nmax_ttl_seconds = 86400\nmax_uses = 10000\nconsent = \"not_required\"\n",
-        FIELDS
-    )).unwrap();
-    let mut agencies = std::fs::read_to_string(dir.join("agencies.toml")).unwrap();
-    agencies.push_str("\n[[agency]]\nid = \"bench-agency\"\nname_vi = \"Đo hiệu năng\"\nname_en = \"Benchmark\"\nlevel = \"city\"\njurisdiction = [\"city\"]\npurposes = [\"bench_release\"]\n");
-    std::fs::write(dir.join("agencies.toml"), agencies).unwrap();
-    Arc::new(PolicySet::load_dir(dir).unwrap())
+    let pol = vault_tests::bench::bench_policies(dir, &FIELDS).unwrap();
+    Arc::new(PolicySet::load_dir(&pol).unwrap())
 }
 
 fn run(threads: usize, secs: f64, op: Arc<dyn Fn(usize) + Send + Sync>) -> (f64, Vec<f64>) {
@@ -115,7 +95,7 @@ fn main() {
     let rounds = arg("--rounds", 2);
     let threads = 64;
     let work = tempfile::tempdir().unwrap();
-    let policy = bench_policies(&work.path().join("policies"));
+    let policy = bench_policies(work.path());
     let vault = Vault::init(
         SledStore::open(&work.path().join("store")).unwrap(),
         &InMemoryRootKey::new([7; 32]),

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use vault_tests::bench::{FIELDS, bench_policies};
 use vault_tests::load::{self, Op, Outcome, http_op, mix};
 use vault_tests::peers;
 use vault_tests::report::{Report, Round};
@@ -25,18 +26,6 @@ use vault_tests::server::{Limits, TestServer};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The eight fields every release asks for.
-pub const FIELDS: [&str; 8] = [
-    "full_name",
-    "date_of_birth",
-    "sex",
-    "permanent_address",
-    "phone",
-    "email",
-    "social_insurance_number",
-    "health_insurance_number",
-];
 
 struct Plan {
     out: PathBuf,
@@ -140,31 +129,6 @@ fn machine() -> String {
     )
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
-
-fn bench_policies(dir: &Path) -> PathBuf {
-    let pol = dir.join("policies");
-    copy_dir(&vault_tests::policies_dir(), &pol);
-    std::fs::write(pol.join("purposes/bench_release.toml"), format!(
-        "id = \"bench_release\"\nlabel_vi = \"Đo hiệu năng\"\nlabel_en = \"Benchmark\"\nprocedure_group = \"bench\"\nlegal_basis = \"benchmark only\"\nfields = {FIELDS:?}\nmax_ttl_seconds = 86400\nmax_uses = 10000\nconsent = \"not_required\"\n"
-    )).unwrap();
-    let mut agencies = std::fs::read_to_string(pol.join("agencies.toml")).unwrap();
-    agencies.push_str("\n[[agency]]\nid = \"bench-agency\"\nname_vi = \"Đo hiệu năng\"\nname_en = \"Benchmark\"\nlevel = \"city\"\njurisdiction = [\"city\"]\npurposes = [\"bench_release\"]\n");
-    std::fs::write(pol.join("agencies.toml"), agencies).unwrap();
-    pol
-}
-
 fn grant_body(citizen: &str) -> Value {
     json!({"citizen_id": citizen, "purpose": "bench_release", "dossier_id": "B-1",
            "fields": FIELDS, "official": {"id": "bench"}})
@@ -259,7 +223,7 @@ fn main() {
     let (server, people) = TestServer::start(
         plan.citizens,
         &Limits {
-            policies: Some(bench_policies(work.path())),
+            policies: Some(bench_policies(work.path(), &FIELDS).unwrap()),
             ..Limits::default()
         },
     );

@@ -10,6 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::{free_port, is_root, run};
+use crate::bench::FIELDS;
 use crate::report::Round;
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -56,17 +57,6 @@ fn copy_text(v: &Value) -> String {
         .replace('\t', "\\t")
         .replace('\n', "\\n")
 }
-
-const FIELDS: [&str; 8] = [
-    "full_name",
-    "date_of_birth",
-    "sex",
-    "permanent_address",
-    "phone",
-    "email",
-    "social_insurance_number",
-    "health_insurance_number",
-];
 
 impl Postgres {
     fn sock(&self) -> PathBuf {

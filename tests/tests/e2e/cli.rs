@@ -207,7 +207,7 @@ fn policy_check_passes_on_the_repository_and_names_file_and_line_on_a_broken_cop
     );
 
     let copy = v.root().join("policies");
-    copy_dir(&policies_dir(), &copy);
+    vault_tests::bench::copy_dir(&policies_dir(), &copy).unwrap();
     let fields = copy.join("fields.toml");
     let broken = std::fs::read_to_string(&fields).unwrap().replacen(
         "sensitivity = \"sensitive\"",
@@ -222,19 +222,6 @@ fn policy_check_passes_on_the_repository_and_names_file_and_line_on_a_broken_cop
         err.contains("fields.toml:") && err.contains("Decree 356/2025"),
         "{err}"
     );
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
 }
 
 #[test]

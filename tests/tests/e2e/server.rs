@@ -48,6 +48,16 @@ fn hash(s: &str) -> [u8; 32] {
     hex::decode(s).unwrap().try_into().unwrap()
 }
 
+/// The `hashes` of a proof answer.
+fn hashes(answer: &Value) -> Vec<[u8; 32]> {
+    answer["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hash(h.as_str().unwrap()))
+        .collect()
+}
+
 /// Asks for a grant and returns (grant id, token).
 fn grant(c: &Client, s: &TestServer, citizen: &str, fields: &[&str]) -> (String, String) {
     let (st, g) = json_of(
@@ -139,12 +149,7 @@ fn full_walk_grant_read_history_receipt_auditor_proofs_and_offline_verify() {
     assert_eq!(hex::encode(leaf), receipt["leaf_hash"].as_str().unwrap());
     let checkpoint_text = receipt["checkpoint"].as_str().unwrap().to_owned();
     let cp = checkpoint(&checkpoint_text);
-    let proof: Vec<[u8; 32]> = receipt["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| hash(h.as_str().unwrap()))
-        .collect();
+    let proof: Vec<[u8; 32]> = hashes(&receipt);
     merkle::verify_inclusion(index, cp.size, &leaf, &proof, &cp.root).unwrap();
 
     // The auditor: a later checkpoint, consistency from the first, inclusion, queries.
@@ -168,12 +173,7 @@ fn full_walk_grant_read_history_receipt_auditor_proofs_and_offline_verify() {
             .unwrap(),
     );
     assert_eq!(st, 200, "{cons}");
-    let cons_hashes: Vec<[u8; 32]> = cons["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| hash(h.as_str().unwrap()))
-        .collect();
+    let cons_hashes: Vec<[u8; 32]> = hashes(&cons);
     let cp1_parsed = checkpoint(&cp1);
     merkle::verify_consistency(size1, cp2.size, &cp1_parsed.root, &cp2.root, &cons_hashes).unwrap();
     let (st, inc) = json_of(
@@ -187,12 +187,7 @@ fn full_walk_grant_read_history_receipt_auditor_proofs_and_offline_verify() {
             .unwrap(),
     );
     assert_eq!(st, 200);
-    let inc_hashes: Vec<[u8; 32]> = inc["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| hash(h.as_str().unwrap()))
-        .collect();
+    let inc_hashes: Vec<[u8; 32]> = hashes(&inc);
     merkle::verify_inclusion(index, cp2.size, &leaf, &inc_hashes, &cp2.root).unwrap();
     let (st, found) = json_of(
         auditor

@@ -1,0 +1,54 @@
+//! What the benchmark tools share: the eight fields a release asks for, and a copy of the
+//! repository's policies with a benchmark purpose (many uses, no consent) and agency.
+
+use std::path::{Path, PathBuf};
+
+/// The eight fields every HTTP benchmark release asks for.
+pub const FIELDS: [&str; 8] = [
+    "full_name",
+    "date_of_birth",
+    "sex",
+    "permanent_address",
+    "phone",
+    "email",
+    "social_insurance_number",
+    "health_insurance_number",
+];
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let p = e?.path();
+        let Some(name) = p.file_name() else { continue };
+        let dest = to.join(name);
+        if p.is_dir() {
+            copy_dir(&p, &dest)?;
+        } else {
+            std::fs::copy(&p, &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// `dir/policies`: the repository's policies plus purpose `bench_release` (these fields,
+/// 10,000 uses, a day, no consent) and agency `bench-agency` (city-wide, that purpose).
+pub fn bench_policies(dir: &Path, fields: &[&str]) -> std::io::Result<PathBuf> {
+    let pol = dir.join("policies");
+    copy_dir(&crate::policies_dir(), &pol)?;
+    std::fs::write(
+        pol.join("purposes/bench_release.toml"),
+        format!(
+            "id = \"bench_release\"\nlabel_vi = \"Đo hiệu năng\"\nlabel_en = \"Benchmark\"\n\
+             procedure_group = \"bench\"\nlegal_basis = \"benchmark only\"\nfields = {fields:?}\n\
+             max_ttl_seconds = 86400\nmax_uses = 10000\nconsent = \"not_required\"\n"
+        ),
+    )?;
+    let mut agencies = std::fs::read_to_string(pol.join("agencies.toml"))?;
+    agencies.push_str(
+        "\n[[agency]]\nid = \"bench-agency\"\nname_vi = \"Đo hiệu năng\"\nname_en = \"Benchmark\"\n\
+         level = \"city\"\njurisdiction = [\"city\"]\npurposes = [\"bench_release\"]\n",
+    );
+    std::fs::write(pol.join("agencies.toml"), agencies)?;
+    Ok(pol)
+}
