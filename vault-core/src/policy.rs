@@ -200,6 +200,49 @@ impl PolicySet {
         load::load_dir(dir)
     }
 
+    /// Validates a policy set given as texts: `fields.toml`, `agencies.toml` and each
+    /// purpose file as (file stem, text). The same checks as `load_dir`, with no file system
+    /// (the fuzz target and tests use it); errors name `fields.toml`, `purposes/<stem>.toml`.
+    pub fn from_texts(
+        fields: &str,
+        agencies: &str,
+        purposes: &[(&str, &str)],
+    ) -> Result<Self, PolicyError> {
+        load::from_texts(fields, agencies, purposes)
+    }
+
+    /// Checks each value against its catalog field (type, format, enum): the error names
+    /// the field (or `<invalid name>`), never the value.
+    pub fn validate_fields(
+        &self,
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<(crate::FieldName, serde_json::Value)>, crate::VaultError> {
+        use crate::{FieldName, VaultError};
+        let printable = |name: &str| {
+            if FieldName::parse(name).is_some() {
+                name.to_owned()
+            } else {
+                "<invalid name>".to_owned()
+            }
+        };
+        fields
+            .into_iter()
+            .map(|(name, value)| {
+                let def = self
+                    .field(&name)
+                    .ok_or_else(|| VaultError::UnknownField(printable(&name)))?;
+                def.validate(&value)
+                    .map_err(|reason| VaultError::InvalidFieldValue {
+                        field: def.name.clone(),
+                        reason,
+                    })?;
+                let fname = FieldName::parse(&name)
+                    .ok_or_else(|| VaultError::UnknownField(printable(&name)))?;
+                Ok((fname, value))
+            })
+            .collect()
+    }
+
     /// A catalog field.
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
         self.fields.get(name)

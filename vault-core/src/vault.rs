@@ -273,23 +273,7 @@ impl<S: VaultStore> Vault<S> {
         &self,
         fields: serde_json::Map<String, Value>,
     ) -> Result<Vec<(FieldName, Value)>, VaultError> {
-        fields
-            .into_iter()
-            .map(|(name, value)| {
-                let def = self
-                    .policy
-                    .field(&name)
-                    .ok_or_else(|| VaultError::UnknownField(printable_name(&name)))?;
-                def.validate(&value)
-                    .map_err(|reason| VaultError::InvalidFieldValue {
-                        field: def.name.clone(),
-                        reason,
-                    })?;
-                let fname = FieldName::parse(&name)
-                    .ok_or_else(|| VaultError::UnknownField(printable_name(&name)))?;
-                Ok((fname, value))
-            })
-            .collect()
+        self.policy.validate_fields(fields)
     }
 
     /// Validates a citizen's fields into a `RecordWrite`.
@@ -678,14 +662,6 @@ fn encode_value(v: &Value) -> Result<Zeroizing<Vec<u8>>, VaultError> {
 }
 
 /// A field name safe to echo in an error: catalog syntax only, else a placeholder.
-fn printable_name(name: &str) -> String {
-    if FieldName::parse(name).is_some() {
-        name.to_owned()
-    } else {
-        "<invalid name>".to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

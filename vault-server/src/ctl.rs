@@ -4,6 +4,7 @@
 mod audit;
 mod demo;
 mod import;
+pub use import::check_jsonl_row;
 mod keys;
 mod policy_check;
 

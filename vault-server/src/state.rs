@@ -146,9 +146,15 @@ pub async fn read_json<T: DeserializeOwned>(
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?
         .map_err(|_| ApiError::InvalidRequest("the body could not be read".into()))?;
-    let value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidRequest(describe(&e)))?;
-    Ok((value, hex::encode(vault_core::crypto::sha256(&bytes))))
+    Ok((
+        parse_json(&bytes)?,
+        hex::encode(vault_core::crypto::sha256(&bytes)),
+    ))
+}
+
+/// A request body as `T`; the problem's detail never quotes the input.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidRequest(describe(&e)))
 }
 
 /// The `Idempotency-Key` header, if any (1-128 visible ASCII characters).

@@ -9,6 +9,7 @@
 
 mod audit;
 mod cli;
+mod fuzz;
 mod import;
 mod plaintext;
 mod server;

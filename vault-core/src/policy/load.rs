@@ -609,6 +609,27 @@ pub(super) fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
     build(dir, &read_dir_files(dir)?, true)
 }
 
+pub(super) fn from_texts(
+    fields: &str,
+    agencies: &str,
+    purposes: &[(&str, &str)],
+) -> Result<PolicySet, PolicyError> {
+    let files = Files {
+        fields: (PathBuf::from("fields.toml"), fields.to_owned()),
+        agencies: (PathBuf::from("agencies.toml"), agencies.to_owned()),
+        purposes: purposes
+            .iter()
+            .map(|(stem, text)| {
+                (
+                    PathBuf::from(format!("purposes/{stem}.toml")),
+                    (*text).to_owned(),
+                )
+            })
+            .collect(),
+    };
+    build(Path::new(""), &files, true)
+}
+
 /// What a policy fragment (a file in `cases/invalid/`) stands in for, from its name's prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FragmentKind {
@@ -700,5 +721,28 @@ mod tests {
         let err = parse_fields(&src).err().unwrap();
         assert_eq!(err.line, 6);
         assert!(err.message.contains("Decree 356/2025"));
+    }
+
+    #[test]
+    fn texts_load_like_the_directory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let files = read_dir_files(&dir).unwrap();
+        let stems: Vec<String> = files
+            .purposes
+            .iter()
+            .map(|(p, _)| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        let purposes: Vec<(&str, &str)> = stems
+            .iter()
+            .zip(&files.purposes)
+            .map(|(s, (_, t))| (s.as_str(), t.as_str()))
+            .collect();
+        let set = from_texts(&files.fields.1, &files.agencies.1, &purposes).unwrap();
+        let disk = load_dir(&dir).unwrap();
+        assert_eq!(set.sha256(), disk.sha256());
+        let err = from_texts("[[field]]\nnope = 1\n", &files.agencies.1, &purposes)
+            .err()
+            .unwrap();
+        assert_eq!((err.file.as_str(), err.line), ("fields.toml", 2), "{err}");
     }
 }

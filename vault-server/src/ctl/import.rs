@@ -260,6 +260,21 @@ fn csv_row(
     Ok(RawRow { citizen_id, fields })
 }
 
+/// Parses and checks one JSONL import row against `policy` as `vaultctl import` does, short
+/// of the store (duplicates need it): the `Err` is the operator's message for the row, which
+/// never quotes the input (the fuzz target and its corpus replay call it).
+pub fn check_jsonl_row(policy: &PolicySet, bytes: &[u8]) -> Result<(), String> {
+    let raw = parse_json_line(bytes)?;
+    CitizenId::parse(&raw.citizen_id).map_err(|e| e.to_string())?;
+    if raw.fields.is_empty() {
+        return Err("row has no fields".into());
+    }
+    policy
+        .validate_fields(raw.fields)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// SHA-256 of the file (its resume identity) and its line count (for the progress bar).
 fn scan(path: &Path) -> Result<([u8; 32], u64), CtlError> {
     let mut f = open_file(path)?;

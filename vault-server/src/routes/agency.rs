@@ -11,7 +11,7 @@ use vault_core::{CitizenId, Timestamp};
 
 use crate::auth::{Agency, bearer};
 use crate::problem::ApiError;
-use crate::state::{State, core, idempotency_key, idempotent, read_json};
+use crate::state::{State, core, idempotency_key, idempotent, parse_json, read_json};
 
 /// `GET /v1/purposes`
 pub async fn purposes(Agency(caller): Agency, state: State) -> Result<HttpResponse, ApiError> {
@@ -63,6 +63,26 @@ struct GrantBody {
     ttl_seconds: Option<u32>,
 }
 
+impl GrantBody {
+    fn into_request(self) -> GrantRequest {
+        GrantRequest {
+            citizen_id: self.citizen_id,
+            purpose: self.purpose,
+            dossier_id: self.dossier_id,
+            fields: self.fields,
+            official_id: self.official.id,
+            official_unit: self.official.unit,
+            ttl_seconds: self.ttl_seconds,
+        }
+    }
+}
+
+/// A `POST /v1/grants` body as the core's request (the handler's parsing, for the fuzz
+/// target and its corpus replay).
+pub fn grant_request(bytes: &[u8]) -> Result<GrantRequest, ApiError> {
+    parse_json::<GrantBody>(bytes).map(GrantBody::into_request)
+}
+
 fn time_s(secs: Option<i64>) -> Value {
     secs.map_or(Value::Null, |s| {
         json!(Timestamp::from_millis(s.saturating_mul(1000)).to_string())
@@ -92,15 +112,7 @@ pub async fn request_grant(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let (body, _) = read_json::<GrantBody>(&req, payload, state.max_body).await?;
-    let request = GrantRequest {
-        citizen_id: body.citizen_id,
-        purpose: body.purpose,
-        dossier_id: body.dossier_id,
-        fields: body.fields,
-        official_id: body.official.id,
-        official_unit: body.official.unit,
-        ttl_seconds: body.ttl_seconds,
-    };
+    let request = body.into_request();
     let outcome = core(&state, move |st| {
         st.vault
             .request_grant(&caller, &request, key.as_deref(), st.now())
@@ -228,6 +240,26 @@ struct WriteBody {
     source: String,
 }
 
+impl WriteBody {
+    fn checked(self) -> Result<(Map<String, Value>, SafeId), ApiError> {
+        if self.fields.is_empty() {
+            return Err(ApiError::InvalidRequest(
+                "`fields` must name at least one field".into(),
+            ));
+        }
+        let source = SafeId::parse(&self.source).map_err(|_| {
+            ApiError::InvalidRequest("`source` must be 1-64 of A-Z a-z 0-9 . _ : @ -".into())
+        })?;
+        Ok((self.fields, source))
+    }
+}
+
+/// A `PUT /v1/citizens/{citizen_id}` body as (fields, source) after the handler's checks
+/// (for the fuzz target and its corpus replay).
+pub fn write_request(bytes: &[u8]) -> Result<(Map<String, Value>, SafeId), ApiError> {
+    parse_json::<WriteBody>(bytes)?.checked()
+}
+
 /// `PUT /v1/citizens/{citizen_id}` (source-of-truth agencies)
 pub async fn write_record(
     Agency(caller): Agency,
@@ -247,19 +279,12 @@ pub async fn write_record(
     let key = idempotency_key(&req)?;
     let citizen = CitizenId::parse(&citizen.into_inner()).map_err(ApiError::Vault)?;
     let (body, hash) = read_json::<WriteBody>(&req, payload, state.max_body).await?;
-    if body.fields.is_empty() {
-        return Err(ApiError::InvalidRequest(
-            "`fields` must name at least one field".into(),
-        ));
-    }
-    let source = SafeId::parse(&body.source).map_err(|_| {
-        ApiError::InvalidRequest("`source` must be 1-64 of A-Z a-z 0-9 . _ : @ -".into())
-    })?;
+    let (fields, source) = body.checked()?;
     let agency = SafeId::parse(&caller.agency).map_err(ApiError::Vault)?;
     // Scope by agency and citizen (blind), so one key cannot replay onto another citizen.
     let scope = format!("agency:{}:{}", caller.agency, state.vault.blind(&citizen));
     idempotent(&state, scope, key, hash, move |st| {
-        let write = st.vault.validate_write(citizen, body.fields)?;
+        let write = st.vault.validate_write(citizen, fields)?;
         let actor = Actor::official(source, agency, None);
         let outcome = st.vault.write_records(&[write], &actor, st.now())?;
         st.vault.flush()?;

@@ -9,7 +9,7 @@ use vault_core::grant::{Grant, GrantStatus};
 
 use crate::auth::Citizen;
 use crate::problem::ApiError;
-use crate::state::{State, core, idempotency_key, idempotent, read_json};
+use crate::state::{State, core, idempotency_key, idempotent, parse_json, read_json};
 
 /// `GET /v1/me/record`
 pub async fn record(Citizen(id): Citizen, state: State) -> Result<HttpResponse, ApiError> {
@@ -182,6 +182,11 @@ pub async fn refuse(
 #[serde(deny_unknown_fields)]
 struct VerifyBody {
     verification_code: String,
+}
+
+/// A `POST /v1/me/verify` body's code (for the fuzz target and its corpus replay).
+pub fn verification_code(bytes: &[u8]) -> Result<String, ApiError> {
+    parse_json::<VerifyBody>(bytes).map(|b| b.verification_code)
 }
 
 /// `POST /v1/me/verify`
