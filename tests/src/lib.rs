@@ -7,6 +7,7 @@
 )]
 
 pub mod bench;
+pub mod crash;
 pub mod load;
 pub mod peers;
 pub mod report;

@@ -532,6 +532,14 @@ impl TestServer {
         child.wait().ok()
     }
 
+    /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// The data directory.
     pub fn data(&self) -> &Path {
         self.vault.root()

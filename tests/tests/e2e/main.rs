@@ -9,6 +9,7 @@
 
 mod audit;
 mod cli;
+mod crash;
 mod fuzz;
 mod import;
 mod plaintext;

@@ -1,0 +1,44 @@
+//! `vault-crash [--rounds N] [--citizens N] [--connections N] [--seed S]`: the crash
+//! harness (`vault_tests::crash`) against the binaries built beside it; run it from the
+//! release build for the documented long run:
+//! `cargo run --release -p vault-tests --bin vault-crash -- --rounds 50`.
+
+#![expect(clippy::print_stdout, reason = "a command-line tool reports on stdout")]
+
+use vault_tests::arg_u64;
+use vault_tests::crash::{CrashOptions, timed};
+
+fn main() {
+    let seed = arg_u64(
+        "--seed",
+        std::time::SystemTime::UNIX_EPOCH
+            .elapsed()
+            .map_or(1, |d| d.as_nanos() as u64),
+    );
+    let opts = CrashOptions {
+        rounds: arg_u64("--rounds", 50) as usize,
+        citizens: arg_u64("--citizens", 2000),
+        connections: arg_u64("--connections", 64) as usize,
+        kill_after_ms: (arg_u64("--min-ms", 200), arg_u64("--max-ms", 3000)),
+        seed,
+    };
+    println!("vault-crash: {opts:?}");
+    let (r, took) = timed(&opts, |line| println!("{line}"));
+    println!(
+        "vault-crash: {} rounds in {:.0} s; acknowledged: {} releases, {} written records; \
+         {} checks after restarts; {} audit entries; losses: {}",
+        r.rounds,
+        took.as_secs_f64(),
+        r.releases_acked,
+        r.writes_acked,
+        r.checks,
+        r.log_entries,
+        r.losses.len()
+    );
+    for l in r.losses.iter().take(20) {
+        println!("LOSS: {l}");
+    }
+    if !r.losses.is_empty() {
+        std::process::exit(1);
+    }
+}
