@@ -67,7 +67,14 @@ impl TestVault {
 
     /// A directory with `vaultctl init` done.
     pub fn initialized() -> Self {
-        let v = Self::empty();
+        Self::initialized_in(&std::env::temp_dir())
+    }
+
+    /// A directory under `parent` (a small file system, say) with `vaultctl init` done.
+    pub fn initialized_in(parent: &Path) -> Self {
+        let v = Self {
+            dir: tempfile::tempdir_in(parent).unwrap_or_else(|e| panic!("tempdir: {e}")),
+        };
         let out = v.ctl(&["init"]);
         assert!(out.status.success(), "init failed: {}", text(&out.stderr));
         v

@@ -205,6 +205,8 @@ pub struct Limits {
     pub oidc_key: Option<(Vec<u8>, String)>,
     /// Client-certificate serial numbers the CA revokes (a CRL the server loads).
     pub revoked: Vec<u64>,
+    /// Where the vault's directory is made (default: the system's temporary directory).
+    pub parent: Option<PathBuf>,
 }
 
 impl Default for Limits {
@@ -218,6 +220,7 @@ impl Default for Limits {
             jwks_refresh: 300,
             oidc_key: None,
             revoked: Vec::new(),
+            parent: None,
         }
     }
 }
@@ -250,7 +253,8 @@ impl TestServer {
     /// A vault with `citizens` demo citizens, served with `limits`.
     pub fn start(citizens: u64, limits: &Limits) -> (Self, Citizens) {
         install_provider();
-        let vault = TestVault::initialized();
+        let vault =
+            TestVault::initialized_in(&limits.parent.clone().unwrap_or_else(std::env::temp_dir));
         let file = vault.root().join("citizens.jsonl");
         let out = vault.ctl(&["demo-data", "--count", &citizens.to_string(), "--seed", "7"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -346,6 +350,14 @@ impl TestServer {
 
     /// Starts (or restarts) the server process and waits until it listens.
     pub fn launch(&mut self) {
+        if let Err(log) = self.try_launch() {
+            panic!("vault-server did not start: {log}");
+        }
+    }
+
+    /// Starts (or restarts) the server process; `Err` with its log (and the process reaped)
+    /// if it exits or does not listen within 60 s.
+    pub fn try_launch(&mut self) -> Result<(), String> {
         let mut child = Command::new(binary("vault-server"))
             .arg("serve")
             .arg("--config")
@@ -374,8 +386,9 @@ impl TestServer {
                 .and_then(|a| a.parse().ok());
         }
         let Some(addr) = addr else {
-            let log = self.log_text();
-            panic!("vault-server did not start: {log}");
+            let _ = child.kill();
+            let status = child.wait();
+            return Err(format!("{status:?}: {}", self.log_text()));
         };
         let log = Arc::clone(&self.log);
         std::thread::spawn(move || {
@@ -393,6 +406,7 @@ impl TestServer {
         });
         self.addr = addr;
         self.child = Some(child);
+        Ok(())
     }
 
     /// `https://127.0.0.1:PORT{path}`.

@@ -10,6 +10,7 @@
 mod audit;
 mod cli;
 mod crash;
+mod faults;
 mod fuzz;
 mod import;
 mod plaintext;

@@ -1064,11 +1064,31 @@ fn rollback(inner: &Inner, l: Lengths) -> Result<(), VaultError> {
     Ok(())
 }
 
+/// Bytes each file must be able to grow by before appends resume after a failure: a full
+/// disk whose rolled-back batch freed a few bytes is still full.
+const HEADROOM: usize = 64 * 1024;
+
+/// Writes `HEADROOM` zero bytes past `len`, syncs, and cuts the file back to `len`.
+fn has_headroom(file: &dyn LogFile, len: u64) -> std::io::Result<()> {
+    let grown = file
+        .write_at(len, &[0u8; HEADROOM])
+        .and_then(|()| file.sync());
+    let cut = file.set_len(len);
+    grown.and(cut)
+}
+
 /// Before appends resume after a failure: the files are exactly the durable lengths, those
-/// lengths are on disk, and the last entry still matches its leaf.
+/// lengths are on disk, each file can grow again, and the last entry still matches its leaf.
 fn recheck(inner: &Inner, l: Lengths) -> Result<(), VaultError> {
     rollback(inner, l)?;
     let f = &inner.files;
+    for (name, file, len) in [
+        ("entries", &f.entries, l.entries),
+        ("leaf index", &f.leaves, l.leaves),
+        ("checkpoints", &f.checkpoints, l.checkpoints),
+    ] {
+        has_headroom(file.as_ref(), len).map_err(|e| io_unavailable(name, &e))?;
+    }
     f.entries
         .sync()
         .map_err(|e| io_unavailable("entries", &e))?;
