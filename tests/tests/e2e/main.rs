@@ -15,6 +15,7 @@ mod fuzz;
 mod import;
 mod plaintext;
 mod server;
+mod tls;
 
 use std::path::Path;
 use std::sync::Arc;
