@@ -156,6 +156,7 @@ fn a_full_disk_refuses_releases_and_recovers_without_a_restart() {
     let (mut server, agency, id, token, _work) = served(&fs);
     assert_eq!(release(&server, &agency, &id, &token).0, 200);
     assert_eq!(ready(&server), 200);
+    let pid = server.pid();
 
     let filler = fill(fs.path());
     for i in 0..5 {
@@ -172,11 +173,7 @@ fn a_full_disk_refuses_releases_and_recovers_without_a_restart() {
     let (status, body) = release(&server, &agency, &id, &token);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["fields"].as_object().map(|o| o.len()), Some(2));
-    assert_eq!(
-        server.pid().is_some(),
-        true,
-        "the same process served throughout"
-    );
+    assert_eq!(server.pid(), pid, "the same process served throughout");
     verify_offline(&mut server);
 }
 

@@ -59,7 +59,7 @@ fn s_client(addr: &str, ca: &Path, pki: &Pki, args: &[&str]) -> (bool, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("openssl is needed for this test (.ci/run installs it)");
+        .unwrap_or_else(|e| panic!("openssl is needed for this test (.ci/run installs it): {e}"));
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
