@@ -13,6 +13,7 @@ pub mod peers;
 pub mod report;
 pub mod scan;
 pub mod server;
+pub mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

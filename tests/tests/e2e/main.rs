@@ -15,6 +15,7 @@ mod fuzz;
 mod import;
 mod plaintext;
 mod server;
+mod soak;
 mod tls;
 
 use std::path::Path;

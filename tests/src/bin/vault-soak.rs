@@ -1,0 +1,48 @@
+//! `vault-soak [--seconds 600] [--warmup 60] [--tasks 32] [--citizens 10000]`: mixed load
+//! against the binaries built beside it (`vault_tests::soak`); exits non-zero on any
+//! unexpected answer, a log that does not verify, or RSS at the end more than 10% above
+//! RSS after the warm-up. The documented run:
+//! `cargo run --release -p vault-tests --bin vault-soak`.
+
+#![expect(clippy::print_stdout, reason = "a command-line tool reports on stdout")]
+
+use std::time::Duration;
+
+use vault_tests::arg_u64;
+use vault_tests::soak::{SoakOptions, run};
+
+fn main() {
+    let opts = SoakOptions {
+        duration: Duration::from_secs(arg_u64("--seconds", 600)),
+        warmup: Duration::from_secs(arg_u64("--warmup", 60)),
+        tasks: arg_u64("--tasks", 32) as usize,
+        citizens: arg_u64("--citizens", 10_000),
+    };
+    println!("vault-soak: {opts:?}");
+    let r = run(&opts, |line| println!("{line}"));
+    println!(
+        "vault-soak: {:.0} s, {} requests ({:.0}/s), ops [releases, consents, auditor, history, \
+         denials] = {:?}, intended denials {}, errors {}, RSS {} MiB after warm-up, {} MiB at \
+         the end ({:+.1}%), log verifies: {}",
+        r.seconds,
+        r.requests,
+        r.rps(),
+        r.ops,
+        r.intended_denials,
+        r.errors,
+        r.rss_kib.0 / 1024,
+        r.rss_kib.1 / 1024,
+        (r.rss_growth() - 1.0) * 100.0,
+        r.log_verifies
+    );
+    for e in &r.error_samples {
+        println!("ERROR: {e}");
+    }
+    let flat = r.rss_growth() <= 1.10;
+    if !flat {
+        println!("FAIL: RSS grew more than 10% after the warm-up");
+    }
+    if r.errors > 0 || !r.log_verifies || !flat {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,434 @@
+//! Soak: mixed load for a fixed time at full concurrency (grants and releases, consent
+//! approvals and refusals, auditor queries, citizen history, requests the policy must
+//! deny), counting every answer: an answer other than the one the operation expects is an
+//! error. Reports throughput, RSS after warm-up and at the end, and whether the log
+//! verifies after a graceful stop.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::bench::{FIELDS, bench_policies};
+use crate::server::{Limits, TestServer};
+use crate::text;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SoakOptions {
+    /// Total duration.
+    pub duration: Duration,
+    /// Warm-up (RSS is taken at its end) within the duration.
+    pub warmup: Duration,
+    /// Concurrent tasks (each with its own connections).
+    pub tasks: usize,
+    /// Demo citizens imported.
+    pub citizens: u64,
+}
+
+/// What a soak saw.
+#[derive(Debug, Default, Clone)]
+pub struct SoakReport {
+    /// Seconds of load.
+    pub seconds: f64,
+    /// HTTP requests answered as expected (including intended denials).
+    pub requests: u64,
+    /// Of which, denials the operation asked for (field outside the purpose, refused
+    /// consent).
+    pub intended_denials: u64,
+    /// Operations by kind: releases (grant + 2 reads), consents, auditor, history, denials.
+    pub ops: [u64; 5],
+    /// Unexpected answers or failed requests.
+    pub errors: u64,
+    /// The first few unexpected answers.
+    pub error_samples: Vec<String>,
+    /// Server RSS (KiB) at the end of the warm-up and at the end.
+    pub rss_kib: (u64, u64),
+    /// `vaultctl audit verify` passed after the stop.
+    pub log_verifies: bool,
+    /// Entries in the log at the end.
+    pub log_entries: u64,
+}
+
+impl SoakReport {
+    /// Requests per second.
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds.max(1e-9)
+    }
+
+    /// End RSS over warm-up RSS.
+    pub fn rss_growth(&self) -> f64 {
+        self.rss_kib.1 as f64 / (self.rss_kib.0.max(1)) as f64
+    }
+}
+
+/// A process's resident set size in KiB (Linux).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    denials: AtomicU64,
+    ops: [AtomicU64; 5],
+    errors: AtomicU64,
+    samples: Mutex<Vec<String>>,
+}
+
+impl Counters {
+    fn error(&self, what: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut s) = self.samples.lock()
+            && s.len() < 10
+        {
+            s.push(what);
+        }
+    }
+}
+
+/// Everything a task needs to act as agency, citizen and auditor.
+struct Actors {
+    bench: reqwest::Client,
+    bhxh: reqwest::Client,
+    public: reqwest::Client,
+    base: String,
+    ids: Arc<Vec<String>>,
+    server: Arc<TestServer>,
+}
+
+/// One expected answer: the status, or the status and problem code.
+async fn expect(
+    c: &Counters,
+    what: &str,
+    req: reqwest::RequestBuilder,
+    status: u16,
+    code: Option<&str>,
+) -> Option<Value> {
+    let r = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            c.error(format!("{what}: {e}"));
+            return None;
+        }
+    };
+    let got = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    if got != status || code.is_some_and(|k| body["code"] != k) {
+        c.error(format!("{what}: {got} {}", body["code"]));
+        return None;
+    }
+    c.requests.fetch_add(1, Ordering::Relaxed);
+    if code.is_some() {
+        c.denials.fetch_add(1, Ordering::Relaxed);
+    }
+    Some(body)
+}
+
+async fn one_op(a: &Actors, c: &Counters, task: usize, i: u64) {
+    let id = &a.ids[(crate::load::mix(task, i) % a.ids.len() as u64) as usize];
+    let b = &a.base;
+    let kind = (i % 8) as usize;
+    match kind {
+        0..=3 => {
+            let body = json!({"citizen_id": id, "purpose": "bench_release", "dossier_id": "SOAK",
+                              "fields": FIELDS, "official": {"id": "soak"}});
+            let Some(g) = expect(
+                c,
+                "grant",
+                a.bench.post(format!("{b}/v1/grants")).json(&body),
+                201,
+                None,
+            )
+            .await
+            else {
+                return;
+            };
+            let token = g["access_token"].as_str().unwrap_or_default().to_owned();
+            for _ in 0..2 {
+                let req = a
+                    .bench
+                    .get(format!(
+                        "{b}/v1/citizens/{id}/fields?fields=full_name,phone"
+                    ))
+                    .bearer_auth(&token);
+                if expect(c, "release", req, 200, None).await.is_none() {
+                    return;
+                }
+            }
+            c.ops[0].fetch_add(1, Ordering::Relaxed);
+        }
+        4 => {
+            let body = json!({"citizen_id": id, "purpose": "social_insurance_lookup",
+                              "dossier_id": "SOAK-C", "fields": ["full_name", "annual_income"],
+                              "official": {"id": "soak"}});
+            // A citizen's earlier decision stands: consent on record gives a token at once
+            // (201), a refusal on record refuses (403 consent_refused), else pending (202).
+            let r = match a
+                .bhxh
+                .post(format!("{b}/v1/grants"))
+                .json(&body)
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    c.error(format!("consent grant: {e}"));
+                    return;
+                }
+            };
+            let status = r.status().as_u16();
+            let g: Value = r.json().await.unwrap_or(Value::Null);
+            match (status, g["code"].as_str()) {
+                (202, _) => {}
+                (201, _) => {
+                    c.requests.fetch_add(1, Ordering::Relaxed);
+                    let token = g["access_token"].as_str().unwrap_or_default();
+                    let req = a
+                        .bhxh
+                        .get(format!("{b}/v1/citizens/{id}/fields?fields=annual_income"))
+                        .bearer_auth(token);
+                    if expect(c, "release on consent", req, 200, None)
+                        .await
+                        .is_some()
+                    {
+                        c.ops[1].fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                (403, Some("consent_refused")) => {
+                    c.requests.fetch_add(1, Ordering::Relaxed);
+                    c.denials.fetch_add(1, Ordering::Relaxed);
+                    c.ops[1].fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                (st, code) => {
+                    c.error(format!("consent grant: {st} {code:?}"));
+                    return;
+                }
+            }
+            c.requests.fetch_add(1, Ordering::Relaxed);
+            let gid = g["grant_id"].as_str().unwrap_or_default().to_owned();
+            let ctok = a.server.citizen_token(id);
+            let approve = (i / 8) % 2 == 0;
+            let verb = if approve { "approve" } else { "refuse" };
+            let req = a
+                .public
+                .post(format!("{b}/v1/me/grants/{gid}/{verb}"))
+                .bearer_auth(&ctok);
+            if expect(c, verb, req, 200, None).await.is_none() {
+                return;
+            }
+            let Some(st) = expect(
+                c,
+                "grant status",
+                a.bhxh.get(format!("{b}/v1/grants/{gid}")),
+                200,
+                None,
+            )
+            .await
+            else {
+                return;
+            };
+            if approve {
+                let Some(token) = st["access_token"].as_str() else {
+                    c.error("approved grant without its token".into());
+                    return;
+                };
+                let req = a
+                    .bhxh
+                    .get(format!("{b}/v1/citizens/{id}/fields?fields=annual_income"))
+                    .bearer_auth(token);
+                if expect(c, "consented release", req, 200, None)
+                    .await
+                    .is_none()
+                {
+                    return;
+                }
+            } else if st["status"] != "refused" {
+                c.error(format!("refused grant is {}", st["status"]));
+                return;
+            } else {
+                c.denials.fetch_add(1, Ordering::Relaxed);
+            }
+            c.ops[1].fetch_add(1, Ordering::Relaxed);
+        }
+        5 => {
+            let atok = a.server.auditor_token("kt-soak");
+            let Some(list) = expect(
+                c,
+                "audit entries",
+                a.public
+                    .get(format!("{b}/v1/audit/entries?limit=5"))
+                    .bearer_auth(&atok),
+                200,
+                None,
+            )
+            .await
+            else {
+                return;
+            };
+            let index = list["items"][0]["index"].as_u64().unwrap_or(0);
+            let r = a
+                .public
+                .get(format!("{b}/v1/audit/checkpoint"))
+                .bearer_auth(&atok)
+                .send()
+                .await;
+            let size = match r {
+                Ok(r) if r.status().as_u16() == 200 => r
+                    .text()
+                    .await
+                    .ok()
+                    .and_then(|t| t.lines().nth(1).and_then(|l| l.parse::<u64>().ok())),
+                Ok(r) => {
+                    c.error(format!("checkpoint: {}", r.status()));
+                    return;
+                }
+                Err(e) => {
+                    c.error(format!("checkpoint: {e}"));
+                    return;
+                }
+            };
+            let Some(size) = size else {
+                c.error("checkpoint without a size".into());
+                return;
+            };
+            c.requests.fetch_add(1, Ordering::Relaxed);
+            let req = a
+                .public
+                .get(format!(
+                    "{b}/v1/audit/proof/inclusion?index={index}&tree_size={size}"
+                ))
+                .bearer_auth(&atok);
+            if expect(c, "inclusion proof", req, 200, None).await.is_some() {
+                c.ops[2].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        6 => {
+            let ctok = a.server.citizen_token(id);
+            let req = a
+                .public
+                .get(format!("{b}/v1/me/accesses?limit=10"))
+                .bearer_auth(&ctok);
+            if expect(c, "history", req, 200, None).await.is_some() {
+                c.ops[3].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        _ => {
+            let body = json!({"citizen_id": id, "purpose": "bench_release", "dossier_id": "SOAK-D",
+                              "fields": ["annual_income"], "official": {"id": "soak"}});
+            let req = a.bench.post(format!("{b}/v1/grants")).json(&body);
+            if expect(c, "denied grant", req, 403, Some("field_not_in_purpose"))
+                .await
+                .is_some()
+            {
+                c.ops[4].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Runs the soak against a fresh server and stops it gracefully at the end.
+pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let pol = bench_policies(work.path(), &FIELDS).unwrap_or_else(|e| panic!("policies: {e}"));
+    let (server, people) = TestServer::start(
+        opts.citizens,
+        &Limits {
+            policies: Some(pol),
+            ..Limits::default()
+        },
+    );
+    let pid = server.pid().unwrap_or(0);
+    let server = Arc::new(server);
+    let ids: Arc<Vec<String>> = Arc::new(people.iter().map(|(id, _)| id.clone()).collect());
+    let rt = crate::load::runtime().unwrap_or_else(|e| panic!("runtime: {e}"));
+    let counters = Arc::new(Counters::default());
+    let start = Instant::now();
+    let deadline = start + opts.duration;
+    let bench_id = server.agency_identity("bench-agency");
+    let bhxh_id = server.agency_identity("bhxh-tphcm");
+    let tasks: Vec<_> = (0..opts.tasks)
+        .map(|t| {
+            let actors = Actors {
+                bench: server.async_client(Some(&bench_id)),
+                bhxh: server.async_client(Some(&bhxh_id)),
+                public: server.async_client(None),
+                base: server.url(""),
+                ids: Arc::clone(&ids),
+                server: Arc::clone(&server),
+            };
+            let c = Arc::clone(&counters);
+            rt.spawn(async move {
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    one_op(&actors, &c, t, i).await;
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(opts.warmup);
+    let rss_warm = rss_kib(pid);
+    progress(&format!(
+        "warm-up done after {} s: RSS {} MiB, {} requests",
+        opts.warmup.as_secs(),
+        rss_warm / 1024,
+        counters.requests.load(Ordering::Relaxed)
+    ));
+    let mut next = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        if Instant::now() >= next {
+            next += Duration::from_secs(60);
+            progress(&format!(
+                "{:.0} s: {} requests, {} errors, RSS {} MiB",
+                start.elapsed().as_secs_f64(),
+                counters.requests.load(Ordering::Relaxed),
+                counters.errors.load(Ordering::Relaxed),
+                rss_kib(pid) / 1024
+            ));
+        }
+    }
+    let rss_end = rss_kib(pid);
+    for t in tasks {
+        if rt.block_on(t).is_err() {
+            counters.error("a load task panicked".into());
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    drop(rt);
+    let mut server = Arc::try_unwrap(server).unwrap_or_else(|_| panic!("server still shared"));
+    server.stop();
+    let out = server.vault.ctl(&["audit", "verify"]);
+    let log_verifies = out.status.success();
+    if !log_verifies {
+        counters.error(format!("audit verify: {}", text(&out.stderr)));
+    }
+    let log_entries = text(&out.stdout)
+        .split_whitespace()
+        .find_map(|w| w.parse::<u64>().ok())
+        .unwrap_or(0);
+    let c = &counters;
+    SoakReport {
+        seconds,
+        requests: c.requests.load(Ordering::Relaxed),
+        intended_denials: c.denials.load(Ordering::Relaxed),
+        ops: [0, 1, 2, 3, 4].map(|k| c.ops[k].load(Ordering::Relaxed)),
+        errors: c.errors.load(Ordering::Relaxed),
+        error_samples: c.samples.lock().map(|s| s.clone()).unwrap_or_default(),
+        rss_kib: (rss_warm, rss_end),
+        log_verifies,
+        log_entries,
+    }
+}

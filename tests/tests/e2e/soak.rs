@@ -1,0 +1,24 @@
+//! A short soak in the test suite (the 10-minute run is `vault-soak`): mixed load with
+//! every answer checked, 0 unexpected answers, every kind of operation done, log verifies.
+
+use std::time::Duration;
+
+use vault_tests::soak::{SoakOptions, run};
+
+#[test]
+fn mixed_load_has_no_unexpected_answer_and_the_log_verifies() {
+    let r = run(
+        &SoakOptions {
+            duration: Duration::from_secs(12),
+            warmup: Duration::from_secs(4),
+            tasks: 8,
+            citizens: 200,
+        },
+        |l| eprintln!("soak: {l}"),
+    );
+    eprintln!("soak: {r:?} ({:.0} requests/s)", r.rps());
+    assert_eq!(r.errors, 0, "{:#?}", r.error_samples);
+    assert!(r.log_verifies);
+    assert!(r.ops.iter().all(|&n| n > 0), "every kind ran: {:?}", r.ops);
+    assert!(r.intended_denials > 0);
+}
