@@ -219,7 +219,7 @@ async fn one_op(a: &Actors, c: &Counters, task: usize, i: u64) {
             c.requests.fetch_add(1, Ordering::Relaxed);
             let gid = g["grant_id"].as_str().unwrap_or_default().to_owned();
             let ctok = a.server.citizen_token(id);
-            let approve = (i / 8) % 2 == 0;
+            let approve = (i / 8).is_multiple_of(2);
             let verb = if approve { "approve" } else { "refuse" };
             let req = a
                 .public
