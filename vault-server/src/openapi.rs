@@ -31,6 +31,19 @@ fn query_schema(path: &str, name: &str) -> (Value, bool) {
         ("/v1/audit/proof/consistency", "to") | (_, "cursor" | "limit" | "tree_size") => {
             (int, false)
         }
+        (_, "status") => (
+            json!({"type": "string", "enum": ["pending_consent", "active", "refused", "revoked",
+                                              "expired", "exhausted"]}),
+            false,
+        ),
+        (_, "event") => (
+            json!({"type": "string",
+                   "enum": vault_core::audit::Event::ALL.map(|e| e.as_str())}),
+            false,
+        ),
+        (_, "citizen_id") => (json!({"type": "string", "pattern": "^[0-9]{12}$"}), false),
+        (_, "from" | "to") => (json!({"type": "string", "format": "date-time"}), false),
+        (_, "agency" | "official" | "purpose") => (ident(), false),
         _ => (s("string"), false),
     }
 }
@@ -229,20 +242,37 @@ fn success(r: &Route) -> Vec<(u16, &'static str, Value)> {
     }
 }
 
+/// Identifiers the vault records (purpose, dossier, official, unit, source): 1-64 of
+/// `A-Z a-z 0-9 . _ : @ -`, never a run of nine or more digits (so no citizen id or phone
+/// number fits).
+fn ident() -> Value {
+    json!({"type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,64}$",
+           "description": "1-64 of A-Z a-z 0-9 . _ : @ -, without a run of 9 or more digits"})
+}
+
+/// A field name of the catalog (or a derived answer).
+const NAME: &str = "^[a-z][a-z0-9_]{0,63}$";
+
+fn names() -> Value {
+    json!({"type": "array", "minItems": 1, "items": {"type": "string", "pattern": NAME}})
+}
+
 fn request_body(r: &Route) -> Option<Value> {
     let schema = match r.path {
         "/v1/grants" => json!({"type": "object", "additionalProperties": false,
             "required": ["citizen_id", "purpose", "dossier_id", "fields", "official"],
             "properties": {
                 "citizen_id": {"type": "string", "pattern": "^[0-9]{12}$"},
-                "purpose": s("string"), "dossier_id": s("string"), "fields": strings(),
+                "purpose": ident(), "dossier_id": ident(), "fields": names(),
                 "official": {"type": "object", "additionalProperties": false,
                              "required": ["id"],
-                             "properties": {"id": s("string"), "unit": s("string")}},
+                             "properties": {"id": ident(), "unit": ident()}},
                 "ttl_seconds": {"type": "integer", "minimum": 1}}}),
         "/v1/citizens/{citizen_id}" => json!({"type": "object", "additionalProperties": false,
             "required": ["fields", "source"],
-            "properties": {"fields": s("object"), "source": s("string")}}),
+            "properties": {"fields": {"type": "object", "minProperties": 1,
+                                      "propertyNames": {"pattern": NAME}},
+                           "source": ident()}}),
         "/v1/me/verify" => json!({"type": "object", "additionalProperties": false,
             "required": ["verification_code"],
             "properties": {"verification_code": s("string")}}),
@@ -267,7 +297,7 @@ fn operation(r: &Route) -> Value {
             } else if name == "citizen_id" {
                 json!({"type": "string", "pattern": "^[0-9]{12}$"})
             } else {
-                s("string")
+                ident()
             };
             json!({"name": name, "in": "path", "required": true, "schema": schema})
         })

@@ -33,7 +33,8 @@ pub enum ApiError {
     /// No such route.
     NotFound,
     /// The route exists with other methods.
-    MethodNotAllowed,
+    /// The path exists with other methods: the `Allow` header lists them.
+    MethodNotAllowed(String),
     /// The same idempotency key with another body.
     IdempotencyConflict,
     /// The server is shutting down or a worker failed.
@@ -138,7 +139,7 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited(_) => "rate_limited",
             Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::Unavailable => "service_unavailable",
         }
@@ -158,7 +159,7 @@ impl ApiError {
             Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "Request body too large"),
             Self::RateLimited(_) => (S::TOO_MANY_REQUESTS, "Too many requests"),
             Self::NotFound => (S::NOT_FOUND, "Not found"),
-            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "Method not allowed"),
+            Self::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "Method not allowed"),
             Self::IdempotencyConflict => (
                 S::UNPROCESSABLE_ENTITY,
                 "Idempotency key reused with another request",
@@ -219,6 +220,9 @@ impl ResponseError for ApiError {
             }
             Self::AuthenticationRequired | Self::BearerInvalid => {
                 r.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            Self::MethodNotAllowed(allow) => {
+                r.insert_header(("Allow", allow.as_str()));
             }
             _ => {}
         }

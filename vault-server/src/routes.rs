@@ -142,10 +142,15 @@ pub fn route_of(method: &str, path: &str) -> Option<&'static Route> {
 /// Answer for anything the table does not route: 405 if the path exists with other
 /// methods, else 404.
 pub async fn fallback(req: HttpRequest) -> ApiError {
-    if TABLE.iter().any(|r| matches(r.path, req.path())) {
-        ApiError::MethodNotAllowed
-    } else {
+    let allowed: Vec<&str> = TABLE
+        .iter()
+        .filter(|r| matches(r.path, req.path()))
+        .map(|r| r.method)
+        .collect();
+    if allowed.is_empty() {
         ApiError::NotFound
+    } else {
+        ApiError::MethodNotAllowed(allowed.join(", "))
     }
 }
 

@@ -266,7 +266,10 @@ pub fn init_logging(format: &str, level: &str) {
     // rustls warns on every handshake that names an IP address in SNI: keep its errors only.
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(level)
-        .with_target("rustls", LevelFilter::ERROR);
+        .with_target("rustls", LevelFilter::ERROR)
+        // actix logs every malformed request line or header at ERROR after answering it 400:
+        // client noise that any client could write into the log at will.
+        .with_target("actix_http::h1::dispatcher", LevelFilter::OFF);
     let registry = tracing_subscriber::registry().with(filter);
     let _ = if format == "text" {
         registry

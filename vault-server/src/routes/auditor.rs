@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vault_core::audit::{AuditQuery, Event};
+use vault_core::audit::{AuditQuery, Event, SafeId};
 use vault_core::vault::{AuditorAnswer, AuditorRead};
 use vault_core::{CitizenId, Timestamp, VaultError};
 
@@ -70,6 +70,19 @@ pub async fn entries(
         .map(CitizenId::parse)
         .transpose()
         .map_err(ApiError::Vault)?;
+    // Entries record only identifiers of this shape: any other value is a mistake, not a
+    // filter that matches nothing.
+    for (name, v) in [
+        ("official", &q.official),
+        ("agency", &q.agency),
+        ("purpose", &q.purpose),
+    ] {
+        if v.as_deref().is_some_and(|v| SafeId::parse(v).is_err()) {
+            return Err(ApiError::InvalidRequest(format!(
+                "`{name}` must be 1-64 of A-Z a-z 0-9 . _ : @ -"
+            )));
+        }
+    }
     let query = AuditQuery {
         subject: None,
         official: q.official,

@@ -196,6 +196,9 @@ pub async fn verify(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // Checking a code changes nothing, so a retry needs no stored answer; a malformed key
+    // is still refused, as on every POST.
+    idempotency_key(&req)?;
     state
         .verify_limiter
         .check(&state.vault.blind(&id).to_string())
