@@ -51,6 +51,8 @@ pub struct CrashReport {
     pub losses: Vec<String>,
     /// Milliseconds after the load started at which each round's kill came.
     pub kill_ms: Vec<u64>,
+    /// Citizen values or ids found readable after the run (data directory, log, export).
+    pub plaintext_hits: usize,
 }
 
 /// A release the server acknowledged.
@@ -245,6 +247,17 @@ pub fn run(opts: &CrashOptions, mut progress: impl FnMut(&str)) -> CrashReport {
         report
             .losses
             .push(format!("final audit verify failed: {}", text(&out.stderr)));
+    }
+    // After all the crashes: no citizen value or id readable in the data directory, the
+    // server's log or the audit export.
+    let hits = crate::scan::served_vault(&server, &people, &[]);
+    report.plaintext_hits = hits.len();
+    if let Some(h) = hits.first() {
+        report.losses.push(format!(
+            "{} plaintext hits, the first: {}",
+            hits.len(),
+            h.describe()
+        ));
     }
     report
 }

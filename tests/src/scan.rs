@@ -6,6 +6,18 @@ use std::path::{Path, PathBuf};
 
 const WINDOW: usize = 8;
 
+impl Hit {
+    /// Where it was, never what: `file at byte N (needle M)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} at byte {} (needle {})",
+            self.file.display(),
+            self.offset,
+            self.needle
+        )
+    }
+}
+
 /// A needle found in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {
@@ -104,4 +116,69 @@ impl Scanner {
         }
         hits
     }
+}
+
+/// What to look for after serving `people`: each citizen id and each string value of 8 or
+/// more bytes that at most 3 citizens share (so not an enum value such as a marital status,
+/// which the policy files hold too), except date-shaped values (`YYYY-MM-DD`: a licence
+/// expiry can be today's date, which every log timestamp carries).
+pub fn citizen_needles(people: &[(String, serde_json::Value)]) -> Vec<String> {
+    let date = |s: &str| {
+        let b = s.as_bytes();
+        b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    };
+    let mut holders: HashMap<String, usize> = HashMap::new();
+    let mut needles: Vec<String> = Vec::new();
+    for (id, fields) in people {
+        needles.push(id.clone());
+        let mut mine: Vec<String> = Vec::new();
+        let mut stack: Vec<&serde_json::Value> = fields
+            .as_object()
+            .map(|o| o.values().collect())
+            .unwrap_or_default();
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::String(t) if t.len() >= WINDOW && !date(t) => {
+                    mine.push(t.clone());
+                }
+                serde_json::Value::Array(a) => stack.extend(a.iter()),
+                _ => {}
+            }
+        }
+        mine.sort();
+        mine.dedup();
+        for t in mine {
+            *holders.entry(t).or_default() += 1;
+        }
+    }
+    needles.extend(holders.into_iter().filter(|(_, n)| *n <= 3).map(|(t, _)| t));
+    needles.sort();
+    needles.dedup();
+    needles
+}
+
+/// Scans what a served vault leaves behind for `people`'s values and ids: every file of its
+/// data directory, everything the server wrote to its log, a fresh `vaultctl audit export`,
+/// and `extra` named byte strings (error bodies, say). Returns the hits.
+pub fn served_vault(
+    server: &crate::server::TestServer,
+    people: &[(String, serde_json::Value)],
+    extra: &[(String, Vec<u8>)],
+) -> Vec<Hit> {
+    let scanner = Scanner::new(citizen_needles(people));
+    let mut hits = scanner.scan_dir(&server.vault.data());
+    hits.extend(scanner.scan_bytes(Path::new("server log"), &server.log_bytes()));
+    let export = server.vault.ctl(&["audit", "export"]);
+    assert!(export.status.success(), "audit export failed");
+    assert!(!export.stdout.is_empty(), "empty audit export");
+    hits.extend(scanner.scan_bytes(Path::new("audit export"), &export.stdout));
+    for (name, bytes) in extra {
+        hits.extend(scanner.scan_bytes(Path::new(name), bytes));
+    }
+    hits
 }

@@ -49,6 +49,9 @@ pub struct SoakReport {
     pub log_verifies: bool,
     /// Entries in the log at the end.
     pub log_entries: u64,
+    /// Citizen values or ids found in the data directory, the log, the audit export or the
+    /// denial bodies kept.
+    pub plaintext_hits: Vec<String>,
 }
 
 impl SoakReport {
@@ -83,6 +86,8 @@ struct Counters {
     ops: [AtomicU64; 5],
     errors: AtomicU64,
     samples: Mutex<Vec<String>>,
+    /// The first denial bodies, for the plaintext scan.
+    denial_bodies: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 impl Counters {
@@ -130,6 +135,11 @@ async fn expect(
     c.requests.fetch_add(1, Ordering::Relaxed);
     if code.is_some() {
         c.denials.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut d) = c.denial_bodies.lock()
+            && d.len() < 1000
+        {
+            d.push((format!("{what} body"), body.to_string().into_bytes()));
+        }
     }
     Some(body)
 }
@@ -420,6 +430,15 @@ pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
         .find_map(|w| w.parse::<u64>().ok())
         .unwrap_or(0);
     let c = &counters;
+    let bodies = c
+        .denial_bodies
+        .lock()
+        .map(|d| d.clone())
+        .unwrap_or_default();
+    let plaintext_hits: Vec<String> = crate::scan::served_vault(&server, &people, &bodies)
+        .iter()
+        .map(crate::scan::Hit::describe)
+        .collect();
     SoakReport {
         seconds,
         requests: c.requests.load(Ordering::Relaxed),
@@ -430,5 +449,6 @@ pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
         rss_kib: (rss_warm, rss_end),
         log_verifies,
         log_entries,
+        plaintext_hits,
     }
 }

@@ -26,13 +26,15 @@ fn main() {
     let (r, took) = timed(&opts, |line| println!("{line}"));
     println!(
         "vault-crash: {} rounds in {:.0} s; acknowledged: {} releases, {} written records; \
-         {} checks after restarts; {} audit entries; losses: {}",
+         {} checks after restarts; {} audit entries; plaintext hits after the run: {}; \
+         losses: {}",
         r.rounds,
         took.as_secs_f64(),
         r.releases_acked,
         r.writes_acked,
         r.checks,
         r.log_entries,
+        r.plaintext_hits,
         r.losses.len()
     );
     for l in r.losses.iter().take(20) {

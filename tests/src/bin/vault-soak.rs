@@ -23,7 +23,7 @@ fn main() {
     println!(
         "vault-soak: {:.0} s, {} requests ({:.0}/s), ops [releases, consents, auditor, history, \
          denials] = {:?}, intended denials {}, errors {}, RSS {} MiB after warm-up, {} MiB at \
-         the end ({:+.1}%), log verifies: {}",
+         the end ({:+.1}%), log verifies: {}, plaintext hits: {}",
         r.seconds,
         r.requests,
         r.rps(),
@@ -33,7 +33,8 @@ fn main() {
         r.rss_kib.0 / 1024,
         r.rss_kib.1 / 1024,
         (r.rss_growth() - 1.0) * 100.0,
-        r.log_verifies
+        r.log_verifies,
+        r.plaintext_hits.len()
     );
     for e in &r.error_samples {
         println!("ERROR: {e}");
@@ -42,7 +43,10 @@ fn main() {
     if !flat {
         println!("FAIL: RSS grew more than 10% after the warm-up");
     }
-    if r.errors > 0 || !r.log_verifies || !flat {
+    for h in &r.plaintext_hits {
+        println!("FAIL: a citizen value or id is readable in {h}");
+    }
+    if r.errors > 0 || !r.log_verifies || !flat || !r.plaintext_hits.is_empty() {
         std::process::exit(1);
     }
 }

@@ -1,5 +1,6 @@
 //! A short soak in the test suite (the 10-minute run is `vault-soak`): mixed load with
-//! every answer checked, 0 unexpected answers, every kind of operation done, log verifies.
+//! every answer checked, 0 unexpected answers, every kind of operation done, log verifies,
+//! and no citizen value or id in the data directory, log, audit export or denial bodies.
 
 use std::time::Duration;
 
@@ -19,6 +20,11 @@ fn mixed_load_has_no_unexpected_answer_and_the_log_verifies() {
     eprintln!("soak: {r:?} ({:.0} requests/s)", r.rps());
     assert_eq!(r.errors, 0, "{:#?}", r.error_samples);
     assert!(r.log_verifies);
+    assert!(
+        r.plaintext_hits.is_empty(),
+        "citizen values readable after the soak: {:?}",
+        r.plaintext_hits
+    );
     assert!(r.ops.iter().all(|&n| n > 0), "every kind ran: {:?}", r.ops);
     assert!(r.intended_denials > 0);
 }
