@@ -706,7 +706,13 @@ fn idempotency_limits_and_malformed_input_never_reach_500() {
     assert_eq!((st, e["code"].as_str().unwrap()), (400, "invalid_request"));
     let (st, e) = json_of(agency.get(s.url("/v1/nowhere")).send().unwrap());
     assert_eq!((st, e["code"].as_str().unwrap()), (404, "not_found"));
-    let (st, e) = json_of(agency.patch(s.url("/v1/grants/x")).send().unwrap());
+    let r = agency.patch(s.url("/v1/grants/x")).send().unwrap();
+    assert_eq!(
+        r.headers()["allow"],
+        "GET, DELETE",
+        "RFC 9110: 405 lists the methods"
+    );
+    let (st, e) = json_of(r);
     assert_eq!(
         (st, e["code"].as_str().unwrap()),
         (405, "method_not_allowed")
