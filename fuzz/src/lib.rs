@@ -264,6 +264,16 @@ fn vault() -> &'static Vault<SledStore> {
         } else {
             std::env::temp_dir()
         };
+        // Statics are never dropped, so each run leaves its directory: remove those of
+        // processes that are gone.
+        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("vault-fuzz-")
+                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
         let dir = base.join(format!("vault-fuzz-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = SledStore::open(&dir.join("store")).unwrap_or_else(|e| panic!("store: {e}"));
