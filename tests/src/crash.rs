@@ -42,6 +42,8 @@ pub struct CrashReport {
     pub releases_acked: usize,
     /// Writes acknowledged (200 with a version).
     pub writes_acked: usize,
+    /// Citizens whose last acknowledged write is checked after each restart.
+    pub records_written: usize,
     /// Acknowledged operations checked after restarts, counting each check (an earlier
     /// round's releases are checked again after every later crash).
     pub checks: usize,
@@ -73,6 +75,8 @@ struct WriteState {
 struct Acks {
     releases: Vec<AckedRelease>,
     writes: HashMap<String, WriteState>,
+    /// Every acknowledged write (the map keeps each citizen's last).
+    write_count: usize,
 }
 
 struct Rng(u64);
@@ -158,11 +162,11 @@ pub fn run(opts: &CrashOptions, mut progress: impl FnMut(&str)) -> CrashReport {
         }
         let exported = export(&server);
         report.log_entries = exported.len() as u64;
-        let (releases, writes) = {
+        let (releases, writes, write_count) = {
             let a = acks
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            (a.releases.clone(), a.writes.clone())
+            (a.releases.clone(), a.writes.clone(), a.write_count)
         };
         for r in &releases {
             report.checks += 1;
@@ -229,14 +233,16 @@ pub fn run(opts: &CrashOptions, mut progress: impl FnMut(&str)) -> CrashReport {
         }
         report.rounds = round + 1;
         report.releases_acked = releases.len();
-        report.writes_acked = writes.values().filter(|w| w.acked.is_some()).count();
+        report.writes_acked = write_count;
+        report.records_written = writes.values().filter(|w| w.acked.is_some()).count();
         progress(&format!(
-            "round {}/{}: killed after {kill_at} ms; {} releases and {} written records \
-             acknowledged so far, {} entries in the log, {} losses",
+            "round {}/{}: killed after {kill_at} ms; {} releases and {} writes (to {} \
+             records) acknowledged so far, {} entries in the log, {} losses",
             round + 1,
             opts.rounds,
             releases.len(),
-            report.writes_acked,
+            write_count,
+            report.records_written,
             exported.len(),
             report.losses.len()
         ));
@@ -370,6 +376,7 @@ async fn write_loop(
         if let Some(version) = v["version"].as_u64()
             && let Ok(mut a) = acks.lock()
         {
+            a.write_count += 1;
             let w = a.writes.entry(id.clone()).or_default();
             w.acked = Some((version, phone));
             w.in_flight = None;

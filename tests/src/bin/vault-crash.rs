@@ -25,13 +25,14 @@ fn main() {
     println!("vault-crash: {opts:?}");
     let (r, took) = timed(&opts, |line| println!("{line}"));
     println!(
-        "vault-crash: {} rounds in {:.0} s; acknowledged: {} releases, {} written records; \
+        "vault-crash: {} rounds in {:.0} s; acknowledged: {} releases, {} writes to {} records; \
          {} checks after restarts; {} audit entries; plaintext hits after the run: {}; \
          losses: {}",
         r.rounds,
         took.as_secs_f64(),
         r.releases_acked,
         r.writes_acked,
+        r.records_written,
         r.checks,
         r.log_entries,
         r.plaintext_hits,

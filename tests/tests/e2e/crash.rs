@@ -28,7 +28,12 @@ fn kill_9_under_load_loses_no_acknowledged_operation() {
     assert!(report.releases_acked > 50, "{report:?}");
     assert!(report.writes_acked > 5, "{report:?}");
     eprintln!(
-        "crash: {} rounds, {} releases and {} writes acknowledged, {} checks, 0 losses",
-        report.rounds, report.releases_acked, report.writes_acked, report.checks
+        "crash: {} rounds, {} releases and {} writes ({} records) acknowledged, {} checks, \
+         0 losses",
+        report.rounds,
+        report.releases_acked,
+        report.writes_acked,
+        report.records_written,
+        report.checks
     );
 }
