@@ -249,16 +249,25 @@ fn long_strings(v: &Value, out: &mut Vec<String>) {
 }
 
 /// Import row parsing: never panics, and a refused row's message never quotes a value or
-/// citizen id of the row.
+/// citizen id of the row (it may name a field of the row: an unknown but name-shaped field
+/// without a citizen-id-like number is named, so a value inside such a name is no finding).
 pub fn import_row(data: &[u8]) {
     if let Err(message) = vault_server::ctl::check_jsonl_row(policy_set(), data) {
         let mut values = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         if let Ok(v) = serde_json::from_slice::<Value>(data) {
             long_strings(&v, &mut values);
+            if let Some(fields) = v.get("fields").and_then(Value::as_object) {
+                names.extend(fields.keys().cloned());
+            }
         }
         for v in values {
+            // Names holding a citizen-id-like number are never echoed.
+            let in_a_name = names
+                .iter()
+                .any(|n| n.contains(v.as_str()) && !vault_core::id::has_long_digit_run(n));
             assert!(
-                is_policy_text(&v) || !message.contains(&v),
+                in_a_name || is_policy_text(&v) || !message.contains(&v),
                 "the message quotes the row: {message}"
             );
         }

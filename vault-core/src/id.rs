@@ -82,6 +82,16 @@ impl fmt::Debug for BlindId {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct FieldName(String);
 
+/// Whether `s` holds a run of nine or more ASCII digits, as a citizen id or a phone number
+/// would: such text is never echoed in a message or recorded as an identifier.
+pub fn has_long_digit_run(s: &str) -> bool {
+    let mut run = 0usize;
+    s.bytes().any(|b| {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        run >= 9
+    })
+}
+
 impl FieldName {
     /// Validates the syntax only; whether the catalog knows it is the policy's business.
     pub fn parse(s: &str) -> Option<Self> {
@@ -108,6 +118,14 @@ impl fmt::Display for FieldName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_digit_runs_are_found_anywhere() {
+        assert!(has_long_digit_run("079090000001"));
+        assert!(has_long_digit_run("field_123456789"));
+        assert!(!has_long_digit_run("field_12345678_9"));
+        assert!(!has_long_digit_run(""));
+    }
 
     #[test]
     fn citizen_id_accepts_exactly_twelve_digits() {

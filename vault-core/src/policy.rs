@@ -219,7 +219,7 @@ impl PolicySet {
     ) -> Result<Vec<(crate::FieldName, serde_json::Value)>, crate::VaultError> {
         use crate::{FieldName, VaultError};
         let printable = |name: &str| {
-            if FieldName::parse(name).is_some() {
+            if FieldName::parse(name).is_some() && !crate::id::has_long_digit_run(name) {
                 name.to_owned()
             } else {
                 "<invalid name>".to_owned()

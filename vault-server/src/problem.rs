@@ -113,7 +113,8 @@ fn safe_name(s: &str) -> Option<&str> {
     (!s.is_empty()
         && s.len() <= 64
         && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !vault_core::id::has_long_digit_run(s))
     .then_some(s)
 }
 

@@ -3,7 +3,7 @@
 //! `503 audit_unavailable` and release nothing, `/readyz` says not ready, and once space
 //! (or write access) is back the vault serves again without a restart and its log verifies.
 //! Mounting needs root (CI has it); elsewhere the tests say they were skipped, unless
-//! `VAULT_REQUIRE_ROOT_TESTS=1` (set by `.ci/run`) makes that a failure.
+//! `CDV_TESTS_REQUIRE_ROOT=1` (set by `.ci/run`) makes that a failure.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -32,8 +32,8 @@ impl Tmpfs {
             return Some(Self { dir });
         }
         assert!(
-            std::env::var_os("VAULT_REQUIRE_ROOT_TESTS").is_none(),
-            "cannot mount a tmpfs (VAULT_REQUIRE_ROOT_TESTS is set): run as root"
+            std::env::var_os("CDV_TESTS_REQUIRE_ROOT").is_none(),
+            "cannot mount a tmpfs (CDV_TESTS_REQUIRE_ROOT is set): run as root"
         );
         eprintln!("SKIPPED: mounting a tmpfs needs root");
         None

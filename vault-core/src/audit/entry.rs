@@ -118,13 +118,7 @@ impl SafeId {
         let charset = s
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'));
-        let mut run = 0usize;
-        let mut longest = 0usize;
-        for b in s.bytes() {
-            run = if b.is_ascii_digit() { run + 1 } else { 0 };
-            longest = longest.max(run);
-        }
-        if s.is_empty() || s.len() > 64 || !charset || longest >= 9 {
+        if s.is_empty() || s.len() > 64 || !charset || crate::id::has_long_digit_run(s) {
             return Err(VaultError::InvalidIdentifier);
         }
         Ok(Self(s.to_owned()))
