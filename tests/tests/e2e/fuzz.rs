@@ -41,3 +41,15 @@ fn fuzz_corpus_replays_without_a_failure() {
     }
     eprintln!("fuzz corpus: {total} inputs replayed");
 }
+
+/// The no-echo property tells a quoted input value from fixed message text.
+#[test]
+fn the_quote_check_tells_echoes_from_fixed_text() {
+    let data = br#"{"name": "Nguyen Van Secret"}"#;
+    let echo = |d: &[u8]| format!("bad row: {}", String::from_utf8_lossy(d));
+    let fixed = |_: &[u8]| "unknown field `<invalid name>` Nguyen Van Secret".to_owned();
+    let silent = |_: &[u8]| "malformed JSON at column 3".to_owned();
+    assert!(harness::quotes(data, "Nguyen Van Secret", &echo));
+    assert!(!harness::quotes(data, "Nguyen Van Secret", &fixed));
+    assert!(!harness::quotes(data, "Nguyen Van Secret", &silent));
+}
