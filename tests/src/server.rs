@@ -225,6 +225,17 @@ impl Default for Limits {
     }
 }
 
+/// Writes and syncs a file (the harness's own files must survive a file system the tests
+/// break on purpose).
+fn write_synced(path: &Path, bytes: &[u8]) {
+    std::fs::File::create(path)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 /// A running server.
 pub struct TestServer {
     /// The vault's directory.
@@ -275,9 +286,7 @@ impl TestServer {
         let pki = vault.root().join("pki");
         std::fs::create_dir_all(&pki).unwrap_or_else(|e| panic!("{e}"));
         let ca = Ca::new("test agency CA");
-        let w = |name: &str, s: &str| {
-            std::fs::write(pki.join(name), s).unwrap_or_else(|e| panic!("{e}"))
-        };
+        let w = |name: &str, s: &str| write_synced(&pki.join(name), s.as_bytes());
         w("ca.pem", &ca.pem);
         let (cert, key) = ca.issue(
             vec![
@@ -308,7 +317,7 @@ impl TestServer {
         };
         let config = vault.root().join("server.toml");
         let p = |n: &str| pki.join(n).display().to_string();
-        std::fs::write(
+        write_synced(
             &config,
             format!(
                 "listen = \"127.0.0.1:0\"\ndata = \"{}\"\npolicies = \"{}\"\nworkers = 2\n\
@@ -331,9 +340,9 @@ impl TestServer {
                 limits.agency_rps,
                 limits.agency_burst,
                 limits.max_body,
-            ),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+            )
+            .as_bytes(),
+        );
         let mut s = Self {
             vault,
             ca,

@@ -465,16 +465,24 @@ fn init(ctx: &Context, log_origin: &str) -> CtlResult {
 }
 
 /// Keeps a copy of the policy set (without its test cases) in the data directory, so later
-/// commands use the set the vault was created with wherever they are run from.
+/// commands use the set the vault was created with wherever they are run from. Each file and
+/// directory is synced: a crash soon after `init` must not leave a copy the vault cannot load.
 fn copy_policies(from: &Path, to: &Path) -> CtlResult {
     let copy = |src: &Path, dst: &Path| -> CtlResult {
-        std::fs::copy(src, dst).map(|_| ()).map_err(|e| {
-            CtlError(format!(
-                "cannot copy {} to {}: {e}",
-                src.display(),
-                dst.display()
-            ))
-        })
+        std::fs::copy(src, dst)
+            .and_then(|_| std::fs::File::open(dst)?.sync_all())
+            .map_err(|e| {
+                CtlError(format!(
+                    "cannot copy {} to {}: {e}",
+                    src.display(),
+                    dst.display()
+                ))
+            })
+    };
+    let sync_dir = |dir: &Path| -> CtlResult {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| CtlError(format!("cannot sync {}: {e}", dir.display())))
     };
     if from == to {
         return Ok(());
@@ -490,7 +498,9 @@ fn copy_policies(from: &Path, to: &Path) -> CtlResult {
             copy(&p, &to.join("purposes").join(e.file_name()))?;
         }
     }
-    Ok(())
+    sync_dir(&to.join("purposes"))?;
+    sync_dir(to)?;
+    to.parent().map_or(Ok(()), sync_dir)
 }
 
 fn erase(ctx: &Context, citizen: &str) -> CtlResult {

@@ -53,6 +53,86 @@ impl Tmpfs {
     }
 }
 
+/// An ext4 file system in an image on a loop device, mounted with `errors=remount-ro`, so a
+/// file-system error turns it read-only under open files (as a failing disk would).
+struct Ext4 {
+    image: tempfile::NamedTempFile,
+    dir: tempfile::TempDir,
+}
+
+impl Ext4 {
+    fn mount(mib: u64) -> Option<Self> {
+        let image = tempfile::NamedTempFile::new().unwrap();
+        image.as_file().set_len(mib * 1024 * 1024).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let made = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(image.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        let fs = Self { image, dir };
+        if made && fs.attach() {
+            return Some(fs);
+        }
+        assert!(
+            std::env::var_os("CDV_TESTS_REQUIRE_ROOT").is_none(),
+            "cannot make and mount an ext4 image (CDV_TESTS_REQUIRE_ROOT is set): run as root \
+             with e2fsprogs"
+        );
+        eprintln!("SKIPPED: mounting an ext4 image needs root and e2fsprogs");
+        None
+    }
+
+    fn attach(&self) -> bool {
+        Command::new("mount")
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(self.image.path())
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Raises an ext4 error: the kernel remounts the file system read-only at once.
+    fn fail(&self) {
+        let out = Command::new("findmnt")
+            .args(["-n", "-o", "SOURCE"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let name = Path::new(&dev)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        std::fs::write(format!("/sys/fs/ext4/{name}/trigger_fs_error"), "1").unwrap();
+    }
+
+    /// What an operator does after the fault: unmount, check, mount again.
+    fn repair(&self) {
+        let s = Command::new("umount").arg(self.path()).status().unwrap();
+        assert!(s.success(), "umount");
+        let _ = Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(self.image.path())
+            .output();
+        assert!(self.attach(), "mount again");
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount")
@@ -62,14 +142,14 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A served vault on `fs` with a grant of many uses for one citizen.
-fn served(fs: &Tmpfs) -> (TestServer, Identity, String, String, tempfile::TempDir) {
+/// A served vault under `parent` with a grant of many uses for one citizen.
+fn served(parent: &Path) -> (TestServer, Identity, String, String, tempfile::TempDir) {
     let work = tempfile::tempdir().unwrap();
     let (server, people) = TestServer::start(
         100,
         &Limits {
             policies: Some(bench_policies(work.path(), &FIELDS).unwrap()),
-            parent: Some(fs.path().to_path_buf()),
+            parent: Some(parent.to_path_buf()),
             ..Limits::default()
         },
     );
@@ -153,7 +233,7 @@ fn verify_offline(server: &mut TestServer) {
 #[test]
 fn a_full_disk_refuses_releases_and_recovers_without_a_restart() {
     let Some(fs) = Tmpfs::mount(48) else { return };
-    let (mut server, agency, id, token, _work) = served(&fs);
+    let (mut server, agency, id, token, _work) = served(fs.path());
     assert_eq!(release(&server, &agency, &id, &token).0, 200);
     assert_eq!(ready(&server), 200);
     let pid = server.pid();
@@ -185,7 +265,7 @@ fn a_read_only_data_directory_is_refused_plainly_and_never_served() {
     // the cause (never a panic), and the server does not start rather than serve without a
     // writable log. (Sync failures while serving: the fault-injecting log, ops.rs tests.)
     let Some(fs) = Tmpfs::mount(48) else { return };
-    let (mut server, agency, id, token, _work) = served(&fs);
+    let (mut server, agency, id, token, _work) = served(fs.path());
     assert_eq!(release(&server, &agency, &id, &token).0, 200);
     server.stop();
     let log_before = server.log_text().len();
@@ -210,6 +290,49 @@ fn a_read_only_data_directory_is_refused_plainly_and_never_served() {
     );
 
     fs.remount("rw");
+    server.launch();
+    assert_eq!(release(&server, &agency, &id, &token).0, 200);
+    verify_offline(&mut server);
+}
+
+#[test]
+fn a_data_directory_turning_read_only_while_serving_refuses_releases() {
+    // ext4 with errors=remount-ro: a file-system error makes it read-only under the
+    // serving vault's open files, as a failing disk would.
+    let Some(fs) = Ext4::mount(64) else { return };
+    let (mut server, agency, id, token, _work) = served(fs.path());
+    let (status, before) = release(&server, &agency, &id, &token);
+    assert_eq!(status, 200, "{before}");
+
+    fs.fail();
+    for i in 0..3 {
+        let (status, body) = release(&server, &agency, &id, &token);
+        assert_refused(
+            status,
+            &body,
+            &format!("release {i} on a read-only file system"),
+        );
+    }
+    assert_eq!(
+        ready(&server),
+        503,
+        "a read-only data directory is not ready"
+    );
+
+    // The operator repairs the file system and starts the vault again: the release that was
+    // acknowledged before the fault is in the log, which verifies, and the vault serves.
+    server.kill();
+    fs.repair();
+    let out = server.vault.ctl(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let index = before["audit"]["index"].as_u64().unwrap();
+    let export = text(&server.vault.ctl(&["audit", "export"]).stdout);
+    let line = export
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["index"].as_u64() == Some(index))
+        .expect("the acknowledged release is in the log");
+    assert_eq!(line["leaf_hash"], before["audit"]["leaf_hash"]);
     server.launch();
     assert_eq!(release(&server, &agency, &id, &token).0, 200);
     verify_offline(&mut server);

@@ -164,7 +164,12 @@ impl Files {
             .map_err(|e| io_unavailable("entries", &e))?;
         let len = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
         let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-        if len as usize > super::entry::MAX_ENTRY_BYTES || offset + ENTRY_HEADER + len > file_len {
+        // An entry is never empty: a zero header (length 0, CRC of nothing = 0) is a tail a
+        // crash left zero-filled (the file grew, its data never reached the disk).
+        if len == 0
+            || len as usize > super::entry::MAX_ENTRY_BYTES
+            || offset + ENTRY_HEADER + len > file_len
+        {
             return Ok(None);
         }
         let mut body = vec![0u8; len as usize];
@@ -660,7 +665,9 @@ fn recover(files: &Files, signer: &LogSigner) -> Result<(State, Lengths), VaultE
             .map_err(|e| io_unavailable("checkpoints", &e))?;
         let size = u64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
         let len = u32::from_be_bytes(head[8..12].try_into().unwrap_or([0; 4]));
-        if off + CHECKPOINT_HEADER + u64::from(len) > clen
+        // A signed note is never empty: a zero header is a zero-filled tail, as a torn one.
+        if len == 0
+            || off + CHECKPOINT_HEADER + u64::from(len) > clen
             || read_checkpoint(files, off, len).is_err()
         {
             break; // torn tail
@@ -694,13 +701,20 @@ fn recover(files: &Files, signer: &LogSigner) -> Result<(State, Lengths), VaultE
         .size()
         .map_err(|e| io_unavailable("leaf index", &e))?;
     let mut n = llen / LEAF_RECORD;
+    let leaf_ok = |i: u64| -> Result<bool, VaultError> {
+        let (o, h) = files.leaf_record(i)?;
+        Ok(files
+            .entry_at(o, elen)?
+            .is_some_and(|b| merkle::leaf_hash(&b) == h))
+    };
+    // A tail of records that match no entry (zero-filled after a crash, or torn) goes first,
+    // however long; then the 64 records before the end are re-checked.
+    while n > 0 && !leaf_ok(n - 1)? {
+        n -= 1;
+    }
     let check_from = n.saturating_sub(64);
     for i in check_from..n {
-        let (o, h) = files.leaf_record(i)?;
-        let ok = files
-            .entry_at(o, elen)?
-            .is_some_and(|b| merkle::leaf_hash(&b) == h);
-        if !ok {
+        if !leaf_ok(i)? {
             n = i;
             break;
         }
@@ -1333,6 +1347,37 @@ mod tests {
         log.verify_all().unwrap();
         log.append_one(entry(99)).unwrap();
         assert_eq!(log.size(), 33);
+    }
+
+    #[test]
+    fn zero_filled_tails_left_by_a_crash_are_cut_not_read_as_records() {
+        // After a power loss a file system may keep a file's new length but not its new
+        // data: the tail reads as zeros, and a zero header is length 0 with the CRC of
+        // nothing (0). Such tails are torn tails, in every file.
+        let dir = tempfile::tempdir().unwrap();
+        let root = {
+            let log = SegmentLog::open(dir.path(), signer()).unwrap();
+            fill(&log, 25);
+            log.root(25).unwrap()
+        };
+        for name in ["entries.log", "checkpoints.log", "leaves.idx"] {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            std::io::Write::write_all(&mut f, &[0u8; 4096]).unwrap();
+        }
+        let log = SegmentLog::open(dir.path(), signer()).unwrap();
+        assert_eq!(log.size(), 25, "no empty entries read from the zeros");
+        assert_eq!(log.root(25).unwrap(), root);
+        assert_eq!(log.checkpoint_sizes().unwrap().last(), Some(&25));
+        log.verify_all().unwrap();
+        log.append_one(entry(99)).unwrap();
+        assert_eq!(log.size(), 26);
+        drop(log);
+        let log = SegmentLog::open(dir.path(), signer()).unwrap();
+        assert_eq!(log.size(), 26);
+        log.verify_all().unwrap();
     }
 
     #[test]
