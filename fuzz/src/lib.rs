@@ -264,14 +264,19 @@ pub fn quotes(data: &[u8], v: &str, run: &dyn Fn(&[u8]) -> String) -> bool {
     run(changed.as_bytes()).contains(&marker)
 }
 
-/// The long strings of a JSON input and the names of its `fields` object.
+/// The long strings of a JSON input and the field names it gives: the keys of a `fields`
+/// object (a record), or the strings of a `fields` array (a grant request).
 fn strings_and_names(data: &[u8]) -> (Vec<String>, Vec<String>) {
     let mut values = Vec::new();
     let mut names: Vec<String> = Vec::new();
     if let Ok(v) = serde_json::from_slice::<Value>(data) {
         long_strings(&v, &mut values);
-        if let Some(fields) = v.get("fields").and_then(Value::as_object) {
-            names.extend(fields.keys().cloned());
+        match v.get("fields") {
+            Some(Value::Object(fields)) => names.extend(fields.keys().cloned()),
+            Some(Value::Array(fields)) => {
+                names.extend(fields.iter().filter_map(Value::as_str).map(str::to_owned));
+            }
+            _ => {}
         }
     }
     (values, names)
