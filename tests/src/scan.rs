@@ -84,7 +84,8 @@ impl Scanner {
             let key: [u8; WINDOW] = bytes[i..i + WINDOW].try_into().unwrap_or([0; WINDOW]);
             if let Some(list) = self.by_prefix.get(&key) {
                 for &n in list {
-                    if bytes[i..].starts_with(&self.needles[n]) {
+                    let needle = &self.needles[n];
+                    if bytes[i..].starts_with(needle) && self.stands_alone(n, bytes, i) {
                         hits.push(Hit {
                             file: file.to_path_buf(),
                             offset: i,
@@ -95,6 +96,21 @@ impl Scanner {
             }
         }
         hits
+    }
+
+    /// Whether the occurrence of needle `n` at `at` counts. A needle of digits only (an id, a
+    /// phone or account number) counts only as a whole number: not inside a longer run of
+    /// letters and digits such as a millisecond timestamp or a hex hash, where at gigabyte
+    /// scale some 10-12 digit number always turns up by chance. Other needles count anywhere.
+    fn stands_alone(&self, n: usize, bytes: &[u8], at: usize) -> bool {
+        let needle = &self.needles[n];
+        if !needle.iter().all(u8::is_ascii_digit) {
+            return true;
+        }
+        let before = at.checked_sub(1).and_then(|b| bytes.get(b));
+        let after = bytes.get(at + needle.len());
+        !before.is_some_and(u8::is_ascii_alphanumeric)
+            && !after.is_some_and(u8::is_ascii_alphanumeric)
     }
 
     /// Every needle occurrence in every file under `dir`.
@@ -180,5 +196,42 @@ pub fn served_vault(
     for (name, bytes) in extra {
         hits.extend(scanner.scan_bytes(Path::new(name), bytes));
     }
+    // Local diagnosis only (demo data): CDV_SCAN_DEBUG=1 prints each export hit in context.
+    if std::env::var_os("CDV_SCAN_DEBUG").is_some() {
+        for h in hits
+            .iter()
+            .filter(|h| h.file == Path::new("audit export"))
+            .take(5)
+        {
+            let from = h.offset.saturating_sub(120);
+            let to = (h.offset + 80).min(export.stdout.len());
+            eprintln!(
+                "hit {:?} in: {}",
+                String::from_utf8_lossy(scanner.needle(h.needle)),
+                String::from_utf8_lossy(&export.stdout[from..to])
+            );
+        }
+    }
     hits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_count_as_whole_numbers_names_anywhere() {
+        let s = Scanner::new(["0335136421", "Nguyễn Văn An"]);
+        let p = Path::new("x");
+        let found = |b: &[u8]| s.scan_bytes(p, b).len();
+        assert_eq!(found(br#"{"phone":"0335136421"}"#), 1);
+        assert_eq!(found(b"\x00\x010335136421\xff"), 1);
+        assert_eq!(found(b"ts=10335136421"), 0, "inside a longer number");
+        assert_eq!(found(b"ab0335136421cd"), 0, "inside a hex string");
+        assert_eq!(
+            found("xNguyễn Văn Anh".as_bytes()),
+            1,
+            "names count anywhere"
+        );
+    }
 }
