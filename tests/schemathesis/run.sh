@@ -32,6 +32,10 @@ citizen_token=$("$target/debug/vaultctl" dev token --data "$work/data" --citizen
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,missing_required_header,unsupported_method,no_citizen_value
 export VAULT_CITIZENS="$dev/citizens.jsonl" VAULT_SELF="$self" SCHEMATHESIS_HOOKS=hooks
 cd "$here"
+# schemathesis caches failing cases under .schemathesis/ (response bodies included, such as
+# the record the control run reads) and replays them: start from none, leave none behind.
+rm -rf "$here/.schemathesis"
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work" "$here/.schemathesis" "$here/.hypothesis"' EXIT
 total=0
 st() {
   local name=$1; shift
