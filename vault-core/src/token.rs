@@ -2,7 +2,8 @@
 //! and an RFC 8705 certificate binding, signed with Ed25519 (`ring`). A token goes from
 //! `UnverifiedToken::parse` to `VerifiedToken` only through `verify`, which pins the
 //! algorithm from the key (never from the header) and runs every check of SPEC §3 that does
-//! not need the grant's live state (the vault checks that on each use).
+//! not need the grant's live state (the vault checks that on each use), or through
+//! `VerifiedCache`, which skips only the signature of bytes that passed `verify` before.
 
 use std::collections::BTreeMap;
 
@@ -281,6 +282,15 @@ impl UnverifiedToken {
         presented_thumbprint: &str,
         now: Timestamp,
     ) -> Result<VerifiedToken, TokenRejection> {
+        let public = self.check_header(keys)?;
+        UnparsedPublicKey::new(&ED25519, public)
+            .verify(self.signing_input.as_bytes(), &self.signature)
+            .map_err(|_| TokenRejection::Signature)?;
+        self.check_claims(keys, presented_thumbprint, now)
+    }
+
+    /// The header checks; returns the verifying key its `kid` names (still current).
+    fn check_header<'k>(&self, keys: &'k TokenKeys) -> Result<&'k [u8], TokenRejection> {
         let h = &self.header;
         if FORBIDDEN_HEADERS.iter().any(|k| h.contains_key(*k)) {
             return Err(TokenRejection::ForbiddenHeader);
@@ -296,11 +306,19 @@ impl UnverifiedToken {
             .get("kid")
             .and_then(Value::as_str)
             .ok_or(TokenRejection::MissingKid)?;
-        let public = keys.verifying.get(kid).ok_or(TokenRejection::UnknownKid)?;
-        UnparsedPublicKey::new(&ED25519, public)
-            .verify(self.signing_input.as_bytes(), &self.signature)
-            .map_err(|_| TokenRejection::Signature)?;
+        keys.verifying
+            .get(kid)
+            .map(<[u8; 32]>::as_slice)
+            .ok_or(TokenRejection::UnknownKid)
+    }
 
+    /// Every check of the claims (issuer, audience, times, binding, authorization details).
+    fn check_claims(
+        self,
+        keys: &TokenKeys,
+        presented_thumbprint: &str,
+        now: Timestamp,
+    ) -> Result<VerifiedToken, TokenRejection> {
         let c = &self.claims;
         let s = |k: &str| c.get(k).and_then(Value::as_str);
         if s("iss") != Some(keys.origin.as_str()) {
@@ -389,6 +407,83 @@ impl UnverifiedToken {
                 dossier_id: ds("dossier_id")?,
             },
         })
+    }
+}
+
+/// Entries a `VerifiedCache` holds before it drops expired ones (and, if still full, all).
+pub const VERIFIED_CACHE_LIMIT: usize = 100_000;
+
+/// Signatures already checked, so a token's later uses skip the Ed25519 verification: maps
+/// SHA-256 of the exact token bytes to its `exp` (40 bytes an entry, ~6 MB when full; an
+/// earlier version kept the decoded claims, ~600 bytes an entry, and the server's memory
+/// grew by ~60 MB as it filled). A hit still runs every other check on the re-parsed token
+/// (header, a still-current `kid`, issuer, audience, times, certificate binding), so a
+/// retired key or a different client certificate is refused as before.
+#[derive(Debug)]
+pub struct VerifiedCache {
+    seen: std::sync::RwLock<std::collections::HashMap<[u8; 32], i64>>,
+    limit: usize,
+}
+
+impl Default for VerifiedCache {
+    fn default() -> Self {
+        Self::with_limit(VERIFIED_CACHE_LIMIT)
+    }
+}
+
+impl VerifiedCache {
+    /// A cache that holds at most `limit` entries.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            seen: std::sync::RwLock::default(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Verifies `raw`: the signature only if these exact bytes have not passed before.
+    pub fn verify(
+        &self,
+        raw: &str,
+        keys: &TokenKeys,
+        presented_thumbprint: &str,
+        now: Timestamp,
+    ) -> Result<VerifiedToken, TokenRejection> {
+        let key = crypto::sha256(raw.as_bytes());
+        let known = self.seen.read().is_ok_and(|c| c.contains_key(&key));
+        let token = UnverifiedToken::parse(raw)?;
+        if known {
+            token.check_header(keys)?;
+            return token.check_claims(keys, presented_thumbprint, now);
+        }
+        let verified = token.verify(keys, presented_thumbprint, now)?;
+        if let Ok(mut c) = self.seen.write() {
+            if c.len() >= self.limit {
+                let s = now.as_secs();
+                c.retain(|_, exp| exp.saturating_add(LEEWAY_SECS) >= s);
+                if c.len() >= self.limit {
+                    c.clear();
+                }
+            }
+            c.insert(key, verified.claims.exp);
+        }
+        Ok(verified)
+    }
+
+    /// Forgets every entry (after the token keys change).
+    pub fn clear(&self) {
+        if let Ok(mut c) = self.seen.write() {
+            c.clear();
+        }
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.seen.read().map_or(0, |c| c.len())
+    }
+
+    /// No entry held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -730,5 +825,89 @@ mod tests {
         assert_ne!(rotated.current_kid(), keys_old.current_kid());
         let retired = TokenKeys::new(key(2), &[], ORIGIN);
         assert_eq!(v(NOW, &retired).unwrap_err(), TokenRejection::UnknownKid);
+    }
+
+    #[test]
+    fn a_cached_token_skips_only_the_signature() {
+        let keys = TokenKeys::new(key(1), &[], ORIGIN);
+        let cache = VerifiedCache::with_limit(4);
+        let thumb = cert_thumbprint(b"agency cert");
+        let t = keys.sign(&claims(NOW)).unwrap();
+        let first = cache.verify(&t, &keys, &thumb, at(NOW)).unwrap();
+        assert_eq!(cache.len(), 1);
+        // A hit returns the same claims.
+        assert_eq!(cache.verify(&t, &keys, &thumb, at(NOW)).unwrap(), first);
+        // Every other check still runs on a hit.
+        let other = cert_thumbprint(b"someone else");
+        assert_eq!(
+            cache.verify(&t, &keys, &other, at(NOW)).unwrap_err(),
+            TokenRejection::Binding
+        );
+        assert_eq!(
+            cache.verify(&t, &keys, &thumb, at(NOW + 331)).unwrap_err(),
+            TokenRejection::Expired
+        );
+        let retired = TokenKeys::new(key(2), &[], ORIGIN);
+        assert_eq!(
+            cache.verify(&t, &retired, &thumb, at(NOW)).unwrap_err(),
+            TokenRejection::UnknownKid
+        );
+        let other_origin = TokenKeys::new(key(1), &[], "https://elsewhere.example");
+        assert_eq!(
+            cache
+                .verify(&t, &other_origin, &thumb, at(NOW))
+                .unwrap_err(),
+            TokenRejection::Issuer
+        );
+        // A token differing from a cached one in any byte is not a hit: its signature is checked.
+        let (h, c) = good_parts(&keys);
+        let mut forged_claims = c.clone();
+        forged_claims["authorization_details"][0]["datatypes"] = json!(["full_name", "ethnicity"]);
+        let forged = forge(&key(9), &h, &forged_claims);
+        assert_eq!(
+            cache.verify(&forged, &keys, &thumb, at(NOW)).unwrap_err(),
+            TokenRejection::Signature
+        );
+        let good_sig = t.rsplit('.').next().unwrap();
+        let (hh, cc) = (
+            B64URL.encode(serde_json::to_vec(&h).unwrap()),
+            B64URL.encode(serde_json::to_vec(&forged_claims).unwrap()),
+        );
+        let spliced = format!("{hh}.{cc}.{good_sig}");
+        assert_eq!(
+            cache.verify(&spliced, &keys, &thumb, at(NOW)).unwrap_err(),
+            TokenRejection::Signature
+        );
+        assert_eq!(cache.len(), 1, "refused tokens are never cached");
+    }
+
+    #[test]
+    fn the_cache_is_bounded_dropping_expired_entries_first() {
+        let keys = TokenKeys::new(key(1), &[], ORIGIN);
+        let cache = VerifiedCache::with_limit(3);
+        let thumb = cert_thumbprint(b"agency cert");
+        let token = |jti: &str, exp: i64| {
+            let mut c = claims(NOW);
+            c.jti = jti.into();
+            c.exp = exp;
+            keys.sign(&c).unwrap()
+        };
+        let short = token("a", NOW + 10);
+        for t in [&short, &token("b", NOW + 300), &token("c", NOW + 300)] {
+            cache.verify(t, &keys, &thumb, at(NOW)).unwrap();
+        }
+        assert_eq!(cache.len(), 3);
+        // Full at NOW + 60: the expired entry goes, the live ones stay.
+        cache
+            .verify(&token("d", NOW + 300), &keys, &thumb, at(NOW + 60))
+            .unwrap();
+        assert_eq!(cache.len(), 3);
+        // Full of live entries: all are dropped, then the new one kept.
+        cache
+            .verify(&token("e", NOW + 300), &keys, &thumb, at(NOW + 60))
+            .unwrap();
+        assert_eq!(cache.len(), 1);
+        cache.clear();
+        assert!(cache.is_empty());
     }
 }

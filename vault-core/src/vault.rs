@@ -124,8 +124,8 @@ pub struct Vault<S: VaultStore> {
     policy: Arc<PolicySet>,
     audit: Arc<dyn AuditLog>,
     tokens: crate::token::TokenKeys,
-    /// Verified tokens by SHA-256, shared (a use clones a pointer, not the claims).
-    token_cache: std::sync::RwLock<HashMap<[u8; 32], Arc<crate::token::VerifiedToken>>>,
+    /// Token signatures already checked (a later use skips the Ed25519 verification).
+    token_cache: crate::token::VerifiedCache,
     /// Serializes read-modify-write of records (`write_records`, `erase`) within a process;
     /// sled's directory lock keeps other processes out.
     write_lock: std::sync::Mutex<()>,
@@ -192,7 +192,7 @@ impl<S: VaultStore> Vault<S> {
             policy,
             audit,
             tokens,
-            token_cache: std::sync::RwLock::new(HashMap::new()),
+            token_cache: crate::token::VerifiedCache::default(),
             write_lock: std::sync::Mutex::new(()),
             flusher,
         })
@@ -201,9 +201,7 @@ impl<S: VaultStore> Vault<S> {
     /// Sets the vault's origin (the `iss` and `aud` of its tokens).
     pub fn with_origin(mut self, origin: &str) -> Result<Self, VaultError> {
         self.tokens = self.keyring.token_keys(origin)?;
-        if let Ok(mut c) = self.token_cache.write() {
-            c.clear();
-        }
+        self.token_cache.clear();
         Ok(self)
     }
 
@@ -576,9 +574,7 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<(), VaultError> {
         self.keyring = Keyring::open(root, record)?;
         self.tokens = self.keyring.token_keys(self.tokens.origin())?;
-        if let Ok(mut c) = self.token_cache.write() {
-            c.clear();
-        }
+        self.token_cache.clear();
         Ok(())
     }
 

@@ -17,8 +17,6 @@ use crate::policy::{self, AccessRequest, CitizenFacts, ConsentState, Decision, M
 use crate::store::{SealedRecord, VaultStore};
 use crate::token::{GrantClaims, VerifiedToken};
 
-/// Most verified tokens kept in the cache.
-const TOKEN_CACHE_LIMIT: usize = 100_000;
 
 /// How long a citizen has to answer a consent request.
 pub const CONSENT_WINDOW_SECS: i64 = 3 * 24 * 3600;
@@ -626,7 +624,9 @@ impl<S: VaultStore> Vault<S> {
         fields: &[String],
         now: Timestamp,
     ) -> Result<Released, VaultError> {
-        let verified = self.verify_cached(raw_token, presented_thumbprint, now);
+        let verified = self
+            .token_cache
+            .verify(raw_token, &self.tokens, presented_thumbprint, now);
         match verified {
             Ok(t) => self.release(&t, citizen_id, fields, now),
             Err(rejection) => {
@@ -648,54 +648,6 @@ impl<S: VaultStore> Vault<S> {
                 Err(err)
             }
         }
-    }
-
-    /// Token verification with a cache of successful verifications, keyed by the token's
-    /// SHA-256 and kept until its `exp`: a token's later uses skip the signature, while the
-    /// time window and the certificate binding are checked on every use (and the grant's
-    /// live state in `release`). Bounded: the cache is emptied when it reaches its limit.
-    fn verify_cached(
-        &self,
-        raw: &str,
-        thumbprint: &str,
-        now: Timestamp,
-    ) -> Result<std::sync::Arc<VerifiedToken>, crate::token::TokenRejection> {
-        use crate::token::{LEEWAY_SECS, TokenRejection};
-        let key = crypto::sha256(raw.as_bytes());
-        let cached = self
-            .token_cache
-            .read()
-            .ok()
-            .and_then(|c| c.get(&key).cloned());
-        if let Some(t) = cached {
-            let c = t.claims();
-            let s = now.as_secs();
-            if s > c.exp.saturating_add(LEEWAY_SECS) {
-                return Err(TokenRejection::Expired);
-            }
-            if c.nbf > s.saturating_add(LEEWAY_SECS) {
-                return Err(TokenRejection::NotYetValid);
-            }
-            if !crypto::ct_eq(c.cert_thumbprint.as_bytes(), thumbprint.as_bytes()) {
-                return Err(TokenRejection::Binding);
-            }
-            return Ok(t);
-        }
-        let t = std::sync::Arc::new(crate::token::UnverifiedToken::parse(raw)?.verify(
-            &self.tokens,
-            thumbprint,
-            now,
-        )?);
-        if let Ok(mut c) = self.token_cache.write() {
-            if c.len() >= TOKEN_CACHE_LIMIT {
-                c.retain(|_, v| v.claims().exp >= now.as_secs());
-                if c.len() >= TOKEN_CACHE_LIMIT {
-                    c.clear();
-                }
-            }
-            c.insert(key, std::sync::Arc::clone(&t));
-        }
-        Ok(t)
     }
 
     /// Releases fields under a verified token (SPEC §2 `GET /v1/citizens/{id}/fields`): the
