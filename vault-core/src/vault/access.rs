@@ -17,7 +17,6 @@ use crate::policy::{self, AccessRequest, CitizenFacts, ConsentState, Decision, M
 use crate::store::{SealedRecord, VaultStore};
 use crate::token::{GrantClaims, VerifiedToken};
 
-
 /// How long a citizen has to answer a consent request.
 pub const CONSENT_WINDOW_SECS: i64 = 3 * 24 * 3600;
 
