@@ -207,6 +207,8 @@ pub struct Limits {
     pub revoked: Vec<u64>,
     /// Where the vault's directory is made (default: the system's temporary directory).
     pub parent: Option<PathBuf>,
+    /// `limits.grant_retention_seconds` (default: the server's, 30 days).
+    pub grant_retention: Option<u64>,
 }
 
 impl Default for Limits {
@@ -221,6 +223,7 @@ impl Default for Limits {
             oidc_key: None,
             revoked: Vec::new(),
             parent: None,
+            grant_retention: None,
         }
     }
 }
@@ -324,7 +327,7 @@ impl TestServer {
                  [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n{crls}\
                  [oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n{}\nrefresh_seconds = {}\n\
                  [limits]\nagency_requests_per_second = {}\nagency_burst = {}\nmax_body_bytes = {}\n\
-                 shutdown_timeout_seconds = 20\n",
+                 shutdown_timeout_seconds = 20\n{}",
                 vault.data().display(),
                 limits.policies.clone().unwrap_or_else(policies_dir).display(),
                 p("server.pem"),
@@ -340,6 +343,10 @@ impl TestServer {
                 limits.agency_rps,
                 limits.agency_burst,
                 limits.max_body,
+                limits
+                    .grant_retention
+                    .map(|r| format!("grant_retention_seconds = {r}\n"))
+                    .unwrap_or_default(),
             )
             .as_bytes(),
         );

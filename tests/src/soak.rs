@@ -14,6 +14,13 @@ use crate::bench::{FIELDS, bench_policies};
 use crate::server::{Limits, TestServer};
 use crate::text;
 
+/// Lifetime the soak's agencies ask for (they read at once), and the server's grant
+/// retention: grants end within minutes and are swept a minute later, so the store (and the
+/// memory sled spends on it) reaches a steady state within the warm-up, as it would over
+/// the 30-day default retention in production.
+const GRANT_TTL: u64 = 120;
+const GRANT_RETENTION: u64 = 60;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct SoakOptions {
@@ -151,7 +158,8 @@ async fn one_op(a: &Actors, c: &Counters, task: usize, i: u64) {
     match kind {
         0..=3 => {
             let body = json!({"citizen_id": id, "purpose": "bench_release", "dossier_id": "SOAK",
-                              "fields": FIELDS, "official": {"id": "soak"}});
+                              "fields": FIELDS, "official": {"id": "soak"},
+                              "ttl_seconds": GRANT_TTL});
             let Some(g) = expect(
                 c,
                 "grant",
@@ -180,7 +188,7 @@ async fn one_op(a: &Actors, c: &Counters, task: usize, i: u64) {
         4 => {
             let body = json!({"citizen_id": id, "purpose": "social_insurance_lookup",
                               "dossier_id": "SOAK-C", "fields": ["full_name", "annual_income"],
-                              "official": {"id": "soak"}});
+                              "official": {"id": "soak"}, "ttl_seconds": GRANT_TTL});
             // A citizen's earlier decision stands: consent on record gives a token at once
             // (201), a refusal on record refuses (403 consent_refused), else pending (202).
             let r = match a
@@ -356,6 +364,7 @@ pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
         opts.citizens,
         &Limits {
             policies: Some(pol),
+            grant_retention: Some(GRANT_RETENTION),
             ..Limits::default()
         },
     );

@@ -121,6 +121,9 @@ pub struct Grant {
     /// For break-glass grants: the auditor's verdict once reviewed.
     #[serde(default)]
     pub review: Option<String>,
+    /// When it was refused, revoked or used up (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<i64>,
 }
 
 impl Grant {
@@ -138,6 +141,30 @@ impl Grant {
             }
             s => s,
         }
+    }
+
+    /// The latest moment (seconds) this grant can still be in force, as far as its state
+    /// tells: when it was refused, revoked or used up; an active grant's token expiry; a
+    /// pending grant's consent deadline plus its TTL (it may be approved until then). It only
+    /// moves earlier as the grant changes. Retention counts from here.
+    pub fn latest_end_secs(&self) -> i64 {
+        let ttl = i64::from(self.ttl_seconds);
+        let bound = match self.consent_expires_ms {
+            Some(deadline_ms) => deadline_ms,
+            None => self.created_ms,
+        }
+        .div_euclid(1000)
+        .saturating_add(1 + ttl);
+        let base = self.token_exp.map_or(bound, |exp| exp.min(bound));
+        self.ended_ms.map_or(base, |ended| {
+            ended.div_euclid(1000).saturating_add(1).min(base)
+        })
+    }
+
+    /// Ends the grant (`Refused`, `Revoked` or `Exhausted`) at `now`.
+    pub fn end(&mut self, status: GrantStatus, now: Timestamp) {
+        self.status = status;
+        self.ended_ms = Some(now.as_millis());
     }
 
     /// Makes a pending (or new) grant active with a token valid from `now`.
@@ -161,7 +188,7 @@ impl Grant {
         }
         self.uses += 1;
         if self.uses == self.max_uses {
-            self.status = GrantStatus::Exhausted;
+            self.end(GrantStatus::Exhausted, now);
         }
         Ok(())
     }

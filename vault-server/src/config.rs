@@ -105,6 +105,11 @@ pub struct Limits {
     /// Seconds in-flight requests get to finish at shutdown.
     #[serde(default = "default_shutdown")]
     pub shutdown_timeout_seconds: u64,
+    /// Seconds an ended grant (expired, exhausted, revoked, refused) is kept after the latest
+    /// moment it could end, so agencies can poll it and citizens check its code; then it is
+    /// deleted (the audit log keeps its history). Break-glass grants are kept.
+    #[serde(default = "default_grant_retention")]
+    pub grant_retention_seconds: u64,
 }
 
 impl Default for Limits {
@@ -115,6 +120,7 @@ impl Default for Limits {
             agency_burst: default_agency_burst(),
             verify_per_minute: default_verify(),
             shutdown_timeout_seconds: default_shutdown(),
+            grant_retention_seconds: default_grant_retention(),
         }
     }
 }
@@ -173,6 +179,10 @@ fn default_verify() -> u32 {
 fn default_shutdown() -> u64 {
     30
 }
+/// 30 days.
+fn default_grant_retention() -> u64 {
+    30 * 24 * 3600
+}
 fn default_log_format() -> String {
     "json".into()
 }
@@ -213,6 +223,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("limits.agency_burst", Kind::Int),
     ("limits.verify_per_minute", Kind::Int),
     ("limits.shutdown_timeout_seconds", Kind::Int),
+    ("limits.grant_retention_seconds", Kind::Int),
     ("log.format", Kind::Str),
     ("log.level", Kind::Str),
 ];
@@ -335,6 +346,12 @@ impl Config {
         if l.agency_requests_per_second == 0 || l.agency_burst == 0 || l.verify_per_minute == 0 {
             return Err("limits: rates and bursts must be at least 1".into());
         }
+        if !(60..=10 * 366 * 24 * 3600).contains(&l.grant_retention_seconds) {
+            return Err(
+                "limits.grant_retention_seconds: must be between 60 and 316224000 (10 years)"
+                    .into(),
+            );
+        }
         if !matches!(self.log.format.as_str(), "json" | "text") {
             return Err("log.format: `json` or `text`".into());
         }
@@ -424,6 +441,10 @@ mod tests {
             ("listen = \"nowhere\"\n", "listen"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("[limits]\nmax_body_bytes = 10\n", "limits.max_body_bytes"),
+            (
+                "[limits]\ngrant_retention_seconds = 59\n",
+                "limits.grant_retention_seconds",
+            ),
         ] {
             let err =
                 Config::parse(&format!("{extra}{text}"), "t.toml", &BTreeMap::new()).unwrap_err();

@@ -88,6 +88,39 @@ fn spawn_jwks_refresh(state: State, config: Config) {
         });
 }
 
+/// Deletes grants past their retention (`limits.grant_retention_seconds`) in the background,
+/// in batches, every `min(60 s, retention / 4)`.
+fn spawn_grant_sweeper(state: State, retention: u64) {
+    const BATCH: usize = 10_000;
+    let every = Duration::from_secs((retention / 4).clamp(1, 60));
+    let retention = i64::try_from(retention).unwrap_or(i64::MAX);
+    let _ = std::thread::Builder::new()
+        .name("grant-sweeper".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let mut purged = 0;
+                loop {
+                    match state.vault.purge_ended_grants(state.now(), retention, BATCH) {
+                        Ok(n) => {
+                            purged += n;
+                            if n < BATCH {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "vault::grants", code = e.code(), "grant sweep failed; retrying later");
+                            break;
+                        }
+                    }
+                }
+                if purged > 0 {
+                    tracing::debug!(target: "vault::grants", purged, "ended grants past retention deleted");
+                }
+            }
+        });
+}
+
 /// Opens the vault and everything the server needs.
 pub fn prepare(config: &Config) -> Result<Prepared, String> {
     let vault = crate::ctl::open_vault(
@@ -115,6 +148,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         max_body: l.max_body_bytes,
     });
     spawn_jwks_refresh(state.clone(), config.clone());
+    spawn_grant_sweeper(state.clone(), l.grant_retention_seconds);
     let tls = crate::tls::server_config(
         &config.tls.cert,
         &config.tls.key,

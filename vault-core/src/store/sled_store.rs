@@ -1,5 +1,8 @@
 //! `SledStore`: the embedded default (sled 0.34). Trees: `citizens` (blind id → sealed
-//! record), `meta` (keyring, import checkpoints). Writes are durable only after `flush`.
+//! record), `meta` (keyring, import checkpoints), `grants` (id → grant JSON) with
+//! `verification_codes`, `citizen_grants`, `consents`, `idempotency`, and the retention
+//! indexes `grant_ends` (latest end ‖ id, in time order) and `grant_idempotency` (id → the
+//! idempotency key naming it). Writes are durable only after `flush`.
 
 use std::path::Path;
 
@@ -24,6 +27,8 @@ pub struct SledStore {
     citizen_grants: sled::Tree,
     consents: sled::Tree,
     idempotency: sled::Tree,
+    grant_ends: sled::Tree,
+    grant_idempotency: sled::Tree,
 }
 
 impl SledStore {
@@ -39,16 +44,28 @@ impl SledStore {
             })?;
         let citizens = db.open_tree("citizens")?;
         let meta = db.open_tree("meta")?;
-        Ok(Self {
+        let store = Self {
             grants: db.open_tree("grants")?,
             codes: db.open_tree("verification_codes")?,
             citizen_grants: db.open_tree("citizen_grants")?,
             consents: db.open_tree("consents")?,
             idempotency: db.open_tree("idempotency")?,
+            grant_ends: db.open_tree("grant_ends")?,
+            grant_idempotency: db.open_tree("grant_idempotency")?,
             db,
             citizens,
             meta,
-        })
+        };
+        // A store written before the retention index existed: index its grants once.
+        if store.grant_ends.is_empty() && !store.grants.is_empty() {
+            for kv in store.grants.iter() {
+                let (_, v) = kv?;
+                let g = decode_grant(&v)?;
+                store.grant_ends.insert(end_key(&g), &[])?;
+            }
+            store.flush()?;
+        }
+        Ok(store)
     }
 
     fn import_key(file_hash: &[u8; 32]) -> Vec<u8> {
@@ -62,6 +79,18 @@ fn encode_grant(g: &Grant) -> Result<Vec<u8>, VaultError> {
 
 fn decode_grant(b: &[u8]) -> Result<Grant, VaultError> {
     serde_json::from_slice(b).map_err(|_| VaultError::StoreCorrupt("grant unreadable".into()))
+}
+
+/// `grant_ends` key: the latest end in seconds, order-preserving (sign bit flipped,
+/// big-endian), then the grant id.
+fn end_key(g: &Grant) -> Vec<u8> {
+    let mut k = end_prefix(g.latest_end_secs()).to_vec();
+    k.extend_from_slice(g.id.as_bytes());
+    k
+}
+
+fn end_prefix(secs: i64) -> [u8; 8] {
+    (secs.cast_unsigned() ^ (1 << 63)).to_be_bytes()
 }
 
 fn joined(parts: &[&str]) -> Vec<u8> {
@@ -187,6 +216,7 @@ impl VaultStore for SledStore {
             .insert(grant.id.as_bytes(), encode_grant(grant)?)?;
         self.citizen_grants
             .insert(joined(&[&grant.citizen, &grant.id]), grant.id.as_bytes())?;
+        self.grant_ends.insert(end_key(grant), &[])?;
         if grant.break_glass {
             self.meta
                 .insert(joined(&["break_glass", &grant.id]), grant.id.as_bytes())?;
@@ -204,6 +234,7 @@ impl VaultStore for SledStore {
         loop {
             let old = self.grants.get(id)?.ok_or(VaultError::GrantNotFound)?;
             let mut g = decode_grant(&old)?;
+            let old_end = end_key(&g);
             change(&mut g)?;
             let new = encode_grant(&g)?;
             if self
@@ -211,6 +242,11 @@ impl VaultStore for SledStore {
                 .compare_and_swap(id, Some(old), Some(new))?
                 .is_ok()
             {
+                let new_end = end_key(&g);
+                if new_end != old_end {
+                    self.grant_ends.insert(new_end, &[])?;
+                    self.grant_ends.remove(old_end)?;
+                }
                 if durable {
                     self.flush()?;
                 }
@@ -301,12 +337,117 @@ impl VaultStore for SledStore {
         grant_id: &str,
     ) -> Result<bool, VaultError> {
         let value = format!("{hash} {grant_id}");
+        let name = joined(&[agency, key]);
         let r = self.idempotency.compare_and_swap(
-            joined(&[agency, key]),
+            name.as_slice(),
             None as Option<&[u8]>,
             Some(value.as_bytes()),
         )?;
+        if r.is_ok() {
+            self.grant_idempotency.insert(grant_id, name)?;
+        }
         self.flush()?;
         Ok(r.is_ok())
+    }
+
+    fn purge_grants(&self, cutoff_secs: i64, max: usize) -> Result<usize, VaultError> {
+        let mut purged = 0;
+        let due: Vec<sled::IVec> = self
+            .grant_ends
+            .range(..end_prefix(cutoff_secs).to_vec())
+            .keys()
+            .take(max)
+            .collect::<Result<_, _>>()?;
+        for key in due {
+            let id = key.get(8..).unwrap_or_default();
+            if let Some(v) = self.grants.get(id)? {
+                let g = decode_grant(&v)?;
+                if g.break_glass {
+                    self.grant_ends.remove(&key)?;
+                    continue;
+                }
+                let current = end_key(&g);
+                if current.as_slice() != key.as_ref() {
+                    // Left by two racing updates; the grant's own key stays.
+                    self.grant_ends.insert(current, &[])?;
+                    self.grant_ends.remove(&key)?;
+                    continue;
+                }
+                if g.latest_end_secs() >= cutoff_secs {
+                    continue;
+                }
+                let _ = self.codes.compare_and_swap(
+                    g.verification_code.as_bytes(),
+                    Some(id),
+                    None as Option<&[u8]>,
+                )?;
+                self.citizen_grants.remove(joined(&[&g.citizen, &g.id]))?;
+                if let Some(name) = self.grant_idempotency.remove(id)? {
+                    self.idempotency.remove(name)?;
+                }
+                self.grants.remove(id)?;
+                purged += 1;
+            }
+            self.grant_ends.remove(&key)?;
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::GrantStatus;
+
+    fn grant(id: &str, exp: i64) -> Grant {
+        Grant {
+            id: id.into(),
+            verification_code: format!("CODE{id}"),
+            citizen: "ab".repeat(32),
+            agency: "ubnd-quan-1".into(),
+            official: "can-bo-01".into(),
+            unit: None,
+            purpose: "construction_permit".into(),
+            dossier_id: "HS-1".into(),
+            fields: vec!["full_name".into()],
+            cert_thumbprint: "t".into(),
+            status: GrantStatus::Active,
+            created_ms: (exp - 300) * 1000,
+            token_iat: Some(exp - 300),
+            token_exp: Some(exp),
+            ttl_seconds: 300,
+            consent_expires_ms: None,
+            max_uses: 1,
+            uses: 0,
+            break_glass: false,
+            token_pending_delivery: false,
+            review: None,
+            ended_ms: None,
+        }
+    }
+
+    #[test]
+    fn grants_from_before_the_retention_index_are_indexed_on_open_and_purged_in_end_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            for (id, exp) in [("g-3", 3_000), ("g-1", 1_000), ("g-2", 2_000)] {
+                assert!(s.insert_grant(&grant(id, exp)).unwrap());
+            }
+            // As written by a version without the index.
+            s.grant_ends.clear().unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.grant_ends.len(), 3);
+        assert_eq!(s.purge_grants(999, 10).unwrap(), 0);
+        assert_eq!(s.purge_grants(2_500, 1).unwrap(), 1);
+        assert!(s.grant("g-1").unwrap().is_none());
+        assert!(s.grant_id_by_code("CODEg-1").unwrap().is_none());
+        assert!(s.grants_of_citizen(&"ab".repeat(32)).unwrap().len() == 2);
+        assert_eq!(s.purge_grants(2_500, 10).unwrap(), 1);
+        assert_eq!(s.purge_grants(i64::MAX, 10).unwrap(), 1);
+        assert!(s.grants.is_empty() && s.grant_ends.is_empty() && s.codes.is_empty());
+        assert!(s.citizen_grants.is_empty());
     }
 }

@@ -320,6 +320,7 @@ impl<S: VaultStore> Vault<S> {
             break_glass,
             token_pending_delivery: false,
             review: None,
+            ended_ms: None,
         };
         let gid = safe(&g.id)?;
         let access = Access {
@@ -359,7 +360,7 @@ impl<S: VaultStore> Vault<S> {
                 "idempotent_duplicate",
             )?])?;
             self.store.update_grant(&g.id, true, &mut |g| {
-                g.status = GrantStatus::Revoked;
+                g.end(GrantStatus::Revoked, now);
                 Ok(())
             })?;
             return self.request_grant(caller, req, idempotency_key, now);
@@ -473,7 +474,7 @@ impl<S: VaultStore> Vault<S> {
                 g.activate(now);
                 g.token_pending_delivery = true;
             } else {
-                g.status = GrantStatus::Refused;
+                g.end(GrantStatus::Refused, now);
             }
             Ok(())
         })
@@ -515,7 +516,7 @@ impl<S: VaultStore> Vault<S> {
                     "consent_withdrawn",
                 )?])?;
                 self.store.update_grant(&g.id, true, &mut |g| {
-                    g.status = GrantStatus::Revoked;
+                    g.end(GrantStatus::Revoked, now);
                     Ok(())
                 })?;
                 revoked += 1;
@@ -549,7 +550,7 @@ impl<S: VaultStore> Vault<S> {
             "revoked_by_agency",
         )?])?;
         self.store.update_grant(grant_id, true, &mut |g| {
-            g.status = GrantStatus::Revoked;
+            g.end(GrantStatus::Revoked, now);
             Ok(())
         })?;
         Ok(())
@@ -583,6 +584,21 @@ impl<S: VaultStore> Vault<S> {
             return Ok((updated, token));
         }
         Ok((g, None))
+    }
+
+    /// Deletes grants that ended more than `retention_secs` before `now` (at most `max`; see
+    /// `VaultStore::purge_grants`): until then the agency can poll a grant and the citizen can
+    /// check its code; afterwards the audit log is the only record of it. Keeps the store (and
+    /// sled's memory, which grows with its number of pages) bounded by the traffic of the
+    /// retention window instead of all traffic ever.
+    pub fn purge_ended_grants(
+        &self,
+        now: Timestamp,
+        retention_secs: i64,
+        max: usize,
+    ) -> Result<usize, VaultError> {
+        self.store
+            .purge_grants(now.as_secs().saturating_sub(retention_secs.max(0)), max)
     }
 
     fn deny_release(
@@ -1666,5 +1682,84 @@ mod tests {
         );
         let text: String = events(&v).iter().map(Value::to_string).collect();
         assert!(!text.contains("0903123456"));
+    }
+
+    #[test]
+    fn ended_grants_are_purged_after_retention_and_break_glass_grants_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let c = caller("ubnd-quan-1");
+        let a = CitizenId::parse(A).unwrap();
+        let r = req(A, "construction_permit", &["full_name"]);
+        let (g, token) = active(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
+        let pending = pending(ask(
+            &v,
+            "csgt-cong-an-tphcm",
+            A,
+            "driver_licence_renewal",
+            &["health_notes"],
+        ));
+        let (bg, _) = active(ask(
+            &v,
+            "benh-vien-cho-ray",
+            A,
+            "emergency_care",
+            &["blood_type"],
+        ));
+        let end = g.latest_end_secs();
+        assert_eq!(end, g.token_exp.unwrap());
+        // A pending grant may be approved until its deadline, then live its TTL.
+        assert!(pending.latest_end_secs() >= NOW.as_secs() + CONSENT_WINDOW_SECS);
+        let retention = 3600;
+        // Within retention (counted from the end), nothing goes.
+        let at = Timestamp::from_millis((end + retention) * 1000);
+        assert_eq!(v.purge_ended_grants(at, retention, 100).unwrap(), 0);
+        assert!(v.grant_status(&c, &g.id, at).is_ok());
+        assert!(
+            v.verify_code(&a, &g.verification_code, at)
+                .unwrap()
+                .is_some()
+        );
+        // Past it: the ended grant, its code and idempotency key go; the pending one (its
+        // deadline is days away) and the break-glass one stay.
+        let later = Timestamp::from_millis((end + retention + 1) * 1000);
+        assert_eq!(v.purge_ended_grants(later, retention, 100).unwrap(), 1);
+        assert!(matches!(
+            v.grant_status(&c, &g.id, later),
+            Err(VaultError::GrantNotFound)
+        ));
+        assert!(
+            v.verify_code(&a, &g.verification_code, later)
+                .unwrap()
+                .is_none()
+        );
+        assert!(v.store().grant(&pending.id).unwrap().is_some());
+        assert!(v.store().grant(&bg.id).unwrap().is_some());
+        assert!(
+            v.my_grants(&a, None, later)
+                .unwrap()
+                .iter()
+                .all(|x| x.id != g.id)
+        );
+        // The token of a purged grant releases nothing (and the refusal is audited).
+        assert!(release(&v, "ubnd-quan-1", &token, A, &["full_name"]).is_err());
+        // The idempotency key is free again: a retry makes a new grant, not a dangling one.
+        let (again, _) = active(v.request_grant(&c, &r, Some("key-1"), later).unwrap());
+        assert_ne!(again.id, g.id);
+        // A refusal ends the pending grant now: retention counts from the refusal.
+        let refused = v.refuse_grant(&a, &pending.id, later).unwrap();
+        assert_eq!(refused.latest_end_secs(), later.as_secs() + 1);
+        let after_refusal = Timestamp::from_millis((later.as_secs() + 1 + retention + 1) * 1000);
+        assert_eq!(
+            v.purge_ended_grants(after_refusal, retention, 100).unwrap(),
+            1
+        );
+        assert!(v.store().grant(&pending.id).unwrap().is_none());
+        // Once everything has ended, all but the break-glass grant go.
+        let much_later = Timestamp::from_millis((again.latest_end_secs() + retention + 1) * 1000);
+        assert_eq!(v.purge_ended_grants(much_later, retention, 100).unwrap(), 1);
+        assert_eq!(v.purge_ended_grants(much_later, retention, 100).unwrap(), 0);
+        assert!(v.store().grant(&bg.id).unwrap().is_some());
+        assert_eq!(v.break_glass_queue(true).unwrap().len(), 1);
     }
 }
