@@ -983,3 +983,38 @@ fn a_revoked_agency_certificate_is_refused_at_the_handshake() {
     let r = fine.get(s.url("/v1/purposes")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+#[test]
+fn ended_grants_are_swept_by_the_running_server_after_their_retention() {
+    let (s, people) = TestServer::start(
+        1,
+        &Limits {
+            grant_retention: Some(60),
+            ..Limits::default()
+        },
+    );
+    let citizen = people[0].0.as_str();
+    let c = s.client(Some(&s.agency_identity(AGENCY)));
+    let mut body = grant_body(citizen, &["full_name"]);
+    body["ttl_seconds"] = json!(1);
+    let (st, g) = json_of(c.post(s.url("/v1/grants")).json(&body).send().unwrap());
+    assert_eq!(st, 201, "{g}");
+    let gid = g["grant_id"].as_str().unwrap();
+    let status = || json_of(c.get(s.url(&format!("/v1/grants/{gid}"))).send().unwrap());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (st, v) = status();
+    assert_eq!((st, v["status"].as_str()), (200, Some("expired")));
+    // Kept for the 60 s retention (counted from its end), then swept (every 15 s).
+    let start = std::time::Instant::now();
+    let gone = loop {
+        let (st, v) = status();
+        if st == 404 {
+            assert_eq!(v["code"], json!("grant_not_found"));
+            break start.elapsed();
+        }
+        assert_eq!(st, 200, "{v}");
+        assert!(start.elapsed().as_secs() < 120, "not swept after 120 s");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    };
+    assert!(gone.as_secs() >= 50, "swept before its retention: {gone:?}");
+}
