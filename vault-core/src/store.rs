@@ -106,11 +106,18 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
         purpose: &str,
         state: ConsentState,
     ) -> Result<(), VaultError>;
-    /// Deletes up to `max` grants whose `Grant::latest_end_secs` is before `cutoff_secs`, with
-    /// their verification code, citizen link and idempotency key; break-glass grants are kept
-    /// (they are the auditors' review record). Returns how many were deleted. Not flushed: a
-    /// crash may bring some back, and the next sweep deletes them again.
-    fn purge_grants(&self, cutoff_secs: i64, max: usize) -> Result<usize, VaultError>;
+    /// One step of the retention sweep: reads up to `scan` grants in id order after `after`
+    /// and deletes those whose `Grant::latest_end_secs` is before `cutoff_secs`, with their
+    /// verification code, citizen link and idempotency key; break-glass grants are kept (they
+    /// are the auditors' review record). Returns how many were deleted and where to go on
+    /// (`None`: the walk reached the end). Not flushed: a crash may bring some back, and the
+    /// next pass deletes them again.
+    fn sweep_grants(
+        &self,
+        after: Option<&str>,
+        scan: usize,
+        cutoff_secs: i64,
+    ) -> Result<(usize, Option<String>), VaultError>;
     /// The (request hash, grant id) remembered for an agency's idempotency key.
     fn idempotency(&self, agency: &str, key: &str) -> Result<Option<(String, String)>, VaultError>;
     /// Remembers an idempotency key; `false` if it was already taken.

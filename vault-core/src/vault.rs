@@ -126,6 +126,8 @@ pub struct Vault<S: VaultStore> {
     tokens: crate::token::TokenKeys,
     /// Token signatures already checked (a later use skips the Ed25519 verification).
     token_cache: crate::token::VerifiedCache,
+    /// Where the grant retention sweep goes on (the last grant id it looked at).
+    sweep_cursor: std::sync::Mutex<Option<String>>,
     /// Serializes read-modify-write of records (`write_records`, `erase`) within a process;
     /// sled's directory lock keeps other processes out.
     write_lock: std::sync::Mutex<()>,
@@ -193,6 +195,7 @@ impl<S: VaultStore> Vault<S> {
             audit,
             tokens,
             token_cache: crate::token::VerifiedCache::default(),
+            sweep_cursor: std::sync::Mutex::new(None),
             write_lock: std::sync::Mutex::new(()),
             flusher,
         })

@@ -1,8 +1,10 @@
 //! `SledStore`: the embedded default (sled 0.34). Trees: `citizens` (blind id → sealed
 //! record), `meta` (keyring, import checkpoints), `grants` (id → grant JSON) with
-//! `verification_codes`, `citizen_grants`, `consents`, `idempotency`, and the retention
-//! indexes `grant_ends` (latest end ‖ id, in time order) and `grant_idempotency` (id → the
-//! idempotency key naming it). Writes are durable only after `flush`.
+//! `verification_codes`, `citizen_grants`, `consents`, `idempotency`, and
+//! `grant_idempotency` (id → the idempotency key naming it). Writes are durable only after
+//! `flush`. No tree is keyed by time: sled 0.34 never frees a tree node once emptied, so a
+//! time-ordered index swept from its old end would leak a node per few hundred entries
+//! forever; the retention sweep walks the (random) grant ids instead.
 
 use std::path::Path;
 
@@ -27,7 +29,6 @@ pub struct SledStore {
     citizen_grants: sled::Tree,
     consents: sled::Tree,
     idempotency: sled::Tree,
-    grant_ends: sled::Tree,
     grant_idempotency: sled::Tree,
 }
 
@@ -50,21 +51,11 @@ impl SledStore {
             citizen_grants: db.open_tree("citizen_grants")?,
             consents: db.open_tree("consents")?,
             idempotency: db.open_tree("idempotency")?,
-            grant_ends: db.open_tree("grant_ends")?,
             grant_idempotency: db.open_tree("grant_idempotency")?,
             db,
             citizens,
             meta,
         };
-        // A store written before the retention index existed: index its grants once.
-        if store.grant_ends.is_empty() && !store.grants.is_empty() {
-            for kv in store.grants.iter() {
-                let (_, v) = kv?;
-                let g = decode_grant(&v)?;
-                store.grant_ends.insert(end_key(&g), &[])?;
-            }
-            store.flush()?;
-        }
         Ok(store)
     }
 
@@ -79,18 +70,6 @@ fn encode_grant(g: &Grant) -> Result<Vec<u8>, VaultError> {
 
 fn decode_grant(b: &[u8]) -> Result<Grant, VaultError> {
     serde_json::from_slice(b).map_err(|_| VaultError::StoreCorrupt("grant unreadable".into()))
-}
-
-/// `grant_ends` key: the latest end in seconds, order-preserving (sign bit flipped,
-/// big-endian), then the grant id.
-fn end_key(g: &Grant) -> Vec<u8> {
-    let mut k = end_prefix(g.latest_end_secs()).to_vec();
-    k.extend_from_slice(g.id.as_bytes());
-    k
-}
-
-fn end_prefix(secs: i64) -> [u8; 8] {
-    (secs.cast_unsigned() ^ (1 << 63)).to_be_bytes()
 }
 
 fn joined(parts: &[&str]) -> Vec<u8> {
@@ -216,7 +195,6 @@ impl VaultStore for SledStore {
             .insert(grant.id.as_bytes(), encode_grant(grant)?)?;
         self.citizen_grants
             .insert(joined(&[&grant.citizen, &grant.id]), grant.id.as_bytes())?;
-        self.grant_ends.insert(end_key(grant), &[])?;
         if grant.break_glass {
             self.meta
                 .insert(joined(&["break_glass", &grant.id]), grant.id.as_bytes())?;
@@ -234,7 +212,6 @@ impl VaultStore for SledStore {
         loop {
             let old = self.grants.get(id)?.ok_or(VaultError::GrantNotFound)?;
             let mut g = decode_grant(&old)?;
-            let old_end = end_key(&g);
             change(&mut g)?;
             let new = encode_grant(&g)?;
             if self
@@ -242,11 +219,6 @@ impl VaultStore for SledStore {
                 .compare_and_swap(id, Some(old), Some(new))?
                 .is_ok()
             {
-                let new_end = end_key(&g);
-                if new_end != old_end {
-                    self.grant_ends.insert(new_end, &[])?;
-                    self.grant_ends.remove(old_end)?;
-                }
                 if durable {
                     self.flush()?;
                 }
@@ -350,47 +322,52 @@ impl VaultStore for SledStore {
         Ok(r.is_ok())
     }
 
-    fn purge_grants(&self, cutoff_secs: i64, max: usize) -> Result<usize, VaultError> {
-        let mut purged = 0;
-        let due: Vec<sled::IVec> = self
-            .grant_ends
-            .range(..end_prefix(cutoff_secs).to_vec())
-            .keys()
-            .take(max)
+    fn sweep_grants(
+        &self,
+        after: Option<&str>,
+        scan: usize,
+        cutoff_secs: i64,
+    ) -> Result<(usize, Option<String>), VaultError> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.as_bytes().to_vec()));
+        let batch: Vec<(sled::IVec, sled::IVec)> = self
+            .grants
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take(scan.max(1))
             .collect::<Result<_, _>>()?;
-        for key in due {
-            let id = key.get(8..).unwrap_or_default();
-            if let Some(v) = self.grants.get(id)? {
-                let g = decode_grant(&v)?;
-                if g.break_glass {
-                    self.grant_ends.remove(&key)?;
-                    continue;
-                }
-                let current = end_key(&g);
-                if current.as_slice() != key.as_ref() {
-                    // Left by two racing updates; the grant's own key stays.
-                    self.grant_ends.insert(current, &[])?;
-                    self.grant_ends.remove(&key)?;
-                    continue;
-                }
-                if g.latest_end_secs() >= cutoff_secs {
-                    continue;
-                }
-                let _ = self.codes.compare_and_swap(
-                    g.verification_code.as_bytes(),
-                    Some(id),
-                    None as Option<&[u8]>,
-                )?;
-                self.citizen_grants.remove(joined(&[&g.citizen, &g.id]))?;
-                if let Some(name) = self.grant_idempotency.remove(id)? {
-                    self.idempotency.remove(name)?;
-                }
-                self.grants.remove(id)?;
-                purged += 1;
+        let next = if batch.len() < scan.max(1) {
+            None
+        } else {
+            batch
+                .last()
+                .and_then(|(k, _)| String::from_utf8(k.to_vec()).ok())
+        };
+        let mut purged = 0;
+        for (id, v) in batch {
+            let g = decode_grant(&v)?;
+            if g.break_glass || g.latest_end_secs() >= cutoff_secs {
+                continue;
             }
-            self.grant_ends.remove(&key)?;
+            // Only if unchanged since read (a concurrent update keeps it for the next pass).
+            if self
+                .grants
+                .compare_and_swap(&id, Some(&v), None as Option<&[u8]>)?
+                .is_err()
+            {
+                continue;
+            }
+            let _ = self.codes.compare_and_swap(
+                g.verification_code.as_bytes(),
+                Some(&id),
+                None as Option<&[u8]>,
+            )?;
+            self.citizen_grants.remove(joined(&[&g.citizen, &g.id]))?;
+            if let Some(name) = self.grant_idempotency.remove(&id)? {
+                self.idempotency.remove(name)?;
+            }
+            purged += 1;
         }
-        Ok(purged)
+        Ok((purged, next))
     }
 }
 
@@ -427,27 +404,41 @@ mod tests {
     }
 
     #[test]
-    fn grants_from_before_the_retention_index_are_indexed_on_open_and_purged_in_end_order() {
+    fn a_sweep_walks_the_grants_in_steps_and_deletes_only_ended_ones() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let s = SledStore::open(dir.path()).unwrap();
-            for (id, exp) in [("g-3", 3_000), ("g-1", 1_000), ("g-2", 2_000)] {
-                assert!(s.insert_grant(&grant(id, exp)).unwrap());
-            }
-            // As written by a version without the index.
-            s.grant_ends.clear().unwrap();
-            s.flush().unwrap();
-        }
         let s = SledStore::open(dir.path()).unwrap();
-        assert_eq!(s.grant_ends.len(), 3);
-        assert_eq!(s.purge_grants(999, 10).unwrap(), 0);
-        assert_eq!(s.purge_grants(2_500, 1).unwrap(), 1);
-        assert!(s.grant("g-1").unwrap().is_none());
-        assert!(s.grant_id_by_code("CODEg-1").unwrap().is_none());
-        assert!(s.grants_of_citizen(&"ab".repeat(32)).unwrap().len() == 2);
-        assert_eq!(s.purge_grants(2_500, 10).unwrap(), 1);
-        assert_eq!(s.purge_grants(i64::MAX, 10).unwrap(), 1);
-        assert!(s.grants.is_empty() && s.grant_ends.is_empty() && s.codes.is_empty());
-        assert!(s.citizen_grants.is_empty());
+        for (id, exp) in [
+            ("g-3", 3_000),
+            ("g-1", 1_000),
+            ("g-2", 2_000),
+            ("g-4", 1_500),
+        ] {
+            assert!(s.insert_grant(&grant(id, exp)).unwrap());
+        }
+        let mut bg = grant("g-5", 1_000);
+        bg.break_glass = true;
+        assert!(s.insert_grant(&bg).unwrap());
+        assert_eq!(s.sweep_grants(None, 10, 999).unwrap(), (0, None));
+        // Steps of two: g-1 g-2 | g-3 g-4 | g-5.
+        let (n, next) = s.sweep_grants(None, 2, 2_500).unwrap();
+        assert_eq!((n, next.as_deref()), (2, Some("g-2")));
+        let (n, next) = s.sweep_grants(next.as_deref(), 2, 2_500).unwrap();
+        assert_eq!((n, next.as_deref()), (1, Some("g-4")));
+        assert_eq!(
+            s.sweep_grants(next.as_deref(), 2, 2_500).unwrap(),
+            (0, None)
+        );
+        for gone in ["g-1", "g-2", "g-4"] {
+            assert!(s.grant(gone).unwrap().is_none());
+            assert!(
+                s.grant_id_by_code(&format!("CODE{gone}"))
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert_eq!(s.grants_of_citizen(&"ab".repeat(32)).unwrap().len(), 2);
+        assert_eq!(s.sweep_grants(None, 10, i64::MAX).unwrap(), (1, None));
+        assert_eq!(s.grants.len(), 1, "the break-glass grant stays");
+        assert_eq!((s.codes.len(), s.citizen_grants.len()), (1, 1));
     }
 }

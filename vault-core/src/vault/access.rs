@@ -586,19 +586,26 @@ impl<S: VaultStore> Vault<S> {
         Ok((g, None))
     }
 
-    /// Deletes grants that ended more than `retention_secs` before `now` (at most `max`; see
-    /// `VaultStore::purge_grants`): until then the agency can poll a grant and the citizen can
-    /// check its code; afterwards the audit log is the only record of it. Keeps the store (and
-    /// sled's memory, which grows with its number of pages) bounded by the traffic of the
-    /// retention window instead of all traffic ever.
-    pub fn purge_ended_grants(
+    /// One step of the retention sweep: looks at up to `scan` grants after where the previous
+    /// step stopped and deletes those that ended more than `retention_secs` before `now` (see
+    /// `VaultStore::sweep_grants`). Until then the agency can poll a grant and the citizen can
+    /// check its code; afterwards the audit log is the only record of it. Returns how many were
+    /// deleted and whether the walk reached the last grant (the next step starts over).
+    pub fn sweep_ended_grants(
         &self,
         now: Timestamp,
         retention_secs: i64,
-        max: usize,
-    ) -> Result<usize, VaultError> {
-        self.store
-            .purge_grants(now.as_secs().saturating_sub(retention_secs.max(0)), max)
+        scan: usize,
+    ) -> Result<(usize, bool), VaultError> {
+        let mut cursor = self
+            .sweep_cursor
+            .lock()
+            .map_err(|_| VaultError::StoreUnavailable("sweep cursor poisoned".into()))?;
+        let cutoff = now.as_secs().saturating_sub(retention_secs.max(0));
+        let (purged, next) = self.store.sweep_grants(cursor.as_deref(), scan, cutoff)?;
+        let wrapped = next.is_none();
+        *cursor = next;
+        Ok((purged, wrapped))
     }
 
     fn deny_release(
@@ -1684,6 +1691,18 @@ mod tests {
         assert!(!text.contains("0903123456"));
     }
 
+    /// A whole sweep pass in small steps; the number deleted.
+    fn sweep(v: &Vault<SledStore>, now: Timestamp, retention: i64) -> usize {
+        let mut total = 0;
+        loop {
+            let (n, wrapped) = v.sweep_ended_grants(now, retention, 2).unwrap();
+            total += n;
+            if wrapped {
+                return total;
+            }
+        }
+    }
+
     #[test]
     fn ended_grants_are_purged_after_retention_and_break_glass_grants_kept() {
         let dir = tempfile::tempdir().unwrap();
@@ -1713,7 +1732,7 @@ mod tests {
         let retention = 3600;
         // Within retention (counted from the end), nothing goes.
         let at = Timestamp::from_millis((end + retention) * 1000);
-        assert_eq!(v.purge_ended_grants(at, retention, 100).unwrap(), 0);
+        assert_eq!(sweep(&v, at, retention), 0);
         assert!(v.grant_status(&c, &g.id, at).is_ok());
         assert!(
             v.verify_code(&a, &g.verification_code, at)
@@ -1723,7 +1742,7 @@ mod tests {
         // Past it: the ended grant, its code and idempotency key go; the pending one (its
         // deadline is days away) and the break-glass one stay.
         let later = Timestamp::from_millis((end + retention + 1) * 1000);
-        assert_eq!(v.purge_ended_grants(later, retention, 100).unwrap(), 1);
+        assert_eq!(sweep(&v, later, retention), 1);
         assert!(matches!(
             v.grant_status(&c, &g.id, later),
             Err(VaultError::GrantNotFound)
@@ -1750,15 +1769,12 @@ mod tests {
         let refused = v.refuse_grant(&a, &pending.id, later).unwrap();
         assert_eq!(refused.latest_end_secs(), later.as_secs() + 1);
         let after_refusal = Timestamp::from_millis((later.as_secs() + 1 + retention + 1) * 1000);
-        assert_eq!(
-            v.purge_ended_grants(after_refusal, retention, 100).unwrap(),
-            1
-        );
+        assert_eq!(sweep(&v, after_refusal, retention), 1);
         assert!(v.store().grant(&pending.id).unwrap().is_none());
         // Once everything has ended, all but the break-glass grant go.
         let much_later = Timestamp::from_millis((again.latest_end_secs() + retention + 1) * 1000);
-        assert_eq!(v.purge_ended_grants(much_later, retention, 100).unwrap(), 1);
-        assert_eq!(v.purge_ended_grants(much_later, retention, 100).unwrap(), 0);
+        assert_eq!(sweep(&v, much_later, retention), 1);
+        assert_eq!(sweep(&v, much_later, retention), 0);
         assert!(v.store().grant(&bg.id).unwrap().is_some());
         assert_eq!(v.break_glass_queue(true).unwrap().len(), 1);
     }
