@@ -93,6 +93,46 @@ impl Iterator for Postings {
     }
 }
 
+/// Bytes of a subject bucket read at a time: the bucket grows with the whole log (1/256 of
+/// it), so it is streamed through a fixed buffer instead of read whole, keeping every history
+/// query's allocation the same size however long the log gets.
+const BUCKET_READ: usize = 64 * 1024;
+
+/// The entry indexes below `through` of one subject in its bucket file, in order.
+fn subject_postings(
+    path: &std::path::Path,
+    s: &Pseudonym,
+    through: u64,
+    read_size: usize,
+) -> Vec<u64> {
+    use std::io::Read;
+    let mut mine = Vec::new();
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return mine;
+    };
+    let mut buf = vec![0u8; read_size.max(16)];
+    // Bytes of a record cut by the previous read, kept at the front of `buf`.
+    let mut kept = 0usize;
+    loop {
+        let n = match file.read(&mut buf[kept..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let filled = kept + n;
+        let whole = filled - filled % 16;
+        mine.extend(
+            buf[..whole]
+                .chunks_exact(16)
+                .filter(|r| r[..8] == s.as_bytes()[..8])
+                .filter_map(|r| <[u8; 8]>::try_from(&r[8..]).ok().map(u64::from_be_bytes))
+                .filter(|&i| i < through),
+        );
+        buf.copy_within(whole..filled, 0);
+        kept = filled - whole;
+    }
+    mine
+}
+
 /// Cuts a file of fixed-size records whose last 8 bytes are an entry index back to the
 /// records below `through`.
 fn cut_past(path: &std::path::Path, record: u64, through: u64) -> Result<(), VaultError> {
@@ -242,13 +282,7 @@ impl AuditIndex {
     ) -> Option<Box<dyn Iterator<Item = u64> + '_>> {
         let through = self.indexed_through();
         if let Some(s) = &q.subject {
-            let bytes = std::fs::read(self.subject_path(s)).unwrap_or_default();
-            let mut mine: Vec<u64> = bytes
-                .chunks_exact(16)
-                .filter(|r| r[..8] == s.as_bytes()[..8])
-                .filter_map(|r| <[u8; 8]>::try_from(&r[8..]).ok().map(u64::from_be_bytes))
-                .filter(|&i| i < through)
-                .collect();
+            let mut mine = subject_postings(&self.subject_path(s), s, through, BUCKET_READ);
             mine.retain(|&i| match (cursor, newest_first) {
                 (Some(c), false) => i > c,
                 (Some(c), true) => i < c,
@@ -381,5 +415,35 @@ mod tests {
             idx.candidates(&q, None, true).unwrap().collect::<Vec<_>>(),
             vec![17, 14, 11, 8, 5, 2]
         );
+    }
+
+    #[test]
+    fn a_subject_bucket_is_read_through_a_small_buffer_with_records_cut_at_its_edges() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s-07");
+        let me = Pseudonym::from_bytes([7; 32]);
+        let other = Pseudonym::from_bytes([8; 32]);
+        let mut bytes = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..1_000u64 {
+            let p = if i % 3 == 0 { &me } else { &other };
+            bytes.extend_from_slice(&p.as_bytes()[..8]);
+            bytes.extend_from_slice(&i.to_be_bytes());
+            if i % 3 == 0 && i < 900 {
+                expected.push(i);
+            }
+        }
+        // A torn last record (a crash mid-append) is ignored.
+        bytes.extend_from_slice(&me.as_bytes()[..8]);
+        std::fs::write(&path, &bytes).unwrap();
+        // Buffer sizes that cut records at every offset, and the real one.
+        for read_size in [1, 16, 17, 40, 100, 4096, BUCKET_READ] {
+            assert_eq!(
+                subject_postings(&path, &me, 900, read_size),
+                expected,
+                "read size {read_size}"
+            );
+        }
+        assert!(subject_postings(&dir.path().join("none"), &me, 900, 64).is_empty());
     }
 }
