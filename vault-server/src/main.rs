@@ -44,6 +44,8 @@ enum Command {
 }
 
 fn say(text: &str) {
+    // Log lines queued before this message are written first.
+    vault_server::logsink::flush_stderr();
     let _ = writeln!(std::io::stderr(), "{text}");
 }
 

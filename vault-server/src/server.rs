@@ -287,7 +287,8 @@ pub fn finish(prepared: &Prepared) {
     prepared.state.vault.audit().shutdown();
 }
 
-/// Installs the JSON (or text) log subscriber on stderr.
+/// Installs the JSON (or text) log subscriber on stderr, through the queued sink
+/// (`logsink`): call `crate::logsink::flush_stderr()` before the process exits.
 pub fn init_logging(format: &str, level: &str) {
     use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -307,17 +308,23 @@ pub fn init_logging(format: &str, level: &str) {
         // client noise that any client could write into the log at will.
         .with_target("actix_http::h1::dispatcher", LevelFilter::OFF);
     let registry = tracing_subscriber::registry().with(filter);
-    let _ = if format == "text" {
-        registry
+    let _ = match crate::logsink::QueuedWriter::stderr() {
+        Ok(sink) if format == "text" => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(sink))
+            .try_init(),
+        Ok(sink) => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(sink))
+            .try_init(),
+        // No thread for the sink: write each line directly.
+        Err(_) if format == "text" => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init()
-    } else {
-        registry
+            .try_init(),
+        Err(_) => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .with_writer(std::io::stderr),
             )
-            .try_init()
+            .try_init(),
     };
 }
