@@ -13,7 +13,6 @@
 //! whole, and a fresh checkpoint is signed for them. Any error answers every waiting caller with `AuditUnavailable`, rolls the files back
 //! to the last good length and refuses appends until a re-check passes.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
@@ -180,12 +179,50 @@ impl Files {
     }
 }
 
+/// Where each checkpoint record sits, by tree size: (size, offset, length), sorted by size
+/// (the log only grows), looked up by binary search. One per group-commit batch for the life
+/// of the process, so it is a flat vector (24 bytes a checkpoint), not a tree map.
+#[derive(Debug, Default)]
+struct CheckpointIndex(Vec<(u64, u64, u32)>);
+
+impl CheckpointIndex {
+    /// Records the checkpoint for `size`; a later one for the same size replaces it.
+    fn insert(&mut self, size: u64, off: u64, len: u32) {
+        match self.0.last_mut() {
+            Some(last) if last.0 == size => *last = (size, off, len),
+            Some(last) if last.0 > size => {
+                // Sizes never decrease (recovery refuses a log where they do); keep the
+                // index sorted anyway.
+                let at = self.0.partition_point(|c| c.0 < size);
+                if self.0.get(at).is_some_and(|c| c.0 == size) {
+                    self.0[at] = (size, off, len);
+                } else {
+                    self.0.insert(at, (size, off, len));
+                }
+            }
+            _ => self.0.push((size, off, len)),
+        }
+    }
+
+    /// The record for exactly `size`.
+    fn get(&self, size: u64) -> Option<(u64, u32)> {
+        self.0
+            .binary_search_by_key(&size, |c| c.0)
+            .ok()
+            .map(|i| (self.0[i].1, self.0[i].2))
+    }
+
+    fn sizes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().map(|c| c.0)
+    }
+}
+
 struct State {
     tree: ChunkedTree,
     /// Entries durable and signed into a checkpoint (what readers may see).
     size: u64,
     /// Checkpoint record offsets by tree size.
-    checkpoints: BTreeMap<u64, (u64, u32)>,
+    checkpoints: CheckpointIndex,
     latest_note: String,
 }
 
@@ -518,14 +555,14 @@ impl SegmentLog {
 
     /// The signed checkpoint for exactly `size`, if one was issued.
     pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>, VaultError> {
-        let loc = self.read()?.checkpoints.get(&size).copied();
+        let loc = self.read()?.checkpoints.get(size);
         loc.map(|(off, len)| read_checkpoint(&self.inner.files, off, len).map(|(_, n)| n))
             .transpose()
     }
 
     /// Sizes for which a checkpoint exists.
     pub fn checkpoint_sizes(&self) -> Result<Vec<u64>, VaultError> {
-        Ok(self.read()?.checkpoints.keys().copied().collect())
+        Ok(self.read()?.checkpoints.sizes().collect())
     }
 
     /// Full verification: re-hashes every entry against its leaf, rebuilds the tree and checks
@@ -540,12 +577,12 @@ impl SegmentLog {
             .map_err(|e| io_unavailable("entries", &e))?;
         let mut tree = merkle::MemoryTree::new();
         let mut expected_offset = 0u64;
-        let sizes: Vec<(u64, (u64, u32))> = st.checkpoints.iter().map(|(k, v)| (*k, *v)).collect();
+        let sizes = &st.checkpoints.0;
         let mut next_cp = 0usize;
         let mut checked_checkpoints = 0u64;
         let mut check_cps =
             |tree: &merkle::MemoryTree, n: u64, next_cp: &mut usize| -> Result<(), VaultError> {
-                while let Some((size, (off, len))) = sizes.get(*next_cp).copied() {
+                while let Some((size, off, len)) = sizes.get(*next_cp).copied() {
                     if size != n {
                         break;
                     }
@@ -654,7 +691,7 @@ fn recover(files: &Files, signer: &LogSigner) -> Result<(State, Lengths), VaultE
         .checkpoints
         .size()
         .map_err(|e| io_unavailable("checkpoints", &e))?;
-    let mut checkpoints = BTreeMap::new();
+    let mut checkpoints = CheckpointIndex::default();
     let mut off = 0u64;
     let mut last: Option<(u64, u64, u32)> = None;
     while off + CHECKPOINT_HEADER <= clen {
@@ -675,7 +712,7 @@ fn recover(files: &Files, signer: &LogSigner) -> Result<(State, Lengths), VaultE
         if last.is_some_and(|(s, _, _)| size < s) {
             return Err(corrupt(size, "checkpoint sizes go backwards"));
         }
-        checkpoints.insert(size, (off, len));
+        checkpoints.insert(size, off, len);
         last = Some((size, off, len));
         off += CHECKPOINT_HEADER + u64::from(len);
     }
@@ -847,10 +884,8 @@ fn recover(files: &Files, signer: &LogSigner) -> Result<(State, Lengths), VaultE
             .map_err(|e| io_unavailable("checkpoints", &e))?;
         state.checkpoints.insert(
             n,
-            (
-                lengths.checkpoints,
-                u32::try_from(note.len()).unwrap_or(u32::MAX),
-            ),
+            lengths.checkpoints,
+            u32::try_from(note.len()).unwrap_or(u32::MAX),
         );
         lengths.checkpoints += rec.len() as u64;
         state.latest_note = note;
@@ -865,13 +900,13 @@ fn first_bad(
     files: &Files,
     tree: &ChunkedTree,
     n: u64,
-    cps: &BTreeMap<u64, (u64, u32)>,
+    cps: &CheckpointIndex,
     verifier: &LogVerifier,
 ) -> VaultError {
     let view = tree.view(n, files);
     let mut prev = 0u64;
     let elen = files.entries.size().unwrap_or(0);
-    for (&size, &(off, len)) in cps {
+    for &(size, off, len) in &cps.0 {
         let Ok((_, note)) = read_checkpoint(files, off, len) else {
             continue;
         };
@@ -1199,10 +1234,8 @@ fn commit(inner: &Inner, jobs: &[Job], lengths: &mut Lengths) -> Result<Vec<Appe
         .map_err(|_| VaultError::AuditUnavailable)?;
     st.checkpoints.insert(
         new_size,
-        (
-            lengths.checkpoints,
-            u32::try_from(note.len()).unwrap_or(u32::MAX),
-        ),
+        lengths.checkpoints,
+        u32::try_from(note.len()).unwrap_or(u32::MAX),
     );
     st.size = new_size;
     st.latest_note = note;
@@ -1222,6 +1255,26 @@ mod tests {
 
     fn signer() -> LogSigner {
         LogSigner::from_seed("test.vault/audit", &[42; 32]).unwrap()
+    }
+
+    #[test]
+    fn the_checkpoint_index_finds_exact_sizes_and_keeps_the_latest_record_for_a_size() {
+        let mut idx = CheckpointIndex::default();
+        for (i, size) in [1u64, 5, 9, 9, 40].into_iter().enumerate() {
+            idx.insert(size, i as u64 * 100, 10 + i as u32);
+        }
+        assert_eq!(idx.sizes().collect::<Vec<_>>(), vec![1, 5, 9, 40]);
+        assert_eq!(idx.get(1), Some((0, 10)));
+        assert_eq!(idx.get(9), Some((300, 13)), "the later record for size 9");
+        assert_eq!(idx.get(40), Some((400, 14)));
+        for missing in [0, 2, 8, 10, 41, u64::MAX] {
+            assert_eq!(idx.get(missing), None, "{missing}");
+        }
+        idx.insert(7, 700, 7);
+        idx.insert(5, 500, 5);
+        assert_eq!(idx.sizes().collect::<Vec<_>>(), vec![1, 5, 7, 9, 40]);
+        assert_eq!(idx.get(5), Some((500, 5)));
+        assert_eq!(idx.get(7), Some((700, 7)));
     }
 
     fn entry(i: u64) -> AuditEntry {
@@ -1645,7 +1698,7 @@ mod query_tests {
         assert_eq!(p2.indexes[0], p1.indexes[49] - 3);
         wait_indexed(&log);
         let q = AuditQuery {
-            official: Some("cb-2".into()),
+            official: Some(SafeId::parse("cb-2").unwrap()),
             event: Some(Event::RecordReleased),
             ..Default::default()
         };
@@ -1654,7 +1707,7 @@ mod query_tests {
         assert_eq!(all.indexes.len(), 15);
         assert_eq!(all.next, None);
         let q = AuditQuery {
-            agency: Some("bhxh-tphcm".into()),
+            agency: Some(SafeId::parse("bhxh-tphcm").unwrap()),
             from: Some(Timestamp::from_millis(1_000_000 + 100_000)),
             to: Some(Timestamp::from_millis(1_000_000 + 120_000)),
             ..Default::default()
