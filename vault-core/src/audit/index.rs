@@ -5,21 +5,23 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::entry::{EntryView, Event, Pseudonym, parse_time};
+use super::entry::{EntryView, Event, Pseudonym, SafeId, parse_time};
 use crate::clock::Timestamp;
 use crate::error::VaultError;
 
-/// What to look for. Every given filter must match.
+/// What to look for. Every given filter must match. Identifier filters are `SafeId`s: entries
+/// record only identifiers of that shape, so a filter of any other shape is refused where it
+/// is parsed instead of silently matching nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {
     /// Entries about this citizen (pseudonym).
     pub subject: Option<Pseudonym>,
     /// Entries by this official (agency actor id).
-    pub official: Option<String>,
+    pub official: Option<SafeId>,
     /// Entries by or concerning this agency.
-    pub agency: Option<String>,
+    pub agency: Option<SafeId>,
     /// Entries for this purpose.
-    pub purpose: Option<String>,
+    pub purpose: Option<SafeId>,
     /// Entries of this event.
     pub event: Option<Event>,
     /// At or after this time.
@@ -294,11 +296,11 @@ impl AuditIndex {
             return Some(Box::new(mine.into_iter()));
         }
         let (dim, value): (u8, &str) = if let Some(o) = &q.official {
-            (b'o', o)
+            (b'o', o.as_str())
         } else if let Some(a) = &q.agency {
-            (b'a', a)
+            (b'a', a.as_str())
         } else if let Some(p) = &q.purpose {
-            (b'p', p)
+            (b'p', p.as_str())
         } else if let Some(e) = q.event {
             (b'e', e.as_str())
         } else {
@@ -345,16 +347,16 @@ impl AuditIndex {
 pub fn matches(q: &AuditQuery, v: &EntryView) -> bool {
     let time = parse_time(&v.time);
     q.subject
-        .is_none_or(|s| v.subject.as_deref() == Some(s.to_string().as_str()))
+        .is_none_or(|s| v.subject.as_deref().and_then(Pseudonym::parse_hex) == Some(s))
         && q.official
-            .as_deref()
-            .is_none_or(|o| v.actor.kind == "agency" && v.actor.id == o)
+            .as_ref()
+            .is_none_or(|o| v.actor.kind == "agency" && v.actor.id == o.as_str())
         && q.agency
-            .as_deref()
-            .is_none_or(|a| v.actor.agency.as_deref() == Some(a))
+            .as_ref()
+            .is_none_or(|a| v.actor.agency.as_deref() == Some(a.as_str()))
         && q.purpose
-            .as_deref()
-            .is_none_or(|p| v.purpose.as_deref() == Some(p))
+            .as_ref()
+            .is_none_or(|p| v.purpose.as_deref() == Some(p.as_str()))
         && q.event.is_none_or(|e| v.event == e.as_str())
         && q.from.is_none_or(|f| time.is_some_and(|t| t >= f))
         && q.to.is_none_or(|t2| time.is_some_and(|t| t <= t2))
@@ -389,7 +391,7 @@ mod tests {
         idx.add(10, &(10..20).map(entry).collect::<Vec<_>>())
             .unwrap();
         let q = AuditQuery {
-            agency: Some("ubnd-quan-1".into()),
+            agency: Some(SafeId::parse("ubnd-quan-1").unwrap()),
             ..Default::default()
         };
         let all: Vec<u64> = idx.candidates(&q, None, false).unwrap().collect();
@@ -403,7 +405,7 @@ mod tests {
         let after: Vec<u64> = idx.candidates(&q, Some(15), false).unwrap().collect();
         assert_eq!(after, vec![16, 17, 18, 19]);
         let q = AuditQuery {
-            official: Some("cb-1".into()),
+            official: Some(SafeId::parse("cb-1").unwrap()),
             ..Default::default()
         };
         assert_eq!(idx.candidates(&q, None, false).unwrap().count(), 10);

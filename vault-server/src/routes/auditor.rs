@@ -40,6 +40,17 @@ fn parse_time(name: &str, s: &str) -> Result<Timestamp, ApiError> {
     })
 }
 
+/// An identifier filter: entries record only identifiers of `SafeId`'s shape, so any other
+/// value is a mistake, not a filter that matches nothing.
+fn safe_param(name: &str, v: Option<&str>) -> Result<Option<SafeId>, ApiError> {
+    v.map(|v| {
+        SafeId::parse(v).map_err(|_| {
+            ApiError::InvalidRequest(format!("`{name}` must be 1-64 of A-Z a-z 0-9 . _ : @ -"))
+        })
+    })
+    .transpose()
+}
+
 fn items(state: &State, indexes: &[u64]) -> Result<Vec<Value>, VaultError> {
     let log = state.vault.audit();
     indexes
@@ -70,24 +81,11 @@ pub async fn entries(
         .map(CitizenId::parse)
         .transpose()
         .map_err(ApiError::Vault)?;
-    // Entries record only identifiers of this shape: any other value is a mistake, not a
-    // filter that matches nothing.
-    for (name, v) in [
-        ("official", &q.official),
-        ("agency", &q.agency),
-        ("purpose", &q.purpose),
-    ] {
-        if v.as_deref().is_some_and(|v| SafeId::parse(v).is_err()) {
-            return Err(ApiError::InvalidRequest(format!(
-                "`{name}` must be 1-64 of A-Z a-z 0-9 . _ : @ -"
-            )));
-        }
-    }
     let query = AuditQuery {
         subject: None,
-        official: q.official,
-        agency: q.agency,
-        purpose: q.purpose,
+        official: safe_param("official", q.official.as_deref())?,
+        agency: safe_param("agency", q.agency.as_deref())?,
+        purpose: safe_param("purpose", q.purpose.as_deref())?,
         event,
         from: q
             .from
