@@ -50,8 +50,12 @@ pub struct SoakReport {
     pub errors: u64,
     /// The first few unexpected answers.
     pub error_samples: Vec<String>,
-    /// Server RSS (KiB) at the end of the warm-up and at the end.
+    /// Server RSS (KiB) after the warm-up and at the end: each the median of the samples in
+    /// a window (the first and the last minute of the measured time, or a quarter of it if
+    /// shorter), since one sample swings by ±10% with the bursts of the mixed load.
     pub rss_kib: (u64, u64),
+    /// Every RSS sample after the warm-up: (seconds since the start, KiB), every 5 s.
+    pub rss_samples: Vec<(u64, u64)>,
     /// `vaultctl audit verify` passed after the stop.
     pub log_verifies: bool,
     /// Entries in the log at the end.
@@ -71,6 +75,32 @@ impl SoakReport {
     pub fn rss_growth(&self) -> f64 {
         self.rss_kib.1 as f64 / (self.rss_kib.0.max(1)) as f64
     }
+}
+
+/// How often RSS is sampled after the warm-up.
+const RSS_EVERY: Duration = Duration::from_secs(5);
+
+/// The median of the samples within `window` seconds of the first one, and of those within
+/// `window` seconds of the last one (each window holds at least one sample).
+pub fn window_medians(samples: &[(u64, u64)], window: u64) -> (u64, u64) {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return (0, 0);
+    };
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    };
+    let head = samples
+        .iter()
+        .filter(|s| s.0 <= first.0 + window)
+        .map(|s| s.1)
+        .collect();
+    let tail = samples
+        .iter()
+        .filter(|s| s.0 + window >= last.0)
+        .map(|s| s.1)
+        .collect();
+    (median(head), median(tail))
 }
 
 /// A process's resident set size in KiB (Linux).
@@ -398,16 +428,21 @@ pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
         })
         .collect();
     std::thread::sleep(opts.warmup);
-    let rss_warm = rss_kib(pid);
     progress(&format!(
         "warm-up done after {} s: RSS {} MiB, {} requests",
         opts.warmup.as_secs(),
-        rss_warm / 1024,
+        rss_kib(pid) / 1024,
         counters.requests.load(Ordering::Relaxed)
     ));
+    let mut rss_samples = vec![(start.elapsed().as_secs(), rss_kib(pid))];
     let mut next = Instant::now() + Duration::from_secs(60);
+    let mut next_sample = Instant::now() + RSS_EVERY;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
+        if Instant::now() >= next_sample {
+            next_sample += RSS_EVERY;
+            rss_samples.push((start.elapsed().as_secs(), rss_kib(pid)));
+        }
         if Instant::now() >= next {
             next += Duration::from_secs(60);
             progress(&format!(
@@ -419,7 +454,11 @@ pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
             ));
         }
     }
-    let rss_end = rss_kib(pid);
+    rss_samples.push((start.elapsed().as_secs(), rss_kib(pid)));
+    let window = (opts.duration.saturating_sub(opts.warmup) / 4)
+        .min(Duration::from_secs(60))
+        .as_secs();
+    let rss = window_medians(&rss_samples, window);
     for t in tasks {
         if rt.block_on(t).is_err() {
             counters.error("a load task panicked".into());
@@ -455,9 +494,32 @@ pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
         ops: [0, 1, 2, 3, 4].map(|k| c.ops[k].load(Ordering::Relaxed)),
         errors: c.errors.load(Ordering::Relaxed),
         error_samples: c.samples.lock().map(|s| s.clone()).unwrap_or_default(),
-        rss_kib: (rss_warm, rss_end),
+        rss_kib: rss,
+        rss_samples,
         log_verifies,
         log_entries,
         plaintext_hits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_medians;
+
+    #[test]
+    fn rss_windows_take_the_median_of_the_first_and_last_samples() {
+        // A burst at the start of each window does not move its median.
+        let samples: Vec<(u64, u64)> = (0..=120u64)
+            .step_by(5)
+            .map(|t| (300 + t, if t % 60 == 0 { 900 } else { 400 + t }))
+            .collect();
+        let (head, tail) = window_medians(&samples, 30);
+        // Head: t = 0..=30 → 900, 405..430: median 420. Tail: t = 90..=120 → 490..515, 900.
+        assert_eq!((head, tail), (420, 505));
+        assert_eq!(window_medians(&samples[..1], 30), (900, 900));
+        assert_eq!(window_medians(&[], 30), (0, 0));
+        // A window wider than the run: both medians over every sample.
+        let (a, b) = window_medians(&samples, 1_000);
+        assert_eq!(a, b);
     }
 }

@@ -1,7 +1,8 @@
 //! `vault-soak [--seconds 900] [--warmup 300] [--tasks 32] [--citizens 10000]`: mixed load
 //! against the binaries built beside it (`vault_tests::soak`); exits non-zero on any
 //! unexpected answer, a citizen value found afterwards, a log that does not verify, or RSS at
-//! the end more than 10% above RSS after the warm-up. The default warm-up (5 minutes) lets the
+//! the end more than 10% above RSS after the warm-up (each the median of a minute's samples,
+//! taken every 5 s). The default warm-up (5 minutes) lets the
 //! bounded caches fill (sled's 64 MiB, the verified-token cache), then 10 minutes are
 //! measured. The documented run: `cargo run --release -p vault-tests --bin vault-soak`.
 
@@ -36,6 +37,15 @@ fn main() {
         (r.rss_growth() - 1.0) * 100.0,
         r.log_verifies,
         r.plaintext_hits.len()
+    );
+    let max = r.rss_samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let min = r.rss_samples.iter().map(|s| s.1).min().unwrap_or(0);
+    println!(
+        "vault-soak: RSS after the warm-up and at the end are medians of the first and last \
+         minute's samples (every 5 s); all {} samples after the warm-up within {}-{} MiB",
+        r.rss_samples.len(),
+        min / 1024,
+        max / 1024
     );
     for e in &r.error_samples {
         println!("ERROR: {e}");
