@@ -118,6 +118,12 @@ impl Metrics {
             o,
             "# HELP vault_audit_entries Entries in the audit log.\n# TYPE vault_audit_entries gauge\nvault_audit_entries {audit_size}"
         );
+        if let Some(bytes) = resident_bytes() {
+            let _ = writeln!(
+                o,
+                "# HELP process_resident_memory_bytes Resident memory of the server process.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {bytes}"
+            );
+        }
         if let Some(s) = audit {
             let _ = writeln!(
                 o,
@@ -143,6 +149,19 @@ impl Metrics {
         }
         o
     }
+}
+
+/// The process's resident set size (Linux `/proc/self/status`), if readable.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 fn hist(
@@ -188,5 +207,14 @@ mod tests {
         assert!(t.contains("vault_denials_total{code=\"purpose_not_allowed\"} 1"));
         assert!(t.contains("vault_audit_entries 5"));
         assert!(t.contains("vault_audit_sync_seconds_count 0"));
+        let rss: u64 = t
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            rss > 1 << 20,
+            "the test process holds more than 1 MiB: {rss}"
+        );
     }
 }
