@@ -117,8 +117,10 @@ fn subject_postings(
     let mut kept = 0usize;
     loop {
         let n = match file.read(&mut buf[kept..]) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         };
         let filled = kept + n;
         let whole = filled - filled % 16;
