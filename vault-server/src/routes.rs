@@ -115,6 +115,16 @@ routes! {
         "This API's OpenAPI 3.1 document";
 }
 
+/// A request parameter that names a recorded identifier (`SafeId`): any other shape is a
+/// mistake, refused with the parameter's name (never its value).
+pub fn safe_id(name: &str, value: &str) -> Result<vault_core::audit::SafeId, ApiError> {
+    vault_core::audit::SafeId::parse(value).map_err(|_| {
+        ApiError::InvalidRequest(format!(
+            "`{name}` must be 1-64 of A-Z a-z 0-9 . _ : @ -, without a run of 9 or more digits"
+        ))
+    })
+}
+
 /// Whether a concrete path matches a template.
 pub fn matches(template: &str, path: &str) -> bool {
     let (mut t, mut p) = (template.split('/'), path.split('/'));

@@ -247,9 +247,7 @@ impl WriteBody {
                 "`fields` must name at least one field".into(),
             ));
         }
-        let source = SafeId::parse(&self.source).map_err(|_| {
-            ApiError::InvalidRequest("`source` must be 1-64 of A-Z a-z 0-9 . _ : @ -".into())
-        })?;
+        let source = crate::routes::safe_id("source", &self.source)?;
         Ok((self.fields, source))
     }
 }

@@ -4,12 +4,13 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vault_core::audit::{AuditQuery, Event, SafeId};
+use vault_core::audit::{AuditQuery, Event};
 use vault_core::vault::{AuditorAnswer, AuditorRead};
 use vault_core::{CitizenId, Timestamp, VaultError};
 
 use crate::auth::Auditor;
 use crate::problem::ApiError;
+use crate::routes::safe_id;
 use crate::state::{State, core};
 
 #[derive(Debug, Deserialize)]
@@ -38,17 +39,6 @@ fn parse_time(name: &str, s: &str) -> Result<Timestamp, ApiError> {
             "`{name}` must be a date (YYYY-MM-DD) or an RFC 3339 UTC time"
         ))
     })
-}
-
-/// An identifier filter: entries record only identifiers of `SafeId`'s shape, so any other
-/// value is a mistake, not a filter that matches nothing.
-fn safe_param(name: &str, v: Option<&str>) -> Result<Option<SafeId>, ApiError> {
-    v.map(|v| {
-        SafeId::parse(v).map_err(|_| {
-            ApiError::InvalidRequest(format!("`{name}` must be 1-64 of A-Z a-z 0-9 . _ : @ -"))
-        })
-    })
-    .transpose()
 }
 
 fn items(state: &State, indexes: &[u64]) -> Result<Vec<Value>, VaultError> {
@@ -83,9 +73,21 @@ pub async fn entries(
         .map_err(ApiError::Vault)?;
     let query = AuditQuery {
         subject: None,
-        official: safe_param("official", q.official.as_deref())?,
-        agency: safe_param("agency", q.agency.as_deref())?,
-        purpose: safe_param("purpose", q.purpose.as_deref())?,
+        official: q
+            .official
+            .as_deref()
+            .map(|v| safe_id("official", v))
+            .transpose()?,
+        agency: q
+            .agency
+            .as_deref()
+            .map(|v| safe_id("agency", v))
+            .transpose()?,
+        purpose: q
+            .purpose
+            .as_deref()
+            .map(|v| safe_id("purpose", v))
+            .transpose()?,
         event,
         from: q
             .from
