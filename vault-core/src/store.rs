@@ -3,6 +3,7 @@
 //! (`SledStore`); callers never see the engine. Nothing stored here is plaintext.
 
 mod codec;
+mod grant_state;
 mod sled_store;
 
 use std::collections::BTreeMap;

@@ -1,14 +1,23 @@
 //! `SledStore`: the embedded default (sled 0.34). Trees: `citizens` (blind id → sealed
-//! record), `meta` (keyring, import checkpoints), `grants` (id → grant JSON) with
+//! record), `meta` (keyring, import checkpoints), `grant_info` (id → grant JSON as inserted)
+//! and `grant_state` (id → the grant's mutable state, `grant_state.rs`), with
 //! `verification_codes`, `citizen_grants`, `consents`, `idempotency`, and
 //! `grant_idempotency` (id → the idempotency key naming it). Writes are durable only after
-//! `flush`. No tree is keyed by time: sled 0.34 never frees a tree node once emptied, so a
+//! `flush`.
+//!
+//! A grant's state record is the one place its mutable fields live: every change
+//! (a release's spent use, a revoke, an approval) is one compare-and-swap on it, so exactly
+//! one caller wins a grant's last use and a revoke orders cleanly against releases, while a
+//! release rewrites a few dozen bytes instead of the whole grant. The state record exists for
+//! every live grant: it is written before the grant's JSON and deleted first, so a grant whose
+//! state is gone reads as not found. Stores written before the split (grant JSON with its
+//! state in the `grants` tree) are migrated when opened. No tree is keyed by time: sled 0.34 never frees a tree node once emptied, so a
 //! time-ordered index swept from its old end would leak a node per few hundred entries
 //! forever; the retention sweep walks the (random) grant ids instead.
 
 use std::path::Path;
 
-use super::{SealedRecord, VaultStore, codec};
+use super::{SealedRecord, VaultStore, codec, grant_state};
 use crate::error::VaultError;
 use crate::grant::Grant;
 use crate::id::BlindId;
@@ -25,6 +34,7 @@ pub struct SledStore {
     citizens: sled::Tree,
     meta: sled::Tree,
     grants: sled::Tree,
+    states: sled::Tree,
     codes: sled::Tree,
     citizen_grants: sled::Tree,
     consents: sled::Tree,
@@ -46,7 +56,8 @@ impl SledStore {
         let citizens = db.open_tree("citizens")?;
         let meta = db.open_tree("meta")?;
         let store = Self {
-            grants: db.open_tree("grants")?,
+            grants: db.open_tree("grant_info")?,
+            states: db.open_tree("grant_state")?,
             codes: db.open_tree("verification_codes")?,
             citizen_grants: db.open_tree("citizen_grants")?,
             consents: db.open_tree("consents")?,
@@ -56,7 +67,46 @@ impl SledStore {
             citizens,
             meta,
         };
+        store.migrate_combined_grants()?;
         Ok(store)
+    }
+
+    /// Moves grants from the pre-split `grants` tree (JSON holding its own state) into
+    /// `grant_state` and `grant_info`, then drops that tree. Safe to repeat after a crash: a
+    /// state record already written is kept (it may be newer than the old JSON).
+    fn migrate_combined_grants(&self) -> Result<(), VaultError> {
+        const LEGACY: &[u8] = b"grants";
+        if !self.db.tree_names().iter().any(|n| n.as_ref() == LEGACY) {
+            return Ok(());
+        }
+        let legacy = self.db.open_tree(LEGACY)?;
+        for kv in legacy.iter() {
+            let (id, json) = kv?;
+            let g = decode_grant(&json)?;
+            let _ = self.states.compare_and_swap(
+                &id,
+                None as Option<&[u8]>,
+                Some(grant_state::encode(&g)),
+            )?;
+            self.grants.insert(&id, json)?;
+        }
+        self.flush()?;
+        self.db.drop_tree(LEGACY)?;
+        self.flush()
+    }
+
+    /// The grant's JSON and its current state record, read in that order (a grant being
+    /// inserted has its state first; one being deleted loses its state first).
+    fn load_grant(&self, id: &[u8]) -> Result<Option<(Grant, sled::IVec)>, VaultError> {
+        let Some(json) = self.grants.get(id)? else {
+            return Ok(None);
+        };
+        let Some(state) = self.states.get(id)? else {
+            return Ok(None);
+        };
+        let mut g = decode_grant(&json)?;
+        grant_state::apply(&state, &mut g)?;
+        Ok(Some((g, state)))
     }
 
     fn import_key(file_hash: &[u8; 32]) -> Vec<u8> {
@@ -179,7 +229,7 @@ impl VaultStore for SledStore {
     }
 
     fn grant(&self, id: &str) -> Result<Option<Grant>, VaultError> {
-        self.grants.get(id)?.map(|v| decode_grant(&v)).transpose()
+        Ok(self.load_grant(id.as_bytes())?.map(|(g, _)| g))
     }
 
     fn insert_grant(&self, grant: &Grant) -> Result<bool, VaultError> {
@@ -191,6 +241,8 @@ impl VaultStore for SledStore {
         if claimed.is_err() {
             return Ok(false);
         }
+        self.states
+            .insert(grant.id.as_bytes(), grant_state::encode(grant))?;
         self.grants
             .insert(grant.id.as_bytes(), encode_grant(grant)?)?;
         self.citizen_grants
@@ -210,12 +262,21 @@ impl VaultStore for SledStore {
         change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
     ) -> Result<Grant, VaultError> {
         loop {
-            let old = self.grants.get(id)?.ok_or(VaultError::GrantNotFound)?;
-            let mut g = decode_grant(&old)?;
+            let (mut g, old) = self
+                .load_grant(id.as_bytes())?
+                .ok_or(VaultError::GrantNotFound)?;
+            #[cfg(debug_assertions)]
+            let before = g.clone();
             change(&mut g)?;
-            let new = encode_grant(&g)?;
+            let new = grant_state::encode(&g);
+            #[cfg(debug_assertions)]
+            {
+                let mut kept = before;
+                grant_state::apply(&new, &mut kept)?;
+                debug_assert_eq!(kept, g, "a grant change touched a field outside its state");
+            }
             if self
-                .grants
+                .states
                 .compare_and_swap(id, Some(old), Some(new))?
                 .is_ok()
             {
@@ -231,8 +292,8 @@ impl VaultStore for SledStore {
         let mut out = Vec::new();
         for kv in self.meta.scan_prefix(joined(&["break_glass", ""])) {
             let (_, id) = kv?;
-            if let Some(g) = self.grants.get(&id)? {
-                out.push(decode_grant(&g)?);
+            if let Some((g, _)) = self.load_grant(&id)? {
+                out.push(g);
             }
         }
         Ok(out)
@@ -251,8 +312,8 @@ impl VaultStore for SledStore {
         let mut out = Vec::new();
         for kv in self.citizen_grants.scan_prefix(prefix) {
             let (_, id) = kv?;
-            if let Some(g) = self.grants.get(&id)? {
-                out.push(decode_grant(&g)?);
+            if let Some((g, _)) = self.load_grant(&id)? {
+                out.push(g);
             }
         }
         Ok(out)
@@ -343,31 +404,48 @@ impl VaultStore for SledStore {
                 .and_then(|(k, _)| String::from_utf8(k.to_vec()).ok())
         };
         let mut purged = 0;
-        for (id, v) in batch {
-            let g = decode_grant(&v)?;
+        for (id, json) in batch {
+            let Some(state) = self.states.get(&id)? else {
+                // A deletion interrupted by a crash (its state went first): finish it.
+                let g = decode_grant(&json)?;
+                self.remove_grant_links(&id, &g)?;
+                continue;
+            };
+            let mut g = decode_grant(&json)?;
+            grant_state::apply(&state, &mut g)?;
             if g.break_glass || g.latest_end_secs() >= cutoff_secs {
                 continue;
             }
             // Only if unchanged since read (a concurrent update keeps it for the next pass).
             if self
-                .grants
-                .compare_and_swap(&id, Some(&v), None as Option<&[u8]>)?
+                .states
+                .compare_and_swap(&id, Some(&state), None as Option<&[u8]>)?
                 .is_err()
             {
                 continue;
             }
-            let _ = self.codes.compare_and_swap(
-                g.verification_code.as_bytes(),
-                Some(&id),
-                None as Option<&[u8]>,
-            )?;
-            self.citizen_grants.remove(joined(&[&g.citizen, &g.id]))?;
-            if let Some(name) = self.grant_idempotency.remove(&id)? {
-                self.idempotency.remove(name)?;
-            }
+            self.remove_grant_links(&id, &g)?;
             purged += 1;
         }
         Ok((purged, next))
+    }
+}
+
+impl SledStore {
+    /// Removes a grant whose state record is already gone: its JSON, verification code,
+    /// citizen link and idempotency key.
+    fn remove_grant_links(&self, id: &[u8], g: &Grant) -> Result<(), VaultError> {
+        self.grants.remove(id)?;
+        let _ = self.codes.compare_and_swap(
+            g.verification_code.as_bytes(),
+            Some(id),
+            None as Option<&[u8]>,
+        )?;
+        self.citizen_grants.remove(joined(&[&g.citizen, &g.id]))?;
+        if let Some(name) = self.grant_idempotency.remove(id)? {
+            self.idempotency.remove(name)?;
+        }
+        Ok(())
     }
 }
 
@@ -439,6 +517,98 @@ mod tests {
         assert_eq!(s.grants_of_citizen(&"ab".repeat(32)).unwrap().len(), 2);
         assert_eq!(s.sweep_grants(None, 10, i64::MAX).unwrap(), (1, None));
         assert_eq!(s.grants.len(), 1, "the break-glass grant stays");
+        assert_eq!(s.states.len(), 1, "with its state alone");
         assert_eq!((s.codes.len(), s.citizen_grants.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_release_rewrites_only_the_state_and_one_caller_wins_each_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let mut g = grant("g-1", 2_000);
+        g.max_uses = 40;
+        assert!(s.insert_grant(&g).unwrap());
+        let json = s.grants.get("g-1").unwrap().unwrap();
+        let now = crate::Timestamp::from_millis(1_800_000);
+        let wins = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..10 {
+                        if s.update_grant("g-1", false, &mut |g| g.spend(now)).is_ok() {
+                            wins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(wins.into_inner(), 40, "80 tries, 40 uses");
+        let spent = s.grant("g-1").unwrap().unwrap();
+        assert_eq!((spent.uses, spent.status), (40, GrantStatus::Exhausted));
+        assert_eq!(spent.ended_ms, Some(1_800_000));
+        assert_eq!(
+            s.grants.get("g-1").unwrap().unwrap(),
+            json,
+            "JSON as inserted"
+        );
+        assert!(s.states.get("g-1").unwrap().unwrap().len() < 40);
+    }
+
+    #[test]
+    fn a_grant_whose_state_is_gone_is_not_found_and_the_sweep_finishes_its_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        assert!(s.insert_grant(&grant("g-1", 2_000)).unwrap());
+        s.states.remove("g-1").unwrap();
+        assert!(s.grant("g-1").unwrap().is_none());
+        assert!(s.grants_of_citizen(&"ab".repeat(32)).unwrap().is_empty());
+        assert!(matches!(
+            s.update_grant("g-1", false, &mut |_| Ok(())),
+            Err(VaultError::GrantNotFound)
+        ));
+        assert_eq!(s.sweep_grants(None, 10, 0).unwrap(), (0, None));
+        assert_eq!(
+            (s.grants.len(), s.codes.len(), s.citizen_grants.len()),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn a_store_from_before_the_split_is_migrated_with_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut used = grant("g-1", 2_000);
+        used.uses = 1;
+        used.end(
+            GrantStatus::Exhausted,
+            crate::Timestamp::from_millis(1_900_000),
+        );
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let legacy = db.open_tree("grants").unwrap();
+            legacy.insert("g-1", encode_grant(&used).unwrap()).unwrap();
+            legacy
+                .insert("g-2", encode_grant(&grant("g-2", 2_000)).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.grant("g-1").unwrap().unwrap(), used);
+        assert!(
+            !s.db.tree_names().iter().any(|n| n.as_ref() == b"grants"),
+            "the old tree is dropped"
+        );
+        let now = crate::Timestamp::from_millis(1_800_000);
+        assert!(matches!(
+            s.update_grant("g-1", false, &mut |g| g.spend(now)),
+            Err(VaultError::GrantExhausted)
+        ));
+        s.update_grant("g-2", true, &mut |g| g.spend(now)).unwrap();
+        drop(s);
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            s.grant("g-2").unwrap().unwrap().uses,
+            1,
+            "reopening keeps state"
+        );
     }
 }
