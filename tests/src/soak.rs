@@ -32,6 +32,11 @@ pub struct SoakOptions {
     pub tasks: usize,
     /// Demo citizens imported.
     pub citizens: u64,
+    /// Diagnostic variant: no grant is stored during the load. Each citizen gets one
+    /// long-lived grant before it starts; the grant-and-release and consent operations become
+    /// two releases on it (auditor, history and denied-grant operations as usual), so the
+    /// store sees only use counts change, never a grant inserted or swept.
+    pub reuse_grants: bool,
 }
 
 /// What a soak saw.
@@ -145,6 +150,8 @@ struct Actors {
     public: reqwest::Client,
     base: String,
     ids: Arc<Vec<String>>,
+    /// With `reuse_grants`: each citizen's pre-issued token, by the index in `ids`.
+    tokens: Option<Arc<Vec<String>>>,
     server: Arc<TestServer>,
 }
 
@@ -181,10 +188,36 @@ async fn expect(
     Some(body)
 }
 
+/// Two releases of two fields with `token`; `false` after an unexpected answer.
+async fn two_releases(a: &Actors, c: &Counters, id: &str, token: &str) -> bool {
+    for _ in 0..2 {
+        let req = a
+            .bench
+            .get(format!(
+                "{}/v1/citizens/{id}/fields?fields=full_name,phone",
+                a.base
+            ))
+            .bearer_auth(token);
+        if expect(c, "release", req, 200, None).await.is_none() {
+            return false;
+        }
+    }
+    true
+}
+
 async fn one_op(a: &Actors, c: &Counters, task: usize, i: u64) {
-    let id = &a.ids[(crate::load::mix(task, i) % a.ids.len() as u64) as usize];
+    let who = (crate::load::mix(task, i) % a.ids.len() as u64) as usize;
+    let id = &a.ids[who];
     let b = &a.base;
     let kind = (i % 8) as usize;
+    if let Some(tokens) = &a.tokens
+        && kind <= 4
+    {
+        if two_releases(a, c, id, &tokens[who]).await {
+            c.ops[0].fetch_add(1, Ordering::Relaxed);
+        }
+        return;
+    }
     match kind {
         0..=3 => {
             let body = json!({"citizen_id": id, "purpose": "bench_release", "dossier_id": "SOAK",
@@ -202,18 +235,9 @@ async fn one_op(a: &Actors, c: &Counters, task: usize, i: u64) {
                 return;
             };
             let token = g["access_token"].as_str().unwrap_or_default().to_owned();
-            for _ in 0..2 {
-                let req = a
-                    .bench
-                    .get(format!(
-                        "{b}/v1/citizens/{id}/fields?fields=full_name,phone"
-                    ))
-                    .bearer_auth(&token);
-                if expect(c, "release", req, 200, None).await.is_none() {
-                    return;
-                }
+            if two_releases(a, c, id, &token).await {
+                c.ops[0].fetch_add(1, Ordering::Relaxed);
             }
-            c.ops[0].fetch_add(1, Ordering::Relaxed);
         }
         4 => {
             let body = json!({"citizen_id": id, "purpose": "social_insurance_lookup",
@@ -386,6 +410,34 @@ async fn one_op(a: &Actors, c: &Counters, task: usize, i: u64) {
     }
 }
 
+/// One long-lived grant per citizen (the benchmark purpose, 10,000 uses), its token by the
+/// index in `ids`.
+async fn pre_issue(
+    client: &reqwest::Client,
+    base: &str,
+    ids: &[String],
+    ttl: u64,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let body = json!({"citizen_id": id, "purpose": "bench_release", "dossier_id": "SOAK-R",
+                          "fields": FIELDS, "official": {"id": "soak"}, "ttl_seconds": ttl});
+        let r = client
+            .post(format!("{base}/v1/grants"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let g: Value = r.json().await.map_err(|e| e.to_string())?;
+        match g["access_token"].as_str() {
+            Some(t) if status == 201 => out.push(t.to_owned()),
+            _ => return Err(format!("grant answered {status}: {}", g["code"])),
+        }
+    }
+    Ok(out)
+}
+
 /// Runs the soak against a fresh server and stops it gracefully at the end.
 pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -407,6 +459,12 @@ pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
     let deadline = start + opts.duration;
     let bench_id = server.agency_identity("bench-agency");
     let bhxh_id = server.agency_identity("bhxh-tphcm");
+    let tokens = opts.reuse_grants.then(|| {
+        let client = server.async_client(Some(&bench_id));
+        let ttl = opts.duration.as_secs() + 600;
+        let issued = rt.block_on(pre_issue(&client, &server.url(""), &ids, ttl));
+        Arc::new(issued.unwrap_or_else(|e| panic!("pre-issuing grants: {e}")))
+    });
     let tasks: Vec<_> = (0..opts.tasks)
         .map(|t| {
             let actors = Actors {
@@ -415,6 +473,7 @@ pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
                 public: server.async_client(None),
                 base: server.url(""),
                 ids: Arc::clone(&ids),
+                tokens: tokens.clone(),
                 server: Arc::clone(&server),
             };
             let c = Arc::clone(&counters);

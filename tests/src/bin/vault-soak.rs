@@ -1,10 +1,13 @@
-//! `vault-soak [--seconds 900] [--warmup 300] [--tasks 32] [--citizens 10000]`: mixed load
+//! `vault-soak [--seconds 900] [--warmup 300] [--tasks 32] [--citizens 10000]
+//! [--reuse-grants]`: mixed load
 //! against the binaries built beside it (`vault_tests::soak`); exits non-zero on any
 //! unexpected answer, a citizen value found afterwards, a log that does not verify, or RSS at
 //! the end more than 10% above RSS after the warm-up (each the median of a minute's samples,
 //! taken every 5 s). The default warm-up (5 minutes) lets the
 //! bounded caches fill (sled's 64 MiB, the verified-token cache), then 10 minutes are
 //! measured. The documented run: `cargo run --release -p vault-tests --bin vault-soak`.
+//! `--reuse-grants` is a diagnostic variant that stores no grant during the load (each
+//! citizen's grant is issued before it; see `SoakOptions::reuse_grants`).
 
 #![expect(clippy::print_stdout, reason = "a command-line tool reports on stdout")]
 
@@ -19,6 +22,7 @@ fn main() {
         warmup: Duration::from_secs(arg_u64("--warmup", 300)),
         tasks: arg_u64("--tasks", 32) as usize,
         citizens: arg_u64("--citizens", 10_000),
+        reuse_grants: std::env::args().any(|a| a == "--reuse-grants"),
     };
     println!("vault-soak: {opts:?}");
     let r = run(&opts, |line| println!("{line}"));
