@@ -130,3 +130,33 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
         grant_id: &str,
     ) -> Result<bool, VaultError>;
 }
+
+/// A stored grant for the store's unit tests: active, one use, token valid for the 300
+/// seconds before `exp`.
+#[cfg(test)]
+fn test_grant(id: &str, exp: i64) -> Grant {
+    Grant {
+        id: id.into(),
+        verification_code: format!("CODE{id}"),
+        citizen: "ab".repeat(32),
+        agency: "ubnd-quan-1".into(),
+        official: "can-bo-01".into(),
+        unit: None,
+        purpose: "construction_permit".into(),
+        dossier_id: "HS-1".into(),
+        fields: vec!["full_name".into()],
+        cert_thumbprint: "t".into(),
+        status: crate::grant::GrantStatus::Active,
+        created_ms: (exp - 300) * 1000,
+        token_iat: Some(exp - 300),
+        token_exp: Some(exp),
+        ttl_seconds: 300,
+        consent_expires_ms: None,
+        max_uses: 1,
+        uses: 0,
+        break_glass: false,
+        token_pending_delivery: false,
+        review: None,
+        ended_ms: None,
+    }
+}

@@ -108,32 +108,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A grant with every field set to something recognisable.
+    /// An active grant with three uses.
     fn sample() -> Grant {
-        Grant {
-            id: "g-1".into(),
-            verification_code: "CODEG1".into(),
-            citizen: "ab".repeat(32),
-            agency: "ubnd-quan-1".into(),
-            official: "can-bo-01".into(),
-            unit: None,
-            purpose: "construction_permit".into(),
-            dossier_id: "HS-1".into(),
-            fields: vec!["full_name".into()],
-            cert_thumbprint: "t".into(),
-            status: GrantStatus::Active,
-            created_ms: 1_000_000,
-            token_iat: Some(1_000),
-            token_exp: Some(1_300),
-            ttl_seconds: 300,
-            consent_expires_ms: None,
-            max_uses: 3,
-            uses: 0,
-            break_glass: false,
-            token_pending_delivery: false,
-            review: None,
-            ended_ms: None,
-        }
+        let mut g = super::super::test_grant("g-1", 1_300);
+        g.max_uses = 3;
+        g
     }
 
     fn status() -> impl Strategy<Value = GrantStatus> {

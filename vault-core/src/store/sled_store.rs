@@ -454,31 +454,9 @@ mod tests {
     use super::*;
     use crate::grant::GrantStatus;
 
+    /// An active one-use grant whose token expires at `exp` (seconds).
     fn grant(id: &str, exp: i64) -> Grant {
-        Grant {
-            id: id.into(),
-            verification_code: format!("CODE{id}"),
-            citizen: "ab".repeat(32),
-            agency: "ubnd-quan-1".into(),
-            official: "can-bo-01".into(),
-            unit: None,
-            purpose: "construction_permit".into(),
-            dossier_id: "HS-1".into(),
-            fields: vec!["full_name".into()],
-            cert_thumbprint: "t".into(),
-            status: GrantStatus::Active,
-            created_ms: (exp - 300) * 1000,
-            token_iat: Some(exp - 300),
-            token_exp: Some(exp),
-            ttl_seconds: 300,
-            consent_expires_ms: None,
-            max_uses: 1,
-            uses: 0,
-            break_glass: false,
-            token_pending_delivery: false,
-            review: None,
-            ended_ms: None,
-        }
+        super::super::test_grant(id, exp)
     }
 
     #[test]
