@@ -11,7 +11,9 @@
 //! release rewrites a few dozen bytes instead of the whole grant. The state record exists for
 //! every live grant: it is written before the grant's JSON and deleted first, so a grant whose
 //! state is gone reads as not found. Stores written before the split (grant JSON with its
-//! state in the `grants` tree) are migrated when opened. No tree is keyed by time: sled 0.34 never frees a tree node once emptied, so a
+//! state in the `grants` tree) are migrated when opened.
+//!
+//! No tree is keyed by time: sled 0.34 never frees a tree node once emptied, so a
 //! time-ordered index swept from its old end would leak a node per few hundred entries
 //! forever; the retention sweep walks the (random) grant ids instead.
 
