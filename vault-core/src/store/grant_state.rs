@@ -13,6 +13,8 @@ const HAS_EXP: u8 = 1 << 2;
 const HAS_ENDED: u8 = 1 << 3;
 const HAS_REVIEW: u8 = 1 << 4;
 
+/// The stored byte of a status. An exhaustive match (not a table) so a new status cannot be
+/// stored without a byte of its own; `status_of` is its inverse (tested by the round trip).
 fn status_byte(s: GrantStatus) -> u8 {
     match s {
         GrantStatus::PendingConsent => 0,
