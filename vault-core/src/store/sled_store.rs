@@ -111,6 +111,22 @@ impl SledStore {
         Ok(Some((g, state)))
     }
 
+    /// Removes a grant whose state record is already gone: its JSON, verification code,
+    /// citizen link and idempotency key.
+    fn remove_grant_links(&self, id: &[u8], g: &Grant) -> Result<(), VaultError> {
+        self.grants.remove(id)?;
+        let _ = self.codes.compare_and_swap(
+            g.verification_code.as_bytes(),
+            Some(id),
+            None as Option<&[u8]>,
+        )?;
+        self.citizen_grants.remove(joined(&[&g.citizen, &g.id]))?;
+        if let Some(name) = self.grant_idempotency.remove(id)? {
+            self.idempotency.remove(name)?;
+        }
+        Ok(())
+    }
+
     fn import_key(file_hash: &[u8; 32]) -> Vec<u8> {
         [IMPORT_PREFIX, file_hash.as_slice()].concat()
     }
@@ -430,24 +446,6 @@ impl VaultStore for SledStore {
             purged += 1;
         }
         Ok((purged, next))
-    }
-}
-
-impl SledStore {
-    /// Removes a grant whose state record is already gone: its JSON, verification code,
-    /// citizen link and idempotency key.
-    fn remove_grant_links(&self, id: &[u8], g: &Grant) -> Result<(), VaultError> {
-        self.grants.remove(id)?;
-        let _ = self.codes.compare_and_swap(
-            g.verification_code.as_bytes(),
-            Some(id),
-            None as Option<&[u8]>,
-        )?;
-        self.citizen_grants.remove(joined(&[&g.citizen, &g.id]))?;
-        if let Some(name) = self.grant_idempotency.remove(id)? {
-            self.idempotency.remove(name)?;
-        }
-        Ok(())
     }
 }
 
