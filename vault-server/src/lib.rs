@@ -7,6 +7,7 @@ pub mod config;
 pub mod ctl;
 pub mod dev;
 pub mod logsink;
+pub mod memory;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;

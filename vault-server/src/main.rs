@@ -104,6 +104,11 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    if !vault_server::memory::disable_transparent_huge_pages() {
+        say(
+            "vault-server: warning: transparent huge pages could not be turned off for this process; resident memory may grow in 2 MiB steps under load",
+        );
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

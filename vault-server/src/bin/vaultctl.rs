@@ -6,5 +6,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // Same reason as the server (`vault_server::memory`); a refusal changes nothing else.
+    let _ = vault_server::memory::disable_transparent_huge_pages();
     vault_server::ctl::main()
 }
