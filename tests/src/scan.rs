@@ -135,10 +135,38 @@ impl Scanner {
 }
 
 /// What to look for after serving `people`: each citizen id and each string value of 8 or
-/// more bytes that at most 3 citizens share (so not an enum value such as a marital status,
-/// which the policy files hold too), except date-shaped values (`YYYY-MM-DD`: a licence
-/// expiry can be today's date, which every log timestamp carries).
+/// more bytes that at most 3 citizens share (so not an enum value such as a marital status),
+/// except values the policy files contain (a closed vocabulary's entry, such as an education
+/// level held by one citizen of a small population, is public text, not a leak) and
+/// date-shaped values (`YYYY-MM-DD`: a licence expiry can be today's date, which every log
+/// timestamp carries).
 pub fn citizen_needles(people: &[(String, serde_json::Value)]) -> Vec<String> {
+    needles_outside(people, &public_policy_text())
+}
+
+/// Every policy file's text (`policies/`, read recursively), joined.
+fn public_policy_text() -> String {
+    let mut text = String::new();
+    let mut stack = vec![crate::policies_dir()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(t) = std::fs::read_to_string(&p) {
+                text.push_str(&t);
+                text.push('\n');
+            }
+        }
+    }
+    text
+}
+
+/// `citizen_needles` against a given public text.
+fn needles_outside(people: &[(String, serde_json::Value)], public: &str) -> Vec<String> {
     let date = |s: &str| {
         let b = s.as_bytes();
         b.len() == 10
@@ -172,7 +200,12 @@ pub fn citizen_needles(people: &[(String, serde_json::Value)]) -> Vec<String> {
             *holders.entry(t).or_default() += 1;
         }
     }
-    needles.extend(holders.into_iter().filter(|(_, n)| *n <= 3).map(|(t, _)| t));
+    needles.extend(
+        holders
+            .into_iter()
+            .filter(|(t, n)| *n <= 3 && !public.contains(t.as_str()))
+            .map(|(t, _)| t),
+    );
     needles.sort();
     needles.dedup();
     needles
@@ -233,5 +266,37 @@ mod tests {
             1,
             "names count anywhere"
         );
+    }
+
+    #[test]
+    fn rare_values_are_needles_unless_the_policy_files_hold_them() {
+        let person = |id: &str, edu: &str, name: &str| {
+            (
+                id.to_owned(),
+                serde_json::json!({"education_level": edu, "full_name": name}),
+            )
+        };
+        let people = vec![
+            person("079123456789", "trung học phổ thông", "Nguyễn Văn An"),
+            person("079123456790", "đại học", "Trần Thị Bình"),
+        ];
+        let needles = citizen_needles(&people);
+        for n in [
+            "079123456789",
+            "079123456790",
+            "Nguyễn Văn An",
+            "Trần Thị Bình",
+        ] {
+            assert!(needles.iter().any(|x| x == n), "{n} must be a needle");
+        }
+        // Held by one citizen each, but listed in policies/fields.toml: public vocabulary.
+        assert!(!needles.iter().any(|x| x == "trung học phổ thông"));
+        // The same value is a needle when no policy text names it (the filter is what drops it).
+        let without = needles_outside(&people, "");
+        assert!(without.iter().any(|x| x == "trung học phổ thông"));
+        // Ids are needles even when public text happens to contain them.
+        let ids = needles_outside(&people, "079123456789 Nguyễn Văn An");
+        assert!(ids.iter().any(|x| x == "079123456789"));
+        assert!(!ids.iter().any(|x| x == "Nguyễn Văn An"));
     }
 }
