@@ -116,21 +116,26 @@ impl Scanner {
     /// Every needle occurrence in every file under `dir`.
     pub fn scan_dir(&self, dir: &Path) -> Vec<Hit> {
         let mut hits = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if let Ok(bytes) = std::fs::read(&p) {
-                    hits.extend(self.scan_bytes(&p, &bytes));
-                }
+        each_file(dir, &mut |p, bytes| hits.extend(self.scan_bytes(p, bytes)));
+        hits
+    }
+}
+
+/// Calls `f` with the path and bytes of every readable file under `dir`, recursively.
+fn each_file(dir: &Path, f: &mut dyn FnMut(&Path, &[u8])) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                f(&p, &bytes);
             }
         }
-        hits
     }
 }
 
@@ -147,21 +152,10 @@ pub fn citizen_needles(people: &[(String, serde_json::Value)]) -> Vec<String> {
 /// Every policy file's text (`policies/`, read recursively), joined.
 fn public_policy_text() -> String {
     let mut text = String::new();
-    let mut stack = vec![crate::policies_dir()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(t) = std::fs::read_to_string(&p) {
-                text.push_str(&t);
-                text.push('\n');
-            }
-        }
-    }
+    each_file(&crate::policies_dir(), &mut |_, bytes| {
+        text.push_str(&String::from_utf8_lossy(bytes));
+        text.push('\n');
+    });
     text
 }
 

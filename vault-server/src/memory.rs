@@ -5,10 +5,11 @@
 //! (`MADV_HUGEPAGE`), and the kernel's `khugepaged` collapses any 2 MiB range with a single
 //! touched 4 KiB page into a huge page (`max_ptes_none` = 511 by default), while mimalloc
 //! returns freed memory in 64 KiB pieces that cannot shrink a huge page. Under the vault's
-//! churn (many threads, short-lived buffers) that made RSS creep up for as long as the
-//! process ran: measured in `SECURITY.md` (soak runs 16 and 17), a fifth of the server's
-//! memory was huge pages a minute into a soak. The server and `vaultctl` gain nothing from
-//! huge pages (their hot data is small and scattered), so they opt out for the process.
+//! churn (many threads, short-lived buffers) that kept RSS far above the live heap: a fifth of
+//! the server's memory was huge pages a minute into a soak, and with them off the soak's level
+//! is about 30% lower (`SECURITY.md`, runs 16–18; `BENCHMARKS.md`, A/B). The server and
+//! `vaultctl` gain nothing measurable from huge pages (their hot data is small and scattered),
+//! so they opt out for the process.
 
 /// Turns transparent huge pages off for this process and its children
 /// (`prctl(PR_SET_THP_DISABLE)`, Linux 3.15+; memory already mapped keeps its pages).
