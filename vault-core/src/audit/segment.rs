@@ -187,7 +187,7 @@ const CHECKPOINT_STRIDE: u64 = 64;
 /// nearest kept position below it and reads record headers forward (at most a stride's worth,
 /// ~15 KB through the page cache). There is one record per group-commit batch, a few million
 /// a day under load: a position for each in memory (24 bytes) was the server's largest
-/// unbounded allocation, growing ~8 bytes a request in the soak runs; this holds 16 bytes per
+/// unbounded allocation, growing ~6 bytes a request in the soak runs; this holds 16 bytes per
 /// 64 records.
 #[derive(Debug, Default)]
 struct CheckpointIndex {
