@@ -42,6 +42,20 @@ pub struct Page {
 /// Subject postings are spread over this many bucket files by the pseudonym's first byte.
 const SUBJECT_BUCKETS: usize = 256;
 
+/// Posting files the indexer keeps open at most: the 256 subject buckets and 128 others.
+/// There is a file per official id, and agency systems name their officials, so the set of
+/// files is open-ended; an open file for each (as before) would end at the process's file
+/// limit, after which the server could not accept connections.
+const MAX_OPEN_POSTINGS: usize = SUBJECT_BUCKETS + 128;
+
+/// The posting files open for appending.
+#[derive(Debug, Default)]
+struct Writers {
+    open: std::collections::HashMap<std::path::PathBuf, std::fs::File>,
+    /// A file was created since the directory was last synced.
+    created: bool,
+}
+
 /// The index, in plain append-only files (no B-tree: a B-tree store held ~2 KB of memory per
 /// indexed entry and ran out of memory near ten million entries):
 /// - officials, agencies, purposes and events: one posting file per value holding the sorted
@@ -49,12 +63,17 @@ const SUBJECT_BUCKETS: usize = 256;
 /// - subjects: 256 bucket files by the pseudonym's first byte, each holding
 ///   (first 8 bytes of the pseudonym, entry index) records; a citizen's history reads one
 ///   bucket and keeps their records (and `matches` re-checks the full pseudonym);
-/// - `through`: the watermark, written after the postings it covers are synced.
+/// - `through`: the watermark, written after the postings it covers are synced (and, for
+///   new files, their directory).
+///
+/// At most `MAX_OPEN_POSTINGS` files are open at once; past that, all are synced and closed.
 #[derive(Debug)]
 pub struct AuditIndex {
     through: AtomicU64,
     dir: std::path::PathBuf,
-    writers: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::fs::File>>,
+    writers: std::sync::Mutex<Writers>,
+    /// `MAX_OPEN_POSTINGS`; smaller in tests.
+    max_open: usize,
 }
 
 fn io(e: std::io::Error) -> VaultError {
@@ -175,7 +194,8 @@ impl AuditIndex {
         Ok(Self {
             through: AtomicU64::new(through),
             dir: pdir,
-            writers: std::sync::Mutex::new(std::collections::HashMap::new()),
+            writers: std::sync::Mutex::new(Writers::default()),
+            max_open: MAX_OPEN_POSTINGS,
         })
     }
 
@@ -240,16 +260,25 @@ impl AuditIndex {
             .lock()
             .map_err(|_| VaultError::AuditUnavailable)?;
         for (path, bytes) in appends {
-            if !writers.contains_key(&path) {
+            if !writers.open.contains_key(&path) {
+                if writers.open.len() >= self.max_open {
+                    // Closing a file does not make it durable: sync what is closed now, as
+                    // `flush` would have, before the watermark can cover it.
+                    for f in writers.open.values() {
+                        f.sync_data().map_err(io)?;
+                    }
+                    writers.open.clear();
+                }
+                writers.created |= !path.exists();
                 let f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .read(true)
                     .open(&path)
                     .map_err(io)?;
-                writers.insert(path.clone(), f);
+                writers.open.insert(path.clone(), f);
             }
-            if let Some(f) = writers.get_mut(&path) {
+            if let Some(f) = writers.open.get_mut(&path) {
                 f.write_all(&bytes).map_err(io)?;
             }
         }
@@ -262,9 +291,21 @@ impl AuditIndex {
     /// postings are synced before the watermark that covers them is written.
     pub fn flush(&self) -> Result<(), VaultError> {
         let through = self.indexed_through();
-        if let Ok(writers) = self.writers.lock() {
-            for f in writers.values() {
+        {
+            // Never write the watermark over postings that may not be synced.
+            let mut writers = self
+                .writers
+                .lock()
+                .map_err(|_| VaultError::AuditUnavailable)?;
+            for f in writers.open.values() {
                 f.sync_data().map_err(io)?;
+            }
+            // A new file's name is durable once its directory is synced.
+            if writers.created {
+                std::fs::File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io)?;
+                writers.created = false;
             }
         }
         let parent = self.dir.parent().unwrap_or(&self.dir);
@@ -418,6 +459,64 @@ mod tests {
         assert_eq!(
             idx.candidates(&q, None, true).unwrap().collect::<Vec<_>>(),
             vec![17, 14, 11, 8, 5, 2]
+        );
+    }
+
+    #[test]
+    fn open_posting_files_stay_bounded_however_many_officials_and_answers_stay_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let by_official = |i: u64| {
+            format!(
+                "{{\"event\":\"record.released\",\"time\":\"2026-11-24T01:02:03.456Z\",\"actor\":{{\"kind\":\"agency\",\"id\":\"official-{}\",\"agency\":\"ubnd-quan-1\"}},\"subject\":\"{}\"}}",
+                i % 40,
+                hex::encode([(i % 7) as u8; 32])
+            )
+            .into_bytes()
+        };
+        let official = |n: u64| AuditQuery {
+            official: Some(SafeId::parse(&format!("official-{n}")).unwrap()),
+            ..Default::default()
+        };
+        {
+            let mut idx = AuditIndex::open(dir.path()).unwrap();
+            idx.max_open = 6;
+            for batch in 0..4u64 {
+                let start = batch * 30;
+                idx.add(
+                    start,
+                    &(start..start + 30).map(by_official).collect::<Vec<_>>(),
+                )
+                .unwrap();
+                assert!(idx.writers.lock().unwrap().open.len() <= 6);
+            }
+            idx.flush().unwrap();
+            assert!(
+                !idx.writers.lock().unwrap().created,
+                "the directory was synced"
+            );
+            for n in 0..40 {
+                let got: Vec<u64> = idx.candidates(&official(n), None, false).unwrap().collect();
+                let want: Vec<u64> = (0..120).filter(|i| i % 40 == n).collect();
+                assert_eq!(got, want, "official-{n}");
+            }
+        }
+        // Every file closed early was synced and complete: the same answers after reopening.
+        let idx = AuditIndex::open(dir.path()).unwrap();
+        assert_eq!(idx.indexed_through(), 120);
+        assert_eq!(
+            idx.candidates(&official(39), None, false)
+                .unwrap()
+                .collect::<Vec<_>>(),
+            vec![39, 79, 119]
+        );
+        let q = AuditQuery {
+            subject: Some(Pseudonym::from_bytes([3; 32])),
+            ..Default::default()
+        };
+        let want: Vec<u64> = (0..120).filter(|i| i % 7 == 3).collect();
+        assert_eq!(
+            idx.candidates(&q, None, false).unwrap().collect::<Vec<_>>(),
+            want
         );
     }
 
