@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod ctl;
 pub mod dev;
+pub mod fdlimit;
 pub mod logsink;
 pub mod memory;
 pub mod metrics;

@@ -109,6 +109,11 @@ fn main() -> ExitCode {
             "vault-server: warning: transparent huge pages could not be turned off for this process; resident memory may grow in 2 MiB steps under load",
         );
     }
+    if let Err(e) = vault_server::fdlimit::raise_open_file_limit() {
+        say(&format!(
+            "vault-server: warning: the open-file limit could not be raised to the hard limit ({e}); the server may stop accepting connections near the soft limit"
+        ));
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
