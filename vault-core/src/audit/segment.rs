@@ -216,6 +216,33 @@ impl CheckpointIndex {
     }
 }
 
+/// A checkpoint record header: `(size, note length, CRC-32 of the note)`.
+fn checkpoint_header(head: &[u8; CHECKPOINT_HEADER as usize]) -> (u64, u32, u32) {
+    let [
+        s0,
+        s1,
+        s2,
+        s3,
+        s4,
+        s5,
+        s6,
+        s7,
+        l0,
+        l1,
+        l2,
+        l3,
+        c0,
+        c1,
+        c2,
+        c3,
+    ] = *head;
+    (
+        u64::from_be_bytes([s0, s1, s2, s3, s4, s5, s6, s7]),
+        u32::from_be_bytes([l0, l1, l2, l3]),
+        u32::from_be_bytes([c0, c1, c2, c3]),
+    )
+}
+
 /// Checkpoint record headers `(size, offset, len)` from `from` up to `end`.
 fn checkpoint_records(
     file: &dyn LogFile,
@@ -232,8 +259,7 @@ fn checkpoint_records(
             off = end;
             return Some(Err(io_unavailable("checkpoints", &e)));
         }
-        let size = u64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
-        let len = u32::from_be_bytes(head[8..12].try_into().unwrap_or([0; 4]));
+        let (size, len, _) = checkpoint_header(&head);
         let at = off;
         off += CHECKPOINT_HEADER + u64::from(len);
         if len == 0 || off > end {
@@ -719,8 +745,7 @@ fn read_checkpoint(files: &Files, off: u64, len: u32) -> Result<(u64, String), V
         .checkpoints
         .read_at(off, &mut head)
         .map_err(|e| io_unavailable("checkpoints", &e))?;
-    let size = u64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
-    let crc = u32::from_be_bytes(head[12..16].try_into().unwrap_or([0; 4]));
+    let (size, _, crc) = checkpoint_header(&head);
     let mut body = vec![0u8; len as usize];
     files
         .checkpoints
@@ -761,8 +786,7 @@ fn recover(files: &Files, signer: &LogSigner) -> Result<(State, Lengths), VaultE
             .checkpoints
             .read_at(off, &mut head)
             .map_err(|e| io_unavailable("checkpoints", &e))?;
-        let size = u64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
-        let len = u32::from_be_bytes(head[8..12].try_into().unwrap_or([0; 4]));
+        let (size, len, _) = checkpoint_header(&head);
         // A signed note is never empty: a zero header is a zero-filled tail, as a torn one.
         if len == 0
             || off + CHECKPOINT_HEADER + u64::from(len) > clen
