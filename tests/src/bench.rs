@@ -31,8 +31,12 @@ pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `dir/policies`: the repository's policies plus purpose `bench_release` (these fields,
-/// 10,000 uses, a day, no consent) and agency `bench-agency` (city-wide, that purpose).
+/// `max_uses` of purpose `bench_few`.
+pub const FEW_USES: u32 = 3;
+
+/// `dir/policies`: the repository's policies plus purposes `bench_release` (these fields,
+/// 10,000 uses, a day, no consent) and `bench_few` (the same with 3 uses, for the crash
+/// harness's use counting) and agency `bench-agency` (city-wide, both purposes).
 pub fn bench_policies(dir: &Path, fields: &[&str]) -> std::io::Result<PathBuf> {
     let pol = dir.join("policies");
     copy_dir(&crate::policies_dir(), &pol)?;
@@ -44,10 +48,18 @@ pub fn bench_policies(dir: &Path, fields: &[&str]) -> std::io::Result<PathBuf> {
              max_ttl_seconds = 86400\nmax_uses = 10000\nconsent = \"not_required\"\n"
         ),
     )?;
+    std::fs::write(
+        pol.join("purposes/bench_few.toml"),
+        format!(
+            "id = \"bench_few\"\nlabel_vi = \"Đo hiệu năng (3 lần)\"\nlabel_en = \"Benchmark (3 uses)\"\n\
+             procedure_group = \"bench\"\nlegal_basis = \"benchmark only\"\nfields = {fields:?}\n\
+             max_ttl_seconds = 86400\nmax_uses = {FEW_USES}\nconsent = \"not_required\"\n"
+        ),
+    )?;
     let mut agencies = std::fs::read_to_string(pol.join("agencies.toml"))?;
     agencies.push_str(
         "\n[[agency]]\nid = \"bench-agency\"\nname_vi = \"Đo hiệu năng\"\nname_en = \"Benchmark\"\n\
-         level = \"city\"\njurisdiction = [\"city\"]\npurposes = [\"bench_release\"]\n",
+         level = \"city\"\njurisdiction = [\"city\"]\npurposes = [\"bench_release\", \"bench_few\"]\n",
     );
     std::fs::write(pol.join("agencies.toml"), agencies)?;
     Ok(pol)

@@ -1,7 +1,11 @@
 //! Crash harness: drives releases and record writes against the real server at high
 //! concurrency, `kill -9`s it at a random moment, restarts it, and checks that every
 //! acknowledged operation survived: each release's audit entry at its index with its leaf
-//! hash, each write's version and value, `vaultctl audit verify`, and service again.
+//! hash, each write's version and value, `vaultctl audit verify`, and service again; and
+//! that no grant ever released more than its `max_uses`: a quarter of the releasing
+//! connections spend 3-use grants to the end, and after every restart each such grant is
+//! tried again until refused, so a spent use the store lost in the crash would show as a
+//! fourth `record.released` entry in the log.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::bench::{FIELDS, bench_policies};
+use crate::bench::{FEW_USES, FIELDS, bench_policies};
 use crate::server::{Limits, TestServer};
 use crate::text;
 
@@ -55,6 +59,10 @@ pub struct CrashReport {
     pub kill_ms: Vec<u64>,
     /// Citizen values or ids found readable after the run (data directory, log, export).
     pub plaintext_hits: usize,
+    /// 3-use grants issued and spent to the end (their releases are counted in the log).
+    pub few_use_grants: usize,
+    /// Releases the server granted when a 3-use grant was tried again after a restart.
+    pub retried_releases: usize,
 }
 
 /// A release the server acknowledged.
@@ -71,9 +79,17 @@ struct WriteState {
     in_flight: Option<String>,
 }
 
+/// A 3-use grant: its token, tried again after each restart until refused.
+#[derive(Debug, Clone)]
+struct FewGrant {
+    citizen: String,
+    token: String,
+}
+
 #[derive(Default)]
 struct Acks {
     releases: Vec<AckedRelease>,
+    few: Vec<FewGrant>,
     writes: HashMap<String, WriteState>,
     /// Every acknowledged write (the map keeps each citizen's last).
     write_count: usize,
@@ -126,8 +142,9 @@ pub fn run(opts: &CrashOptions, mut progress: impl FnMut(&str)) -> CrashReport {
                 base.clone(),
             );
             let seed = rng.next();
+            let few = c % 4 == 3;
             tasks.push(rt.spawn(async move {
-                release_loop(client, &base, &ids, seed ^ c as u64, &stop, &acks).await;
+                release_loop(client, &base, &ids, (seed ^ c as u64, few), &stop, &acks).await;
             }));
         }
         for w in 0..writers {
@@ -160,8 +177,9 @@ pub fn run(opts: &CrashOptions, mut progress: impl FnMut(&str)) -> CrashReport {
                 text(&out.stderr)
             ));
         }
-        let exported = export(&server);
+        let (exported, few_counts) = export(&server);
         report.log_entries = exported.len() as u64;
+        check_few_uses(&few_counts, &format!("round {round}"), &mut report.losses);
         let (releases, writes, write_count) = {
             let a = acks
                 .lock()
@@ -194,6 +212,15 @@ pub fn run(opts: &CrashOptions, mut progress: impl FnMut(&str)) -> CrashReport {
                 "round {round}: not ready after restart: {health:?}"
             ));
         }
+        // Every 3-use grant so far, again until refused: a use the crash took from the store
+        // would be granted here a second time.
+        let few = acks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .few
+            .clone();
+        report.few_use_grants = few.len();
+        report.retried_releases += retry_few(&server, &releaser, &few);
         let reader = server.client(None);
         for (id, w) in &writes {
             let Some((version, phone)) = &w.acked else {
@@ -254,6 +281,8 @@ pub fn run(opts: &CrashOptions, mut progress: impl FnMut(&str)) -> CrashReport {
             .losses
             .push(format!("final audit verify failed: {}", text(&out.stderr)));
     }
+    let (_, few_counts) = export(&server);
+    check_few_uses(&few_counts, "at the end", &mut report.losses);
     // After all the crashes: no citizen value or id readable in the data directory, the
     // server's log or the audit export.
     let hits = crate::scan::served_vault(&server, &people, &[]);
@@ -268,31 +297,79 @@ pub fn run(opts: &CrashOptions, mut progress: impl FnMut(&str)) -> CrashReport {
     report
 }
 
-/// Index → leaf hash of every entry, from `vaultctl audit export`.
-fn export(server: &TestServer) -> HashMap<u64, String> {
+/// Index → leaf hash of every entry, and the `record.released` entries of each 3-use grant,
+/// from `vaultctl audit export`.
+fn export(server: &TestServer) -> (HashMap<u64, String>, HashMap<String, u32>) {
     let out = server.vault.ctl(&["audit", "export"]);
     assert!(out.status.success(), "export: {}", text(&out.stderr));
-    text(&out.stdout)
+    let mut leaves = HashMap::new();
+    let mut few = HashMap::new();
+    for v in text(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| Some((v["index"].as_u64()?, v["leaf_hash"].as_str()?.to_owned())))
-        .collect()
+    {
+        if let (Some(i), Some(h)) = (v["index"].as_u64(), v["leaf_hash"].as_str()) {
+            leaves.insert(i, h.to_owned());
+        }
+        let e = &v["entry"];
+        if e["event"] == "record.released"
+            && e["purpose"] == "bench_few"
+            && let Some(g) = e["grant_id"].as_str()
+        {
+            *few.entry(g.to_owned()).or_insert(0) += 1;
+        }
+    }
+    (leaves, few)
 }
 
+/// A loss for every grant the log shows releasing more often than its `max_uses`.
+fn check_few_uses(counts: &HashMap<String, u32>, when: &str, losses: &mut Vec<String>) {
+    for (grant, n) in counts {
+        if *n > FEW_USES {
+            losses.push(format!(
+                "{when}: grant {grant} released {n} times, its purpose allows {FEW_USES}"
+            ));
+        }
+    }
+}
+
+/// Tries every 3-use grant until it is refused; returns how many releases were granted.
+fn retry_few(server: &TestServer, releaser: &crate::server::Identity, few: &[FewGrant]) -> usize {
+    let client = server.client(Some(releaser));
+    let q = FIELDS.join(",");
+    let mut granted = 0;
+    for g in few {
+        for _ in 0..=FEW_USES {
+            let ok = client
+                .get(server.url(&format!("/v1/citizens/{}/fields?fields={q}", g.citizen)))
+                .bearer_auth(&g.token)
+                .send()
+                .is_ok_and(|r| r.status().as_u16() == 200);
+            if !ok {
+                break;
+            }
+            granted += 1;
+        }
+    }
+    granted
+}
+
+/// Grants and releases: 4 releases a grant, or with `few` 3-use grants spent until refused.
 async fn release_loop(
     client: reqwest::Client,
     base: &str,
     ids: &[String],
-    seed: u64,
+    (seed, few): (u64, bool),
     stop: &AtomicBool,
     acks: &Mutex<Acks>,
 ) {
     let q = FIELDS.join(",");
+    let purpose = if few { "bench_few" } else { "bench_release" };
     let mut i = 0u64;
     while !stop.load(Ordering::SeqCst) {
         i += 1;
         let id = &ids[(crate::load::mix(seed as usize, i) % ids.len() as u64) as usize];
-        let body = json!({"citizen_id": id, "purpose": "bench_release", "dossier_id": "CRASH-1",
+        let body = json!({"citizen_id": id, "purpose": purpose, "dossier_id": "CRASH-1",
                           "fields": FIELDS, "official": {"id": "crash"}});
         let Ok(r) = client
             .post(format!("{base}/v1/grants"))
@@ -309,7 +386,13 @@ async fn release_loop(
         let Some(token) = v["access_token"].as_str() else {
             continue;
         };
-        for _ in 0..4 {
+        if few && let Ok(mut a) = acks.lock() {
+            a.few.push(FewGrant {
+                citizen: id.clone(),
+                token: token.to_owned(),
+            });
+        }
+        for _ in 0..=FEW_USES {
             let Ok(r) = client
                 .get(format!("{base}/v1/citizens/{id}/fields?fields={q}"))
                 .bearer_auth(token)

@@ -192,6 +192,19 @@ impl Grant {
         }
         Ok(())
     }
+
+    /// Counts a release found in the audit log whose spent use the store may have lost in a
+    /// crash (`vault::uses`). Never refuses and never goes past `max_uses`; a grant it uses
+    /// up ends as exhausted at the release's time unless it had already ended.
+    pub fn replay_use(&mut self, at: Timestamp) {
+        if self.uses >= self.max_uses {
+            return;
+        }
+        self.uses += 1;
+        if self.uses == self.max_uses && self.ended_ms.is_none() {
+            self.end(GrantStatus::Exhausted, at);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 mod access;
 mod reads;
+mod uses;
 
 pub use access::{AgencyCaller, GrantOutcome, GrantRequest, Released};
 pub use reads::{AuditorAnswer, AuditorRead, CodeInfo, HistoryItem, Receipt};
@@ -131,9 +132,14 @@ pub struct Vault<S: VaultStore> {
     /// Serializes read-modify-write of records (`write_records`, `erase`) within a process;
     /// sled's directory lock keeps other processes out.
     write_lock: std::sync::Mutex<()>,
-    /// Shares store flushes between concurrent releases (use counts durable before release).
-    flusher: crate::flush::GroupFlusher,
+    /// Flushes spent uses in the background, marking how far the audit log is covered
+    /// (`replay_released`).
+    flusher: crate::flush::BackgroundFlusher,
 }
+
+/// How often, at most, spent uses are flushed to the store. Recovery replays the
+/// `record.released` entries of at most about this long before a crash.
+pub const SPENT_USE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The vault's default origin (`iss`/`aud` of its tokens).
 pub const DEFAULT_ORIGIN: &str = "https://vault.hochiminhcity.gov.vn";
@@ -186,8 +192,12 @@ impl<S: VaultStore> Vault<S> {
         audit: Arc<dyn AuditLog>,
     ) -> Result<Self, VaultError> {
         let tokens = keyring.token_keys(DEFAULT_ORIGIN)?;
-        let flush_store = store.clone();
-        let flusher = crate::flush::GroupFlusher::start(move || flush_store.flush())?;
+        uses::replay_released(&store, audit.as_ref())?;
+        let (flush_store, flush_audit) = (store.clone(), Arc::clone(&audit));
+        let flusher =
+            crate::flush::BackgroundFlusher::start(SPENT_USE_FLUSH_INTERVAL, move || {
+                uses::mark_released_through(&flush_store, flush_audit.as_ref())
+            })?;
         Ok(Self {
             store,
             keyring,

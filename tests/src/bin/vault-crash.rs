@@ -26,14 +26,16 @@ fn main() {
     let (r, took) = timed(&opts, |line| println!("{line}"));
     println!(
         "vault-crash: {} rounds in {:.0} s; acknowledged: {} releases, {} writes to {} records; \
-         {} checks after restarts; {} audit entries; plaintext hits after the run: {}; \
-         losses: {}",
+         {} checks after restarts; {} 3-use grants spent, {} releases granted when tried \
+         again after restarts; {} audit entries; plaintext hits after the run: {}; losses: {}",
         r.rounds,
         took.as_secs_f64(),
         r.releases_acked,
         r.writes_acked,
         r.records_written,
         r.checks,
+        r.few_use_grants,
+        r.retried_releases,
         r.log_entries,
         r.plaintext_hits,
         r.losses.len()

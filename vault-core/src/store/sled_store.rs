@@ -1,5 +1,5 @@
 //! `SledStore`: the embedded default (sled 0.34). Trees: `citizens` (blind id → sealed
-//! record), `meta` (keyring, import checkpoints), `grant_info` (id → grant JSON as inserted)
+//! record), `meta` (keyring, import checkpoints, the released-through mark), `grant_info` (id → grant JSON as inserted)
 //! and `grant_state` (id → the grant's mutable state, `grant_state.rs`), with
 //! `verification_codes`, `citizen_grants`, `consents`, `idempotency`, and
 //! `grant_idempotency` (id → the idempotency key naming it). Writes are durable only after
@@ -28,6 +28,7 @@ use crate::policy::ConsentState;
 
 const KEYRING_KEY: &[u8] = b"keyring";
 const IMPORT_PREFIX: &[u8] = b"import/";
+const RELEASED_THROUGH_KEY: &[u8] = b"released_through";
 
 /// The sled-backed store.
 #[derive(Debug, Clone)]
@@ -243,6 +244,25 @@ impl VaultStore for SledStore {
 
     fn flush(&self) -> Result<(), VaultError> {
         self.db.flush()?;
+        Ok(())
+    }
+
+    fn released_through(&self) -> Result<Option<u64>, VaultError> {
+        self.meta
+            .get(RELEASED_THROUGH_KEY)?
+            .map(|v| {
+                let b: [u8; 8] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| VaultError::StoreCorrupt("bad released-through mark".into()))?;
+                Ok(u64::from_be_bytes(b))
+            })
+            .transpose()
+    }
+
+    fn set_released_through(&self, size: u64) -> Result<(), VaultError> {
+        self.meta
+            .insert(RELEASED_THROUGH_KEY, size.to_be_bytes().as_slice())?;
         Ok(())
     }
 
