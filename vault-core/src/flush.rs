@@ -1,8 +1,10 @@
 //! Background store flush: releases spend their uses in the store's memory and become durable
 //! through their `record.released` audit entries; this thread flushes the store every
-//! interval in which something was spent (writing, just before, how far the audit log's
-//! durable entries are covered: `Vault` replays the entries after that mark on open). A
-//! failed flush is reported to every later caller of `check` until a flush succeeds.
+//! interval in which something was spent, and once per idle interval otherwise (the flush
+//! writes, just before, how far the audit log's durable entries are covered: `Vault` replays
+//! the entries after that mark on open, so the idle flush keeps that tail short when other
+//! entries keep coming). A failed flush is reported to every later caller of `check` until a
+//! flush succeeds.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -45,9 +47,11 @@ impl std::fmt::Debug for BackgroundFlusher {
 }
 
 impl BackgroundFlusher {
-    /// Starts the flusher thread around `flush`, flushing at most once per `interval`.
+    /// Starts the flusher thread around `flush`, flushing at most once per `interval` while
+    /// writes are marked and once per `idle` when none are.
     pub fn start(
         interval: Duration,
+        idle: Duration,
         flush: impl Fn() -> Result<(), VaultError> + Send + Sync + 'static,
     ) -> Result<Self, VaultError> {
         let shared = Arc::new(Shared::default());
@@ -55,7 +59,7 @@ impl BackgroundFlusher {
         let (s, f) = (Arc::clone(&shared), Arc::clone(&flush));
         let thread = std::thread::Builder::new()
             .name("store-flusher".into())
-            .spawn(move || run(&s, f.as_ref(), interval))
+            .spawn(move || run(&s, f.as_ref(), interval, idle))
             .map_err(|e| VaultError::StoreUnavailable(format!("flusher thread: {e}")))?;
         Ok(Self {
             shared,
@@ -116,13 +120,16 @@ impl BackgroundFlusher {
     }
 }
 
-fn run(s: &Shared, flush: &FlushFn, interval: Duration) {
+fn run(s: &Shared, flush: &FlushFn, interval: Duration, idle: Duration) {
     loop {
         {
             let Ok(mut st) = s.state.lock() else { return };
-            while !st.dirty && !st.stop {
-                st = match s.cv.wait(st) {
-                    Ok(g) => g,
+            if !st.dirty && !st.stop {
+                st = match s
+                    .cv
+                    .wait_timeout_while(st, idle, |st| !st.dirty && !st.stop)
+                {
+                    Ok((g, _)) => g,
                     Err(_) => return,
                 };
             }
@@ -130,7 +137,7 @@ fn run(s: &Shared, flush: &FlushFn, interval: Duration) {
                 return;
             }
             // Gather the interval's writes into one flush (a stop cuts the wait short).
-            if !st.stop {
+            if st.dirty && !st.stop {
                 st = match s.cv.wait_timeout_while(st, interval, |st| !st.stop) {
                     Ok((g, _)) => g,
                     Err(_) => return,
@@ -180,7 +187,10 @@ mod tests {
     #[test]
     fn many_marks_share_few_flushes_and_nothing_is_flushed_when_idle() {
         let (n, f) = counting(1);
-        let flusher = Arc::new(BackgroundFlusher::start(Duration::from_millis(20), f).unwrap());
+        let flusher = Arc::new(
+            BackgroundFlusher::start(Duration::from_millis(20), Duration::from_secs(3600), f)
+                .unwrap(),
+        );
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(n.load(Ordering::SeqCst), 0, "idle: no flush");
         let handles: Vec<_> = (0..8)
@@ -212,10 +222,29 @@ mod tests {
         flusher.check().unwrap();
     }
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn an_idle_flusher_still_flushes_once_per_idle_interval() {
+        let (n, f) = counting(0);
+        let flusher = BackgroundFlusher::start(HOUR, Duration::from_millis(10), f).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while n.load(Ordering::SeqCst) < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            n.load(Ordering::SeqCst) >= 3,
+            "no mark, yet flushed on the idle timer"
+        );
+        drop(flusher);
+    }
+
     #[test]
     fn dropping_flushes_what_is_left_without_waiting_out_the_interval() {
         let (n, f) = counting(0);
-        let flusher = BackgroundFlusher::start(Duration::from_secs(3600), f).unwrap();
+        let flusher =
+            BackgroundFlusher::start(Duration::from_secs(3600), Duration::from_secs(3600), f)
+                .unwrap();
         flusher.mark();
         let t = std::time::Instant::now();
         drop(flusher);
@@ -227,7 +256,7 @@ mod tests {
     fn a_failed_flush_fails_checks_until_one_succeeds() {
         let broken = Arc::new(AtomicBool::new(true));
         let b = Arc::clone(&broken);
-        let flusher = BackgroundFlusher::start(Duration::from_millis(1), move || {
+        let flusher = BackgroundFlusher::start(Duration::from_millis(1), HOUR, move || {
             if b.load(Ordering::SeqCst) {
                 Err(VaultError::StoreUnavailable("disk".into()))
             } else {

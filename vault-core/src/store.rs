@@ -73,8 +73,8 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), VaultError>;
     /// The audit log size up to which every `record.released` entry's spent use is in the
-    /// store (`None` before the first background flush of a store written by an older
-    /// version, which flushed each use before releasing).
+    /// store (`None` for a new store, or one written by an older version, which flushed
+    /// each use before releasing).
     fn released_through(&self) -> Result<Option<u64>, VaultError>;
     /// Records `released_through`. Durable after `flush` (together with every use spent
     /// before it).

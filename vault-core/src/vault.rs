@@ -141,6 +141,10 @@ pub struct Vault<S: VaultStore> {
 /// `record.released` entries of at most about this long before a crash.
 pub const SPENT_USE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How often the mark is moved when nothing is spent but other entries come in, so that
+/// the replay after a crash reads a short tail.
+const SPENT_USE_IDLE_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The vault's default origin (`iss`/`aud` of its tokens).
 pub const DEFAULT_ORIGIN: &str = "https://vault.hochiminhcity.gov.vn";
 
@@ -194,10 +198,21 @@ impl<S: VaultStore> Vault<S> {
         let tokens = keyring.token_keys(DEFAULT_ORIGIN)?;
         uses::replay_released(&store, audit.as_ref())?;
         let (flush_store, flush_audit) = (store.clone(), Arc::clone(&audit));
-        let flusher =
-            crate::flush::BackgroundFlusher::start(SPENT_USE_FLUSH_INTERVAL, move || {
-                uses::mark_released_through(&flush_store, flush_audit.as_ref())
-            })?;
+        let marked = std::sync::atomic::AtomicU64::new(audit.size());
+        let flusher = crate::flush::BackgroundFlusher::start(
+            SPENT_USE_FLUSH_INTERVAL,
+            SPENT_USE_IDLE_FLUSH,
+            move || {
+                // Nothing new in the log: the mark stands and the entries below it are
+                // covered by the flush that set it.
+                if flush_audit.size() == marked.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok(());
+                }
+                let size = uses::mark_released_through(&flush_store, flush_audit.as_ref())?;
+                marked.store(size, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            },
+        )?;
         Ok(Self {
             store,
             keyring,
@@ -472,9 +487,9 @@ impl<S: VaultStore> Vault<S> {
         Ok((record, WriteOutcome::Updated(version)))
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable (and moves the spent-use mark to the log's end).
     pub fn flush(&self) -> Result<(), VaultError> {
-        self.store.flush()
+        uses::mark_released_through(&self.store, self.audit.as_ref()).map(|_| ())
     }
 
     /// Opens a citizen's whole record **without writing an audit entry**: for operators'

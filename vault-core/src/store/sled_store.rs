@@ -1,6 +1,7 @@
 //! `SledStore`: the embedded default (sled 0.34). Trees: `citizens` (blind id → sealed
-//! record), `meta` (keyring, import checkpoints, the released-through mark), `grant_info` (id → grant JSON as inserted)
-//! and `grant_state` (id → the grant's mutable state, `grant_state.rs`), with
+//! record), `meta` (keyring, import checkpoints, the released-through mark), `grant_info`
+//! (id → grant JSON as inserted) and `grant_state` (id → the grant's mutable state,
+//! `grant_state.rs`), with
 //! `verification_codes`, `citizen_grants`, `consents`, `idempotency`, and
 //! `grant_idempotency` (id → the idempotency key naming it). Writes are durable only after
 //! `flush`.

@@ -1207,6 +1207,25 @@ mod tests {
     }
 
     #[test]
+    fn flushing_the_vault_moves_the_spent_use_mark_to_the_end_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let (_, token) = active(ask(
+            &v,
+            "ubnd-quan-1",
+            A,
+            "construction_permit",
+            &["full_name"],
+        ));
+        release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        v.flush().unwrap();
+        assert_eq!(
+            v.store().released_through().unwrap(),
+            Some(v.audit().size())
+        );
+    }
+
+    #[test]
     fn a_failing_store_flush_stops_releases() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);

@@ -26,14 +26,17 @@ struct ReleasedView {
     grant_id: Option<String>,
 }
 
-/// Marks the audit log's current durable size as covered, then flushes the store.
+/// Marks the audit log's current durable size as covered, then flushes the store. Returns
+/// the size marked.
 pub(super) fn mark_released_through<S: VaultStore>(
     store: &S,
     audit: &dyn AuditLog,
-) -> Result<(), VaultError> {
+) -> Result<u64, VaultError> {
     // Read before the flush: every released entry below it had its use spent already.
-    store.set_released_through(audit.size())?;
-    store.flush()
+    let size = audit.size();
+    store.set_released_through(size)?;
+    store.flush()?;
+    Ok(size)
 }
 
 /// Counts the `record.released` entries past the store's mark as spent uses, then moves the
