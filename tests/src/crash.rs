@@ -3,8 +3,8 @@
 //! acknowledged operation survived: each release's audit entry at its index with its leaf
 //! hash, each write's version and value, `vaultctl audit verify`, and service again; and
 //! that no grant ever released more than its `max_uses`: a quarter of the releasing
-//! connections spend 3-use grants to the end, and after every restart each such grant is
-//! tried again until refused, so a spent use the store lost in the crash would show as a
+//! connections spend 3-use grants to the end, and after every restart each of the round's
+//! grants is tried again until refused, so a spent use the store lost in the crash would show as a
 //! fourth `record.released` entry in the log.
 
 use std::collections::HashMap;
@@ -131,6 +131,11 @@ pub fn run(opts: &CrashOptions, mut progress: impl FnMut(&str)) -> CrashReport {
 
     for round in 0..opts.rounds {
         let stop = Arc::new(AtomicBool::new(false));
+        let few_before = acks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .few
+            .len();
         let base = server.url("");
         let mut tasks = Vec::new();
         for c in 0..releasers {
@@ -212,14 +217,16 @@ pub fn run(opts: &CrashOptions, mut progress: impl FnMut(&str)) -> CrashReport {
                 "round {round}: not ready after restart: {health:?}"
             ));
         }
-        // Every 3-use grant so far, again until refused: a use the crash took from the store
-        // would be granted here a second time.
-        let few = acks
+        // This round's 3-use grants (the ones in use when it crashed), again until refused: a
+        // use the crash took from the store would be granted here a second time.
+        let few: Vec<FewGrant> = acks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .few
-            .clone();
-        report.few_use_grants = few.len();
+            .get(few_before..)
+            .unwrap_or_default()
+            .to_vec();
+        report.few_use_grants += few.len();
         report.retried_releases += retry_few(&server, &releaser, &few);
         let reader = server.client(None);
         for (id, w) in &writes {

@@ -1206,18 +1206,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn flushing_the_vault_moves_the_spent_use_mark_to_the_end_of_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let v = vault(dir.path(), None);
+    /// A construction-permit token for citizen A, used once.
+    fn released_once(v: &Vault<SledStore>) -> String {
         let (_, token) = active(ask(
-            &v,
+            v,
             "ubnd-quan-1",
             A,
             "construction_permit",
             &["full_name"],
         ));
-        release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        release(v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        token
+    }
+
+    #[test]
+    fn flushing_the_vault_moves_the_spent_use_mark_to_the_end_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        released_once(&v);
         v.flush().unwrap();
         assert_eq!(
             v.store().released_through().unwrap(),
@@ -1229,14 +1235,7 @@ mod tests {
     fn a_failing_store_flush_stops_releases() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
-        let (_, token) = active(ask(
-            &v,
-            "ubnd-quan-1",
-            A,
-            "construction_permit",
-            &["full_name"],
-        ));
-        release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        let token = released_once(&v);
         // Let the background flush of that release finish, then fail the flusher by hand
         // (the store itself has no fault injection).
         while v.flusher.flushes() == 0 {
