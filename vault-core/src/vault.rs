@@ -487,6 +487,12 @@ impl<S: VaultStore> Vault<S> {
         Ok((record, WriteOutcome::Updated(version)))
     }
 
+    /// Whether the store's background flush is keeping up (false after a failed flush until
+    /// one succeeds; releases are refused meanwhile).
+    pub fn store_flush_ok(&self) -> bool {
+        self.flusher.check().is_ok()
+    }
+
     /// Makes every write so far durable (and moves the spent-use mark to the log's end).
     pub fn flush(&self) -> Result<(), VaultError> {
         uses::mark_released_through(&self.store, self.audit.as_ref()).map(|_| ())

@@ -1242,6 +1242,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         v.flusher.fail_for_test();
+        assert!(!v.store_flush_ok(), "readiness reports it");
         let before = v.audit().size();
         assert!(matches!(
             release(&v, "ubnd-quan-1", &token, A, &["full_name"]),
@@ -1249,6 +1250,7 @@ mod tests {
         ));
         assert_eq!(v.audit().size(), before, "nothing released, nothing spent");
         v.flusher.flush_now().unwrap();
+        assert!(v.store_flush_ok());
         release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
     }
 

@@ -12,14 +12,15 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the store answers, the audit log accepts appends and the keys are loaded.
+/// `GET /readyz`: the store answers and its background flush keeps up, the audit log accepts
+/// appends and the keys are loaded.
 pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
     let s = state.clone();
     // One read of the store (the keyring record; never a scan: probes come every few seconds
     // and the citizens tree can hold millions), then the audit log's active probe.
     let (store, keys, audit) = actix_web::web::block(move || {
         let keyring = s.vault.store().keyring();
-        let store = keyring.is_ok();
+        let store = keyring.is_ok() && s.vault.store_flush_ok();
         let keys = keyring.is_ok_and(|k| k.is_some());
         let audit = s.vault.audit().probe();
         (store, keys, audit)
