@@ -133,8 +133,10 @@ pub struct Vault<S: VaultStore> {
     /// sled's directory lock keeps other processes out.
     write_lock: std::sync::Mutex<()>,
     /// Flushes spent uses in the background, marking how far the audit log is covered
-    /// (`replay_released`).
+    /// (`vault/uses.rs`).
     flusher: crate::flush::BackgroundFlusher,
+    /// The spent-use mark, shared with the flusher.
+    marker: Arc<uses::Marker>,
 }
 
 /// How often, at most, spent uses are flushed to the store. Recovery replays the
@@ -196,22 +198,14 @@ impl<S: VaultStore> Vault<S> {
         audit: Arc<dyn AuditLog>,
     ) -> Result<Self, VaultError> {
         let tokens = keyring.token_keys(DEFAULT_ORIGIN)?;
-        uses::replay_released(&store, audit.as_ref())?;
-        let (flush_store, flush_audit) = (store.clone(), Arc::clone(&audit));
-        let marked = std::sync::atomic::AtomicU64::new(audit.size());
+        let (marker, _) = uses::replay_released(&store, audit.as_ref())?;
+        let marker = Arc::new(marker);
+        let (flush_store, flush_audit, flush_marker) =
+            (store.clone(), Arc::clone(&audit), Arc::clone(&marker));
         let flusher = crate::flush::BackgroundFlusher::start(
             SPENT_USE_FLUSH_INTERVAL,
             SPENT_USE_IDLE_FLUSH,
-            move || {
-                // Nothing new in the log: the mark stands and the entries below it are
-                // covered by the flush that set it.
-                if flush_audit.size() == marked.load(std::sync::atomic::Ordering::SeqCst) {
-                    return Ok(());
-                }
-                let size = uses::mark_released_through(&flush_store, flush_audit.as_ref())?;
-                marked.store(size, std::sync::atomic::Ordering::SeqCst);
-                Ok(())
-            },
+            move || flush_marker.mark(&flush_store, flush_audit.as_ref(), true),
         )?;
         Ok(Self {
             store,
@@ -223,6 +217,7 @@ impl<S: VaultStore> Vault<S> {
             sweep_cursor: std::sync::Mutex::new(None),
             write_lock: std::sync::Mutex::new(()),
             flusher,
+            marker,
         })
     }
 
@@ -495,7 +490,7 @@ impl<S: VaultStore> Vault<S> {
 
     /// Makes every write so far durable (and moves the spent-use mark to the log's end).
     pub fn flush(&self) -> Result<(), VaultError> {
-        uses::mark_released_through(&self.store, self.audit.as_ref()).map(|_| ())
+        self.marker.mark(&self.store, self.audit.as_ref(), false)
     }
 
     /// Opens a citizen's whole record **without writing an audit entry**: for operators'

@@ -26,27 +26,49 @@ struct ReleasedView {
     grant_id: Option<String>,
 }
 
-/// Marks the audit log's current durable size as covered, then flushes the store. Returns
-/// the size marked.
-pub(super) fn mark_released_through<S: VaultStore>(
-    store: &S,
-    audit: &dyn AuditLog,
-) -> Result<u64, VaultError> {
-    // Read before the flush: every released entry below it had its use spent already.
-    let size = audit.size();
-    store.set_released_through(size)?;
-    store.flush()?;
-    Ok(size)
+/// Moves the mark. One per vault, shared by the background flusher and `Vault::flush`: the
+/// lock keeps two marks from crossing (a later size written before an earlier one would move
+/// the mark back, and the entries between would be counted twice after a crash).
+#[derive(Debug, Default)]
+pub(super) struct Marker {
+    /// The size the last mark wrote.
+    last: std::sync::Mutex<u64>,
+}
+
+impl Marker {
+    /// Marks the audit log's current durable size as covered, then flushes the store. With
+    /// `only_if_moved`, does nothing while the log has not grown since the last mark (the
+    /// mark stands, and the entries below it are covered by the flush that set it).
+    pub(super) fn mark<S: VaultStore>(
+        &self,
+        store: &S,
+        audit: &dyn AuditLog,
+        only_if_moved: bool,
+    ) -> Result<(), VaultError> {
+        let mut last = self
+            .last
+            .lock()
+            .map_err(|_| VaultError::StoreUnavailable("spent-use mark poisoned".into()))?;
+        // Read before the flush: every released entry below it had its use spent already.
+        let size = audit.size();
+        if only_if_moved && size == *last {
+            return Ok(());
+        }
+        store.set_released_through(size)?;
+        store.flush()?;
+        *last = size;
+        Ok(())
+    }
 }
 
 /// Counts the `record.released` entries past the store's mark as spent uses, then moves the
-/// mark to the log's end (durably). Returns how many uses were counted again. A store with
-/// no mark (new, or written by a version that flushed each use before releasing) has
-/// nothing to replay.
+/// mark to the log's end (durably). Returns the marker (at that end) and how many uses were
+/// counted again. A store with no mark (new, or written by a version that flushed each use
+/// before releasing) has nothing to replay.
 pub(super) fn replay_released<S: VaultStore>(
     store: &S,
     audit: &dyn AuditLog,
-) -> Result<u64, VaultError> {
+) -> Result<(Marker, u64), VaultError> {
     let size = audit.size();
     let from = store.released_through()?.unwrap_or(size).min(size);
     let mut replayed = 0;
@@ -72,6 +94,7 @@ pub(super) fn replay_released<S: VaultStore>(
             Err(e) => return Err(e),
         }
     }
-    mark_released_through(store, audit)?;
-    Ok(replayed)
+    let marker = Marker::default();
+    marker.mark(store, audit, false)?;
+    Ok((marker, replayed))
 }
