@@ -34,6 +34,8 @@ type FlushFn = dyn Fn() -> Result<(), VaultError> + Send + Sync;
 /// The flusher: one thread calling `flush` at most once per interval while writes come in.
 pub struct BackgroundFlusher {
     shared: Arc<Shared>,
+    /// The flush, for `flush_now` (tests only; the thread holds its own handle).
+    #[cfg(test)]
     flush: Arc<FlushFn>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -63,6 +65,7 @@ impl BackgroundFlusher {
             .map_err(|e| VaultError::StoreUnavailable(format!("flusher thread: {e}")))?;
         Ok(Self {
             shared,
+            #[cfg(test)]
             flush,
             thread: Mutex::new(Some(thread)),
         })
@@ -91,9 +94,9 @@ impl BackgroundFlusher {
         Ok(())
     }
 
-    /// Flushes now, on the caller's thread (maintenance and tests); a success clears a
-    /// failure.
-    pub fn flush_now(&self) -> Result<(), VaultError> {
+    /// Flushes now, on the caller's thread (the vault's tests); a success clears a failure.
+    #[cfg(test)]
+    pub(crate) fn flush_now(&self) -> Result<(), VaultError> {
         if let Ok(mut st) = self.shared.state.lock() {
             st.dirty = false;
         }
@@ -114,8 +117,9 @@ impl BackgroundFlusher {
         }
     }
 
-    /// Flushes run so far.
-    pub fn flushes(&self) -> u64 {
+    /// Flushes run so far (tests).
+    #[cfg(test)]
+    pub(crate) fn flushes(&self) -> u64 {
         self.shared.state.lock().map_or(0, |s| s.flushes)
     }
 }

@@ -129,6 +129,20 @@ impl SledStore {
         Ok(())
     }
 
+    /// A big-endian u64 kept in `meta` under `key`; `what` names it if it is malformed.
+    fn meta_u64(&self, key: &[u8], what: &str) -> Result<Option<u64>, VaultError> {
+        self.meta
+            .get(key)?
+            .map(|v| {
+                let b: [u8; 8] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| VaultError::StoreCorrupt(what.into()))?;
+                Ok(u64::from_be_bytes(b))
+            })
+            .transpose()
+    }
+
     fn import_key(file_hash: &[u8; 32]) -> Vec<u8> {
         [IMPORT_PREFIX, file_hash.as_slice()].concat()
     }
@@ -218,16 +232,7 @@ impl VaultStore for SledStore {
     }
 
     fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, VaultError> {
-        self.meta
-            .get(Self::import_key(file_hash))?
-            .map(|v| {
-                let b: [u8; 8] = v
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| VaultError::StoreCorrupt("bad import checkpoint".into()))?;
-                Ok(u64::from_be_bytes(b))
-            })
-            .transpose()
+        self.meta_u64(&Self::import_key(file_hash), "bad import checkpoint")
     }
 
     fn set_import_checkpoint(
@@ -249,16 +254,7 @@ impl VaultStore for SledStore {
     }
 
     fn released_through(&self) -> Result<Option<u64>, VaultError> {
-        self.meta
-            .get(RELEASED_THROUGH_KEY)?
-            .map(|v| {
-                let b: [u8; 8] = v
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| VaultError::StoreCorrupt("bad released-through mark".into()))?;
-                Ok(u64::from_be_bytes(b))
-            })
-            .transpose()
+        self.meta_u64(RELEASED_THROUGH_KEY, "bad released-through mark")
     }
 
     fn set_released_through(&self, size: u64) -> Result<(), VaultError> {
