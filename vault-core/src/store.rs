@@ -4,11 +4,12 @@
 
 mod codec;
 mod grant_state;
+mod records;
 mod sled_store;
 
 use std::collections::BTreeMap;
 
-pub use sled_store::SledStore;
+pub use sled_store::{RECORD_FILE, SledStore};
 
 use crate::error::VaultError;
 use crate::grant::Grant;

@@ -1,5 +1,7 @@
-//! `SledStore`: the embedded default (sled 0.34). Trees: `citizens` (blind id → sealed
-//! record), `meta` (keyring, import checkpoints, the released-through mark), `grant_info`
+//! `SledStore`: the embedded default (sled 0.34) with the record file beside it. Trees:
+//! `citizens` (blind id → the `Location` of the citizen's frame in `records.dat`,
+//! `records.rs`; a store written before the record file holds the sealed record itself, read
+//! as before and moved to the file when next written), `meta` (keyring, import checkpoints, the released-through mark), `grant_info`
 //! (id → grant JSON as inserted) and `grant_state` (id → the grant's mutable state,
 //! `grant_state.rs`), with
 //! `verification_codes`, `citizen_grants`, `consents`, `idempotency`, and
@@ -14,12 +16,24 @@
 //! state is gone reads as not found. Stores written before the split (grant JSON with its
 //! state in the `grants` tree) are migrated when opened.
 //!
+//! Records live outside sled because a release reads one: sled reads and decodes a whole
+//! leaf (up to 16 records of ~3 KiB) on a cache miss, which was the largest cost of a release
+//! once the working set outgrew its cache; a frame is one positioned read. A rewrite appends
+//! a new frame; the replaced one is shredded (zeros, synced) at the next `flush`, once the
+//! index that points elsewhere is durable, and the file's `records_clean_through` mark moves
+//! to the end. Opening the store shreds what a crash left past the mark: frames no index
+//! entry points at (a batch whose index write was lost) and, for each current frame past
+//! the mark, the older frames of its chain. Erasure shreds the citizen's whole chain before
+//! it removes the index entry.
+//!
 //! No tree is keyed by time: sled 0.34 never frees a tree node once emptied, so a
 //! time-ordered index swept from its old end would leak a node per few hundred entries
 //! forever; the retention sweep walks the (random) grant ids instead.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use super::records::{Location, NO_FRAME, RecordFile};
 use super::{SealedRecord, VaultStore, codec, grant_state};
 use crate::error::VaultError;
 use crate::grant::Grant;
@@ -30,6 +44,9 @@ use crate::policy::ConsentState;
 const KEYRING_KEY: &[u8] = b"keyring";
 const IMPORT_PREFIX: &[u8] = b"import/";
 const RELEASED_THROUGH_KEY: &[u8] = b"released_through";
+const CLEAN_THROUGH_KEY: &[u8] = b"records_clean_through";
+/// The record file's name in the store directory.
+pub const RECORD_FILE: &str = "records.dat";
 
 /// The sled-backed store.
 #[derive(Debug, Clone)]
@@ -44,6 +61,7 @@ pub struct SledStore {
     consents: sled::Tree,
     idempotency: sled::Tree,
     grant_idempotency: sled::Tree,
+    records: Arc<RecordFile>,
 }
 
 impl SledStore {
@@ -59,6 +77,7 @@ impl SledStore {
             })?;
         let citizens = db.open_tree("citizens")?;
         let meta = db.open_tree("meta")?;
+        let records = Arc::new(RecordFile::open(&dir.join(RECORD_FILE))?);
         let store = Self {
             grants: db.open_tree("grant_info")?,
             states: db.open_tree("grant_state")?,
@@ -70,9 +89,83 @@ impl SledStore {
             db,
             citizens,
             meta,
+            records,
         };
         store.migrate_combined_grants()?;
+        store.recover_records()?;
         Ok(store)
+    }
+
+    /// Shreds what a crash left unshredded past the clean mark (module docs), then moves the
+    /// mark to the end of the file durably.
+    fn recover_records(&self) -> Result<(), VaultError> {
+        let mark = self
+            .meta_u64(CLEAN_THROUGH_KEY, "bad records mark")?
+            .unwrap_or(0);
+        let mut doomed = Vec::new();
+        let end = self.records.scan(mark, &mut |at, h| {
+            if !h.live {
+                return Ok(());
+            }
+            if self
+                .location(&BlindId::from_bytes(h.blind))?
+                .map(|l| l.offset)
+                != Some(at)
+            {
+                doomed.push(at);
+                return Ok(());
+            }
+            // Older frames past the mark are visited themselves; the first one below it
+            // was current when the mark was set and may not have been shredded since.
+            let mut prev = h.prev;
+            while prev != NO_FRAME && prev >= mark {
+                let next = self
+                    .records
+                    .header(prev, u64::MAX)?
+                    .map(|p| p.prev)
+                    .filter(|p| *p == NO_FRAME || *p < prev)
+                    .ok_or_else(|| VaultError::StoreCorrupt("record chain broken".into()))?;
+                prev = next;
+            }
+            if prev != NO_FRAME {
+                doomed.push(prev);
+            }
+            Ok(())
+        })?;
+        if doomed.is_empty() && end == mark {
+            self.records.lock()?.marked = mark;
+            return Ok(());
+        }
+        for at in doomed {
+            self.records.shred(at)?;
+        }
+        self.records.sync()?;
+        self.meta
+            .insert(CLEAN_THROUGH_KEY, end.to_be_bytes().as_slice())?;
+        self.records.lock()?.marked = end;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Where a citizen's frame is (`None`: no record, or one stored inline by an older store).
+    fn location(&self, id: &BlindId) -> Result<Option<Location>, VaultError> {
+        Ok(self
+            .citizens
+            .get(id.as_bytes())?
+            .and_then(|v| Location::decode(&v)))
+    }
+
+    /// The record an index value names: read from the file, or decoded in place for a record
+    /// stored inline. `None` if its frame was shredded (an erasure cut short by a crash).
+    fn record_of(&self, id: &BlindId, value: &[u8]) -> Result<Option<SealedRecord>, VaultError> {
+        match Location::decode(value) {
+            Some(at) => self
+                .records
+                .read(at, id)?
+                .map(|p| codec::decode(&p))
+                .transpose(),
+            None => codec::decode(value).map(Some),
+        }
     }
 
     /// Moves grants from the pre-split `grants` tree (JSON holding its own state) into
@@ -186,23 +279,68 @@ impl VaultStore for SledStore {
     }
 
     fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, VaultError> {
-        self.citizens
-            .get(id.as_bytes())?
-            .map(|v| codec::decode(&v))
-            .transpose()
+        let mut value = self.citizens.get(id.as_bytes())?;
+        let mut tries = 0;
+        loop {
+            let Some(v) = &value else { return Ok(None) };
+            let read = self.record_of(id, v);
+            if matches!(read, Ok(Some(_))) {
+                return read;
+            }
+            // A rewrite between the index read and the frame read, whose flush then shredded
+            // the old frame, looks like a shredded or torn frame: read the index again.
+            let again = self.citizens.get(id.as_bytes())?;
+            tries += 1;
+            if again == value || tries == 4 {
+                return read;
+            }
+            value = again;
+        }
     }
 
     fn put_citizens(&self, records: &[(BlindId, SealedRecord)]) -> Result<(), VaultError> {
+        let encoded: Vec<Vec<u8>> = records.iter().map(|(_, r)| codec::encode(r)).collect();
+        let frames: Vec<(&BlindId, &[u8])> = records
+            .iter()
+            .zip(&encoded)
+            .map(|((id, _), e)| (id, e.as_slice()))
+            .collect();
+        let mut tail = self.records.lock()?;
+        let (locations, superseded) =
+            self.records
+                .append(&mut tail, &frames, &mut |id: &BlindId| {
+                    Ok(self.location(id)?.map_or(NO_FRAME, |l| l.offset))
+                })?;
         let mut batch = sled::Batch::default();
-        for (id, rec) in records {
-            batch.insert(id.as_bytes().as_slice(), codec::encode(rec));
+        for ((id, _), at) in records.iter().zip(&locations) {
+            batch.insert(id.as_bytes().as_slice(), at.encode().as_slice());
         }
-        self.citizens.apply_batch(batch)?;
+        if let Err(e) = self.citizens.apply_batch(batch) {
+            // Nothing points at the new frames: shred them now (or at the next open).
+            for at in &locations {
+                let _ = self.records.shred(at.offset);
+            }
+            let _ = self.records.sync();
+            return Err(e.into());
+        }
+        tail.superseded.extend(superseded);
         Ok(())
     }
 
     fn delete_citizen(&self, id: &BlindId) -> Result<bool, VaultError> {
-        let existed = self.citizens.remove(id.as_bytes())?.is_some();
+        let tail = self.records.lock()?;
+        let existed = match self.citizens.get(id.as_bytes())? {
+            Some(v) => {
+                if let Some(at) = Location::decode(&v) {
+                    self.records.shred_chain(at.offset)?;
+                    self.records.sync()?;
+                }
+                self.citizens.remove(id.as_bytes())?;
+                true
+            }
+            None => false,
+        };
+        drop(tail);
         self.flush()?;
         Ok(existed)
     }
@@ -219,12 +357,18 @@ impl VaultStore for SledStore {
             )),
             None => self.citizens.iter(),
         };
-        iter.take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((blind_from_key(&k)?, codec::decode(&v)?))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for kv in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv?;
+            let id = blind_from_key(&k)?;
+            if let Some(r) = self.record_of(&id, &v)? {
+                out.push((id, r));
+            }
+        }
+        Ok(out)
     }
 
     fn citizen_count(&self) -> Result<u64, VaultError> {
@@ -249,7 +393,28 @@ impl VaultStore for SledStore {
     }
 
     fn flush(&self) -> Result<(), VaultError> {
+        let (end, superseded) = {
+            let mut tail = self.records.lock()?;
+            (tail.end, std::mem::take(&mut tail.superseded))
+        };
+        // Frames are synced when appended; this makes the index that points past the
+        // superseded ones durable, and only then are they shredded.
         self.db.flush()?;
+        let shredded = superseded
+            .iter()
+            .try_for_each(|at| self.records.shred(*at).map(drop))
+            .and_then(|()| self.records.sync());
+        let mut tail = self.records.lock()?;
+        if let Err(e) = shredded {
+            tail.superseded.extend(superseded);
+            return Err(e);
+        }
+        if tail.marked != end {
+            // Durable at the next flush; until then the older mark only makes an open scan more.
+            self.meta
+                .insert(CLEAN_THROUGH_KEY, end.to_be_bytes().as_slice())?;
+            tail.marked = end;
+        }
         Ok(())
     }
 
@@ -605,5 +770,151 @@ mod tests {
             1,
             "reopening keeps state"
         );
+    }
+
+    /// A record whose one envelope is `marker` (so the raw file can be searched for it).
+    fn record(marker: &str) -> SealedRecord {
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert(
+            crate::id::FieldName::parse("full_name").unwrap(),
+            super::super::SealedField {
+                version: 1,
+                envelope: marker.as_bytes().to_vec(),
+            },
+        );
+        SealedRecord {
+            dek_version: 1,
+            wrapped_dek: vec![7; 60],
+            audit_salt: [9; 32],
+            record_version: 1,
+            fields,
+        }
+    }
+
+    fn envelope_of(s: &SledStore, id: &BlindId) -> Option<String> {
+        s.citizen(id)
+            .unwrap()
+            .map(|r| String::from_utf8(r.fields.values().next().unwrap().envelope.clone()).unwrap())
+    }
+
+    /// Which of `markers` are anywhere in the record file.
+    fn on_disk(dir: &Path, markers: &[&str]) -> Vec<String> {
+        let bytes = std::fs::read(dir.join(RECORD_FILE)).unwrap();
+        markers
+            .iter()
+            .filter(|m| bytes.windows(m.len()).any(|w| w == m.as_bytes()))
+            .map(|m| (*m).to_owned())
+            .collect()
+    }
+
+    fn blind(n: u8) -> BlindId {
+        BlindId::from_bytes([n; 32])
+    }
+
+    #[test]
+    fn a_rewrite_shreds_the_old_frame_at_flush_and_erasure_shreds_every_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let (a, b) = (blind(1), blind(2));
+        s.put_citizens(&[(a, record("A-ONE")), (b, record("B-ONE"))])
+            .unwrap();
+        s.flush().unwrap();
+        // Twice in one batch: the first copy is on the chain too.
+        s.put_citizens(&[(a, record("A-TWO")), (a, record("A-THREE"))])
+            .unwrap();
+        assert_eq!(envelope_of(&s, &a).as_deref(), Some("A-THREE"));
+        assert_eq!(on_disk(dir.path(), &["A-ONE", "A-TWO"]).len(), 2);
+        s.flush().unwrap();
+        assert_eq!(
+            on_disk(dir.path(), &["A-ONE", "A-TWO", "A-THREE", "B-ONE"]),
+            vec!["A-THREE", "B-ONE"]
+        );
+        // Rotation-style scans see each citizen once, at its current frame.
+        let all = s.citizens_after(None, 10).unwrap();
+        assert_eq!(all.len(), 2);
+        s.put_citizens(&[(a, record("A-FOUR"))]).unwrap();
+        assert!(s.delete_citizen(&a).unwrap());
+        assert!(s.citizen(&a).unwrap().is_none());
+        assert!(on_disk(dir.path(), &["A-THREE", "A-FOUR"]).is_empty());
+        let bytes = std::fs::read(dir.path().join(RECORD_FILE)).unwrap();
+        assert!(
+            !bytes.windows(32).any(|w| w == a.as_bytes()),
+            "nor its blind id"
+        );
+        assert!(!s.delete_citizen(&a).unwrap());
+        assert_eq!(envelope_of(&s, &b).as_deref(), Some("B-ONE"));
+    }
+
+    #[test]
+    fn opening_after_a_crash_shreds_what_no_durable_index_points_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (blind(1), blind(2), blind(3));
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.put_citizens(&[(a, record("A-OLD")), (c, record("C-KEPT"))])
+                .unwrap();
+            s.flush().unwrap();
+            s.flush().unwrap();
+            // A crash after sled wrote the index but before the flush shredded: two newer
+            // frames of A past the clean mark, the old one below it, none shredded.
+            s.put_citizens(&[(a, record("A-MID"))]).unwrap();
+            s.put_citizens(&[(a, record("A-NEW"))]).unwrap();
+            // And a batch whose index write was lost: a frame no entry points at.
+            let mut tail = s.records.lock().unwrap();
+            s.records
+                .append(&mut tail, &[(&b, b"B-ORPHAN".as_slice())], &mut |_| {
+                    Ok(NO_FRAME)
+                })
+                .unwrap();
+            drop(tail);
+            s.db.flush().unwrap();
+            assert_eq!(
+                on_disk(dir.path(), &["A-OLD", "A-MID", "A-NEW", "B-ORPHAN"]).len(),
+                4
+            );
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            on_disk(
+                dir.path(),
+                &["A-OLD", "A-MID", "A-NEW", "B-ORPHAN", "C-KEPT"]
+            ),
+            vec!["A-NEW", "C-KEPT"]
+        );
+        assert_eq!(envelope_of(&s, &a).as_deref(), Some("A-NEW"));
+        assert_eq!(envelope_of(&s, &c).as_deref(), Some("C-KEPT"));
+        assert!(s.citizen(&b).unwrap().is_none());
+        let mark = s.meta_u64(CLEAN_THROUGH_KEY, "").unwrap();
+        assert_eq!(
+            mark,
+            Some(s.records.len().unwrap()),
+            "the mark moved to the end"
+        );
+    }
+
+    #[test]
+    fn a_record_stored_inline_by_an_older_store_reads_and_moves_to_the_file_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (blind(1), blind(2));
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let citizens = db.open_tree("citizens").unwrap();
+            citizens
+                .insert(a.as_bytes(), codec::encode(&record("A-INLINE")))
+                .unwrap();
+            citizens
+                .insert(b.as_bytes(), codec::encode(&record("B-INLINE")))
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(envelope_of(&s, &a).as_deref(), Some("A-INLINE"));
+        s.put_citizens(&[(a, record("A-FILED"))]).unwrap();
+        s.flush().unwrap();
+        assert_eq!(envelope_of(&s, &a).as_deref(), Some("A-FILED"));
+        assert!(Location::decode(&s.citizens.get(a.as_bytes()).unwrap().unwrap()).is_some());
+        assert_eq!(s.citizens_after(None, 10).unwrap().len(), 2);
+        assert!(s.delete_citizen(&b).unwrap());
+        assert!(s.citizen(&b).unwrap().is_none());
     }
 }
