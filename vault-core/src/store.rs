@@ -9,7 +9,7 @@ mod sled_store;
 
 use std::collections::BTreeMap;
 
-pub use sled_store::{RECORD_FILE, SledStore};
+pub use sled_store::SledStore;
 
 use crate::error::VaultError;
 use crate::grant::Grant;

@@ -16,8 +16,10 @@
 //!
 //! Every frame of a citizen is on one chain through `prev`, so an erasure reaches every copy
 //! (older versions, rotations) and shreds them all. Shredding keeps the header's chain link
-//! so later walks go through it. The file only grows: a rewrite appends a new frame and the
-//! old one becomes zeros; the space of shredded frames is not reused.
+//! so later walks go through it. A rewrite appends a new frame and the old one becomes zeros;
+//! the space comes back when the store compacts the file at open (`SledStore`): the live
+//! frames are copied into the other of two slots (`records.dat`, `records.1.dat`), then the
+//! old file is zeroed and removed.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -33,15 +35,20 @@ const MAGIC: &[u8; 4] = b"VRec";
 const HEADER: usize = 64;
 const LIVE: u8 = 1;
 const SHREDDED: u8 = 0;
-/// Tag of an index value that is a `Location` (a record encoded in the index itself, as
-/// stores before the record file kept it, starts with its format byte 1).
+/// Tag of an index value that is a `Location` in slot 0 (slot 1: the next byte). A record
+/// encoded in the index itself, as stores before the record file kept it, starts with its
+/// format byte 1.
 const LOCATION_TAG: u8 = 0xF1;
+/// The file of each slot.
+pub(super) const SLOT_FILES: [&str; 2] = ["records.dat", "records.1.dat"];
 /// Largest payload accepted when reading a header (a record is a few KiB).
 const MAX_PAYLOAD: u32 = 16 * 1024 * 1024;
 
 /// Where a citizen's current frame is: the index value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Location {
+    /// Which of the two record files (0 or 1).
+    pub slot: u8,
     /// File offset of the frame's header.
     pub offset: u64,
     /// Payload length.
@@ -52,7 +59,7 @@ impl Location {
     /// The 13-byte index value.
     pub fn encode(self) -> [u8; 13] {
         let mut out = [0u8; 13];
-        out[0] = LOCATION_TAG;
+        out[0] = LOCATION_TAG + (self.slot & 1);
         out[1..9].copy_from_slice(&self.offset.to_be_bytes());
         out[9..].copy_from_slice(&self.len.to_be_bytes());
         out
@@ -60,10 +67,11 @@ impl Location {
 
     /// A location, or `None` for any other value (a record stored inline by an older store).
     pub fn decode(v: &[u8]) -> Option<Self> {
-        if v.len() != 13 || v[0] != LOCATION_TAG {
+        if v.len() != 13 || !(LOCATION_TAG..=LOCATION_TAG + 1).contains(&v[0]) {
             return None;
         }
         Some(Self {
+            slot: v[0] - LOCATION_TAG,
             offset: u64::from_be_bytes(v[1..9].try_into().ok()?),
             len: u32::from_be_bytes(v[9..].try_into().ok()?),
         })
@@ -143,6 +151,7 @@ pub(super) struct Tail {
 #[derive(Debug)]
 pub(super) struct RecordFile {
     file: File,
+    slot: u8,
     tail: Mutex<Tail>,
 }
 
@@ -151,8 +160,9 @@ fn io(what: &str, e: &std::io::Error) -> VaultError {
 }
 
 impl RecordFile {
-    /// Opens (or creates) the file at `path`; appends start at its current end.
-    pub fn open(path: &Path) -> Result<Self, VaultError> {
+    /// Opens (or creates) the file of `slot` in `dir`; appends start at its current end.
+    pub fn open(dir: &Path, slot: u8) -> Result<Self, VaultError> {
+        let path = &dir.join(SLOT_FILES[usize::from(slot & 1)]);
         let created = !path.exists();
         let file = File::options()
             .read(true)
@@ -172,6 +182,7 @@ impl RecordFile {
         }
         Ok(Self {
             file,
+            slot: slot & 1,
             tail: Mutex::new(Tail {
                 end,
                 ..Tail::default()
@@ -215,6 +226,7 @@ impl RecordFile {
                 .filter(|l| *l <= MAX_PAYLOAD)
                 .ok_or_else(|| VaultError::StoreCorrupt("record too large".into()))?;
             locations.push(Location {
+                slot: self.slot,
                 offset: tail.end + buf.len() as u64,
                 len,
             });
@@ -238,6 +250,11 @@ impl RecordFile {
 
     /// The payload at `at` if it is `blind`'s live frame; `None` if it was shredded.
     pub fn read(&self, at: Location, blind: &BlindId) -> Result<Option<Vec<u8>>, VaultError> {
+        if at.slot != self.slot {
+            return Err(VaultError::StoreCorrupt(
+                "record index entry names a record file that is gone".into(),
+            ));
+        }
         let mut buf = vec![0u8; HEADER + at.len as usize];
         self.file.read_exact_at(&mut buf, at.offset).map_err(|_| {
             VaultError::StoreCorrupt("record frame past the end of its file".into())
@@ -310,6 +327,32 @@ impl RecordFile {
         self.file.sync_data().map_err(|e| io("sync", &e))
     }
 
+    /// This file's slot.
+    pub fn slot(&self) -> u8 {
+        self.slot
+    }
+
+    /// Overwrites the whole file with zeros, syncs it, then removes it and syncs `dir`: the
+    /// end of a compaction (every live frame has a copy in the other slot).
+    pub fn zero_and_remove(&self, dir: &Path) -> Result<(), VaultError> {
+        let len = self.len()?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(zeros.len() as u64);
+            self.file
+                .write_all_at(&zeros[..n as usize], at)
+                .map_err(|e| io("zero", &e))?;
+            at += n;
+        }
+        self.sync()?;
+        std::fs::remove_file(dir.join(SLOT_FILES[usize::from(self.slot)]))
+            .map_err(|e| io("remove", &e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("sync directory", &e))
+    }
+
     /// The file's length.
     pub fn len(&self) -> Result<u64, VaultError> {
         Ok(self.file.metadata().map_err(|e| io("stat", &e))?.len())
@@ -358,11 +401,19 @@ mod tests {
 
     #[test]
     fn locations_round_trip_and_inline_records_are_not_locations() {
+        for slot in [0, 1] {
+            let at = Location {
+                slot,
+                offset: 123_456_789,
+                len: 3_000,
+            };
+            assert_eq!(Location::decode(&at.encode()), Some(at));
+        }
         let at = Location {
-            offset: 123_456_789,
-            len: 3_000,
+            slot: 0,
+            offset: 1,
+            len: 2,
         };
-        assert_eq!(Location::decode(&at.encode()), Some(at));
         assert_eq!(Location::decode(&[1u8; 13]), None);
         assert_eq!(Location::decode(&at.encode()[..12]), None);
     }
@@ -371,7 +422,7 @@ mod tests {
     fn frames_read_back_and_a_shredded_chain_leaves_only_zeros() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("records.dat");
-        let f = RecordFile::open(&path).unwrap();
+        let f = RecordFile::open(dir.path(), 0).unwrap();
         let (a, b) = (blind(1), blind(2));
         let mut tail = f.lock().unwrap();
         let (first, gone) = f
@@ -409,7 +460,7 @@ mod tests {
     fn a_scan_visits_whole_frames_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("records.dat");
-        let f = RecordFile::open(&path).unwrap();
+        let f = RecordFile::open(dir.path(), 0).unwrap();
         let mut tail = f.lock().unwrap();
         let (at, _) = f
             .append(
@@ -431,7 +482,7 @@ mod tests {
         f.file.write_all_at(&torn, whole).unwrap();
         f.file.write_all_at(b"junk", whole + 64).unwrap();
         drop(f);
-        let f = RecordFile::open(&path).unwrap();
+        let f = RecordFile::open(dir.path(), 0).unwrap();
         let mut seen = Vec::new();
         let end = f
             .scan(0, &mut |off, h| {
@@ -445,7 +496,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[at[1].offset as usize + 10] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let f = RecordFile::open(&path).unwrap();
+        let f = RecordFile::open(dir.path(), 0).unwrap();
         assert_eq!(f.scan(0, &mut |_, _| Ok(())).unwrap(), at[1].offset);
         assert!(matches!(
             f.read(at[1], &blind(2)),
@@ -456,7 +507,7 @@ mod tests {
     #[test]
     fn a_chain_that_points_forward_is_refused_not_followed() {
         let dir = tempfile::tempdir().unwrap();
-        let f = RecordFile::open(&dir.path().join("records.dat")).unwrap();
+        let f = RecordFile::open(dir.path(), 0).unwrap();
         let mut tail = f.lock().unwrap();
         let (at, _) = f
             .append(&mut tail, &[(&blind(1), b"loops")], &mut |_| Ok(0))

@@ -33,7 +33,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::records::{Location, NO_FRAME, RecordFile};
+use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES};
 use super::{SealedRecord, VaultStore, codec, grant_state};
 use crate::error::VaultError;
 use crate::grant::Grant;
@@ -45,8 +45,13 @@ const KEYRING_KEY: &[u8] = b"keyring";
 const IMPORT_PREFIX: &[u8] = b"import/";
 const RELEASED_THROUGH_KEY: &[u8] = b"released_through";
 const CLEAN_THROUGH_KEY: &[u8] = b"records_clean_through";
-/// The record file's name in the store directory.
-pub const RECORD_FILE: &str = "records.dat";
+const SLOT_KEY: &[u8] = b"records_slot";
+const COMPACTING_KEY: &[u8] = b"records_compacting";
+/// A record file is compacted at open when its dead bytes (shredded frames) are at least
+/// this many and at least as many as its live ones.
+const COMPACT_MIN_DEAD_BYTES: u64 = 64 << 20;
+/// Records copied per step of a compaction (one append and one index batch).
+const COMPACT_BATCH: usize = 1024;
 
 /// The sled-backed store.
 #[derive(Debug, Clone)]
@@ -67,6 +72,10 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the store in `dir`. Fails if another process holds it.
     pub fn open(dir: &Path) -> Result<Self, VaultError> {
+        Self::open_with(dir, COMPACT_MIN_DEAD_BYTES)
+    }
+
+    fn open_with(dir: &Path, compact_min_dead: u64) -> Result<Self, VaultError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(64 * 1024 * 1024)
@@ -77,8 +86,14 @@ impl SledStore {
             })?;
         let citizens = db.open_tree("citizens")?;
         let meta = db.open_tree("meta")?;
-        let records = Arc::new(RecordFile::open(&dir.join(RECORD_FILE))?);
-        let store = Self {
+        let slot = u64_at(&meta, SLOT_KEY, "bad records slot")?
+            .unwrap_or(0)
+            .try_into()
+            .ok()
+            .filter(|s: &u8| *s < 2)
+            .ok_or_else(|| VaultError::StoreCorrupt("bad records slot".into()))?;
+        let records = Arc::new(RecordFile::open(dir, slot)?);
+        let mut store = Self {
             grants: db.open_tree("grant_info")?,
             states: db.open_tree("grant_state")?,
             codes: db.open_tree("verification_codes")?,
@@ -93,7 +108,137 @@ impl SledStore {
         };
         store.migrate_combined_grants()?;
         store.recover_records()?;
+        store.compact_records(dir, compact_min_dead)?;
         Ok(store)
+    }
+
+    /// Copies the live frames into the other slot's file when the current one is mostly
+    /// shredded frames (or finishes a copy a crash cut short), switches the slot durably, then
+    /// zeroes and removes the old file. Runs at open, before anything else uses the store.
+    fn compact_records(&mut self, dir: &Path, min_dead: u64) -> Result<(), VaultError> {
+        let to = 1 - self.records.slot();
+        match self.meta_u64(COMPACTING_KEY, "bad compaction mark")? {
+            Some(t) if t == u64::from(to) => {}
+            Some(_) => return Err(VaultError::StoreCorrupt("bad compaction mark".into())),
+            None => {
+                if dir.join(SLOT_FILES[usize::from(to)]).exists() {
+                    // The old file of a compaction that switched slots just before a crash.
+                    return RecordFile::open(dir, to)?.zero_and_remove(dir);
+                }
+                let len = self.records.len()?;
+                if len < min_dead {
+                    return Ok(());
+                }
+                let live = self.live_bytes()?;
+                if len.saturating_sub(live) < min_dead.max(live) {
+                    return Ok(());
+                }
+                self.meta
+                    .insert(COMPACTING_KEY, u64::from(to).to_be_bytes().as_slice())?;
+                self.db.flush()?;
+            }
+        }
+        let target = RecordFile::open(dir, to)?;
+        // A cut-short copy may have left frames no index entry points at.
+        let mut orphans = Vec::new();
+        target.scan(0, &mut |at, h| {
+            let current = self.location(&BlindId::from_bytes(h.blind))?;
+            if h.live && current.map(|l| (l.slot, l.offset)) != Some((to, at)) {
+                orphans.push(at);
+            }
+            Ok(())
+        })?;
+        for at in orphans {
+            target.shred(at)?;
+        }
+        self.move_records(&target, COMPACT_BATCH, usize::MAX)?;
+        let end = target.lock()?.end;
+        self.db.flush()?;
+        self.meta
+            .insert(SLOT_KEY, u64::from(to).to_be_bytes().as_slice())?;
+        self.meta.remove(COMPACTING_KEY)?;
+        self.meta
+            .insert(CLEAN_THROUGH_KEY, end.to_be_bytes().as_slice())?;
+        self.db.flush()?;
+        target.lock()?.marked = end;
+        let old = std::mem::replace(&mut self.records, Arc::new(target));
+        old.zero_and_remove(dir)
+    }
+
+    /// Copies up to `max_batches` batches of records from the current file into `target`,
+    /// pointing their index entries there. An entry whose frame was shredded (an erasure cut
+    /// short by a crash) is removed.
+    fn move_records(
+        &self,
+        target: &RecordFile,
+        batch: usize,
+        max_batches: usize,
+    ) -> Result<(), VaultError> {
+        use std::ops::Bound;
+        let from = self.records.slot();
+        let mut after: Option<sled::IVec> = None;
+        for _ in 0..max_batches {
+            let start = after.clone().map_or(Bound::Unbounded, Bound::Excluded);
+            let mut ids = Vec::new();
+            let mut payloads = Vec::new();
+            let mut seen = 0;
+            for kv in self
+                .citizens
+                .range::<sled::IVec, _>((start, Bound::Unbounded))
+            {
+                let (k, v) = kv?;
+                after = Some(k.clone());
+                seen += 1;
+                let Some(at) = Location::decode(&v).filter(|l| l.slot == from) else {
+                    continue;
+                };
+                let id = blind_from_key(&k)?;
+                match self.records.read(at, &id)? {
+                    Some(p) => {
+                        ids.push(id);
+                        payloads.push(p);
+                    }
+                    None => {
+                        self.citizens.remove(&k)?;
+                    }
+                }
+                if ids.len() >= batch {
+                    break;
+                }
+            }
+            if !ids.is_empty() {
+                let frames: Vec<(&BlindId, &[u8])> = ids
+                    .iter()
+                    .zip(&payloads)
+                    .map(|(i, p)| (i, p.as_slice()))
+                    .collect();
+                let mut tail = target.lock()?;
+                let (locations, _) =
+                    target.append(&mut tail, &frames, &mut |_: &BlindId| Ok(NO_FRAME))?;
+                let mut b = sled::Batch::default();
+                for (id, at) in ids.iter().zip(&locations) {
+                    b.insert(id.as_bytes().as_slice(), at.encode().as_slice());
+                }
+                self.citizens.apply_batch(b)?;
+            }
+            if seen == 0 || ids.len() < batch {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the current file that live frames take.
+    fn live_bytes(&self) -> Result<u64, VaultError> {
+        let slot = self.records.slot();
+        let mut live = 0u64;
+        for kv in self.citizens.iter() {
+            let (_, v) = kv?;
+            if let Some(at) = Location::decode(&v).filter(|l| l.slot == slot) {
+                live += 64 + u64::from(at.len);
+            }
+        }
+        Ok(live)
     }
 
     /// Shreds what a crash left unshredded past the clean mark (module docs), then moves the
@@ -107,11 +252,9 @@ impl SledStore {
             if !h.live {
                 return Ok(());
             }
-            if self
-                .location(&BlindId::from_bytes(h.blind))?
-                .map(|l| l.offset)
-                != Some(at)
-            {
+            let slot = self.records.slot();
+            let current = self.location(&BlindId::from_bytes(h.blind))?;
+            if current.map(|l| (l.slot, l.offset)) != Some((slot, at)) {
                 doomed.push(at);
                 return Ok(());
             }
@@ -224,21 +367,25 @@ impl SledStore {
 
     /// A big-endian u64 kept in `meta` under `key`; `what` names it if it is malformed.
     fn meta_u64(&self, key: &[u8], what: &str) -> Result<Option<u64>, VaultError> {
-        self.meta
-            .get(key)?
-            .map(|v| {
-                let b: [u8; 8] = v
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| VaultError::StoreCorrupt(what.into()))?;
-                Ok(u64::from_be_bytes(b))
-            })
-            .transpose()
+        u64_at(&self.meta, key, what)
     }
 
     fn import_key(file_hash: &[u8; 32]) -> Vec<u8> {
         [IMPORT_PREFIX, file_hash.as_slice()].concat()
     }
+}
+
+/// A big-endian u64 stored under `key` (`what` names it in the error if it is not one).
+fn u64_at(tree: &sled::Tree, key: &[u8], what: &str) -> Result<Option<u64>, VaultError> {
+    tree.get(key)?
+        .map(|v| {
+            let b: [u8; 8] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| VaultError::StoreCorrupt(what.into()))?;
+            Ok(u64::from_be_bytes(b))
+        })
+        .transpose()
 }
 
 fn encode_grant(g: &Grant) -> Result<Vec<u8>, VaultError> {
@@ -309,7 +456,10 @@ impl VaultStore for SledStore {
         let (locations, superseded) =
             self.records
                 .append(&mut tail, &frames, &mut |id: &BlindId| {
-                    Ok(self.location(id)?.map_or(NO_FRAME, |l| l.offset))
+                    Ok(self
+                        .location(id)?
+                        .filter(|l| l.slot == self.records.slot())
+                        .map_or(NO_FRAME, |l| l.offset))
                 })?;
         let mut batch = sled::Batch::default();
         for ((id, _), at) in records.iter().zip(&locations) {
@@ -332,6 +482,11 @@ impl VaultStore for SledStore {
         let existed = match self.citizens.get(id.as_bytes())? {
             Some(v) => {
                 if let Some(at) = Location::decode(&v) {
+                    if at.slot != self.records.slot() {
+                        return Err(VaultError::StoreCorrupt(
+                            "record index entry names a record file that is gone".into(),
+                        ));
+                    }
                     self.records.shred_chain(at.offset)?;
                     self.records.sync()?;
                 }
@@ -799,7 +954,11 @@ mod tests {
 
     /// Which of `markers` are anywhere in the record file.
     fn on_disk(dir: &Path, markers: &[&str]) -> Vec<String> {
-        let bytes = std::fs::read(dir.join(RECORD_FILE)).unwrap();
+        let bytes: Vec<u8> = SLOT_FILES
+            .iter()
+            .filter_map(|f| std::fs::read(dir.join(f)).ok())
+            .flatten()
+            .collect();
         markers
             .iter()
             .filter(|m| bytes.windows(m.len()).any(|w| w == m.as_bytes()))
@@ -836,7 +995,7 @@ mod tests {
         assert!(s.delete_citizen(&a).unwrap());
         assert!(s.citizen(&a).unwrap().is_none());
         assert!(on_disk(dir.path(), &["A-THREE", "A-FOUR"]).is_empty());
-        let bytes = std::fs::read(dir.path().join(RECORD_FILE)).unwrap();
+        let bytes = std::fs::read(dir.path().join(SLOT_FILES[0])).unwrap();
         assert!(
             !bytes.windows(32).any(|w| w == a.as_bytes()),
             "nor its blind id"
@@ -916,5 +1075,111 @@ mod tests {
         assert_eq!(s.citizens_after(None, 10).unwrap().len(), 2);
         assert!(s.delete_citizen(&b).unwrap());
         assert!(s.citizen(&b).unwrap().is_none());
+    }
+
+    /// Bytes of every record file in `dir` (by slot; `None` where a slot has no file).
+    fn slot_files(dir: &Path) -> [Option<u64>; 2] {
+        SLOT_FILES.map(|f| std::fs::metadata(dir.join(f)).ok().map(|m| m.len()))
+    }
+
+    #[test]
+    fn a_file_mostly_of_shredded_frames_is_compacted_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = [blind(1), blind(2), blind(3), blind(4)];
+        {
+            let s = SledStore::open_with(dir.path(), u64::MAX).unwrap();
+            for version in 0..4 {
+                let batch: Vec<_> = ids
+                    .iter()
+                    .map(|id| (*id, record(&format!("R{}-V{version}", id.as_bytes()[0]))))
+                    .collect();
+                s.put_citizens(&batch).unwrap();
+                s.flush().unwrap();
+            }
+            assert!(s.delete_citizen(&ids[3]).unwrap());
+        }
+        let before = slot_files(dir.path());
+        // Not compacted while the dead bytes are under the threshold.
+        drop(SledStore::open_with(dir.path(), before[0].unwrap()).unwrap());
+        assert_eq!(slot_files(dir.path()), before);
+        let s = SledStore::open_with(dir.path(), 1).unwrap();
+        let [old, new] = slot_files(dir.path());
+        assert_eq!(old, None, "the old file is removed");
+        let live = s.live_bytes().unwrap();
+        assert_eq!(new, Some(live), "only the three live frames are left");
+        assert!(live * 5 < before[0].unwrap());
+        for (n, id) in ids[..3].iter().enumerate() {
+            let want = format!("R{}-V3", n + 1);
+            assert_eq!(envelope_of(&s, id), Some(want));
+        }
+        assert!(s.citizen(&ids[3]).unwrap().is_none());
+        assert_eq!(s.citizens_after(None, 10).unwrap().len(), 3);
+        // The new slot works like the old: a rewrite shreds at flush, erasure shreds all.
+        s.put_citizens(&[(ids[0], record("R1-V4"))]).unwrap();
+        s.flush().unwrap();
+        assert!(s.delete_citizen(&ids[1]).unwrap());
+        assert_eq!(
+            on_disk(dir.path(), &["R1-V3", "R1-V4", "R2-V3", "R3-V3"]),
+            vec!["R1-V4", "R3-V3"]
+        );
+        drop(s);
+        let s = SledStore::open_with(dir.path(), 1).unwrap();
+        assert_eq!(envelope_of(&s, &ids[0]).as_deref(), Some("R1-V4"));
+        // Half of slot 1 was zeroed frames again: compacted back into slot 0.
+        let live = s.live_bytes().unwrap();
+        assert_eq!(slot_files(dir.path()), [Some(live), None]);
+        assert_eq!(envelope_of(&s, &ids[2]).as_deref(), Some("R3-V3"));
+    }
+
+    #[test]
+    fn a_compaction_cut_short_by_a_crash_finishes_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = [blind(1), blind(2), blind(3), blind(4)];
+        {
+            let s = SledStore::open_with(dir.path(), u64::MAX).unwrap();
+            for version in ["OLD", "NEW"] {
+                let batch: Vec<_> = ids
+                    .iter()
+                    .map(|id| (*id, record(&format!("R{}-{version}", id.as_bytes()[0]))))
+                    .collect();
+                s.put_citizens(&batch).unwrap();
+                s.flush().unwrap();
+            }
+            // A compaction into slot 1 that moved two records, then crashed in the middle of
+            // a batch whose frame reached the file but not the index.
+            s.meta
+                .insert(COMPACTING_KEY, 1u64.to_be_bytes().as_slice())
+                .unwrap();
+            let target = RecordFile::open(dir.path(), 1).unwrap();
+            s.move_records(&target, 1, 2).unwrap();
+            let mut tail = target.lock().unwrap();
+            target
+                .append(
+                    &mut tail,
+                    &[(&ids[3], b"R4-ORPHAN".as_slice())],
+                    &mut |_| Ok(NO_FRAME),
+                )
+                .unwrap();
+            drop(tail);
+            s.db.flush().unwrap();
+            let moved = s
+                .citizens
+                .iter()
+                .filter(|kv| Location::decode(&kv.as_ref().unwrap().1).unwrap().slot == 1)
+                .count();
+            assert_eq!(moved, 2);
+        }
+        // Far under any threshold: the open finishes the copy because it had started.
+        let s = SledStore::open_with(dir.path(), u64::MAX).unwrap();
+        assert_eq!(slot_files(dir.path())[0], None);
+        for (n, id) in ids.iter().enumerate() {
+            assert_eq!(envelope_of(&s, id), Some(format!("R{}-NEW", n + 1)));
+        }
+        assert!(on_disk(dir.path(), &["R4-ORPHAN", "R1-OLD", "R4-OLD"]).is_empty());
+        assert_eq!(s.meta_u64(COMPACTING_KEY, "").unwrap(), None);
+        drop(s);
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.records.slot(), 1, "the switch is durable");
+        assert_eq!(envelope_of(&s, &ids[2]).as_deref(), Some("R3-NEW"));
     }
 }
