@@ -145,6 +145,8 @@ pub(super) struct Tail {
     pub superseded: Vec<u64>,
     /// The clean mark last written to the store's meta.
     pub marked: u64,
+    /// The shredded-bytes count last written to the store's meta.
+    pub counted: u64,
 }
 
 /// The record file. Reads take no lock; appends and shreds go through `lock`.
@@ -153,6 +155,8 @@ pub(super) struct RecordFile {
     file: File,
     slot: u8,
     tail: Mutex<Tail>,
+    /// Bytes of frames shredded in this file (kept in the store's meta; decides compaction).
+    shredded: std::sync::atomic::AtomicU64,
 }
 
 fn io(what: &str, e: &std::io::Error) -> VaultError {
@@ -183,6 +187,7 @@ impl RecordFile {
         Ok(Self {
             file,
             slot: slot & 1,
+            shredded: std::sync::atomic::AtomicU64::new(0),
             tail: Mutex::new(Tail {
                 end,
                 ..Tail::default()
@@ -303,6 +308,8 @@ impl RecordFile {
             self.file
                 .write_all_at(&buf, offset)
                 .map_err(|e| io("shred", &e))?;
+            self.shredded
+                .fetch_add(h.frame_len(), std::sync::atomic::Ordering::Relaxed);
         }
         Ok(Some(h))
     }
@@ -325,6 +332,17 @@ impl RecordFile {
     /// Makes every write so far durable.
     pub fn sync(&self) -> Result<(), VaultError> {
         self.file.sync_data().map_err(|e| io("sync", &e))
+    }
+
+    /// Bytes of shredded frames in this file, as far as counted.
+    pub fn shredded(&self) -> u64 {
+        self.shredded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets the count of shredded bytes (from the store's meta, at open).
+    pub fn set_shredded(&self, bytes: u64) {
+        self.shredded
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// This file's slot.
