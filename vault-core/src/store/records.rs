@@ -377,17 +377,25 @@ impl RecordFile {
     }
 
     /// Calls `visit(offset, header)` for each whole frame from `from` to the end; a torn or
-    /// foreign header ends the walk and the file is cut there (nothing past it was ever
-    /// synced, so no index entry points past it). Returns the new end.
+    /// foreign header ends the walk and the file is cut there: frames are synced before any
+    /// index entry names them, so after a crash nothing past a torn frame is in use. Before it
+    /// cuts, `may_cut(offset)` must confirm that (damage in the middle of frames the index
+    /// uses is refused as `StoreCorrupt`, never cut away). Returns the new end.
     pub fn scan(
         &self,
         from: u64,
         visit: &mut dyn FnMut(u64, &Header) -> Result<(), VaultError>,
+        may_cut: &mut dyn FnMut(u64) -> Result<bool, VaultError>,
     ) -> Result<u64, VaultError> {
         let file_len = self.len()?;
         let mut at = from.min(file_len);
         while at < file_len {
             let Some(h) = self.header(at, file_len)? else {
+                if !may_cut(at)? {
+                    return Err(VaultError::StoreCorrupt(
+                        "record file damaged before frames its index uses".into(),
+                    ));
+                }
                 self.file.set_len(at).map_err(|e| io("truncate", &e))?;
                 self.sync()?;
                 break;
@@ -503,10 +511,14 @@ mod tests {
         let f = RecordFile::open(dir.path(), 0).unwrap();
         let mut seen = Vec::new();
         let end = f
-            .scan(0, &mut |off, h| {
-                seen.push((off, h.blind[0]));
-                Ok(())
-            })
+            .scan(
+                0,
+                &mut |off, h| {
+                    seen.push((off, h.blind[0]));
+                    Ok(())
+                },
+                &mut |_| Ok(true),
+            )
             .unwrap();
         assert_eq!(seen, vec![(at[0].offset, 1), (at[1].offset, 2)]);
         assert_eq!((end, f.len().unwrap()), (whole, whole));
@@ -515,7 +527,15 @@ mod tests {
         bytes[at[1].offset as usize + 10] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         let f = RecordFile::open(dir.path(), 0).unwrap();
-        assert_eq!(f.scan(0, &mut |_, _| Ok(())).unwrap(), at[1].offset);
+        assert!(matches!(
+            f.scan(0, &mut |_, _| Ok(()), &mut |_| Ok(false)),
+            Err(VaultError::StoreCorrupt(_))
+        ));
+        assert_eq!(f.len().unwrap(), whole, "refused, not cut");
+        assert_eq!(
+            f.scan(0, &mut |_, _| Ok(()), &mut |_| Ok(true)).unwrap(),
+            at[1].offset
+        );
         assert!(matches!(
             f.read(at[1], &blind(2)),
             Err(VaultError::StoreCorrupt(_))

@@ -142,13 +142,17 @@ impl SledStore {
         let target = RecordFile::open(dir, to)?;
         // A cut-short copy may have left frames no index entry points at.
         let mut orphans = Vec::new();
-        target.scan(0, &mut |at, h| {
-            let current = self.location(&BlindId::from_bytes(h.blind))?;
-            if h.live && current.map(|l| (l.slot, l.offset)) != Some((to, at)) {
-                orphans.push(at);
-            }
-            Ok(())
-        })?;
+        target.scan(
+            0,
+            &mut |at, h| {
+                let current = self.location(&BlindId::from_bytes(h.blind))?;
+                if h.live && current.map(|l| (l.slot, l.offset)) != Some((to, at)) {
+                    orphans.push(at);
+                }
+                Ok(())
+            },
+            &mut |cut| self.unused_from(to, cut),
+        )?;
         for at in orphans {
             target.shred(at)?;
         }
@@ -256,7 +260,7 @@ impl SledStore {
             .meta_u64(CLEAN_THROUGH_KEY, "bad records mark")?
             .unwrap_or(0);
         let mut doomed = Vec::new();
-        let end = self.records.scan(mark, &mut |at, h| {
+        let mut visit = |at: u64, h: &super::records::Header| {
             if !h.live {
                 return Ok(());
             }
@@ -282,7 +286,11 @@ impl SledStore {
                 doomed.push(prev);
             }
             Ok(())
-        })?;
+        };
+        let slot = self.records.slot();
+        let end = self
+            .records
+            .scan(mark, &mut visit, &mut |cut| self.unused_from(slot, cut))?;
         if doomed.is_empty() && end == mark {
             let mut tail = self.records.lock()?;
             tail.marked = mark;
@@ -305,6 +313,18 @@ impl SledStore {
         }
         self.db.flush()?;
         Ok(())
+    }
+
+    /// No index entry names a frame of `slot` at or past `cut` (reads the whole index: only
+    /// after a crash left a torn frame).
+    fn unused_from(&self, slot: u8, cut: u64) -> Result<bool, VaultError> {
+        for kv in self.citizens.iter() {
+            let (_, v) = kv?;
+            if Location::decode(&v).is_some_and(|l| l.slot == slot && l.offset >= cut) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Where a citizen's frame is (`None`: no record, or one stored inline by an older store).
@@ -1209,5 +1229,29 @@ mod tests {
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.records.slot(), 1, "the switch is durable");
         assert_eq!(envelope_of(&s, &ids[2]).as_deref(), Some("R3-NEW"));
+    }
+
+    #[test]
+    fn a_damaged_frame_the_index_uses_stops_the_open_instead_of_being_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SLOT_FILES[0]);
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.put_citizens(&[(blind(1), record("A")), (blind(2), record("B"))])
+                .unwrap();
+            s.db.flush().unwrap();
+        }
+        let good = std::fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        bad[9] ^= 0x40;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(matches!(
+            SledStore::open(dir.path()),
+            Err(VaultError::StoreCorrupt(_))
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), bad, "nothing was cut");
+        std::fs::write(&path, &good).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(envelope_of(&s, &blind(2)).as_deref(), Some("B"));
     }
 }
