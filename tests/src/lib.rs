@@ -6,6 +6,7 @@
     reason = "test-support crate: a failed setup is a failed test, reported with its cause"
 )]
 
+pub mod args;
 pub mod bench;
 pub mod crash;
 pub mod load;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use vault_tests::args::{Args, Opt};
 use vault_tests::bench::{FIELDS, bench_policies};
 use vault_tests::load::{self, Op, Outcome, http_op, mix};
 use vault_tests::peers;
@@ -40,18 +41,48 @@ struct Plan {
     audit_entries: u64,
 }
 
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
-}
+const USAGE: &str = "usage: vault-bench [--out DIR] [--quick | --smoke] \
+                     [--systems ceiling,vault,vault_mixed,openbao,postgres] [--seconds N] \
+                     [--rounds N] [--citizens N]\n(see BENCHMARKS.md)";
+const SYSTEMS: [&str; 5] = ["ceiling", "vault", "vault_mixed", "openbao", "postgres"];
 
-fn value(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
+#[expect(clippy::print_stderr, reason = "argument errors go to the terminal")]
 fn plan() -> Plan {
+    let args = Args::from_env(
+        &[
+            Opt::Text("--out"),
+            Opt::Flag("--quick"),
+            Opt::Flag("--smoke"),
+            Opt::Text("--systems"),
+            Opt::Text("--seconds"),
+            Opt::Number("--rounds"),
+            Opt::Number("--citizens"),
+        ],
+        USAGE,
+    );
+    let refuse = |why: String| -> ! {
+        eprintln!("error: {why}\n\n{USAGE}");
+        std::process::exit(2);
+    };
+    if args.flag("--quick") && args.flag("--smoke") {
+        refuse("`--quick` and `--smoke` exclude each other".into());
+    }
+    if let Some(bad) = args
+        .text("--systems")
+        .and_then(|s| s.split(',').find(|x| !SYSTEMS.contains(x)))
+    {
+        refuse(format!("unknown system `{bad}` in `--systems`"));
+    }
+    if let Some(v) = args.text("--seconds")
+        && !v.parse::<f64>().is_ok_and(|s| s > 0.0 && s.is_finite())
+    {
+        refuse(format!("`--seconds` needs a positive number, not `{v}`"));
+    }
+    if args.number("--rounds", 3) == 0 {
+        refuse("`--rounds` needs at least 1".into());
+    }
+    let flag = |name: &str| args.flag(name);
+    let value = |name: &str| args.text(name).map(str::to_owned);
     let out = PathBuf::from(value("--out").unwrap_or_else(|| "bench-out".into()));
     let (mode, citizens, concurrency, seconds, warmup, import_count, audit_entries) =
         if flag("--smoke") {

@@ -5,10 +5,25 @@
 
 #![expect(clippy::print_stdout, reason = "a command-line tool reports on stdout")]
 
-use vault_tests::arg_u64;
+use vault_tests::args::{Args, Opt};
 use vault_tests::crash::{CrashOptions, timed};
 
+const USAGE: &str = "usage: vault-crash [--rounds 50] [--citizens 2000] [--connections 64] \
+                     [--seed S] [--min-ms 200] [--max-ms 3000]";
+
 fn main() {
+    let args = Args::from_env(
+        &[
+            Opt::Number("--rounds"),
+            Opt::Number("--citizens"),
+            Opt::Number("--connections"),
+            Opt::Number("--seed"),
+            Opt::Number("--min-ms"),
+            Opt::Number("--max-ms"),
+        ],
+        USAGE,
+    );
+    let arg_u64 = |name: &str, default: u64| args.number(name, default);
     let seed = arg_u64(
         "--seed",
         std::time::SystemTime::UNIX_EPOCH

@@ -13,16 +13,29 @@
 
 use std::time::Duration;
 
-use vault_tests::arg_u64;
+use vault_tests::args::{Args, Opt};
 use vault_tests::soak::{SoakOptions, run};
 
+const USAGE: &str = "usage: vault-soak [--seconds 900] [--warmup 300] [--tasks 32] \
+                     [--citizens 10000] [--reuse-grants]";
+
 fn main() {
+    let args = Args::from_env(
+        &[
+            Opt::Number("--seconds"),
+            Opt::Number("--warmup"),
+            Opt::Number("--tasks"),
+            Opt::Number("--citizens"),
+            Opt::Flag("--reuse-grants"),
+        ],
+        USAGE,
+    );
     let opts = SoakOptions {
-        duration: Duration::from_secs(arg_u64("--seconds", 900)),
-        warmup: Duration::from_secs(arg_u64("--warmup", 300)),
-        tasks: arg_u64("--tasks", 32) as usize,
-        citizens: arg_u64("--citizens", 10_000),
-        reuse_grants: std::env::args().any(|a| a == "--reuse-grants"),
+        duration: Duration::from_secs(args.number("--seconds", 900)),
+        warmup: Duration::from_secs(args.number("--warmup", 300)),
+        tasks: args.number("--tasks", 32) as usize,
+        citizens: args.number("--citizens", 10_000),
+        reuse_grants: args.flag("--reuse-grants"),
     };
     println!("vault-soak: {opts:?}");
     let r = run(&opts, |line| println!("{line}"));
