@@ -78,11 +78,7 @@ impl Args {
 
     /// Parses the process's arguments; prints `usage` and exits 0 on `--help`, or the
     /// error and `usage` on stderr and exits 2.
-    #[expect(
-        clippy::print_stdout,
-        clippy::print_stderr,
-        reason = "the tools' usage and argument errors go to the terminal"
-    )]
+    #[expect(clippy::print_stdout, reason = "the tools' usage goes to the terminal")]
     pub fn from_env(opts: &[Opt], usage: &str) -> Self {
         match Self::parse_from(std::env::args().skip(1), opts) {
             Ok(a) => a,
@@ -90,10 +86,7 @@ impl Args {
                 println!("{usage}");
                 std::process::exit(0);
             }
-            Err(ArgsError::Bad(why)) => {
-                eprintln!("error: {why}\n\n{usage}");
-                std::process::exit(2);
-            }
+            Err(ArgsError::Bad(why)) => refuse(&why, usage),
         }
     }
 
@@ -113,6 +106,13 @@ impl Args {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     }
+}
+
+/// Prints `why` and `usage` on stderr and exits 2: for checks a tool makes beyond `Opt`.
+#[expect(clippy::print_stderr, reason = "argument errors go to the terminal")]
+pub fn refuse(why: &str, usage: &str) -> ! {
+    eprintln!("error: {why}\n\n{usage}");
+    std::process::exit(2);
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use vault_tests::args::{Args, Opt};
+use vault_tests::args::{self, Args, Opt};
 use vault_tests::bench::{FIELDS, bench_policies};
 use vault_tests::load::{self, Op, Outcome, http_op, mix};
 use vault_tests::peers;
@@ -46,7 +46,6 @@ const USAGE: &str = "usage: vault-bench [--out DIR] [--quick | --smoke] \
                      [--rounds N] [--citizens N]\n(see BENCHMARKS.md)";
 const SYSTEMS: [&str; 5] = ["ceiling", "vault", "vault_mixed", "openbao", "postgres"];
 
-#[expect(clippy::print_stderr, reason = "argument errors go to the terminal")]
 fn plan() -> Plan {
     let args = Args::from_env(
         &[
@@ -60,10 +59,7 @@ fn plan() -> Plan {
         ],
         USAGE,
     );
-    let refuse = |why: String| -> ! {
-        eprintln!("error: {why}\n\n{USAGE}");
-        std::process::exit(2);
-    };
+    let refuse = |why: String| args::refuse(&why, USAGE);
     if args.flag("--quick") && args.flag("--smoke") {
         refuse("`--quick` and `--smoke` exclude each other".into());
     }

@@ -23,18 +23,17 @@ fn main() {
         ],
         USAGE,
     );
-    let arg_u64 = |name: &str, default: u64| args.number(name, default);
-    let seed = arg_u64(
+    let seed = args.number(
         "--seed",
         std::time::SystemTime::UNIX_EPOCH
             .elapsed()
             .map_or(1, |d| d.as_nanos() as u64),
     );
     let opts = CrashOptions {
-        rounds: arg_u64("--rounds", 50) as usize,
-        citizens: arg_u64("--citizens", 2000),
-        connections: arg_u64("--connections", 64) as usize,
-        kill_after_ms: (arg_u64("--min-ms", 200), arg_u64("--max-ms", 3000)),
+        rounds: args.number("--rounds", 50) as usize,
+        citizens: args.number("--citizens", 2000),
+        connections: args.number("--connections", 64) as usize,
+        kill_after_ms: (args.number("--min-ms", 200), args.number("--max-ms", 3000)),
         seed,
     };
     println!("vault-crash: {opts:?}");

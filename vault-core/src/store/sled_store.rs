@@ -33,7 +33,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES};
+use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES, Tail};
 use super::{SealedRecord, VaultStore, codec, grant_state};
 use crate::error::VaultError;
 use crate::grant::Grant;
@@ -162,16 +162,8 @@ impl SledStore {
         self.meta
             .insert(SLOT_KEY, u64::from(to).to_be_bytes().as_slice())?;
         self.meta.remove(COMPACTING_KEY)?;
-        self.meta
-            .insert(CLEAN_THROUGH_KEY, end.to_be_bytes().as_slice())?;
-        self.meta
-            .insert(SHREDDED_KEY, target.shredded().to_be_bytes().as_slice())?;
+        self.write_marks(&target, &mut *target.lock()?, end, true)?;
         self.db.flush()?;
-        {
-            let mut tail = target.lock()?;
-            tail.marked = end;
-            tail.counted = target.shredded();
-        }
         let old = std::mem::replace(&mut self.records, Arc::new(target));
         old.zero_and_remove(dir)
     }
@@ -301,17 +293,32 @@ impl SledStore {
             self.records.shred(at)?;
         }
         self.records.sync()?;
-        self.meta
-            .insert(CLEAN_THROUGH_KEY, end.to_be_bytes().as_slice())?;
-        let dead = self.records.shredded();
-        self.meta
-            .insert(SHREDDED_KEY, dead.to_be_bytes().as_slice())?;
-        {
-            let mut tail = self.records.lock()?;
+        self.write_marks(&self.records, &mut *self.records.lock()?, end, true)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes `file`'s clean mark (`end`) and shredded-bytes count to meta where they differ
+    /// from what `tail` says was written last (both when `force`), and notes them in `tail`.
+    /// Durable at the next sled flush.
+    fn write_marks(
+        &self,
+        file: &RecordFile,
+        tail: &mut Tail,
+        end: u64,
+        force: bool,
+    ) -> Result<(), VaultError> {
+        if force || tail.marked != end {
+            self.meta
+                .insert(CLEAN_THROUGH_KEY, end.to_be_bytes().as_slice())?;
             tail.marked = end;
+        }
+        let dead = file.shredded();
+        if force || tail.counted != dead {
+            self.meta
+                .insert(SHREDDED_KEY, dead.to_be_bytes().as_slice())?;
             tail.counted = dead;
         }
-        self.db.flush()?;
         Ok(())
     }
 
@@ -601,19 +608,8 @@ impl VaultStore for SledStore {
             tail.superseded.extend(superseded);
             return Err(e);
         }
-        if tail.marked != end {
-            // Durable at the next flush; until then the older mark only makes an open scan more.
-            self.meta
-                .insert(CLEAN_THROUGH_KEY, end.to_be_bytes().as_slice())?;
-            tail.marked = end;
-        }
-        let dead = self.records.shredded();
-        if tail.counted != dead {
-            self.meta
-                .insert(SHREDDED_KEY, dead.to_be_bytes().as_slice())?;
-            tail.counted = dead;
-        }
-        Ok(())
+        // Durable at the next flush; until then the older mark only makes an open scan more.
+        self.write_marks(&self.records, &mut tail, end, false)
     }
 
     fn released_through(&self) -> Result<Option<u64>, VaultError> {
