@@ -111,6 +111,7 @@ impl Rng {
 /// Runs the rounds; `progress` hears one line per round.
 pub fn run(opts: &CrashOptions, mut progress: impl FnMut(&str)) -> CrashReport {
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let _work_removed_on_stop = crate::stop::remove_on_stop(work.path().to_path_buf());
     let pol = bench_policies(work.path(), &FIELDS).unwrap_or_else(|e| panic!("policies: {e}"));
     let (mut server, people) = TestServer::start(
         opts.citizens,

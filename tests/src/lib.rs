@@ -15,6 +15,7 @@ pub mod report;
 pub mod scan;
 pub mod server;
 pub mod soak;
+pub mod stop;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -57,13 +58,19 @@ pub fn binary(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct TestVault {
     dir: tempfile::TempDir,
+    _removed_on_stop: stop::OnStop,
 }
 
 impl TestVault {
     /// An empty directory (not initialized).
     pub fn empty() -> Self {
+        Self::in_dir(tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")))
+    }
+
+    fn in_dir(dir: tempfile::TempDir) -> Self {
         Self {
-            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
+            _removed_on_stop: stop::remove_on_stop(dir.path().to_path_buf()),
+            dir,
         }
     }
 
@@ -74,9 +81,8 @@ impl TestVault {
 
     /// A directory under `parent` (a small file system, say) with `vaultctl init` done.
     pub fn initialized_in(parent: &Path) -> Self {
-        let v = Self {
-            dir: tempfile::tempdir_in(parent).unwrap_or_else(|e| panic!("tempdir: {e}")),
-        };
+        let v =
+            Self::in_dir(tempfile::tempdir_in(parent).unwrap_or_else(|e| panic!("tempdir: {e}")));
         let out = v.ctl(&["init"]);
         assert!(out.status.success(), "init failed: {}", text(&out.stderr));
         v

@@ -246,6 +246,8 @@ pub struct TestServer {
     /// The CA of the server and client certificates.
     pub ca: Ca,
     child: Option<Child>,
+    /// Kills `child` if a signal stops the tool running this server (`stop::install`).
+    killed_on_stop: Option<crate::stop::OnStop>,
     /// Where it listens.
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<u8>>>,
@@ -354,6 +356,7 @@ impl TestServer {
             vault,
             ca,
             child: None,
+            killed_on_stop: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log: Arc::new(Mutex::new(Vec::new())),
             oidc,
@@ -383,6 +386,7 @@ impl TestServer {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start vault-server: {e}"));
+        self.killed_on_stop = Some(crate::stop::kill_on_stop(child.id()));
         let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
         let mut reader = BufReader::new(stderr);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -402,6 +406,7 @@ impl TestServer {
                 .and_then(|a| a.parse().ok());
         }
         let Some(addr) = addr else {
+            self.killed_on_stop = None;
             let _ = child.kill();
             let status = child.wait();
             return Err(format!("{status:?}: {}", self.log_text()));
@@ -547,6 +552,7 @@ impl TestServer {
     /// Sends SIGTERM (graceful shutdown) and waits for the exit.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
+        self.killed_on_stop = None;
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
@@ -565,6 +571,7 @@ impl TestServer {
     /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            self.killed_on_stop = None;
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -579,6 +586,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            self.killed_on_stop = None;
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -444,6 +444,7 @@ async fn pre_issue(
 /// Runs the soak against a fresh server and stops it gracefully at the end.
 pub fn run(opts: &SoakOptions, mut progress: impl FnMut(&str)) -> SoakReport {
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let _work_removed_on_stop = crate::stop::remove_on_stop(work.path().to_path_buf());
     let pol = bench_policies(work.path(), &FIELDS).unwrap_or_else(|e| panic!("policies: {e}"));
     let (server, people) = TestServer::start(
         opts.citizens,

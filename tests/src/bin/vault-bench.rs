@@ -24,6 +24,7 @@ use vault_tests::load::{self, Op, Outcome, http_op, mix};
 use vault_tests::peers;
 use vault_tests::report::{Report, Round};
 use vault_tests::server::{Limits, TestServer};
+use vault_tests::stop;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -185,10 +186,11 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-struct Ceiling(Child);
+struct Ceiling(Child, Option<stop::OnStop>);
 
 impl Drop for Ceiling {
     fn drop(&mut self) {
+        self.1 = None;
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -208,6 +210,7 @@ fn start_ceiling(pki: &Path, body_bytes: usize) -> (Ceiling, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("bench-ceiling (build it: cargo build --release -p vault-tests --bins)");
+    let killed = stop::kill_on_stop(child.id());
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -217,13 +220,18 @@ fn start_ceiling(pki: &Path, body_bytes: usize) -> (Ceiling, String) {
         .strip_prefix("listening on ")
         .unwrap()
         .to_owned();
-    (Ceiling(child), url)
+    (Ceiling(child, Some(killed)), url)
 }
 
 fn main() {
     let plan = plan();
+    if let Err(e) = stop::install() {
+        eprintln!("vault-bench: cannot watch for signals: {e}");
+        std::process::exit(1);
+    }
     std::fs::create_dir_all(&plan.out).unwrap();
     let work = tempfile::tempdir().unwrap();
+    let _work_removed_on_stop = stop::remove_on_stop(work.path().to_path_buf());
     let rt = load::runtime().unwrap();
     let max_c = plan.concurrency.iter().copied().max().unwrap_or(64);
     let mut report = Report {

@@ -23,6 +23,10 @@ fn main() {
         ],
         USAGE,
     );
+    if let Err(e) = vault_tests::stop::install() {
+        eprintln!("vault-crash: cannot watch for signals: {e}");
+        std::process::exit(1);
+    }
     let seed = args.number(
         "--seed",
         std::time::SystemTime::UNIX_EPOCH

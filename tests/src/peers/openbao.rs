@@ -18,10 +18,12 @@ use crate::server::TestServer;
 #[derive(Debug)]
 pub struct OpenBao {
     child: Child,
+    killed_on_stop: Option<crate::stop::OnStop>,
 }
 
 impl Drop for OpenBao {
     fn drop(&mut self) {
+        self.killed_on_stop = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -112,7 +114,10 @@ pub fn start(
         .stderr(std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?)
         .spawn()
         .map_err(|e| format!("bao server: {e}"))?;
-    let guard = OpenBao { child };
+    let guard = OpenBao {
+        killed_on_stop: Some(crate::stop::kill_on_stop(child.id())),
+        child,
+    };
     let ident = server.agency_identity("bench-agency");
     let clients: Arc<Vec<reqwest::Client>> = Arc::new(
         (0..connections)

@@ -22,6 +22,17 @@ pub struct Postgres {
     port: u16,
     rows: usize,
     runs: std::sync::atomic::AtomicUsize,
+    stopped_on_signal: Option<crate::stop::OnStop>,
+}
+
+/// Stops the cluster in `dir` (`mode`: `fast` or `immediate`) and removes the directory.
+fn stop_cluster(dir: &Path, mode: &str) {
+    let _ = as_pg("pg_ctl")
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-m", mode, "-w", "stop"])
+        .output();
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn as_pg(bin: &str) -> Command {
@@ -149,12 +160,8 @@ fn set_owner(p: &Path) -> Result<(), String> {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = as_pg("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", "fast", "-w", "stop"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.stopped_on_signal = None;
+        stop_cluster(&self.dir, "fast");
     }
 }
 
@@ -171,6 +178,10 @@ pub fn start(_work: &Path, people: &[(String, Value)]) -> Result<Postgres, Strin
         port: free_port()?,
         rows: people.len(),
         runs: std::sync::atomic::AtomicUsize::new(0),
+        stopped_on_signal: Some(crate::stop::on_stop({
+            let dir = dir.clone();
+            move || stop_cluster(&dir, "immediate")
+        })),
     };
     run(as_pg("initdb").arg("-D").arg(dir.join("data")).args([
         "-A",

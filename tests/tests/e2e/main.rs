@@ -16,6 +16,7 @@ mod import;
 mod plaintext;
 mod server;
 mod soak;
+mod stop;
 mod tls;
 
 use std::path::Path;
