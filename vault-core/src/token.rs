@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
-use serde_json::{Map, Value, json};
+use serde::Deserialize;
+use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::clock::Timestamp;
@@ -21,7 +22,6 @@ use crate::error::VaultError;
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Clock leeway for `exp` and `nbf`.
 pub const LEEWAY_SECS: i64 = 30;
-const FORBIDDEN_HEADERS: [&str; 5] = ["crit", "jku", "x5u", "jwk", "x5c"];
 
 /// Why a token was refused. Each maps to a SPEC code; the variant is the precise reason
 /// (kept for logs and tests, never shown beyond its code).
@@ -227,8 +227,10 @@ pub fn cert_thumbprint(der: &[u8]) -> String {
 /// A token split and decoded, nothing checked yet.
 #[derive(Debug)]
 pub struct UnverifiedToken {
-    header: Map<String, Value>,
-    claims: Map<String, Value>,
+    header: Header,
+    /// The claims, or why their JSON has the wrong shape (reported only after the header
+    /// and the signature passed, as every other claim check).
+    claims: Result<RawClaims, TokenRejection>,
     signing_input: String,
     signature: Vec<u8>,
 }
@@ -246,11 +248,93 @@ impl VerifiedToken {
     }
 }
 
-fn decode_json(part: &str) -> Result<Map<String, Value>, TokenRejection> {
+/// Deserializes any value (even `null`) as "present".
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// The JOSE header: the three members a vault token has, and whether a forbidden one is
+/// there (with any value). Typed, not a JSON map: a release decodes a token every time.
+#[derive(Debug, Default, Deserialize)]
+struct Header {
+    alg: Option<Value>,
+    typ: Option<Value>,
+    kid: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, deserialize_with = "present")]
+    jku: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5u: bool,
+    #[serde(default, deserialize_with = "present")]
+    jwk: bool,
+    #[serde(default, deserialize_with = "present")]
+    x5c: bool,
+}
+
+impl Header {
+    fn forbidden(&self) -> bool {
+        self.crit || self.jku || self.x5u || self.jwk || self.x5c
+    }
+}
+
+/// The claims a vault token has, typed; unknown members are ignored. A member of the wrong
+/// type (`exp` as a string or a float, a number in `datatypes`) fails the decode, which is
+/// `TokenRejection::Claims`.
+#[derive(Debug, Deserialize)]
+struct RawClaims {
+    iss: Option<String>,
+    aud: Option<Value>,
+    sub: Option<String>,
+    client_id: Option<String>,
+    act: Option<Act>,
+    iat: Option<i64>,
+    nbf: Option<i64>,
+    exp: Option<i64>,
+    jti: Option<String>,
+    grant_id: Option<String>,
+    cnf: Option<Cnf>,
+    authorization_details: Option<Vec<Detail>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Act {
+    sub: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Cnf {
+    #[serde(rename = "x5t#S256")]
+    x5t_s256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Detail {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    actions: Option<Vec<String>>,
+    identifier: Option<String>,
+    datatypes: Option<Vec<String>>,
+    purpose: Option<String>,
+    legal_basis: Option<String>,
+    dossier_id: Option<String>,
+}
+
+/// Decodes one base64url JSON part into `T`: bad base64, bad JSON or not an object is
+/// `Err(Malformed)`; an object whose members have the wrong types is `Ok(Err(shape))`.
+fn decode_part<T: serde::de::DeserializeOwned>(
+    part: &str,
+    shape: TokenRejection,
+) -> Result<Result<T, TokenRejection>, TokenRejection> {
     let bytes = B64URL.decode(part).map_err(|_| TokenRejection::Malformed)?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(TokenRejection::Malformed),
+    // Not an array either: serde would fill a struct from one, by position.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(TokenRejection::Malformed);
+    }
+    match serde_json::from_slice::<T>(&bytes) {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) if e.is_data() => Ok(Err(shape)),
+        Err(_) => Err(TokenRejection::Malformed),
     }
 }
 
@@ -267,9 +351,9 @@ impl UnverifiedToken {
             return Err(TokenRejection::Malformed);
         };
         Ok(Self {
-            header: decode_json(h)?,
-            claims: decode_json(c)?,
-            signing_input: format!("{h}.{c}"),
+            header: decode_part::<Header>(h, TokenRejection::Malformed)??,
+            claims: decode_part::<RawClaims>(c, TokenRejection::Claims)?,
+            signing_input: raw[..h.len() + 1 + c.len()].to_owned(),
             signature: B64URL.decode(s).map_err(|_| TokenRejection::Malformed)?,
         })
     }
@@ -292,18 +376,19 @@ impl UnverifiedToken {
     /// The header checks; returns the verifying key its `kid` names (still current).
     fn check_header<'k>(&self, keys: &'k TokenKeys) -> Result<&'k [u8], TokenRejection> {
         let h = &self.header;
-        if FORBIDDEN_HEADERS.iter().any(|k| h.contains_key(*k)) {
+        if h.forbidden() {
             return Err(TokenRejection::ForbiddenHeader);
         }
         // The algorithm is pinned by the key: every vault token key is Ed25519.
-        if h.get("alg").and_then(Value::as_str) != Some("EdDSA") {
+        if h.alg.as_ref().and_then(Value::as_str) != Some("EdDSA") {
             return Err(TokenRejection::Algorithm);
         }
-        if h.get("typ").and_then(Value::as_str) != Some("at+jwt") {
+        if h.typ.as_ref().and_then(Value::as_str) != Some("at+jwt") {
             return Err(TokenRejection::Type);
         }
         let kid = h
-            .get("kid")
+            .kid
+            .as_ref()
             .and_then(Value::as_str)
             .ok_or(TokenRejection::MissingKid)?;
         keys.verifying
@@ -319,12 +404,11 @@ impl UnverifiedToken {
         presented_thumbprint: &str,
         now: Timestamp,
     ) -> Result<VerifiedToken, TokenRejection> {
-        let c = &self.claims;
-        let s = |k: &str| c.get(k).and_then(Value::as_str);
-        if s("iss") != Some(keys.origin.as_str()) {
+        let c = self.claims?;
+        if c.iss.as_deref() != Some(keys.origin.as_str()) {
             return Err(TokenRejection::Issuer);
         }
-        let aud_ok = match c.get("aud") {
+        let aud_ok = match &c.aud {
             Some(Value::String(a)) => a == &keys.origin,
             Some(Value::Array(list)) => list
                 .iter()
@@ -334,15 +418,9 @@ impl UnverifiedToken {
         if !aud_ok {
             return Err(TokenRejection::Audience);
         }
-        let int = |k: &str| -> Result<i64, TokenRejection> {
-            match c.get(k) {
-                Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
-                    n.as_i64().ok_or(TokenRejection::Claims)
-                }
-                _ => Err(TokenRejection::Claims),
-            }
+        let (Some(exp), Some(nbf), Some(iat)) = (c.exp, c.nbf, c.iat) else {
+            return Err(TokenRejection::Claims);
         };
-        let (exp, nbf, iat) = (int("exp")?, int("nbf")?, int("iat")?);
         let now_s = now.as_secs();
         if now_s > exp.saturating_add(LEEWAY_SECS) {
             return Err(TokenRejection::Expired);
@@ -350,61 +428,45 @@ impl UnverifiedToken {
         if nbf > now_s.saturating_add(LEEWAY_SECS) {
             return Err(TokenRejection::NotYetValid);
         }
-        let sub = s("sub").ok_or(TokenRejection::Claims)?;
-        if s("client_id") != Some(sub) {
+        let sub = c.sub.ok_or(TokenRejection::Claims)?;
+        if c.client_id.as_deref() != Some(sub.as_str()) {
             return Err(TokenRejection::Claims);
         }
         let thumb = c
-            .get("cnf")
-            .and_then(|v| v.get("x5t#S256"))
-            .and_then(Value::as_str)
+            .cnf
+            .and_then(|cnf| cnf.x5t_s256)
             .ok_or(TokenRejection::Claims)?;
         if !crypto::ct_eq(thumb.as_bytes(), presented_thumbprint.as_bytes()) {
             return Err(TokenRejection::Binding);
         }
-        let details = match c.get("authorization_details") {
-            Some(Value::Array(list)) if list.len() == 1 => &list[0],
-            _ => return Err(TokenRejection::Claims),
-        };
-        let ds = |k: &str| {
-            details
-                .get(k)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or(TokenRejection::Claims)
-        };
-        if ds("type")? != format!("{}/field-release", keys.origin)
-            || details.get("actions") != Some(&json!(["read"]))
-        {
+        let details = match c.authorization_details {
+            Some(list) if list.len() == 1 => list.into_iter().next(),
+            _ => None,
+        }
+        .ok_or(TokenRejection::Claims)?;
+        let kind_ok = details
+            .kind
+            .as_deref()
+            .is_some_and(|t| t.strip_prefix(keys.origin.as_str()) == Some("/field-release"));
+        if !kind_ok || details.actions.as_deref() != Some(&["read".to_owned()][..]) {
             return Err(TokenRejection::Claims);
         }
-        let datatypes = details
-            .get("datatypes")
-            .and_then(Value::as_array)
-            .ok_or(TokenRejection::Claims)?
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or(TokenRejection::Claims))
-            .collect::<Result<Vec<_>, _>>()?;
+        let need = |v: Option<String>| v.ok_or(TokenRejection::Claims);
         Ok(VerifiedToken {
             claims: GrantClaims {
-                agency: sub.to_owned(),
-                official: c
-                    .get("act")
-                    .and_then(|a| a.get("sub"))
-                    .and_then(Value::as_str)
-                    .ok_or(TokenRejection::Claims)?
-                    .to_owned(),
+                agency: sub,
+                official: need(c.act.and_then(|a| a.sub))?,
                 iat,
                 nbf,
                 exp,
-                jti: s("jti").ok_or(TokenRejection::Claims)?.to_owned(),
-                grant_id: s("grant_id").ok_or(TokenRejection::Claims)?.to_owned(),
-                cert_thumbprint: thumb.to_owned(),
-                identifier: ds("identifier")?,
-                datatypes,
-                purpose: ds("purpose")?,
-                legal_basis: ds("legal_basis")?,
-                dossier_id: ds("dossier_id")?,
+                jti: need(c.jti)?,
+                grant_id: need(c.grant_id)?,
+                cert_thumbprint: thumb,
+                identifier: need(details.identifier)?,
+                datatypes: details.datatypes.ok_or(TokenRejection::Claims)?,
+                purpose: need(details.purpose)?,
+                legal_basis: need(details.legal_basis)?,
+                dossier_id: need(details.dossier_id)?,
             },
         })
     }
@@ -498,6 +560,7 @@ impl VerifiedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     const ORIGIN: &str = "https://vault.example";
 
@@ -776,6 +839,66 @@ mod tests {
                 TokenRejection::Malformed,
             ),
             ("two parts", "a.b".into(), &keys, TokenRejection::Malformed),
+            (
+                "claims as an array",
+                forge(&k, &h, &json!([ORIGIN, ORIGIN])),
+                &keys,
+                TokenRejection::Malformed,
+            ),
+            (
+                "crit as null",
+                with_h(&|m| {
+                    m.insert("crit".into(), Value::Null);
+                }),
+                &keys,
+                TokenRejection::ForbiddenHeader,
+            ),
+            (
+                "datatypes holding a number",
+                with_c(&|m| {
+                    m["authorization_details"][0]["datatypes"] = json!(["full_name", 7]);
+                }),
+                &keys,
+                TokenRejection::Claims,
+            ),
+            (
+                "act without sub",
+                with_c(&|m| {
+                    m.insert("act".into(), json!({"name": "x"}));
+                }),
+                &keys,
+                TokenRejection::Claims,
+            ),
+            (
+                "a duplicated claim",
+                {
+                    let body = serde_json::to_string(&c).unwrap();
+                    let dup = format!("{{\"exp\":1,{}", &body[1..]);
+                    let input = format!(
+                        "{}.{}",
+                        B64URL.encode(serde_json::to_vec(&h).unwrap()),
+                        B64URL.encode(dup)
+                    );
+                    format!("{input}.{}", B64URL.encode(k.pair.sign(input.as_bytes())))
+                },
+                &keys,
+                TokenRejection::Claims,
+            ),
+            (
+                // The claims' shape is reported only after the header passed.
+                "a wrong-typed exp under an unknown kid",
+                forge(
+                    &k,
+                    &json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "tk-unknown"}),
+                    &{
+                        let mut c2 = c.clone();
+                        c2["exp"] = json!("soon");
+                        c2
+                    },
+                ),
+                &keys,
+                TokenRejection::UnknownKid,
+            ),
             (
                 "flipped signature",
                 String::from_utf8(flipped).unwrap(),
