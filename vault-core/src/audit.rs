@@ -9,6 +9,7 @@ pub mod index;
 pub mod merkle;
 pub mod note;
 pub mod segment;
+pub mod ticket;
 pub mod tree;
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ pub use note::{Checkpoint, LogSigner, LogVerifier};
 pub use segment::{
     Appended, BATCH_SIZE_BUCKETS, SYNC_MICROS_BUCKETS, SegmentLog, VerifyReport, WriterStats,
 };
+pub use ticket::{Durable, Ticket};
 
 use crate::error::VaultError;
 
@@ -31,7 +33,12 @@ use crate::error::VaultError;
 /// returns `AuditUnavailable` and acknowledges nothing.
 pub trait AuditLog: Send + Sync {
     /// Appends entries (all or none) and waits until they are durable.
-    fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<Appended>, VaultError>;
+    fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<Appended>, VaultError> {
+        self.submit(entries).wait().map(Durable::into_appended)
+    }
+    /// Queues entries (all or none) and returns at once: the ticket resolves when they are
+    /// durable, or to `AuditUnavailable`.
+    fn submit(&self, entries: Vec<AuditEntry>) -> Ticket;
     /// Number of durable entries.
     fn size(&self) -> u64;
     /// Whether appends are currently accepted.
@@ -73,8 +80,8 @@ pub trait AuditLog: Send + Sync {
 }
 
 impl AuditLog for SegmentLog {
-    fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<Appended>, VaultError> {
-        SegmentLog::append(self, entries)
+    fn submit(&self, entries: Vec<AuditEntry>) -> Ticket {
+        SegmentLog::submit(self, entries)
     }
     fn size(&self) -> u64 {
         SegmentLog::size(self)

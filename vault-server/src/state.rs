@@ -86,6 +86,13 @@ impl RateLimiter {
     }
 }
 
+/// A core error as the API answers it (counted as a denial by its code).
+pub fn vault_error(state: &State, e: VaultError) -> ApiError {
+    let e = ApiError::Vault(e);
+    state.metrics.denial(e.code());
+    e
+}
+
 /// Runs a core call on the blocking pool (the core is synchronous and waits for fsync).
 pub async fn core<T, F>(state: &State, f: F) -> Result<T, ApiError>
 where
@@ -96,11 +103,7 @@ where
     web::block(move || f(&s))
         .await
         .map_err(|_| ApiError::Unavailable)?
-        .map_err(|e| {
-            let e = ApiError::Vault(e);
-            state.metrics.denial(e.code());
-            e
-        })
+        .map_err(|e| vault_error(state, e))
 }
 
 fn describe(e: &serde_json::Error) -> String {

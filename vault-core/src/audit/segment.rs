@@ -24,6 +24,7 @@ use super::file::{FsFile, LogFile};
 use super::index::{AuditIndex, AuditQuery, Page, matches};
 use super::merkle::{self, Hash, ProofError};
 use super::note::{Checkpoint, LogSigner, LogVerifier};
+use super::ticket::{self, Answer, Durable, Ticket};
 use super::tree::{ChunkedTree, LeafReader};
 use crate::error::VaultError;
 
@@ -320,11 +321,9 @@ struct Lengths {
     checkpoints: u64,
 }
 
-type Reply = mpsc::SyncSender<Result<Vec<Appended>, VaultError>>;
-
 struct Job {
     entries: Vec<AuditEntry>,
-    reply: Reply,
+    reply: Answer,
 }
 
 /// The segment-file audit log.
@@ -409,17 +408,24 @@ impl SegmentLog {
     /// Appends entries and waits until they are durable (and signed into a checkpoint). All
     /// or none.
     pub fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<Appended>, VaultError> {
+        self.submit(entries).wait().map(Durable::into_appended)
+    }
+
+    /// Queues entries for the writer and returns at once; the ticket resolves when they are
+    /// durable (and signed into a checkpoint), all or none.
+    pub fn submit(&self, entries: Vec<AuditEntry>) -> Ticket {
         if entries.is_empty() {
-            return Ok(Vec::new());
+            return Ticket::ready(Ok(Vec::new()));
         }
-        let (reply, answer) = mpsc::sync_channel(1);
+        let (ticket, reply) = ticket::pair();
+        if let Ok(tx) = self.tx.lock()
+            && let Some(tx) = tx.as_ref()
         {
-            let tx = self.tx.lock().map_err(|_| VaultError::AuditUnavailable)?;
-            let tx = tx.as_ref().ok_or(VaultError::AuditUnavailable)?;
-            tx.send(Job { entries, reply })
-                .map_err(|_| VaultError::AuditUnavailable)?;
+            // A failed send drops the job, whose answer then answers AuditUnavailable.
+            let _ = tx.send(Job { entries, reply });
         }
-        answer.recv().map_err(|_| VaultError::AuditUnavailable)?
+        // Not sent (the log is shut down): `reply` dropped unanswered, the same answer.
+        ticket
     }
 
     /// Whether appends are accepted, checked actively: after a failure the writer re-checks
@@ -429,7 +435,7 @@ impl SegmentLog {
         if self.is_healthy() {
             return true;
         }
-        let (reply, answer) = mpsc::sync_channel(1);
+        let (ticket, reply) = ticket::pair();
         let sent = self
             .tx
             .lock()
@@ -443,7 +449,7 @@ impl SegmentLog {
                 })
             })
             .is_some_and(|r| r.is_ok());
-        sent && matches!(answer.recv(), Ok(Ok(_))) && self.is_healthy()
+        sent && ticket.wait().is_ok() && self.is_healthy()
     }
 
     /// Appends one entry.
@@ -1128,7 +1134,7 @@ fn writer_loop(
         }
         if !inner.healthy.load(Ordering::SeqCst) && recheck(inner, lengths).is_err() {
             for j in jobs {
-                let _ = j.reply.send(Err(VaultError::AuditUnavailable));
+                j.reply.send(Err(VaultError::AuditUnavailable));
             }
             continue;
         }
@@ -1136,7 +1142,7 @@ fn writer_loop(
         if count == 0 {
             // Probes only: the re-check above passed.
             for j in jobs {
-                let _ = j.reply.send(Ok(Vec::new()));
+                j.reply.send(Ok(Vec::new()));
             }
             continue;
         }
@@ -1152,7 +1158,7 @@ fn writer_loop(
                     .collect();
                 for j in jobs.into_iter().rev() {
                     let mine = results.split_off(results.len() - j.entries.len());
-                    let _ = j.reply.send(Ok(mine));
+                    j.reply.send(Ok(mine));
                 }
                 let _ = indexer.try_send((start, bytes));
                 let since = *unsynced_since.get_or_insert_with(Instant::now);
@@ -1165,7 +1171,7 @@ fn writer_loop(
                 inner.healthy.store(false, Ordering::SeqCst);
                 let _ = rollback(inner, lengths);
                 for j in jobs {
-                    let _ = j.reply.send(Err(VaultError::AuditUnavailable));
+                    j.reply.send(Err(VaultError::AuditUnavailable));
                 }
             }
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::Vault;
-use crate::audit::{Access, Actor, Appended, AuditEntry, Pseudonym, SafeId};
+use crate::audit::{Access, Actor, Appended, AuditEntry, Pseudonym, SafeId, Ticket};
 use crate::clock::Timestamp;
 use crate::crypto::{self, FieldSealer};
 use crate::error::VaultError;
@@ -608,6 +608,8 @@ impl<S: VaultStore> Vault<S> {
         Ok((purged, wrapped))
     }
 
+    /// A refused release: its `record.denied` entry is queued; the refusal (`err`) is given
+    /// once that entry is durable (`AuditUnavailable` if it cannot be written).
     fn deny_release(
         &self,
         claims: &GrantClaims,
@@ -615,29 +617,45 @@ impl<S: VaultStore> Vault<S> {
         fields: &[String],
         err: VaultError,
         now: Timestamp,
-    ) -> VaultError {
+    ) -> PendingRelease {
         let actor = match (safe(&claims.official), safe(&claims.agency)) {
             (Ok(o), Ok(a)) => Actor::official(o, a, None),
             _ => Actor::system(),
         };
-        let names: Vec<FieldName> = fields.iter().filter_map(|f| FieldName::parse(f)).collect();
         let gid = safe(&claims.grant_id).ok();
+        self.deny_pending(&actor, subject, fields, gid.as_ref(), err, now)
+    }
+
+    fn deny_pending(
+        &self,
+        actor: &Actor,
+        subject: Option<&Pseudonym>,
+        fields: &[String],
+        grant: Option<&SafeId>,
+        err: VaultError,
+        now: Timestamp,
+    ) -> PendingRelease {
+        let names: Vec<FieldName> = fields.iter().filter_map(|f| FieldName::parse(f)).collect();
         let entry = AuditEntry::record_denied(
             &self.entry_context(now),
-            &actor,
+            actor,
             subject,
             &names,
-            gid.as_ref(),
+            grant,
             err.code(),
         );
-        match entry.and_then(|e| self.audit.append(vec![e])) {
-            Ok(_) => err,
-            Err(_) => VaultError::AuditUnavailable,
+        PendingRelease {
+            ticket: match entry {
+                Ok(e) => self.audit.submit(vec![e]),
+                Err(_) => Ticket::ready(Err(VaultError::AuditUnavailable)),
+            },
+            next: Next::Refuse(err),
         }
     }
 
     /// Verifies a presented token for a release and releases: a token that fails any check
-    /// is refused with its code and audited as `record.denied`.
+    /// is refused with its code and audited as `record.denied`. Blocks until the audit entry
+    /// is durable; `begin_release` + `finish_release` is the same without blocking.
     pub fn release_with_token(
         &self,
         raw_token: &str,
@@ -646,55 +664,66 @@ impl<S: VaultStore> Vault<S> {
         fields: &[String],
         now: Timestamp,
     ) -> Result<Released, VaultError> {
+        let (ticket, next) = self
+            .begin_release(raw_token, presented_thumbprint, citizen_id, fields, now)?
+            .into_parts();
+        self.finish_release(next, ticket.wait())
+    }
+
+    /// The first half of a release (SPEC §2 `GET /v1/citizens/{id}/fields`), which decrypts
+    /// nothing: verifies the token (for this citizen and every field), spends one use of the
+    /// live grant atomically (exactly one caller wins the last use) and queues the
+    /// `record.released` entry, or the `record.denied` entry of a refusal. The caller awaits
+    /// the ticket, then gives its answer to `finish_release`.
+    pub fn begin_release(
+        &self,
+        raw_token: &str,
+        presented_thumbprint: &str,
+        citizen_id: &str,
+        fields: &[String],
+        now: Timestamp,
+    ) -> Result<PendingRelease, VaultError> {
         let verified = self
             .token_cache
             .verify(raw_token, &self.tokens, presented_thumbprint, now);
         match verified {
-            Ok(t) => self.release(&t, citizen_id, fields, now),
+            Ok(t) => self.begin_with(&t, citizen_id, fields, now),
             Err(rejection) => {
                 let subject = CitizenId::parse(citizen_id)
                     .ok()
                     .and_then(|c| self.citizen_pseudonym(&c).ok().flatten());
-                let names: Vec<FieldName> =
-                    fields.iter().filter_map(|f| FieldName::parse(f)).collect();
-                let err = VaultError::Token(rejection);
-                let entry = AuditEntry::record_denied(
-                    &self.entry_context(now),
+                Ok(self.deny_pending(
                     &Actor::system(),
                     subject.as_ref(),
-                    &names,
+                    fields,
                     None,
-                    err.code(),
-                )?;
-                self.audit.append(vec![entry])?;
-                Err(err)
+                    VaultError::Token(rejection),
+                    now,
+                ))
             }
         }
     }
 
-    /// Releases fields under a verified token (SPEC §2 `GET /v1/citizens/{id}/fields`): the
-    /// token must be for this citizen and every field; one use of the live grant is spent
-    /// atomically (exactly one caller wins the last use); the `record.released` entry is made
-    /// durable; only then is the DEK unwrapped and each requested field opened (masked or
-    /// derived as the purpose says). Refusals are audited as `record.denied`.
-    pub fn release(
+    fn begin_with(
         &self,
         token: &VerifiedToken,
         citizen_id: &str,
         fields: &[String],
         now: Timestamp,
-    ) -> Result<Released, VaultError> {
+    ) -> Result<PendingRelease, VaultError> {
         let claims = token.claims();
         let requested: Vec<String> = if fields.is_empty() {
             claims.datatypes.clone()
         } else {
             fields.to_vec()
         };
-        let citizen = CitizenId::parse(citizen_id)
-            .map_err(|e| self.deny_release(claims, None, &requested, e, now))?;
+        let citizen = match CitizenId::parse(citizen_id) {
+            Ok(c) => c,
+            Err(e) => return Ok(self.deny_release(claims, None, &requested, e, now)),
+        };
         let (blind, blind_hex) = self.blind_hex(&citizen);
         if !crypto::ct_eq(blind_hex.as_bytes(), claims.identifier.as_bytes()) {
-            return Err(self.deny_release(
+            return Ok(self.deny_release(
                 claims,
                 None,
                 &requested,
@@ -705,7 +734,7 @@ impl<S: VaultStore> Vault<S> {
         let record = self.store.citizen(&blind)?;
         let subject = self.subject_of(&blind, record.as_ref());
         if requested.iter().any(|f| !claims.datatypes.contains(f)) {
-            return Err(self.deny_release(
+            return Ok(self.deny_release(
                 claims,
                 Some(&subject),
                 &requested,
@@ -726,10 +755,10 @@ impl<S: VaultStore> Vault<S> {
                 self.flusher.mark();
                 g
             }
-            Err(e) => return Err(self.deny_release(claims, Some(&subject), &requested, e, now)),
+            Err(e) => return Ok(self.deny_release(claims, Some(&subject), &requested, e, now)),
         };
         let Some(record) = record else {
-            return Err(self.deny_release(
+            return Ok(self.deny_release(
                 claims,
                 Some(&subject),
                 &requested,
@@ -737,10 +766,9 @@ impl<S: VaultStore> Vault<S> {
                 now,
             ));
         };
-        let purpose = self
-            .policy
-            .purpose(&grant.purpose)
-            .ok_or(VaultError::GrantNotFound)?;
+        if self.policy.purpose(&grant.purpose).is_none() {
+            return Err(VaultError::GrantNotFound);
+        }
         let (purpose_id, dossier, gid) = (
             safe(&grant.purpose)?,
             safe(&grant.dossier_id)?,
@@ -763,18 +791,55 @@ impl<S: VaultStore> Vault<S> {
             break_glass: grant.break_glass,
         };
         // The spent use is durable through this entry (`uses.rs`): the store is flushed in
-        // the background. Durable before anything is decrypted; if this fails, nothing is
-        // opened.
-        let appended = self
-            .audit
-            .append(vec![AuditEntry::record_released(
-                &self.entry_context(now),
-                &actor,
-                &subject,
-                &access,
-            )?])?
+        // the background. Nothing is decrypted before the entry is durable (`finish_release`).
+        let entry =
+            AuditEntry::record_released(&self.entry_context(now), &actor, &subject, &access)?;
+        Ok(PendingRelease {
+            ticket: self.audit.submit(vec![entry]),
+            next: Next::Open(Box::new(Opening {
+                blind,
+                record,
+                requested,
+                grant_id: grant.id,
+                purpose: grant.purpose,
+                now,
+            })),
+        })
+    }
+
+    /// The second half of a release: given the answer of the ticket from `begin_release`,
+    /// opens the granted fields (masked or derived as the purpose says) only if that answer
+    /// says the entry is durable and is that ticket's own; a refusal is returned once its
+    /// denial is durable. Any audit failure is `AuditUnavailable` and releases nothing.
+    pub fn finish_release(
+        &self,
+        next: AfterAudit,
+        durable: Result<crate::audit::Durable, VaultError>,
+    ) -> Result<Released, VaultError> {
+        let durable = durable.map_err(|_| VaultError::AuditUnavailable)?;
+        if durable.ticket() != next.ticket {
+            return Err(VaultError::AuditUnavailable);
+        }
+        let opening = match next.next {
+            Next::Refuse(err) => return Err(err),
+            Next::Open(o) => o,
+        };
+        let appended = durable
+            .into_appended()
             .pop()
             .ok_or(VaultError::AuditUnavailable)?;
+        let Opening {
+            blind,
+            record,
+            requested,
+            grant_id,
+            purpose: purpose_id,
+            now,
+        } = *opening;
+        let purpose = self
+            .policy
+            .purpose(&purpose_id)
+            .ok_or(VaultError::GrantNotFound)?;
         let mut raw_names: Vec<&str> = requested
             .iter()
             .map(String::as_str)
@@ -815,11 +880,67 @@ impl<S: VaultStore> Vault<S> {
             }
         }
         Ok(Released {
-            grant_id: grant.id,
-            purpose: grant.purpose,
+            grant_id,
+            purpose: purpose_id,
             fields: out,
             audit: appended,
         })
+    }
+}
+
+/// A release between its two halves: the audit entry queued (`ticket`), and what follows
+/// once it is durable.
+#[derive(Debug)]
+#[must_use = "a release (or its refusal) completes through finish_release"]
+pub struct PendingRelease {
+    ticket: Ticket,
+    next: Next,
+}
+
+impl PendingRelease {
+    /// The ticket to wait on (or await), and what `finish_release` needs after it.
+    pub fn into_parts(self) -> (Ticket, AfterAudit) {
+        let ticket = self.ticket.id();
+        (
+            self.ticket,
+            AfterAudit {
+                ticket,
+                next: self.next,
+            },
+        )
+    }
+}
+
+/// What a release does once its audit entry is durable; only `finish_release` reads it.
+#[derive(Debug)]
+pub struct AfterAudit {
+    ticket: u64,
+    next: Next,
+}
+
+#[derive(Debug)]
+enum Next {
+    /// Open the granted fields.
+    Open(Box<Opening>),
+    /// Refuse with this error.
+    Refuse(VaultError),
+}
+
+/// The sealed record and the request, held while the `record.released` entry is written.
+struct Opening {
+    blind: BlindId,
+    record: SealedRecord,
+    requested: Vec<String>,
+    grant_id: String,
+    purpose: String,
+    now: Timestamp,
+}
+
+impl std::fmt::Debug for Opening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opening")
+            .field("grant_id", &self.grant_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -1524,6 +1645,76 @@ mod tests {
         let ok = release(&v, "vp-dang-ky-dat-dai", &token, A, &["full_name"]).unwrap();
         assert_eq!(ok.fields["full_name"], json!("Nguyễn Văn An"));
         v.audit().verify_all().unwrap();
+    }
+
+    #[test]
+    fn a_split_release_opens_only_with_its_own_tickets_durable_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let agency = "vp-dang-ky-dat-dai";
+        let thumb = cert_thumbprint(agency.as_bytes());
+        let token = |citizen: &str| {
+            active(ask(
+                &v,
+                agency,
+                citizen,
+                "land_use_certificate",
+                &["full_name"],
+            ))
+            .1
+        };
+        let begin = |t: &str, c: &str| {
+            v.begin_release(t, &thumb, c, &strings(&["full_name"]), NOW)
+                .unwrap()
+                .into_parts()
+        };
+        let (ta, tb) = (token(A), token(A));
+        let (ticket_a, after_a) = begin(&ta, A);
+        let (ticket_b, after_b) = begin(&tb, A);
+        // Another release's durable answer does not open this one, nor does a failure.
+        let (da, db) = (ticket_a.wait(), ticket_b.wait());
+        assert!(da.is_ok() && db.is_ok(), "both entries are durable");
+        let swapped = v.finish_release(after_a, db);
+        assert!(
+            matches!(swapped, Err(VaultError::AuditUnavailable)),
+            "{swapped:?}"
+        );
+        let failed = v.finish_release(after_b, Err(VaultError::AuditUnavailable));
+        assert!(
+            matches!(failed, Err(VaultError::AuditUnavailable)),
+            "{failed:?}"
+        );
+        drop(da);
+        // Awaited as a future, the answer opens exactly what was granted.
+        let (ticket, after) = begin(&token(A), A);
+        let durable = block_on(ticket);
+        let r = v.finish_release(after, durable).unwrap();
+        assert_eq!(r.fields["full_name"], json!("Nguyễn Văn An"));
+        assert_eq!(r.audit.index + 1, v.audit().size());
+        // A refusal completes after its denial is durable, with the refusal's code.
+        let (ticket, after) = begin("not.a.token", A);
+        let refused = v.finish_release(after, block_on(ticket));
+        assert_eq!(refused.unwrap_err().code(), "token_invalid");
+        assert_eq!(events(&v).last().unwrap()["event"], json!("record.denied"));
+    }
+
+    /// Drives a future to completion on this thread (parks until woken).
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                return out;
+            }
+            std::thread::park();
+        }
     }
 
     #[test]
