@@ -130,17 +130,7 @@ impl Grant {
     /// The status as of `now`: an active grant past its expiry, or a pending one past its
     /// consent deadline, reads as expired.
     pub fn status_at(&self, now: Timestamp) -> GrantStatus {
-        match self.status {
-            GrantStatus::Active if self.token_exp.is_some_and(|e| now.as_secs() > e) => {
-                GrantStatus::Expired
-            }
-            GrantStatus::PendingConsent
-                if self.consent_expires_ms.is_some_and(|e| now.as_millis() > e) =>
-            {
-                GrantStatus::Expired
-            }
-            s => s,
-        }
+        status_at(self.status, self.token_exp, self.consent_expires_ms, now)
     }
 
     /// The latest moment (seconds) this grant can still be in force, as far as its state
@@ -176,21 +166,26 @@ impl Grant {
 
     /// Spends one use (the caller holds the grant under compare-and-swap).
     pub fn spend(&mut self, now: Timestamp) -> Result<(), VaultError> {
-        match self.status_at(now) {
-            GrantStatus::Active => {}
-            GrantStatus::Revoked | GrantStatus::Refused => return Err(VaultError::GrantRevoked),
-            GrantStatus::Exhausted => return Err(VaultError::GrantExhausted),
-            GrantStatus::Expired => return Err(VaultError::TokenExpired),
-            GrantStatus::PendingConsent => return Err(VaultError::GrantRevoked),
-        }
-        if self.uses >= self.max_uses {
-            return Err(VaultError::GrantExhausted);
-        }
-        self.uses += 1;
+        let at = status_at(self.status, self.token_exp, self.consent_expires_ms, now);
+        spend(at, &mut self.uses, self.max_uses)?;
         if self.uses == self.max_uses {
             self.end(GrantStatus::Exhausted, now);
         }
         Ok(())
+    }
+
+    /// This grant's binding digest (`binding`).
+    pub fn binding(&self) -> [u8; 16] {
+        binding(&Bound {
+            id: &self.id,
+            citizen: &self.citizen,
+            agency: &self.agency,
+            official: &self.official,
+            purpose: &self.purpose,
+            dossier_id: &self.dossier_id,
+            cert_thumbprint: &self.cert_thumbprint,
+            fields: &self.fields,
+        })
     }
 
     /// Counts a release found in the audit log whose spent use the store may have lost in a
@@ -204,6 +199,154 @@ impl Grant {
         if self.uses == self.max_uses && self.ended_ms.is_none() {
             self.end(GrantStatus::Exhausted, at);
         }
+    }
+}
+
+/// The status rule: an active grant past its token's expiry, or a pending one past its
+/// consent deadline, reads as expired.
+fn status_at(
+    status: GrantStatus,
+    token_exp: Option<i64>,
+    consent_expires_ms: Option<i64>,
+    now: Timestamp,
+) -> GrantStatus {
+    match status {
+        GrantStatus::Active if token_exp.is_some_and(|e| now.as_secs() > e) => GrantStatus::Expired,
+        GrantStatus::PendingConsent if consent_expires_ms.is_some_and(|e| now.as_millis() > e) => {
+            GrantStatus::Expired
+        }
+        s => s,
+    }
+}
+
+/// The use-counting rule: only an active grant with a use left gives one (the caller ends
+/// the grant as exhausted when `uses` reaches `max_uses`).
+fn spend(status: GrantStatus, uses: &mut u32, max_uses: u32) -> Result<(), VaultError> {
+    match status {
+        GrantStatus::Active => {}
+        GrantStatus::Revoked | GrantStatus::Refused => return Err(VaultError::GrantRevoked),
+        GrantStatus::Exhausted => return Err(VaultError::GrantExhausted),
+        GrantStatus::Expired => return Err(VaultError::TokenExpired),
+        GrantStatus::PendingConsent => return Err(VaultError::GrantRevoked),
+    }
+    if *uses >= max_uses {
+        return Err(VaultError::GrantExhausted);
+    }
+    *uses += 1;
+    Ok(())
+}
+
+/// The fixed facts of a grant that its token also carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound<'a> {
+    /// Grant id.
+    pub id: &'a str,
+    /// The citizen's blind id (hex).
+    pub citizen: &'a str,
+    /// The agency.
+    pub agency: &'a str,
+    /// The official.
+    pub official: &'a str,
+    /// The purpose.
+    pub purpose: &'a str,
+    /// The dossier.
+    pub dossier_id: &'a str,
+    /// The agency certificate's thumbprint.
+    pub cert_thumbprint: &'a str,
+    /// The granted fields, in the grant's order.
+    pub fields: &'a [String],
+}
+
+/// SHA-256 (first 16 bytes) over the length-prefixed fixed facts: stored with the grant's
+/// state, so a release can check that its (vault-signed) token describes exactly this grant
+/// without reading the grant itself.
+pub fn binding(b: &Bound<'_>) -> [u8; 16] {
+    let mut buf = Vec::with_capacity(512);
+    let mut put = |s: &str| {
+        buf.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
+        buf.extend_from_slice(s.as_bytes());
+    };
+    for s in [
+        b.id,
+        b.citizen,
+        b.agency,
+        b.official,
+        b.purpose,
+        b.dossier_id,
+        b.cert_thumbprint,
+    ] {
+        put(s);
+    }
+    put(&b.fields.len().to_string());
+    for f in b.fields {
+        put(f);
+    }
+    let digest = crypto::sha256(&buf);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+/// A grant's state record as a release reads it, without the grant: what changes (status,
+/// uses, times, end, review) and the few fixed facts a release needs that its token does not
+/// carry (`max_uses`, consent deadline, break-glass, unit) or that bind the token to the grant
+/// (`binding`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantState {
+    /// Status.
+    pub status: GrantStatus,
+    /// Releases done.
+    pub uses: u32,
+    /// Releases allowed.
+    pub max_uses: u32,
+    /// Token validity start (seconds).
+    pub token_iat: Option<i64>,
+    /// Token expiry (seconds).
+    pub token_exp: Option<i64>,
+    /// Until when the citizen may consent (ms).
+    pub consent_expires_ms: Option<i64>,
+    /// When it ended (ms).
+    pub ended_ms: Option<i64>,
+    /// Break-glass review verdict.
+    pub review: Option<String>,
+    /// Whether an approved grant's token is still to be handed over.
+    pub token_pending_delivery: bool,
+    /// Emergency access.
+    pub break_glass: bool,
+    /// The official's unit.
+    pub unit: Option<String>,
+    /// `binding` of the grant's fixed facts.
+    pub binding: [u8; 16],
+}
+
+impl GrantState {
+    /// The state of `g`.
+    pub fn of(g: &Grant) -> Self {
+        Self {
+            status: g.status,
+            uses: g.uses,
+            max_uses: g.max_uses,
+            token_iat: g.token_iat,
+            token_exp: g.token_exp,
+            consent_expires_ms: g.consent_expires_ms,
+            ended_ms: g.ended_ms,
+            review: g.review.clone(),
+            token_pending_delivery: g.token_pending_delivery,
+            break_glass: g.break_glass,
+            unit: g.unit.clone(),
+            binding: g.binding(),
+        }
+    }
+
+    /// Spends one use, by the same rule as `Grant::spend`.
+    pub fn spend(&mut self, now: Timestamp) -> Result<(), VaultError> {
+        let at = status_at(self.status, self.token_exp, self.consent_expires_ms, now);
+        spend(at, &mut self.uses, self.max_uses)?;
+        if self.uses == self.max_uses {
+            self.status = GrantStatus::Exhausted;
+            self.ended_ms = Some(now.as_millis());
+        }
+        Ok(())
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 pub use sled_store::SledStore;
 
 use crate::error::VaultError;
-use crate::grant::Grant;
+use crate::grant::{Grant, GrantState};
 use crate::id::{BlindId, FieldName};
 use crate::keyring::KeyringRecord;
 use crate::policy::ConsentState;
@@ -94,6 +94,14 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
         durable: bool,
         change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
     ) -> Result<Grant, VaultError>;
+    /// Changes a grant's state record atomically (compare-and-swap, retried) without reading
+    /// the grant: the release path. `change` sees the current state and may refuse. Not
+    /// durable on return (a spent use is durable through its audit entry, `vault::uses`).
+    fn update_grant_state(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
+    ) -> Result<GrantState, VaultError>;
     /// Every break-glass grant (the auditors' review queue is those without a review).
     fn break_glass_grants(&self) -> Result<Vec<Grant>, VaultError>;
     /// The grant holding a verification code.

@@ -1,17 +1,26 @@
-//! Binary encoding of a grant's mutable state (status, uses, token times, delivery flag,
-//! end time, review): a few dozen bytes that a release compare-and-swaps instead of the whole
-//! grant. Decoded with bounds checks only, so corrupt bytes become `StoreCorrupt`.
+//! Binary encoding of a grant's state record: what changes (status, uses, token times,
+//! delivery flag, end time, review) and, since format 2, the fixed facts a release needs
+//! without the grant (`max_uses`, consent deadline, break-glass, unit, the binding digest):
+//! under a hundred bytes that a release reads and compare-and-swaps instead of the grant.
+//! Format 1 records (stores written before) are still read; every write is format 2.
+//! Decoded with bounds checks only, so corrupt bytes become `StoreCorrupt`.
 
 use crate::error::VaultError;
-use crate::grant::{Grant, GrantStatus};
+use crate::grant::{Grant, GrantState, GrantStatus};
 
-const STATE_FORMAT: u8 = 1;
+const FORMAT_1: u8 = 1;
+const FORMAT_2: u8 = 2;
 
 const PENDING_DELIVERY: u8 = 1;
 const HAS_IAT: u8 = 1 << 1;
 const HAS_EXP: u8 = 1 << 2;
 const HAS_ENDED: u8 = 1 << 3;
 const HAS_REVIEW: u8 = 1 << 4;
+/// Format 2 only.
+const BREAK_GLASS: u8 = 1 << 5;
+const HAS_CONSENT: u8 = 1 << 6;
+const HAS_UNIT: u8 = 1 << 7;
+const FORMAT_1_FLAGS: u8 = PENDING_DELIVERY | HAS_IAT | HAS_EXP | HAS_ENDED | HAS_REVIEW;
 
 /// The stored byte of a status. An exhaustive match (not a table) so a new status cannot be
 /// stored without a byte of its own; `status_of` is its inverse (tested by the round trip).
@@ -38,56 +47,119 @@ fn status_of(b: u8) -> Option<GrantStatus> {
     })
 }
 
-/// The mutable part of `g`: format, status, flags, uses, then the present optional values.
+/// The state record of `g` (format 2).
 pub(super) fn encode(g: &Grant) -> Vec<u8> {
+    encode_state(&GrantState::of(g))
+}
+
+/// Format 2: format, status, flags, uses, max_uses, binding, then the present optional
+/// values (iat, exp, ended, consent deadline, unit with a 2-byte length, review to the end).
+pub(super) fn encode_state(st: &GrantState) -> Vec<u8> {
     let mut flags = 0;
-    let mut tail = Vec::with_capacity(24);
-    if g.token_pending_delivery {
+    let mut tail = Vec::with_capacity(48);
+    if st.token_pending_delivery {
         flags |= PENDING_DELIVERY;
     }
+    if st.break_glass {
+        flags |= BREAK_GLASS;
+    }
     for (bit, value) in [
-        (HAS_IAT, g.token_iat),
-        (HAS_EXP, g.token_exp),
-        (HAS_ENDED, g.ended_ms),
+        (HAS_IAT, st.token_iat),
+        (HAS_EXP, st.token_exp),
+        (HAS_ENDED, st.ended_ms),
+        (HAS_CONSENT, st.consent_expires_ms),
     ] {
         if let Some(v) = value {
             flags |= bit;
             tail.extend_from_slice(&v.to_be_bytes());
         }
     }
-    if let Some(r) = &g.review {
+    if let Some(u) = &st.unit {
+        flags |= HAS_UNIT;
+        // Units are identifiers of at most 64 characters (SafeId).
+        tail.extend_from_slice(&u16::try_from(u.len()).unwrap_or(u16::MAX).to_be_bytes());
+        tail.extend_from_slice(u.as_bytes());
+    }
+    if let Some(r) = &st.review {
         flags |= HAS_REVIEW;
         tail.extend_from_slice(r.as_bytes());
     }
-    let mut out = Vec::with_capacity(7 + tail.len());
-    out.extend_from_slice(&[STATE_FORMAT, status_byte(g.status), flags]);
-    out.extend_from_slice(&g.uses.to_be_bytes());
+    let mut out = Vec::with_capacity(27 + tail.len());
+    out.extend_from_slice(&[FORMAT_2, status_byte(st.status), flags]);
+    out.extend_from_slice(&st.uses.to_be_bytes());
+    out.extend_from_slice(&st.max_uses.to_be_bytes());
+    out.extend_from_slice(&st.binding);
     out.extend_from_slice(&tail);
     out
 }
 
-/// Overwrites `g`'s mutable fields with the encoded state.
-pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), VaultError> {
-    let corrupt = || VaultError::StoreCorrupt("grant state unreadable".into());
-    let (head, mut rest) = bytes.split_at_checked(7).ok_or_else(corrupt)?;
-    if head[0] != STATE_FORMAT {
+/// A decoded record: the mutable part (both formats) and, for format 2, the rest.
+struct Decoded {
+    status: GrantStatus,
+    uses: u32,
+    pending: bool,
+    iat: Option<i64>,
+    exp: Option<i64>,
+    ended: Option<i64>,
+    review: Option<String>,
+    fixed: Option<Fixed>,
+}
+
+struct Fixed {
+    max_uses: u32,
+    binding: [u8; 16],
+    consent: Option<i64>,
+    unit: Option<String>,
+    break_glass: bool,
+}
+
+fn corrupt() -> VaultError {
+    VaultError::StoreCorrupt("grant state unreadable".into())
+}
+
+fn take<'a, const N: usize>(rest: &mut &'a [u8]) -> Result<&'a [u8; N], VaultError> {
+    let (v, after) = rest.split_first_chunk::<N>().ok_or_else(corrupt)?;
+    *rest = after;
+    Ok(v)
+}
+
+fn decode(bytes: &[u8]) -> Result<Decoded, VaultError> {
+    let mut rest = bytes;
+    let [format, status, flags] = *take::<3>(&mut rest)?;
+    let allowed = match format {
+        FORMAT_1 => FORMAT_1_FLAGS,
+        FORMAT_2 => u8::MAX,
+        _ => return Err(corrupt()),
+    };
+    let status = status_of(status).ok_or_else(corrupt)?;
+    if flags & !allowed != 0 {
         return Err(corrupt());
     }
-    let status = status_of(head[1]).ok_or_else(corrupt)?;
-    let flags = head[2];
-    if flags & !(PENDING_DELIVERY | HAS_IAT | HAS_EXP | HAS_ENDED | HAS_REVIEW) != 0 {
-        return Err(corrupt());
-    }
-    let uses = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
-    let mut take = |bit: u8| -> Result<Option<i64>, VaultError> {
+    let uses = u32::from_be_bytes(*take(&mut rest)?);
+    let head = if format == FORMAT_2 {
+        Some((
+            u32::from_be_bytes(*take(&mut rest)?),
+            *take::<16>(&mut rest)?,
+        ))
+    } else {
+        None
+    };
+    let mut opt = |bit: u8| -> Result<Option<i64>, VaultError> {
         if flags & bit == 0 {
             return Ok(None);
         }
-        let (v, after) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
-        rest = after;
-        Ok(Some(i64::from_be_bytes(*v)))
+        Ok(Some(i64::from_be_bytes(*take(&mut rest)?)))
     };
-    let (iat, exp, ended) = (take(HAS_IAT)?, take(HAS_EXP)?, take(HAS_ENDED)?);
+    let (iat, exp, ended) = (opt(HAS_IAT)?, opt(HAS_EXP)?, opt(HAS_ENDED)?);
+    let consent = opt(HAS_CONSENT)?;
+    let unit = if flags & HAS_UNIT != 0 {
+        let n = usize::from(u16::from_be_bytes(*take(&mut rest)?));
+        let (u, after) = rest.split_at_checked(n).ok_or_else(corrupt)?;
+        rest = after;
+        Some(String::from_utf8(u.to_vec()).map_err(|_| corrupt())?)
+    } else {
+        None
+    };
     let review = if flags & HAS_REVIEW != 0 {
         Some(String::from_utf8(rest.to_vec()).map_err(|_| corrupt())?)
     } else if rest.is_empty() {
@@ -95,14 +167,55 @@ pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), VaultError> {
     } else {
         return Err(corrupt());
     };
-    g.status = status;
-    g.uses = uses;
-    g.token_pending_delivery = flags & PENDING_DELIVERY != 0;
-    g.token_iat = iat;
-    g.token_exp = exp;
-    g.ended_ms = ended;
-    g.review = review;
+    Ok(Decoded {
+        status,
+        uses,
+        pending: flags & PENDING_DELIVERY != 0,
+        iat,
+        exp,
+        ended,
+        review,
+        fixed: head.map(|(max_uses, binding)| Fixed {
+            max_uses,
+            binding,
+            consent,
+            unit,
+            break_glass: flags & BREAK_GLASS != 0,
+        }),
+    })
+}
+
+/// Overwrites `g`'s mutable fields with the encoded state (either format).
+pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), VaultError> {
+    let d = decode(bytes)?;
+    g.status = d.status;
+    g.uses = d.uses;
+    g.token_pending_delivery = d.pending;
+    g.token_iat = d.iat;
+    g.token_exp = d.exp;
+    g.ended_ms = d.ended;
+    g.review = d.review;
     Ok(())
+}
+
+/// The state a release works on, if the record is format 2 (`None` for format 1: read the
+/// grant).
+pub(super) fn decode_state(bytes: &[u8]) -> Result<Option<GrantState>, VaultError> {
+    let d = decode(bytes)?;
+    Ok(d.fixed.map(|f| GrantState {
+        status: d.status,
+        uses: d.uses,
+        max_uses: f.max_uses,
+        token_iat: d.iat,
+        token_exp: d.exp,
+        consent_expires_ms: f.consent,
+        ended_ms: d.ended,
+        review: d.review,
+        token_pending_delivery: d.pending,
+        break_glass: f.break_glass,
+        unit: f.unit,
+        binding: f.binding,
+    }))
 }
 
 #[cfg(test)]
@@ -121,30 +234,76 @@ mod tests {
         (0u8..6).prop_map(|b| status_of(b).unwrap())
     }
 
+    /// The format-1 record of `g` (what stores before format 2 hold).
+    fn encode_v1(g: &Grant) -> Vec<u8> {
+        let mut flags = 0;
+        let mut tail = Vec::new();
+        if g.token_pending_delivery {
+            flags |= PENDING_DELIVERY;
+        }
+        for (bit, value) in [
+            (HAS_IAT, g.token_iat),
+            (HAS_EXP, g.token_exp),
+            (HAS_ENDED, g.ended_ms),
+        ] {
+            if let Some(v) = value {
+                flags |= bit;
+                tail.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        if let Some(r) = &g.review {
+            flags |= HAS_REVIEW;
+            tail.extend_from_slice(r.as_bytes());
+        }
+        let mut out = vec![FORMAT_1, status_byte(g.status), flags];
+        out.extend_from_slice(&g.uses.to_be_bytes());
+        out.extend_from_slice(&tail);
+        out
+    }
+
     proptest! {
         #[test]
         fn state_round_trips_and_leaves_the_rest_alone(
             st in status(),
             uses in any::<u32>(),
+            max_uses in any::<u32>(),
             pending in any::<bool>(),
+            glass in any::<bool>(),
             iat in proptest::option::of(any::<i64>()),
             exp in proptest::option::of(any::<i64>()),
             ended in proptest::option::of(any::<i64>()),
+            consent in proptest::option::of(any::<i64>()),
+            unit in proptest::option::of("[a-z0-9-]{0,64}"),
             review in proptest::option::of(".{0,40}"),
         ) {
             let mut g = sample();
-            (g.status, g.uses, g.token_pending_delivery) = (st, uses, pending);
+            (g.status, g.uses, g.max_uses, g.token_pending_delivery) = (st, uses, max_uses, pending);
             (g.token_iat, g.token_exp, g.ended_ms, g.review) = (iat, exp, ended, review);
+            (g.break_glass, g.consent_expires_ms, g.unit) = (glass, consent, unit);
             let bytes = encode(&g);
-            let mut back = sample();
+            // The whole grant's mutable part comes back onto a grant with the same facts.
+            let mut back = g.clone();
+            (back.status, back.uses, back.review) = (GrantStatus::Active, 0, None);
+            (back.token_iat, back.token_exp, back.ended_ms) = (None, None, None);
             apply(&bytes, &mut back).unwrap();
             prop_assert_eq!(&back, &g);
+            // The release's view is the grant's state, binding included.
+            prop_assert_eq!(decode_state(&bytes).unwrap(), Some(GrantState::of(&g)));
+            // And format 1, as older stores hold it, still applies (with no release view).
+            let v1 = encode_v1(&g);
+            let mut back = sample();
+            (back.max_uses, back.break_glass) = (g.max_uses, g.break_glass);
+            (back.consent_expires_ms, back.unit) = (g.consent_expires_ms, g.unit.clone());
+            apply(&v1, &mut back).unwrap();
+            prop_assert_eq!(&back, &g);
+            prop_assert_eq!(decode_state(&v1).unwrap(), None);
         }
 
         #[test]
-        fn corrupt_state_is_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn corrupt_state_is_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
             let mut g = sample();
             let _ = apply(&bytes, &mut g);
+            let _ = decode_state(&bytes);
         }
     }
 
@@ -153,18 +312,54 @@ mod tests {
         let mut g = sample();
         g.ended_ms = Some(5);
         g.review = Some("justified".into());
+        g.unit = Some("phong-tn".into());
         let bytes = encode(&g);
-        assert_eq!(bytes.len(), 7 + 24 + 9, "a few dozen bytes");
-        for cut in 0..7 + 24 {
+        let fixed = 3 + 4 + 4 + 16;
+        assert_eq!(bytes.len(), fixed + 24 + 2 + 8 + 9, "under a hundred bytes");
+        for cut in 0..fixed + 24 + 2 + 8 {
             assert!(apply(&bytes[..cut], &mut sample()).is_err(), "cut at {cut}");
+            assert!(decode_state(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        for (at, value) in [(0, 2), (1, 9), (2, 0x80)] {
+        for (at, value) in [(0, 3), (0, 0), (1, 9)] {
             let mut bad = bytes.clone();
             bad[at] = value;
             assert!(apply(&bad, &mut sample()).is_err(), "byte {at} = {value}");
         }
+        // Format 1 knows only its five flags.
+        let mut v1 = encode_v1(&sample());
+        v1[2] |= BREAK_GLASS;
+        assert!(apply(&v1, &mut sample()).is_err());
         let mut trailing = encode(&sample());
         trailing.push(0);
         assert!(apply(&trailing, &mut sample()).is_err());
+        let mut trailing = encode_v1(&sample());
+        trailing.push(0);
+        assert!(apply(&trailing, &mut sample()).is_err());
+    }
+
+    #[test]
+    fn the_binding_changes_with_every_fact_a_token_carries() {
+        let g = sample();
+        let base = g.binding();
+        let changes: [fn(&mut Grant); 8] = [
+            |g| g.id.push('x'),
+            |g| g.citizen.push('x'),
+            |g| g.agency.push('x'),
+            |g| g.official.push('x'),
+            |g| g.purpose.push('x'),
+            |g| g.dossier_id.push('x'),
+            |g| g.cert_thumbprint.push('x'),
+            |g| g.fields.push("phone".into()),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut h = g.clone();
+            change(&mut h);
+            assert_ne!(h.binding(), base, "fact {i}");
+        }
+        // Length prefixes: moving a character from one fact to the next changes it too.
+        let mut h = g.clone();
+        h.agency = format!("{}{}", h.agency, &h.official[..1]);
+        h.official.remove(0);
+        assert_ne!(h.binding(), base);
     }
 }

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES, Tail};
 use super::{SealedRecord, VaultStore, codec, grant_state};
 use crate::error::VaultError;
-use crate::grant::Grant;
+use crate::grant::{Grant, GrantState};
 use crate::id::BlindId;
 use crate::keyring::KeyringRecord;
 use crate::policy::ConsentState;
@@ -682,6 +682,36 @@ impl VaultStore for SledStore {
         }
     }
 
+    fn update_grant_state(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
+    ) -> Result<GrantState, VaultError> {
+        loop {
+            let old = self.states.get(id)?.ok_or(VaultError::GrantNotFound)?;
+            let mut st = match grant_state::decode_state(&old)? {
+                Some(st) => st,
+                // A format-1 record (older store): the grant gives the fixed facts, and the
+                // swap below writes format 2.
+                None => {
+                    let json = self.grants.get(id)?.ok_or(VaultError::GrantNotFound)?;
+                    let mut g = decode_grant(&json)?;
+                    grant_state::apply(&old, &mut g)?;
+                    GrantState::of(&g)
+                }
+            };
+            change(&mut st)?;
+            let new = grant_state::encode_state(&st);
+            if self
+                .states
+                .compare_and_swap(id, Some(old), Some(new))?
+                .is_ok()
+            {
+                return Ok(st);
+            }
+        }
+    }
+
     fn break_glass_grants(&self) -> Result<Vec<Grant>, VaultError> {
         let mut out = Vec::new();
         for kv in self.meta.scan_prefix(joined(&["break_glass", ""])) {
@@ -888,8 +918,14 @@ mod tests {
         std::thread::scope(|scope| {
             for _ in 0..8 {
                 scope.spawn(|| {
-                    for _ in 0..10 {
-                        if s.update_grant("g-1", false, &mut |g| g.spend(now)).is_ok() {
+                    for i in 0..10 {
+                        // The release path (state only) and the whole-grant path race alike.
+                        let won = if i % 2 == 0 {
+                            s.update_grant_state("g-1", &mut |st| st.spend(now)).is_ok()
+                        } else {
+                            s.update_grant("g-1", false, &mut |g| g.spend(now)).is_ok()
+                        };
+                        if won {
                             wins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
@@ -905,7 +941,39 @@ mod tests {
             json,
             "JSON as inserted"
         );
-        assert!(s.states.get("g-1").unwrap().unwrap().len() < 40);
+        assert!(s.states.get("g-1").unwrap().unwrap().len() < 64);
+    }
+
+    #[test]
+    fn a_format_1_state_is_read_through_its_grant_and_rewritten_as_format_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let mut g = grant("g-1", 2_000);
+        g.max_uses = 5;
+        g.unit = Some("phong-tn".into());
+        assert!(s.insert_grant(&g).unwrap());
+        // As a store written before format 2 holds it: status, flags, uses, iat, exp.
+        let mut v1 = vec![1, 1, 0b110];
+        v1.extend_from_slice(&0u32.to_be_bytes());
+        v1.extend_from_slice(&g.token_iat.unwrap().to_be_bytes());
+        v1.extend_from_slice(&g.token_exp.unwrap().to_be_bytes());
+        s.states.insert("g-1", v1).unwrap();
+        let now = crate::Timestamp::from_millis(1_800_000);
+        let st = s
+            .update_grant_state("g-1", &mut |st| st.spend(now))
+            .unwrap();
+        assert_eq!((st.uses, st.max_uses, st.binding), (1, 5, g.binding()));
+        assert_eq!(st.unit.as_deref(), Some("phong-tn"));
+        assert_eq!(s.states.get("g-1").unwrap().unwrap()[0], 2, "now format 2");
+        let st = s
+            .update_grant_state("g-1", &mut |st| st.spend(now))
+            .unwrap();
+        assert_eq!(st.uses, 2);
+        assert_eq!(s.grant("g-1").unwrap().unwrap().uses, 2);
+        assert!(matches!(
+            s.update_grant_state("g-9", &mut |st| st.spend(now)),
+            Err(VaultError::GrantNotFound)
+        ));
     }
 
     #[test]

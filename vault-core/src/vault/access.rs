@@ -744,16 +744,30 @@ impl<S: VaultStore> Vault<S> {
         }
         // A store whose background flush fails stops releases (it would stop covering them).
         self.flusher.check()?;
-        let spent = self.store.update_grant(&claims.grant_id, false, &mut |g| {
-            if g.citizen != blind_hex || g.cert_thumbprint != claims.cert_thumbprint {
+        // Only the grant's small state record is read and swapped: the token, signed by the
+        // vault when it issued the grant, carries the grant's other facts, and the state's
+        // binding digest proves they are this grant's (citizen, agency, official, purpose,
+        // dossier, certificate, fields).
+        let bound = grant::binding(&grant::Bound {
+            id: &claims.grant_id,
+            citizen: &claims.identifier,
+            agency: &claims.agency,
+            official: &claims.official,
+            purpose: &claims.purpose,
+            dossier_id: &claims.dossier_id,
+            cert_thumbprint: &claims.cert_thumbprint,
+            fields: &claims.datatypes,
+        });
+        let spent = self.store.update_grant_state(&claims.grant_id, &mut |st| {
+            if !crypto::ct_eq(&st.binding, &bound) {
                 return Err(VaultError::TokenNotForCitizen);
             }
-            g.spend(now)
+            st.spend(now)
         });
-        let grant = match spent {
-            Ok(g) => {
+        let state = match spent {
+            Ok(st) => {
                 self.flusher.mark();
-                g
+                st
             }
             Err(e) => return Ok(self.deny_release(claims, Some(&subject), &requested, e, now)),
         };
@@ -766,29 +780,29 @@ impl<S: VaultStore> Vault<S> {
                 now,
             ));
         };
-        if self.policy.purpose(&grant.purpose).is_none() {
+        if self.policy.purpose(&claims.purpose).is_none() {
             return Err(VaultError::GrantNotFound);
         }
         let (purpose_id, dossier, gid) = (
-            safe(&grant.purpose)?,
-            safe(&grant.dossier_id)?,
-            safe(&grant.id)?,
+            safe(&claims.purpose)?,
+            safe(&claims.dossier_id)?,
+            safe(&claims.grant_id)?,
         );
         let names: Vec<FieldName> = requested
             .iter()
             .filter_map(|f| FieldName::parse(f))
             .collect();
         let actor = Actor::official(
-            safe(&grant.official)?,
-            safe(&grant.agency)?,
-            grant.unit.as_deref().map(safe).transpose()?,
+            safe(&claims.official)?,
+            safe(&claims.agency)?,
+            state.unit.as_deref().map(safe).transpose()?,
         );
         let access = Access {
             purpose: &purpose_id,
             dossier: &dossier,
             fields: &names,
             grant: Some(&gid),
-            break_glass: grant.break_glass,
+            break_glass: state.break_glass,
         };
         // The spent use is durable through this entry (`uses.rs`): the store is flushed in
         // the background. Nothing is decrypted before the entry is durable (`finish_release`).
@@ -800,8 +814,8 @@ impl<S: VaultStore> Vault<S> {
                 blind,
                 record,
                 requested,
-                grant_id: grant.id,
-                purpose: grant.purpose,
+                grant_id: claims.grant_id.clone(),
+                purpose: claims.purpose.clone(),
                 now,
             })),
         })
@@ -1696,6 +1710,33 @@ mod tests {
         let refused = v.finish_release(after, block_on(ticket));
         assert_eq!(refused.unwrap_err().code(), "token_invalid");
         assert_eq!(events(&v).last().unwrap()["event"], json!("record.denied"));
+    }
+
+    #[test]
+    fn a_vault_signed_token_that_does_not_describe_its_grant_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let agency = "vp-dang-ky-dat-dai";
+        let (g, _) = active(ask(&v, agency, A, "land_use_certificate", &["full_name"]));
+        // Signed with the vault's own key, for this grant's id, but another dossier (or
+        // another field list): the state's binding digest refuses it, and no use is spent.
+        let forged = |edit: &dyn Fn(&mut Grant)| {
+            let mut h = g.clone();
+            edit(&mut h);
+            v.token_for(&h).unwrap()
+        };
+        for token in [
+            forged(&|h| h.dossier_id = "HS-OTHER".into()),
+            forged(&|h| h.fields.push("phone".into())),
+            forged(&|h| h.official = "can-bo-99".into()),
+        ] {
+            let r = release(&v, agency, &token, A, &["full_name"]);
+            assert!(matches!(r, Err(VaultError::TokenNotForCitizen)), "{r:?}");
+        }
+        assert_eq!(v.store.grant(&g.id).unwrap().unwrap().uses, 0);
+        let genuine = v.token_for(&g).unwrap();
+        let r = release(&v, agency, &genuine, A, &["full_name"]).unwrap();
+        assert_eq!(r.fields["full_name"], json!("Nguyễn Văn An"));
     }
 
     /// Drives a future to completion on this thread (parks until woken).
