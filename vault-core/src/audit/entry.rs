@@ -391,9 +391,8 @@ impl Draft {
         self
     }
     fn finish(self) -> Result<AuditEntry, VaultError> {
-        let obj: Map<String, Value> = self.m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        let bytes =
-            serde_json::to_vec(&Value::Object(obj)).map_err(|_| VaultError::InvalidIdentifier)?;
+        // A map sorted by its (ASCII) keys serializes exactly as the JSON object would.
+        let bytes = serde_json::to_vec(&self.m).map_err(|_| VaultError::InvalidIdentifier)?;
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(VaultError::AuditEntryTooLarge);
         }
