@@ -104,6 +104,15 @@ pub fn install() -> std::io::Result<()> {
     Ok(())
 }
 
+/// `install`, or exits with status 1 naming `tool` (a run that could not clean up after a
+/// signal must not start).
+pub fn install_or_exit(tool: &str) {
+    if let Err(e) = install() {
+        eprintln!("{tool}: cannot watch for signals: {e}");
+        std::process::exit(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,12 +166,17 @@ impl Grant {
 
     /// Spends one use (the caller holds the grant under compare-and-swap).
     pub fn spend(&mut self, now: Timestamp) -> Result<(), VaultError> {
-        let at = status_at(self.status, self.token_exp, self.consent_expires_ms, now);
-        spend(at, &mut self.uses, self.max_uses)?;
-        if self.uses == self.max_uses {
-            self.end(GrantStatus::Exhausted, now);
-        }
-        Ok(())
+        spend(
+            Uses {
+                status: &mut self.status,
+                uses: &mut self.uses,
+                ended_ms: &mut self.ended_ms,
+                max_uses: self.max_uses,
+                token_exp: self.token_exp,
+                consent_expires_ms: self.consent_expires_ms,
+            },
+            now,
+        )
     }
 
     /// This grant's binding digest (`binding`).
@@ -219,20 +224,34 @@ fn status_at(
     }
 }
 
-/// The use-counting rule: only an active grant with a use left gives one (the caller ends
-/// the grant as exhausted when `uses` reaches `max_uses`).
-fn spend(status: GrantStatus, uses: &mut u32, max_uses: u32) -> Result<(), VaultError> {
-    match status {
+/// What the use-counting rule reads and changes, borrowed from a `Grant` or a `GrantState`.
+struct Uses<'a> {
+    status: &'a mut GrantStatus,
+    uses: &'a mut u32,
+    ended_ms: &'a mut Option<i64>,
+    max_uses: u32,
+    token_exp: Option<i64>,
+    consent_expires_ms: Option<i64>,
+}
+
+/// The use-counting rule: only an active grant (as of `now`) with a use left gives one; the
+/// last use ends it as exhausted at `now`.
+fn spend(u: Uses<'_>, now: Timestamp) -> Result<(), VaultError> {
+    match status_at(*u.status, u.token_exp, u.consent_expires_ms, now) {
         GrantStatus::Active => {}
         GrantStatus::Revoked | GrantStatus::Refused => return Err(VaultError::GrantRevoked),
         GrantStatus::Exhausted => return Err(VaultError::GrantExhausted),
         GrantStatus::Expired => return Err(VaultError::TokenExpired),
         GrantStatus::PendingConsent => return Err(VaultError::GrantRevoked),
     }
-    if *uses >= max_uses {
+    if *u.uses >= u.max_uses {
         return Err(VaultError::GrantExhausted);
     }
-    *uses += 1;
+    *u.uses += 1;
+    if *u.uses == u.max_uses {
+        *u.status = GrantStatus::Exhausted;
+        *u.ended_ms = Some(now.as_millis());
+    }
     Ok(())
 }
 
@@ -340,13 +359,17 @@ impl GrantState {
 
     /// Spends one use, by the same rule as `Grant::spend`.
     pub fn spend(&mut self, now: Timestamp) -> Result<(), VaultError> {
-        let at = status_at(self.status, self.token_exp, self.consent_expires_ms, now);
-        spend(at, &mut self.uses, self.max_uses)?;
-        if self.uses == self.max_uses {
-            self.status = GrantStatus::Exhausted;
-            self.ended_ms = Some(now.as_millis());
-        }
-        Ok(())
+        spend(
+            Uses {
+                status: &mut self.status,
+                uses: &mut self.uses,
+                ended_ms: &mut self.ended_ms,
+                max_uses: self.max_uses,
+                token_exp: self.token_exp,
+                consent_expires_ms: self.consent_expires_ms,
+            },
+            now,
+        )
     }
 }
 

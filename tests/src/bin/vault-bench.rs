@@ -225,10 +225,7 @@ fn start_ceiling(pki: &Path, body_bytes: usize) -> (Ceiling, String) {
 
 fn main() {
     let plan = plan();
-    if let Err(e) = stop::install() {
-        eprintln!("vault-bench: cannot watch for signals: {e}");
-        std::process::exit(1);
-    }
+    stop::install_or_exit("vault-bench");
     std::fs::create_dir_all(&plan.out).unwrap();
     let work = tempfile::tempdir().unwrap();
     let _work_removed_on_stop = stop::remove_on_stop(work.path().to_path_buf());

@@ -23,10 +23,7 @@ fn main() {
         ],
         USAGE,
     );
-    if let Err(e) = vault_tests::stop::install() {
-        eprintln!("vault-crash: cannot watch for signals: {e}");
-        std::process::exit(1);
-    }
+    vault_tests::stop::install_or_exit("vault-crash");
     let seed = args.number(
         "--seed",
         std::time::SystemTime::UNIX_EPOCH

@@ -30,10 +30,7 @@ fn main() {
         ],
         USAGE,
     );
-    if let Err(e) = vault_tests::stop::install() {
-        eprintln!("vault-soak: cannot watch for signals: {e}");
-        std::process::exit(1);
-    }
+    vault_tests::stop::install_or_exit("vault-soak");
     let opts = SoakOptions {
         duration: Duration::from_secs(args.number("--seconds", 900)),
         warmup: Duration::from_secs(args.number("--warmup", 300)),
