@@ -50,6 +50,18 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
     fn put_keyring(&self, record: &KeyringRecord) -> Result<(), VaultError>;
     /// A citizen's sealed record.
     fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, VaultError>;
+    /// A citizen's sealed record with only the fields `keep` accepts (a release opens a few
+    /// of the ~20 a record holds; the others need not be copied out).
+    fn citizen_fields(
+        &self,
+        id: &BlindId,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<SealedRecord>, VaultError> {
+        Ok(self.citizen(id)?.map(|mut r| {
+            r.fields.retain(|n, _| keep(n.as_str()));
+            r
+        }))
+    }
     /// Writes many records atomically (all or none). Durable after `flush`.
     fn put_citizens(&self, records: &[(BlindId, SealedRecord)]) -> Result<(), VaultError>;
     /// Removes a citizen's record (DEK, salt, fields, index row) and flushes.

@@ -78,7 +78,17 @@ impl<'a> Reader<'a> {
     }
 }
 
+#[cfg(test)]
 pub(super) fn decode(bytes: &[u8]) -> Result<SealedRecord, VaultError> {
+    decode_fields(bytes, &|_| true)
+}
+
+/// Decodes a record keeping only the fields `keep` accepts; the others are bounds-checked
+/// and skipped without a copy (the whole encoding is still checked).
+pub(super) fn decode_fields(
+    bytes: &[u8],
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<SealedRecord, VaultError> {
     let mut r = Reader(bytes);
     if r.u8()? != RECORD_FORMAT {
         return Err(VaultError::StoreCorrupt("unknown record format".into()));
@@ -93,14 +103,23 @@ pub(super) fn decode(bytes: &[u8]) -> Result<SealedRecord, VaultError> {
     for _ in 0..count {
         let n = usize::from(r.u8()?);
         let name = std::str::from_utf8(r.take(n)?)
-            .ok()
-            .and_then(FieldName::parse)
-            .ok_or_else(|| VaultError::StoreCorrupt("bad field name".into()))?;
+            .map_err(|_| VaultError::StoreCorrupt("bad field name".into()))?;
         let version = r.u64()?;
         let n =
             usize::try_from(r.u32()?).map_err(|_| VaultError::StoreCorrupt("bad length".into()))?;
-        let envelope = r.take(n)?.to_vec();
-        fields.insert(name, SealedField { version, envelope });
+        let envelope = r.take(n)?;
+        if !keep(name) {
+            continue;
+        }
+        let name = FieldName::parse(name)
+            .ok_or_else(|| VaultError::StoreCorrupt("bad field name".into()))?;
+        fields.insert(
+            name,
+            SealedField {
+                version,
+                envelope: envelope.to_vec(),
+            },
+        );
     }
     if !r.0.is_empty() {
         return Err(VaultError::StoreCorrupt("trailing bytes in record".into()));
@@ -148,6 +167,23 @@ mod tests {
     fn round_trips() {
         let r = sample();
         assert_eq!(decode(&encode(&r)).unwrap(), r);
+    }
+
+    #[test]
+    fn a_filtered_decode_keeps_only_the_chosen_fields_and_still_checks_the_rest() {
+        let enc = encode(&sample());
+        let only = decode_fields(&enc, &|n| n == "phone").unwrap();
+        let mut want = sample();
+        want.fields.retain(|n, _| n.as_str() == "phone");
+        assert_eq!(only, want);
+        assert!(decode_fields(&enc, &|_| false).unwrap().fields.is_empty());
+        // A damaged skipped field is still an error.
+        let mut bad = enc.clone();
+        bad.truncate(enc.len() - 1);
+        assert!(decode_fields(&bad, &|n| n == "full_name").is_err());
+        let mut trailing = enc;
+        trailing.push(0);
+        assert!(decode_fields(&trailing, &|_| false).is_err());
     }
 
     proptest! {

@@ -345,13 +345,23 @@ impl SledStore {
     /// The record an index value names: read from the file, or decoded in place for a record
     /// stored inline. `None` if its frame was shredded (an erasure cut short by a crash).
     fn record_of(&self, id: &BlindId, value: &[u8]) -> Result<Option<SealedRecord>, VaultError> {
+        self.record_with(id, value, &|_| true)
+    }
+
+    /// The record an index value names, with only the fields `keep` accepts.
+    fn record_with(
+        &self,
+        id: &BlindId,
+        value: &[u8],
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<SealedRecord>, VaultError> {
         match Location::decode(value) {
             Some(at) => self
                 .records
                 .read(at, id)?
-                .map(|p| codec::decode(&p))
+                .map(|p| codec::decode_fields(&p, keep))
                 .transpose(),
-            None => codec::decode(value).map(Some),
+            None => codec::decode_fields(value, keep).map(Some),
         }
     }
 
@@ -470,11 +480,19 @@ impl VaultStore for SledStore {
     }
 
     fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, VaultError> {
+        self.citizen_fields(id, &|_| true)
+    }
+
+    fn citizen_fields(
+        &self,
+        id: &BlindId,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<SealedRecord>, VaultError> {
         let mut value = self.citizens.get(id.as_bytes())?;
         let mut tries = 0;
         loop {
             let Some(v) = &value else { return Ok(None) };
-            let read = self.record_of(id, v);
+            let read = self.record_with(id, v, keep);
             if matches!(read, Ok(Some(_))) {
                 return read;
             }

@@ -731,7 +731,11 @@ impl<S: VaultStore> Vault<S> {
                 now,
             ));
         }
-        let record = self.store.citizen(&blind)?;
+        // Only the fields this release opens are copied out of the record.
+        let sources = field_sources(&requested);
+        let record = self
+            .store
+            .citizen_fields(&blind, &|n| sources.contains(&n))?;
         let subject = self.subject_of(&blind, record.as_ref());
         if requested.iter().any(|f| !claims.datatypes.contains(f)) {
             return Ok(self.deny_release(
@@ -854,20 +858,7 @@ impl<S: VaultStore> Vault<S> {
             .policy
             .purpose(&purpose_id)
             .ok_or(VaultError::GrantNotFound)?;
-        let mut raw_names: Vec<&str> = requested
-            .iter()
-            .map(String::as_str)
-            .filter(|f| *f != policy::DERIVED_AGE_AT_LEAST && *f != policy::DERIVED_RESIDES_IN)
-            .collect();
-        let wants_age = requested.iter().any(|f| f == policy::DERIVED_AGE_AT_LEAST);
-        let wants_residence = requested.iter().any(|f| f == policy::DERIVED_RESIDES_IN);
-        if wants_age {
-            raw_names.push("date_of_birth");
-        }
-        if wants_residence {
-            raw_names.extend(["residence_district", "residence_ward"]);
-        }
-        let opened = self.open_fields(&blind, &record, &raw_names)?;
+        let opened = self.open_fields(&blind, &record, &field_sources(&requested))?;
         let mut out = BTreeMap::new();
         for f in &requested {
             if f == policy::DERIVED_AGE_AT_LEAST {
@@ -900,6 +891,23 @@ impl<S: VaultStore> Vault<S> {
             audit: appended,
         })
     }
+}
+
+/// The stored fields a release of `requested` opens: the requested fields themselves, and
+/// for a derived answer the fields it is computed from.
+fn field_sources(requested: &[String]) -> Vec<&str> {
+    let mut raw: Vec<&str> = requested
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != policy::DERIVED_AGE_AT_LEAST && *f != policy::DERIVED_RESIDES_IN)
+        .collect();
+    if requested.iter().any(|f| f == policy::DERIVED_AGE_AT_LEAST) {
+        raw.push("date_of_birth");
+    }
+    if requested.iter().any(|f| f == policy::DERIVED_RESIDES_IN) {
+        raw.extend(["residence_district", "residence_ward"]);
+    }
+    raw
 }
 
 /// A release between its two halves: the audit entry queued (`ticket`), and what follows
