@@ -152,8 +152,11 @@ fn default_listen() -> String {
 fn default_data() -> PathBuf {
     PathBuf::from("./vault-data")
 }
-fn default_blocking() -> usize {
-    32
+/// Blocking-pool threads per worker: the release and the grant decision run on the worker
+/// itself now, so the pool serves the grant's store write and the slower routes; 8 served as
+/// many grants as 32 with ~100 MiB less memory under load (BENCHMARKS.md).
+pub(crate) fn default_blocking() -> usize {
+    8
 }
 fn default_refresh() -> u64 {
     300

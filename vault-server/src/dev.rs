@@ -174,7 +174,7 @@ pub fn prepare(data: &Path, listen: &str) -> Result<DevSetup, String> {
         root_key: None,
         policies: None,
         workers: 0,
-        blocking_threads: 32,
+        blocking_threads: crate::config::default_blocking(),
         tls: TlsConfig {
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),

@@ -187,6 +187,7 @@ impl<S: VaultStore> Vault<S> {
     /// Decides a grant request (SPEC §2 `POST /v1/grants`). Denials are audited and returned
     /// as `Denied`; a pending or active grant is audited before it is stored. The same
     /// idempotency key with the same body returns the same grant (and the same token).
+    /// Blocks until the grant's audit entry is durable (`begin_grant` + `finish_grant`).
     pub fn request_grant(
         &self,
         caller: &AgencyCaller,
@@ -194,6 +195,23 @@ impl<S: VaultStore> Vault<S> {
         idempotency_key: Option<&str>,
         now: Timestamp,
     ) -> Result<GrantOutcome, VaultError> {
+        let (ticket, after) = self
+            .begin_grant(caller, req, idempotency_key, now)?
+            .into_parts();
+        self.finish_grant(after, ticket.wait())
+    }
+
+    /// The first half of a grant request: decides it and queues its audit entry
+    /// (`grant.issued`, `grant.pending_consent` or `grant.denied`); nothing is stored and no
+    /// token is signed. The caller waits on (or awaits) the ticket, then calls `finish_grant`.
+    /// An idempotent replay of an earlier grant queues nothing.
+    pub fn begin_grant(
+        &self,
+        caller: &AgencyCaller,
+        req: &GrantRequest,
+        idempotency_key: Option<&str>,
+        now: Timestamp,
+    ) -> Result<PendingGrant, VaultError> {
         let citizen = CitizenId::parse(&req.citizen_id)?;
         let official = safe(&req.official_id)?;
         let unit = req.official_unit.as_deref().map(safe).transpose()?;
@@ -224,17 +242,23 @@ impl<S: VaultStore> Vault<S> {
                 .store
                 .grant(&grant_id)?
                 .ok_or(VaultError::GrantNotFound)?;
-            return Ok(match g.status {
+            let outcome = match g.status {
                 GrantStatus::Active => GrantOutcome::Active {
                     token: self.token_for(&g)?,
                     grant: g,
                 },
                 _ => GrantOutcome::Pending { grant: g },
+            };
+            return Ok(PendingGrant {
+                ticket: Ticket::ready(Ok(Vec::new())),
+                next: GrantNext::Replay(Box::new(outcome)),
             });
         }
-        let record = self.store.citizen(&blind)?;
+        let record = self
+            .store
+            .citizen_fields(&blind, &|n| RESIDENCE.contains(&n))?;
         let facts_values = match &record {
-            Some(r) => self.open_fields(&blind, r, &["residence_district", "residence_ward"])?,
+            Some(r) => self.open_fields(&blind, r, &RESIDENCE)?,
             None => BTreeMap::new(),
         };
         let consent = self
@@ -274,14 +298,12 @@ impl<S: VaultStore> Vault<S> {
                     grant: None,
                     break_glass: false,
                 };
-                self.audit.append(vec![AuditEntry::grant_denied(
-                    &ctx,
-                    &actor,
-                    Some(&subject),
-                    &access,
-                    denial.code(),
-                )?])?;
-                return Err(VaultError::Denied(denial));
+                let entry =
+                    AuditEntry::grant_denied(&ctx, &actor, Some(&subject), &access, denial.code())?;
+                return Ok(PendingGrant {
+                    ticket: self.audit.submit(vec![entry]),
+                    next: GrantNext::Refuse(VaultError::Denied(denial)),
+                });
             }
             Ok(_) => self
                 .policy
@@ -331,39 +353,83 @@ impl<S: VaultStore> Vault<S> {
             break_glass,
         };
         let pending = matches!(decision, Ok(Decision::PendingConsent));
-        if pending {
+        let entry = if pending {
             g.consent_expires_ms = Some(now.plus_secs(CONSENT_WINDOW_SECS).as_millis());
-            self.audit.append(vec![AuditEntry::grant_pending(
-                &ctx, &actor, &subject, &access,
-            )?])?;
+            AuditEntry::grant_pending(&ctx, &actor, &subject, &access)?
         } else {
             g.activate(now);
-            self.audit.append(vec![AuditEntry::grant_issued(
-                &ctx, &actor, &subject, &access,
-            )?])?;
+            AuditEntry::grant_issued(&ctx, &actor, &subject, &access)?
+        };
+        Ok(PendingGrant {
+            ticket: self.audit.submit(vec![entry]),
+            next: GrantNext::Store(Box::new(Storing {
+                grant: g,
+                pending,
+                caller: caller.clone(),
+                request: req.clone(),
+                idempotency: idempotency_key.map(|k| (k.to_owned(), request_hash)),
+                subject,
+                actor,
+                now,
+            })),
+        })
+    }
+
+    /// The second half of a grant request: given the answer of the ticket from
+    /// `begin_grant`, stores the grant and signs its token only if that answer says the
+    /// entry is durable and is that ticket's own; a denial is returned once its entry is
+    /// durable. Any audit failure is `AuditUnavailable` and stores nothing.
+    pub fn finish_grant(
+        &self,
+        next: AfterGrantAudit,
+        durable: Result<crate::audit::Durable, VaultError>,
+    ) -> Result<GrantOutcome, VaultError> {
+        let storing = match next.next {
+            GrantNext::Replay(outcome) => return Ok(*outcome),
+            GrantNext::Refuse(err) => {
+                return match durable {
+                    Ok(d) if d.ticket() == next.ticket => Err(err),
+                    _ => Err(VaultError::AuditUnavailable),
+                };
+            }
+            GrantNext::Store(s) => s,
+        };
+        let durable = durable.map_err(|_| VaultError::AuditUnavailable)?;
+        if durable.ticket() != next.ticket {
+            return Err(VaultError::AuditUnavailable);
         }
+        let Storing {
+            grant: mut g,
+            pending,
+            caller,
+            request,
+            idempotency,
+            subject,
+            actor,
+            now,
+        } = *storing;
         while !self.store.insert_grant(&g)? {
             g.verification_code = grant::new_verification_code()?;
         }
-        if let Some(key) = idempotency_key
+        if let Some((key, request_hash)) = &idempotency
             && !self
                 .store
-                .put_idempotency(&caller.agency, key, &request_hash, &g.id)?
+                .put_idempotency(&caller.agency, key, request_hash, &g.id)?
         {
             // A concurrent request with the same key won the race: withdraw this duplicate
             // (audited) and answer with the winner's grant.
             self.audit.append(vec![AuditEntry::grant_revoked(
-                &ctx,
+                &self.entry_context(now),
                 &actor,
                 &subject,
-                &gid,
+                &safe(&g.id)?,
                 "idempotent_duplicate",
             )?])?;
             self.store.update_grant(&g.id, true, &mut |g| {
                 g.end(GrantStatus::Revoked, now);
                 Ok(())
             })?;
-            return self.request_grant(caller, req, idempotency_key, now);
+            return self.request_grant(&caller, &request, Some(key), now);
         }
         Ok(if pending {
             GrantOutcome::Pending { grant: g }
@@ -890,6 +956,80 @@ impl<S: VaultStore> Vault<S> {
             fields: out,
             audit: appended,
         })
+    }
+}
+
+/// The fields a grant's policy reads (the citizen's residence).
+const RESIDENCE: [&str; 2] = ["residence_district", "residence_ward"];
+
+/// A grant request between its two halves: its audit entry queued (`ticket`), and what
+/// follows once it is durable.
+#[derive(Debug)]
+#[must_use = "a grant request (or its denial) completes through finish_grant"]
+pub struct PendingGrant {
+    ticket: Ticket,
+    next: GrantNext,
+}
+
+impl PendingGrant {
+    /// The ticket to wait on (or await), and what `finish_grant` needs after it.
+    pub fn into_parts(self) -> (Ticket, AfterGrantAudit) {
+        let ticket = self.ticket.id();
+        (
+            self.ticket,
+            AfterGrantAudit {
+                ticket,
+                next: self.next,
+            },
+        )
+    }
+}
+
+/// What a grant request does once its audit entry is durable; only `finish_grant` reads it.
+#[derive(Debug)]
+pub struct AfterGrantAudit {
+    ticket: u64,
+    next: GrantNext,
+}
+
+enum GrantNext {
+    /// Store the decided grant (and sign its token).
+    Store(Box<Storing>),
+    /// Refuse with this error (a denial).
+    Refuse(VaultError),
+    /// An idempotent replay: the earlier grant's answer, nothing audited.
+    Replay(Box<GrantOutcome>),
+}
+
+impl std::fmt::Debug for GrantNext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token of a replay.
+        match self {
+            Self::Store(s) => s.fmt(f),
+            Self::Refuse(e) => f.debug_tuple("Refuse").field(&e.code()).finish(),
+            Self::Replay(_) => f.write_str("Replay"),
+        }
+    }
+}
+
+/// A decided grant, held while its `grant.issued` or `grant.pending_consent` entry is
+/// written.
+struct Storing {
+    grant: Grant,
+    pending: bool,
+    caller: AgencyCaller,
+    request: GrantRequest,
+    idempotency: Option<(String, String)>,
+    subject: Pseudonym,
+    actor: Actor,
+    now: Timestamp,
+}
+
+impl std::fmt::Debug for Storing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storing")
+            .field("grant_id", &self.grant.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -1718,6 +1858,82 @@ mod tests {
         let refused = v.finish_release(after, block_on(ticket));
         assert_eq!(refused.unwrap_err().code(), "token_invalid");
         assert_eq!(events(&v).last().unwrap()["event"], json!("record.denied"));
+    }
+
+    #[test]
+    fn a_split_grant_is_stored_only_with_its_own_tickets_durable_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let agency = "vp-dang-ky-dat-dai";
+        let begin = |citizen: &str| {
+            v.begin_grant(
+                &caller(agency),
+                &req(citizen, "land_use_certificate", &["full_name"]),
+                None,
+                NOW,
+            )
+            .unwrap()
+            .into_parts()
+        };
+        let stored = || {
+            let (_, blind_hex) = v.blind_hex(&CitizenId::parse(A).unwrap());
+            v.store.grants_of_citizen(&blind_hex).unwrap().len()
+        };
+        let (ticket_a, after_a) = begin(A);
+        let (ticket_b, after_b) = begin(A);
+        let (da, db) = (ticket_a.wait(), ticket_b.wait());
+        assert!(da.is_ok() && db.is_ok(), "both entries are durable");
+        assert_eq!(
+            events(&v).last().unwrap()["event"],
+            json!("grant.issued"),
+            "the entry is written before anything is stored"
+        );
+        assert_eq!(stored(), 0, "nothing is stored before finish_grant");
+        // Another request's durable answer stores nothing, nor does a failure.
+        let swapped = v.finish_grant(after_a, db);
+        assert!(
+            matches!(swapped, Err(VaultError::AuditUnavailable)),
+            "{swapped:?}"
+        );
+        let failed = v.finish_grant(after_b, Err(VaultError::AuditUnavailable));
+        assert!(
+            matches!(failed, Err(VaultError::AuditUnavailable)),
+            "{failed:?}"
+        );
+        assert_eq!(stored(), 0);
+        drop(da);
+        // Awaited as a future, its own answer stores the grant and signs a working token.
+        let (ticket, after) = begin(A);
+        let (g, token) = active(v.finish_grant(after, block_on(ticket)).unwrap());
+        assert_eq!(stored(), 1);
+        let r = release(&v, agency, &token, A, &["full_name"]).unwrap();
+        assert_eq!(r.fields["full_name"], json!("Nguyễn Văn An"));
+        assert_eq!(v.store.grant(&g.id).unwrap().unwrap().uses, 1);
+        // A denial is answered once its entry is durable, and only then.
+        let denied = || {
+            v.begin_grant(
+                &caller("ubnd-phuong-ben-nghe"),
+                &req(B, "birth_registration", &["full_name"]),
+                None,
+                NOW,
+            )
+            .unwrap()
+            .into_parts()
+        };
+        let (ticket, after) = denied();
+        let r = v.finish_grant(after, block_on(ticket));
+        assert!(
+            matches!(
+                r,
+                Err(VaultError::Denied(policy::Denial::OutsideJurisdiction))
+            ),
+            "{r:?}"
+        );
+        assert_eq!(events(&v).last().unwrap()["event"], json!("grant.denied"));
+        let (ticket, after) = denied();
+        drop(ticket);
+        let r = v.finish_grant(after, Err(VaultError::AuditUnavailable));
+        assert!(matches!(r, Err(VaultError::AuditUnavailable)), "{r:?}");
     }
 
     #[test]

@@ -113,11 +113,25 @@ pub async fn request_grant(
     let key = idempotency_key(&req)?;
     let (body, _) = read_json::<GrantBody>(&req, payload, state.max_body).await?;
     let request = body.into_request();
-    let outcome = core(&state, move |st| {
-        st.vault
-            .request_grant(&caller, &request, key.as_deref(), st.now())
+    // The decision runs on this worker, like the release's first half (store reads, the
+    // policy, the audit entry queued), and the wait for the entry's fsync is an await; only
+    // the second half, which stores the grant and waits for the store's flush before the
+    // token is handed out, takes a blocking-pool thread. Before, each grant parked one of
+    // those threads through the audit group commit as well.
+    let (ticket, after) = state
+        .vault
+        .begin_grant(&caller, &request, key.as_deref(), state.now())
+        .map_err(|e| vault_error(&state, e))?
+        .into_parts();
+    // Its own task, so a client that hangs up meanwhile cannot leave an audited grant
+    // unstored.
+    let st = state.clone();
+    let outcome = actix_web::rt::spawn(async move {
+        let durable = ticket.await;
+        core(&st, move |s| s.vault.finish_grant(after, durable)).await
     })
-    .await;
+    .await
+    .map_err(|_| ApiError::Unavailable)?;
     match outcome {
         Ok(GrantOutcome::Active { grant, token }) => {
             state.metrics.grant("active");
