@@ -387,17 +387,12 @@ impl<S: VaultStore> Vault<S> {
         let storing = match next.next {
             GrantNext::Replay(outcome) => return Ok(*outcome),
             GrantNext::Refuse(err) => {
-                return match durable {
-                    Ok(d) if d.ticket() == next.ticket => Err(err),
-                    _ => Err(VaultError::AuditUnavailable),
-                };
+                own_answer(next.ticket, durable)?;
+                return Err(err);
             }
             GrantNext::Store(s) => s,
         };
-        let durable = durable.map_err(|_| VaultError::AuditUnavailable)?;
-        if durable.ticket() != next.ticket {
-            return Err(VaultError::AuditUnavailable);
-        }
+        own_answer(next.ticket, durable)?;
         let Storing {
             grant: mut g,
             pending,
@@ -900,10 +895,7 @@ impl<S: VaultStore> Vault<S> {
         next: AfterAudit,
         durable: Result<crate::audit::Durable, VaultError>,
     ) -> Result<Released, VaultError> {
-        let durable = durable.map_err(|_| VaultError::AuditUnavailable)?;
-        if durable.ticket() != next.ticket {
-            return Err(VaultError::AuditUnavailable);
-        }
+        let durable = own_answer(next.ticket, durable)?;
         let opening = match next.next {
             Next::Refuse(err) => return Err(err),
             Next::Open(o) => o,
@@ -956,6 +948,18 @@ impl<S: VaultStore> Vault<S> {
             fields: out,
             audit: appended,
         })
+    }
+}
+
+/// The durable answer of ticket `ticket`, or `AuditUnavailable` for a failure or another
+/// ticket's answer: the one check both split operations make before they act.
+fn own_answer(
+    ticket: u64,
+    durable: Result<crate::audit::Durable, VaultError>,
+) -> Result<crate::audit::Durable, VaultError> {
+    match durable {
+        Ok(d) if d.ticket() == ticket => Ok(d),
+        _ => Err(VaultError::AuditUnavailable),
     }
 }
 
