@@ -365,9 +365,14 @@ impl<S: VaultStore> Vault<S> {
             next: GrantNext::Store(Box::new(Storing {
                 grant: g,
                 pending,
-                caller: caller.clone(),
-                request: req.clone(),
-                idempotency: idempotency_key.map(|k| (k.to_owned(), request_hash)),
+                idempotency: idempotency_key.map(|key| {
+                    Box::new(Idempotent {
+                        key: key.to_owned(),
+                        request_hash,
+                        caller: caller.clone(),
+                        request: req.clone(),
+                    })
+                }),
                 subject,
                 actor,
                 now,
@@ -396,8 +401,6 @@ impl<S: VaultStore> Vault<S> {
         let Storing {
             grant: mut g,
             pending,
-            caller,
-            request,
             idempotency,
             subject,
             actor,
@@ -406,10 +409,10 @@ impl<S: VaultStore> Vault<S> {
         while !self.store.insert_grant(&g)? {
             g.verification_code = grant::new_verification_code()?;
         }
-        if let Some((key, request_hash)) = &idempotency
+        if let Some(i) = &idempotency
             && !self
                 .store
-                .put_idempotency(&caller.agency, key, request_hash, &g.id)?
+                .put_idempotency(&i.caller.agency, &i.key, &i.request_hash, &g.id)?
         {
             // A concurrent request with the same key won the race: withdraw this duplicate
             // (audited) and answer with the winner's grant.
@@ -424,7 +427,7 @@ impl<S: VaultStore> Vault<S> {
                 g.end(GrantStatus::Revoked, now);
                 Ok(())
             })?;
-            return self.request_grant(&caller, &request, Some(key), now);
+            return self.request_grant(&i.caller, &i.request, Some(&i.key), now);
         }
         Ok(if pending {
             GrantOutcome::Pending { grant: g }
@@ -927,7 +930,7 @@ impl<S: VaultStore> Vault<S> {
                     .and_then(|d| age_on(d, now));
                 out.insert(f.clone(), age.map_or(Value::Null, |a| json!(a >= min)));
             } else if f == policy::DERIVED_RESIDES_IN {
-                let inside = ["residence_district", "residence_ward"].iter().any(|k| {
+                let inside = RESIDENCE.iter().any(|k| {
                     opened
                         .get(*k)
                         .and_then(Value::as_str)
@@ -1021,12 +1024,20 @@ impl std::fmt::Debug for GrantNext {
 struct Storing {
     grant: Grant,
     pending: bool,
-    caller: AgencyCaller,
-    request: GrantRequest,
-    idempotency: Option<(String, String)>,
+    /// Only with an `Idempotency-Key` (what its rare lost race needs to retry).
+    idempotency: Option<Box<Idempotent>>,
     subject: Pseudonym,
     actor: Actor,
     now: Timestamp,
+}
+
+/// A keyed request's key, body hash and the request itself (to retry after losing the key's
+/// race to a concurrent request).
+struct Idempotent {
+    key: String,
+    request_hash: String,
+    caller: AgencyCaller,
+    request: GrantRequest,
 }
 
 impl std::fmt::Debug for Storing {
@@ -1049,7 +1060,7 @@ fn field_sources(requested: &[String]) -> Vec<&str> {
         raw.push("date_of_birth");
     }
     if requested.iter().any(|f| f == policy::DERIVED_RESIDES_IN) {
-        raw.extend(["residence_district", "residence_ward"]);
+        raw.extend(RESIDENCE);
     }
     raw
 }
