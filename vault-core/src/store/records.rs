@@ -157,6 +157,9 @@ pub(super) struct RecordFile {
     tail: Mutex<Tail>,
     /// Bytes of frames shredded in this file (kept in the store's meta; decides compaction).
     shredded: std::sync::atomic::AtomicU64,
+    /// `sync` calls (tests only).
+    #[cfg(test)]
+    pub syncs: std::sync::atomic::AtomicU64,
 }
 
 fn io(what: &str, e: &std::io::Error) -> VaultError {
@@ -188,6 +191,8 @@ impl RecordFile {
             file,
             slot: slot & 1,
             shredded: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(test)]
+            syncs: std::sync::atomic::AtomicU64::new(0),
             tail: Mutex::new(Tail {
                 end,
                 ..Tail::default()
@@ -331,6 +336,9 @@ impl RecordFile {
 
     /// Makes every write so far durable.
     pub fn sync(&self) -> Result<(), VaultError> {
+        #[cfg(test)]
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.file.sync_data().map_err(|e| io("sync", &e))
     }
 
