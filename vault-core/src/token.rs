@@ -3,7 +3,8 @@
 //! `UnverifiedToken::parse` to `VerifiedToken` only through `verify`, which pins the
 //! algorithm from the key (never from the header) and runs every check of SPEC §3 that does
 //! not need the grant's live state (the vault checks that on each use), or through
-//! `VerifiedCache`, which skips only the signature of bytes that passed `verify` before.
+//! `VerifiedCache`, which skips only the signature of bytes that passed `verify` before or
+//! that the vault signed itself.
 
 use std::collections::BTreeMap;
 
@@ -519,6 +520,26 @@ impl VerifiedCache {
             return token.check_claims(keys, presented_thumbprint, now);
         }
         let verified = token.verify(keys, presented_thumbprint, now)?;
+        self.insert(key, verified.claims.exp, now);
+        Ok(verified)
+    }
+
+    /// Signs `claims` with `keys` and remembers the token as checked: the vault's own
+    /// signature needs no Ed25519 verification on the token's first use (every other check
+    /// still runs then). Besides `verify`, the only way into the cache, so it holds nothing
+    /// but bytes that passed `verify` or that `keys` signed.
+    pub fn sign(
+        &self,
+        keys: &TokenKeys,
+        claims: &GrantClaims,
+        now: Timestamp,
+    ) -> Result<String, VaultError> {
+        let raw = keys.sign(claims)?;
+        self.insert(crypto::sha256(raw.as_bytes()), claims.exp, now);
+        Ok(raw)
+    }
+
+    fn insert(&self, key: [u8; 32], exp: i64, now: Timestamp) {
         if let Ok(mut c) = self.seen.write() {
             if c.len() >= self.limit {
                 let s = now.as_secs();
@@ -534,9 +555,8 @@ impl VerifiedCache {
                     });
                 }
             }
-            c.insert(key, verified.claims.exp);
+            c.insert(key, exp);
         }
-        Ok(verified)
     }
 
     /// Forgets every entry (after the token keys change).
@@ -1010,6 +1030,31 @@ mod tests {
             TokenRejection::Signature
         );
         assert_eq!(cache.len(), 1, "refused tokens are never cached");
+    }
+
+    #[test]
+    fn a_token_the_cache_signed_is_known_on_its_first_use_and_still_fully_checked() {
+        let keys = TokenKeys::new(key(1), &[], ORIGIN);
+        let cache = VerifiedCache::with_limit(4);
+        let thumb = cert_thumbprint(b"agency cert");
+        let t = cache.sign(&keys, &claims(NOW), at(NOW)).unwrap();
+        assert_eq!(cache.len(), 1, "known before its first use");
+        let direct = UnverifiedToken::parse(&t)
+            .unwrap()
+            .verify(&keys, &thumb, at(NOW))
+            .unwrap();
+        assert_eq!(cache.verify(&t, &keys, &thumb, at(NOW)).unwrap(), direct);
+        assert_eq!(cache.len(), 1);
+        let other = cert_thumbprint(b"someone else");
+        assert_eq!(
+            cache.verify(&t, &keys, &other, at(NOW)).unwrap_err(),
+            TokenRejection::Binding
+        );
+        let retired = TokenKeys::new(key(2), &[], ORIGIN);
+        assert_eq!(
+            cache.verify(&t, &retired, &thumb, at(NOW)).unwrap_err(),
+            TokenRejection::UnknownKid
+        );
     }
 
     #[test]

@@ -167,11 +167,12 @@ impl<S: VaultStore> Vault<S> {
             .policy
             .purpose(&g.purpose)
             .ok_or(VaultError::GrantNotFound)?;
-        self.tokens.sign(&GrantClaims {
+        let iat = g.token_iat.unwrap_or(0);
+        let claims = GrantClaims {
             agency: g.agency.clone(),
             official: g.official.clone(),
-            iat: g.token_iat.unwrap_or(0),
-            nbf: g.token_iat.unwrap_or(0),
+            iat,
+            nbf: iat,
             exp: g.token_exp.unwrap_or(0),
             jti: format!("{}.t", g.id),
             grant_id: g.id.clone(),
@@ -181,7 +182,15 @@ impl<S: VaultStore> Vault<S> {
             purpose: g.purpose.clone(),
             legal_basis: purpose.legal_basis.clone(),
             dossier_id: g.dossier_id.clone(),
-        })
+        };
+        // Remembered as checked: the token's first release skips the Ed25519 verification
+        // of the vault's own signature (the issue time stands in for now when the cache
+        // drops expired entries).
+        self.token_cache.sign(
+            &self.tokens,
+            &claims,
+            Timestamp::from_millis(iat.saturating_mul(1000)),
+        )
     }
 
     /// Decides a grant request (SPEC §2 `POST /v1/grants`). Denials are audited and returned
