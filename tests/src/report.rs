@@ -1,6 +1,6 @@
 //! The benchmark report: per system and concurrency the median of the rounds (throughput,
-//! p50, p99, errors summed), the ratios the targets are stated in, and the same data as
-//! `report.json`, `report.md` and an SVG chart.
+//! p50, p99, server CPU per request, errors summed), the ratios the targets are stated in,
+//! and the same data as `report.json`, `report.md` and an SVG chart.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,6 +18,36 @@ pub struct Round {
     pub p99_ms: f64,
     /// Failed requests.
     pub errors: u64,
+    /// CPU time (user + system, all threads) the server process used per request, µs; `None`
+    /// where the server is not one process the bench started (PostgreSQL). Steadier than
+    /// req/s on a shared machine: a neighbour's load stretches the wall clock, not the CPU
+    /// time a request costs.
+    pub cpu_us: Option<f64>,
+}
+
+/// `USER_HZ`: the unit of `/proc/<pid>/stat` times, fixed at 100 by Linux's user ABI.
+const USER_HZ: f64 = 100.0;
+
+/// The CPU time (user + system) a process has used, in seconds, from its `/proc/<pid>/stat`
+/// line (`None` if the line is not one).
+pub fn cpu_seconds_of_stat(stat: &str) -> Option<f64> {
+    // The command name (field 2) is in parentheses and may hold spaces and parentheses: the
+    // fields after it start at the last `)`; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let user: u64 = f.next()?.parse().ok()?;
+    let system: u64 = f.next()?.parse().ok()?;
+    Some((user + system) as f64 / USER_HZ)
+}
+
+/// The CPU time process `pid` has used, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_seconds_of_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Server CPU µs per request over a round: `cpu_s` of CPU time in `wall_s` seconds at `rps`.
+pub fn cpu_us_per_request(cpu_s: f64, wall_s: f64, rps: f64) -> Option<f64> {
+    (wall_s > 0.0 && rps > 0.0).then(|| cpu_s / wall_s / rps * 1e6)
 }
 
 /// Everything measured.
@@ -55,6 +85,10 @@ pub fn summarize(rounds: &[Round]) -> Round {
         p50_ms: median(rounds.iter().map(|r| r.p50_ms).collect()),
         p99_ms: median(rounds.iter().map(|r| r.p99_ms).collect()),
         errors: rounds.iter().map(|r| r.errors).sum(),
+        cpu_us: {
+            let cpu: Vec<f64> = rounds.iter().filter_map(|r| r.cpu_us).collect();
+            (!cpu.is_empty()).then(|| median(cpu))
+        },
     }
 }
 
@@ -89,6 +123,13 @@ impl Report {
         (o.rps > 0.0).then(|| round2(v.rps / o.rps))
     }
 
+    /// `vault`'s server CPU per request over another system's, at the ratio concurrency.
+    pub fn cpu_ratio(&self, other: &str) -> Option<f64> {
+        let v = self.summary("vault", self.ratio_concurrency)?.cpu_us?;
+        let o = self.summary(other, self.ratio_concurrency)?.cpu_us?;
+        (o > 0.0).then(|| round2(v / o))
+    }
+
     /// `report.json`.
     pub fn to_json(&self) -> Value {
         let mut systems = Map::new();
@@ -100,6 +141,7 @@ impl Report {
                         c.to_string(),
                         json!({"rps": round2(s.rps), "p50_ms": round2(s.p50_ms),
                                "p99_ms": round2(s.p99_ms), "errors": s.errors,
+                               "cpu_us_per_req": s.cpu_us.map(round2),
                                "rounds": by_c[c].iter().map(|r| round2(r.rps)).collect::<Vec<_>>()}),
                     );
                 }
@@ -112,6 +154,8 @@ impl Report {
                 "vault_over_ceiling": self.ratio("ceiling"),
                 "vault_over_openbao": self.ratio("openbao"),
                 "vault_over_postgres": self.ratio("postgres"),
+                "vault_cpu_per_req_over_ceiling": self.cpu_ratio("ceiling"),
+                "vault_cpu_per_req_over_openbao": self.cpu_ratio("openbao"),
                 "at_concurrency": self.ratio_concurrency,
             },
             "micro": self.micro,
@@ -124,17 +168,19 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut o = String::from("# Citizen Data Vault benchmark\n\n");
         let _ = writeln!(o, "Machine: {}\n", self.machine);
-        o.push_str("| system | connections | req/s (median) | p50 ms | p99 ms | errors | rounds req/s |\n|---|---|---|---|---|---|---|\n");
+        o.push_str("| system | connections | req/s (median) | p50 ms | p99 ms | server CPU µs/req | errors | rounds req/s |\n|---|---|---|---|---|---|---|---|\n");
         for (name, by_c) in &self.systems {
             for (c, rounds) in by_c {
                 let s = summarize(rounds);
                 let each: Vec<String> = rounds.iter().map(|r| format!("{:.0}", r.rps)).collect();
                 let _ = writeln!(
                     o,
-                    "| {name} | {c} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                    "| {name} | {c} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
                     s.rps,
                     s.p50_ms,
                     s.p99_ms,
+                    s.cpu_us
+                        .map_or_else(|| "–".to_owned(), |u| format!("{u:.0}")),
                     s.errors,
                     each.join(" / ")
                 );
@@ -148,6 +194,11 @@ impl Report {
                 self.ratio(other)
                     .map_or_else(|| "not measured".to_owned(), |r| format!("{r:.2}"))
             );
+        }
+        for other in ["ceiling", "openbao"] {
+            if let Some(r) = self.cpu_ratio(other) {
+                let _ = writeln!(o, "- server CPU per request, vault / {other}: {r:.2}");
+            }
         }
         if !self.micro.is_empty() {
             o.push_str("\n## Micro-figures\n\n");
@@ -226,6 +277,7 @@ mod tests {
             p50_ms: p99 / 2.0,
             p99_ms: p99,
             errors,
+            cpu_us: Some(2e6 / rps),
         }
     }
 
@@ -250,11 +302,64 @@ mod tests {
         assert_eq!(j["systems"]["vault"]["64"]["errors"], json!(3));
         assert_eq!(j["ratios"]["vault_over_openbao"], json!(10.0));
         assert!(j["ratios"]["vault_over_postgres"].is_null());
+        assert_eq!(j["systems"]["vault"]["64"]["cpu_us_per_req"], json!(2000.0));
+        assert_eq!(j["ratios"]["vault_cpu_per_req_over_ceiling"], json!(10.0));
+        assert_eq!(j["ratios"]["vault_cpu_per_req_over_openbao"], json!(0.1));
+        rep.add(
+            "postgres",
+            64,
+            Round {
+                cpu_us: None,
+                ..r(50.0, 1.0, 0)
+            },
+        );
+        let j = rep.to_json();
+        assert!(j["systems"]["postgres"]["64"]["cpu_us_per_req"].is_null());
         let md = rep.to_markdown();
-        assert!(md.contains("| vault | 64 | 1000 |"), "{md}");
-        assert!(md.contains("vault / postgres: not measured"));
+        assert!(
+            md.contains("| vault | 64 | 1000 | 4.00 | 8.00 | 2000 | 3 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| postgres | 64 | 50 | 0.50 | 1.00 | – | 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("server CPU per request, vault / ceiling: 10.00"));
+        assert!(md.contains("vault / postgres: 20.00"), "{md}");
         let svg = rep.to_svg();
         assert!(svg.starts_with("<svg") && svg.contains("vault c64"));
+    }
+
+    #[test]
+    fn cpu_time_from_a_stat_line_and_per_request() {
+        // A command name with a space and a parenthesis; utime 250, stime 50 ticks.
+        let line = "4242 (vault (x) srv) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 50 0 0 20 0 9 0";
+        assert_eq!(cpu_seconds_of_stat(line), Some(3.0));
+        assert_eq!(cpu_seconds_of_stat("4242 (short) S 1 2"), None);
+        assert_eq!(cpu_seconds_of_stat("no parenthesis"), None);
+        // 3 CPU-seconds over 2 s at 1,000 req/s: 1,500 µs a request.
+        assert_eq!(cpu_us_per_request(3.0, 2.0, 1000.0), Some(1500.0));
+        assert_eq!(cpu_us_per_request(3.0, 2.0, 0.0), None);
+        assert!(
+            cpu_seconds(std::process::id()).is_some(),
+            "this process's own"
+        );
+    }
+
+    #[test]
+    fn medians_skip_rounds_without_cpu() {
+        let with = |cpu| Round {
+            rps: 1.0,
+            p50_ms: 1.0,
+            p99_ms: 1.0,
+            errors: 0,
+            cpu_us: cpu,
+        };
+        assert_eq!(
+            summarize(&[with(Some(10.0)), with(None), with(Some(30.0))]).cpu_us,
+            Some(20.0)
+        );
+        assert_eq!(summarize(&[with(None)]).cpu_us, None);
     }
 
     #[test]

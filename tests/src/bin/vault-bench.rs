@@ -22,7 +22,7 @@ use vault_tests::args::{self, Args, Opt};
 use vault_tests::bench::{FIELDS, bench_policies};
 use vault_tests::load::{self, Op, Outcome, http_op, mix};
 use vault_tests::peers;
-use vault_tests::report::{Report, Round};
+use vault_tests::report::{Report, Round, cpu_seconds, cpu_us_per_request};
 use vault_tests::server::{Limits, TestServer};
 use vault_tests::stop;
 
@@ -168,6 +168,7 @@ fn round_of(o: &Outcome) -> Round {
         p50_ms: o.quantile_ms(0.5),
         p99_ms: o.quantile_ms(0.99),
         errors: o.errors,
+        cpu_us: None,
     }
 }
 
@@ -384,7 +385,8 @@ fn main() {
         })
     };
 
-    let mut systems: Vec<(String, Measure)> = Vec::new();
+    // Each system with the process whose CPU time a round is charged (if it is one process).
+    let mut systems: Vec<(String, Measure, Option<u32>)> = Vec::new();
     let rt = Arc::new(rt);
     let http = |op: Op| -> Measure {
         let rt = Arc::clone(&rt);
@@ -395,23 +397,23 @@ fn main() {
         let op = http_op(Arc::clone(&clients), move |cl, _, _| {
             cl.get(format!("{url}/ceiling"))
         });
-        systems.push(("ceiling".into(), http(op)));
+        systems.push(("ceiling".into(), http(op), Some(proc_.0.id())));
         println!("ceiling: fixed {sample}-byte JSON answers (the size of a release)");
         Some(proc_)
     } else {
         None
     };
     if has(&plan, "vault") {
-        systems.push(("vault".into(), http(release)));
+        systems.push(("vault".into(), http(release), server.pid()));
     }
     if has(&plan, "vault_mixed") {
-        systems.push(("vault_mixed".into(), http(mixed)));
+        systems.push(("vault_mixed".into(), http(mixed), server.pid()));
     }
     let mut peers_alive: Vec<Box<dyn std::any::Any>> = Vec::new();
     if has(&plan, "openbao") {
         match peers::openbao::start(work.path(), &server, &people, &rt, max_c) {
             Ok((bao, op)) => {
-                systems.push(("openbao".into(), http(op)));
+                systems.push(("openbao".into(), http(op), Some(bao.pid())));
                 peers_alive.push(Box::new(bao));
             }
             Err(e) => {
@@ -428,6 +430,7 @@ fn main() {
                 systems.push((
                     "postgres".into(),
                     Box::new(move |c, secs| p2.pgbench(c, secs)),
+                    None,
                 ));
                 peers_alive.push(Box::new(pg));
             }
@@ -441,16 +444,26 @@ fn main() {
     // Warm up each system at each concurrency, then alternate: A B C … A B C … (rounds).
     let mut peak_rss = 0.0f64;
     for &c in &plan.concurrency {
-        for (name, measure) in &systems {
+        for (name, measure, _) in &systems {
             let w = measure(c, plan.warmup);
             println!("warm-up {name} c{c}: {:.0} req/s", w.rps);
         }
         for round in 1..=plan.rounds {
-            for (name, measure) in &systems {
-                let r = measure(c, plan.seconds);
+            for (name, measure, pid) in &systems {
+                let cpu_before = pid.and_then(cpu_seconds);
+                let t = Instant::now();
+                let mut r = measure(c, plan.seconds);
+                let wall = t.elapsed().as_secs_f64();
+                r.cpu_us = cpu_before
+                    .zip(pid.and_then(cpu_seconds))
+                    .and_then(|(a, b)| cpu_us_per_request(b - a, wall, r.rps));
                 println!(
-                    "round {round} {name:<12} c{c:<4} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
-                    r.rps, r.p50_ms, r.p99_ms, r.errors
+                    "round {round} {name:<12} c{c:<4} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu {:>5.0} µs/req  errors {}",
+                    r.rps,
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.cpu_us.unwrap_or(f64::NAN),
+                    r.errors
                 );
                 report.add(name, c, r);
                 if name.starts_with("vault")

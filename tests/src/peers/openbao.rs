@@ -21,6 +21,13 @@ pub struct OpenBao {
     killed_on_stop: Option<crate::stop::OnStop>,
 }
 
+impl OpenBao {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for OpenBao {
     fn drop(&mut self) {
         self.killed_on_stop = None;

@@ -111,6 +111,7 @@ impl Postgres {
                 p50_ms: 0.0,
                 p99_ms: 0.0,
                 errors: 1,
+                cpu_us: None,
             };
         };
         let text = String::from_utf8_lossy(&out.stdout);
@@ -145,6 +146,8 @@ impl Postgres {
             p50_ms: pct(0.5),
             p99_ms: pct(0.99),
             errors: failed + u64::from(!out.status.success()),
+            // Many backends, no one server process: a database-only figure.
+            cpu_us: None,
         }
     }
 }
