@@ -4,6 +4,7 @@
 
 mod codec;
 mod grant_state;
+mod group;
 mod records;
 mod sled_store;
 

@@ -33,6 +33,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::group::FlushGroup;
 use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES, Tail};
 use super::{SealedRecord, VaultStore, codec, grant_state};
 use crate::error::VaultError;
@@ -53,6 +54,8 @@ const SHREDDED_KEY: &[u8] = b"records_shredded_bytes";
 const COMPACT_MIN_DEAD_BYTES: u64 = 64 << 20;
 /// Records copied per step of a compaction (one append and one index batch).
 const COMPACT_BATCH: usize = 1024;
+/// sled 0.34's log file in the store's directory.
+const SLED_LOG: &str = "db";
 
 /// The sled-backed store.
 #[derive(Debug, Clone)]
@@ -68,6 +71,9 @@ pub struct SledStore {
     idempotency: sled::Tree,
     grant_idempotency: sled::Tree,
     records: Arc<RecordFile>,
+    /// sled's log file, opened again to `fdatasync` it after each flush (see `flush_once`).
+    log: Arc<std::fs::File>,
+    flushes: Arc<FlushGroup>,
 }
 
 impl SledStore {
@@ -94,6 +100,9 @@ impl SledStore {
             .filter(|s: &u8| *s < 2)
             .ok_or_else(|| VaultError::StoreCorrupt("bad records slot".into()))?;
         let records = Arc::new(RecordFile::open(dir, slot)?);
+        let log = std::fs::File::open(dir.join(SLED_LOG)).map_err(|e| {
+            VaultError::StoreUnavailable(format!("cannot open the store's log: {e}"))
+        })?;
         records.set_shredded(u64_at(&meta, SHREDDED_KEY, "bad shredded count")?.unwrap_or(0));
         let mut store = Self {
             grants: db.open_tree("grant_info")?,
@@ -107,6 +116,8 @@ impl SledStore {
             citizens,
             meta,
             records,
+            log: Arc::new(log),
+            flushes: Arc::default(),
         };
         store.migrate_combined_grants()?;
         store.recover_records()?;
@@ -419,6 +430,45 @@ impl SledStore {
         Ok(())
     }
 
+    /// One flush (under `flushes`, one at a time): sled's, then a real `fdatasync` of its
+    /// log, then the shreds it made safe.
+    fn flush_once(&self) -> Result<(), VaultError> {
+        let (end, superseded) = {
+            let mut tail = self.records.lock()?;
+            (tail.end, std::mem::take(&mut tail.superseded))
+        };
+        // Frames are synced when appended; this makes the index that points past the
+        // superseded ones durable, and only then are they shredded.
+        let durable = self.db.flush().map_err(VaultError::from).and_then(|_| {
+            // sled 0.34 makes its writes "stable" with `sync_file_range`, which flushes
+            // neither the drive's write cache nor the file's size: after a power loss a
+            // flushed grant, revoke or consent could be gone (sled's own thread syncs for
+            // real only every half second).
+            self.log
+                .sync_data()
+                .map_err(|e| VaultError::StoreUnavailable(format!("store log sync: {e}")))
+        });
+        // Nothing to shred, nothing to sync: appended frames were synced when written (and
+        // a grant's or consent's flush, the common case, never touches the record file).
+        // A failed flush shreds nothing: the frames wait for the next one.
+        let shredded = durable.and_then(|()| {
+            if superseded.is_empty() {
+                return Ok(());
+            }
+            superseded
+                .iter()
+                .try_for_each(|at| self.records.shred(*at).map(drop))
+                .and_then(|()| self.records.sync())
+        });
+        let mut tail = self.records.lock()?;
+        if let Err(e) = shredded {
+            tail.superseded.extend(superseded);
+            return Err(e);
+        }
+        // Durable at the next flush; until then the older mark only makes an open scan more.
+        self.write_marks(&self.records, &mut tail, end, false)
+    }
+
     /// A big-endian u64 kept in `meta` under `key`; `what` names it if it is malformed.
     fn meta_u64(&self, key: &[u8], what: &str) -> Result<Option<u64>, VaultError> {
         u64_at(&self.meta, key, what)
@@ -610,30 +660,7 @@ impl VaultStore for SledStore {
     }
 
     fn flush(&self) -> Result<(), VaultError> {
-        let (end, superseded) = {
-            let mut tail = self.records.lock()?;
-            (tail.end, std::mem::take(&mut tail.superseded))
-        };
-        // Frames are synced when appended; this makes the index that points past the
-        // superseded ones durable, and only then are they shredded.
-        self.db.flush()?;
-        // Nothing to shred, nothing to sync: appended frames were synced when written (and
-        // a grant's or consent's flush, the common case, never touches the record file).
-        let shredded = if superseded.is_empty() {
-            Ok(())
-        } else {
-            superseded
-                .iter()
-                .try_for_each(|at| self.records.shred(*at).map(drop))
-                .and_then(|()| self.records.sync())
-        };
-        let mut tail = self.records.lock()?;
-        if let Err(e) = shredded {
-            tail.superseded.extend(superseded);
-            return Err(e);
-        }
-        // Durable at the next flush; until then the older mark only makes an open scan more.
-        self.write_marks(&self.records, &mut tail, end, false)
+        self.flushes.run(|| self.flush_once())
     }
 
     fn released_through(&self) -> Result<Option<u64>, VaultError> {

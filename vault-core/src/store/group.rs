@@ -1,0 +1,134 @@
+//! Group commit for store flushes: callers that ask for durability while a flush runs share
+//! the next one, so concurrent grants, consents and revokes cost one sled flush and one
+//! `fdatasync` per group instead of one each. A caller returns only after a flush that
+//! started after its call finished, so it covers every write the caller made before asking.
+
+use std::sync::{Condvar, Mutex};
+
+use crate::error::VaultError;
+
+#[derive(Debug, Default)]
+struct State {
+    /// Flushes started (the generation of the newest).
+    started: u64,
+    /// The newest generation finished.
+    finished: u64,
+    running: bool,
+    /// How the newest finished flush failed (`None`: it succeeded).
+    failure: Option<String>,
+}
+
+/// One flush at a time; the rest wait for the next.
+#[derive(Debug, Default)]
+pub(super) struct FlushGroup {
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+fn poisoned() -> VaultError {
+    VaultError::StoreUnavailable("store flush group poisoned".into())
+}
+
+impl FlushGroup {
+    /// Returns once a run of `flush` that started after this call has finished, with its
+    /// outcome; runs it on this thread when none is running (the leader), else waits.
+    pub(super) fn run(&self, flush: impl Fn() -> Result<(), VaultError>) -> Result<(), VaultError> {
+        let mut st = self.state.lock().map_err(|_| poisoned())?;
+        // The first flush to start from now on covers this caller's writes.
+        let target = st.started + 1;
+        loop {
+            if st.finished >= target {
+                // The newest finished flush started at or after `target`: it covers us.
+                return match &st.failure {
+                    None => Ok(()),
+                    Some(e) => Err(VaultError::StoreUnavailable(e.clone())),
+                };
+            }
+            if st.running {
+                st = self.done.wait(st).map_err(|_| poisoned())?;
+                continue;
+            }
+            st.running = true;
+            st.started += 1;
+            let generation = st.started;
+            drop(st);
+            let outcome = flush();
+            st = self.state.lock().map_err(|_| poisoned())?;
+            st.running = false;
+            st.finished = generation;
+            st.failure = outcome.as_ref().err().map(|e| match e {
+                VaultError::StoreUnavailable(m) => m.clone(),
+                other => other.to_string(),
+            });
+            self.done.notify_all();
+            if generation >= target {
+                return outcome;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn every_caller_is_covered_by_a_flush_that_started_after_it_and_callers_share_flushes() {
+        let group = Arc::new(FlushGroup::default());
+        // `written`: writes so far; `durable`: the most writes a finished flush covered.
+        let (written, durable, flushes) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (g, w, d, n) = (
+                    Arc::clone(&group),
+                    Arc::clone(&written),
+                    Arc::clone(&durable),
+                    Arc::clone(&flushes),
+                );
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        let mine = w.fetch_add(1, Ordering::SeqCst) + 1;
+                        g.run(|| {
+                            let covers = w.load(Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(2));
+                            n.fetch_add(1, Ordering::SeqCst);
+                            d.fetch_max(covers, Ordering::SeqCst);
+                            Ok(())
+                        })
+                        .unwrap();
+                        assert!(d.load(Ordering::SeqCst) >= mine, "returned before durable");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let n = flushes.load(Ordering::SeqCst);
+        assert!(n < 320 / 2, "{n} flushes for 320 callers");
+    }
+
+    #[test]
+    fn a_failed_flush_fails_the_callers_it_covers_and_the_next_one_succeeds() {
+        let group = FlushGroup::default();
+        let broken = AtomicBool::new(true);
+        let flush = || {
+            if broken.load(Ordering::SeqCst) {
+                Err(VaultError::StoreUnavailable("disk full".into()))
+            } else {
+                Ok(())
+            }
+        };
+        let e = group.run(flush).unwrap_err();
+        assert!(matches!(&e, VaultError::StoreUnavailable(m) if m == "disk full"));
+        broken.store(false, Ordering::SeqCst);
+        group.run(flush).unwrap();
+    }
+}
