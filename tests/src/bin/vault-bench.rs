@@ -457,13 +457,12 @@ fn main() {
                 r.cpu_us = cpu_before
                     .zip(pid.and_then(cpu_seconds))
                     .and_then(|(a, b)| cpu_us_per_request(b - a, wall, r.rps));
+                let cpu = r
+                    .cpu_us
+                    .map_or_else(|| "–".to_owned(), |u| format!("{u:.0}"));
                 println!(
-                    "round {round} {name:<12} c{c:<4} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu {:>5.0} µs/req  errors {}",
-                    r.rps,
-                    r.p50_ms,
-                    r.p99_ms,
-                    r.cpu_us.unwrap_or(f64::NAN),
-                    r.errors
+                    "round {round} {name:<12} c{c:<4} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu {cpu:>5} µs/req  errors {}",
+                    r.rps, r.p50_ms, r.p99_ms, r.errors
                 );
                 report.add(name, c, r);
                 if name.starts_with("vault")
