@@ -339,6 +339,20 @@ pub struct GrantState {
 }
 
 impl GrantState {
+    /// An upper bound of `Grant::latest_end_secs` from the state alone, when it has one: the
+    /// token's expiry and the end, whichever is earlier (`None` for a grant that has neither,
+    /// a pending one: its deadline needs the grant's TTL). Equal to it wherever a token was
+    /// issued, since a token expires no later than the grant's consent window plus its TTL.
+    pub fn end_bound_secs(&self) -> Option<i64> {
+        let ended = self
+            .ended_ms
+            .map(|ms| ms.div_euclid(1000).saturating_add(1));
+        match (self.token_exp, ended) {
+            (Some(exp), Some(end)) => Some(exp.min(end)),
+            (exp, end) => exp.or(end),
+        }
+    }
+
     /// The state of `g`.
     pub fn of(g: &Grant) -> Self {
         Self {

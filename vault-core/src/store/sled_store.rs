@@ -886,6 +886,20 @@ impl VaultStore for SledStore {
                 self.remove_grant_links(&id, &g)?;
                 continue;
             };
+            // The state record decides most grants without the JSON: the sweep reads every
+            // grant once per cycle, and all but the ended ones are kept.
+            let quick = grant_state::decode_state(&state)?;
+            if let Some(st) = &quick
+                && (st.break_glass || st.end_bound_secs().is_some_and(|b| b >= cutoff_secs))
+            {
+                #[cfg(debug_assertions)]
+                {
+                    let mut g = decode_grant(&json)?;
+                    grant_state::apply(&state, &mut g)?;
+                    debug_assert!(g.break_glass || g.latest_end_secs() >= cutoff_secs);
+                }
+                continue;
+            }
             let mut g = decode_grant(&json)?;
             grant_state::apply(&state, &mut g)?;
             if g.break_glass || g.latest_end_secs() >= cutoff_secs {
@@ -954,6 +968,51 @@ mod tests {
         assert_eq!(s.grants.len(), 1, "the break-glass grant stays");
         assert_eq!(s.states.len(), 1, "with its state alone");
         assert_eq!((s.codes.len(), s.citizen_grants.len()), (1, 1));
+    }
+
+    #[test]
+    fn the_sweep_decides_from_the_state_where_it_can_and_from_the_grant_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        // Active: token until 2,000 s. Pending: no token, consent until 1,000 s, TTL 300 s,
+        // so in force at most until 1,301 s. Refused at 500 s: ended at 501 s.
+        let active = grant("g-a", 2_000);
+        let mut pending = grant("g-p", 0);
+        pending.status = GrantStatus::PendingConsent;
+        (pending.token_iat, pending.token_exp) = (None, None);
+        pending.consent_expires_ms = Some(1_000_000);
+        let mut refused = pending.clone();
+        refused.id = "g-r".into();
+        refused.verification_code = "CODEg-r".into();
+        refused.end(
+            GrantStatus::Refused,
+            crate::clock::Timestamp::from_millis(500_000),
+        );
+        for g in [&active, &pending, &refused] {
+            assert!(s.insert_grant(g).unwrap());
+        }
+        // The state's bound is the grant's end wherever it has one.
+        assert_eq!(GrantState::of(&active).end_bound_secs(), Some(2_000));
+        assert_eq!(active.latest_end_secs(), 2_000);
+        assert_eq!(GrantState::of(&refused).end_bound_secs(), Some(501));
+        assert_eq!(refused.latest_end_secs(), 501);
+        assert_eq!(GrantState::of(&pending).end_bound_secs(), None);
+        assert_eq!(pending.latest_end_secs(), 1_301);
+        let left = |s: &SledStore| {
+            ["g-a", "g-p", "g-r"]
+                .into_iter()
+                .filter(|id| s.grant(id).unwrap().is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(s.sweep_grants(None, 10, 501).unwrap(), (0, None));
+        assert_eq!(s.sweep_grants(None, 10, 502).unwrap(), (1, None));
+        assert_eq!(left(&s), ["g-a", "g-p"]);
+        assert_eq!(s.sweep_grants(None, 10, 1_301).unwrap(), (0, None));
+        assert_eq!(s.sweep_grants(None, 10, 1_302).unwrap(), (1, None));
+        assert_eq!(left(&s), ["g-a"]);
+        assert_eq!(s.sweep_grants(None, 10, 2_000).unwrap(), (0, None));
+        assert_eq!(s.sweep_grants(None, 10, 2_001).unwrap(), (1, None));
+        assert!(left(&s).is_empty());
     }
 
     #[test]
