@@ -52,19 +52,47 @@ impl FlushGroup {
             st.started += 1;
             let generation = st.started;
             drop(st);
+            // Should `flush` unwind, the guard still ends this generation (as failed), so
+            // the waiters are answered instead of waiting for good.
+            let mut ending = Ending {
+                group: self,
+                generation,
+                failure: Some("store flush did not finish".into()),
+            };
             let outcome = flush();
-            st = self.state.lock().map_err(|_| poisoned())?;
-            st.running = false;
-            st.finished = generation;
-            st.failure = outcome.as_ref().err().map(|e| match e {
+            ending.failure = outcome.as_ref().err().map(|e| match e {
                 VaultError::StoreUnavailable(m) => m.clone(),
                 other => other.to_string(),
             });
-            self.done.notify_all();
+            drop(ending);
+            st = self.state.lock().map_err(|_| poisoned())?;
             if generation >= target {
                 return outcome;
             }
         }
+    }
+}
+
+/// Ends a leader's generation when dropped: records its outcome and wakes the waiters.
+struct Ending<'a> {
+    group: &'a FlushGroup,
+    generation: u64,
+    failure: Option<String>,
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        // A poisoned lock (a panic elsewhere while holding it) is taken as it is: the
+        // generation must end either way.
+        let mut st = self
+            .group
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.running = false;
+        st.finished = self.generation;
+        st.failure = self.failure.take();
+        self.group.done.notify_all();
     }
 }
 
@@ -113,6 +141,52 @@ mod tests {
         }
         let n = flushes.load(Ordering::SeqCst);
         assert!(n < 320 / 2, "{n} flushes for 320 callers");
+    }
+
+    #[test]
+    fn a_flush_that_unwinds_fails_its_waiters_instead_of_hanging_them() {
+        let group = Arc::new(FlushGroup::default());
+        let (entered, release) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let leader = {
+            let (g, e, r) = (
+                Arc::clone(&group),
+                Arc::clone(&entered),
+                Arc::clone(&release),
+            );
+            std::thread::spawn(move || {
+                let _ = g.run(|| {
+                    e.store(true, Ordering::SeqCst);
+                    while !r.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    std::panic::panic_any("sled gave up")
+                });
+            })
+        };
+        while !entered.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Waits for the next flush, which it runs itself once the leader's generation ends.
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let g = Arc::clone(&group);
+            std::thread::spawn(move || tx.send(g.run(|| Ok(()))));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        release.store(true, Ordering::SeqCst);
+        assert!(leader.join().is_err(), "the leader's flush unwound");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the follower was answered, not left waiting")
+            .unwrap();
+        let st = group.state.lock().unwrap();
+        assert!(!st.running);
+        assert_eq!(
+            st.finished, 2,
+            "the unwound generation ended, then the follower's ran"
+        );
     }
 
     #[test]
