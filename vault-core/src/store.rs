@@ -10,7 +10,7 @@ mod sled_store;
 
 use std::collections::BTreeMap;
 
-pub use sled_store::SledStore;
+pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};

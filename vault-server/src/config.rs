@@ -34,6 +34,9 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The OIDC issuer for citizens and auditors.
     pub oidc: OidcConfig,
+    /// The store.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -84,6 +87,23 @@ pub struct OidcConfig {
     /// Role that makes a token an auditor's.
     #[serde(default = "default_auditor_role")]
     pub auditor_role: String,
+}
+
+/// The store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// sled's page cache, MiB (its own accounting: the heap it holds is about twice that).
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            cache_mib: default_cache_mib(),
+        }
+    }
 }
 
 /// Request limits.
@@ -158,6 +178,10 @@ fn default_data() -> PathBuf {
 pub(crate) fn default_blocking() -> usize {
     8
 }
+/// sled's page cache, MiB.
+pub(crate) fn default_cache_mib() -> u64 {
+    vault_core::store::DEFAULT_CACHE_BYTES >> 20
+}
 fn default_refresh() -> u64 {
     300
 }
@@ -221,6 +245,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("oidc.refresh_seconds", Kind::Int),
     ("oidc.role_claim", Kind::Str),
     ("oidc.auditor_role", Kind::Str),
+    ("store.cache_mib", Kind::Int),
     ("limits.max_body_bytes", Kind::Int),
     ("limits.agency_requests_per_second", Kind::Int),
     ("limits.agency_burst", Kind::Int),
@@ -342,6 +367,9 @@ impl Config {
         if self.blocking_threads == 0 || self.blocking_threads > 1024 {
             return Err("blocking_threads: must be between 1 and 1024".into());
         }
+        if !(4..=65_536).contains(&self.store.cache_mib) {
+            return Err("store.cache_mib: must be between 4 and 65536".into());
+        }
         let l = &self.limits;
         if l.max_body_bytes < 1024 || l.max_body_bytes > 16 * 1024 * 1024 {
             return Err("limits.max_body_bytes: must be between 1024 and 16777216".into());
@@ -390,15 +418,17 @@ mod tests {
         let c = Config::parse(&text, "t.toml", &BTreeMap::new()).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8443");
         assert_eq!(c.limits.max_body_bytes, 65536);
+        assert_eq!(c.store.cache_mib, 64);
         let env = BTreeMap::from([
             ("VAULT_LISTEN".to_owned(), "127.0.0.1:9000".to_owned()),
             ("VAULT_LIMITS_AGENCY_BURST".to_owned(), "7".to_owned()),
+            ("VAULT_STORE_CACHE_MIB".to_owned(), "16".to_owned()),
             ("VAULT_POLICIES".to_owned(), "/p".to_owned()),
         ]);
         let c = Config::parse(&text, "t.toml", &env).unwrap();
         assert_eq!(
-            (c.listen.as_str(), c.limits.agency_burst),
-            ("127.0.0.1:9000", 7)
+            (c.listen.as_str(), c.limits.agency_burst, c.store.cache_mib),
+            ("127.0.0.1:9000", 7, 16)
         );
         let err =
             Config::parse(&format!("{text}lisen = 1\n"), "t.toml", &BTreeMap::new()).unwrap_err();
@@ -444,6 +474,9 @@ mod tests {
             ("listen = \"nowhere\"\n", "listen"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("[limits]\nmax_body_bytes = 10\n", "limits.max_body_bytes"),
+            ("[store]\ncache_mib = 3\n", "store.cache_mib"),
+            ("[store]\ncache_mib = 65537\n", "store.cache_mib"),
+            ("[store]\ncache = 64\n", "cache"),
             (
                 "[limits]\ngrant_retention_seconds = 59\n",
                 "limits.grant_retention_seconds",

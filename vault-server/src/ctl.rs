@@ -231,11 +231,12 @@ fn context(data: &Path) -> Context {
     }
 }
 
-/// Opens an existing vault for the server.
+/// Opens an existing vault for the server, the store's page cache limited to `cache_bytes`.
 pub fn open_vault(
     data: &Path,
     root_key: Option<&Path>,
     policies: Option<&Path>,
+    cache_bytes: u64,
 ) -> Result<Vault<SledStore>, String> {
     let ctx = Context {
         data: data.to_owned(),
@@ -243,7 +244,7 @@ pub fn open_vault(
         policies: policies.map(Path::to_owned),
         operator: "vault-server".into(),
     };
-    ctx.open().map_err(|CtlError(e)| e)
+    ctx.open_cached(cache_bytes).map_err(|CtlError(e)| e)
 }
 
 /// Dev mode: creates a vault with a generated root key (as `vaultctl init`).
@@ -347,6 +348,11 @@ impl Context {
 
     /// Opens an existing vault (store, root key, policy).
     fn open(&self) -> Result<Vault<SledStore>, CtlError> {
+        self.open_cached(vault_core::store::DEFAULT_CACHE_BYTES)
+    }
+
+    /// As `open`, with the store's page cache limited to `cache_bytes`.
+    fn open_cached(&self, cache_bytes: u64) -> Result<Vault<SledStore>, CtlError> {
         let dir = self.store_dir();
         if !dir.exists() {
             return Err(CtlError(format!(
@@ -356,7 +362,7 @@ impl Context {
             )));
         }
         let policy = self.policy()?;
-        let store = SledStore::open(&dir)?;
+        let store = SledStore::open_cached(&dir, cache_bytes)?;
         let audit = SegmentLogAt(self.audit_dir());
         Ok(Vault::open(
             store,

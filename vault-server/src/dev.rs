@@ -191,6 +191,7 @@ pub fn prepare(data: &Path, listen: &str) -> Result<DevSetup, String> {
             role_claim: ROLE_CLAIM.into(),
             auditor_role: "auditor".into(),
         },
+        store: crate::config::StoreConfig::default(),
         limits: crate::config::Limits::default(),
         log: LogConfig::default(),
     };

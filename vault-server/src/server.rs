@@ -129,6 +129,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         &config.data,
         config.root_key.as_deref(),
         config.policies.as_deref(),
+        config.store.cache_mib << 20,
     )?;
     let jwks = load_jwks(config)?;
     let l = &config.limits;

@@ -52,6 +52,8 @@ const SHREDDED_KEY: &[u8] = b"records_shredded_bytes";
 /// A record file is compacted at open when its dead bytes (shredded frames) are at least
 /// this many and at least as many as its live ones.
 const COMPACT_MIN_DEAD_BYTES: u64 = 64 << 20;
+/// sled's page cache unless the caller says otherwise (`open_cached`).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 /// Records copied per step of a compaction (one append and one index batch).
 const COMPACT_BATCH: usize = 1024;
 /// sled 0.34's log file in the store's directory.
@@ -79,13 +81,19 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the store in `dir`. Fails if another process holds it.
     pub fn open(dir: &Path) -> Result<Self, VaultError> {
-        Self::open_with(dir, COMPACT_MIN_DEAD_BYTES)
+        Self::open_cached(dir, DEFAULT_CACHE_BYTES)
     }
 
-    fn open_with(dir: &Path, compact_min_dead: u64) -> Result<Self, VaultError> {
+    /// As `open`, with sled's page cache limited to `cache_bytes` (sled's own accounting; the
+    /// heap it holds is about twice that).
+    pub fn open_cached(dir: &Path, cache_bytes: u64) -> Result<Self, VaultError> {
+        Self::open_with(dir, COMPACT_MIN_DEAD_BYTES, cache_bytes)
+    }
+
+    fn open_with(dir: &Path, compact_min_dead: u64, cache_bytes: u64) -> Result<Self, VaultError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| {
@@ -1324,7 +1332,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ids = [blind(1), blind(2), blind(3), blind(4)];
         {
-            let s = SledStore::open_with(dir.path(), u64::MAX).unwrap();
+            let s = SledStore::open_with(dir.path(), u64::MAX, DEFAULT_CACHE_BYTES).unwrap();
             for version in 0..4 {
                 let batch: Vec<_> = ids
                     .iter()
@@ -1337,13 +1345,13 @@ mod tests {
         }
         let before = slot_files(dir.path());
         // Not compacted while the dead bytes are under the threshold.
-        let s = SledStore::open_with(dir.path(), before[0].unwrap()).unwrap();
+        let s = SledStore::open_with(dir.path(), before[0].unwrap(), DEFAULT_CACHE_BYTES).unwrap();
         // 13 of the 16 equal frames written are zeroed (three old versions of each of the
         // four citizens and the erased citizen's current one): the count survived the reopen.
         assert_eq!(s.records.shredded() * 16, before[0].unwrap() * 13);
         drop(s);
         assert_eq!(slot_files(dir.path()), before);
-        let s = SledStore::open_with(dir.path(), 1).unwrap();
+        let s = SledStore::open_with(dir.path(), 1, DEFAULT_CACHE_BYTES).unwrap();
         let [old, new] = slot_files(dir.path());
         assert_eq!(old, None, "the old file is removed");
         let live = s.live_bytes().unwrap();
@@ -1365,7 +1373,7 @@ mod tests {
             vec!["R1-V4", "R3-V3"]
         );
         drop(s);
-        let s = SledStore::open_with(dir.path(), 1).unwrap();
+        let s = SledStore::open_with(dir.path(), 1, DEFAULT_CACHE_BYTES).unwrap();
         assert_eq!(envelope_of(&s, &ids[0]).as_deref(), Some("R1-V4"));
         // Half of slot 1 was zeroed frames again: compacted back into slot 0.
         let live = s.live_bytes().unwrap();
@@ -1378,7 +1386,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ids = [blind(1), blind(2), blind(3), blind(4)];
         {
-            let s = SledStore::open_with(dir.path(), u64::MAX).unwrap();
+            let s = SledStore::open_with(dir.path(), u64::MAX, DEFAULT_CACHE_BYTES).unwrap();
             for version in ["OLD", "NEW"] {
                 let batch: Vec<_> = ids
                     .iter()
@@ -1412,7 +1420,7 @@ mod tests {
             assert_eq!(moved, 2);
         }
         // Far under any threshold: the open finishes the copy because it had started.
-        let s = SledStore::open_with(dir.path(), u64::MAX).unwrap();
+        let s = SledStore::open_with(dir.path(), u64::MAX, DEFAULT_CACHE_BYTES).unwrap();
         assert_eq!(slot_files(dir.path())[0], None);
         for (n, id) in ids.iter().enumerate() {
             assert_eq!(envelope_of(&s, id), Some(format!("R{}-NEW", n + 1)));
