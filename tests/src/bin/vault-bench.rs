@@ -187,6 +187,10 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+fn mib_text(rss: Option<f64>) -> String {
+    rss.map_or_else(|| "not read".to_owned(), |r| format!("{r:.1} MiB"))
+}
+
 struct Ceiling(Child, Option<stop::OnStop>);
 
 impl Drop for Ceiling {
@@ -260,10 +264,14 @@ fn main() {
             ..Limits::default()
         },
     );
+    // The server's memory at three moments: the store just opened, all grants issued, and
+    // the peak over the measured rounds (below), so a report tells its baseline from its load.
+    let rss_at_open = server.pid().and_then(rss_mib);
     println!(
-        "vault: {} citizens imported, server up in {:.1} s",
+        "vault: {} citizens imported, server up in {:.1} s (RSS {})",
         people.len(),
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        mib_text(rss_at_open)
     );
     let ident = server.agency_identity("bench-agency");
     let clients: Arc<Vec<reqwest::Client>> = Arc::new(
@@ -307,10 +315,12 @@ fn main() {
         });
         Arc::new(tokens)
     };
+    let rss_after_grants = server.pid().and_then(rss_mib);
     println!(
-        "vault: {} grants issued in {:.1} s",
+        "vault: {} grants issued in {:.1} s (RSS {})",
         tokens.len(),
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        mib_text(rss_after_grants)
     );
     let q = FIELDS.join(",");
     let release: Op = {
@@ -477,6 +487,14 @@ fn main() {
         "vault_server_rss_mib_under_load".into(),
         json!((peak_rss * 10.0).round() / 10.0),
     );
+    for (key, rss) in [
+        ("vault_server_rss_mib_at_open", rss_at_open),
+        ("vault_server_rss_mib_after_grants", rss_after_grants),
+    ] {
+        report
+            .micro
+            .insert(key.into(), json!(rss.map(|r| (r * 10.0).round() / 10.0)));
+    }
     report
         .micro
         .insert("vault_citizens".into(), json!(people.len()));
