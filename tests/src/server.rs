@@ -430,6 +430,11 @@ impl TestServer {
         Ok(())
     }
 
+    /// The configuration file the server is started with (a test may edit it between runs).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     /// `https://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.addr)

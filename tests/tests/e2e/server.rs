@@ -94,6 +94,32 @@ fn stop_and_verify(s: &mut TestServer) {
 }
 
 #[test]
+fn the_store_cache_setting_is_checked_at_start_and_a_small_cache_serves() {
+    let (mut s, people) = TestServer::start(5, &Limits::default());
+    let agency = s.client(Some(&s.agency_identity(AGENCY)));
+    let citizen = &people[0].0;
+    let (_, token) = grant(&agency, &s, citizen, &["full_name"]);
+    stop_and_verify(&mut s);
+    let original = std::fs::read_to_string(s.config_path()).unwrap();
+    let with = |mib: u64| format!("{original}\n[store]\ncache_mib = {mib}\n");
+    std::fs::write(s.config_path(), with(3)).unwrap();
+    let refused = s
+        .try_launch()
+        .expect_err("started with a 3 MiB store cache");
+    assert!(
+        refused.contains("store.cache_mib") && !refused.contains("panicked"),
+        "{refused}"
+    );
+    // The smallest cache allowed serves the same answers (the grant survived the restart).
+    std::fs::write(s.config_path(), with(4)).unwrap();
+    s.launch();
+    let (st, rel) = release(&agency, &s, &token, citizen, "full_name");
+    assert_eq!(st, 200, "{rel}");
+    assert_eq!(rel["fields"]["full_name"], people[0].1["full_name"]);
+    stop_and_verify(&mut s);
+}
+
+#[test]
 fn full_walk_grant_read_history_receipt_auditor_proofs_and_offline_verify() {
     let (mut s, people) = TestServer::start(20, &Limits::default());
     let agency = s.client(Some(&s.agency_identity(AGENCY)));
