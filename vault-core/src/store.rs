@@ -43,6 +43,29 @@ pub struct SealedRecord {
     pub fields: BTreeMap<FieldName, SealedField>,
 }
 
+/// A `SealedRecord` in its stored form (the store's binary codec), made by whoever holds the
+/// record, so a pipeline can encode on its sealing threads and hand the store bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncodedRecord(Vec<u8>);
+
+impl EncodedRecord {
+    /// Encodes `record`.
+    pub fn new(record: &SealedRecord) -> Self {
+        Self(codec::encode(record))
+    }
+
+    /// The encoded bytes.
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for EncodedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EncodedRecord({} bytes)", self.0.len())
+    }
+}
+
 /// The vault's persistent state. Writes become durable at `flush` (or at once where noted).
 pub trait VaultStore: Send + Sync + Clone + 'static {
     /// The stored keyring, if the vault is initialized.
@@ -64,7 +87,15 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
         }))
     }
     /// Writes many records atomically (all or none). Durable after `flush`.
-    fn put_citizens(&self, records: &[(BlindId, SealedRecord)]) -> Result<(), VaultError>;
+    fn put_citizens(&self, records: &[(BlindId, SealedRecord)]) -> Result<(), VaultError> {
+        let encoded: Vec<(BlindId, EncodedRecord)> = records
+            .iter()
+            .map(|(id, r)| (*id, EncodedRecord::new(r)))
+            .collect();
+        self.put_encoded(&encoded)
+    }
+    /// `put_citizens` for records already encoded.
+    fn put_encoded(&self, records: &[(BlindId, EncodedRecord)]) -> Result<(), VaultError>;
     /// Removes a citizen's record (DEK, salt, fields, index row) and flushes.
     /// Returns whether it existed.
     fn delete_citizen(&self, id: &BlindId) -> Result<bool, VaultError>;

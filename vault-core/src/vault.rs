@@ -23,7 +23,7 @@ use crate::error::VaultError;
 use crate::id::{BlindId, CitizenId, FieldName};
 use crate::keyring::{Keyring, RootKeySource};
 use crate::policy::PolicySet;
-use crate::store::{SealedField, SealedRecord, VaultStore};
+use crate::store::{EncodedRecord, SealedField, SealedRecord, VaultStore};
 
 /// Fields to write for one citizen. Only `Vault::validate_write` builds one, so every value
 /// in it has been checked against the catalog.
@@ -37,7 +37,8 @@ pub struct RecordWrite {
 /// A prepared batch must be committed before another batch touching the same citizens is
 /// prepared (the import pipeline guarantees it by refusing duplicate ids).
 pub struct PreparedWrites {
-    batch: Vec<(BlindId, SealedRecord)>,
+    /// Encoded where prepared (a sealing thread), so the committing thread only writes.
+    batch: Vec<(BlindId, EncodedRecord)>,
     outcomes: Vec<WriteOutcome>,
     /// Per written citizen: its pseudonym and the names of the fields that changed.
     written: Vec<(Pseudonym, Vec<FieldName>)>,
@@ -47,6 +48,24 @@ impl std::fmt::Debug for PreparedWrites {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PreparedWrites")
             .field("records", &self.batch.len())
+            .finish()
+    }
+}
+
+/// A prepared batch whose audit entries are queued (`Vault::audit_writes`): the only way to
+/// a store write, so a batch cannot be stored without its entries having been submitted, and
+/// `Vault::store_writes` stores it only once they are durable.
+#[must_use = "a batch is written only through `Vault::store_writes`"]
+pub struct AuditedWrites {
+    prepared: PreparedWrites,
+    /// `None` when nothing changed (no entry, nothing to store).
+    ticket: Option<crate::audit::Ticket>,
+}
+
+impl std::fmt::Debug for AuditedWrites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditedWrites")
+            .field("records", &self.prepared.batch.len())
             .finish()
     }
 }
@@ -378,7 +397,7 @@ impl<S: VaultStore> Vault<S> {
         }
         let batch = order
             .into_iter()
-            .filter_map(|b| pending.remove(&b).map(|r| (b, r)))
+            .filter_map(|b| pending.remove(&b).map(|r| (b, EncodedRecord::new(&r))))
             .collect();
         Ok(PreparedWrites {
             batch,
@@ -396,17 +415,41 @@ impl<S: VaultStore> Vault<S> {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<Vec<WriteOutcome>, VaultError> {
-        if prepared.batch.is_empty() {
-            return Ok(prepared.outcomes);
+        self.store_writes(self.audit_writes(prepared, actor, now)?)
+    }
+
+    /// The first half of `commit_writes`: queues the batch's `record.written` entries and
+    /// returns at once, so a pipeline can queue the next batch's entries while this one is
+    /// stored. Batches must go to `store_writes` in the order they were audited.
+    pub fn audit_writes(
+        &self,
+        prepared: PreparedWrites,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<AuditedWrites, VaultError> {
+        let ticket = if prepared.batch.is_empty() {
+            None
+        } else {
+            let ctx = self.entry_context(now);
+            let entries = prepared
+                .written
+                .iter()
+                .map(|(p, fields)| AuditEntry::record_written(&ctx, actor, p, fields))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(self.audit.submit(entries))
+        };
+        Ok(AuditedWrites { prepared, ticket })
+    }
+
+    /// The second half of `commit_writes`: waits until the batch's entries are durable, then
+    /// stores its records in one atomic store batch (durable after `flush`). If the audit
+    /// append failed, nothing is stored.
+    pub fn store_writes(&self, audited: AuditedWrites) -> Result<Vec<WriteOutcome>, VaultError> {
+        let AuditedWrites { prepared, ticket } = audited;
+        if let Some(ticket) = ticket {
+            ticket.wait()?;
+            self.store.put_encoded(&prepared.batch)?;
         }
-        let ctx = self.entry_context(now);
-        let entries = prepared
-            .written
-            .iter()
-            .map(|(p, fields)| AuditEntry::record_written(&ctx, actor, p, fields))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.audit.append(entries)?;
-        self.store.put_citizens(&prepared.batch)?;
         Ok(prepared.outcomes)
     }
 
@@ -1166,6 +1209,56 @@ mod tests {
         v.write_records(&[write(id(2), json!({"full_name": "Bình"}))], &op(), NOW)
             .unwrap();
         assert_eq!(v.audit().size(), 2);
+        v.audit().verify_all().unwrap();
+    }
+
+    #[test]
+    fn pipelined_batches_are_stored_in_order_and_only_once_their_entries_are_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = crate::audit::file::Faults::new();
+        let v = Vault::init(
+            store_at(dir.path()),
+            &InMemoryRootKey::new([1; 32]),
+            policy(),
+            DEFAULT_LOG_ORIGIN,
+            &crate::audit::FaultyLogAt(dir.path().join("audit"), Arc::clone(&faults)),
+        )
+        .unwrap();
+        let batch = |n: u64, name: &str| {
+            v.prepare_writes(&[write(id(n), json!({ "full_name": name }))])
+                .unwrap()
+        };
+        // Two batches queued before either is stored (as the import's pipeline does).
+        let first = v.audit_writes(batch(1, "An"), &op(), NOW).unwrap();
+        let second = v.audit_writes(batch(2, "Bình"), &op(), NOW).unwrap();
+        assert!(matches!(
+            v.read_record_unaudited(&id(1)),
+            Err(VaultError::CitizenNotFound)
+        ));
+        v.store_writes(first).unwrap();
+        v.store_writes(second).unwrap();
+        assert_eq!(
+            v.read_record_unaudited(&id(2)).unwrap().fields["full_name"],
+            "Bình"
+        );
+        assert_eq!(v.audit().size(), 2);
+        // An unchanged batch queues no entry and stores nothing.
+        let same = v.audit_writes(batch(1, "An"), &op(), NOW).unwrap();
+        assert_eq!(
+            v.store_writes(same).unwrap(),
+            vec![WriteOutcome::Unchanged(1)]
+        );
+        assert_eq!(v.audit().size(), 2);
+        // The log cannot make the entries durable: the batch is not stored.
+        faults.set_sync(true);
+        let failed = v.audit_writes(batch(3, "Cúc"), &op(), NOW);
+        let err = failed.and_then(|a| v.store_writes(a)).unwrap_err();
+        assert!(matches!(err, VaultError::AuditUnavailable));
+        assert!(matches!(
+            v.read_record_unaudited(&id(3)),
+            Err(VaultError::CitizenNotFound)
+        ));
+        faults.set_sync(false);
         v.audit().verify_all().unwrap();
     }
 

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use super::group::FlushGroup;
 use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES, Tail};
-use super::{SealedRecord, VaultStore, codec, grant_state};
+use super::{EncodedRecord, SealedRecord, VaultStore, codec, grant_state};
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};
 use crate::id::BlindId;
@@ -565,13 +565,9 @@ impl VaultStore for SledStore {
         }
     }
 
-    fn put_citizens(&self, records: &[(BlindId, SealedRecord)]) -> Result<(), VaultError> {
-        let encoded: Vec<Vec<u8>> = records.iter().map(|(_, r)| codec::encode(r)).collect();
-        let frames: Vec<(&BlindId, &[u8])> = records
-            .iter()
-            .zip(&encoded)
-            .map(|((id, _), e)| (id, e.as_slice()))
-            .collect();
+    fn put_encoded(&self, records: &[(BlindId, EncodedRecord)]) -> Result<(), VaultError> {
+        let frames: Vec<(&BlindId, &[u8])> =
+            records.iter().map(|(id, e)| (id, e.bytes())).collect();
         let mut tail = self.records.lock()?;
         let (locations, superseded) =
             self.records

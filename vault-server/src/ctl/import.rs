@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use vault_core::policy::{FieldType, PolicySet};
 use vault_core::store::{SledStore, VaultStore};
-use vault_core::vault::{PreparedWrites, RecordWrite, WriteOutcome};
+use vault_core::vault::{AuditedWrites, PreparedWrites, RecordWrite, WriteOutcome};
 use vault_core::{CitizenId, Vault};
 
 use super::{Context, CtlError, CtlResult, out, progress_bar};
@@ -418,6 +418,41 @@ struct Stats {
     skipped: u64,
 }
 
+/// The storer stage: in file order, each batch stored once its audit entries are durable,
+/// then flushed, then the checkpoint moved past it (data first: never ahead of durable rows).
+fn store_chunks(
+    vault: &Vault<SledStore>,
+    hash: &[u8; 32],
+    (total_lines, bar): (u64, &indicatif::ProgressBar),
+    plain: bool,
+    rx: std::sync::mpsc::Receiver<(AuditedWrites, u64)>,
+) -> Result<Stats, CtlError> {
+    let mut stats = Stats::default();
+    let mut batches = 0u64;
+    for (audited, last_line) in rx {
+        for outcome in vault.store_writes(audited)? {
+            match outcome {
+                WriteOutcome::Created(_) => stats.created += 1,
+                WriteOutcome::Updated(_) => stats.updated += 1,
+                WriteOutcome::Unchanged(_) => stats.unchanged += 1,
+            }
+        }
+        vault.flush()?;
+        vault.store().set_import_checkpoint(hash, Some(last_line))?;
+        vault.flush()?;
+        batches += 1;
+        bar.set_position(last_line);
+        if plain && (batches.is_power_of_two() || batches.is_multiple_of(100)) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "import: {} rows committed through line {last_line} of {total_lines}",
+                stats.created + stats.updated + stats.unchanged,
+            );
+        }
+    }
+    Ok(stats)
+}
+
 pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
     let shown = file.display().to_string();
     let (hash, total_lines) = scan(file)?;
@@ -452,11 +487,15 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
     let mut stats = Stats::default();
 
     // A pipeline over both cores: one reader parses and validates, `SEALERS` threads seal,
-    // and this thread commits batches in file order. Bounded channels keep memory flat.
+    // this thread puts the batches back in file order and queues their audit entries, and
+    // a storer waits for each batch's entries to be durable, stores it, flushes and moves the
+    // checkpoint, while this thread queues the next batch's entries. Bounded channels keep
+    // memory flat.
     let (row_tx, row_rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
     let (sealed_tx, sealed_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, CtlError>>(4);
+    let (audited_tx, audited_rx) = std::sync::mpsc::sync_channel::<(AuditedWrites, u64)>(2);
     let row_rx = std::sync::Mutex::new(row_rx);
-    std::thread::scope(|scope| -> CtlResult {
+    let stored = std::thread::scope(|scope| -> Result<Stats, CtlError> {
         let vault_ref = &vault;
         let policy_ref = &policy;
         let reader = scope.spawn(move || {
@@ -474,53 +513,51 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
             scope.spawn(move || seal_chunks(vault_ref, rx, &tx));
         }
         drop(sealed_tx);
+        let storer =
+            scope.spawn(|| store_chunks(&vault, &hash, (total_lines, &bar), plain, audited_rx));
         let mut waiting: std::collections::BTreeMap<u64, Chunk> = std::collections::BTreeMap::new();
         let mut next_seq = 0u64;
-        let mut batches = 0u64;
         let mut stderr = std::io::stderr();
-        for sealed in sealed_rx.iter() {
-            let sealed = sealed?;
-            waiting.insert(sealed.seq, sealed);
-            while let Some(chunk) = waiting.remove(&next_seq) {
-                next_seq += 1;
-                for (line, why) in &chunk.rejected {
-                    bar.suspend(|| {
-                        let _ = writeln!(stderr, "{shown}:{line}: {why}");
-                    });
-                }
-                stats.rejected += chunk.rejected.len() as u64;
-                stats.skipped += chunk.skipped;
-                if let Some(prepared) = chunk.prepared {
-                    for outcome in vault.commit_writes(prepared, &actor, ctx.now())? {
-                        match outcome {
-                            WriteOutcome::Created(_) => stats.created += 1,
-                            WriteOutcome::Updated(_) => stats.updated += 1,
-                            WriteOutcome::Unchanged(_) => stats.unchanged += 1,
+        let queued = (|| -> CtlResult {
+            for sealed in sealed_rx.iter() {
+                let sealed = sealed?;
+                waiting.insert(sealed.seq, sealed);
+                while let Some(chunk) = waiting.remove(&next_seq) {
+                    next_seq += 1;
+                    for (line, why) in &chunk.rejected {
+                        bar.suspend(|| {
+                            let _ = writeln!(stderr, "{shown}:{line}: {why}");
+                        });
+                    }
+                    stats.rejected += chunk.rejected.len() as u64;
+                    stats.skipped += chunk.skipped;
+                    if let Some(prepared) = chunk.prepared {
+                        let audited = vault.audit_writes(prepared, &actor, ctx.now())?;
+                        if audited_tx.send((audited, chunk.last_line)).is_err() {
+                            return Ok(()); // the storer stopped; it reports why
                         }
-                    }
-                    // Data first, then the checkpoint: never ahead of durable rows.
-                    vault.flush()?;
-                    vault
-                        .store()
-                        .set_import_checkpoint(&hash, Some(chunk.last_line))?;
-                    vault.flush()?;
-                    batches += 1;
-                    if plain && (batches.is_power_of_two() || batches.is_multiple_of(100)) {
-                        let _ = writeln!(
-                            stderr,
-                            "import: {} rows committed through line {} of {total_lines}",
-                            stats.created + stats.updated + stats.unchanged,
-                            chunk.last_line
-                        );
+                    } else {
+                        bar.set_position(chunk.last_line);
                     }
                 }
-                bar.set_position(chunk.last_line);
             }
-        }
+            Ok(())
+        })();
+        drop(audited_tx);
+        drop(sealed_rx);
+        let stored = storer
+            .join()
+            .map_err(|_| CtlError("the storer thread failed".into()))?;
+        queued?;
+        let stored = stored?;
         reader
             .join()
-            .map_err(|_| CtlError("the reader thread failed".into()))?
+            .map_err(|_| CtlError("the reader thread failed".into()))??;
+        Ok(stored)
     })?;
+    stats.created = stored.created;
+    stats.updated = stored.updated;
+    stats.unchanged = stored.unchanged;
     vault.store().set_import_checkpoint(&hash, None)?;
     vault.flush()?;
     bar.finish_and_clear();
