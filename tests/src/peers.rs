@@ -93,6 +93,10 @@ pub fn micro(report: &mut Report, work: &Path, import_count: u64, audit_entries:
             "3",
         ]);
         if std::fs::write(&file, &demo.stdout).is_ok() {
+            // Let the disk settle first: the file just written and the peers just stopped
+            // (PostgreSQL's shutdown checkpoint, their data directories removed) would
+            // otherwise be written back during the import and charged to it.
+            let _ = Command::new("sync").status();
             match peak_rss_of(v.command(&["import", &file.display().to_string()])) {
                 Ok((secs, rss)) => {
                     report.micro.insert(

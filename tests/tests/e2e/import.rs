@@ -354,3 +354,53 @@ fn an_import_killed_midway_resumes_and_completes() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn an_import_that_meets_a_damaged_record_stops_with_an_error_instead_of_hanging() {
+    use std::os::unix::fs::FileExt;
+    use std::time::{Duration, Instant};
+    let v = TestVault::initialized();
+    let file = v.root().join("many.jsonl");
+    demo_file(&v, &file, 12_000, 5);
+    let out = v.ctl(&["import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Damage the frames of the first citizens written: importing the file again reads them
+    // (to find unchanged values) in its first batch, and sealing that batch fails while the
+    // reader is still filling the pipeline's channels.
+    let records = v.data().join("store").join("records.dat");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&records)
+        .unwrap()
+        .write_all_at(&[0xA5; 64 * 1024], 4096)
+        .unwrap();
+    let mut child = v
+        .command(&["import", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the import hung after a sealing error");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("store corrupt") || stderr.contains("failed authentication"),
+        "{stderr}"
+    );
+    // The message names no citizen.
+    for l in std::fs::read_to_string(&file).unwrap().lines().take(200) {
+        let row: Value = serde_json::from_str(l).unwrap();
+        assert!(!stderr.contains(row["citizen_id"].as_str().unwrap()));
+    }
+}

@@ -494,7 +494,9 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
     let (row_tx, row_rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
     let (sealed_tx, sealed_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, CtlError>>(4);
     let (audited_tx, audited_rx) = std::sync::mpsc::sync_channel::<(AuditedWrites, u64)>(2);
-    let row_rx = std::sync::Mutex::new(row_rx);
+    // Shared by the sealers and dropped with the last of them, so a reader blocked on a full
+    // channel is released (its send fails) when the sealers stop early.
+    let row_rx = std::sync::Arc::new(std::sync::Mutex::new(row_rx));
     let stored = std::thread::scope(|scope| -> Result<Stats, CtlError> {
         let vault_ref = &vault;
         let policy_ref = &policy;
@@ -509,9 +511,10 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
             )
         });
         for _ in 0..SEALERS {
-            let (rx, tx) = (&row_rx, sealed_tx.clone());
-            scope.spawn(move || seal_chunks(vault_ref, rx, &tx));
+            let (rx, tx) = (std::sync::Arc::clone(&row_rx), sealed_tx.clone());
+            scope.spawn(move || seal_chunks(vault_ref, &rx, &tx));
         }
+        drop(row_rx);
         drop(sealed_tx);
         let storer =
             scope.spawn(|| store_chunks(&vault, &hash, (total_lines, &bar), plain, audited_rx));
