@@ -786,6 +786,20 @@ mod tests {
         .unwrap()
     }
 
+    /// A vault whose audit log fails on demand.
+    fn faulty_vault(dir: &Path) -> (Vault<SledStore>, Arc<crate::audit::file::Faults>) {
+        let faults = crate::audit::file::Faults::new();
+        let v = Vault::init(
+            store_at(dir),
+            &InMemoryRootKey::new([1; 32]),
+            policy(),
+            DEFAULT_LOG_ORIGIN,
+            &crate::audit::FaultyLogAt(dir.join("audit"), Arc::clone(&faults)),
+        )
+        .unwrap();
+        (v, faults)
+    }
+
     #[test]
     fn write_read_round_trip_and_idempotent_rewrite() {
         let dir = tempfile::tempdir().unwrap();
@@ -1177,15 +1191,7 @@ mod tests {
     #[test]
     fn when_the_audit_log_fails_nothing_is_written_or_erased() {
         let dir = tempfile::tempdir().unwrap();
-        let faults = crate::audit::file::Faults::new();
-        let v = Vault::init(
-            store_at(dir.path()),
-            &InMemoryRootKey::new([1; 32]),
-            policy(),
-            DEFAULT_LOG_ORIGIN,
-            &crate::audit::FaultyLogAt(dir.path().join("audit"), Arc::clone(&faults)),
-        )
-        .unwrap();
+        let (v, faults) = faulty_vault(dir.path());
         v.write_records(&[write(id(1), json!({"full_name": "An"}))], &op(), NOW)
             .unwrap();
         faults.set_sync(true);
@@ -1215,15 +1221,7 @@ mod tests {
     #[test]
     fn pipelined_batches_are_stored_in_order_and_only_once_their_entries_are_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let faults = crate::audit::file::Faults::new();
-        let v = Vault::init(
-            store_at(dir.path()),
-            &InMemoryRootKey::new([1; 32]),
-            policy(),
-            DEFAULT_LOG_ORIGIN,
-            &crate::audit::FaultyLogAt(dir.path().join("audit"), Arc::clone(&faults)),
-        )
-        .unwrap();
+        let (v, faults) = faulty_vault(dir.path());
         let batch = |n: u64, name: &str| {
             v.prepare_writes(&[write(id(n), json!({ "full_name": name }))])
                 .unwrap()
