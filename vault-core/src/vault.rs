@@ -395,6 +395,9 @@ impl<S: VaultStore> Vault<S> {
             pending.insert(blind, record);
             outcomes.push(outcome);
         }
+        // In key order, as the lookups above: the store's index lookups and inserts for the
+        // batch then walk its pages in order instead of at random.
+        order.sort_unstable();
         let batch = order
             .into_iter()
             .filter_map(|b| pending.remove(&b).map(|r| (b, EncodedRecord::new(&r))))
