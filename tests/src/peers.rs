@@ -116,6 +116,8 @@ pub fn micro(report: &mut Report, work: &Path, import_count: u64, audit_entries:
         let _ = std::fs::remove_file(&file);
     }
     if audit_entries > 0 {
+        // The same for the import's own writeback (gigabytes at the full size).
+        let _ = Command::new("sync").status();
         match tool_lines(
             "audit-bench",
             &[
