@@ -278,17 +278,21 @@ fn an_unknown_file_format_is_refused() {
     assert!(text(&out.stderr).contains("must end in .jsonl or .csv"));
 }
 
+/// `vaultctl import FILE` running, its stderr piped.
+fn spawn_import(v: &TestVault, file: &std::path::Path) -> std::process::Child {
+    v.command(&["import", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn an_import_killed_midway_resumes_and_completes() {
     let v = TestVault::initialized();
     let file = v.root().join("many.jsonl");
     demo_file(&v, &file, 30_000, 11);
-    let mut child = v
-        .command(&["import", file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_import(&v, &file);
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let first = lines.next().unwrap().unwrap();
@@ -374,12 +378,7 @@ fn an_import_that_meets_a_damaged_record_stops_with_an_error_instead_of_hanging(
         .unwrap()
         .write_all_at(&[0xA5; 64 * 1024], 4096)
         .unwrap();
-    let mut child = v
-        .command(&["import", file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_import(&v, &file);
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
