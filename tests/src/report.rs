@@ -123,6 +123,40 @@ impl Report {
         (o.rps > 0.0).then(|| round2(v.rps / o.rps))
     }
 
+    /// The spread of `ratio(other)`: the lowest and highest of the per-round ratios, round
+    /// *i* of the vault over round *i* of `other` (the two ran one after the other in the same
+    /// alternation, so a drift of the machine moves both). `None` without a pair of rounds.
+    pub fn ratio_range(&self, other: &str) -> Option<(f64, f64)> {
+        self.pair_range(other, |v, o| (o.rps > 0.0).then(|| v.rps / o.rps))
+    }
+
+    /// The spread of `cpu_ratio(other)`, paired round by round as `ratio_range`.
+    pub fn cpu_ratio_range(&self, other: &str) -> Option<(f64, f64)> {
+        self.pair_range(other, |v, o| {
+            let (v, o) = (v.cpu_us?, o.cpu_us?);
+            (o > 0.0).then(|| v / o)
+        })
+    }
+
+    fn pair_range(
+        &self,
+        other: &str,
+        each: impl Fn(&Round, &Round) -> Option<f64>,
+    ) -> Option<(f64, f64)> {
+        let c = self.ratio_concurrency;
+        let v = self.systems.get("vault")?.get(&c)?;
+        let o = self.systems.get(other)?.get(&c)?;
+        let all: Vec<f64> = v
+            .iter()
+            .zip(o)
+            .filter_map(|(v, o)| each(v, o))
+            .filter(|x| x.is_finite())
+            .collect();
+        let lo = all.iter().copied().reduce(f64::min)?;
+        let hi = all.iter().copied().reduce(f64::max)?;
+        Some((round2(lo), round2(hi)))
+    }
+
     /// `vault`'s server CPU per request over another system's, at the ratio concurrency.
     pub fn cpu_ratio(&self, other: &str) -> Option<f64> {
         let v = self.summary("vault", self.ratio_concurrency)?.cpu_us?;
@@ -158,6 +192,13 @@ impl Report {
                 "vault_cpu_per_req_over_openbao": self.cpu_ratio("openbao"),
                 "at_concurrency": self.ratio_concurrency,
             },
+            "ratio_ranges": {
+                "vault_over_ceiling": self.ratio_range("ceiling").map(|(a, b)| [a, b]),
+                "vault_over_openbao": self.ratio_range("openbao").map(|(a, b)| [a, b]),
+                "vault_over_postgres": self.ratio_range("postgres").map(|(a, b)| [a, b]),
+                "vault_cpu_per_req_over_ceiling": self.cpu_ratio_range("ceiling").map(|(a, b)| [a, b]),
+                "vault_cpu_per_req_over_openbao": self.cpu_ratio_range("openbao").map(|(a, b)| [a, b]),
+            },
             "micro": self.micro,
             "skipped": self.skipped,
             "machine": self.machine,
@@ -188,16 +229,29 @@ impl Report {
         }
         let _ = writeln!(o, "\nRatios at {} connections:\n", self.ratio_concurrency);
         for other in ["ceiling", "openbao", "postgres"] {
+            let spread = self
+                .ratio_range(other)
+                .map_or_else(String::new, |(lo, hi)| {
+                    format!(" (round by round {lo:.2}–{hi:.2})")
+                });
             let _ = writeln!(
                 o,
-                "- vault / {other}: {}",
+                "- vault / {other}: {}{spread}",
                 self.ratio(other)
                     .map_or_else(|| "not measured".to_owned(), |r| format!("{r:.2}"))
             );
         }
         for other in ["ceiling", "openbao"] {
             if let Some(r) = self.cpu_ratio(other) {
-                let _ = writeln!(o, "- server CPU per request, vault / {other}: {r:.2}");
+                let spread = self
+                    .cpu_ratio_range(other)
+                    .map_or_else(String::new, |(lo, hi)| {
+                        format!(" (round by round {lo:.2}–{hi:.2})")
+                    });
+                let _ = writeln!(
+                    o,
+                    "- server CPU per request, vault / {other}: {r:.2}{spread}"
+                );
             }
         }
         if !self.micro.is_empty() {
@@ -297,7 +351,13 @@ mod tests {
         assert_eq!(rep.ratio("ceiling"), Some(0.1));
         assert_eq!(rep.ratio("openbao"), Some(10.0));
         assert_eq!(rep.ratio("postgres"), None);
+        assert_eq!(rep.ratio_range("ceiling"), Some((0.1, 0.1)));
+        assert_eq!(rep.ratio_range("openbao"), Some((9.0, 9.0)), "one pair");
+        assert_eq!(rep.ratio_range("postgres"), None);
+        assert_eq!(rep.cpu_ratio_range("ceiling"), Some((10.0, 10.0)));
         let j = rep.to_json();
+        assert_eq!(j["ratio_ranges"]["vault_over_openbao"], json!([9.0, 9.0]));
+        assert!(j["ratio_ranges"]["vault_over_postgres"].is_null());
         assert_eq!(j["systems"]["vault"]["64"]["rps"], json!(1000.0));
         assert_eq!(j["systems"]["vault"]["64"]["errors"], json!(3));
         assert_eq!(j["ratios"]["vault_over_openbao"], json!(10.0));
@@ -328,6 +388,45 @@ mod tests {
         assert!(md.contains("vault / postgres: 20.00"), "{md}");
         let svg = rep.to_svg();
         assert!(svg.starts_with("<svg") && svg.contains("vault c64"));
+    }
+
+    #[test]
+    fn the_ratio_range_pairs_rounds_in_order_and_skips_empty_peers() {
+        let mut rep = Report {
+            ratio_concurrency: 16,
+            ..Report::default()
+        };
+        // Round by round: 2/10, 3/10, 1/0 (skipped), so 0.2–0.3; the median ratio is 2/10.
+        for (v, c) in [(2.0, 10.0), (3.0, 10.0), (1.0, 0.0)] {
+            rep.add("vault", 16, r(v, 1.0, 0));
+            // A round that answered nothing has no CPU per request (`cpu_us_per_request`).
+            let cpu_us = (c > 0.0).then(|| 2e6 / c);
+            rep.add(
+                "ceiling",
+                16,
+                Round {
+                    cpu_us,
+                    ..r(c, 1.0, 0)
+                },
+            );
+        }
+        assert_eq!(rep.ratio("ceiling"), Some(0.2));
+        assert_eq!(rep.ratio_range("ceiling"), Some((0.2, 0.3)));
+        // CPU per request is 2e6 / rps in `r`: 10/2 and 10/3; the third pair has none.
+        assert_eq!(rep.cpu_ratio_range("ceiling"), Some((3.33, 5.0)));
+        assert!(
+            rep.to_markdown()
+                .contains("- vault / ceiling: 0.20 (round by round 0.20–0.30)"),
+            "{}",
+            rep.to_markdown()
+        );
+        // Another concurrency's rounds are not paired with these.
+        rep.add("openbao", 64, r(1.0, 1.0, 0));
+        assert_eq!(rep.ratio_range("openbao"), None);
+        assert!(
+            rep.to_markdown()
+                .contains("- vault / openbao: not measured\n")
+        );
     }
 
     #[test]
