@@ -31,7 +31,10 @@ fn rss_mib() -> f64 {
 
 /// A spread-out grant id for entry `i`.
 fn id(i: u64) -> String {
-    format!("g-{:032x}", u128::from(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+    format!(
+        "g-{:032x}",
+        u128::from(i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    )
 }
 
 fn main() {
@@ -46,7 +49,12 @@ fn main() {
         .mode(sled::Mode::HighThroughput)
         .open()
         .unwrap();
-    let names = ["grant_info", "grant_state", "verification_codes", "citizen_grants"];
+    let names = [
+        "grant_info",
+        "grant_state",
+        "verification_codes",
+        "citizen_grants",
+    ];
     let t: Vec<sled::Tree> = names[..trees]
         .iter()
         .map(|name| db.open_tree(name).unwrap())
@@ -64,12 +72,17 @@ fn main() {
         }
         if let Some(codes) = t.get(2) {
             codes
-                .insert(format!("{:08}", i.wrapping_mul(7919) % 100_000_000), g.as_bytes())
+                .insert(
+                    format!("{:08}", i.wrapping_mul(7919) % 100_000_000),
+                    g.as_bytes(),
+                )
                 .unwrap();
         }
         if let Some(links) = t.get(3) {
             let citizen = format!("{:064x}", u128::from(i.rotate_left(17)));
-            links.insert(format!("{citizen}\0{g}"), g.as_bytes()).unwrap();
+            links
+                .insert(format!("{citizen}\0{g}"), g.as_bytes())
+                .unwrap();
         }
         if i % 100_000 == 0 {
             db.flush().unwrap();
