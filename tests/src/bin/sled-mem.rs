@@ -29,6 +29,23 @@ fn rss_mib() -> f64 {
     kib / 1024.0
 }
 
+/// Runs `op` on 0..count, flushing every `flush_every`, and prints the time and the RSS after.
+fn timed(what: &str, db: &sled::Db, count: u64, flush_every: u64, mut op: impl FnMut(u64)) {
+    let start = Instant::now();
+    for i in 0..count {
+        op(i);
+        if i % flush_every == 0 {
+            db.flush().unwrap();
+        }
+    }
+    db.flush().unwrap();
+    println!(
+        "{count} {what} in {:.1} s: RSS {:.1} MiB",
+        start.elapsed().as_secs_f64(),
+        rss_mib()
+    );
+}
+
 /// A spread-out grant id for entry `i`.
 fn id(i: u64) -> String {
     format!(
@@ -63,8 +80,7 @@ fn main() {
         "sled-mem: {n} entries in {trees} tree(s), {value}-byte grant values, cache {cache} MiB"
     );
     println!("open: RSS {:.1} MiB", rss_mib());
-    let start = Instant::now();
-    for i in 0..n {
+    timed("inserted", &db, n, 100_000, |i| {
         let g = id(i);
         t[0].insert(g.as_bytes(), vec![b'x'; value]).unwrap();
         if let Some(states) = t.get(1) {
@@ -84,32 +100,13 @@ fn main() {
                 .insert(format!("{citizen}\0{g}"), g.as_bytes())
                 .unwrap();
         }
-        if i % 100_000 == 0 {
-            db.flush().unwrap();
-        }
-    }
-    db.flush().unwrap();
-    println!(
-        "{n} inserted in {:.1} s: RSS {:.1} MiB",
-        start.elapsed().as_secs_f64(),
-        rss_mib()
-    );
-    let start = Instant::now();
+    });
     let hot = t.get(1).unwrap_or(&t[0]);
-    for j in 0..300_000u64 {
+    timed("random reads and swaps", &db, 300_000, 10_000, |j| {
         let g = id(j.wrapping_mul(2_654_435_761) % n.max(1));
         let old = hot.get(g.as_bytes()).unwrap();
         let _ = hot
             .compare_and_swap(g.as_bytes(), old, Some(vec![3u8; 90]))
             .unwrap();
-        if j % 10_000 == 0 {
-            db.flush().unwrap();
-        }
-    }
-    db.flush().unwrap();
-    println!(
-        "300000 random reads and swaps in {:.1} s: RSS {:.1} MiB",
-        start.elapsed().as_secs_f64(),
-        rss_mib()
-    );
+    });
 }
