@@ -124,8 +124,11 @@ impl Report {
     }
 
     /// The spread of `ratio(other)`: the lowest and highest of the per-round ratios, round
-    /// *i* of the vault over round *i* of `other` (the two ran one after the other in the same
-    /// alternation, so a drift of the machine moves both). `None` without a pair of rounds.
+    /// *i* of the vault over round *i* of `other` (both ran in the same pass of the
+    /// alternation, so a drift of the machine mostly moves both). With an odd number of
+    /// rounds the ratio of the medians lies within it (of the rounds at or above the vault's
+    /// median and those at or below the other's, at least one is both). `None` without a
+    /// pair of rounds.
     pub fn ratio_range(&self, other: &str) -> Option<(f64, f64)> {
         self.pair_range(other, |v, o| (o.rps > 0.0).then(|| v.rps / o.rps))
     }
