@@ -433,6 +433,27 @@ mod tests {
     }
 
     #[test]
+    fn with_three_rounds_the_median_ratio_lies_within_the_range() {
+        for case in 0..2_000u64 {
+            let mut rep = Report {
+                ratio_concurrency: 64,
+                ..Report::default()
+            };
+            for i in 0..3u64 {
+                let x = |k: u64| {
+                    (crate::load::mix(usize::try_from(case).unwrap_or(0), i * 2 + k) % 50_000 + 1)
+                        as f64
+                };
+                rep.add("vault", 64, r(x(0), 1.0, 0));
+                rep.add("ceiling", 64, r(x(1), 1.0, 0));
+            }
+            let (lo, hi) = rep.ratio_range("ceiling").unwrap_or((f64::NAN, f64::NAN));
+            let m = rep.ratio("ceiling").unwrap_or(f64::NAN);
+            assert!(lo <= m && m <= hi, "case {case}: {m} outside {lo}–{hi}");
+        }
+    }
+
+    #[test]
     fn cpu_time_from_a_stat_line_and_per_request() {
         // A command name with a space and a parenthesis; utime 250, stime 50 ticks.
         let line = "4242 (vault (x) srv) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 50 0 0 20 0 9 0";
