@@ -3,6 +3,7 @@
 //! (`SledStore`); callers never see the engine. Nothing stored here is plaintext.
 
 mod codec;
+mod grant_slots;
 mod grant_state;
 mod group;
 mod records;
@@ -125,6 +126,11 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
     /// before it).
     fn set_released_through(&self, size: u64) -> Result<(), VaultError>;
 
+    /// A fresh id for a grant about to be stored (`insert_grant`), made before its audit
+    /// entry names it; a store may reserve room for the grant with it.
+    fn new_grant_id(&self) -> Result<String, VaultError> {
+        crate::grant::new_grant_id()
+    }
     /// A grant by id.
     fn grant(&self, id: &str) -> Result<Option<Grant>, VaultError>;
     /// Stores a new grant and claims its verification code; `false` (nothing stored) when the

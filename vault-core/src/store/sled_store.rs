@@ -6,7 +6,10 @@
 //! `grant_state.rs`), with
 //! `verification_codes`, `citizen_grants`, `consents`, `idempotency`, and
 //! `grant_idempotency` (id → the idempotency key naming it). Writes are durable only after
-//! `flush`.
+//! `flush`. The four grant trees hold only grants made before the slot file: a new grant
+//! gets a slot id (`SledStore::new_grant_id`) and lives in `grants.slots`
+//! (`grant_slots.rs`), which the flush syncs before sled; older grants stay here and age
+//! out through the retention sweep, whose one walk covers both.
 //!
 //! A grant's state record is the one place its mutable fields live: every change
 //! (a release's spent use, a revoke, an approval) is one compare-and-swap on it, so exactly
@@ -33,6 +36,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::grant_slots::{self, GrantSlots};
 use super::group::FlushGroup;
 use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES, Tail};
 use super::{EncodedRecord, SealedRecord, VaultStore, codec, grant_state};
@@ -73,6 +77,8 @@ pub struct SledStore {
     idempotency: sled::Tree,
     grant_idempotency: sled::Tree,
     records: Arc<RecordFile>,
+    /// Grants with slot ids (`grant_slots.rs`); the trees above hold the older ones.
+    slots: Arc<GrantSlots>,
     /// sled's log file, opened again to `fdatasync` it after each flush (see `flush_once`).
     log: Arc<std::fs::File>,
     flushes: Arc<FlushGroup>,
@@ -112,6 +118,7 @@ impl SledStore {
             VaultError::StoreUnavailable(format!("cannot open the store's log: {e}"))
         })?;
         records.set_shredded(u64_at(&meta, SHREDDED_KEY, "bad shredded count")?.unwrap_or(0));
+        let (slots, _) = GrantSlots::open(dir)?;
         let mut store = Self {
             grants: db.open_tree("grant_info")?,
             states: db.open_tree("grant_state")?,
@@ -124,6 +131,7 @@ impl SledStore {
             citizens,
             meta,
             records,
+            slots: Arc::new(slots),
             log: Arc::new(log),
             flushes: Arc::default(),
         };
@@ -447,15 +455,21 @@ impl SledStore {
         };
         // Frames are synced when appended; this makes the index that points past the
         // superseded ones durable, and only then are they shredded.
-        let durable = self.db.flush().map_err(VaultError::from).and_then(|_| {
-            // sled 0.34 makes its writes "stable" with `sync_file_range`, which flushes
-            // neither the drive's write cache nor the file's size: after a power loss a
-            // flushed grant, revoke or consent could be gone (sled's own thread syncs for
-            // real only every half second).
-            self.log
-                .sync_data()
-                .map_err(|e| VaultError::StoreUnavailable(format!("store log sync: {e}")))
-        });
+        // The grant slots first: sled's `released_through` mark must not be durable ahead
+        // of the uses it covers.
+        let durable = self
+            .slots
+            .sync()
+            .and_then(|()| self.db.flush().map_err(VaultError::from))
+            .and_then(|_| {
+                // sled 0.34 makes its writes "stable" with `sync_file_range`, which flushes
+                // neither the drive's write cache nor the file's size: after a power loss a
+                // flushed grant, revoke or consent could be gone (sled's own thread syncs for
+                // real only every half second).
+                self.log
+                    .sync_data()
+                    .map_err(|e| VaultError::StoreUnavailable(format!("store log sync: {e}")))
+            });
         // Nothing to shred, nothing to sync: appended frames were synced when written (and
         // a grant's or consent's flush, the common case, never touches the record file).
         // A failed flush shreds nothing: the frames wait for the next one.
@@ -475,6 +489,69 @@ impl SledStore {
         }
         // Durable at the next flush; until then the older mark only makes an open scan more.
         self.write_marks(&self.records, &mut tail, end, false)
+    }
+
+    /// `sweep_grants` over the older grants, in sled; also returns how many it read.
+    fn sweep_sled(
+        &self,
+        after: Option<&str>,
+        scan: usize,
+        cutoff_secs: i64,
+    ) -> Result<(usize, Option<String>, usize), VaultError> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.as_bytes().to_vec()));
+        let batch: Vec<(sled::IVec, sled::IVec)> = self
+            .grants
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take(scan.max(1))
+            .collect::<Result<_, _>>()?;
+        let next = if batch.len() < scan.max(1) {
+            None
+        } else {
+            batch
+                .last()
+                .and_then(|(k, _)| String::from_utf8(k.to_vec()).ok())
+        };
+        let mut purged = 0;
+        let read = batch.len();
+        for (id, json) in batch {
+            let Some(state) = self.states.get(&id)? else {
+                // A deletion interrupted by a crash (its state went first): finish it.
+                let g = decode_grant(&json)?;
+                self.remove_grant_links(&id, &g)?;
+                continue;
+            };
+            // The state record decides most grants without the JSON: the sweep reads every
+            // grant once per cycle, and all but the ended ones are kept.
+            let quick = grant_state::decode_state(&state)?;
+            if let Some(st) = &quick
+                && (st.break_glass || st.end_bound_secs().is_some_and(|b| b >= cutoff_secs))
+            {
+                #[cfg(debug_assertions)]
+                {
+                    let mut g = decode_grant(&json)?;
+                    grant_state::apply(&state, &mut g)?;
+                    debug_assert!(g.break_glass || g.latest_end_secs() >= cutoff_secs);
+                }
+                continue;
+            }
+            let mut g = decode_grant(&json)?;
+            grant_state::apply(&state, &mut g)?;
+            if g.break_glass || g.latest_end_secs() >= cutoff_secs {
+                continue;
+            }
+            // Only if unchanged since read (a concurrent update keeps it for the next pass).
+            if self
+                .states
+                .compare_and_swap(&id, Some(&state), None as Option<&[u8]>)?
+                .is_err()
+            {
+                continue;
+            }
+            self.remove_grant_links(&id, &g)?;
+            purged += 1;
+        }
+        Ok((purged, next, read))
     }
 
     /// A big-endian u64 kept in `meta` under `key`; `what` names it if it is malformed.
@@ -672,22 +749,50 @@ impl VaultStore for SledStore {
     }
 
     fn set_released_through(&self, size: u64) -> Result<(), VaultError> {
+        // The uses spent so far are in the slot file's pages: durable before the mark can be
+        // (sled may write its log, with the mark, before the store's next flush).
+        self.slots.sync()?;
         self.meta
             .insert(RELEASED_THROUGH_KEY, size.to_be_bytes().as_slice())?;
         Ok(())
     }
 
+    fn new_grant_id(&self) -> Result<String, VaultError> {
+        match self.slots.reserve()? {
+            Some(id) => Ok(id),
+            None => crate::grant::new_grant_id(),
+        }
+    }
+
     fn grant(&self, id: &str) -> Result<Option<Grant>, VaultError> {
+        if grant_slots::parse_id(id).is_some() {
+            return self.slots.get(id);
+        }
         Ok(self.load_grant(id.as_bytes())?.map(|(g, _)| g))
     }
 
     fn insert_grant(&self, grant: &Grant) -> Result<bool, VaultError> {
+        if grant_slots::parse_id(&grant.id).is_some() {
+            let stored = self
+                .slots
+                .insert(grant, &|code| Ok(self.codes.contains_key(code)?))?;
+            if stored {
+                self.flush()?;
+            }
+            return Ok(stored);
+        }
         let claimed = self.codes.compare_and_swap(
             grant.verification_code.as_bytes(),
             None as Option<&[u8]>,
             Some(grant.id.as_bytes()),
         )?;
         if claimed.is_err() {
+            return Ok(false);
+        }
+        // Claimed, then checked against the slots' codes (which claim theirs before checking
+        // these): of two inserts racing for one code, one sees the other.
+        if self.slots.has_code(&grant.verification_code)? {
+            self.codes.remove(grant.verification_code.as_bytes())?;
             return Ok(false);
         }
         self.states
@@ -710,6 +815,13 @@ impl VaultStore for SledStore {
         durable: bool,
         change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
     ) -> Result<Grant, VaultError> {
+        if grant_slots::parse_id(id).is_some() {
+            let g = self.slots.update(id, change)?;
+            if durable {
+                self.flush()?;
+            }
+            return Ok(g);
+        }
         loop {
             let (mut g, old) = self
                 .load_grant(id.as_bytes())?
@@ -742,6 +854,9 @@ impl VaultStore for SledStore {
         id: &str,
         change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
     ) -> Result<GrantState, VaultError> {
+        if grant_slots::parse_id(id).is_some() {
+            return self.slots.update_state(id, change);
+        }
         loop {
             let old = self.states.get(id)?.ok_or(VaultError::GrantNotFound)?;
             let mut st = match grant_state::decode_state(&old)? {
@@ -775,10 +890,14 @@ impl VaultStore for SledStore {
                 out.push(g);
             }
         }
+        out.extend(self.slots.break_glass()?);
         Ok(out)
     }
 
     fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError> {
+        if let Some(id) = self.slots.id_by_code(code)? {
+            return Ok(Some(id));
+        }
         Ok(self
             .codes
             .get(code)?
@@ -795,6 +914,7 @@ impl VaultStore for SledStore {
                 out.push(g);
             }
         }
+        out.extend(self.slots.of_citizen(citizen)?);
         Ok(out)
     }
 
@@ -868,59 +988,29 @@ impl VaultStore for SledStore {
         scan: usize,
         cutoff_secs: i64,
     ) -> Result<(usize, Option<String>), VaultError> {
-        use std::ops::Bound;
-        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.as_bytes().to_vec()));
-        let batch: Vec<(sled::IVec, sled::IVec)> = self
-            .grants
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
-            .take(scan.max(1))
-            .collect::<Result<_, _>>()?;
-        let next = if batch.len() < scan.max(1) {
-            None
-        } else {
-            batch
-                .last()
-                .and_then(|(k, _)| String::from_utf8(k.to_vec()).ok())
-        };
-        let mut purged = 0;
-        for (id, json) in batch {
-            let Some(state) = self.states.get(&id)? else {
-                // A deletion interrupted by a crash (its state went first): finish it.
-                let g = decode_grant(&json)?;
-                self.remove_grant_links(&id, &g)?;
-                continue;
-            };
-            // The state record decides most grants without the JSON: the sweep reads every
-            // grant once per cycle, and all but the ended ones are kept.
-            let quick = grant_state::decode_state(&state)?;
-            if let Some(st) = &quick
-                && (st.break_glass || st.end_bound_secs().is_some_and(|b| b >= cutoff_secs))
-            {
-                #[cfg(debug_assertions)]
-                {
-                    let mut g = decode_grant(&json)?;
-                    grant_state::apply(&state, &mut g)?;
-                    debug_assert!(g.break_glass || g.latest_end_secs() >= cutoff_secs);
+        // One walk in id order: the older grants in sled, then the slots (whose ids sort
+        // after every older one).
+        let (purged, from, left) = match after.and_then(grant_slots::resume_from) {
+            Some(slot) => (0, slot, scan.max(1)),
+            None => {
+                let (purged, next, read) = self.sweep_sled(after, scan, cutoff_secs)?;
+                match next {
+                    Some(next) => return Ok((purged, Some(next))),
+                    // sled's walk ended inside this step: the slots get what is left of it.
+                    None => (purged, 0, scan.max(1).saturating_sub(read).max(1)),
                 }
-                continue;
             }
-            let mut g = decode_grant(&json)?;
-            grant_state::apply(&state, &mut g)?;
-            if g.break_glass || g.latest_end_secs() >= cutoff_secs {
-                continue;
+        };
+        let (deleted, next) = self.slots.sweep(from, left, cutoff_secs)?;
+        for id in &deleted {
+            if let Some(name) = self.grant_idempotency.remove(id.as_bytes())? {
+                self.idempotency.remove(name)?;
             }
-            // Only if unchanged since read (a concurrent update keeps it for the next pass).
-            if self
-                .states
-                .compare_and_swap(&id, Some(&state), None as Option<&[u8]>)?
-                .is_err()
-            {
-                continue;
-            }
-            self.remove_grant_links(&id, &g)?;
-            purged += 1;
         }
-        Ok((purged, next))
+        Ok((
+            purged + deleted.len(),
+            next.map(|slot| grant_slots::cursor_after(slot.saturating_sub(1))),
+        ))
     }
 }
 
@@ -932,6 +1022,89 @@ mod tests {
     /// An active one-use grant whose token expires at `exp` (seconds).
     fn grant(id: &str, exp: i64) -> Grant {
         super::super::test_grant(id, exp)
+    }
+
+    /// A grant with a slot id from `s` and a real code, for `citizen` (one byte, repeated).
+    fn slot_grant(s: &SledStore, citizen: u8, exp: i64) -> Grant {
+        let mut g = grant("x", exp);
+        g.id = s.new_grant_id().unwrap();
+        g.verification_code = crate::grant::new_verification_code().unwrap();
+        g.citizen = format!("{citizen:02x}").repeat(32);
+        g
+    }
+
+    #[test]
+    fn older_grants_in_sled_and_slot_grants_are_one_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let mut old = grant("g-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1_000);
+        old.verification_code = crate::grant::new_verification_code().unwrap();
+        let citizen = old.citizen.clone();
+        assert!(s.insert_grant(&old).unwrap());
+        let mut new = slot_grant(&s, 0xab, 1_000);
+        assert!(grant_slots::parse_id(&new.id).is_some());
+        assert_eq!(new.citizen, citizen);
+        // A code the other side holds is refused on either side.
+        new.verification_code = old.verification_code.clone();
+        assert!(!s.insert_grant(&new).unwrap());
+        new.verification_code = crate::grant::new_verification_code().unwrap();
+        assert!(s.insert_grant(&new).unwrap());
+        let mut clash = grant("g-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", 1_000);
+        clash.verification_code = new.verification_code.clone();
+        assert!(!s.insert_grant(&clash).unwrap());
+        assert_eq!(s.grant(&clash.id).unwrap(), None);
+        let kept = slot_grant(&s, 0xab, 9_000);
+        assert!(s.insert_grant(&kept).unwrap());
+        for g in [&old, &new, &kept] {
+            assert_eq!(s.grant(&g.id).unwrap().as_ref(), Some(g));
+            assert_eq!(
+                s.grant_id_by_code(&g.verification_code).unwrap().as_deref(),
+                Some(g.id.as_str())
+            );
+        }
+        assert_eq!(s.grants_of_citizen(&citizen).unwrap().len(), 3);
+        // A spent use and a durable revoke, both through the store, survive a reopen.
+        s.update_grant_state(&new.id, &mut |st| {
+            st.spend(crate::Timestamp::from_millis(500_000))
+        })
+        .unwrap();
+        s.set_released_through(7).unwrap();
+        s.update_grant(&kept.id, true, &mut |g| {
+            g.end(
+                GrantStatus::Revoked,
+                crate::Timestamp::from_millis(8_000_000),
+            );
+            Ok(())
+        })
+        .unwrap();
+        drop(s);
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.released_through().unwrap(), Some(7));
+        assert_eq!(s.grant(&new.id).unwrap().unwrap().uses, 1);
+        assert_eq!(
+            s.grant(&kept.id).unwrap().unwrap().status,
+            GrantStatus::Revoked
+        );
+        // One sweep walks both, in steps of one grant, and deletes the ended ones of each.
+        let (mut purged, mut cursor, mut steps) = (0, None, 0);
+        loop {
+            let (n, next) = s.sweep_grants(cursor.as_deref(), 1, 5_000).unwrap();
+            purged += n;
+            steps += 1;
+            cursor = next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(purged, 2);
+        assert!(steps >= 3, "{steps}");
+        assert_eq!(s.grant(&old.id).unwrap(), None);
+        assert_eq!(s.grant(&new.id).unwrap(), None);
+        assert_eq!(s.grant_id_by_code(&new.verification_code).unwrap(), None);
+        assert_eq!(
+            s.grants_of_citizen(&citizen).unwrap(),
+            vec![s.grant(&kept.id).unwrap().unwrap()]
+        );
     }
 
     #[test]

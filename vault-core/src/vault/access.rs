@@ -327,7 +327,7 @@ impl<S: VaultStore> Vault<S> {
             })
         );
         let mut g = Grant {
-            id: grant::new_grant_id()?,
+            id: self.store.new_grant_id()?,
             verification_code: grant::new_verification_code()?,
             citizen: blind_hex,
             agency: caller.agency.clone(),
