@@ -418,17 +418,17 @@ mod tests {
         let c = Config::parse(&text, "t.toml", &BTreeMap::new()).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8443");
         assert_eq!(c.limits.max_body_bytes, 65536);
-        assert_eq!(c.store.cache_mib, 64);
+        assert_eq!(c.store.cache_mib, 16);
         let env = BTreeMap::from([
             ("VAULT_LISTEN".to_owned(), "127.0.0.1:9000".to_owned()),
             ("VAULT_LIMITS_AGENCY_BURST".to_owned(), "7".to_owned()),
-            ("VAULT_STORE_CACHE_MIB".to_owned(), "16".to_owned()),
+            ("VAULT_STORE_CACHE_MIB".to_owned(), "64".to_owned()),
             ("VAULT_POLICIES".to_owned(), "/p".to_owned()),
         ]);
         let c = Config::parse(&text, "t.toml", &env).unwrap();
         assert_eq!(
             (c.listen.as_str(), c.limits.agency_burst, c.store.cache_mib),
-            ("127.0.0.1:9000", 7, 16)
+            ("127.0.0.1:9000", 7, 64)
         );
         let err =
             Config::parse(&format!("{text}lisen = 1\n"), "t.toml", &BTreeMap::new()).unwrap_err();

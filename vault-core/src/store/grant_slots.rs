@@ -920,3 +920,30 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod open_timing {
+    use super::*;
+
+    #[test]
+    #[ignore = "measurement: cargo test --release -p vault-core open_timing -- --ignored --nocapture"]
+    fn open_a_million() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = GrantSlots::open(dir.path()).unwrap().0;
+        let t = std::time::Instant::now();
+        for i in 0..1_000_000u32 {
+            let mut g = crate::store::test_grant("x", 2_000);
+            g.id = s.reserve().unwrap().unwrap();
+            g.verification_code = crate::grant::new_verification_code().unwrap();
+            g.citizen = format!("{:064x}", u64::from(i) * 2_654_435_761);
+            g.fields = (0..8).map(|f| format!("field_name_{f}")).collect();
+            assert!(s.insert(&g, &|_| Ok(false)).unwrap());
+        }
+        s.sync().unwrap();
+        eprintln!("insert 1M: {:?}", t.elapsed());
+        drop(s);
+        let t = std::time::Instant::now();
+        let (_, report) = GrantSlots::open(dir.path()).unwrap();
+        eprintln!("open 1M: {:?} {report:?}", t.elapsed());
+    }
+}

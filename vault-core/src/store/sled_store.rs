@@ -56,8 +56,11 @@ const SHREDDED_KEY: &[u8] = b"records_shredded_bytes";
 /// A record file is compacted at open when its dead bytes (shredded frames) are at least
 /// this many and at least as many as its live ones.
 const COMPACT_MIN_DEAD_BYTES: u64 = 64 << 20;
-/// sled's page cache unless the caller says otherwise (`open_cached`).
-pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+/// sled's page cache unless the caller says otherwise (`open_cached`). 16 MiB since the
+/// grants left sled for their slot file: sled then holds the citizen index and a few small
+/// trees, and 64 bought no release at 100,000 or 1,000,000 citizens for ~110 MiB more at a
+/// million (BENCHMARKS.md).
+pub const DEFAULT_CACHE_BYTES: u64 = 16 << 20;
 /// Records copied per step of a compaction (one append and one index batch).
 const COMPACT_BATCH: usize = 1024;
 /// sled 0.34's log file in the store's directory.
