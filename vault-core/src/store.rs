@@ -11,7 +11,7 @@ mod sled_store;
 
 use std::collections::BTreeMap;
 
-pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
+pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore, SlotRepairs};
 
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};

@@ -131,6 +131,15 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         config.policies.as_deref(),
         config.store.cache_mib << 20,
     )?;
+    let repairs = vault.store().slot_repairs();
+    if repairs != vault_core::store::SlotRepairs::default() {
+        tracing::warn!(
+            target: "vault::store",
+            freed_torn = repairs.freed_torn,
+            ended_unreadable = repairs.ended_unreadable,
+            "grant slots repaired at open: half-written inserts freed, grants with an unreadable state ended as revoked"
+        );
+    }
     let jwks = load_jwks(config)?;
     let l = &config.limits;
     let state = web::Data::new(AppState {

@@ -66,6 +66,16 @@ const COMPACT_BATCH: usize = 1024;
 /// sled 0.34's log file in the store's directory.
 const SLED_LOG: &str = "db";
 
+/// What opening the grant slot file repaired after a crash (`grant_slots.rs`): for the
+/// server to report at start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SlotRepairs {
+    /// Slots an unacknowledged insert left half-written, freed.
+    pub freed_torn: u64,
+    /// Grants whose state sector did not check, ended as revoked.
+    pub ended_unreadable: u64,
+}
+
 /// The sled-backed store.
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -82,6 +92,8 @@ pub struct SledStore {
     records: Arc<RecordFile>,
     /// Grants with slot ids (`grant_slots.rs`); the trees above hold the older ones.
     slots: Arc<GrantSlots>,
+    /// What opening the slot file repaired.
+    slot_repairs: SlotRepairs,
     /// sled's log file, opened again to `fdatasync` it after each flush (see `flush_once`).
     log: Arc<std::fs::File>,
     flushes: Arc<FlushGroup>,
@@ -121,7 +133,7 @@ impl SledStore {
             VaultError::StoreUnavailable(format!("cannot open the store's log: {e}"))
         })?;
         records.set_shredded(u64_at(&meta, SHREDDED_KEY, "bad shredded count")?.unwrap_or(0));
-        let (slots, _) = GrantSlots::open(dir)?;
+        let (slots, report) = GrantSlots::open(dir)?;
         let mut store = Self {
             grants: db.open_tree("grant_info")?,
             states: db.open_tree("grant_state")?,
@@ -135,6 +147,10 @@ impl SledStore {
             meta,
             records,
             slots: Arc::new(slots),
+            slot_repairs: SlotRepairs {
+                freed_torn: report.freed_torn,
+                ended_unreadable: report.ended_unreadable,
+            },
             log: Arc::new(log),
             flushes: Arc::default(),
         };
@@ -393,6 +409,11 @@ impl SledStore {
                 .transpose(),
             None => codec::decode_fields(value, keep).map(Some),
         }
+    }
+
+    /// What opening the grant slot file repaired.
+    pub fn slot_repairs(&self) -> SlotRepairs {
+        self.slot_repairs
     }
 
     /// Moves grants from the pre-split `grants` tree (JSON holding its own state) into
@@ -1107,6 +1128,32 @@ mod tests {
         assert_eq!(
             s.grants_of_citizen(&citizen).unwrap(),
             vec![s.grant(&kept.id).unwrap().unwrap()]
+        );
+    }
+
+    #[test]
+    fn the_store_reports_what_opening_the_slot_file_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.slot_repairs(), SlotRepairs::default());
+        let g = slot_grant(&s, 0xab, 9_000);
+        assert!(s.insert_grant(&g).unwrap());
+        drop(s);
+        let path = dir.path().join(grant_slots::FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[40] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            s.slot_repairs(),
+            SlotRepairs {
+                freed_torn: 0,
+                ended_unreadable: 1
+            }
+        );
+        assert_eq!(
+            s.grant(&g.id).unwrap().unwrap().status,
+            GrantStatus::Revoked
         );
     }
 
