@@ -66,9 +66,7 @@ const STATE_MAGIC: u8 = 0xA7;
 const FACTS_MAGIC: u8 = 0x5F;
 const FORMAT: u8 = 1;
 const STATE_HEAD: usize = 32;
-const MAX_STATE: usize = SECTOR - STATE_HEAD;
 const FACTS_HEAD: usize = 8;
-const MAX_FACTS: usize = SLOT - SECTOR - FACTS_HEAD;
 const RANDOM: usize = 23;
 const SLOT_LETTERS: usize = 8;
 /// Every slot id starts so; `PREFIX` alone is the sweep's cursor before slot 0.
@@ -233,25 +231,52 @@ struct StateSector<'a> {
     bytes: &'a [u8],
 }
 
-fn state_crc(sector: &[u8], len: usize) -> [u8; 4] {
+/// Both areas of a slot (the state sector and the facts) start alike: magic, format, the
+/// payload's length (u16), then a CRC-32 of bytes 0..4 and 8..head + length. The CRC.
+fn area_crc(area: &[u8], head: usize, len: usize) -> [u8; 4] {
     let mut h = crc32fast::Hasher::new();
-    h.update(&sector[..4]);
-    h.update(&sector[8..STATE_HEAD + len]);
+    h.update(&area[..4]);
+    h.update(&area[8..head + len]);
     h.finalize().to_be_bytes()
 }
 
-/// `Ok(None)`: a free slot's sector (magic 0); `Err(())`: one that does not check.
-fn parse_state(sector: &[u8]) -> Result<Option<StateSector<'_>>, ()> {
-    if sector[0] == 0 {
+/// The payload's length of an area that checks; `Ok(None)` for a free one (magic 0),
+/// `Err(())` for one that does not check.
+fn check_area(area: &[u8], magic: u8, head: usize) -> Result<Option<usize>, ()> {
+    if area[0] == 0 {
         return Ok(None);
     }
-    let len = usize::from(u16::from_be_bytes([sector[2], sector[3]]));
-    if sector[0] != STATE_MAGIC || sector[1] != FORMAT || len > MAX_STATE {
+    let len = usize::from(u16::from_be_bytes([area[2], area[3]]));
+    if area[0] != magic || area[1] != FORMAT || head + len > area.len() {
         return Err(());
     }
-    if state_crc(sector, len) != sector[4..8] {
+    if area_crc(area, head, len) != area[4..8] {
         return Err(());
     }
+    Ok(Some(len))
+}
+
+/// Writes `payload` and the header around it (the bytes between 8 and `head` are the
+/// caller's, written before).
+fn seal_area(area: &mut [u8], magic: u8, head: usize, payload: &[u8]) -> Result<(), VaultError> {
+    let len = u16::try_from(payload.len())
+        .ok()
+        .filter(|l| head + usize::from(*l) <= area.len())
+        .ok_or_else(|| VaultError::StoreCorrupt("grant too large for its slot".into()))?;
+    area[0] = magic;
+    area[1] = FORMAT;
+    area[2..4].copy_from_slice(&len.to_be_bytes());
+    area[head..head + payload.len()].copy_from_slice(payload);
+    let crc = area_crc(area, head, payload.len());
+    area[4..8].copy_from_slice(&crc);
+    Ok(())
+}
+
+/// `Ok(None)`: a free slot's sector; `Err(())`: one that does not check.
+fn parse_state(sector: &[u8]) -> Result<Option<StateSector<'_>>, ()> {
+    let Some(len) = check_area(sector, STATE_MAGIC, STATE_HEAD)? else {
+        return Ok(None);
+    };
     let random: [u8; RANDOM] = sector[8..8 + RANDOM].try_into().map_err(|_| ())?;
     Ok(Some(StateSector {
         random,
@@ -264,41 +289,14 @@ fn write_state_sector(
     random: &[u8; RANDOM],
     state: &[u8],
 ) -> Result<(), VaultError> {
-    let len = u16::try_from(state.len())
-        .ok()
-        .filter(|l| usize::from(*l) <= MAX_STATE)
-        .ok_or_else(|| VaultError::StoreCorrupt("grant state too large for its slot".into()))?;
     sector.fill(0);
-    sector[0] = STATE_MAGIC;
-    sector[1] = FORMAT;
-    sector[2..4].copy_from_slice(&len.to_be_bytes());
     sector[8..8 + RANDOM].copy_from_slice(random);
-    sector[STATE_HEAD..STATE_HEAD + state.len()].copy_from_slice(state);
-    let crc = state_crc(sector, state.len());
-    sector[4..8].copy_from_slice(&crc);
-    Ok(())
-}
-
-fn facts_crc(area: &[u8], len: usize) -> [u8; 4] {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&area[..4]);
-    h.update(&area[FACTS_HEAD..FACTS_HEAD + len]);
-    h.finalize().to_be_bytes()
+    seal_area(sector, STATE_MAGIC, STATE_HEAD, state)
 }
 
 /// The facts area's JSON; `Ok(None)` for a free slot's, `Err(())` for one that does not check.
 fn parse_facts(area: &[u8]) -> Result<Option<&[u8]>, ()> {
-    if area[0] == 0 {
-        return Ok(None);
-    }
-    let len = usize::from(u16::from_be_bytes([area[2], area[3]]));
-    if area[0] != FACTS_MAGIC || area[1] != FORMAT || len > MAX_FACTS {
-        return Err(());
-    }
-    if facts_crc(area, len) != area[4..8] {
-        return Err(());
-    }
-    Ok(Some(&area[FACTS_HEAD..FACTS_HEAD + len]))
+    Ok(check_area(area, FACTS_MAGIC, FACTS_HEAD)?.map(|len| &area[FACTS_HEAD..FACTS_HEAD + len]))
 }
 
 fn decode_facts(slot: u32, json: &[u8]) -> Result<Grant, VaultError> {
@@ -499,19 +497,10 @@ impl GrantSlots {
         let (slot, random) = parse_id(&g.id).ok_or(VaultError::GrantNotFound)?;
         let facts = serde_json::to_vec(g)
             .map_err(|_| VaultError::StoreCorrupt("grant unencodable".into()))?;
-        let facts_len = u16::try_from(facts.len())
-            .ok()
-            .filter(|l| usize::from(*l) <= MAX_FACTS)
-            .ok_or_else(|| VaultError::StoreCorrupt("grant too large for its slot".into()))?;
         let mut bytes = Box::new([0u8; SLOT]);
         let (state_area, facts_area) = bytes.split_at_mut(SECTOR);
         write_state_sector(state_area, &random, &grant_state::encode(g))?;
-        facts_area[0] = FACTS_MAGIC;
-        facts_area[1] = FORMAT;
-        facts_area[2..4].copy_from_slice(&facts_len.to_be_bytes());
-        facts_area[FACTS_HEAD..FACTS_HEAD + facts.len()].copy_from_slice(&facts);
-        let crc = facts_crc(facts_area, facts.len());
-        facts_area[4..8].copy_from_slice(&crc);
+        seal_area(facts_area, FACTS_MAGIC, FACTS_HEAD, &facts)?;
         {
             let mut t = self.tables_write()?;
             if t.code_slot(&g.verification_code)?.is_some() {
@@ -571,16 +560,7 @@ impl GrantSlots {
         let (slot, random) = parse_id(id).ok_or(VaultError::GrantNotFound)?;
         let _lock = self.stripe(slot)?;
         let mut g = self.load(slot, &random)?.ok_or(VaultError::GrantNotFound)?;
-        #[cfg(debug_assertions)]
-        let before = g.clone();
-        change(&mut g)?;
-        let state = grant_state::encode(&g);
-        #[cfg(debug_assertions)]
-        {
-            let mut kept = before;
-            grant_state::apply(&state, &mut kept)?;
-            debug_assert_eq!(kept, g, "a grant change touched a field outside its state");
-        }
+        let state = grant_state::change_state(&mut g, change)?;
         let mut sector = [0u8; SECTOR];
         write_state_sector(&mut sector, &random, &state)?;
         self.write(slot, &sector)?;

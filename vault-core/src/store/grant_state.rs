@@ -185,6 +185,25 @@ fn decode(bytes: &[u8]) -> Result<Decoded, VaultError> {
     })
 }
 
+/// Runs a grant change and returns the state record to store. A change may touch only the
+/// state (the rest of a grant is written once); debug builds check it.
+pub(super) fn change_state(
+    g: &mut Grant,
+    change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
+) -> Result<Vec<u8>, VaultError> {
+    #[cfg(debug_assertions)]
+    let before = g.clone();
+    change(g)?;
+    let state = encode(g);
+    #[cfg(debug_assertions)]
+    {
+        let mut kept = before;
+        apply(&state, &mut kept)?;
+        debug_assert_eq!(&kept, g, "a grant change touched a field outside its state");
+    }
+    Ok(state)
+}
+
 /// Overwrites `g`'s mutable fields with the encoded state (either format).
 pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), VaultError> {
     let d = decode(bytes)?;

@@ -850,16 +850,7 @@ impl VaultStore for SledStore {
             let (mut g, old) = self
                 .load_grant(id.as_bytes())?
                 .ok_or(VaultError::GrantNotFound)?;
-            #[cfg(debug_assertions)]
-            let before = g.clone();
-            change(&mut g)?;
-            let new = grant_state::encode(&g);
-            #[cfg(debug_assertions)]
-            {
-                let mut kept = before;
-                grant_state::apply(&new, &mut kept)?;
-                debug_assert_eq!(kept, g, "a grant change touched a field outside its state");
-            }
+            let new = grant_state::change_state(&mut g, change)?;
             if self
                 .states
                 .compare_and_swap(id, Some(old), Some(new))?
