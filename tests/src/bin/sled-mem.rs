@@ -1,6 +1,7 @@
 //! What sled holds in memory per entry: inserts N grants' worth of entries into the store's
-//! grant trees (`grant_info` ~600-byte values, then `grant_state`, `verification_codes`,
-//! `citizen_grants`, as many of them as `--trees` says) with sled's cache at `--cache-mib`,
+//! grant trees as grants were kept before the slot file (`grant_info` ~600-byte values, then
+//! `grant_state`, `verification_codes`, `citizen_grants`, as many of them as `--trees` says;
+//! new grants live in `grants.slots` now) with sled's cache at `--cache-mib`,
 //! then reads and swaps states at random as releases do, and prints the process's RSS at each
 //! step (BENCHMARKS.md, "What limits the vault now").
 //!
