@@ -850,8 +850,129 @@ mod tests {
         assert!(reused == 0 || reused == 2);
     }
 
+    /// One step of the model test.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert {
+            citizen: u8,
+            exp: i64,
+            break_glass: bool,
+        },
+        Spend(usize),
+        Revoke(usize),
+        Sweep {
+            from: u32,
+            scan: usize,
+            cutoff: i64,
+        },
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..4, prop_oneof![Just(1_000i64), Just(5_000)], any::<bool>())
+                .prop_map(|(citizen, exp, break_glass)| Op::Insert { citizen, exp, break_glass }),
+            2 => (0usize..64).prop_map(Op::Spend),
+            1 => (0usize..64).prop_map(Op::Revoke),
+            1 => (0u32..8, 1usize..8, prop_oneof![Just(2_000i64), Just(9_000)])
+                .prop_map(|(from, scan, cutoff)| Op::Sweep { from, scan, cutoff }),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    /// Every lookup agrees with the model: by id, by code, by citizen, the break-glass set.
+    fn agrees(s: &GrantSlots, model: &[(Grant, bool)]) -> Result<(), TestCaseError> {
+        for (g, live) in model {
+            let want = live.then(|| g.clone());
+            prop_assert_eq!(s.get(&g.id).unwrap(), want);
+            let by_code = s.id_by_code(&g.verification_code).unwrap();
+            prop_assert_eq!(by_code, live.then(|| g.id.clone()));
+        }
+        for c in 0u8..4 {
+            let hex = format!("{c:02x}").repeat(32);
+            let mut got: Vec<String> = s
+                .of_citizen(&hex)
+                .unwrap()
+                .into_iter()
+                .map(|g| g.id)
+                .collect();
+            let mut want: Vec<String> = model
+                .iter()
+                .filter(|(g, live)| *live && g.citizen == hex)
+                .map(|(g, _)| g.id.clone())
+                .collect();
+            got.sort();
+            want.sort();
+            prop_assert_eq!(got, want);
+        }
+        let mut got: Vec<String> = s.break_glass().unwrap().into_iter().map(|g| g.id).collect();
+        let mut want: Vec<String> = model
+            .iter()
+            .filter(|(g, live)| *live && g.break_glass)
+            .map(|(g, _)| g.id.clone())
+            .collect();
+        got.sort();
+        want.sort();
+        prop_assert_eq!(got, want);
+        Ok(())
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(16))]
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Inserts, spends, revokes, sweeps (which free slots for reuse) and reopens, against
+        /// a model: every lookup agrees after every step, stale ids of reused slots included.
+        #[test]
+        fn the_slots_agree_with_a_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = open(dir.path());
+            let now = crate::Timestamp::from_millis(500_000);
+            let mut model: Vec<(Grant, bool)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Insert { citizen, exp, break_glass } => {
+                        let mut g = new_grant(&s, citizen, exp);
+                        g.max_uses = 2;
+                        g.break_glass = break_glass;
+                        prop_assert!(s.insert(&g, &|_| Ok(false)).unwrap());
+                        model.push((g, true));
+                    }
+                    Op::Spend(i) | Op::Revoke(i) if model.is_empty() => { let _ = i; }
+                    Op::Spend(i) => {
+                        let n = model.len();
+                        let (g, live) = &mut model[i % n];
+                        let mut expected = g.clone();
+                        let want = if *live { expected.spend(now).map(|()| expected) } else { Err(VaultError::GrantNotFound) };
+                        let got = s.update(&g.id, &mut |x| x.spend(now));
+                        prop_assert_eq!(got.as_ref().ok(), want.as_ref().ok());
+                        if let Ok(x) = got { *g = x; }
+                    }
+                    Op::Revoke(i) => {
+                        let n = model.len();
+                        let (g, live) = &mut model[i % n];
+                        let got = s.update_state(&g.id, &mut |st| { st.status = GrantStatus::Revoked; st.ended_ms = Some(now.as_millis()); Ok(()) });
+                        prop_assert_eq!(got.is_ok(), *live);
+                        if *live { g.end(GrantStatus::Revoked, now); }
+                    }
+                    Op::Sweep { from, scan, cutoff } => {
+                        let (deleted, _) = s.sweep(from, scan, cutoff).unwrap();
+                        let stop = from + u32::try_from(scan).unwrap();
+                        for (g, live) in &mut model {
+                            let slot = parse_id(&g.id).unwrap().0;
+                            let ends = *live && (from..stop).contains(&slot) && !g.break_glass && g.latest_end_secs() < cutoff;
+                            prop_assert_eq!(deleted.contains(&g.id), ends);
+                            if ends { *live = false; }
+                        }
+                    }
+                    Op::Reopen => {
+                        s.sync().unwrap();
+                        drop(s);
+                        s = open(dir.path());
+                    }
+                }
+                agrees(&s, &model)?;
+            }
+        }
 
         /// Many threads spending uses of a few grants: exactly `max_uses` spends win per
         /// grant, whatever the interleaving, and the counts survive a reopen.
