@@ -97,6 +97,9 @@ pub struct SledStore {
     /// sled's log file, opened again to `fdatasync` it after each flush (see `flush_once`).
     log: Arc<std::fs::File>,
     flushes: Arc<FlushGroup>,
+    /// Group commits of the slot file alone (a slot grant's insert or durable change, which
+    /// touch nothing in sled).
+    slot_syncs: Arc<FlushGroup>,
 }
 
 impl SledStore {
@@ -153,6 +156,7 @@ impl SledStore {
             },
             log: Arc::new(log),
             flushes: Arc::default(),
+            slot_syncs: Arc::default(),
         };
         store.migrate_combined_grants()?;
         store.recover_records()?;
@@ -409,6 +413,12 @@ impl SledStore {
                 .transpose(),
             None => codec::decode_fields(value, keep).map(Some),
         }
+    }
+
+    /// Makes every slot write so far durable, group-committed like `flush`: a slot grant's
+    /// insert and durable changes need only this (sled holds nothing of the grant).
+    fn sync_slots(&self) -> Result<(), VaultError> {
+        self.slot_syncs.run(|| self.slots.sync())
     }
 
     /// What opening the grant slot file repaired.
@@ -801,7 +811,7 @@ impl VaultStore for SledStore {
                 .slots
                 .insert(grant, &|code| Ok(self.codes.contains_key(code)?))?;
             if stored {
-                self.flush()?;
+                self.sync_slots()?;
             }
             return Ok(stored);
         }
@@ -842,7 +852,7 @@ impl VaultStore for SledStore {
         if grant_slots::parse_id(id).is_some() {
             let g = self.slots.update(id, change)?;
             if durable {
-                self.flush()?;
+                self.sync_slots()?;
             }
             return Ok(g);
         }
