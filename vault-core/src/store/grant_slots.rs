@@ -37,7 +37,7 @@
 //! facts are written once, with the first state, and never again until the slot is freed; a
 //! state change rewrites the state sector alone, one 512-byte sector, which drives write
 //! whole. At open, a slot whose facts do not check (an insert a crash tore, never
-//! acknowledged: an insert returns only after a flush) is zeroed and freed; a slot whose
+//! acknowledged: the store acknowledges an insert only after syncing this file) is zeroed and freed; a slot whose
 //! facts check but whose state does not (a torn sector) is ended as revoked, failing closed:
 //! it releases nothing more. Deletion (the retention sweep) zeroes the slot, unsynced like
 //! sled's deletions: a crash may bring a grant back and the next pass deletes it again.
