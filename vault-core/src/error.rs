@@ -108,6 +108,12 @@ pub enum VaultError {
     /// An idempotency key reused with a different request.
     #[error("idempotency key reused with a different request")]
     IdempotencyConflict,
+    /// No such standing consent (for this citizen).
+    #[error("consent not found")]
+    ConsentNotFound,
+    /// The agency is not a source of truth: it may not write records.
+    #[error("the agency may not write records")]
+    WritesNotAllowed,
     /// The store failed (I/O, lock). The text is for operators' logs, never for clients.
     #[error("store unavailable: {0}")]
     StoreUnavailable(String),
@@ -149,8 +155,53 @@ impl VaultError {
             Self::GrantNotFound => "grant_not_found",
             Self::GrantNotPending => "grant_not_pending",
             Self::IdempotencyConflict => "idempotency_conflict",
+            Self::ConsentNotFound => "consent_not_found",
+            Self::WritesNotAllowed => "writes_not_allowed",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::StoreCorrupt(_) => "store_corrupt",
+        }
+    }
+}
+
+impl VaultError {
+    /// Whether this is a refusal of the caller's request (what it asked is not allowed, not
+    /// there, or not well-formed), as opposed to a failure of the vault. Refusals of an
+    /// identified caller are audited. Exhaustive: a new error must be placed here.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Self::InvalidCitizenId
+            | Self::UnknownField(_)
+            | Self::InvalidFieldValue { .. }
+            | Self::CitizenNotFound
+            | Self::Denied(_)
+            | Self::InvalidIdentifier
+            | Self::AuditNotFound
+            | Self::Token(_)
+            | Self::TokenExpired
+            | Self::TokenNotForCitizen
+            | Self::TokenNotForField
+            | Self::GrantRevoked
+            | Self::GrantExhausted
+            | Self::GrantNotFound
+            | Self::GrantNotPending
+            | Self::IdempotencyConflict
+            | Self::ConsentNotFound
+            | Self::WritesNotAllowed => true,
+            Self::Policy(_)
+            | Self::WrongRootKey
+            | Self::RootKeyPermissions { .. }
+            | Self::RootKeyUnavailable(_)
+            | Self::IntegrityFailure
+            | Self::StaleCiphertext
+            | Self::KeyRetired(_)
+            | Self::VaultExists
+            | Self::VaultNotInitialized
+            | Self::RotationInProgress
+            | Self::AuditEntryTooLarge
+            | Self::AuditUnavailable
+            | Self::AuditCorrupt { .. }
+            | Self::StoreUnavailable(_)
+            | Self::StoreCorrupt(_) => false,
         }
     }
 }
@@ -197,6 +248,8 @@ mod tests {
                 reason: "x".into(),
             },
             VaultError::AuditNotFound,
+            VaultError::ConsentNotFound,
+            VaultError::WritesNotAllowed,
             VaultError::TokenExpired,
             VaultError::TokenNotForCitizen,
             VaultError::TokenNotForField,

@@ -30,11 +30,16 @@ pub fn is_code_shaped(s: &str) -> bool {
 /// A fresh grant id: `g-` and 32 letters encoding 128 random bits (letters only, so an id
 /// never looks like a citizen id or phone number to the audit log's identifier rule).
 pub fn new_grant_id() -> Result<String, VaultError> {
+    random_letters_id("g-")
+}
+
+/// `prefix` and 32 letters encoding 128 random bits.
+pub(crate) fn random_letters_id(prefix: &str) -> Result<String, VaultError> {
     const LETTERS: &[u8; 16] = b"abcdefghjkmnpqrs";
     let mut b = [0u8; 16];
     crypto::random_bytes(&mut b)?;
-    let mut out = String::with_capacity(34);
-    out.push_str("g-");
+    let mut out = String::with_capacity(prefix.len() + 32);
+    out.push_str(prefix);
     for x in b {
         out.push(char::from(LETTERS[usize::from(x >> 4)]));
         out.push(char::from(LETTERS[usize::from(x & 15)]));
@@ -124,6 +129,9 @@ pub struct Grant {
     /// When it was refused, revoked or used up (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_ms: Option<i64>,
+    /// The standing consent it was issued under, if any (withdrawing it revokes the grant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_id: Option<String>,
 }
 
 impl Grant {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod consent;
 pub mod crypto;
 pub mod error;
 pub mod flush;

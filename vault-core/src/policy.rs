@@ -284,15 +284,17 @@ impl PolicySet {
     }
 }
 
-/// The citizen's consent for this agency and purpose, as stored.
+/// Whether a consent the citizen gave already covers this request. Consent is specific: an
+/// approval consents to one grant, so only a standing consent (`consent::StandingConsent`)
+/// the citizen asked for, covering this agency, purpose and every requested field and not
+/// expired, lets a later request through without asking again. A refusal refuses one grant
+/// and says nothing about the next request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsentState {
-    /// Never asked, or withdrawn.
+    /// No standing consent covers the request: the citizen is asked.
     None,
-    /// Given and not withdrawn.
-    Given,
-    /// Refused.
-    Refused,
+    /// A live standing consent covers the request.
+    Standing,
 }
 
 /// What a grant request asks for.
@@ -313,7 +315,7 @@ pub struct CitizenFacts<'a> {
     pub district: Option<&'a str>,
     /// Residence ward code, if known.
     pub ward: Option<&'a str>,
-    /// Consent for this agency and purpose.
+    /// Whether a standing consent covers the request.
     pub consent: ConsentState,
 }
 
@@ -355,7 +357,7 @@ pub enum Denial {
     /// The citizen lives outside the agency's jurisdiction.
     #[error("the citizen is outside the agency's jurisdiction")]
     OutsideJurisdiction,
-    /// The citizen refused consent.
+    /// The citizen refused consent to this grant (an idempotent replay of the request).
     #[error("the citizen refused consent")]
     ConsentRefused,
 }
@@ -435,11 +437,10 @@ pub fn authorize(
         });
     }
     match facts.consent {
-        ConsentState::Given => Ok(Decision::Permit {
+        ConsentState::Standing => Ok(Decision::Permit {
             break_glass: false,
             by_consent: true,
         }),
-        ConsentState::Refused => Err(Denial::ConsentRefused),
         ConsentState::None => Ok(Decision::PendingConsent),
     }
 }

@@ -17,7 +17,7 @@ use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};
 use crate::id::{BlindId, FieldName};
 use crate::keyring::KeyringRecord;
-use crate::policy::ConsentState;
+use crate::consent::StandingConsent;
 
 /// One sealed field: its current version and its envelope (whose header repeats the version;
 /// both must agree, so an older envelope replayed into place is refused).
@@ -158,21 +158,13 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
     fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError>;
     /// Every grant concerning a citizen (blind id hex).
     fn grants_of_citizen(&self, citizen: &str) -> Result<Vec<Grant>, VaultError>;
-    /// The citizen's consent for an agency and purpose.
-    fn consent(
-        &self,
-        citizen: &str,
-        agency: &str,
-        purpose: &str,
-    ) -> Result<ConsentState, VaultError>;
-    /// Records the citizen's consent decision. Durable on return.
-    fn set_consent(
-        &self,
-        citizen: &str,
-        agency: &str,
-        purpose: &str,
-        state: ConsentState,
-    ) -> Result<(), VaultError>;
+    /// Stores a standing consent. Durable on return.
+    fn put_consent(&self, consent: &StandingConsent) -> Result<(), VaultError>;
+    /// Every standing consent of a citizen (blind id hex), expired ones included.
+    fn consents_of_citizen(&self, citizen: &str) -> Result<Vec<StandingConsent>, VaultError>;
+    /// Deletes a citizen's standing consent; `false` if there was none with that id. Durable
+    /// on return.
+    fn delete_consent(&self, citizen: &str, id: &str) -> Result<bool, VaultError>;
     /// One step of the retention sweep: reads up to `scan` grants in id order after `after`
     /// and deletes those whose `Grant::latest_end_secs` is before `cutoff_secs`, with their
     /// verification code, citizen link and idempotency key; break-glass grants are kept (they
@@ -224,5 +216,6 @@ fn test_grant(id: &str, exp: i64) -> Grant {
         token_pending_delivery: false,
         review: None,
         ended_ms: None,
+        consent_id: None,
     }
 }

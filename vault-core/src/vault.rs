@@ -3,10 +3,14 @@
 //! never lets plaintext reach the store.
 
 mod access;
+mod consent;
 mod reads;
+mod refusal;
 mod uses;
 
 pub use access::{AgencyCaller, GrantOutcome, GrantRequest, Released};
+pub use consent::{ConsentDecision, Decided};
+pub use refusal::{Attempt, Caller};
 pub use reads::{AuditorAnswer, AuditorRead, CodeInfo, HistoryItem, Receipt};
 
 use std::collections::{BTreeMap, HashMap};
@@ -156,6 +160,8 @@ pub struct Vault<S: VaultStore> {
     flusher: crate::flush::BackgroundFlusher,
     /// The spent-use mark, shared with the flusher.
     marker: Arc<uses::Marker>,
+    /// Orders a grant's state changes with the queuing of their entries (`refusal.rs`).
+    grant_order: refusal::GrantOrder,
 }
 
 /// How often, at most, spent uses are flushed to the store. Recovery replays the
@@ -237,6 +243,7 @@ impl<S: VaultStore> Vault<S> {
             write_lock: std::sync::Mutex::new(()),
             flusher,
             marker,
+            grant_order: refusal::GrantOrder::default(),
         })
     }
 

@@ -69,11 +69,12 @@ fn entry_pool(n: usize) -> Vec<AuditEntry> {
             };
             let p = subject(i as u64);
             let access = Access {
-                purpose: &purpose,
+                purpose: Some(&purpose),
                 dossier: &dossier,
                 fields: &fields,
                 grant: Some(&grant),
                 break_glass: false,
+                consent: None,
             };
             AuditEntry::record_released(&ctx, &actor, &Pseudonym::from_bytes(p), &access).unwrap()
         })

@@ -159,11 +159,12 @@ fn main() {
             .collect();
         let (p, d, g) = (id("bench_release"), id("HS-BENCH-1"), id("g-abcdefgh"));
         let access = Access {
-            purpose: &p,
+            purpose: Some(&p),
             dossier: &d,
             fields: &names,
             grant: Some(&g),
             break_glass: false,
+            consent: None,
         };
         let ctx = EntryContext {
             time: NOW,

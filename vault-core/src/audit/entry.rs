@@ -54,11 +54,15 @@ pub enum Event {
     AuditQueried,
     /// A key was rotated.
     KeyRotated,
+    /// An identified caller was refused outside the grant and release decisions (another
+    /// agency's grant, another citizen's request, a role on the wrong route, an invalid
+    /// request): the actor, what they tried (`action`) and the refusal's `code`.
+    AccessDenied,
 }
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 17] = [
+    pub const ALL: [Event; 18] = [
         Self::GrantIssued,
         Self::GrantPending,
         Self::GrantDenied,
@@ -76,6 +80,7 @@ impl Event {
         Self::BreakglassReviewed,
         Self::AuditQueried,
         Self::KeyRotated,
+        Self::AccessDenied,
     ];
 
     /// The SPEC name, e.g. `record.released`.
@@ -98,6 +103,7 @@ impl Event {
             Self::BreakglassReviewed => "breakglass.reviewed",
             Self::AuditQueried => "audit.queried",
             Self::KeyRotated => "key.rotated",
+            Self::AccessDenied => "access.denied",
         }
     }
 
@@ -127,6 +133,11 @@ impl SafeId {
     /// The identifier.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// `unnamed`: recorded in place of a name that does not fit the rule.
+    pub fn unnamed() -> Self {
+        Self("unnamed".into())
     }
 }
 
@@ -308,8 +319,8 @@ pub struct EntryContext {
 /// What a grant-shaped entry concerns.
 #[derive(Debug, Clone)]
 pub struct Access<'a> {
-    /// The purpose id.
-    pub purpose: &'a SafeId,
+    /// The purpose id: only a purpose of the policy set is recorded (and so indexed).
+    pub purpose: Option<&'a SafeId>,
     /// The agency's dossier.
     pub dossier: &'a SafeId,
     /// Fields (names only).
@@ -318,6 +329,8 @@ pub struct Access<'a> {
     pub grant: Option<&'a SafeId>,
     /// Emergency access.
     pub break_glass: bool,
+    /// The standing consent a grant was issued under, if any.
+    pub consent: Option<&'a SafeId>,
 }
 
 /// A canonical audit entry. Only the constructors below build one.
@@ -371,13 +384,18 @@ impl Draft {
         self
     }
     fn access(mut self, a: &Access<'_>) -> Self {
-        self.m.insert("purpose", json!(a.purpose.as_str()));
+        if let Some(p) = a.purpose {
+            self.m.insert("purpose", json!(p.as_str()));
+        }
         self.m.insert("dossier_id", json!(a.dossier.as_str()));
         self.fields(a.fields);
         if let Some(g) = a.grant {
             self.m.insert("grant_id", json!(g.as_str()));
         }
         self.m.insert("break_glass", json!(a.break_glass));
+        if let Some(c) = a.consent {
+            self.m.insert("consent_id", json!(c.as_str()));
+        }
         self
     }
     fn fields(&mut self, fields: &[FieldName]) {
@@ -469,14 +487,19 @@ impl AuditEntry {
             .finish()
     }
 
-    /// `grant.approved` (by the citizen).
+    /// `grant.approved` (by the citizen), naming what the consent covers: the grant's
+    /// fields, dossier and purpose (`access`), until when (`expires_at`), and, when the
+    /// citizen also kept a standing consent, its id and end (`consent_id`,
+    /// `consent_expires_at`).
     pub fn grant_approved(
         ctx: &EntryContext,
         subject: &Pseudonym,
         agency: &SafeId,
         access: &Access<'_>,
+        expires_at: Timestamp,
+        standing: Option<(&SafeId, Timestamp)>,
     ) -> Result<Self, VaultError> {
-        Draft::new(
+        let mut d = Draft::new(
             ctx,
             Event::GrantApproved,
             Actor::citizen().to_json(Some(agency)),
@@ -484,7 +507,13 @@ impl AuditEntry {
         )?
         .subject(Some(subject))
         .access(access)
-        .finish()
+        .set("expires_at", json!(expires_at.to_string()));
+        if let Some((id, until)) = standing {
+            d = d
+                .set("consent_id", json!(id.as_str()))
+                .set("consent_expires_at", json!(until.to_string()));
+        }
+        d.finish()
     }
 
     /// `grant.refused` (by the citizen).
@@ -614,14 +643,17 @@ impl AuditEntry {
         .finish()
     }
 
-    /// `consent.withdrawn` for an agency and purpose.
+    /// `consent.withdrawn`: the standing consent (id, agency, purpose, fields) the citizen
+    /// withdrew.
     pub fn consent_withdrawn(
         ctx: &EntryContext,
         subject: &Pseudonym,
         agency: &SafeId,
         purpose: &SafeId,
+        consent: &SafeId,
+        fields: &[FieldName],
     ) -> Result<Self, VaultError> {
-        Draft::new(
+        let mut d = Draft::new(
             ctx,
             Event::ConsentWithdrawn,
             Actor::citizen().to_json(Some(agency)),
@@ -629,7 +661,9 @@ impl AuditEntry {
         )?
         .subject(Some(subject))
         .set("purpose", json!(purpose.as_str()))
-        .finish()
+        .set("consent_id", json!(consent.as_str()));
+        d.fields(fields);
+        d.finish()
     }
 
     /// `correction.requested` for one field (the proposed value is not recorded here).
@@ -702,6 +736,27 @@ impl AuditEntry {
         .subject(subject)
         .set("code", code_value(code))
         .finish()
+    }
+
+    /// `access.denied`: an identified caller refused (`code`) when trying `action` (a name
+    /// from the API's operation vocabulary, e.g. `grant.revoke`), with the grant it named
+    /// and the citizen concerned, where known.
+    pub fn access_denied(
+        ctx: &EntryContext,
+        actor: &Actor,
+        subject: Option<&Pseudonym>,
+        action: &SafeId,
+        grant: Option<&SafeId>,
+        code: &'static str,
+    ) -> Result<Self, VaultError> {
+        let mut d = Draft::new(ctx, Event::AccessDenied, actor.to_json(None), Outcome::Deny)?
+            .subject(subject)
+            .set("action", json!(action.as_str()))
+            .set("code", code_value(code));
+        if let Some(g) = grant {
+            d = d.set("grant_id", json!(g.as_str()));
+        }
+        d.finish()
     }
 
     /// `key.rotated`: `code` names the key (`kek`, `token`, `audit`) and its new version,
@@ -787,13 +842,15 @@ mod tests {
             id("g-7KQ2M9XA"),
         );
         let access = Access {
-            purpose: &purpose,
+            purpose: Some(&purpose),
             dossier: &dossier,
             fields,
             grant: Some(&grant),
             break_glass: false,
+            consent: None,
         };
         let agency = id("ubnd-quan-1");
+        let consent = id("c-abcdefghjkmnpqrsabcdefghjkmnpqrs");
         let all = vec![
             AuditEntry::grant_issued(&c, &official, subject, &access),
             AuditEntry::grant_pending(&c, &official, subject, &access),
@@ -804,7 +861,14 @@ mod tests {
                 &access,
                 "outside_jurisdiction",
             ),
-            AuditEntry::grant_approved(&c, subject, &agency, &access),
+            AuditEntry::grant_approved(
+                &c,
+                subject,
+                &agency,
+                &access,
+                c.time.plus_secs(600),
+                Some((&consent, c.time.plus_secs(86_400))),
+            ),
             AuditEntry::grant_refused(&c, subject, &agency, &access),
             AuditEntry::grant_revoked(&c, &official, subject, &grant, "revoked_by_agency"),
             AuditEntry::record_released(&c, &official, subject, &access),
@@ -819,7 +883,7 @@ mod tests {
             AuditEntry::record_self_viewed(&c, subject, fields),
             AuditEntry::record_written(&c, &Actor::operator(id("vaultctl")), subject, fields),
             AuditEntry::record_erased(&c, &Actor::operator(id("vaultctl")), subject),
-            AuditEntry::consent_withdrawn(&c, subject, &agency, &purpose),
+            AuditEntry::consent_withdrawn(&c, subject, &agency, &purpose, &consent, fields),
             AuditEntry::correction_requested(&c, subject, &fields[0]),
             AuditEntry::complaint_filed(&c, subject, 41),
             AuditEntry::breakglass_reviewed(
@@ -836,6 +900,14 @@ mod tests {
                 "by_citizen",
             ),
             AuditEntry::key_rotated(&c, &Actor::operator(id("vaultctl")), "kek", 2),
+            AuditEntry::access_denied(
+                &c,
+                &Actor::agency(id("ubnd-quan-1")),
+                None,
+                &id("grant.revoke"),
+                Some(&grant),
+                "grant_not_found",
+            ),
         ];
         let entries: Vec<_> = all.into_iter().map(Result::unwrap).collect();
         let events: Vec<_> = entries.iter().map(AuditEntry::event).collect();
@@ -865,7 +937,9 @@ mod tests {
             );
             assert_eq!(v["policy"], json!(hex::encode([0xab; 32])));
             assert!(v["actor"]["kind"].is_string() && v["outcome"].is_string());
-            const SPEC_KEYS: [&str; 14] = [
+            // SPEC §4's fields, then the extensions this vault documents (README, "Audit
+            // entries"): what a consent covers, and what a refused caller tried.
+            const SPEC_KEYS: [&str; 18] = [
                 "v",
                 "time",
                 "nonce",
@@ -880,11 +954,15 @@ mod tests {
                 "outcome",
                 "code",
                 "break_glass",
+                "expires_at",
+                "consent_id",
+                "consent_expires_at",
+                "action",
             ];
             for k in v.as_object().unwrap().keys() {
                 assert!(
                     SPEC_KEYS.contains(&k.as_str()),
-                    "{k} is not a SPEC §4 entry field"
+                    "{k} is neither a SPEC §4 entry field nor a documented extension"
                 );
             }
             let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();

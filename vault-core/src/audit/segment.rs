@@ -1792,11 +1792,12 @@ mod query_tests {
                 None,
             );
             let access = Access {
-                purpose: &purpose,
+                purpose: Some(&purpose),
                 dossier: &dossier,
                 fields: &fields,
                 grant: None,
                 break_glass: false,
+                consent: None,
             };
             let e = if i % 4 == 0 {
                 AuditEntry::record_released(&ctx, &official, &subject, &access)

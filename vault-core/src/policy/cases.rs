@@ -32,8 +32,7 @@ pub enum CaseOutcome {
 #[serde(rename_all = "snake_case")]
 enum RawConsent {
     None,
-    Given,
-    Refused,
+    Standing,
 }
 
 /// One fixture case.
@@ -137,8 +136,7 @@ pub fn run_cases(set: &PolicySet, cases: &[Case]) -> Vec<CaseResult> {
                 ward: c.citizen_ward.as_deref(),
                 consent: match c.consent {
                     RawConsent::None => ConsentState::None,
-                    RawConsent::Given => ConsentState::Given,
-                    RawConsent::Refused => ConsentState::Refused,
+                    RawConsent::Standing => ConsentState::Standing,
                 },
             };
             let got = authorize(set, &req, &facts);

@@ -4,7 +4,8 @@
 //! as before and moved to the file when next written), `meta` (keyring, import checkpoints, the released-through mark), `grant_info`
 //! (id → grant JSON as inserted) and `grant_state` (id → the grant's mutable state,
 //! `grant_state.rs`), with
-//! `verification_codes`, `citizen_grants`, `consents`, `idempotency`, and
+//! `verification_codes`, `citizen_grants`, `standing_consents` (blind id, consent id → a
+//! `StandingConsent` as JSON), `idempotency`, and
 //! `grant_idempotency` (id → the idempotency key naming it). Writes are durable only after
 //! `flush`. The four grant trees hold only grants made before the slot file: a new grant
 //! gets a slot id (`SledStore::new_grant_id`) and lives in `grants.slots`
@@ -44,7 +45,7 @@ use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};
 use crate::id::BlindId;
 use crate::keyring::KeyringRecord;
-use crate::policy::ConsentState;
+use crate::consent::StandingConsent;
 
 const KEYRING_KEY: &[u8] = b"keyring";
 const IMPORT_PREFIX: &[u8] = b"import/";
@@ -137,12 +138,15 @@ impl SledStore {
         })?;
         records.set_shredded(u64_at(&meta, SHREDDED_KEY, "bad shredded count")?.unwrap_or(0));
         let (slots, report) = GrantSlots::open(dir)?;
+        // Consent decisions kept per agency and purpose, before consent was specific: they
+        // are not standing consents (the citizen never asked for one), so they go.
+        db.drop_tree("consents")?;
         let mut store = Self {
             grants: db.open_tree("grant_info")?,
             states: db.open_tree("grant_state")?,
             codes: db.open_tree("verification_codes")?,
             citizen_grants: db.open_tree("citizen_grants")?,
-            consents: db.open_tree("consents")?,
+            consents: db.open_tree("standing_consents")?,
             idempotency: db.open_tree("idempotency")?,
             grant_idempotency: db.open_tree("grant_idempotency")?,
             db,
@@ -943,39 +947,33 @@ impl VaultStore for SledStore {
         Ok(out)
     }
 
-    fn consent(
-        &self,
-        citizen: &str,
-        agency: &str,
-        purpose: &str,
-    ) -> Result<ConsentState, VaultError> {
-        Ok(
-            match self
-                .consents
-                .get(joined(&[citizen, agency, purpose]))?
-                .as_deref()
-            {
-                Some(b"given") => ConsentState::Given,
-                Some(b"refused") => ConsentState::Refused,
-                _ => ConsentState::None,
-            },
-        )
+    fn put_consent(&self, consent: &StandingConsent) -> Result<(), VaultError> {
+        let bytes = serde_json::to_vec(consent)
+            .map_err(|_| VaultError::StoreCorrupt("consent not encodable".into()))?;
+        self.consents
+            .insert(joined(&[&consent.citizen, &consent.id]), bytes)?;
+        self.flush()
     }
 
-    fn set_consent(
-        &self,
-        citizen: &str,
-        agency: &str,
-        purpose: &str,
-        state: ConsentState,
-    ) -> Result<(), VaultError> {
-        let key = joined(&[citizen, agency, purpose]);
-        match state {
-            ConsentState::Given => self.consents.insert(key, b"given".as_slice())?,
-            ConsentState::Refused => self.consents.insert(key, b"refused".as_slice())?,
-            ConsentState::None => self.consents.remove(key)?,
-        };
-        self.flush()
+    fn consents_of_citizen(&self, citizen: &str) -> Result<Vec<StandingConsent>, VaultError> {
+        let mut prefix = citizen.as_bytes().to_vec();
+        prefix.push(0);
+        self.consents
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (_, v) = kv?;
+                serde_json::from_slice(&v)
+                    .map_err(|_| VaultError::StoreCorrupt("consent unreadable".into()))
+            })
+            .collect()
+    }
+
+    fn delete_consent(&self, citizen: &str, id: &str) -> Result<bool, VaultError> {
+        let existed = self.consents.remove(joined(&[citizen, id]))?.is_some();
+        if existed {
+            self.flush()?;
+        }
+        Ok(existed)
     }
 
     fn idempotency(&self, agency: &str, key: &str) -> Result<Option<(String, String)>, VaultError> {

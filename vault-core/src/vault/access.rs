@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::Vault;
+use super::refusal::{Attempt, Caller};
 use crate::audit::{Access, Actor, Appended, AuditEntry, Pseudonym, SafeId, Ticket};
 use crate::clock::Timestamp;
 use crate::crypto::{self, FieldSealer};
@@ -62,6 +63,14 @@ pub enum GrantOutcome {
     Pending {
         /// The grant.
         grant: Grant,
+    },
+    /// An idempotent replay: the earlier grant as it is now, with its token only if the
+    /// citizen approved it since and the token was not handed out yet.
+    Replayed {
+        /// The grant.
+        grant: Grant,
+        /// The token, handed out once.
+        token: Option<String>,
     },
 }
 
@@ -211,9 +220,10 @@ impl<S: VaultStore> Vault<S> {
     }
 
     /// The first half of a grant request: decides it and queues its audit entry
-    /// (`grant.issued`, `grant.pending_consent` or `grant.denied`); nothing is stored and no
-    /// token is signed. The caller waits on (or awaits) the ticket, then calls `finish_grant`.
-    /// An idempotent replay of an earlier grant queues nothing.
+    /// (`grant.issued`, `grant.pending`, `grant.denied`, or `access.denied` for a request
+    /// that is not well-formed); nothing is stored and no token is signed. The caller waits
+    /// on (or awaits) the ticket, then calls `finish_grant`. An idempotent replay of an
+    /// earlier grant queues nothing.
     pub fn begin_grant(
         &self,
         caller: &AgencyCaller,
@@ -221,46 +231,58 @@ impl<S: VaultStore> Vault<S> {
         idempotency_key: Option<&str>,
         now: Timestamp,
     ) -> Result<PendingGrant, VaultError> {
-        let citizen = CitizenId::parse(&req.citizen_id)?;
-        let official = safe(&req.official_id)?;
-        let unit = req.official_unit.as_deref().map(safe).transpose()?;
-        let dossier = safe(&req.dossier_id)?;
-        let agency = safe(&caller.agency)?;
+        let valid = (|| {
+            Ok::<_, VaultError>((
+                CitizenId::parse(&req.citizen_id)?,
+                safe(&req.official_id)?,
+                req.official_unit.as_deref().map(safe).transpose()?,
+                safe(&req.dossier_id)?,
+                safe(&caller.agency)?,
+            ))
+        })();
+        let (citizen, official, unit, dossier, agency) = match valid {
+            Ok(v) => v,
+            Err(e) => {
+                let blind = CitizenId::parse(&req.citizen_id)
+                    .ok()
+                    .map(|c| self.keyring.blind(&c));
+                return self.refuse_grant_request(caller, blind.as_ref(), e, now);
+            }
+        };
         let (blind, blind_hex) = self.blind_hex(&citizen);
+        // Every part in one JSON array: no two different requests hash alike.
         let request_hash = hex::encode(crypto::sha256(
-            format!(
-                "{}\0{}\0{}\0{}\0{}\0{:?}\0{:?}\0{}",
+            json!([
                 caller.agency,
                 blind_hex,
                 req.purpose,
                 req.dossier_id,
-                req.fields.join(","),
+                req.fields,
+                req.official_id,
                 req.official_unit,
-                req.ttl_seconds,
-                req.official_id
-            )
+                req.ttl_seconds
+            ])
+            .to_string()
             .as_bytes(),
         ));
         if let Some(key) = idempotency_key
             && let Some((hash, grant_id)) = self.store.idempotency(&caller.agency, key)?
         {
             if hash != request_hash {
-                return Err(VaultError::IdempotencyConflict);
+                return self.refuse_grant_request(
+                    caller,
+                    Some(&blind),
+                    VaultError::IdempotencyConflict,
+                    now,
+                );
             }
-            let g = self
-                .store
-                .grant(&grant_id)?
-                .ok_or(VaultError::GrantNotFound)?;
-            let outcome = match g.status {
-                GrantStatus::Active => GrantOutcome::Active {
-                    token: self.token_for(&g)?,
-                    grant: g,
-                },
-                _ => GrantOutcome::Pending { grant: g },
-            };
             return Ok(PendingGrant {
                 ticket: Ticket::ready(Ok(Vec::new())),
-                next: GrantNext::Replay(Box::new(outcome)),
+                next: GrantNext::Replay(Box::new(Replaying {
+                    caller: caller.clone(),
+                    grant_id,
+                    now,
+                })),
             });
         }
         let record = self
@@ -270,15 +292,18 @@ impl<S: VaultStore> Vault<S> {
             Some(r) => self.open_fields(&blind, r, &RESIDENCE)?,
             None => BTreeMap::new(),
         };
-        let consent = self
-            .store
-            .consent(&blind_hex, &caller.agency, &req.purpose)?;
+        let standing =
+            self.covering_consent(&blind_hex, &caller.agency, &req.purpose, &req.fields, now)?;
         let facts = CitizenFacts {
             district: facts_values
                 .get("residence_district")
                 .and_then(Value::as_str),
             ward: facts_values.get("residence_ward").and_then(Value::as_str),
-            consent,
+            consent: if standing.is_some() {
+                ConsentState::Standing
+            } else {
+                ConsentState::None
+            },
         };
         let decision = policy::authorize(
             &self.policy,
@@ -296,16 +321,21 @@ impl<S: VaultStore> Vault<S> {
             .iter()
             .filter_map(|f| FieldName::parse(f))
             .collect();
-        let purpose_id = SafeId::parse(&req.purpose).unwrap_or_else(|_| agency.clone());
+        // Only a purpose of the policy set is recorded: an unknown one is the denial's code.
+        let purpose_id = self
+            .policy
+            .purpose(&req.purpose)
+            .and_then(|p| SafeId::parse(&p.id).ok());
         let ctx = self.entry_context(now);
         let purpose = match decision {
             Err(denial) => {
                 let access = Access {
-                    purpose: &purpose_id,
+                    purpose: purpose_id.as_ref(),
                     dossier: &dossier,
                     fields: &field_names,
                     grant: None,
                     break_glass: false,
+                    consent: None,
                 };
                 let entry =
                     AuditEntry::grant_denied(&ctx, &actor, Some(&subject), &access, denial.code())?;
@@ -319,13 +349,23 @@ impl<S: VaultStore> Vault<S> {
                 .purpose(&req.purpose)
                 .ok_or(VaultError::Denied(policy::Denial::UnknownPurpose))?,
         };
-        let break_glass = matches!(
-            decision,
+        let (break_glass, by_consent) = match decision {
             Ok(Decision::Permit {
-                break_glass: true,
-                ..
-            })
-        );
+                break_glass,
+                by_consent,
+            }) => (break_glass, by_consent),
+            _ => (false, false),
+        };
+        let consent = standing.filter(|_| by_consent);
+        let mut ttl_seconds = req
+            .ttl_seconds
+            .unwrap_or(purpose.max_ttl_seconds)
+            .clamp(1, purpose.max_ttl_seconds);
+        if let Some(c) = &consent {
+            // A grant under a standing consent ends no later than the consent.
+            let left = (c.expires_ms - now.as_millis()).div_euclid(1000).max(1);
+            ttl_seconds = ttl_seconds.min(u32::try_from(left).unwrap_or(u32::MAX));
+        }
         let mut g = Grant {
             id: self.store.new_grant_id()?,
             verification_code: grant::new_verification_code()?,
@@ -341,10 +381,7 @@ impl<S: VaultStore> Vault<S> {
             created_ms: now.as_millis(),
             token_iat: None,
             token_exp: None,
-            ttl_seconds: req
-                .ttl_seconds
-                .unwrap_or(purpose.max_ttl_seconds)
-                .clamp(1, purpose.max_ttl_seconds),
+            ttl_seconds,
             consent_expires_ms: None,
             max_uses: purpose.max_uses,
             uses: 0,
@@ -352,14 +389,17 @@ impl<S: VaultStore> Vault<S> {
             token_pending_delivery: false,
             review: None,
             ended_ms: None,
+            consent_id: consent.map(|c| c.id),
         };
         let gid = safe(&g.id)?;
+        let consent_id = g.consent_id.as_deref().map(safe).transpose()?;
         let access = Access {
-            purpose: &purpose_id,
+            purpose: purpose_id.as_ref(),
             dossier: &dossier,
             fields: &field_names,
             grant: Some(&gid),
             break_glass,
+            consent: consent_id.as_ref(),
         };
         let pending = matches!(decision, Ok(Decision::PendingConsent));
         let entry = if pending {
@@ -374,32 +414,56 @@ impl<S: VaultStore> Vault<S> {
             next: GrantNext::Store(Box::new(Storing {
                 grant: g,
                 pending,
-                idempotency: idempotency_key.map(|key| {
-                    Box::new(Idempotent {
-                        key: key.to_owned(),
-                        request_hash,
-                        caller: caller.clone(),
-                        request: req.clone(),
-                    })
-                }),
+                idempotency: idempotency_key.map(|key| (key.to_owned(), request_hash)),
+                caller: caller.clone(),
+                request: req.clone(),
                 subject,
-                actor,
                 now,
             })),
+        })
+    }
+
+    /// A grant request refused before the policy decided (a malformed request, a reused
+    /// idempotency key): its `access.denied` entry queued, the refusal given once durable.
+    fn refuse_grant_request(
+        &self,
+        caller: &AgencyCaller,
+        citizen: Option<&BlindId>,
+        err: VaultError,
+        now: Timestamp,
+    ) -> Result<PendingGrant, VaultError> {
+        let attempt = Attempt {
+            action: "grant.request",
+            grant: None,
+            citizen,
+        };
+        let entry =
+            self.refusal_entry(Caller::Agency(&caller.agency), attempt, err.code(), now)?;
+        Ok(PendingGrant {
+            ticket: self.audit.submit(vec![entry]),
+            next: GrantNext::Refuse(err),
         })
     }
 
     /// The second half of a grant request: given the answer of the ticket from
     /// `begin_grant`, stores the grant and signs its token only if that answer says the
     /// entry is durable and is that ticket's own; a denial is returned once its entry is
-    /// durable. Any audit failure is `AuditUnavailable` and stores nothing.
+    /// durable. Any audit failure is `AuditUnavailable` and stores nothing. A replay answers
+    /// the grant's status now: a token only if the citizen approved since and it was not
+    /// handed out yet, `consent_refused` if the citizen refused.
     pub fn finish_grant(
         &self,
         next: AfterGrantAudit,
         durable: Result<crate::audit::Durable, VaultError>,
     ) -> Result<GrantOutcome, VaultError> {
         let storing = match next.next {
-            GrantNext::Replay(outcome) => return Ok(*outcome),
+            GrantNext::Replay(r) => {
+                let (grant, token) = self.deliver(&r.caller, &r.grant_id, r.now)?;
+                if grant.status_at(r.now) == GrantStatus::Refused {
+                    return Err(VaultError::Denied(policy::Denial::ConsentRefused));
+                }
+                return Ok(GrantOutcome::Replayed { grant, token });
+            }
             GrantNext::Refuse(err) => {
                 own_answer(next.ticket, durable)?;
                 return Err(err);
@@ -411,32 +475,33 @@ impl<S: VaultStore> Vault<S> {
             grant: mut g,
             pending,
             idempotency,
+            caller,
+            request,
             subject,
-            actor,
             now,
         } = *storing;
         while !self.store.insert_grant(&g)? {
             g.verification_code = grant::new_verification_code()?;
         }
-        if let Some(i) = &idempotency
+        let key = idempotency.as_ref().map(|(k, _)| k.as_str());
+        if let Some(c) = &g.consent_id
+            && !self.consent_exists(&g.citizen, c)?
+        {
+            // The standing consent was withdrawn while this grant was decided: the grant
+            // does not stand on it; decide the request again.
+            self.revoke_live(&g.id, &Actor::citizen(), &subject, "consent_withdrawn", now)?;
+            return self.request_grant(&caller, &request, key, now);
+        }
+        if let Some((key, hash)) = &idempotency
             && !self
                 .store
-                .put_idempotency(&i.caller.agency, &i.key, &i.request_hash, &g.id)?
+                .put_idempotency(&caller.agency, key, hash, &g.id)?
         {
             // A concurrent request with the same key won the race: withdraw this duplicate
             // (audited) and answer with the winner's grant.
-            self.audit.append(vec![AuditEntry::grant_revoked(
-                &self.entry_context(now),
-                &actor,
-                &subject,
-                &safe(&g.id)?,
-                "idempotent_duplicate",
-            )?])?;
-            self.store.update_grant(&g.id, true, &mut |g| {
-                g.end(GrantStatus::Revoked, now);
-                Ok(())
-            })?;
-            return self.request_grant(&i.caller, &i.request, Some(&i.key), now);
+            let actor = Actor::official(safe(&g.official)?, safe(&g.agency)?, None);
+            self.revoke_live(&g.id, &actor, &subject, "idempotent_duplicate", now)?;
+            return self.request_grant(&caller, &request, Some(key), now);
         }
         Ok(if pending {
             GrantOutcome::Pending { grant: g }
@@ -448,7 +513,8 @@ impl<S: VaultStore> Vault<S> {
         })
     }
 
-    fn citizen_grant(
+    /// A citizen's own grant and their pseudonym; another citizen's grant is not found.
+    pub(super) fn citizen_grant(
         &self,
         citizen: &CitizenId,
         grant_id: &str,
@@ -463,175 +529,68 @@ impl<S: VaultStore> Vault<S> {
         Ok((g, self.subject_of(&blind, record.as_ref())))
     }
 
-    fn grant_access<'a>(
-        g: &'a Grant,
-        purpose: &'a SafeId,
-        dossier: &'a SafeId,
-        fields: &'a [FieldName],
-        id: &'a SafeId,
-    ) -> Access<'a> {
-        Access {
-            purpose,
-            dossier,
-            fields,
-            grant: Some(id),
-            break_glass: g.break_glass,
-        }
-    }
-
-    /// The citizen approves a pending grant: consent is recorded and the grant becomes active;
-    /// its token is handed to the agency once, at its next status poll.
-    pub fn approve_grant(
+    /// The calling agency's own grant; another agency's grant is not found, and that refusal
+    /// is audited (`action`), naming the grant and its citizen.
+    fn own_grant(
         &self,
-        citizen: &CitizenId,
+        caller: &AgencyCaller,
         grant_id: &str,
+        action: &str,
         now: Timestamp,
     ) -> Result<Grant, VaultError> {
-        self.decide_consent(citizen, grant_id, true, now)
-    }
-
-    /// The citizen refuses a pending grant: no token is ever issued for it.
-    pub fn refuse_grant(
-        &self,
-        citizen: &CitizenId,
-        grant_id: &str,
-        now: Timestamp,
-    ) -> Result<Grant, VaultError> {
-        self.decide_consent(citizen, grant_id, false, now)
-    }
-
-    /// Audits the citizen's decision on a pending grant, records the consent, then applies it.
-    fn decide_consent(
-        &self,
-        citizen: &CitizenId,
-        grant_id: &str,
-        approve: bool,
-        now: Timestamp,
-    ) -> Result<Grant, VaultError> {
-        let (g, subject) = self.citizen_grant(citizen, grant_id)?;
-        if g.status_at(now) != GrantStatus::PendingConsent {
-            return Err(VaultError::GrantNotPending);
-        }
-        let (purpose, dossier, gid, agency) = (
-            safe(&g.purpose)?,
-            safe(&g.dossier_id)?,
-            safe(&g.id)?,
-            safe(&g.agency)?,
-        );
-        let fields: Vec<FieldName> = g
-            .fields
-            .iter()
-            .filter_map(|f| FieldName::parse(f))
-            .collect();
-        let access = Self::grant_access(&g, &purpose, &dossier, &fields, &gid);
-        let ctx = self.entry_context(now);
-        let (entry, consent) = if approve {
-            (
-                AuditEntry::grant_approved(&ctx, &subject, &agency, &access)?,
-                ConsentState::Given,
-            )
-        } else {
-            (
-                AuditEntry::grant_refused(&ctx, &subject, &agency, &access)?,
-                ConsentState::Refused,
-            )
-        };
-        self.audit.append(vec![entry])?;
-        self.store
-            .set_consent(&g.citizen, &g.agency, &g.purpose, consent)?;
-        self.store.update_grant(grant_id, true, &mut |g| {
-            if g.status_at(now) != GrantStatus::PendingConsent {
-                return Err(VaultError::GrantNotPending);
-            }
-            if approve {
-                g.activate(now);
-                g.token_pending_delivery = true;
-            } else {
-                g.end(GrantStatus::Refused, now);
-            }
-            Ok(())
-        })
-    }
-
-    /// The citizen withdraws consent for an agency and purpose: future grants need consent
-    /// again, and live grants from it are revoked at once.
-    pub fn withdraw_consent(
-        &self,
-        citizen: &CitizenId,
-        agency: &str,
-        purpose: &str,
-        now: Timestamp,
-    ) -> Result<usize, VaultError> {
-        let (blind, blind_hex) = self.blind_hex(citizen);
-        let record = self.store.citizen(&blind)?;
-        let subject = self.subject_of(&blind, record.as_ref());
-        let ctx = self.entry_context(now);
-        self.audit.append(vec![AuditEntry::consent_withdrawn(
-            &ctx,
-            &subject,
-            &safe(agency)?,
-            &safe(purpose)?,
-        )?])?;
-        self.store
-            .set_consent(&blind_hex, agency, purpose, ConsentState::None)?;
-        let mut revoked = 0;
-        for g in self.store.grants_of_citizen(&blind_hex)? {
-            let live = matches!(
-                g.status_at(now),
-                GrantStatus::Active | GrantStatus::PendingConsent
-            );
-            if g.agency == agency && g.purpose == purpose && live {
-                self.audit.append(vec![AuditEntry::grant_revoked(
-                    &ctx,
-                    &Actor::citizen(),
-                    &subject,
-                    &safe(&g.id)?,
-                    "consent_withdrawn",
-                )?])?;
-                self.store.update_grant(&g.id, true, &mut |g| {
-                    g.end(GrantStatus::Revoked, now);
-                    Ok(())
-                })?;
-                revoked += 1;
+        let found = self.store.grant(grant_id)?;
+        match found {
+            Some(g) if g.agency == caller.agency => Ok(g),
+            other => {
+                let citizen = other.map(|g| BlindId::from_bytes(hex_to_32(&g.citizen)));
+                let attempt = Attempt {
+                    action,
+                    grant: Some(grant_id),
+                    citizen: citizen.as_ref(),
+                };
+                self.refused(
+                    Caller::Agency(&caller.agency),
+                    attempt,
+                    VaultError::GrantNotFound,
+                    now,
+                )
             }
         }
-        Ok(revoked)
     }
 
-    /// The agency revokes its own grant; its token stops working at once.
+    /// The agency revokes its own grant; its token stops working at once. An ended grant
+    /// (refused, revoked, expired, exhausted) is left as it is, with no new entry.
     pub fn revoke_grant(
         &self,
         caller: &AgencyCaller,
         grant_id: &str,
         now: Timestamp,
     ) -> Result<(), VaultError> {
-        let g = self
-            .store
-            .grant(grant_id)?
-            .filter(|g| g.agency == caller.agency)
-            .ok_or(VaultError::GrantNotFound)?;
+        let g = self.own_grant(caller, grant_id, "grant.revoke", now)?;
         let subject = Pseudonym::from_bytes(crypto::pseudonym(
             self.keyring.pseudonym_key(),
             &hex_to_32(&g.citizen),
         ));
         let actor = Actor::official(safe(&g.official)?, safe(&caller.agency)?, None);
-        self.audit.append(vec![AuditEntry::grant_revoked(
-            &self.entry_context(now),
-            &actor,
-            &subject,
-            &safe(&g.id)?,
-            "revoked_by_agency",
-        )?])?;
-        self.store.update_grant(grant_id, true, &mut |g| {
-            g.end(GrantStatus::Revoked, now);
-            Ok(())
-        })?;
+        self.revoke_live(grant_id, &actor, &subject, "revoked_by_agency", now)?;
         Ok(())
     }
 
     /// The agency polls its grant: the status as of `now`, and the token once after the
     /// citizen approved.
     pub fn grant_status(
+        &self,
+        caller: &AgencyCaller,
+        grant_id: &str,
+        now: Timestamp,
+    ) -> Result<(Grant, Option<String>), VaultError> {
+        self.own_grant(caller, grant_id, "grant.status", now)?;
+        self.deliver(caller, grant_id, now)
+    }
+
+    /// The agency's grant as of `now`, with its token if the citizen approved it and the
+    /// token was not handed out yet (taken atomically: once).
+    fn deliver(
         &self,
         caller: &AgencyCaller,
         grant_id: &str,
@@ -835,6 +794,9 @@ impl<S: VaultStore> Vault<S> {
             cert_thumbprint: &claims.cert_thumbprint,
             fields: &claims.datatypes,
         });
+        // Held until this release's entry (or its denial's) is queued: a revocation of the
+        // grant orders wholly before or after it in the log (`refusal::GrantOrder`).
+        let _order = self.grant_order.lock(&claims.grant_id)?;
         let spent = self.store.update_grant_state(&claims.grant_id, &mut |st| {
             if !crypto::ct_eq(&st.binding, &bound) {
                 return Err(VaultError::TokenNotForCitizen);
@@ -875,11 +837,12 @@ impl<S: VaultStore> Vault<S> {
             state.unit.as_deref().map(safe).transpose()?,
         );
         let access = Access {
-            purpose: &purpose_id,
+            purpose: Some(&purpose_id),
             dossier: &dossier,
             fields: &names,
             grant: Some(&gid),
             break_glass: state.break_glass,
+            consent: None,
         };
         // The spent use is durable through this entry (`uses.rs`): the store is flushed in
         // the background. Nothing is decrypted before the entry is durable (`finish_release`).
@@ -1013,40 +976,38 @@ enum GrantNext {
     Store(Box<Storing>),
     /// Refuse with this error (a denial).
     Refuse(VaultError),
-    /// An idempotent replay: the earlier grant's answer, nothing audited.
-    Replay(Box<GrantOutcome>),
+    /// An idempotent replay: answer the earlier grant's status now, nothing audited.
+    Replay(Box<Replaying>),
 }
 
 impl std::fmt::Debug for GrantNext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the token of a replay.
         match self {
             Self::Store(s) => s.fmt(f),
             Self::Refuse(e) => f.debug_tuple("Refuse").field(&e.code()).finish(),
-            Self::Replay(_) => f.write_str("Replay"),
+            Self::Replay(r) => f.debug_tuple("Replay").field(&r.grant_id).finish(),
         }
     }
 }
 
-/// A decided grant, held while its `grant.issued` or `grant.pending_consent` entry is
-/// written.
-struct Storing {
-    grant: Grant,
-    pending: bool,
-    /// Only with an `Idempotency-Key` (what its rare lost race needs to retry).
-    idempotency: Option<Box<Idempotent>>,
-    subject: Pseudonym,
-    actor: Actor,
+/// The earlier grant an idempotent replay answers with.
+struct Replaying {
+    caller: AgencyCaller,
+    grant_id: String,
     now: Timestamp,
 }
 
-/// A keyed request's key, body hash and the request itself (to retry after losing the key's
-/// race to a concurrent request).
-struct Idempotent {
-    key: String,
-    request_hash: String,
+/// A decided grant, held while its `grant.issued` or `grant.pending` entry is written.
+struct Storing {
+    grant: Grant,
+    pending: bool,
+    /// The `Idempotency-Key` and the request's hash, when the request had a key.
+    idempotency: Option<(String, String)>,
+    /// The request (decided again in the rare races `finish_grant` handles).
     caller: AgencyCaller,
     request: GrantRequest,
+    subject: Pseudonym,
+    now: Timestamp,
 }
 
 impl std::fmt::Debug for Storing {
@@ -1229,7 +1190,9 @@ mod tests {
     fn active(o: GrantOutcome) -> (Grant, String) {
         match o {
             GrantOutcome::Active { grant, token } => (grant, token),
-            GrantOutcome::Pending { .. } => panic!("expected an active grant"),
+            GrantOutcome::Pending { .. } | GrantOutcome::Replayed { .. } => {
+                panic!("expected an active grant")
+            }
         }
     }
 
@@ -1247,7 +1210,9 @@ mod tests {
     fn pending(o: GrantOutcome) -> Grant {
         match o {
             GrantOutcome::Pending { grant } => grant,
-            GrantOutcome::Active { .. } => panic!("expected a grant waiting for consent"),
+            GrantOutcome::Active { .. } | GrantOutcome::Replayed { .. } => {
+                panic!("expected a grant waiting for consent")
+            }
         }
     }
 
@@ -1561,8 +1526,16 @@ mod tests {
         release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
     }
 
+    fn approve(v: &Vault<SledStore>, c: &CitizenId, id: &str, days: Option<u32>, now: Timestamp) -> Result<super::super::Decided, VaultError> {
+        v.decide_grant(c, id, super::super::ConsentDecision::Approve { remember_days: days }, now)
+    }
+
+    fn refuse(v: &Vault<SledStore>, c: &CitizenId, id: &str, now: Timestamp) -> Result<Grant, VaultError> {
+        v.decide_grant(c, id, super::super::ConsentDecision::Refuse, now).map(|d| d.grant)
+    }
+
     #[test]
-    fn consent_pending_approved_refused_and_withdrawn() {
+    fn consent_is_specific_to_the_grant_it_approves() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
         let police = caller("csgt-cong-an-tphcm");
@@ -1576,8 +1549,10 @@ mod tests {
             &["full_name", "health_notes"],
         ));
         assert_eq!(v.grant_status(&police, &g.id, NOW).unwrap().1, None);
-        // Approved: the token is handed over once.
-        v.approve_grant(&a, &g.id, NOW).unwrap();
+        // Approved: the token is handed over once; no standing consent was asked for.
+        let d = approve(&v, &a, &g.id, None, NOW).unwrap();
+        assert!(d.standing.is_none());
+        assert!(v.my_consents(&a, NOW).unwrap().is_empty());
         let (st, token) = v.grant_status(&police, &g.id, NOW).unwrap();
         assert_eq!(st.status, GrantStatus::Active);
         let token = token.expect("token once");
@@ -1588,16 +1563,7 @@ mod tests {
         );
         let r = release(&v, "csgt-cong-an-tphcm", &token, A, &["health_notes"]).unwrap();
         assert_eq!(r.fields["health_notes"], json!("Dị ứng penicillin"));
-        // Withdrawal revokes the live grant at once; the next request needs consent again.
-        assert_eq!(
-            v.withdraw_consent(&a, "csgt-cong-an-tphcm", "driver_licence_renewal", NOW)
-                .unwrap(),
-            1
-        );
-        assert!(matches!(
-            release(&v, "csgt-cong-an-tphcm", &token, A, &["full_name"]),
-            Err(VaultError::GrantRevoked)
-        ));
+        // The same request again asks the citizen again.
         let g2 = pending(ask(
             &v,
             "csgt-cong-an-tphcm",
@@ -1605,46 +1571,107 @@ mod tests {
             "driver_licence_renewal",
             &["health_notes"],
         ));
-        // Refused: never a token; later requests are denied.
-        v.refuse_grant(&a, &g2.id, NOW).unwrap();
+        // Refused: never a token, and the refusal refuses that grant alone.
+        refuse(&v, &a, &g2.id, NOW).unwrap();
         let (st, token) = v.grant_status(&police, &g2.id, NOW).unwrap();
         assert_eq!((st.status, token), (GrantStatus::Refused, None));
         assert!(matches!(
-            v.approve_grant(&a, &g2.id, NOW),
+            approve(&v, &a, &g2.id, None, NOW),
             Err(VaultError::GrantNotPending)
         ));
-        assert!(matches!(
-            v.request_grant(
-                &police,
-                &req(A, "driver_licence_renewal", &["health_notes"]),
-                None,
-                NOW
-            ),
-            Err(VaultError::Denied(policy::Denial::ConsentRefused))
+        pending(ask(
+            &v,
+            "csgt-cong-an-tphcm",
+            A,
+            "driver_licence_renewal",
+            &["health_notes"],
         ));
-        // Another citizen cannot approve someone else's grant.
+        // Another citizen cannot approve someone else's grant: refused and audited.
         let b = CitizenId::parse(B).unwrap();
         assert!(matches!(
-            v.approve_grant(&b, &g.id, NOW),
+            approve(&v, &b, &g.id, None, NOW),
             Err(VaultError::GrantNotFound)
         ));
-        let ev: Vec<String> = events(&v)
-            .iter()
-            .map(|e| e["event"].as_str().unwrap().to_owned())
-            .collect();
-        for expected in [
-            "grant.pending",
-            "grant.approved",
-            "consent.withdrawn",
-            "grant.revoked",
-            "grant.refused",
-            "grant.denied",
-        ] {
-            assert!(
-                ev.iter().any(|e| e == expected),
-                "{expected} missing from {ev:?}"
-            );
+        let ev = events(&v);
+        let approved = ev.iter().find(|e| e["event"] == "grant.approved").unwrap();
+        assert_eq!(approved["fields"], json!(["full_name", "health_notes"]));
+        assert_eq!(approved["dossier_id"], json!("HS-2026-000123"));
+        assert!(approved["expires_at"].is_string(), "{approved}");
+        assert!(approved.get("consent_id").is_none());
+        let denied = ev.iter().rfind(|e| e["event"] == "access.denied").unwrap();
+        assert_eq!(denied["code"], "grant_not_found");
+        assert_eq!(denied["action"], "grant.approve");
+        assert_eq!(denied["grant_id"], json!(g.id));
+        for expected in ["grant.pending", "grant.approved", "grant.refused"] {
+            assert!(ev.iter().any(|e| e["event"] == expected), "{expected}");
         }
+    }
+
+    #[test]
+    fn a_standing_consent_covers_its_fields_until_it_expires_or_is_withdrawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let police = caller("csgt-cong-an-tphcm");
+        let a = CitizenId::parse(A).unwrap();
+        let fields = ["full_name", "health_notes"];
+        let g = pending(ask(&v, "csgt-cong-an-tphcm", A, "driver_licence_renewal", &fields));
+        assert!(matches!(
+            approve(&v, &a, &g.id, Some(0), NOW),
+            Err(VaultError::Denied(policy::Denial::InvalidRequest))
+        ));
+        let d = approve(&v, &a, &g.id, Some(30), NOW).unwrap();
+        let c = d.standing.unwrap();
+        assert_eq!(c.fields, vec!["full_name", "health_notes"]);
+        assert_eq!(v.my_consents(&a, NOW).unwrap(), vec![c.clone()]);
+        let approved = events(&v).into_iter().rfind(|e| e["event"] == "grant.approved").unwrap();
+        assert_eq!(approved["consent_id"], json!(c.id));
+        assert!(approved["consent_expires_at"].is_string());
+        let (_, first) = v.grant_status(&police, &g.id, NOW).unwrap();
+        let first = first.unwrap();
+        // A later request for a subset of those fields, on another dossier: active at once,
+        // resting on the consent (named in its entry).
+        let mut other = req(A, "driver_licence_renewal", &["health_notes"]);
+        other.dossier_id = "HS-2026-000999".into();
+        let (g2, token) = active(v.request_grant(&police, &other, None, NOW).unwrap());
+        assert_eq!(g2.consent_id.as_deref(), Some(c.id.as_str()));
+        let issued = events(&v).into_iter().rfind(|e| e["event"] == "grant.issued").unwrap();
+        assert_eq!(issued["consent_id"], json!(c.id));
+        // One field more than it names: the citizen is asked again.
+        pending(ask(
+            &v,
+            "csgt-cong-an-tphcm",
+            A,
+            "driver_licence_renewal",
+            &["full_name", "health_notes", "date_of_birth"],
+        ));
+        // Another citizen cannot withdraw it (refused, audited).
+        let b = CitizenId::parse(B).unwrap();
+        assert!(matches!(
+            v.withdraw_consent(&b, &c.id, NOW),
+            Err(VaultError::ConsentNotFound)
+        ));
+        // Withdrawn: both grants resting on it stop at once.
+        assert_eq!(v.withdraw_consent(&a, &c.id, NOW).unwrap(), 2);
+        for t in [&token, &first] {
+            assert!(matches!(
+                release(&v, "csgt-cong-an-tphcm", t, A, &["health_notes"]),
+                Err(VaultError::GrantRevoked)
+            ));
+        }
+        assert!(v.my_consents(&a, NOW).unwrap().is_empty());
+        let withdrawn = events(&v).into_iter().rfind(|e| e["event"] == "consent.withdrawn").unwrap();
+        assert_eq!(withdrawn["consent_id"], json!(c.id));
+        assert_eq!(withdrawn["fields"], json!(["full_name", "health_notes"]));
+        pending(ask(&v, "csgt-cong-an-tphcm", A, "driver_licence_renewal", &["health_notes"]));
+        // A consent past its end covers nothing.
+        let g3 = pending(ask(&v, "csgt-cong-an-tphcm", A, "driver_licence_renewal", &fields));
+        approve(&v, &a, &g3.id, Some(1), NOW).unwrap();
+        let later = NOW.plus_secs(86_400 + 1);
+        assert!(v.my_consents(&a, later).unwrap().is_empty());
+        let o = v
+            .request_grant(&police, &req(A, "driver_licence_renewal", &fields), None, later)
+            .unwrap();
+        assert!(matches!(o, GrantOutcome::Pending { .. }));
     }
 
     #[test]
@@ -1796,20 +1823,103 @@ mod tests {
         }
     }
 
+    fn replayed(o: GrantOutcome) -> (Grant, Option<String>) {
+        match o {
+            GrantOutcome::Replayed { grant, token } => (grant, token),
+            _ => panic!("expected a replay"),
+        }
+    }
+
     #[test]
-    fn the_same_idempotency_key_and_body_return_the_same_grant() {
+    fn a_replay_answers_the_grant_as_it_is_now_and_never_a_token_twice() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
         let c = caller("ubnd-quan-1");
         let r = req(A, "construction_permit", &["full_name"]);
-        let (g1, t1) = active(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
-        let (g2, t2) = active(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
-        assert_eq!((g1.id, t1), (g2.id, t2));
+        let (g1, _) = active(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
+        // The token went out with the first answer: a replay names the grant, no token.
+        let (g2, token) = replayed(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
+        assert_eq!((g2.id.as_str(), token), (g1.id.as_str(), None));
+        // After a revocation the replay says so, and nothing is appended.
+        v.revoke_grant(&c, &g1.id, NOW).unwrap();
+        let size = v.audit().size();
+        let (g3, _) = replayed(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
+        assert_eq!(g3.status_at(NOW), GrantStatus::Revoked);
+        assert_eq!(v.audit().size(), size);
         let other = req(A, "construction_permit", &["permanent_address"]);
         assert!(matches!(
             v.request_grant(&c, &other, Some("key-1"), NOW),
             Err(VaultError::IdempotencyConflict)
         ));
+        // A pending grant approved since: the replay hands its token out, once.
+        let police = caller("csgt-cong-an-tphcm");
+        let health = req(A, "driver_licence_renewal", &["health_notes"]);
+        let p = pending(v.request_grant(&police, &health, Some("key-2"), NOW).unwrap());
+        let a = CitizenId::parse(A).unwrap();
+        approve(&v, &a, &p.id, None, NOW).unwrap();
+        let (_, t1) = replayed(v.request_grant(&police, &health, Some("key-2"), NOW).unwrap());
+        assert!(t1.is_some());
+        let (_, t2) = replayed(v.request_grant(&police, &health, Some("key-2"), NOW).unwrap());
+        assert_eq!(t2, None);
+        assert_eq!(v.grant_status(&police, &p.id, NOW).unwrap().1, None);
+        // A refused one answers the refusal.
+        let p = pending(v.request_grant(&police, &health, Some("key-3"), NOW).unwrap());
+        refuse(&v, &a, &p.id, NOW).unwrap();
+        assert!(matches!(
+            v.request_grant(&police, &health, Some("key-3"), NOW),
+            Err(VaultError::Denied(policy::Denial::ConsentRefused))
+        ));
+    }
+
+    #[test]
+    fn the_request_hash_tells_a_field_list_from_one_field_with_a_comma() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let c = caller("ubnd-quan-1");
+        let two = req(A, "construction_permit", &["full_name", "permanent_address"]);
+        active(v.request_grant(&c, &two, Some("key-1"), NOW).unwrap());
+        let one = req(A, "construction_permit", &["full_name,permanent_address"]);
+        assert!(matches!(
+            v.request_grant(&c, &one, Some("key-1"), NOW),
+            Err(VaultError::IdempotencyConflict)
+        ));
+        let denied = events(&v).into_iter().next_back().unwrap();
+        assert_eq!(denied["event"], "access.denied");
+        assert_eq!(denied["code"], "idempotency_conflict");
+    }
+
+    #[test]
+    fn revoking_an_ended_grant_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let c = caller("ubnd-quan-1");
+        let (g, token) = active(ask(&v, "ubnd-quan-1", A, "construction_permit", &["full_name"]));
+        let max = g.max_uses;
+        for _ in 0..max {
+            release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        }
+        let size = v.audit().size();
+        v.revoke_grant(&c, &g.id, NOW).unwrap();
+        assert_eq!(v.audit().size(), size, "no entry for an exhausted grant");
+        assert_eq!(
+            v.store().grant(&g.id).unwrap().unwrap().status,
+            GrantStatus::Exhausted
+        );
+        let (g, _) = active(ask(&v, "ubnd-quan-1", A, "construction_permit", &["full_name"]));
+        v.revoke_grant(&c, &g.id, NOW).unwrap();
+        let size = v.audit().size();
+        v.revoke_grant(&c, &g.id, NOW).unwrap();
+        assert_eq!(v.audit().size(), size, "no second entry for a revoked grant");
+        // Another agency's grant: not found, and the attempt is audited.
+        assert!(matches!(
+            v.revoke_grant(&caller("vp-dang-ky-dat-dai"), &g.id, NOW),
+            Err(VaultError::GrantNotFound)
+        ));
+        let denied = events(&v).into_iter().next_back().unwrap();
+        assert_eq!(denied["event"], "access.denied");
+        assert_eq!(denied["action"], "grant.revoke");
+        assert_eq!(denied["actor"]["agency"], "vp-dang-ky-dat-dai");
+        assert!(denied["subject"].is_string());
     }
 
     #[test]
@@ -2265,7 +2375,7 @@ mod tests {
         );
         let a = CitizenId::parse(A).unwrap();
         assert!(matches!(
-            v.approve_grant(&a, &g.id, late),
+            approve(&v, &a, &g.id, None, late),
             Err(VaultError::GrantNotPending)
         ));
         assert!(
@@ -2299,21 +2409,30 @@ mod tests {
                 let v = Arc::clone(&v);
                 std::thread::spawn(move || {
                     let r = req(A, "construction_permit", &["full_name"]);
-                    active(
-                        v.request_grant(&caller("ubnd-quan-1"), &r, Some("same-key"), NOW)
-                            .unwrap(),
-                    )
+                    v.request_grant(&caller("ubnd-quan-1"), &r, Some("same-key"), NOW)
+                        .unwrap()
                 })
             })
             .collect();
-        let results: Vec<(Grant, String)> =
-            handles.into_iter().map(|h| h.join().unwrap()).collect();
-        let first = &results[0];
-        assert!(
-            results
-                .iter()
-                .all(|(g, t)| g.id == first.0.id && *t == first.1)
-        );
+        let results: Vec<GrantOutcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let ids: Vec<&str> = results
+            .iter()
+            .map(|o| match o {
+                GrantOutcome::Active { grant, .. } | GrantOutcome::Replayed { grant, .. } => {
+                    grant.id.as_str()
+                }
+                GrantOutcome::Pending { grant } => grant.id.as_str(),
+            })
+            .collect();
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        let tokens = results
+            .iter()
+            .filter(|o| {
+                matches!(o, GrantOutcome::Active { .. })
+                    || matches!(o, GrantOutcome::Replayed { token: Some(_), .. })
+            })
+            .count();
+        assert_eq!(tokens, 1, "the token is handed out once");
         let live: Vec<Grant> = v
             .my_grants(
                 &CitizenId::parse(A).unwrap(),
@@ -2416,7 +2535,7 @@ mod tests {
         let (again, _) = active(v.request_grant(&c, &r, Some("key-1"), later).unwrap());
         assert_ne!(again.id, g.id);
         // A refusal ends the pending grant now: retention counts from the refusal.
-        let refused = v.refuse_grant(&a, &pending.id, later).unwrap();
+        let refused = refuse(&v, &a, &pending.id, later).unwrap();
         assert_eq!(refused.latest_end_secs(), later.as_secs() + 1);
         let after_refusal = Timestamp::from_millis((later.as_secs() + 1 + retention + 1) * 1000);
         assert_eq!(sweep(&v, after_refusal, retention), 1);
