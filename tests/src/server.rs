@@ -250,6 +250,8 @@ pub struct TestServer {
     killed_on_stop: Option<crate::stop::OnStop>,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics` (plain HTTP, its own listener).
+    pub metrics_addr: Option<SocketAddr>,
     log: Arc<Mutex<Vec<u8>>>,
     oidc: Ed25519KeyPair,
     kid: String,
@@ -329,7 +331,8 @@ impl TestServer {
                  [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n{crls}\
                  [oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n{}\nrefresh_seconds = {}\n\
                  [limits]\nagency_requests_per_second = {}\nagency_burst = {}\nmax_body_bytes = {}\n\
-                 shutdown_timeout_seconds = 20\n{}",
+                 shutdown_timeout_seconds = 20\n{}\
+                 [server]\nmetrics_listen = \"127.0.0.1:0\"\n",
                 vault.data().display(),
                 limits.policies.clone().unwrap_or_else(policies_dir).display(),
                 p("server.pem"),
@@ -358,6 +361,7 @@ impl TestServer {
             child: None,
             killed_on_stop: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_addr: None,
             log: Arc::new(Mutex::new(Vec::new())),
             oidc,
             kid,
@@ -391,6 +395,7 @@ impl TestServer {
         let mut reader = BufReader::new(stderr);
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut addr = None;
+        let mut metrics = None;
         let mut line = String::new();
         while addr.is_none() && Instant::now() < deadline {
             line.clear();
@@ -404,6 +409,13 @@ impl TestServer {
                 .trim()
                 .strip_prefix("vault-server: listening on https://")
                 .and_then(|a| a.parse().ok());
+            metrics = metrics.or_else(|| {
+                line.trim()
+                    .strip_prefix("vault-server: metrics on http://")?
+                    .strip_suffix("/metrics")?
+                    .parse()
+                    .ok()
+            });
         }
         let Some(addr) = addr else {
             self.killed_on_stop = None;
@@ -426,6 +438,7 @@ impl TestServer {
             }
         });
         self.addr = addr;
+        self.metrics_addr = metrics;
         self.child = Some(child);
         Ok(())
     }
@@ -433,6 +446,14 @@ impl TestServer {
     /// The configuration file the server is started with (a test may edit it between runs).
     pub fn config_path(&self) -> &Path {
         &self.config
+    }
+
+    /// `http://127.0.0.1:PORT/metrics`, the metrics listener's (plain HTTP).
+    pub fn metrics_url(&self) -> String {
+        match self.metrics_addr {
+            Some(a) => format!("http://{a}/metrics"),
+            None => panic!("the server serves no metrics"),
+        }
     }
 
     /// `https://127.0.0.1:PORT{path}`.

@@ -247,8 +247,8 @@ async fn one_op(a: &Actors, c: &Counters, task: usize, i: u64) {
             let body = json!({"citizen_id": id, "purpose": "social_insurance_lookup",
                               "dossier_id": "SOAK-C", "fields": ["full_name", "annual_income"],
                               "official": {"id": "soak"}, "ttl_seconds": GRANT_TTL});
-            // A citizen's earlier decision stands: consent on record gives a token at once
-            // (201), a refusal on record refuses (403 consent_refused), else pending (202).
+            // Consent is specific: a standing consent the citizen kept for these fields gives
+            // a token at once (201); otherwise the citizen is asked (202).
             let r = match a
                 .bhxh
                 .post(format!("{b}/v1/grants"))
@@ -281,12 +281,6 @@ async fn one_op(a: &Actors, c: &Counters, task: usize, i: u64) {
                     }
                     return;
                 }
-                (403, Some("consent_refused")) => {
-                    c.requests.fetch_add(1, Ordering::Relaxed);
-                    c.denials.fetch_add(1, Ordering::Relaxed);
-                    c.ops[1].fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
                 (st, code) => {
                     c.error(format!("consent grant: {st} {code:?}"));
                     return;
@@ -297,10 +291,15 @@ async fn one_op(a: &Actors, c: &Counters, task: usize, i: u64) {
             let ctok = a.server.citizen_token(id);
             let approve = (i / 8).is_multiple_of(2);
             let verb = if approve { "approve" } else { "refuse" };
-            let req = a
+            let mut req = a
                 .public
                 .post(format!("{b}/v1/me/grants/{gid}/{verb}"))
                 .bearer_auth(&ctok);
+            if approve && (i / 16).is_multiple_of(2) {
+                // Half the approvals also keep a standing consent: later requests for these
+                // fields go through at once (the 201 branch above).
+                req = req.json(&json!({"remember_days": 30}));
+            }
             if expect(c, verb, req, 200, None).await.is_none() {
                 return;
             }

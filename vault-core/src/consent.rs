@@ -89,7 +89,12 @@ mod tests {
     fn a_standing_consent_covers_exactly_its_agency_purpose_fields_and_time() {
         let c = consent();
         let at = Timestamp::from_millis(5_000);
-        assert!(c.covers("bhxh-tphcm", "social_insurance_lookup", &f(&["full_name"]), at));
+        assert!(c.covers(
+            "bhxh-tphcm",
+            "social_insurance_lookup",
+            &f(&["full_name"]),
+            at
+        ));
         assert!(c.covers(
             "bhxh-tphcm",
             "social_insurance_lookup",
@@ -107,7 +112,12 @@ mod tests {
         assert!(!c.covers("bhxh-tphcm", "other", &f(&["full_name"]), at));
         assert!(!c.covers("bhxh-tphcm", "social_insurance_lookup", &[], at));
         let after = Timestamp::from_millis(10_000);
-        assert!(!c.covers("bhxh-tphcm", "social_insurance_lookup", &f(&["full_name"]), after));
+        assert!(!c.covers(
+            "bhxh-tphcm",
+            "social_insurance_lookup",
+            &f(&["full_name"]),
+            after
+        ));
     }
 
     #[test]

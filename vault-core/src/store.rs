@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore, SlotRepairs};
 
+use crate::consent::StandingConsent;
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};
 use crate::id::{BlindId, FieldName};
 use crate::keyring::KeyringRecord;
-use crate::consent::StandingConsent;
 
 /// One sealed field: its current version and its envelope (whose header repeats the version;
 /// both must agree, so an older envelope replayed into place is refused).

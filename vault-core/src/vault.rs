@@ -10,8 +10,8 @@ mod uses;
 
 pub use access::{AgencyCaller, GrantOutcome, GrantRequest, Released};
 pub use consent::{ConsentDecision, Decided};
-pub use refusal::{Attempt, Caller};
 pub use reads::{AuditorAnswer, AuditorRead, CodeInfo, HistoryItem, Receipt};
+pub use refusal::{Attempt, Caller};
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::audit::{Actor, AuditEntry, AuditLog, AuditOpener, EntryContext, Pseudonym};
+use crate::audit::{Actor, AuditEntry, AuditLog, AuditOpener, EntryContext, Pseudonym, SafeId};
 use crate::clock::Timestamp;
 use crate::crypto::{self, FieldSealer};
 use crate::error::VaultError;
@@ -333,6 +333,43 @@ impl<S: VaultStore> Vault<S> {
             citizen,
             fields: self.validate_fields(fields)?,
         })
+    }
+
+    /// A source-of-truth agency writes a citizen's fields (SPEC §2 `PUT /v1/citizens/{id}`),
+    /// as `source` (the agency's system), durably. An agency that may not write
+    /// (`writes_not_allowed`), a malformed citizen id or an invalid field is refused and the
+    /// refusal audited (`access.denied`, action `record.write`). Returns the record version.
+    pub fn write_as_agency(
+        &self,
+        agency: &str,
+        citizen_id: &str,
+        fields: serde_json::Map<String, Value>,
+        source: &SafeId,
+        now: Timestamp,
+    ) -> Result<u64, VaultError> {
+        let citizen = CitizenId::parse(citizen_id)
+            .ok()
+            .map(|c| self.keyring.blind(&c));
+        let attempt = refusal::Attempt {
+            action: "record.write",
+            grant: None,
+            citizen: citizen.as_ref(),
+        };
+        let checked = (|| {
+            if !self.policy.agency(agency).is_some_and(|a| a.writes) {
+                return Err(VaultError::WritesNotAllowed);
+            }
+            let write = self.validate_write(CitizenId::parse(citizen_id)?, fields)?;
+            Ok((write, SafeId::parse(agency)?))
+        })();
+        let (write, agency_id) = match checked {
+            Ok(v) => v,
+            Err(e) => return self.refused(refusal::Caller::Agency(agency), attempt, e, now),
+        };
+        let actor = Actor::official(source.clone(), agency_id, None);
+        let outcome = self.write_records(&[write], &actor, now)?;
+        self.flush()?;
+        Ok(outcome.first().map_or(0, |o| o.version()))
     }
 
     /// Writes many citizens' fields in one atomic store batch (durable after `flush`).

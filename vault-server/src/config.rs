@@ -37,6 +37,9 @@ pub struct Config {
     /// The store.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Listeners besides the API's.
+    #[serde(default)]
+    pub server: ServerConfig,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -106,6 +109,31 @@ impl Default for StoreConfig {
     }
 }
 
+/// Listeners besides the API's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where `/metrics` (Prometheus text, plain HTTP) is served: its own listener, a loopback
+    /// address by default, never the public API port. `off` serves no metrics.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            metrics_listen: default_metrics_listen(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The metrics address, or `None` for `off`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listen.parse().ok()
+    }
+}
+
 /// Request limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,6 +196,9 @@ impl Default for LogConfig {
 
 fn default_listen() -> String {
     "127.0.0.1:8443".into()
+}
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
 }
 fn default_data() -> PathBuf {
     PathBuf::from("./vault-data")
@@ -246,6 +277,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("oidc.role_claim", Kind::Str),
     ("oidc.auditor_role", Kind::Str),
     ("store.cache_mib", Kind::Int),
+    ("server.metrics_listen", Kind::Str),
     ("limits.max_body_bytes", Kind::Int),
     ("limits.agency_requests_per_second", Kind::Int),
     ("limits.agency_burst", Kind::Int),
@@ -329,6 +361,12 @@ impl Config {
         self.listen
             .parse::<SocketAddr>()
             .map_err(|_| format!("listen: `{}` is not an address:port", self.listen))?;
+        if self.server.metrics_listen != "off" && self.server.metrics_addr().is_none() {
+            return Err(format!(
+                "server.metrics_listen: `{}` is not an address:port (or `off`)",
+                self.server.metrics_listen
+            ));
+        }
         for (key, path) in [
             ("tls.cert", &self.tls.cert),
             ("tls.key", &self.tls.key),

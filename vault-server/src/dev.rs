@@ -192,6 +192,7 @@ pub fn prepare(data: &Path, listen: &str) -> Result<DevSetup, String> {
             auditor_role: "auditor".into(),
         },
         store: crate::config::StoreConfig::default(),
+        server: crate::config::ServerConfig::default(),
         limits: crate::config::Limits::default(),
         log: LogConfig::default(),
     };

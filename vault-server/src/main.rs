@@ -56,6 +56,25 @@ fn environment() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Binds the metrics listener. A dev vault whose metrics port is taken (another dev vault
+/// on this machine) serves without metrics, with a warning; a production one refuses to
+/// start.
+fn metrics_listener(config: &Config, dev: bool) -> Result<Option<TcpListener>, String> {
+    let Some(addr) = config.server.metrics_addr() else {
+        return Ok(None);
+    };
+    match TcpListener::bind(addr) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if dev => {
+            say(&format!(
+                "vault-server: warning: metrics not served: {addr}: {e} (set VAULT_SERVER_METRICS_LISTEN)"
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(format!("server.metrics_listen {addr}: {e}")),
+    }
+}
+
 fn serve(config: &Config, banner: Option<&str>) -> Result<(), String> {
     server::init_logging(&config.log.format, &config.log.level);
     let prepared = server::prepare(config)?;
@@ -64,14 +83,33 @@ fn serve(config: &Config, banner: Option<&str>) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let metrics = metrics_listener(config, banner.is_some())?;
     let srv = server::run(listener, &prepared).map_err(|e| format!("serve: {e}"))?;
+    let metrics = match metrics {
+        Some(l) => {
+            let maddr = l.local_addr().map_err(|e| format!("metrics: {e}"))?;
+            let m = server::run_metrics(l, &prepared).map_err(|e| format!("metrics: {e}"))?;
+            say(&format!("vault-server: metrics on http://{maddr}/metrics"));
+            Some(m)
+        }
+        None => None,
+    };
     if let Some(b) = banner {
         say(&b.replace("{addr}", &addr.to_string()));
     }
     say(&format!("vault-server: listening on https://{addr}"));
-    actix_web::rt::System::new()
-        .block_on(srv)
-        .map_err(|e| format!("serve: {e}"))?;
+    actix_web::rt::System::new().block_on(async {
+        let handle = metrics.map(|m| {
+            let h = m.handle();
+            actix_web::rt::spawn(m);
+            h
+        });
+        let served = srv.await.map_err(|e| format!("serve: {e}"));
+        if let Some(h) = handle {
+            h.stop(false).await;
+        }
+        served
+    })?;
     server::finish(&prepared);
     say("vault-server: stopped; in-flight requests finished, audit log and store synced");
     Ok(())

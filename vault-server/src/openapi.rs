@@ -86,6 +86,23 @@ fn grant_view() -> Value {
     )
 }
 
+fn consent_view() -> Value {
+    obj(
+        json!({"id": s("string"), "agency": s("string"), "agency_name": nullable("string"),
+               "purpose": s("string"), "purpose_label": nullable("string"),
+               "fields": strings(), "created_at": s("string"), "expires_at": s("string")}),
+        &[
+            "id",
+            "agency",
+            "purpose",
+            "purpose_label",
+            "fields",
+            "created_at",
+            "expires_at",
+        ],
+    )
+}
+
 fn entry_item() -> Value {
     obj(
         json!({"index": s("integer"), "entry": s("object"), "leaf_hash": s("string")}),
@@ -209,9 +226,12 @@ fn success(r: &Route) -> Vec<(u16, &'static str, Value)> {
                 &["items"],
             ),
         )],
-        ("POST", "/v1/me/grants/{grant_id}/approve" | "/v1/me/grants/{grant_id}/refuse") => {
-            vec![(200, j, grant_view())]
+        ("POST", "/v1/me/grants/{grant_id}/approve") => {
+            let mut v = grant_view();
+            v["properties"]["standing_consent"] = consent_view();
+            vec![(200, j, v)]
         }
+        ("POST", "/v1/me/grants/{grant_id}/refuse") => vec![(200, j, grant_view())],
         ("POST", "/v1/me/verify") => vec![(
             200,
             j,
@@ -237,7 +257,10 @@ fn success(r: &Route) -> Vec<(u16, &'static str, Value)> {
         ("GET", "/v1/audit/proof/inclusion") => vec![(200, j, proof("index", "tree_size"))],
         ("GET", "/v1/audit/proof/consistency") => vec![(200, j, proof("from", "to"))],
         ("GET", "/readyz") => vec![(200, j, s("object")), (503, j, s("object"))],
-        ("GET", "/metrics") => vec![(200, "text/plain", s("string"))],
+        ("GET", "/v1/audit/pubkey") => vec![(200, "text/plain", s("string"))],
+        ("GET", "/v1/me/consents") => {
+            vec![(200, j, json!({"type": "array", "items": consent_view()}))]
+        }
         _ => vec![(200, j, s("object"))],
     }
 }
@@ -276,6 +299,15 @@ fn request_body(r: &Route) -> Option<Value> {
         "/v1/me/verify" => json!({"type": "object", "additionalProperties": false,
             "required": ["verification_code"],
             "properties": {"verification_code": s("string")}}),
+        "/v1/me/grants/{grant_id}/approve" => {
+            return Some(
+                json!({"required": false, "content": {"application/json": {"schema":
+                {"type": "object", "additionalProperties": false,
+                 "properties": {"remember_days": {"type": "integer", "minimum": 1,
+                                                  "maximum": vault_core::consent::MAX_REMEMBER_DAYS,
+                    "description": "Also keep a standing consent for this agency, purpose and exactly these fields, this many days"}}}}}}),
+            );
+        }
         _ => return None,
     };
     Some(json!({"required": true, "content": {"application/json": {"schema": schema}}}))

@@ -10,8 +10,11 @@ use vault_core::policy::Denial;
 /// Everything a request can fail with.
 #[derive(Debug)]
 pub enum ApiError {
-    /// From the core.
+    /// From a core call. The core audited it if it was a refusal of an identified caller.
     Vault(VaultError),
+    /// A core rule applied at the edge, before any core call (a query parameter that is not
+    /// a citizen id, …): answered like `Vault`, audited by the server's middleware.
+    Input(VaultError),
     /// No credentials of the kind the route needs.
     AuthenticationRequired,
     /// A bearer ID token that does not verify.
@@ -20,8 +23,6 @@ pub enum ApiError {
     UnknownAgency,
     /// Credentials of the wrong kind or role for the route.
     Forbidden,
-    /// The agency may not write records.
-    WritesNotAllowed,
     /// A malformed request: what is wrong, without echoing values.
     InvalidRequest(String),
     /// The body is not `application/json`.
@@ -90,6 +91,8 @@ fn vault_problem(e: &VaultError) -> (StatusCode, &'static str) {
             S::UNPROCESSABLE_ENTITY,
             "Idempotency key reused with another request",
         ),
+        VaultError::ConsentNotFound => (S::NOT_FOUND, "Consent not found"),
+        VaultError::WritesNotAllowed => (S::FORBIDDEN, "Agency is not a source of truth"),
         VaultError::AuditUnavailable
         | VaultError::AuditEntryTooLarge
         | VaultError::StoreUnavailable(_)
@@ -108,6 +111,28 @@ fn vault_problem(e: &VaultError) -> (StatusCode, &'static str) {
     }
 }
 
+/// The detail of a core error that says more than its title (naming a field only when its
+/// name is safe to echo).
+fn core_detail(e: &VaultError) -> Option<String> {
+    Some(match e {
+        VaultError::UnknownField(f)
+        | VaultError::Denied(Denial::UnknownField(f))
+        | VaultError::Denied(Denial::FieldNotInPurpose(f)) => match safe_name(f) {
+            Some(f) => format!("field `{f}` is not allowed here"),
+            None => "a requested field is not allowed here".into(),
+        },
+        VaultError::InvalidFieldValue { field, .. } => match safe_name(field) {
+            Some(f) => format!("the value of `{f}` does not match its type"),
+            None => "a field value does not match its type".into(),
+        },
+        VaultError::Denied(Denial::InvalidRequest) => {
+            "the request is not valid (each field once and at least one; remember_days 1-365)"
+                .into()
+        }
+        _ => return None,
+    })
+}
+
 /// A safe identifier to name in a detail (field names): anything else is not echoed.
 fn safe_name(s: &str) -> Option<&str> {
     (!s.is_empty()
@@ -122,7 +147,7 @@ impl ApiError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Vault(e) => match e {
+            Self::Vault(e) | Self::Input(e) => match e {
                 // Internal failures all look the same from outside.
                 e if vault_problem(e).0 == StatusCode::INTERNAL_SERVER_ERROR => "internal_error",
                 VaultError::StoreUnavailable(_)
@@ -134,7 +159,6 @@ impl ApiError {
             Self::BearerInvalid => "bearer_invalid",
             Self::UnknownAgency => "unknown_agency",
             Self::Forbidden => "forbidden",
-            Self::WritesNotAllowed => "writes_not_allowed",
             Self::InvalidRequest(_) => "invalid_request",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
@@ -149,12 +173,11 @@ impl ApiError {
     fn status_title(&self) -> (StatusCode, &'static str) {
         use StatusCode as S;
         match self {
-            Self::Vault(e) => vault_problem(e),
+            Self::Vault(e) | Self::Input(e) => vault_problem(e),
             Self::AuthenticationRequired => (S::UNAUTHORIZED, "Authentication required"),
             Self::BearerInvalid => (S::UNAUTHORIZED, "Invalid bearer token"),
             Self::UnknownAgency => (S::FORBIDDEN, "Unknown agency"),
             Self::Forbidden => (S::FORBIDDEN, "Not allowed for these credentials"),
-            Self::WritesNotAllowed => (S::FORBIDDEN, "Agency is not a source of truth"),
             Self::InvalidRequest(_) => (S::BAD_REQUEST, "Invalid request"),
             Self::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type"),
             Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "Request body too large"),
@@ -171,20 +194,12 @@ impl ApiError {
 
     /// A fixed, safe explanation.
     fn detail(&self) -> String {
+        if let Self::Vault(e) | Self::Input(e) = self
+            && let Some(d) = core_detail(e)
+        {
+            return d;
+        }
         match self {
-            Self::Vault(VaultError::UnknownField(f))
-            | Self::Vault(VaultError::Denied(Denial::UnknownField(f)))
-            | Self::Vault(VaultError::Denied(Denial::FieldNotInPurpose(f))) => match safe_name(f) {
-                Some(f) => format!("field `{f}` is not allowed here"),
-                None => "a requested field is not allowed here".into(),
-            },
-            Self::Vault(VaultError::InvalidFieldValue { field, .. }) => match safe_name(field) {
-                Some(f) => format!("the value of `{f}` does not match its type"),
-                None => "a field value does not match its type".into(),
-            },
-            Self::Vault(VaultError::Denied(Denial::InvalidRequest)) => {
-                "the request must name each field once and at least one field".into()
-            }
             Self::InvalidRequest(why) => why.clone(),
             Self::RateLimited(s) => format!("retry after {s} seconds"),
             Self::AuthenticationRequired => {
@@ -269,6 +284,7 @@ pub fn all_codes() -> Vec<&'static str> {
         "grant_exhausted",
         "grant_not_found",
         "grant_not_pending",
+        "consent_not_found",
     ];
     v.sort_unstable();
     v

@@ -37,6 +37,9 @@ pub struct Route {
     pub access: Access,
     /// One line.
     pub summary: &'static str,
+    /// The operation's name (`grant.revoke`, …): recorded as the `action` of an
+    /// `access.denied` entry when an identified caller is refused here.
+    pub op: &'static str,
     /// Query parameters accepted (any other is refused).
     pub query: &'static [&'static str],
     /// Whether it takes a JSON body.
@@ -44,8 +47,8 @@ pub struct Route {
 }
 
 macro_rules! routes {
-    ($( $method:ident $path:literal => $handler:path, $access:ident, body: $body:literal,
-        query: [$($q:literal),*], $summary:literal; )*) => {
+    ($( $method:ident $path:literal => $handler:path, $access:ident, op: $op:literal,
+        body: $body:literal, query: [$($q:literal),*], $summary:literal; )*) => {
         /// Registers every route.
         pub fn configure(cfg: &mut web::ServiceConfig) {
             $( cfg.route($path, web::$method().to($handler)); )*
@@ -58,6 +61,7 @@ macro_rules! routes {
                 path: $path,
                 access: Access::$access,
                 summary: $summary,
+                op: $op,
                 query: &[$($q),*],
                 body: $body,
             }, )*
@@ -72,48 +76,58 @@ macro_rules! routes {
 // The release first: actix tries the routes in this order, running a regex for every dynamic
 // path it passes, and the release is most of the traffic.
 routes! {
-    get "/v1/citizens/{citizen_id}/fields" => agency::release, AgencyToken, body: false,
-        query: ["fields"], "Release granted fields (audited before release)";
-    get "/v1/purposes" => agency::purposes, Agency, body: false, query: [],
+    get "/v1/citizens/{citizen_id}/fields" => agency::release, AgencyToken, op: "record.release",
+        body: false, query: ["fields"], "Release granted fields (audited before release)";
+    get "/v1/purposes" => agency::purposes, Agency, op: "purposes.list", body: false, query: [],
         "The purposes the calling agency may use";
-    post "/v1/grants" => agency::request_grant, Agency, body: true, query: [],
-        "Ask for a grant: citizen, purpose, dossier, fields, official";
-    get "/v1/grants/{grant_id}" => agency::grant_status, Agency, body: false, query: [],
-        "A grant's status; an approved grant's token is returned once";
-    delete "/v1/grants/{grant_id}" => agency::revoke_grant, Agency, body: false, query: [],
+    post "/v1/grants" => agency::request_grant, Agency, op: "grant.request", body: true,
+        query: [], "Ask for a grant: citizen, purpose, dossier, fields, official";
+    get "/v1/grants/{grant_id}" => agency::grant_status, Agency, op: "grant.status",
+        body: false, query: [], "A grant's status; an approved grant's token is returned once";
+    delete "/v1/grants/{grant_id}" => agency::revoke_grant, Agency, op: "grant.revoke",
+        body: false, query: [],
         "Revoke one of the agency's grants; its token stops working at once";
-    put "/v1/citizens/{citizen_id}" => agency::write_record, Agency, body: true, query: [],
-        "Write a citizen's fields (source-of-truth agencies)";
-    get "/v1/me/record" => citizen::record, Citizen, body: false, query: [],
+    put "/v1/citizens/{citizen_id}" => agency::write_record, Agency, op: "record.write",
+        body: true, query: [], "Write a citizen's fields (source-of-truth agencies)";
+    get "/v1/me/record" => citizen::record, Citizen, op: "me.record", body: false, query: [],
         "The citizen's own record (audited)";
-    get "/v1/me/accesses" => citizen::accesses, Citizen, body: false, query: ["cursor", "limit"],
-        "Who read what, when and why: newest first";
-    get "/v1/me/accesses/{index}/proof" => citizen::receipt, Citizen, body: false, query: [],
-        "An offline-checkable receipt for one of the citizen's entries";
-    get "/v1/me/grants" => citizen::grants, Citizen, body: false, query: ["status"],
-        "The citizen's grants (e.g. pending consent)";
-    post "/v1/me/grants/{grant_id}/approve" => citizen::approve, Citizen, body: false,
-        query: [], "Consent to a pending grant";
-    post "/v1/me/grants/{grant_id}/refuse" => citizen::refuse, Citizen, body: false,
-        query: [], "Refuse a pending grant";
-    post "/v1/me/verify" => citizen::verify, Citizen, body: true, query: [],
+    get "/v1/me/accesses" => citizen::accesses, Citizen, op: "me.accesses", body: false,
+        query: ["cursor", "limit"], "Who read what, when and why: newest first";
+    get "/v1/me/accesses/{index}/proof" => citizen::receipt, Citizen, op: "receipt.read",
+        body: false, query: [], "An offline-checkable receipt for one of the citizen's entries";
+    get "/v1/me/grants" => citizen::grants, Citizen, op: "me.grants", body: false,
+        query: ["status"], "The citizen's grants (e.g. pending consent)";
+    post "/v1/me/grants/{grant_id}/approve" => citizen::approve, Citizen, op: "grant.approve",
+        body: true, query: [],
+        "Consent to that pending grant alone; `remember_days` also keeps a standing consent";
+    post "/v1/me/grants/{grant_id}/refuse" => citizen::refuse, Citizen, op: "grant.refuse",
+        body: false, query: [], "Refuse that pending grant";
+    get "/v1/me/consents" => citizen::consents, Citizen, op: "consent.list", body: false,
+        query: [], "The citizen's standing consents in force";
+    delete "/v1/me/consents/{consent_id}" => citizen::withdraw, Citizen,
+        op: "consent.withdraw", body: false, query: [],
+        "Withdraw a standing consent; grants resting on it stop working at once";
+    post "/v1/me/verify" => citizen::verify, Citizen, op: "code.verify", body: true, query: [],
         "Check whether a verification code belongs to a genuine request about the citizen";
-    get "/v1/audit/entries" => auditor::entries, Auditor, body: false,
+    get "/v1/audit/entries" => auditor::entries, Auditor, op: "audit.entries", body: false,
         query: ["agency", "official", "purpose", "event", "citizen_id", "from", "to", "cursor", "limit"],
         "Query the audit log, oldest first (audited)";
-    get "/v1/audit/entries/{index}" => auditor::entry, Auditor, body: false, query: [],
-        "One audit entry and its leaf hash (audited)";
-    get "/v1/audit/checkpoint" => auditor::checkpoint, Auditor, body: false, query: [],
-        "The latest signed checkpoint (C2SP signed note)";
-    get "/v1/audit/proof/inclusion" => auditor::inclusion, Auditor, body: false,
-        query: ["index", "tree_size"], "RFC 9162 inclusion proof";
-    get "/v1/audit/proof/consistency" => auditor::consistency, Auditor, body: false,
-        query: ["from", "to"], "RFC 9162 consistency proof";
-    get "/healthz" => ops::healthz, Public, body: false, query: [], "The process is up";
-    get "/readyz" => ops::readyz, Public, body: false, query: [],
+    get "/v1/audit/entries/{index}" => auditor::entry, Auditor, op: "audit.entry", body: false,
+        query: [], "One audit entry and its leaf hash (audited)";
+    get "/v1/audit/checkpoint" => auditor::checkpoint, Auditor, op: "audit.checkpoint",
+        body: false, query: [], "The latest signed checkpoint (C2SP signed note)";
+    get "/v1/audit/proof/inclusion" => auditor::inclusion, Auditor, op: "audit.inclusion",
+        body: false, query: ["index", "tree_size"], "RFC 9162 inclusion proof";
+    get "/v1/audit/proof/consistency" => auditor::consistency, Auditor,
+        op: "audit.consistency", body: false, query: ["from", "to"],
+        "RFC 9162 consistency proof";
+    get "/v1/audit/pubkey" => ops::pubkey, Public, op: "audit.pubkey", body: false, query: [],
+        "The audit log's verifier key (C2SP note verifier string), for checking receipts";
+    get "/healthz" => ops::healthz, Public, op: "healthz", body: false, query: [],
+        "The process is up";
+    get "/readyz" => ops::readyz, Public, op: "readyz", body: false, query: [],
         "Store open, audit log writable, keys loaded";
-    get "/metrics" => ops::metrics, Public, body: false, query: [], "Prometheus metrics";
-    get "/openapi.json" => ops::openapi, Public, body: false, query: [],
+    get "/openapi.json" => ops::openapi, Public, op: "openapi", body: false, query: [],
         "This API's OpenAPI 3.1 document";
 }
 

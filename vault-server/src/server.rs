@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, ResponseError as _, web};
@@ -181,17 +181,15 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
     })
 }
 
+/// The client's `X-Request-Id` if it is a short id of safe characters (1-64 of `A-Z a-z
+/// 0-9 - _`, no run of nine or more digits: never a citizen id or phone number in the log);
+/// otherwise one of ours.
 fn request_id(req: &ServiceRequest) -> String {
     let given = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
+        .filter(|v| acceptable_request_id(v));
     if let Some(v) = given {
         return v.to_owned();
     }
@@ -200,22 +198,131 @@ fn request_id(req: &ServiceRequest) -> String {
     hex::encode(b)
 }
 
-/// The one middleware: request id, the query-parameter rule, a log line without paths,
-/// queries, tokens or values, metrics by route template, and security headers.
+fn acceptable_request_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !vault_core::id::has_long_digit_run(v)
+}
+
+/// Who a request came from, as far as its credentials establish it: a valid ID token (a
+/// citizen, or an auditor by role), else a client certificate naming a known agency or an
+/// auditor. `None`: no identity (no or unknown certificate, invalid bearer).
+enum Identity {
+    Agency(String),
+    Citizen(vault_core::CitizenId),
+    Auditor(vault_core::audit::SafeId),
+}
+
+fn identify(req: &actix_web::HttpRequest, st: &AppState) -> Option<Identity> {
+    use crate::x509::CertIdentity;
+    if let Some(claims) =
+        crate::auth::bearer(req).and_then(|t| st.oidc.verify(t, st.now().as_secs()))
+    {
+        if claims.roles.contains(&st.auditor_role) {
+            return vault_core::audit::SafeId::parse(&claims.sub)
+                .ok()
+                .map(Identity::Auditor);
+        }
+        if let Ok(c) = vault_core::CitizenId::parse(&claims.sub) {
+            return Some(Identity::Citizen(c));
+        }
+    }
+    match &req.conn_data::<crate::tls::PeerCert>()?.identity {
+        Some(CertIdentity::Agency(a)) if st.vault.policy().agency(a).is_some() => {
+            Some(Identity::Agency(a.clone()))
+        }
+        Some(CertIdentity::Auditor(a)) => vault_core::audit::SafeId::parse(a)
+            .ok()
+            .map(Identity::Auditor),
+        _ => None,
+    }
+}
+
+/// A refusal the core did not decide (and so did not audit): the caller's credentials, the
+/// route, the body or a query parameter were refused at the edge. `None` for answers that
+/// are not such refusals: successes, the core's own answers, a rate limit, server failures.
+fn edge_refusal(res: &ServiceResponse<BoxBody>) -> Option<&'static str> {
+    let status = res.status();
+    if !status.is_client_error() || status == actix_web::http::StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    match res.response().error()?.as_error::<ApiError>()? {
+        ApiError::Vault(_) => None,
+        e => Some(e.code()),
+    }
+}
+
+/// Audits an edge refusal of an identified caller (`access.denied`, before the answer
+/// leaves); a refusal before any identity is only counted (`/metrics`) and logged. If the
+/// entry cannot be written the answer becomes 503 `audit_unavailable`.
+async fn audit_refusal(
+    res: ServiceResponse<BoxBody>,
+    st: &State,
+    op: &'static str,
+) -> ServiceResponse<BoxBody> {
+    let Some(code) = edge_refusal(&res) else {
+        return res;
+    };
+    st.metrics.denial(code);
+    let Some(who) = identify(res.request(), st) else {
+        return res;
+    };
+    let grant = res
+        .request()
+        .match_info()
+        .get("grant_id")
+        .map(str::to_owned);
+    let s = st.clone();
+    let recorded = web::block(move || {
+        let caller = match &who {
+            Identity::Agency(a) => vault_core::vault::Caller::Agency(a),
+            Identity::Citizen(c) => vault_core::vault::Caller::Citizen(c),
+            Identity::Auditor(a) => vault_core::vault::Caller::Auditor(a),
+        };
+        let attempt = vault_core::vault::Attempt {
+            action: op,
+            grant: grant.as_deref(),
+            citizen: None,
+        };
+        s.vault.record_refusal(caller, attempt, code, s.now())
+    })
+    .await;
+    match recorded {
+        Ok(Ok(())) => res,
+        _ => {
+            let (req, _) = res.into_parts();
+            ServiceResponse::new(
+                req,
+                ApiError::Vault(vault_core::VaultError::AuditUnavailable).error_response(),
+            )
+        }
+    }
+}
+
+/// The one middleware: request id, the query-parameter rule, the audit of refusals at the
+/// edge, a log line without paths, queries, tokens or values, metrics by route template,
+/// and security headers.
 async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let start = Instant::now();
     let id = request_id(&req);
     let method = req.method().as_str().to_owned();
     let route = routes::route_of(&method, req.path());
     let name = route.map_or("unmatched", |r| r.path);
+    let op = route.map_or("unrouted", |r| r.op);
     let state = req.app_data::<State>().cloned();
     let refused = route.and_then(|r| routes::check_query(r, req.query_string()).err());
-    let mut res = match refused {
-        Some(e) => req.into_response(e.error_response()).map_into_right_body(),
-        None => next.call(req).await?.map_into_left_body(),
+    let res = match refused {
+        Some(e) => req.error_response(e),
+        None => next.call(req).await?.map_into_boxed_body(),
+    };
+    let mut res = match &state {
+        Some(st) => audit_refusal(res, st, op).await,
+        None => res,
     };
     let status = res.status().as_u16();
     let code = res
@@ -257,8 +364,8 @@ async fn observe(
     Ok(res)
 }
 
-async fn fallback(req: actix_web::HttpRequest) -> HttpResponse {
-    routes::fallback(req).await.error_response()
+async fn fallback(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(routes::fallback(req).await)
 }
 
 /// Serves on `listener` until stopped (SIGINT/SIGTERM or `Server::handle().stop(true)`).
@@ -284,6 +391,24 @@ pub fn run(listener: TcpListener, prepared: &Prepared) -> std::io::Result<Server
     .worker_max_blocking_threads(prepared.blocking_threads)
     .shutdown_timeout(prepared.shutdown)
     .listen_rustls_0_23(listener, prepared.tls.clone())?
+    .run();
+    Ok(server)
+}
+
+/// Serves `/metrics` (Prometheus text, plain HTTP) on its own listener, one worker, nothing
+/// else: the public API port does not serve it. Stopped by the caller (no signal handling).
+pub fn run_metrics(listener: TcpListener, prepared: &Prepared) -> std::io::Result<Server> {
+    let state = prepared.state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(routes::ops::metrics))
+            .default_service(web::to(|| async { HttpResponse::NotFound().finish() }))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
     .run();
     Ok(server)
 }

@@ -155,6 +155,41 @@ pub async fn read_json<T: DeserializeOwned>(
     ))
 }
 
+/// An optional JSON body: none (empty) reads as `T::default()`; one that is there must be
+/// `application/json` and parse as `T`.
+pub async fn read_optional_json<T: DeserializeOwned + Default>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let bytes = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?
+        .map_err(|_| ApiError::InvalidRequest("the body could not be read".into()))?;
+    if bytes.is_empty() {
+        return Ok(T::default());
+    }
+    let ct = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    parse_json(&bytes)
+}
+
 /// A request body as `T`; the problem's detail never quotes the input.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidRequest(describe(&e)))

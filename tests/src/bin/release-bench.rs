@@ -134,7 +134,9 @@ fn main() {
             };
             match vault.request_grant(&caller, &req, None, NOW).unwrap() {
                 GrantOutcome::Active { token, .. } => token,
-                GrantOutcome::Pending { .. } => panic!("bench grants need no consent"),
+                GrantOutcome::Pending { .. } | GrantOutcome::Replayed { .. } => {
+                    panic!("bench grants need no consent and no key")
+                }
             }
         })
         .collect();

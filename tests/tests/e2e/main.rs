@@ -14,6 +14,7 @@ mod faults;
 mod fuzz;
 mod import;
 mod plaintext;
+mod redteam;
 mod server;
 mod soak;
 mod stop;

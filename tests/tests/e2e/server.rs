@@ -18,7 +18,7 @@ fn grant_body(citizen: &str, fields: &[&str]) -> Value {
            "fields": fields, "official": {"id": "can-bo-01", "unit": "doi-3"}})
 }
 
-fn json_of(r: Response) -> (u16, Value) {
+pub(crate) fn json_of(r: Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let ct = r
         .headers()
@@ -256,14 +256,36 @@ fn full_walk_grant_read_history_receipt_auditor_proofs_and_offline_verify() {
     );
     let (st, ready) = json_of(ops.get(s.url("/readyz")).send().unwrap());
     assert_eq!((st, &ready["ready"]), (200, &json!(true)));
-    let metrics = ops.get(s.url("/metrics")).send().unwrap().text().unwrap();
+    // Metrics are on their own loopback listener, never on the public port.
+    assert_eq!(
+        ops.get(s.url("/metrics")).send().unwrap().status().as_u16(),
+        404
+    );
+    let metrics = Client::new()
+        .get(s.metrics_url())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(metrics.contains("vault_http_requests_total{method=\"GET\",route=\"/v1/citizens/{citizen_id}/fields\",status=\"200\"} 1"), "{metrics}");
     assert!(metrics.contains("vault_grants_total{outcome=\"active\"} 1"));
     assert!(metrics.contains("vault_audit_sync_seconds_bucket"));
 
+    // The verifier key is public over the API, without credentials.
+    let r = ops.get(s.url("/v1/audit/pubkey")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let served_key = r.text().unwrap();
+
     // Offline: the receipt's checkpoint is signed by the log key `vaultctl` prints.
     stop_and_verify(&mut s);
     let out = s.vault.ctl(&["audit", "pubkey"]);
+    assert_eq!(served_key.trim(), text(&out.stdout).trim());
     let verifier = LogVerifier::parse(text(&out.stdout).trim()).unwrap();
     Checkpoint::verify(&checkpoint_text, &verifier).unwrap();
     Checkpoint::verify(&cp2_text, &verifier).unwrap();
@@ -297,6 +319,7 @@ fn scan_log(s: &TestServer, people: &[(String, Value)]) {
 fn concrete(path: &str, citizen: &str) -> String {
     path.replace("{citizen_id}", citizen)
         .replace("{grant_id}", "g-none")
+        .replace("{consent_id}", "c-none")
         .replace("{index}", "0")
 }
 
@@ -667,11 +690,13 @@ fn idempotency_limits_and_malformed_input_never_reach_500() {
     let body = grant_body(a, &["full_name"]).to_string();
     let (st1, g1) = post(&body, "application/json", Some("k-1"));
     let (st2, g2) = post(&body, "application/json", Some("k-1"));
-    assert_eq!((st1, st2), (201, 201));
+    // The replay names the same grant as it is now, without the token already handed out.
+    assert_eq!((st1, st2), (201, 200));
     assert_eq!(
         g1["grant_id"], g2["grant_id"],
         "same key and body: the same grant"
     );
+    assert!(g2.get("access_token").is_none());
     let other = grant_body(a, &["full_name", "sex"]).to_string();
     let (st, e) = post(&other, "application/json", Some("k-1"));
     assert_eq!(
@@ -861,15 +886,17 @@ fn openapi_documents_every_spec_route_and_only_routed_ones() {
         ("GET", "/v1/me/grants"),
         ("POST", "/v1/me/grants/{grant_id}/approve"),
         ("POST", "/v1/me/grants/{grant_id}/refuse"),
+        ("GET", "/v1/me/consents"),
+        ("DELETE", "/v1/me/consents/{consent_id}"),
         ("POST", "/v1/me/verify"),
         ("GET", "/v1/audit/entries"),
         ("GET", "/v1/audit/entries/{index}"),
         ("GET", "/v1/audit/checkpoint"),
         ("GET", "/v1/audit/proof/inclusion"),
         ("GET", "/v1/audit/proof/consistency"),
+        ("GET", "/v1/audit/pubkey"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
-        ("GET", "/metrics"),
         ("GET", "/openapi.json"),
     ];
     for (m, p) in spec {

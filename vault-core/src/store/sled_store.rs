@@ -41,11 +41,11 @@ use super::grant_slots::{self, GrantSlots};
 use super::group::FlushGroup;
 use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES, Tail};
 use super::{EncodedRecord, SealedRecord, VaultStore, codec, grant_state};
+use crate::consent::StandingConsent;
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};
 use crate::id::BlindId;
 use crate::keyring::KeyringRecord;
-use crate::consent::StandingConsent;
 
 const KEYRING_KEY: &[u8] = b"keyring";
 const IMPORT_PREFIX: &[u8] = b"import/";

@@ -437,8 +437,7 @@ impl<S: VaultStore> Vault<S> {
             grant: None,
             citizen,
         };
-        let entry =
-            self.refusal_entry(Caller::Agency(&caller.agency), attempt, err.code(), now)?;
+        let entry = self.refusal_entry(Caller::Agency(&caller.agency), attempt, err.code(), now)?;
         Ok(PendingGrant {
             ticket: self.audit.submit(vec![entry]),
             next: GrantNext::Refuse(err),
@@ -1526,12 +1525,31 @@ mod tests {
         release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
     }
 
-    fn approve(v: &Vault<SledStore>, c: &CitizenId, id: &str, days: Option<u32>, now: Timestamp) -> Result<super::super::Decided, VaultError> {
-        v.decide_grant(c, id, super::super::ConsentDecision::Approve { remember_days: days }, now)
+    fn approve(
+        v: &Vault<SledStore>,
+        c: &CitizenId,
+        id: &str,
+        days: Option<u32>,
+        now: Timestamp,
+    ) -> Result<super::super::Decided, VaultError> {
+        v.decide_grant(
+            c,
+            id,
+            super::super::ConsentDecision::Approve {
+                remember_days: days,
+            },
+            now,
+        )
     }
 
-    fn refuse(v: &Vault<SledStore>, c: &CitizenId, id: &str, now: Timestamp) -> Result<Grant, VaultError> {
-        v.decide_grant(c, id, super::super::ConsentDecision::Refuse, now).map(|d| d.grant)
+    fn refuse(
+        v: &Vault<SledStore>,
+        c: &CitizenId,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Grant, VaultError> {
+        v.decide_grant(c, id, super::super::ConsentDecision::Refuse, now)
+            .map(|d| d.grant)
     }
 
     #[test]
@@ -1614,7 +1632,13 @@ mod tests {
         let police = caller("csgt-cong-an-tphcm");
         let a = CitizenId::parse(A).unwrap();
         let fields = ["full_name", "health_notes"];
-        let g = pending(ask(&v, "csgt-cong-an-tphcm", A, "driver_licence_renewal", &fields));
+        let g = pending(ask(
+            &v,
+            "csgt-cong-an-tphcm",
+            A,
+            "driver_licence_renewal",
+            &fields,
+        ));
         assert!(matches!(
             approve(&v, &a, &g.id, Some(0), NOW),
             Err(VaultError::Denied(policy::Denial::InvalidRequest))
@@ -1623,7 +1647,10 @@ mod tests {
         let c = d.standing.unwrap();
         assert_eq!(c.fields, vec!["full_name", "health_notes"]);
         assert_eq!(v.my_consents(&a, NOW).unwrap(), vec![c.clone()]);
-        let approved = events(&v).into_iter().rfind(|e| e["event"] == "grant.approved").unwrap();
+        let approved = events(&v)
+            .into_iter()
+            .rfind(|e| e["event"] == "grant.approved")
+            .unwrap();
         assert_eq!(approved["consent_id"], json!(c.id));
         assert!(approved["consent_expires_at"].is_string());
         let (_, first) = v.grant_status(&police, &g.id, NOW).unwrap();
@@ -1634,7 +1661,10 @@ mod tests {
         other.dossier_id = "HS-2026-000999".into();
         let (g2, token) = active(v.request_grant(&police, &other, None, NOW).unwrap());
         assert_eq!(g2.consent_id.as_deref(), Some(c.id.as_str()));
-        let issued = events(&v).into_iter().rfind(|e| e["event"] == "grant.issued").unwrap();
+        let issued = events(&v)
+            .into_iter()
+            .rfind(|e| e["event"] == "grant.issued")
+            .unwrap();
         assert_eq!(issued["consent_id"], json!(c.id));
         // One field more than it names: the citizen is asked again.
         pending(ask(
@@ -1659,17 +1689,37 @@ mod tests {
             ));
         }
         assert!(v.my_consents(&a, NOW).unwrap().is_empty());
-        let withdrawn = events(&v).into_iter().rfind(|e| e["event"] == "consent.withdrawn").unwrap();
+        let withdrawn = events(&v)
+            .into_iter()
+            .rfind(|e| e["event"] == "consent.withdrawn")
+            .unwrap();
         assert_eq!(withdrawn["consent_id"], json!(c.id));
         assert_eq!(withdrawn["fields"], json!(["full_name", "health_notes"]));
-        pending(ask(&v, "csgt-cong-an-tphcm", A, "driver_licence_renewal", &["health_notes"]));
+        pending(ask(
+            &v,
+            "csgt-cong-an-tphcm",
+            A,
+            "driver_licence_renewal",
+            &["health_notes"],
+        ));
         // A consent past its end covers nothing.
-        let g3 = pending(ask(&v, "csgt-cong-an-tphcm", A, "driver_licence_renewal", &fields));
+        let g3 = pending(ask(
+            &v,
+            "csgt-cong-an-tphcm",
+            A,
+            "driver_licence_renewal",
+            &fields,
+        ));
         approve(&v, &a, &g3.id, Some(1), NOW).unwrap();
         let later = NOW.plus_secs(86_400 + 1);
         assert!(v.my_consents(&a, later).unwrap().is_empty());
         let o = v
-            .request_grant(&police, &req(A, "driver_licence_renewal", &fields), None, later)
+            .request_grant(
+                &police,
+                &req(A, "driver_licence_renewal", &fields),
+                None,
+                later,
+            )
             .unwrap();
         assert!(matches!(o, GrantOutcome::Pending { .. }));
     }
@@ -1854,16 +1904,28 @@ mod tests {
         // A pending grant approved since: the replay hands its token out, once.
         let police = caller("csgt-cong-an-tphcm");
         let health = req(A, "driver_licence_renewal", &["health_notes"]);
-        let p = pending(v.request_grant(&police, &health, Some("key-2"), NOW).unwrap());
+        let p = pending(
+            v.request_grant(&police, &health, Some("key-2"), NOW)
+                .unwrap(),
+        );
         let a = CitizenId::parse(A).unwrap();
         approve(&v, &a, &p.id, None, NOW).unwrap();
-        let (_, t1) = replayed(v.request_grant(&police, &health, Some("key-2"), NOW).unwrap());
+        let (_, t1) = replayed(
+            v.request_grant(&police, &health, Some("key-2"), NOW)
+                .unwrap(),
+        );
         assert!(t1.is_some());
-        let (_, t2) = replayed(v.request_grant(&police, &health, Some("key-2"), NOW).unwrap());
+        let (_, t2) = replayed(
+            v.request_grant(&police, &health, Some("key-2"), NOW)
+                .unwrap(),
+        );
         assert_eq!(t2, None);
         assert_eq!(v.grant_status(&police, &p.id, NOW).unwrap().1, None);
         // A refused one answers the refusal.
-        let p = pending(v.request_grant(&police, &health, Some("key-3"), NOW).unwrap());
+        let p = pending(
+            v.request_grant(&police, &health, Some("key-3"), NOW)
+                .unwrap(),
+        );
         refuse(&v, &a, &p.id, NOW).unwrap();
         assert!(matches!(
             v.request_grant(&police, &health, Some("key-3"), NOW),
@@ -1876,7 +1938,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
         let c = caller("ubnd-quan-1");
-        let two = req(A, "construction_permit", &["full_name", "permanent_address"]);
+        let two = req(
+            A,
+            "construction_permit",
+            &["full_name", "permanent_address"],
+        );
         active(v.request_grant(&c, &two, Some("key-1"), NOW).unwrap());
         let one = req(A, "construction_permit", &["full_name,permanent_address"]);
         assert!(matches!(
@@ -1893,7 +1959,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
         let c = caller("ubnd-quan-1");
-        let (g, token) = active(ask(&v, "ubnd-quan-1", A, "construction_permit", &["full_name"]));
+        let (g, token) = active(ask(
+            &v,
+            "ubnd-quan-1",
+            A,
+            "construction_permit",
+            &["full_name"],
+        ));
         let max = g.max_uses;
         for _ in 0..max {
             release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
@@ -1905,11 +1977,21 @@ mod tests {
             v.store().grant(&g.id).unwrap().unwrap().status,
             GrantStatus::Exhausted
         );
-        let (g, _) = active(ask(&v, "ubnd-quan-1", A, "construction_permit", &["full_name"]));
+        let (g, _) = active(ask(
+            &v,
+            "ubnd-quan-1",
+            A,
+            "construction_permit",
+            &["full_name"],
+        ));
         v.revoke_grant(&c, &g.id, NOW).unwrap();
         let size = v.audit().size();
         v.revoke_grant(&c, &g.id, NOW).unwrap();
-        assert_eq!(v.audit().size(), size, "no second entry for a revoked grant");
+        assert_eq!(
+            v.audit().size(),
+            size,
+            "no second entry for a revoked grant"
+        );
         // Another agency's grant: not found, and the attempt is audited.
         assert!(matches!(
             v.revoke_grant(&caller("vp-dang-ky-dat-dai"), &g.id, NOW),

@@ -241,13 +241,7 @@ impl<S: VaultStore> Vault<S> {
         for g in self.store.grants_of_citizen(&blind_hex)? {
             let rests = g.consent_id.as_deref() == Some(c.id.as_str()) || g.id == c.grant_id;
             if rests
-                && self.revoke_live(
-                    &g.id,
-                    &Actor::citizen(),
-                    &subject,
-                    "consent_withdrawn",
-                    now,
-                )?
+                && self.revoke_live(&g.id, &Actor::citizen(), &subject, "consent_withdrawn", now)?
             {
                 revoked += 1;
             }

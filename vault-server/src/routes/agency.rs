@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use vault_core::audit::{Actor, SafeId};
+use vault_core::audit::SafeId;
 use vault_core::grant::{Grant, GrantStatus};
 use vault_core::policy::ConsentRule;
 use vault_core::vault::{GrantOutcome, GrantRequest};
@@ -139,11 +139,24 @@ pub async fn request_grant(
         }
         Ok(GrantOutcome::Pending { grant }) => {
             state.metrics.grant("pending_consent");
-            Ok(HttpResponse::Accepted().json(json!({
-                "grant_id": grant.id, "status": "pending_consent",
-                "verification_code": grant.verification_code,
-                "consent_expires_at": time_ms(grant.consent_expires_ms),
-            })))
+            Ok(HttpResponse::Accepted().json(pending_body(&grant)))
+        }
+        Ok(GrantOutcome::Replayed { grant, token }) => {
+            // The earlier grant as it is now: still waiting (202, as first answered), or its
+            // status, with the token only if approved since and not handed out yet.
+            let now = state.now();
+            let pending = grant.status_at(now) == GrantStatus::PendingConsent;
+            let mut r = if pending {
+                HttpResponse::Accepted()
+            } else {
+                HttpResponse::Ok()
+            };
+            r.insert_header(("Idempotent-Replayed", "true"));
+            Ok(if pending {
+                r.json(pending_body(&grant))
+            } else {
+                r.json(status_body(&grant, token.as_deref(), now))
+            })
         }
         Err(e) => {
             state.metrics.grant("denied");
@@ -166,6 +179,20 @@ pub async fn grant_status(
             .map(|(g, t)| (g, t, now))
     })
     .await?;
+    Ok(HttpResponse::Ok().json(status_body(&g, token.as_deref(), now)))
+}
+
+fn pending_body(g: &Grant) -> Value {
+    json!({
+        "grant_id": g.id, "status": "pending_consent",
+        "verification_code": g.verification_code,
+        "consent_expires_at": time_ms(g.consent_expires_ms),
+    })
+}
+
+/// A grant's status as the agency sees it (`GET /v1/grants/{id}`), with the token when it is
+/// handed out now.
+fn status_body(g: &Grant, token: Option<&str>, now: Timestamp) -> Value {
     let status = g.status_at(now);
     let mut body = json!({
         "grant_id": g.id, "status": status.as_str(), "purpose": g.purpose,
@@ -180,7 +207,7 @@ pub async fn grant_status(
         body["access_token"] = json!(t);
         body["token_type"] = json!("Bearer");
     }
-    Ok(HttpResponse::Ok().json(body))
+    body
 }
 
 /// `DELETE /v1/grants/{grant_id}`
@@ -313,27 +340,19 @@ pub async fn write_record(
     citizen: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let writes = state
-        .vault
-        .policy()
-        .agency(&caller.agency)
-        .is_some_and(|a| a.writes);
-    if !writes {
-        return Err(ApiError::WritesNotAllowed);
-    }
     let key = idempotency_key(&req)?;
-    let citizen = CitizenId::parse(&citizen.into_inner()).map_err(ApiError::Vault)?;
+    let citizen = citizen.into_inner();
     let (body, hash) = read_json::<WriteBody>(&req, payload, state.max_body).await?;
     let (fields, source) = body.checked()?;
-    let agency = SafeId::parse(&caller.agency).map_err(ApiError::Vault)?;
     // Scope by agency and citizen (blind), so one key cannot replay onto another citizen.
-    let scope = format!("agency:{}:{}", caller.agency, state.vault.blind(&citizen));
+    let scope = match CitizenId::parse(&citizen) {
+        Ok(c) => format!("agency:{}:{}", caller.agency, state.vault.blind(&c)),
+        Err(_) => format!("agency:{}:-", caller.agency),
+    };
     idempotent(&state, scope, key, hash, move |st| {
-        let write = st.vault.validate_write(citizen, fields)?;
-        let actor = Actor::official(source, agency, None);
-        let outcome = st.vault.write_records(&[write], &actor, st.now())?;
-        st.vault.flush()?;
-        let version = outcome.first().map_or(0, |o| o.version());
+        let version =
+            st.vault
+                .write_as_agency(&caller.agency, &citizen, fields, &source, st.now())?;
         Ok((200, json!({"version": version})))
     })
     .await

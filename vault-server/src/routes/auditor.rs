@@ -70,7 +70,7 @@ pub async fn entries(
         .as_deref()
         .map(CitizenId::parse)
         .transpose()
-        .map_err(ApiError::Vault)?;
+        .map_err(ApiError::Input)?;
     let query = AuditQuery {
         subject: None,
         official: q

@@ -5,11 +5,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use vault_core::consent::StandingConsent;
 use vault_core::grant::{Grant, GrantStatus};
+use vault_core::vault::ConsentDecision;
 
 use crate::auth::Citizen;
 use crate::problem::ApiError;
-use crate::state::{State, core, idempotency_key, idempotent, parse_json, read_json};
+use crate::state::{
+    State, core, idempotency_key, idempotent, parse_json, read_json, read_optional_json,
+};
 
 /// `GET /v1/me/record`
 pub async fn record(Citizen(id): Citizen, state: State) -> Result<HttpResponse, ApiError> {
@@ -132,40 +136,61 @@ pub async fn grants(
     Ok(HttpResponse::Ok().json(json!({"items": items})))
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    /// Also keep a standing consent for this agency, purpose and exactly these fields, this
+    /// many days (1-365).
+    #[serde(default)]
+    remember_days: Option<u32>,
+}
+
 async fn decide(
     id: vault_core::CitizenId,
     state: State,
     req: HttpRequest,
     grant: String,
-    approve: bool,
+    decision: ConsentDecision,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let scope = format!("citizen:{}", state.vault.blind(&id));
-    let verb = if approve { "approve" } else { "refuse" };
+    let verb = match decision {
+        ConsentDecision::Approve {
+            remember_days: Some(d),
+        } => format!("approve {d}"),
+        ConsentDecision::Approve { .. } => "approve".into(),
+        ConsentDecision::Refuse => "refuse".into(),
+    };
     let hash = hex::encode(vault_core::crypto::sha256(
-        format!("{verb} {grant}").as_bytes(),
+        json!([verb, grant]).to_string().as_bytes(),
     ));
     let view_state = state.clone();
     idempotent(&state, scope, key, hash, move |st| {
         let now = st.now();
-        let g = if approve {
-            st.vault.approve_grant(&id, &grant, now)?
-        } else {
-            st.vault.refuse_grant(&id, &grant, now)?
-        };
-        Ok((200, grant_view(&view_state, &g, g.status_at(now))))
+        let d = st.vault.decide_grant(&id, &grant, decision, now)?;
+        let mut view = grant_view(&view_state, &d.grant, d.grant.status_at(now));
+        if let Some(c) = &d.standing {
+            view["standing_consent"] = consent_view(&view_state, c);
+        }
+        Ok((200, view))
     })
     .await
 }
 
-/// `POST /v1/me/grants/{grant_id}/approve`
+/// `POST /v1/me/grants/{grant_id}/approve`, with an optional body
+/// `{"remember_days": n}`.
 pub async fn approve(
     Citizen(id): Citizen,
     state: State,
     req: HttpRequest,
     grant: web::Path<String>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    decide(id, state, req, grant.into_inner(), true).await
+    let body: ApproveBody = read_optional_json(&req, payload, state.max_body).await?;
+    let decision = ConsentDecision::Approve {
+        remember_days: body.remember_days,
+    };
+    decide(id, state, req, grant.into_inner(), decision).await
 }
 
 /// `POST /v1/me/grants/{grant_id}/refuse`
@@ -175,7 +200,47 @@ pub async fn refuse(
     req: HttpRequest,
     grant: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    decide(id, state, req, grant.into_inner(), false).await
+    decide(id, state, req, grant.into_inner(), ConsentDecision::Refuse).await
+}
+
+fn consent_view(state: &State, c: &StandingConsent) -> Value {
+    let policy = state.vault.policy();
+    json!({
+        "id": c.id, "agency": c.agency,
+        "agency_name": policy.agency(&c.agency).map(|a| a.name_vi.clone()),
+        "purpose": c.purpose,
+        "purpose_label": policy.purpose(&c.purpose).map(|p| p.label_vi.clone()),
+        "fields": c.fields,
+        "created_at": vault_core::Timestamp::from_millis(c.created_ms).to_string(),
+        "expires_at": vault_core::Timestamp::from_millis(c.expires_ms).to_string(),
+    })
+}
+
+/// `GET /v1/me/consents`
+pub async fn consents(Citizen(id): Citizen, state: State) -> Result<HttpResponse, ApiError> {
+    let list = core(&state, move |st| st.vault.my_consents(&id, st.now())).await?;
+    let items: Vec<Value> = list.iter().map(|c| consent_view(&state, c)).collect();
+    Ok(HttpResponse::Ok().json(items))
+}
+
+/// `DELETE /v1/me/consents/{consent_id}`
+pub async fn withdraw(
+    Citizen(id): Citizen,
+    state: State,
+    req: HttpRequest,
+    consent: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let consent = consent.into_inner();
+    let scope = format!("citizen:{}", state.vault.blind(&id));
+    let hash = hex::encode(vault_core::crypto::sha256(
+        json!(["withdraw", consent]).to_string().as_bytes(),
+    ));
+    idempotent(&state, scope, key, hash, move |st| {
+        st.vault.withdraw_consent(&id, &consent, st.now())?;
+        Ok((204, Value::Null))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]

@@ -45,6 +45,14 @@ pub async fn metrics(state: State) -> HttpResponse {
         .body(state.metrics.render(log.stats(), log.size()))
 }
 
+/// `GET /v1/audit/pubkey`: the log's verifier key string (public: anyone holding a receipt
+/// needs it to check the checkpoint's signature).
+pub async fn pubkey(state: State) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{}\n", state.vault.audit().verifier()))
+}
+
 /// `GET /openapi.json`
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(crate::openapi::document())
