@@ -52,9 +52,7 @@ fn entries(s: &TestServer, event: &str) -> Vec<Value> {
 
 /// The newest `access.denied` entry.
 fn last_denied(s: &TestServer) -> Value {
-    entries(s, "access.denied")
-        .pop()
-        .expect("an access.denied entry")
+    entries(s, "access.denied").pop().unwrap()
 }
 
 #[test]
