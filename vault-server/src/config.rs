@@ -516,6 +516,10 @@ mod tests {
             ("[store]\ncache_mib = 65537\n", "store.cache_mib"),
             ("[store]\ncache = 64\n", "cache"),
             (
+                "[server]\nmetrics_listen = \"public\"\n",
+                "server.metrics_listen",
+            ),
+            (
                 "[limits]\ngrant_retention_seconds = 59\n",
                 "limits.grant_retention_seconds",
             ),
@@ -531,5 +535,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("jwks_url"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_defaults_to_loopback_and_can_be_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = base(dir.path());
+        let c = Config::parse(&text, "t.toml", &BTreeMap::new()).unwrap();
+        assert_eq!(c.server.metrics_addr(), "127.0.0.1:9464".parse().ok());
+        let off = format!("[server]\nmetrics_listen = \"off\"\n{text}");
+        let c = Config::parse(&off, "t.toml", &BTreeMap::new()).unwrap();
+        assert_eq!(c.server.metrics_addr(), None);
     }
 }
