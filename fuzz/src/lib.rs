@@ -62,7 +62,7 @@ pub fn token(data: &[u8]) {
     }
     let now = NOW.as_secs();
     let claims = GrantClaims {
-        agency: "ubnd-quan-1".into(),
+        agency: "ubnd-phuong-sai-gon".into(),
         official: "cb-001".into(),
         iat: now,
         nbf: now,
@@ -347,7 +347,7 @@ fn vault() -> &'static Vault<SledStore> {
             .iter()
             .map(|id| {
                 let fields = json!({"full_name": "Nguyễn Thị Fuzz", "date_of_birth": "1990-01-02",
-                               "residence_district": "760", "residence_ward": "26740"});
+                               "residence_ward": "phuong-sai-gon"});
                 let map = fields.as_object().cloned().unwrap_or_default();
                 v.validate_write(CitizenId::parse(id).unwrap_or_else(|e| panic!("{e}")), map)
                     .unwrap_or_else(|e| panic!("{e}"))
@@ -369,7 +369,7 @@ pub const CITIZENS: [&str; 2] = ["079090000001", "079090000002"];
 pub fn request_json(data: &[u8]) {
     let v = vault();
     let caller = AgencyCaller {
-        agency: "ubnd-phuong-ben-nghe".into(),
+        agency: "ubnd-phuong-sai-gon".into(),
         cert_thumbprint: THUMB.into(),
     };
     let citizen = CitizenId::parse(CITIZENS[0]).unwrap_or_else(|e| panic!("{e}"));

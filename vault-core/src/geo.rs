@@ -1,266 +1,110 @@
-//! Administrative units of Ho Chi Minh City used by jurisdictions and demo data: districts
-//! (3-digit GSO codes, the 2019 list) with some of their wards (5-digit codes). Quận 1's ward
-//! codes are the official ones; the other wards' codes are illustrative, for demo data only.
+//! Ho Chi Minh City's administrative map as jurisdictions, derived answers and demo data use
+//! it: since 1 July 2025 local government has two tiers, the city and its commune-level units
+//! (wards, communes and one special zone); there is no district level. The city was merged
+//! with Bình Dương and Bà Rịa–Vũng Tàu (`SOURCES`). This is a subset of the real units, named
+//! as in those resolutions; their identifiers are this vault's ASCII spellings of the
+//! official names (`phuong-sai-gon`), not statistical codes, which this list does not carry.
 
-/// A district with a sample of its wards.
-#[derive(Debug)]
-pub struct District {
-    /// 3-digit district code.
-    pub code: &'static str,
-    /// Vietnamese name.
-    pub name: &'static str,
-    /// (5-digit ward code, ward name).
-    pub wards: &'static [(&'static str, &'static str)],
+/// Where the units come from.
+pub const SOURCES: &[&str] = &[
+    "Nghị quyết số 202/2025/QH15 của Quốc hội (12/6/2025) về việc sắp xếp đơn vị hành chính cấp tỉnh: Thành phố Hồ Chí Minh, tỉnh Bình Dương và tỉnh Bà Rịa – Vũng Tàu thành Thành phố Hồ Chí Minh",
+    "Nghị quyết số 1685/NQ-UBTVQH15 của Ủy ban Thường vụ Quốc hội (16/6/2025) về việc sắp xếp các đơn vị hành chính cấp xã của Thành phố Hồ Chí Minh năm 2025",
+];
+
+/// The kind of a commune-level unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitKind {
+    /// Phường (urban).
+    Ward,
+    /// Xã (rural).
+    Commune,
+    /// Đặc khu.
+    SpecialZone,
 }
 
-/// The districts the vault knows, with some wards each.
-pub const HCMC_DISTRICTS: &[District] = &[
-    District {
-        code: "760",
-        name: "Quận 1",
-        wards: &[
-            ("26734", "Phường Tân Định"),
-            ("26737", "Phường Đa Kao"),
-            ("26740", "Phường Bến Nghé"),
-            ("26743", "Phường Bến Thành"),
-            ("26746", "Phường Nguyễn Thái Bình"),
-            ("26749", "Phường Phạm Ngũ Lão"),
-            ("26752", "Phường Cầu Ông Lãnh"),
-            ("26755", "Phường Cô Giang"),
-            ("26758", "Phường Nguyễn Cư Trinh"),
-            ("26761", "Phường Cầu Kho"),
-        ],
-    },
-    District {
-        code: "770",
-        name: "Quận 3",
-        wards: &[
-            ("27139", "Phường Võ Thị Sáu"),
-            ("27142", "Phường 9"),
-            ("27145", "Phường 4"),
-            ("27148", "Phường 5"),
-            ("27151", "Phường 11"),
-        ],
-    },
-    District {
-        code: "773",
-        name: "Quận 4",
-        wards: &[
-            ("27259", "Phường 13"),
-            ("27262", "Phường 9"),
-            ("27265", "Phường 8"),
-            ("27268", "Phường 15"),
-        ],
-    },
-    District {
-        code: "774",
-        name: "Quận 5",
-        wards: &[
-            ("27301", "Phường 11"),
-            ("27304", "Phường 2"),
-            ("27307", "Phường 4"),
-            ("27310", "Phường 12"),
-        ],
-    },
-    District {
-        code: "775",
-        name: "Quận 6",
-        wards: &[
-            ("27343", "Phường 14"),
-            ("27346", "Phường 13"),
-            ("27349", "Phường 9"),
-        ],
-    },
-    District {
-        code: "778",
-        name: "Quận 7",
-        wards: &[
-            ("27475", "Phường Tân Thuận Đông"),
-            ("27478", "Phường Tân Thuận Tây"),
-            ("27481", "Phường Tân Kiểng"),
-            ("27484", "Phường Tân Hưng"),
-            ("27487", "Phường Bình Thuận"),
-            ("27490", "Phường Tân Quy"),
-            ("27493", "Phường Phú Thuận"),
-            ("27496", "Phường Tân Phú"),
-            ("27499", "Phường Tân Phong"),
-            ("27502", "Phường Phú Mỹ"),
-        ],
-    },
-    District {
-        code: "776",
-        name: "Quận 8",
-        wards: &[
-            ("27403", "Phường 8"),
-            ("27406", "Phường 2"),
-            ("27409", "Phường 1"),
-            ("27412", "Phường 3"),
-        ],
-    },
-    District {
-        code: "771",
-        name: "Quận 10",
-        wards: &[
-            ("27163", "Phường 15"),
-            ("27166", "Phường 13"),
-            ("27169", "Phường 14"),
-            ("27172", "Phường 12"),
-        ],
-    },
-    District {
-        code: "772",
-        name: "Quận 11",
-        wards: &[
-            ("27211", "Phường 15"),
-            ("27214", "Phường 5"),
-            ("27217", "Phường 14"),
-        ],
-    },
-    District {
-        code: "761",
-        name: "Quận 12",
-        wards: &[
-            ("26764", "Phường Thạnh Xuân"),
-            ("26767", "Phường Thạnh Lộc"),
-            ("26770", "Phường Hiệp Thành"),
-            ("26773", "Phường Thới An"),
-            ("26776", "Phường Tân Chánh Hiệp"),
-        ],
-    },
-    District {
-        code: "765",
-        name: "Quận Bình Thạnh",
-        wards: &[
-            ("26899", "Phường 13"),
-            ("26902", "Phường 11"),
-            ("26905", "Phường 27"),
-            ("26908", "Phường 26"),
-            ("26911", "Phường 12"),
-            ("26914", "Phường 25"),
-        ],
-    },
-    District {
-        code: "764",
-        name: "Quận Gò Vấp",
-        wards: &[
-            ("26869", "Phường 15"),
-            ("26872", "Phường 13"),
-            ("26875", "Phường 17"),
-            ("26878", "Phường 6"),
-            ("26881", "Phường 16"),
-        ],
-    },
-    District {
-        code: "768",
-        name: "Quận Phú Nhuận",
-        wards: &[
-            ("27043", "Phường 4"),
-            ("27046", "Phường 5"),
-            ("27049", "Phường 9"),
-            ("27052", "Phường 7"),
-        ],
-    },
-    District {
-        code: "766",
-        name: "Quận Tân Bình",
-        wards: &[
-            ("26977", "Phường 2"),
-            ("26980", "Phường 4"),
-            ("26983", "Phường 12"),
-            ("26986", "Phường 13"),
-        ],
-    },
-    District {
-        code: "767",
-        name: "Quận Tân Phú",
-        wards: &[
-            ("27007", "Phường Tân Sơn Nhì"),
-            ("27010", "Phường Tây Thạnh"),
-            ("27013", "Phường Sơn Kỳ"),
-            ("27016", "Phường Tân Quý"),
-        ],
-    },
-    District {
-        code: "777",
-        name: "Quận Bình Tân",
-        wards: &[
-            ("27439", "Phường Bình Hưng Hòa"),
-            ("27442", "Phường Bình Hưng Hoà A"),
-            ("27445", "Phường Bình Hưng Hoà B"),
-            ("27448", "Phường Bình Trị Đông"),
-        ],
-    },
-    District {
-        code: "769",
-        name: "Thành phố Thủ Đức",
-        wards: &[
-            ("26794", "Phường Linh Xuân"),
-            ("26797", "Phường Bình Chiểu"),
-            ("26800", "Phường Linh Trung"),
-            ("26803", "Phường Tam Bình"),
-            ("26806", "Phường Tam Phú"),
-            ("26809", "Phường Hiệp Bình Phước"),
-            ("26812", "Phường Thảo Điền"),
-            ("26815", "Phường An Phú"),
-        ],
-    },
-    District {
-        code: "783",
-        name: "Huyện Củ Chi",
-        wards: &[
-            ("27595", "Thị trấn Củ Chi"),
-            ("27598", "Xã Phú Mỹ Hưng"),
-            ("27601", "Xã An Phú"),
-        ],
-    },
-    District {
-        code: "784",
-        name: "Huyện Hóc Môn",
-        wards: &[
-            ("27658", "Thị trấn Hóc Môn"),
-            ("27661", "Xã Tân Hiệp"),
-            ("27664", "Xã Nhị Bình"),
-        ],
-    },
-    District {
-        code: "785",
-        name: "Huyện Bình Chánh",
-        wards: &[
-            ("27691", "Thị trấn Tân Túc"),
-            ("27694", "Xã Phạm Văn Hai"),
-            ("27697", "Xã Vĩnh Lộc A"),
-        ],
-    },
-    District {
-        code: "786",
-        name: "Huyện Nhà Bè",
-        wards: &[
-            ("27733", "Thị trấn Nhà Bè"),
-            ("27736", "Xã Phước Kiển"),
-            ("27739", "Xã Phước Lộc"),
-        ],
-    },
-    District {
-        code: "787",
-        name: "Huyện Cần Giờ",
-        wards: &[
-            ("27760", "Thị trấn Cần Thạnh"),
-            ("27763", "Xã Bình Khánh"),
-            ("27766", "Xã Tam Thôn Hiệp"),
-        ],
+/// A commune-level unit of the city.
+#[derive(Debug)]
+pub struct Unit {
+    /// Identifier: the official name in lowercase ASCII with hyphens (`phuong-sai-gon`).
+    pub id: &'static str,
+    /// The official Vietnamese name.
+    pub name: &'static str,
+    /// Ward, commune or special zone.
+    pub kind: UnitKind,
+    /// The district (or province) its area belonged to before 1 July 2025, for orientation
+    /// only (addresses in old documents).
+    pub former_area: &'static str,
+}
+
+const fn ward(id: &'static str, name: &'static str, former_area: &'static str) -> Unit {
+    Unit {
+        id,
+        name,
+        kind: UnitKind::Ward,
+        former_area,
+    }
+}
+
+const fn commune(id: &'static str, name: &'static str, former_area: &'static str) -> Unit {
+    Unit {
+        id,
+        name,
+        kind: UnitKind::Commune,
+        former_area,
+    }
+}
+
+/// The units the vault knows (a subset of the city's 168).
+pub const HCMC_UNITS: &[Unit] = &[
+    ward("phuong-sai-gon", "Phường Sài Gòn", "Quận 1"),
+    ward("phuong-tan-dinh", "Phường Tân Định", "Quận 1"),
+    ward("phuong-ben-thanh", "Phường Bến Thành", "Quận 1"),
+    ward("phuong-cau-ong-lanh", "Phường Cầu Ông Lãnh", "Quận 1"),
+    ward("phuong-ban-co", "Phường Bàn Cờ", "Quận 3"),
+    ward("phuong-xuan-hoa", "Phường Xuân Hòa", "Quận 3"),
+    ward("phuong-nhieu-loc", "Phường Nhiêu Lộc", "Quận 3"),
+    ward("phuong-cho-lon", "Phường Chợ Lớn", "Quận 5"),
+    ward("phuong-binh-thanh", "Phường Bình Thạnh", "Quận Bình Thạnh"),
+    ward("phuong-gia-dinh", "Phường Gia Định", "Quận Bình Thạnh"),
+    ward("phuong-phu-nhuan", "Phường Phú Nhuận", "Quận Phú Nhuận"),
+    ward("phuong-go-vap", "Phường Gò Vấp", "Quận Gò Vấp"),
+    ward(
+        "phuong-tan-son-nhat",
+        "Phường Tân Sơn Nhất",
+        "Quận Tân Bình",
+    ),
+    ward("phuong-an-khanh", "Phường An Khánh", "Thành phố Thủ Đức"),
+    ward("phuong-thu-duc", "Phường Thủ Đức", "Thành phố Thủ Đức"),
+    ward("phuong-linh-xuan", "Phường Linh Xuân", "Thành phố Thủ Đức"),
+    ward(
+        "phuong-thu-dau-mot",
+        "Phường Thủ Dầu Một",
+        "tỉnh Bình Dương",
+    ),
+    ward("phuong-di-an", "Phường Dĩ An", "tỉnh Bình Dương"),
+    ward(
+        "phuong-vung-tau",
+        "Phường Vũng Tàu",
+        "tỉnh Bà Rịa – Vũng Tàu",
+    ),
+    ward("phuong-ba-ria", "Phường Bà Rịa", "tỉnh Bà Rịa – Vũng Tàu"),
+    commune("xa-cu-chi", "Xã Củ Chi", "Huyện Củ Chi"),
+    commune("xa-hoc-mon", "Xã Hóc Môn", "Huyện Hóc Môn"),
+    commune("xa-binh-chanh", "Xã Bình Chánh", "Huyện Bình Chánh"),
+    commune("xa-nha-be", "Xã Nhà Bè", "Huyện Nhà Bè"),
+    commune("xa-can-gio", "Xã Cần Giờ", "Huyện Cần Giờ"),
+    commune("xa-binh-khanh", "Xã Bình Khánh", "Huyện Cần Giờ"),
+    Unit {
+        id: "dac-khu-con-dao",
+        name: "Đặc khu Côn Đảo",
+        kind: UnitKind::SpecialZone,
+        former_area: "tỉnh Bà Rịa – Vũng Tàu",
     },
 ];
 
-/// The district with this code.
-pub fn district(code: &str) -> Option<&'static District> {
-    HCMC_DISTRICTS.iter().find(|d| d.code == code)
-}
-
-/// The district that contains this ward code.
-pub fn district_of_ward(ward: &str) -> Option<&'static District> {
-    HCMC_DISTRICTS
-        .iter()
-        .find(|d| d.wards.iter().any(|(c, _)| *c == ward))
+/// The unit with this identifier.
+pub fn unit(id: &str) -> Option<&'static Unit> {
+    HCMC_UNITS.iter().find(|u| u.id == id)
 }
 
 #[cfg(test)]
@@ -268,17 +112,49 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    /// The ASCII spelling of a Vietnamese name, as identifiers are made.
+    fn spelled(name: &str) -> String {
+        let plain: String = name
+            .chars()
+            .map(|c| match c {
+                'à' | 'á' | 'ả' | 'ã' | 'ạ' | 'ă' | 'ằ' | 'ắ' | 'ẳ' | 'ẵ' | 'ặ' | 'â' | 'ầ'
+                | 'ấ' | 'ẩ' | 'ẫ' | 'ậ' => 'a',
+                'è' | 'é' | 'ẻ' | 'ẽ' | 'ẹ' | 'ê' | 'ề' | 'ế' | 'ể' | 'ễ' | 'ệ' => {
+                    'e'
+                }
+                'ì' | 'í' | 'ỉ' | 'ĩ' | 'ị' => 'i',
+                'ò' | 'ó' | 'ỏ' | 'õ' | 'ọ' | 'ô' | 'ồ' | 'ố' | 'ổ' | 'ỗ' | 'ộ' | 'ơ' | 'ờ'
+                | 'ớ' | 'ở' | 'ỡ' | 'ợ' => 'o',
+                'ù' | 'ú' | 'ủ' | 'ũ' | 'ụ' | 'ư' | 'ừ' | 'ứ' | 'ử' | 'ữ' | 'ự' => {
+                    'u'
+                }
+                'ỳ' | 'ý' | 'ỷ' | 'ỹ' | 'ỵ' => 'y',
+                'đ' => 'd',
+                ' ' => '-',
+                c => c,
+            })
+            .collect();
+        plain
+    }
+
     #[test]
-    fn codes_are_unique_and_well_formed() {
+    fn ids_are_the_official_names_spelled_in_ascii_and_unique() {
         let mut seen = HashSet::new();
-        for d in HCMC_DISTRICTS {
-            assert_eq!(d.code.len(), 3);
-            assert!(seen.insert(d.code));
-            for (w, _) in d.wards {
-                assert_eq!(w.len(), 5);
-                assert!(seen.insert(*w), "duplicate ward code {w}");
-            }
+        for u in HCMC_UNITS {
+            assert!(seen.insert(u.id), "duplicate {}", u.id);
+            assert_eq!(spelled(&u.name.to_lowercase()), u.id);
+            let prefix = match u.kind {
+                UnitKind::Ward => "Phường ",
+                UnitKind::Commune => "Xã ",
+                UnitKind::SpecialZone => "Đặc khu ",
+            };
+            assert!(u.name.starts_with(prefix), "{}", u.name);
         }
-        assert_eq!(district_of_ward("26740").unwrap().code, "760");
+        assert_eq!(
+            unit("phuong-sai-gon").map(|u| u.name),
+            Some("Phường Sài Gòn")
+        );
+        assert!(unit("760").is_none(), "no district codes");
+        assert!(HCMC_UNITS.iter().any(|u| u.kind == UnitKind::SpecialZone));
     }
 }

@@ -108,7 +108,7 @@ pub enum Mask {
 pub struct Derived {
     /// `age_at_least`: whether the citizen is at least this old (from `date_of_birth`).
     pub age_at_least: Option<u8>,
-    /// `resides_in`: whether the citizen lives in one of these districts or wards.
+    /// `resides_in`: whether the citizen lives in one of these wards or communes.
     pub resides_in: Vec<String>,
 }
 
@@ -162,7 +162,7 @@ impl Purpose {
 pub enum Jurisdiction {
     /// The whole city.
     City,
-    /// These district or ward codes.
+    /// These wards, communes or special zones (`geo::Unit` ids).
     Units(Vec<String>),
 }
 
@@ -175,7 +175,7 @@ pub struct Agency {
     pub name_vi: String,
     /// English name.
     pub name_en: String,
-    /// ward, district or city.
+    /// `ward` (a commune-level unit's agency) or `city`.
     pub level: String,
     /// Where it may act.
     pub jurisdiction: Jurisdiction,
@@ -311,9 +311,7 @@ pub struct AccessRequest<'a> {
 /// Facts about the citizen the decision needs. Read inside the core, never released.
 #[derive(Debug, Clone)]
 pub struct CitizenFacts<'a> {
-    /// Residence district code, if known.
-    pub district: Option<&'a str>,
-    /// Residence ward code, if known.
+    /// The ward, commune or special zone the citizen resides in, if known.
     pub ward: Option<&'a str>,
     /// Whether a standing consent covers the request.
     pub consent: ConsentState,
@@ -409,9 +407,7 @@ pub fn authorize(
     }
     let inside = match &agency.jurisdiction {
         Jurisdiction::City => true,
-        Jurisdiction::Units(units) => units
-            .iter()
-            .any(|u| Some(u.as_str()) == facts.district || Some(u.as_str()) == facts.ward),
+        Jurisdiction::Units(units) => units.iter().any(|u| Some(u.as_str()) == facts.ward),
     };
     if !inside {
         return Err(Denial::OutsideJurisdiction);
@@ -478,7 +474,7 @@ mod tests {
         }
         let levels: Vec<_> = set.agencies().map(|a| a.level.as_str()).collect();
         assert!(
-            levels.contains(&"city") && levels.contains(&"district") && levels.contains(&"ward")
+            levels.contains(&"city") && levels.contains(&"ward") && !levels.contains(&"district")
         );
         assert_eq!(set.sha256_hex().len(), 64);
     }

@@ -197,7 +197,7 @@ fn test_grant(id: &str, exp: i64) -> Grant {
         id: id.into(),
         verification_code: format!("CODE{id}"),
         citizen: "ab".repeat(32),
-        agency: "ubnd-quan-1".into(),
+        agency: "ubnd-phuong-sai-gon".into(),
         official: "can-bo-01".into(),
         unit: None,
         purpose: "construction_permit".into(),

@@ -590,7 +590,7 @@ mod tests {
 
     fn claims(now: i64) -> GrantClaims {
         GrantClaims {
-            agency: "ubnd-quan-1".into(),
+            agency: "ubnd-phuong-sai-gon".into(),
             official: "can-bo-01".into(),
             iat: now,
             nbf: now,

@@ -626,6 +626,12 @@ impl<S: VaultStore> Vault<S> {
         let entry =
             AuditEntry::record_erased(&self.entry_context(now), actor, &self.pseudonym(&record))?;
         self.audit.append(vec![entry])?;
+        // Standing consents go with the citizen: a citizen imported again later (the same
+        // blind id) starts without them.
+        let blind_hex = blind.to_string();
+        for c in self.store.consents_of_citizen(&blind_hex)? {
+            self.store.delete_consent(&blind_hex, &c.id)?;
+        }
         if self.store.delete_citizen(&blind)? {
             Ok(())
         } else {

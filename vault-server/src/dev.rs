@@ -262,7 +262,9 @@ A full walk with curl (run from the directory you started `vault-server dev` in)
 
 Consent: purposes with sensitive fields answer 202 pending_consent; the citizen approves with
   curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" -X POST $V/v1/me/grants/<grant_id>/approve
-and the agency's next GET /v1/grants/<grant_id> returns the token once.
+and the agency's next GET /v1/grants/<grant_id> returns the token once. The approval covers
+that grant alone; add -H 'content-type: application/json' -d '{{"remember_days":30}}' to also
+keep a standing consent for that agency, purpose and fields ($V/v1/me/consents lists them).
 "#
     ))
 }

@@ -125,14 +125,17 @@ mod tests {
     fn reads_uris_among_other_names() {
         let der = cert(vec![
             rcgen::SanType::DnsName("a.example".try_into().unwrap()),
-            rcgen::SanType::URI("urn:vault:agency:ubnd-quan-1".try_into().unwrap()),
+            rcgen::SanType::URI("urn:vault:agency:ubnd-phuong-sai-gon".try_into().unwrap()),
             rcgen::SanType::URI("https://x.example/".try_into().unwrap()),
         ]);
         let uris = san_uris(&der).unwrap();
-        assert_eq!(uris, ["urn:vault:agency:ubnd-quan-1", "https://x.example/"]);
+        assert_eq!(
+            uris,
+            ["urn:vault:agency:ubnd-phuong-sai-gon", "https://x.example/"]
+        );
         assert_eq!(
             identity(&uris),
-            Some(CertIdentity::Agency("ubnd-quan-1".into()))
+            Some(CertIdentity::Agency("ubnd-phuong-sai-gon".into()))
         );
         let der = cert(vec![rcgen::SanType::URI(
             "urn:vault:auditor:kt-01".try_into().unwrap(),

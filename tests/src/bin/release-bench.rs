@@ -110,7 +110,7 @@ fn main() {
         .iter()
         .map(|id| {
             let f = json!({"full_name": "Nguyễn Văn Thử", "date_of_birth": "1990-01-02", "sex": "Nam", "nationality": "Việt Nam",
-                "permanent_address": "1 Lê Lợi, Phường Bến Nghé, Quận 1", "phone": "0903123456",
+                "permanent_address": "1 Lê Lợi, Phường Sài Gòn", "phone": "0903123456",
                 "social_insurance_number": "7901234567", "health_insurance_number": "DN4797901234567"});
             vault.validate_write(CitizenId::parse(id).unwrap(), f.as_object().unwrap().clone()).unwrap()
         })

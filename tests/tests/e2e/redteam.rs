@@ -689,3 +689,61 @@ fn only_known_purposes_get_postings() {
         }
     }
 }
+
+#[test]
+fn jurisdiction_is_the_ward_on_the_two_tier_map() {
+    let (s, people) = TestServer::start(20, &Limits::default());
+    // Demo citizens live in a ward, commune or special zone, never a district.
+    let ward = |p: &Value| p["residence_ward"].as_str().unwrap().to_owned();
+    assert!(
+        people
+            .iter()
+            .all(|(_, f)| f.get("residence_district").is_none())
+    );
+    assert!(
+        people
+            .iter()
+            .all(|(_, f)| vault_core::geo::unit(&ward(f)).is_some())
+    );
+    // The city's residence registry (the source of truth) moves one citizen into Phường Sài
+    // Gòn and another into the neighbouring Phường Bến Thành (both once in Quận 1).
+    let registry = s.client(Some(&s.agency_identity("cong-an-tphcm-cu-tru")));
+    let (inside, outside) = (people[0].0.clone(), people[1].0.clone());
+    for (citizen, unit) in [(&inside, "phuong-sai-gon"), (&outside, "phuong-ben-thanh")] {
+        let (st, v) = send(
+            registry
+                .put(s.url(&format!("/v1/citizens/{citizen}")))
+                .json(&json!({"fields": {"residence_ward": unit}, "source": "cu-tru"})),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let (st, e) = send(
+        registry
+            .put(s.url(&format!("/v1/citizens/{inside}")))
+            .json(&json!({"fields": {"residence_district": "760"}, "source": "cu-tru"})),
+    );
+    assert_eq!(
+        (st, &e["code"]),
+        (400, &json!("unknown_field")),
+        "no district field"
+    );
+    let ward_agency = s.client(Some(&s.agency_identity("ubnd-phuong-sai-gon")));
+    let ask = |citizen: &str| {
+        send(ward_agency.post(s.url("/v1/grants")).json(&body(
+            citizen,
+            "construction_permit",
+            "GPXD-1",
+            "cb-1",
+            &["full_name"],
+        )))
+    };
+    assert_eq!(ask(&inside).0, 201);
+    let (st, e) = ask(&outside);
+    assert_eq!((st, &e["code"]), (403, &json!("outside_jurisdiction")));
+    // The district agencies of the old map are gone.
+    let (cert, key) =
+        s.ca.issue(vec![uri("urn:vault:agency:ubnd-quan-1")], false, false);
+    let district = s.client(Some(&vault_tests::server::Identity { cert, key }));
+    let (st, e) = send(district.get(s.url("/v1/purposes")));
+    assert_eq!((st, &e["code"]), (403, &json!("unknown_agency")));
+}

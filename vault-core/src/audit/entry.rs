@@ -835,7 +835,11 @@ mod tests {
 
     fn every_event(subject: &Pseudonym, fields: &[FieldName]) -> Vec<AuditEntry> {
         let c = ctx();
-        let official = Actor::official(id("can-bo-01"), id("ubnd-quan-1"), Some(id("tu-phap")));
+        let official = Actor::official(
+            id("can-bo-01"),
+            id("ubnd-phuong-sai-gon"),
+            Some(id("tu-phap")),
+        );
         let (purpose, dossier, grant) = (
             id("birth_registration"),
             id("HS-2026-000123"),
@@ -849,7 +853,7 @@ mod tests {
             break_glass: false,
             consent: None,
         };
-        let agency = id("ubnd-quan-1");
+        let agency = id("ubnd-phuong-sai-gon");
         let consent = id("c-abcdefghjkmnpqrsabcdefghjkmnpqrs");
         let all = vec![
             AuditEntry::grant_issued(&c, &official, subject, &access),
@@ -902,7 +906,7 @@ mod tests {
             AuditEntry::key_rotated(&c, &Actor::operator(id("vaultctl")), "kek", 2),
             AuditEntry::access_denied(
                 &c,
-                &Actor::agency(id("ubnd-quan-1")),
+                &Actor::agency(id("ubnd-phuong-sai-gon")),
                 None,
                 &id("grant.revoke"),
                 Some(&grant),
@@ -995,7 +999,7 @@ mod tests {
         }
         for ok in [
             "HS-2026-000123",
-            "ubnd-quan-1",
+            "ubnd-phuong-sai-gon",
             "can.bo_01@unit",
             "12345678",
         ] {

@@ -413,7 +413,7 @@ mod tests {
 
     fn entry(i: u64) -> Vec<u8> {
         format!(
-            "{{\"event\":\"record.released\",\"time\":\"2026-11-23T01:02:03.456Z\",\"actor\":{{\"kind\":\"agency\",\"id\":\"cb-{}\",\"agency\":\"ubnd-quan-1\"}},\"subject\":\"{}\",\"purpose\":\"construction_permit\"}}",
+            "{{\"event\":\"record.released\",\"time\":\"2026-11-23T01:02:03.456Z\",\"actor\":{{\"kind\":\"agency\",\"id\":\"cb-{}\",\"agency\":\"ubnd-phuong-sai-gon\"}},\"subject\":\"{}\",\"purpose\":\"construction_permit\"}}",
             i % 2,
             hex::encode([(i % 3) as u8; 32])
         )
@@ -436,7 +436,7 @@ mod tests {
         idx.add(10, &(10..20).map(entry).collect::<Vec<_>>())
             .unwrap();
         let q = AuditQuery {
-            agency: Some(SafeId::parse("ubnd-quan-1").unwrap()),
+            agency: Some(SafeId::parse("ubnd-phuong-sai-gon").unwrap()),
             ..Default::default()
         };
         let all: Vec<u64> = idx.candidates(&q, None, false).unwrap().collect();
@@ -469,7 +469,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let by_official = |i: u64| {
             format!(
-                "{{\"event\":\"record.released\",\"time\":\"2026-11-24T01:02:03.456Z\",\"actor\":{{\"kind\":\"agency\",\"id\":\"official-{}\",\"agency\":\"ubnd-quan-1\"}},\"subject\":\"{}\"}}",
+                "{{\"event\":\"record.released\",\"time\":\"2026-11-24T01:02:03.456Z\",\"actor\":{{\"kind\":\"agency\",\"id\":\"official-{}\",\"agency\":\"ubnd-phuong-sai-gon\"}},\"subject\":\"{}\"}}",
                 i % 40,
                 hex::encode([(i % 7) as u8; 32])
             )

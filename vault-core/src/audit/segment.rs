@@ -1785,7 +1785,7 @@ mod query_tests {
             let official = Actor::official(
                 id(&format!("cb-{}", i % 5)),
                 id(if i % 2 == 0 {
-                    "ubnd-quan-1"
+                    "ubnd-phuong-sai-gon"
                 } else {
                     "bhxh-tphcm"
                 }),

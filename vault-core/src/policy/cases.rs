@@ -47,9 +47,7 @@ pub struct Case {
     pub purpose: String,
     /// Requested fields.
     pub fields: Vec<String>,
-    /// Citizen's residence district code.
-    pub citizen_district: Option<String>,
-    /// Citizen's residence ward code.
+    /// The citizen's ward, commune or special zone.
     pub citizen_ward: Option<String>,
     #[serde(default = "no_consent")]
     consent: RawConsent,
@@ -132,7 +130,6 @@ pub fn run_cases(set: &PolicySet, cases: &[Case]) -> Vec<CaseResult> {
                 fields: &c.fields,
             };
             let facts = CitizenFacts {
-                district: c.citizen_district.as_deref(),
                 ward: c.citizen_ward.as_deref(),
                 consent: match c.consent {
                     RawConsent::None => ConsentState::None,

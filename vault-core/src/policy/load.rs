@@ -41,7 +41,7 @@ const BASIC_CATEGORIES: &[&str] = &[
     "property",
 ];
 /// Fields the core reads for decisions; the catalog must define them.
-const REQUIRED_FIELDS: &[&str] = &["residence_district", "residence_ward", "date_of_birth"];
+const REQUIRED_FIELDS: &[&str] = &["residence_ward", "date_of_birth"];
 
 /// One source file and its text.
 pub(super) struct Source<'a> {
@@ -205,7 +205,9 @@ struct RawAgency {
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 enum RawLevel {
+    /// A commune-level unit's agency (phường, xã, đặc khu).
     Ward,
+    /// Refused with a message: the district level was abolished on 1 July 2025.
     District,
     City,
 }
@@ -304,7 +306,7 @@ pub(super) fn parse_fields(src: &Source<'_>) -> Result<BTreeMap<String, FieldDef
 }
 
 fn is_unit_code(code: &str) -> bool {
-    geo::district(code).is_some() || geo::district_of_ward(code).is_some()
+    geo::unit(code).is_some()
 }
 
 pub(super) fn parse_purpose(
@@ -394,7 +396,10 @@ pub(super) fn parse_purpose(
             if !is_unit_code(code.get_ref()) {
                 return Err(src.err(
                     code.span(),
-                    format!("unknown district or ward code `{}`", code.get_ref()),
+                    format!(
+                        "unknown ward or commune `{}` (see vault_core::geo; there is no district level since 1 July 2025)",
+                        code.get_ref()
+                    ),
                 ));
             }
             derived.resides_in.push(code.into_inner());
@@ -451,40 +456,42 @@ pub(super) fn parse_agencies(
         }
         let units = a.jurisdiction.get_ref();
         let level = *a.level.get_ref();
-        let jurisdiction = if level == RawLevel::City {
-            if units.len() != 1 || units.first().map(|u| u.get_ref().as_str()) != Some("city") {
+        let jurisdiction = match level {
+            RawLevel::District => {
                 return Err(src.err(
-                    a.jurisdiction.span(),
-                    "a city-level agency has jurisdiction = [\"city\"]",
+                    a.level.span(),
+                    "there is no district level since 1 July 2025: use level = \"ward\" (a ward, commune or special zone) or \"city\"",
                 ));
             }
-            Jurisdiction::City
-        } else {
-            if units.is_empty() {
-                return Err(src.err(
-                    a.jurisdiction.span(),
-                    "jurisdiction must name at least one district or ward code",
-                ));
-            }
-            for u in units {
-                let code = u.get_ref();
-                let fits = match level {
-                    RawLevel::District => geo::district(code).is_some(),
-                    _ => geo::district_of_ward(code).is_some(),
-                };
-                if !fits {
-                    let kind = if level == RawLevel::District {
-                        "district"
-                    } else {
-                        "ward"
-                    };
+            RawLevel::City => {
+                if units.len() != 1 || units.first().map(|u| u.get_ref().as_str()) != Some("city") {
                     return Err(src.err(
-                        u.span(),
-                        format!("`{code}` is not a known {kind} code of Ho Chi Minh City"),
+                        a.jurisdiction.span(),
+                        "a city-level agency has jurisdiction = [\"city\"]",
                     ));
                 }
+                Jurisdiction::City
             }
-            Jurisdiction::Units(units.iter().map(|u| u.get_ref().clone()).collect())
+            RawLevel::Ward => {
+                if units.is_empty() {
+                    return Err(src.err(
+                        a.jurisdiction.span(),
+                        "jurisdiction must name at least one ward, commune or special zone",
+                    ));
+                }
+                for u in units {
+                    let code = u.get_ref();
+                    if !is_unit_code(code) {
+                        return Err(src.err(
+                            u.span(),
+                            format!(
+                                "`{code}` is not a known ward, commune or special zone of Ho Chi Minh City (vault_core::geo)"
+                            ),
+                        ));
+                    }
+                }
+                Jurisdiction::Units(units.iter().map(|u| u.get_ref().clone()).collect())
+            }
         };
         out.insert(
             id.clone(),
@@ -492,10 +499,10 @@ pub(super) fn parse_agencies(
                 id: id.clone(),
                 name_vi: non_empty(src, &a.name_vi, "name_vi")?,
                 name_en: non_empty(src, &a.name_en, "name_en")?,
-                level: match level {
-                    RawLevel::Ward => "ward",
-                    RawLevel::District => "district",
-                    RawLevel::City => "city",
+                level: if level == RawLevel::City {
+                    "city"
+                } else {
+                    "ward"
                 }
                 .to_owned(),
                 jurisdiction,

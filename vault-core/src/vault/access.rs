@@ -295,9 +295,6 @@ impl<S: VaultStore> Vault<S> {
         let standing =
             self.covering_consent(&blind_hex, &caller.agency, &req.purpose, &req.fields, now)?;
         let facts = CitizenFacts {
-            district: facts_values
-                .get("residence_district")
-                .and_then(Value::as_str),
             ward: facts_values.get("residence_ward").and_then(Value::as_str),
             consent: if standing.is_some() {
                 ConsentState::Standing
@@ -937,8 +934,8 @@ fn own_answer(
     }
 }
 
-/// The fields a grant's policy reads (the citizen's residence).
-const RESIDENCE: [&str; 2] = ["residence_district", "residence_ward"];
+/// The fields a grant's policy reads (the citizen's ward, commune or special zone).
+const RESIDENCE: [&str; 1] = ["residence_ward"];
 
 /// A grant request between its two halves: its audit entry queued (`ticket`), and what
 /// follows once it is durable.
@@ -1110,8 +1107,8 @@ mod tests {
     use std::sync::Arc;
 
     const NOW: Timestamp = Timestamp::from_millis(1_795_395_723_456);
-    const A: &str = "079090001111"; // lives in Bến Nghé, Quận 1
-    const B: &str = "079190002222"; // lives in Thảo Điền, Thủ Đức
+    const A: &str = "079090001111"; // lives in Phường Sài Gòn
+    const B: &str = "079190002222"; // lives in Phường An Khánh
 
     fn vault(dir: &Path, faults: Option<Arc<Faults>>) -> Vault<SledStore> {
         let policy = Arc::new(
@@ -1143,14 +1140,14 @@ mod tests {
             (
                 A,
                 json!({"full_name": "Nguyễn Văn An", "date_of_birth": "1990-05-01", "phone": "0903123456",
-                        "permanent_address": "12 Lê Lợi, Phường Bến Nghé, Quận 1", "residence_district": "760",
-                        "residence_ward": "26740", "health_notes": "Dị ứng penicillin", "blood_type": "O+",
+                        "permanent_address": "12 Lê Lợi, Phường Sài Gòn",
+                        "residence_ward": "phuong-sai-gon", "health_notes": "Dị ứng penicillin", "blood_type": "O+",
                         "land_use_certificate_number": "CS123456", "driver_licence_number": "790123456789"}),
             ),
             (
                 B,
-                json!({"full_name": "Trần Thị Bình", "date_of_birth": "2021-01-01", "residence_district": "769",
-                        "residence_ward": "26812", "phone": "0988000111"}),
+                json!({"full_name": "Trần Thị Bình", "date_of_birth": "2021-01-01", 
+                        "residence_ward": "phuong-an-khanh", "phone": "0988000111"}),
             ),
         ];
         let writes: Vec<RecordWrite> = rows
@@ -1247,14 +1244,21 @@ mod tests {
         let v = vault(dir.path(), None);
         let (g, token) = active(ask(
             &v,
-            "ubnd-quan-1",
+            "ubnd-phuong-sai-gon",
             A,
             "construction_permit",
             &["full_name", "phone", "land_use_certificate_number"],
         ));
         assert_eq!(g.status, GrantStatus::Active);
         assert!(grant::is_code_shaped(&g.verification_code));
-        let r = release(&v, "ubnd-quan-1", &token, A, &["full_name", "phone"]).unwrap();
+        let r = release(
+            &v,
+            "ubnd-phuong-sai-gon",
+            &token,
+            A,
+            &["full_name", "phone"],
+        )
+        .unwrap();
         assert_eq!(r.fields["full_name"], json!("Nguyễn Văn An"));
         assert_eq!(
             r.fields["phone"],
@@ -1266,15 +1270,22 @@ mod tests {
         assert_eq!(e["event"], json!("record.released"));
         assert_eq!(e["fields"], json!(["full_name", "phone"]));
         assert_eq!(e["actor"]["id"], json!("can-bo-01"));
-        // Derived answers instead of the birth date and the district.
+        // Derived answers instead of the birth date and the ward.
         let (_, t) = active(ask(
             &v,
-            "ubnd-quan-1",
+            "ubnd-phuong-sai-gon",
             A,
             "grade1_school_admission",
             &["full_name", "age_at_least", "resides_in"],
         ));
-        let r = release(&v, "ubnd-quan-1", &t, A, &["age_at_least", "resides_in"]).unwrap();
+        let r = release(
+            &v,
+            "ubnd-phuong-sai-gon",
+            &t,
+            A,
+            &["age_at_least", "resides_in"],
+        )
+        .unwrap();
         assert_eq!(r.fields["age_at_least"], json!(true));
         assert_eq!(r.fields["resides_in"], json!(true));
         assert!(!r.fields.contains_key("date_of_birth"));
@@ -1481,12 +1492,12 @@ mod tests {
     fn released_once(v: &Vault<SledStore>) -> String {
         let (_, token) = active(ask(
             v,
-            "ubnd-quan-1",
+            "ubnd-phuong-sai-gon",
             A,
             "construction_permit",
             &["full_name"],
         ));
-        release(v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        release(v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).unwrap();
         token
     }
 
@@ -1516,13 +1527,13 @@ mod tests {
         assert!(!v.store_flush_ok(), "readiness reports it");
         let before = v.audit().size();
         assert!(matches!(
-            release(&v, "ubnd-quan-1", &token, A, &["full_name"]),
+            release(&v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]),
             Err(VaultError::StoreUnavailable(_))
         ));
         assert_eq!(v.audit().size(), before, "nothing released, nothing spent");
         v.flusher.flush_now().unwrap();
         assert!(v.store_flush_ok());
-        release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        release(&v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).unwrap();
     }
 
     fn approve(
@@ -1725,6 +1736,29 @@ mod tests {
     }
 
     #[test]
+    fn erasure_ends_the_citizens_standing_consents() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path(), None);
+        let a = CitizenId::parse(A).unwrap();
+        let g = pending(ask(
+            &v,
+            "csgt-cong-an-tphcm",
+            A,
+            "driver_licence_renewal",
+            &["health_notes"],
+        ));
+        approve(&v, &a, &g.id, Some(30), NOW).unwrap();
+        assert_eq!(v.my_consents(&a, NOW).unwrap().len(), 1);
+        v.erase(
+            &a,
+            &Actor::operator(SafeId::parse("vaultctl").unwrap()),
+            NOW,
+        )
+        .unwrap();
+        assert!(v.my_consents(&a, NOW).unwrap().is_empty());
+    }
+
+    #[test]
     fn break_glass_is_granted_at_once_flagged_and_visible_to_the_citizen() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
@@ -1800,7 +1834,7 @@ mod tests {
         let v = vault(dir.path(), None);
         let (_, token) = active(ask(
             &v,
-            "ubnd-quan-1",
+            "ubnd-phuong-sai-gon",
             A,
             "construction_permit",
             &["full_name"],
@@ -1811,18 +1845,23 @@ mod tests {
         let cases = [
             (
                 String::from_utf8(flipped).unwrap(),
-                "ubnd-quan-1",
+                "ubnd-phuong-sai-gon",
                 NOW,
                 "token_invalid",
             ),
             (token.clone(), "so-noi-vu", NOW, "token_binding_mismatch"),
             (
                 token.clone(),
-                "ubnd-quan-1",
+                "ubnd-phuong-sai-gon",
                 NOW.plus_secs(7200),
                 "token_expired",
             ),
-            ("x".repeat(9000), "ubnd-quan-1", NOW, "token_invalid"),
+            (
+                "x".repeat(9000),
+                "ubnd-phuong-sai-gon",
+                NOW,
+                "token_invalid",
+            ),
         ];
         for (t, agency, at, code) in cases {
             let before = v.audit().size();
@@ -1853,7 +1892,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
         let r = v.request_grant(
-            &caller("ubnd-phuong-ben-nghe"),
+            &caller("ubnd-phuong-sai-gon"),
             &req(B, "birth_registration", &["full_name"]),
             None,
             NOW,
@@ -1884,7 +1923,7 @@ mod tests {
     fn a_replay_answers_the_grant_as_it_is_now_and_never_a_token_twice() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
-        let c = caller("ubnd-quan-1");
+        let c = caller("ubnd-phuong-sai-gon");
         let r = req(A, "construction_permit", &["full_name"]);
         let (g1, _) = active(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
         // The token went out with the first answer: a replay names the grant, no token.
@@ -1937,7 +1976,7 @@ mod tests {
     fn the_request_hash_tells_a_field_list_from_one_field_with_a_comma() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
-        let c = caller("ubnd-quan-1");
+        let c = caller("ubnd-phuong-sai-gon");
         let two = req(
             A,
             "construction_permit",
@@ -1958,17 +1997,17 @@ mod tests {
     fn revoking_an_ended_grant_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
-        let c = caller("ubnd-quan-1");
+        let c = caller("ubnd-phuong-sai-gon");
         let (g, token) = active(ask(
             &v,
-            "ubnd-quan-1",
+            "ubnd-phuong-sai-gon",
             A,
             "construction_permit",
             &["full_name"],
         ));
         let max = g.max_uses;
         for _ in 0..max {
-            release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+            release(&v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).unwrap();
         }
         let size = v.audit().size();
         v.revoke_grant(&c, &g.id, NOW).unwrap();
@@ -1979,7 +2018,7 @@ mod tests {
         );
         let (g, _) = active(ask(
             &v,
-            "ubnd-quan-1",
+            "ubnd-phuong-sai-gon",
             A,
             "construction_permit",
             &["full_name"],
@@ -2128,7 +2167,7 @@ mod tests {
         // A denial is answered once its entry is durable, and only then.
         let denied = || {
             v.begin_grant(
-                &caller("ubnd-phuong-ben-nghe"),
+                &caller("ubnd-phuong-sai-gon"),
                 &req(B, "birth_registration", &["full_name"]),
                 None,
                 NOW,
@@ -2204,17 +2243,17 @@ mod tests {
         let v = vault(dir.path(), None);
         let (_, token) = active(ask(
             &v,
-            "ubnd-quan-1",
+            "ubnd-phuong-sai-gon",
             A,
             "construction_permit",
             &["full_name"],
         ));
         // Used once (and so cached), then again after expiry: the cache checks time too.
-        release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        release(&v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).unwrap();
         let later = NOW.plus_secs(3600 + 31);
         let r = v.release_with_token(
             &token,
-            &cert_thumbprint(b"ubnd-quan-1"),
+            &cert_thumbprint(b"ubnd-phuong-sai-gon"),
             A,
             &strings(&["full_name"]),
             later,
@@ -2225,8 +2264,12 @@ mod tests {
         ));
         let t = UnverifiedToken::parse(&token).unwrap();
         assert!(
-            t.verify(v.token_keys(), &cert_thumbprint(b"ubnd-quan-1"), NOW)
-                .is_ok()
+            t.verify(
+                v.token_keys(),
+                &cert_thumbprint(b"ubnd-phuong-sai-gon"),
+                NOW
+            )
+            .is_ok()
         );
     }
 
@@ -2238,12 +2281,12 @@ mod tests {
         let b = CitizenId::parse(B).unwrap();
         let (g, token) = active(ask(
             &v,
-            "ubnd-quan-1",
+            "ubnd-phuong-sai-gon",
             A,
             "construction_permit",
             &["full_name"],
         ));
-        release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        release(&v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).unwrap();
         // Own record, audited.
         let before = v.audit().size();
         let rec = v.my_record(&a, NOW).unwrap();
@@ -2261,7 +2304,7 @@ mod tests {
             Some("Cấp giấy phép xây dựng nhà ở riêng lẻ")
         );
         assert_eq!(page1[1].official.as_deref(), Some("can-bo-01"));
-        assert_eq!(page1[1].agency.as_deref(), Some("ubnd-quan-1"));
+        assert_eq!(page1[1].agency.as_deref(), Some("ubnd-phuong-sai-gon"));
         let (page2, _) = v.my_accesses(&a, next, 10).unwrap();
         assert_eq!(page2[0].event, "grant.issued");
         assert!(page2.iter().any(|i| i.event == "record.written"));
@@ -2279,7 +2322,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(info.status, GrantStatus::Active);
-        assert_eq!(info.agency, "Ủy ban nhân dân Quận 1");
+        assert_eq!(info.agency, "Ủy ban nhân dân phường Sài Gòn");
         assert_eq!(v.verify_code(&b, &g.verification_code, NOW).unwrap(), None);
         assert_eq!(v.verify_code(&a, "ZZZZZZZZ", NOW).unwrap(), None);
         assert_eq!(v.verify_code(&a, "not a code", NOW).unwrap(), None);
@@ -2301,12 +2344,12 @@ mod tests {
         let b = CitizenId::parse(B).unwrap();
         let (_, token) = active(ask(
             &v,
-            "ubnd-quan-1",
+            "ubnd-phuong-sai-gon",
             A,
             "construction_permit",
             &["full_name"],
         ));
-        let rel = release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        let rel = release(&v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).unwrap();
         let r = v.my_receipt(&a, rel.audit.index, NOW).unwrap();
         assert_eq!(r.leaf_hash, merkle::leaf_hash(&r.entry));
         let cp = crate::audit::Checkpoint::verify(&r.checkpoint, &v.audit().verifier()).unwrap();
@@ -2359,12 +2402,12 @@ mod tests {
         let v = vault(dir.path(), None);
         let (_, token) = active(ask(
             &v,
-            "ubnd-quan-1",
+            "ubnd-phuong-sai-gon",
             A,
             "construction_permit",
             &["full_name"],
         ));
-        release(&v, "ubnd-quan-1", &token, A, &["full_name"]).unwrap();
+        release(&v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).unwrap();
         let auditor = SafeId::parse("kiem-toan-1").unwrap();
         let a = CitizenId::parse(A).unwrap();
         let q = AuditQuery {
@@ -2419,18 +2462,18 @@ mod tests {
         let mut r = req(A, "construction_permit", &["full_name"]);
         r.dossier_id = format!("HS-{A}");
         assert!(matches!(
-            v.request_grant(&caller("ubnd-quan-1"), &r, None, NOW),
+            v.request_grant(&caller("ubnd-phuong-sai-gon"), &r, None, NOW),
             Err(VaultError::InvalidIdentifier)
         ));
         let mut r = req(A, "construction_permit", &["full_name"]);
         r.official_id = "Nguyễn Văn Cán Bộ".into();
         assert!(matches!(
-            v.request_grant(&caller("ubnd-quan-1"), &r, None, NOW),
+            v.request_grant(&caller("ubnd-phuong-sai-gon"), &r, None, NOW),
             Err(VaultError::InvalidIdentifier)
         ));
         let r = req("07909000111", "construction_permit", &["full_name"]);
         assert!(matches!(
-            v.request_grant(&caller("ubnd-quan-1"), &r, None, NOW),
+            v.request_grant(&caller("ubnd-phuong-sai-gon"), &r, None, NOW),
             Err(VaultError::InvalidCitizenId)
         ));
     }
@@ -2491,7 +2534,7 @@ mod tests {
                 let v = Arc::clone(&v);
                 std::thread::spawn(move || {
                     let r = req(A, "construction_permit", &["full_name"]);
-                    v.request_grant(&caller("ubnd-quan-1"), &r, Some("same-key"), NOW)
+                    v.request_grant(&caller("ubnd-phuong-sai-gon"), &r, Some("same-key"), NOW)
                         .unwrap()
                 })
             })
@@ -2531,7 +2574,7 @@ mod tests {
         let v = vault(dir.path(), None);
         let r = req(A, "construction_permit", &["Nguyễn Văn An 0903123456"]);
         let err = v
-            .request_grant(&caller("ubnd-quan-1"), &r, None, NOW)
+            .request_grant(&caller("ubnd-phuong-sai-gon"), &r, None, NOW)
             .unwrap_err();
         assert_eq!(err.code(), "unknown_field");
         assert!(
@@ -2558,7 +2601,7 @@ mod tests {
     fn ended_grants_are_purged_after_retention_and_break_glass_grants_kept() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
-        let c = caller("ubnd-quan-1");
+        let c = caller("ubnd-phuong-sai-gon");
         let a = CitizenId::parse(A).unwrap();
         let r = req(A, "construction_permit", &["full_name"]);
         let (g, token) = active(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
@@ -2612,7 +2655,7 @@ mod tests {
                 .all(|x| x.id != g.id)
         );
         // The token of a purged grant releases nothing (and the refusal is audited).
-        assert!(release(&v, "ubnd-quan-1", &token, A, &["full_name"]).is_err());
+        assert!(release(&v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).is_err());
         // The idempotency key is free again: a retry makes a new grant, not a dangling one.
         let (again, _) = active(v.request_grant(&c, &r, Some("key-1"), later).unwrap());
         assert_ne!(again.id, g.id);

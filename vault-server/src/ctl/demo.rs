@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 
 use serde_json::{Map, Value, json};
-use vault_core::geo::HCMC_DISTRICTS;
+use vault_core::geo::HCMC_UNITS;
 
 use super::{CtlError, CtlResult};
 
@@ -302,12 +302,10 @@ fn citizen(rng: &mut Rng, used: &mut HashSet<u64>) -> (String, Map<String, Value
             break id;
         }
     };
-    let district =
-        &HCMC_DISTRICTS[usize::try_from(rng.below(HCMC_DISTRICTS.len() as u64)).unwrap_or(0)];
-    let (ward_code, ward_name) =
-        district.wards[usize::try_from(rng.below(district.wards.len() as u64)).unwrap_or(0)];
+    // Two tiers since 1 July 2025: the ward (or commune, or special zone) and the city.
+    let unit = &HCMC_UNITS[usize::try_from(rng.below(HCMC_UNITS.len() as u64)).unwrap_or(0)];
     let address = format!(
-        "{}{} {}, {}, {}, Thành phố Hồ Chí Minh",
+        "{}{} {}, {}, Thành phố Hồ Chí Minh",
         1 + rng.below(450),
         if rng.chance(20) {
             format!("/{}", 1 + rng.below(60))
@@ -315,8 +313,7 @@ fn citizen(rng: &mut Rng, used: &mut HashSet<u64>) -> (String, Map<String, Value
             String::new()
         },
         rng.pick(STREETS),
-        ward_name,
-        district.name
+        unit.name
     );
     let mut f = Map::new();
     let mut put = |k: &str, v: Value| {
@@ -338,15 +335,14 @@ fn citizen(rng: &mut Rng, used: &mut HashSet<u64>) -> (String, Map<String, Value
                 "{} {}, {}, Thành phố Hồ Chí Minh",
                 1 + rng.below(300),
                 rng.pick(STREETS),
-                district.name
+                unit.name
             )
         } else {
             address.clone()
         }),
     );
     put("permanent_address", json!(address));
-    put("residence_district", json!(district.code));
-    put("residence_ward", json!(ward_code));
+    put("residence_ward", json!(unit.id));
     put("father_name", json!(person(rng, Some(&family), true).name));
     put("mother_name", json!(person(rng, None, false).name));
     let ethnicity = match rng.below(100) {
