@@ -31,6 +31,10 @@ pub struct StandingConsent {
     pub expires_ms: i64,
     /// The grant whose approval created it.
     pub grant_id: String,
+    /// When the citizen withdrew it (ms): set while the withdrawal revokes the grants resting
+    /// on it; it covers nothing from then on and is deleted once that is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn_ms: Option<i64>,
 }
 
 impl StandingConsent {
@@ -44,9 +48,9 @@ impl StandingConsent {
             && fields.iter().all(|f| self.fields.contains(f))
     }
 
-    /// Whether it has not expired at `now`.
+    /// Whether it is in force at `now`: not expired, not withdrawn.
     pub fn is_live(&self, now: Timestamp) -> bool {
-        now.as_millis() < self.expires_ms
+        now.as_millis() < self.expires_ms && self.withdrawn_ms.is_none()
     }
 }
 
@@ -78,6 +82,7 @@ mod tests {
             created_ms: 0,
             expires_ms: 10_000,
             grant_id: "g-x".into(),
+            withdrawn_ms: None,
         }
     }
 
@@ -117,6 +122,16 @@ mod tests {
             "social_insurance_lookup",
             &f(&["full_name"]),
             after
+        ));
+        let withdrawn = StandingConsent {
+            withdrawn_ms: Some(1),
+            ..c
+        };
+        assert!(!withdrawn.covers(
+            "bhxh-tphcm",
+            "social_insurance_lookup",
+            &f(&["full_name"]),
+            at
         ));
     }
 

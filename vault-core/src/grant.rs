@@ -47,6 +47,12 @@ pub(crate) fn random_letters_id(prefix: &str) -> Result<String, VaultError> {
     Ok(out)
 }
 
+/// Whether `s` has the shape of a grant id (`g-` and 32 lowercase letters, either format):
+/// what a refusal may record of a grant id a caller named.
+pub fn is_grant_id_shaped(s: &str) -> bool {
+    s.len() == 34 && s.starts_with("g-") && s.bytes().skip(2).all(|b| b.is_ascii_lowercase())
+}
+
 /// Where a grant stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

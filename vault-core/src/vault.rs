@@ -626,9 +626,13 @@ impl<S: VaultStore> Vault<S> {
         let entry =
             AuditEntry::record_erased(&self.entry_context(now), actor, &self.pseudonym(&record))?;
         self.audit.append(vec![entry])?;
-        // Standing consents go with the citizen: a citizen imported again later (the same
-        // blind id) starts without them.
+        // Grants and standing consents go with the citizen: a citizen imported again later
+        // (the same blind id) starts without them.
         let blind_hex = blind.to_string();
+        let subject = self.pseudonym(&record);
+        for g in self.store.grants_of_citizen(&blind_hex)? {
+            self.revoke_live(&g.id, actor, &subject, "citizen_erased", now)?;
+        }
         for c in self.store.consents_of_citizen(&blind_hex)? {
             self.store.delete_consent(&blind_hex, &c.id)?;
         }

@@ -150,6 +150,13 @@ pub struct Limits {
     /// Verification-code checks per citizen per minute.
     #[serde(default = "default_verify")]
     pub verify_per_minute: u32,
+    /// Refusals of one identified caller appended to the audit log per second, sustained;
+    /// past it (and the burst) a refused request answers 429 and is only counted.
+    #[serde(default = "default_refusals_rps")]
+    pub audited_refusals_per_second: u32,
+    /// Burst of audited refusals per identified caller.
+    #[serde(default = "default_refusals_burst")]
+    pub audited_refusals_burst: u32,
     /// Seconds in-flight requests get to finish at shutdown.
     #[serde(default = "default_shutdown")]
     pub shutdown_timeout_seconds: u64,
@@ -167,6 +174,8 @@ impl Default for Limits {
             agency_requests_per_second: default_agency_rps(),
             agency_burst: default_agency_burst(),
             verify_per_minute: default_verify(),
+            audited_refusals_per_second: default_refusals_rps(),
+            audited_refusals_burst: default_refusals_burst(),
             shutdown_timeout_seconds: default_shutdown(),
             grant_retention_seconds: default_grant_retention(),
         }
@@ -234,6 +243,12 @@ fn default_agency_burst() -> u32 {
 fn default_verify() -> u32 {
     10
 }
+fn default_refusals_rps() -> u32 {
+    10
+}
+fn default_refusals_burst() -> u32 {
+    100
+}
 fn default_shutdown() -> u64 {
     30
 }
@@ -282,6 +297,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("limits.agency_requests_per_second", Kind::Int),
     ("limits.agency_burst", Kind::Int),
     ("limits.verify_per_minute", Kind::Int),
+    ("limits.audited_refusals_per_second", Kind::Int),
+    ("limits.audited_refusals_burst", Kind::Int),
     ("limits.shutdown_timeout_seconds", Kind::Int),
     ("limits.grant_retention_seconds", Kind::Int),
     ("log.format", Kind::Str),
@@ -412,7 +429,12 @@ impl Config {
         if l.max_body_bytes < 1024 || l.max_body_bytes > 16 * 1024 * 1024 {
             return Err("limits.max_body_bytes: must be between 1024 and 16777216".into());
         }
-        if l.agency_requests_per_second == 0 || l.agency_burst == 0 || l.verify_per_minute == 0 {
+        if l.agency_requests_per_second == 0
+            || l.agency_burst == 0
+            || l.verify_per_minute == 0
+            || l.audited_refusals_per_second == 0
+            || l.audited_refusals_burst == 0
+        {
             return Err("limits: rates and bursts must be at least 1".into());
         }
         if !(60..=10 * 366 * 24 * 3600).contains(&l.grant_retention_seconds) {

@@ -157,6 +157,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
             f64::from(l.verify_per_minute) / 60.0,
             l.verify_per_minute,
         ),
+        refusal_limiter: RateLimiter::new(
+            f64::from(l.audited_refusals_per_second),
+            l.audited_refusals_burst,
+        ),
         max_body: l.max_body_bytes,
     });
     spawn_jwks_refresh(state.clone(), config.clone());
@@ -206,30 +210,23 @@ fn acceptable_request_id(v: &str) -> bool {
         && !vault_core::id::has_long_digit_run(v)
 }
 
-/// Who a request came from, as far as its credentials establish it: a valid ID token (a
-/// citizen, or an auditor by role), else a client certificate naming a known agency or an
-/// auditor. `None`: no identity (no or unknown certificate, invalid bearer).
+/// Who a request came from, as far as its credentials establish it, in the order the
+/// route's own extractor looks: on an agency route the client certificate first, elsewhere a
+/// valid ID token first (a citizen, or an auditor by role), then a certificate naming a known
+/// agency or an auditor. `None`: no identity (no or unknown certificate, invalid bearer).
 enum Identity {
     Agency(String),
     Citizen(vault_core::CitizenId),
     Auditor(vault_core::audit::SafeId),
 }
 
-fn identify(req: &actix_web::HttpRequest, st: &AppState) -> Option<Identity> {
+fn identify(
+    req: &actix_web::HttpRequest,
+    st: &AppState,
+    access: Option<routes::Access>,
+) -> Option<Identity> {
     use crate::x509::CertIdentity;
-    if let Some(claims) =
-        crate::auth::bearer(req).and_then(|t| st.oidc.verify(t, st.now().as_secs()))
-    {
-        if claims.roles.contains(&st.auditor_role) {
-            return vault_core::audit::SafeId::parse(&claims.sub)
-                .ok()
-                .map(Identity::Auditor);
-        }
-        if let Ok(c) = vault_core::CitizenId::parse(&claims.sub) {
-            return Some(Identity::Citizen(c));
-        }
-    }
-    match &req.conn_data::<crate::tls::PeerCert>()?.identity {
+    let by_cert = || match &req.conn_data::<crate::tls::PeerCert>()?.identity {
         Some(CertIdentity::Agency(a)) if st.vault.policy().agency(a).is_some() => {
             Some(Identity::Agency(a.clone()))
         }
@@ -237,6 +234,23 @@ fn identify(req: &actix_web::HttpRequest, st: &AppState) -> Option<Identity> {
             .ok()
             .map(Identity::Auditor),
         _ => None,
+    };
+    let by_token = || {
+        let claims = st
+            .oidc
+            .verify(crate::auth::bearer(req)?, st.now().as_secs())?;
+        if claims.roles.contains(&st.auditor_role) {
+            return vault_core::audit::SafeId::parse(&claims.sub)
+                .ok()
+                .map(Identity::Auditor);
+        }
+        vault_core::CitizenId::parse(&claims.sub)
+            .ok()
+            .map(Identity::Citizen)
+    };
+    match access {
+        Some(routes::Access::Agency | routes::Access::AgencyToken) => by_cert().or_else(by_token),
+        _ => by_token().or_else(by_cert),
     }
 }
 
@@ -260,15 +274,29 @@ fn edge_refusal(res: &ServiceResponse<BoxBody>) -> Option<&'static str> {
 async fn audit_refusal(
     res: ServiceResponse<BoxBody>,
     st: &State,
-    op: &'static str,
+    route: Option<&'static routes::Route>,
 ) -> ServiceResponse<BoxBody> {
     let Some(code) = edge_refusal(&res) else {
         return res;
     };
     st.metrics.denial(code);
-    let Some(who) = identify(res.request(), st) else {
+    let Some(who) = identify(res.request(), st, route.map(|r| r.access)) else {
         return res;
     };
+    // Audited refusals are limited per identity, so that no one identity can grow the log
+    // without bound by being refused: past the limit the answer is 429, counted, not
+    // appended.
+    let key = match &who {
+        Identity::Agency(a) => format!("a:{a}"),
+        Identity::Citizen(c) => format!("c:{}", st.vault.blind(c)),
+        Identity::Auditor(a) => format!("u:{a}"),
+    };
+    if let Err(wait) = st.refusal_limiter.check(&key) {
+        st.metrics.denial("rate_limited");
+        let (req, _) = res.into_parts();
+        return ServiceResponse::new(req, ApiError::RateLimited(wait).error_response());
+    }
+    let op = route.map_or("unrouted", |r| r.op);
     let grant = res
         .request()
         .match_info()
@@ -313,7 +341,6 @@ async fn observe(
     let method = req.method().as_str().to_owned();
     let route = routes::route_of(&method, req.path());
     let name = route.map_or("unmatched", |r| r.path);
-    let op = route.map_or("unrouted", |r| r.op);
     let state = req.app_data::<State>().cloned();
     let refused = route.and_then(|r| routes::check_query(r, req.query_string()).err());
     let res = match refused {
@@ -321,7 +348,7 @@ async fn observe(
         None => next.call(req).await?.map_into_boxed_body(),
     };
     let mut res = match &state {
-        Some(st) => audit_refusal(res, st, op).await,
+        Some(st) => audit_refusal(res, st, route).await,
         None => res,
     };
     let status = res.status().as_u16();

@@ -31,6 +31,8 @@ pub struct AppState {
     pub agency_limiter: RateLimiter,
     /// Per-citizen verification-code limiter.
     pub verify_limiter: RateLimiter,
+    /// Per-identity limiter of audited refusals (so refusals cannot flood the log).
+    pub refusal_limiter: RateLimiter,
     /// Largest body, bytes.
     pub max_body: usize,
 }
@@ -120,22 +122,23 @@ fn describe(e: &serde_json::Error) -> String {
     }
 }
 
-/// Reads and parses a JSON body. Call only after the caller is authenticated.
-/// Returns the value and the SHA-256 of the body (for idempotency).
-pub async fn read_json<T: DeserializeOwned>(
-    req: &HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-) -> Result<(T, String), ApiError> {
+/// Whether the request says its body is `application/json`.
+fn is_json(req: &HttpRequest) -> bool {
     let ct = req
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
-    if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::UnsupportedMediaType);
-    }
+    mime.eq_ignore_ascii_case("application/json")
+}
+
+/// The body, up to `limit` bytes (a declared or actual larger one is refused).
+async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
     let declared = req
         .headers()
         .get("content-length")
@@ -144,11 +147,24 @@ pub async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let bytes = payload
+    payload
         .to_bytes_limited(limit)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?
-        .map_err(|_| ApiError::InvalidRequest("the body could not be read".into()))?;
+        .map_err(|_| ApiError::InvalidRequest("the body could not be read".into()))
+}
+
+/// Reads and parses a JSON body. Call only after the caller is authenticated.
+/// Returns the value and the SHA-256 of the body (for idempotency).
+pub async fn read_json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<(T, String), ApiError> {
+    if !is_json(req) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes = read_body(req, payload, limit).await?;
     Ok((
         parse_json(&bytes)?,
         hex::encode(vault_core::crypto::sha256(&bytes)),
@@ -162,29 +178,11 @@ pub async fn read_optional_json<T: DeserializeOwned + Default>(
     payload: web::Payload,
     limit: usize,
 ) -> Result<T, ApiError> {
-    let declared = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    let bytes = payload
-        .to_bytes_limited(limit)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge)?
-        .map_err(|_| ApiError::InvalidRequest("the body could not be read".into()))?;
+    let bytes = read_body(req, payload, limit).await?;
     if bytes.is_empty() {
         return Ok(T::default());
     }
-    let ct = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    if !mime.eq_ignore_ascii_case("application/json") {
+    if !is_json(req) {
         return Err(ApiError::UnsupportedMediaType);
     }
     parse_json(&bytes)

@@ -747,3 +747,68 @@ fn jurisdiction_is_the_ward_on_the_two_tier_map() {
     let (st, e) = send(district.get(s.url("/v1/purposes")));
     assert_eq!((st, &e["code"]), (403, &json!("unknown_agency")));
 }
+
+#[test]
+fn audited_refusals_are_limited_per_identity_and_attributed_by_the_route() {
+    let (s, people) = TestServer::start(2, &Limits::default());
+    let me = s.client(None);
+    let ct = s.citizen_token(&people[0].0);
+    let before = entries(&s, "access.denied").len();
+    let mut limited = 0;
+    for _ in 0..150 {
+        let (st, _) = send(me.get(s.url("/v1/audit/checkpoint")).bearer_auth(&ct));
+        match st {
+            403 => {}
+            429 => limited += 1,
+            other => panic!("{other}"),
+        }
+    }
+    let appended = entries(&s, "access.denied").len() - before;
+    assert!(limited > 0, "past the burst a refusal answers 429");
+    assert_eq!(appended, 150 - limited, "only the refusals answered 403 are in the log");
+    // An agency certificate that also carries a citizen's token is refused on an agency
+    // route as the agency, not as the citizen.
+    let land = s.client(Some(&s.agency_identity(LAND)));
+    let (st, _) = send(
+        land.get(s.url("/v1/purposes?x=1"))
+            .bearer_auth(s.citizen_token(&people[1].0)),
+    );
+    assert_eq!(st, 400);
+    let entry = last_denied(&s);
+    assert_eq!(
+        (&entry["actor"]["kind"], &entry["actor"]["agency"]),
+        (&json!("agency"), &json!(LAND))
+    );
+    assert_eq!(entry["action"], "purposes.list");
+    // A replay of a grant the citizen refused answers the refusal, audited.
+    let bhxh = s.client(Some(&s.agency_identity(BHXH)));
+    let b = body(
+        &people[0].0,
+        "social_insurance_lookup",
+        "HS-9",
+        "cb-9",
+        &["full_name"],
+    );
+    let post = || {
+        send(
+            bhxh.post(s.url("/v1/grants"))
+                .header("Idempotency-Key", "k-9")
+                .json(&b),
+        )
+    };
+    let (st, p) = post();
+    assert_eq!(st, 202);
+    let gid = p["grant_id"].as_str().unwrap();
+    let (st, _) = send(
+        me.post(s.url(&format!("/v1/me/grants/{gid}/refuse")))
+            .bearer_auth(s.citizen_token(&people[0].0)),
+    );
+    assert_eq!(st, 200);
+    let (st, e) = post();
+    assert_eq!((st, &e["code"]), (403, &json!("consent_refused")));
+    let entry = last_denied(&s);
+    assert_eq!(
+        (&entry["code"], &entry["grant_id"]),
+        (&json!("consent_refused"), &json!(gid))
+    );
+}

@@ -454,11 +454,24 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<GrantOutcome, VaultError> {
         let storing = match next.next {
             GrantNext::Replay(r) => {
-                let (grant, token) = self.deliver(&r.caller, &r.grant_id, r.now)?;
-                if grant.status_at(r.now) == GrantStatus::Refused {
-                    return Err(VaultError::Denied(policy::Denial::ConsentRefused));
-                }
-                return Ok(GrantOutcome::Replayed { grant, token });
+                let replayed =
+                    self.deliver(&r.caller, &r.grant_id, r.now)
+                        .and_then(|(grant, token)| {
+                            if grant.status_at(r.now) == GrantStatus::Refused {
+                                Err(VaultError::Denied(policy::Denial::ConsentRefused))
+                            } else {
+                                Ok(GrantOutcome::Replayed { grant, token })
+                            }
+                        });
+                // A refused (or swept) grant's replay is a refusal like any other: audited.
+                let attempt = Attempt {
+                    action: "grant.request",
+                    grant: Some(&r.grant_id),
+                    citizen: None,
+                };
+                return replayed.or_else(|e| {
+                    self.refused(Caller::Agency(&r.caller.agency), attempt, e, r.now)
+                });
             }
             GrantNext::Refuse(err) => {
                 own_answer(next.ticket, durable)?;
@@ -598,18 +611,18 @@ impl<S: VaultStore> Vault<S> {
             .filter(|g| g.agency == caller.agency)
             .ok_or(VaultError::GrantNotFound)?;
         if g.status_at(now) == GrantStatus::Active && g.token_pending_delivery {
+            // Signed before the flag is taken, so a failure cannot lose the token; handed out
+            // only by the caller that takes the flag of a grant still active.
+            let token = self.token_for(&g)?;
             let mut delivered = false;
             let updated = self.store.update_grant(grant_id, true, &mut |g| {
-                delivered = g.token_pending_delivery;
-                g.token_pending_delivery = false;
+                delivered = g.token_pending_delivery && g.status_at(now) == GrantStatus::Active;
+                if delivered {
+                    g.token_pending_delivery = false;
+                }
                 Ok(())
             })?;
-            let token = if delivered {
-                Some(self.token_for(&updated)?)
-            } else {
-                None
-            };
-            return Ok((updated, token));
+            return Ok((updated, delivered.then_some(token)));
         }
         Ok((g, None))
     }
@@ -1736,7 +1749,7 @@ mod tests {
     }
 
     #[test]
-    fn erasure_ends_the_citizens_standing_consents() {
+    fn erasure_ends_the_citizens_grants_and_standing_consents() {
         let dir = tempfile::tempdir().unwrap();
         let v = vault(dir.path(), None);
         let a = CitizenId::parse(A).unwrap();
@@ -1756,6 +1769,11 @@ mod tests {
         )
         .unwrap();
         assert!(v.my_consents(&a, NOW).unwrap().is_empty());
+        assert_eq!(
+            v.store().grant(&g.id).unwrap().unwrap().status,
+            GrantStatus::Revoked,
+            "the citizen's live grants end with the erasure"
+        );
     }
 
     #[test]

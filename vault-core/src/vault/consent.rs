@@ -66,10 +66,8 @@ impl<S: VaultStore> Vault<S> {
             grant: Some(grant_id),
             citizen: None,
         };
-        match self.decide(citizen, grant_id, decision, now) {
-            Ok(d) => Ok(d),
-            Err(e) => self.refused(Caller::Citizen(citizen), attempt, e, now),
-        }
+        self.decide(citizen, grant_id, decision, now)
+            .or_else(|e| self.refused(Caller::Citizen(citizen), attempt, e, now))
     }
 
     fn decide(
@@ -85,6 +83,9 @@ impl<S: VaultStore> Vault<S> {
             } => Some(consent::remember_days(d)?),
             _ => None,
         };
+        // One decision at a time per grant, and none while the agency revokes it: the check
+        // that it is pending, its entry and its change stand together.
+        let _order = self.grant_order.lock(grant_id)?;
         let (g, subject) = self.citizen_grant(citizen, grant_id)?;
         if g.status_at(now) != GrantStatus::PendingConsent {
             return Err(VaultError::GrantNotPending);
@@ -116,6 +117,7 @@ impl<S: VaultStore> Vault<S> {
                 created_ms: now.as_millis(),
                 expires_ms: now.plus_secs(i64::from(days) * 86_400).as_millis(),
                 grant_id: g.id.clone(),
+                withdrawn_ms: None,
             }),
             None => None,
         };
@@ -137,9 +139,6 @@ impl<S: VaultStore> Vault<S> {
             AuditEntry::grant_refused(&ctx, &subject, &agency, &access)?
         };
         self.audit.append(vec![entry])?;
-        if let Some(c) = &standing {
-            self.store.put_consent(c)?;
-        }
         let grant = self.store.update_grant(grant_id, true, &mut |g| {
             if g.status_at(now) != GrantStatus::PendingConsent {
                 return Err(VaultError::GrantNotPending);
@@ -152,6 +151,10 @@ impl<S: VaultStore> Vault<S> {
             }
             Ok(())
         })?;
+        // Kept only once the approval took effect.
+        if let Some(c) = &standing {
+            self.store.put_consent(c)?;
+        }
         Ok(Decided { grant, standing })
     }
 
@@ -196,28 +199,29 @@ impl<S: VaultStore> Vault<S> {
             .store
             .consents_of_citizen(citizen_hex)?
             .iter()
-            .any(|c| c.id == id))
+            .any(|c| c.id == id && c.withdrawn_ms.is_none()))
     }
 
-    /// The citizen withdraws a standing consent: it is deleted, every live grant resting on
-    /// it (issued under it, or the grant whose approval kept it) is revoked at once, then
-    /// `consent.withdrawn` is appended. Returns how many grants were revoked. Another
-    /// citizen's consent, or an unknown id, is `consent_not_found` (refusal audited).
+    /// The citizen withdraws a standing consent: it is marked withdrawn at once (it covers no
+    /// request from then on), every live grant resting on it (issued under it, or the grant
+    /// whose approval kept it) is revoked, `consent.withdrawn` is appended, and then it is
+    /// deleted. A withdrawal cut short (a store or audit failure) leaves the mark, so the
+    /// citizen's retry finishes it. Returns how many grants were revoked. Another citizen's
+    /// consent, or an unknown id, is `consent_not_found` (refusal audited).
     pub fn withdraw_consent(
         &self,
         citizen: &CitizenId,
         consent_id: &str,
         now: Timestamp,
     ) -> Result<usize, VaultError> {
-        match self.withdraw(citizen, consent_id, now) {
-            Ok(n) => Ok(n),
-            Err(e) => self.refused(
+        self.withdraw(citizen, consent_id, now).or_else(|e| {
+            self.refused(
                 Caller::Citizen(citizen),
                 Attempt::new("consent.withdraw"),
                 e,
                 now,
-            ),
-        }
+            )
+        })
     }
 
     fn withdraw(
@@ -228,24 +232,20 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<usize, VaultError> {
         let blind = self.keyring.blind(citizen);
         let blind_hex = blind.to_string();
-        let c = self
+        let mut c = self
             .store
             .consents_of_citizen(&blind_hex)?
             .into_iter()
             .find(|c| c.id == consent_id)
             .ok_or(VaultError::ConsentNotFound)?;
         let subject = self.stored_subject(&blind)?;
-        // Withdrawn first: a grant issued under it from now on finds it gone.
-        self.store.delete_consent(&blind_hex, &c.id)?;
-        let mut revoked = 0;
-        for g in self.store.grants_of_citizen(&blind_hex)? {
-            let rests = g.consent_id.as_deref() == Some(c.id.as_str()) || g.id == c.grant_id;
-            if rests
-                && self.revoke_live(&g.id, &Actor::citizen(), &subject, "consent_withdrawn", now)?
-            {
-                revoked += 1;
-            }
+        if c.withdrawn_ms.is_none() {
+            // Withdrawn first: a grant decided under it from now on finds it gone
+            // (`consent_exists`), and the sweep below finds every grant issued before.
+            c.withdrawn_ms = Some(now.as_millis());
+            self.store.put_consent(&c)?;
         }
+        let revoked = self.end_grants_of_consent(&blind_hex, &c, &subject, now)?;
         self.audit.append(vec![AuditEntry::consent_withdrawn(
             &self.entry_context(now),
             &subject,
@@ -254,7 +254,38 @@ impl<S: VaultStore> Vault<S> {
             &safe(&c.id)?,
             &field_names(&c.fields),
         )?])?;
+        self.store.delete_consent(&blind_hex, &c.id)?;
         Ok(revoked)
+    }
+
+    /// Revokes every live grant resting on `c`: all are tried; the first failure is
+    /// returned after the others.
+    fn end_grants_of_consent(
+        &self,
+        citizen_hex: &str,
+        c: &StandingConsent,
+        subject: &Pseudonym,
+        now: Timestamp,
+    ) -> Result<usize, VaultError> {
+        let mut revoked = 0;
+        let mut first_error = None;
+        for g in self.store.grants_of_citizen(citizen_hex)? {
+            let rests = g.consent_id.as_deref() == Some(c.id.as_str()) || g.id == c.grant_id;
+            if !rests {
+                continue;
+            }
+            match self.revoke_live(&g.id, &Actor::citizen(), subject, "consent_withdrawn", now) {
+                Ok(true) => revoked += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(revoked),
+        }
     }
 
     /// Revokes a grant if it is still live (active or pending) at `now`, then appends its

@@ -198,10 +198,14 @@ impl<S: VaultStore> Vault<S> {
     /// is decrypted.
     pub fn my_record(&self, citizen: &CitizenId, now: Timestamp) -> Result<Record, VaultError> {
         let blind = self.keyring.blind(citizen);
-        let sealed = self
-            .store
-            .citizen(&blind)?
-            .ok_or(VaultError::CitizenNotFound)?;
+        let Some(sealed) = self.store.citizen(&blind)? else {
+            return self.refused(
+                super::Caller::Citizen(citizen),
+                super::Attempt::new("me.record"),
+                VaultError::CitizenNotFound,
+                now,
+            );
+        };
         let subject = self.pseudonym(&sealed);
         let fields: Vec<FieldName> = sealed.fields.keys().cloned().collect();
         self.audit.append(vec![AuditEntry::record_self_viewed(

@@ -84,7 +84,12 @@ impl<S: VaultStore> Vault<S> {
             .map(|b| self.stored_subject(&b))
             .transpose()?;
         let action = safe_or_unnamed(attempt.action);
-        let grant = attempt.grant.and_then(|g| SafeId::parse(g).ok());
+        // Only an id of the grant shape: a path segment could otherwise carry anything the
+        // identifier rule lets through (a citizen id with dashes) into the log for good.
+        let grant = attempt
+            .grant
+            .filter(|g| crate::grant::is_grant_id_shaped(g))
+            .and_then(|g| SafeId::parse(g).ok());
         AuditEntry::access_denied(
             &self.entry_context(now),
             &actor,

@@ -100,6 +100,7 @@ mod tests {
             metrics: Metrics::default(),
             agency_limiter: RateLimiter::new(10.0, 10),
             verify_limiter: RateLimiter::new(1.0, 1),
+            refusal_limiter: RateLimiter::new(1.0, 1),
             max_body: 4096,
         });
         let app = test::init_service(
