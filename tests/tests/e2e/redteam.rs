@@ -765,7 +765,11 @@ fn audited_refusals_are_limited_per_identity_and_attributed_by_the_route() {
     }
     let appended = entries(&s, "access.denied").len() - before;
     assert!(limited > 0, "past the burst a refusal answers 429");
-    assert_eq!(appended, 150 - limited, "only the refusals answered 403 are in the log");
+    assert_eq!(
+        appended,
+        150 - limited,
+        "only the refusals answered 403 are in the log"
+    );
     // An agency certificate that also carries a citizen's token is refused on an agency
     // route as the agency, not as the citizen.
     let land = s.client(Some(&s.agency_identity(LAND)));
