@@ -3,6 +3,7 @@
 //! no clock, no storage: the same inputs always give the same answer.
 
 mod cases;
+pub mod derive;
 mod load;
 mod value;
 

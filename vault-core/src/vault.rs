@@ -2,16 +2,22 @@
 //! It validates values against the policy catalog, keeps the DEK hierarchy consistent and
 //! never lets plaintext reach the store.
 
-mod access;
 mod consent;
+mod grants;
 mod reads;
 mod refusal;
+mod release;
+mod revocation;
+mod sealed;
+#[cfg(test)]
+mod use_case_tests;
 mod uses;
 
-pub use access::{AgencyCaller, GrantOutcome, GrantRequest, Released};
 pub use consent::{ConsentDecision, Decided};
+pub use grants::{AgencyCaller, CONSENT_WINDOW_SECS, GrantOutcome, GrantRequest};
 pub use reads::{AuditorAnswer, AuditorRead, CodeInfo, HistoryItem, Receipt};
 pub use refusal::{Attempt, Caller};
+pub use release::Released;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;

@@ -287,44 +287,4 @@ impl<S: VaultStore> Vault<S> {
             None => Ok(revoked),
         }
     }
-
-    /// Revokes a grant if it is still live (active or pending) at `now`, then appends its
-    /// `grant.revoked` entry (queued under the grant's ordering lock, so no release of it is
-    /// logged after the revocation) and waits until the entry is durable. An ended grant is
-    /// left as it is: `false`, nothing appended.
-    pub(super) fn revoke_live(
-        &self,
-        grant_id: &str,
-        actor: &Actor,
-        subject: &Pseudonym,
-        code: &'static str,
-        now: Timestamp,
-    ) -> Result<bool, VaultError> {
-        let gid = safe(grant_id)?;
-        let ticket = {
-            let _order = self.grant_order.lock(grant_id)?;
-            let mut changed = false;
-            self.store.update_grant(grant_id, false, &mut |g| {
-                changed = matches!(
-                    g.status_at(now),
-                    GrantStatus::Active | GrantStatus::PendingConsent
-                );
-                if changed {
-                    g.end(GrantStatus::Revoked, now);
-                }
-                Ok(())
-            })?;
-            if !changed {
-                return Ok(false);
-            }
-            let entry =
-                AuditEntry::grant_revoked(&self.entry_context(now), actor, subject, &gid, code)?;
-            self.audit.submit(vec![entry])
-        };
-        // The revocation took effect above (fail closed); make it durable, then wait for its
-        // entry.
-        self.store.flush()?;
-        ticket.wait()?;
-        Ok(true)
-    }
 }

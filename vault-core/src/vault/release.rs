@@ -1,0 +1,352 @@
+//! The release (SPEC §2 `GET /v1/citizens/{id}/fields`): the token verified for this
+//! citizen and every field, one use of the live grant spent (exactly one caller wins the
+//! last), the `record.released` entry queued; only with that entry's own durable answer are
+//! the fields opened and answered as the purpose says (`policy::derive`). A refusal is
+//! audited as `record.denied` and answered once that entry is durable.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::Vault;
+use super::sealed::{own_answer, safe};
+use crate::audit::{Access, Actor, Appended, AuditEntry, Pseudonym, SafeId, Ticket};
+use crate::clock::Timestamp;
+use crate::crypto;
+use crate::error::VaultError;
+use crate::grant;
+use crate::id::{BlindId, CitizenId, FieldName};
+use crate::policy::derive;
+use crate::store::{SealedRecord, VaultStore};
+use crate::token::{GrantClaims, VerifiedToken};
+
+/// Fields released under a grant, and the audit entry that recorded it.
+#[derive(Debug)]
+pub struct Released {
+    /// The grant used.
+    pub grant_id: String,
+    /// Its purpose.
+    pub purpose: String,
+    /// Values (masked or derived where the purpose says so).
+    pub fields: BTreeMap<String, Value>,
+    /// The durable `record.released` entry.
+    pub audit: Appended,
+}
+
+impl<S: VaultStore> Vault<S> {
+    /// A refused release: its `record.denied` entry is queued; the refusal (`err`) is given
+    /// once that entry is durable (`AuditUnavailable` if it cannot be written).
+    fn deny_release(
+        &self,
+        claims: &GrantClaims,
+        subject: Option<&Pseudonym>,
+        fields: &[String],
+        err: VaultError,
+        now: Timestamp,
+    ) -> PendingRelease {
+        let actor = match (safe(&claims.official), safe(&claims.agency)) {
+            (Ok(o), Ok(a)) => Actor::official(o, a, None),
+            _ => Actor::system(),
+        };
+        let gid = safe(&claims.grant_id).ok();
+        self.deny_pending(&actor, subject, fields, gid.as_ref(), err, now)
+    }
+
+    fn deny_pending(
+        &self,
+        actor: &Actor,
+        subject: Option<&Pseudonym>,
+        fields: &[String],
+        grant: Option<&SafeId>,
+        err: VaultError,
+        now: Timestamp,
+    ) -> PendingRelease {
+        let names: Vec<FieldName> = fields.iter().filter_map(|f| FieldName::parse(f)).collect();
+        let entry = AuditEntry::record_denied(
+            &self.entry_context(now),
+            actor,
+            subject,
+            &names,
+            grant,
+            err.code(),
+        );
+        PendingRelease {
+            ticket: match entry {
+                Ok(e) => self.audit.submit(vec![e]),
+                Err(_) => Ticket::ready(Err(VaultError::AuditUnavailable)),
+            },
+            next: Next::Refuse(err),
+        }
+    }
+
+    /// Verifies a presented token for a release and releases: a token that fails any check
+    /// is refused with its code and audited as `record.denied`. Blocks until the audit entry
+    /// is durable; `begin_release` + `finish_release` is the same without blocking.
+    pub fn release_with_token(
+        &self,
+        raw_token: &str,
+        presented_thumbprint: &str,
+        citizen_id: &str,
+        fields: &[String],
+        now: Timestamp,
+    ) -> Result<Released, VaultError> {
+        let (ticket, next) = self
+            .begin_release(raw_token, presented_thumbprint, citizen_id, fields, now)?
+            .into_parts();
+        self.finish_release(next, ticket.wait())
+    }
+
+    /// The first half of a release (SPEC §2 `GET /v1/citizens/{id}/fields`), which decrypts
+    /// nothing: verifies the token (for this citizen and every field), spends one use of the
+    /// live grant atomically (exactly one caller wins the last use) and queues the
+    /// `record.released` entry, or the `record.denied` entry of a refusal. The caller awaits
+    /// the ticket, then gives its answer to `finish_release`.
+    pub fn begin_release(
+        &self,
+        raw_token: &str,
+        presented_thumbprint: &str,
+        citizen_id: &str,
+        fields: &[String],
+        now: Timestamp,
+    ) -> Result<PendingRelease, VaultError> {
+        let verified = self
+            .token_cache
+            .verify(raw_token, &self.tokens, presented_thumbprint, now);
+        match verified {
+            Ok(t) => self.begin_with(&t, citizen_id, fields, now),
+            Err(rejection) => {
+                let subject = CitizenId::parse(citizen_id)
+                    .ok()
+                    .and_then(|c| self.citizen_pseudonym(&c).ok().flatten());
+                Ok(self.deny_pending(
+                    &Actor::system(),
+                    subject.as_ref(),
+                    fields,
+                    None,
+                    VaultError::Token(rejection),
+                    now,
+                ))
+            }
+        }
+    }
+
+    fn begin_with(
+        &self,
+        token: &VerifiedToken,
+        citizen_id: &str,
+        fields: &[String],
+        now: Timestamp,
+    ) -> Result<PendingRelease, VaultError> {
+        let claims = token.claims();
+        let requested: Vec<String> = if fields.is_empty() {
+            claims.datatypes.clone()
+        } else {
+            fields.to_vec()
+        };
+        let citizen = match CitizenId::parse(citizen_id) {
+            Ok(c) => c,
+            Err(e) => return Ok(self.deny_release(claims, None, &requested, e, now)),
+        };
+        let (blind, blind_hex) = self.blind_hex(&citizen);
+        if !crypto::ct_eq(blind_hex.as_bytes(), claims.identifier.as_bytes()) {
+            return Ok(self.deny_release(
+                claims,
+                None,
+                &requested,
+                VaultError::TokenNotForCitizen,
+                now,
+            ));
+        }
+        // Only the fields this release opens are copied out of the record.
+        let sources = derive::sources(&requested);
+        let record = self
+            .store
+            .citizen_fields(&blind, &|n| sources.contains(&n))?;
+        let subject = self.subject_of(&blind, record.as_ref());
+        if requested.iter().any(|f| !claims.datatypes.contains(f)) {
+            return Ok(self.deny_release(
+                claims,
+                Some(&subject),
+                &requested,
+                VaultError::TokenNotForField,
+                now,
+            ));
+        }
+        // A store whose background flush fails stops releases (it would stop covering them).
+        self.flusher.check()?;
+        // Only the grant's small state record is read and swapped: the token, signed by the
+        // vault when it issued the grant, carries the grant's other facts, and the state's
+        // binding digest proves they are this grant's (citizen, agency, official, purpose,
+        // dossier, certificate, fields).
+        let bound = grant::binding(&grant::Bound {
+            id: &claims.grant_id,
+            citizen: &claims.identifier,
+            agency: &claims.agency,
+            official: &claims.official,
+            purpose: &claims.purpose,
+            dossier_id: &claims.dossier_id,
+            cert_thumbprint: &claims.cert_thumbprint,
+            fields: &claims.datatypes,
+        });
+        // Held until this release's entry (or its denial's) is queued: a revocation of the
+        // grant orders wholly before or after it in the log (`refusal::GrantOrder`).
+        let _order = self.grant_order.lock(&claims.grant_id)?;
+        let spent = self.store.update_grant_state(&claims.grant_id, &mut |st| {
+            if !crypto::ct_eq(&st.binding, &bound) {
+                return Err(VaultError::TokenNotForCitizen);
+            }
+            st.spend(now)
+        });
+        let state = match spent {
+            Ok(st) => {
+                self.flusher.mark();
+                st
+            }
+            Err(e) => return Ok(self.deny_release(claims, Some(&subject), &requested, e, now)),
+        };
+        let Some(record) = record else {
+            return Ok(self.deny_release(
+                claims,
+                Some(&subject),
+                &requested,
+                VaultError::CitizenNotFound,
+                now,
+            ));
+        };
+        if self.policy.purpose(&claims.purpose).is_none() {
+            return Err(VaultError::GrantNotFound);
+        }
+        let (purpose_id, dossier, gid) = (
+            safe(&claims.purpose)?,
+            safe(&claims.dossier_id)?,
+            safe(&claims.grant_id)?,
+        );
+        let names: Vec<FieldName> = requested
+            .iter()
+            .filter_map(|f| FieldName::parse(f))
+            .collect();
+        let actor = Actor::official(
+            safe(&claims.official)?,
+            safe(&claims.agency)?,
+            state.unit.as_deref().map(safe).transpose()?,
+        );
+        let access = Access {
+            purpose: Some(&purpose_id),
+            dossier: &dossier,
+            fields: &names,
+            grant: Some(&gid),
+            break_glass: state.break_glass,
+            consent: None,
+        };
+        // The spent use is durable through this entry (`uses.rs`): the store is flushed in
+        // the background. Nothing is decrypted before the entry is durable (`finish_release`).
+        let entry =
+            AuditEntry::record_released(&self.entry_context(now), &actor, &subject, &access)?;
+        Ok(PendingRelease {
+            ticket: self.audit.submit(vec![entry]),
+            next: Next::Open(Box::new(Opening {
+                blind,
+                record,
+                requested,
+                grant_id: claims.grant_id.clone(),
+                purpose: claims.purpose.clone(),
+                now,
+            })),
+        })
+    }
+
+    /// The second half of a release: given the answer of the ticket from `begin_release`,
+    /// opens the granted fields (masked or derived as the purpose says) only if that answer
+    /// says the entry is durable and is that ticket's own; a refusal is returned once its
+    /// denial is durable. Any audit failure is `AuditUnavailable` and releases nothing.
+    pub fn finish_release(
+        &self,
+        next: AfterAudit,
+        durable: Result<crate::audit::Durable, VaultError>,
+    ) -> Result<Released, VaultError> {
+        let durable = own_answer(next.ticket, durable)?;
+        let opening = match next.next {
+            Next::Refuse(err) => return Err(err),
+            Next::Open(o) => o,
+        };
+        let appended = durable
+            .into_appended()
+            .pop()
+            .ok_or(VaultError::AuditUnavailable)?;
+        let Opening {
+            blind,
+            record,
+            requested,
+            grant_id,
+            purpose: purpose_id,
+            now,
+        } = *opening;
+        let purpose = self
+            .policy
+            .purpose(&purpose_id)
+            .ok_or(VaultError::GrantNotFound)?;
+        let opened = self.open_fields(&blind, &record, &derive::sources(&requested))?;
+        Ok(Released {
+            grant_id,
+            purpose: purpose_id,
+            fields: derive::answers(purpose, &requested, &opened, now),
+            audit: appended,
+        })
+    }
+}
+
+/// A release between its two halves: the audit entry queued (`ticket`), and what follows
+/// once it is durable.
+#[derive(Debug)]
+#[must_use = "a release (or its refusal) completes through finish_release"]
+pub struct PendingRelease {
+    ticket: Ticket,
+    next: Next,
+}
+
+impl PendingRelease {
+    /// The ticket to wait on (or await), and what `finish_release` needs after it.
+    pub fn into_parts(self) -> (Ticket, AfterAudit) {
+        let ticket = self.ticket.id();
+        (
+            self.ticket,
+            AfterAudit {
+                ticket,
+                next: self.next,
+            },
+        )
+    }
+}
+
+/// What a release does once its audit entry is durable; only `finish_release` reads it.
+#[derive(Debug)]
+pub struct AfterAudit {
+    ticket: u64,
+    next: Next,
+}
+
+#[derive(Debug)]
+enum Next {
+    /// Open the granted fields.
+    Open(Box<Opening>),
+    /// Refuse with this error.
+    Refuse(VaultError),
+}
+
+/// The sealed record and the request, held while the `record.released` entry is written.
+struct Opening {
+    blind: BlindId,
+    record: SealedRecord,
+    requested: Vec<String>,
+    grant_id: String,
+    purpose: String,
+    now: Timestamp,
+}
+
+impl std::fmt::Debug for Opening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opening")
+            .field("grant_id", &self.grant_id)
+            .finish_non_exhaustive()
+    }
+}
