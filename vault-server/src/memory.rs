@@ -7,7 +7,7 @@
 //! returns freed memory in 64 KiB pieces that cannot shrink a huge page. Under the vault's
 //! churn (many threads, short-lived buffers) that kept RSS far above the live heap: a fifth of
 //! the server's memory was huge pages a minute into a soak, and with them off the soak's level
-//! is about 30% lower (`SECURITY.md`, runs 16–18; `BENCHMARKS.md`, A/B). The server and
+//! is about 30% lower (measured A/B; the history is in git). The server and
 //! `vaultctl` gain nothing measurable from huge pages (their hot data is small and scattered),
 //! so they opt out for the process.
 

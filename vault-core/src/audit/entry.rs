@@ -941,8 +941,9 @@ mod tests {
             );
             assert_eq!(v["policy"], json!(hex::encode([0xab; 32])));
             assert!(v["actor"]["kind"].is_string() && v["outcome"].is_string());
-            // SPEC §4's fields, then the extensions this vault documents (README, "Audit
-            // entries"): what a consent covers, and what a refused caller tried.
+            // SPEC §4's fields, then the extensions this vault documents
+            // (docs/storage-and-crypto.md, "Audit entries"): what a consent covers, and what
+            // a refused caller tried.
             const SPEC_KEYS: [&str; 18] = [
                 "v",
                 "time",
