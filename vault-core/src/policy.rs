@@ -5,6 +5,7 @@
 mod cases;
 pub mod derive;
 mod load;
+pub mod release;
 mod value;
 
 use std::collections::BTreeMap;

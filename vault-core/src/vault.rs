@@ -2,6 +2,7 @@
 //! It validates values against the policy catalog, keeps the DEK hierarchy consistent and
 //! never lets plaintext reach the store.
 
+mod audited;
 mod consent;
 mod grants;
 mod reads;
@@ -13,6 +14,7 @@ mod sealed;
 mod use_case_tests;
 mod uses;
 
+pub use audited::{AfterAudit, Audited};
 pub use consent::{ConsentDecision, Decided};
 pub use grants::{AgencyCaller, CONSENT_WINDOW_SECS, GrantOutcome, GrantRequest};
 pub use reads::{AuditorAnswer, AuditorRead, CodeInfo, HistoryItem, Receipt};
@@ -65,20 +67,7 @@ impl std::fmt::Debug for PreparedWrites {
 /// A prepared batch whose audit entries are queued (`Vault::audit_writes`): the only way to
 /// a store write, so a batch cannot be stored without its entries having been submitted, and
 /// `Vault::store_writes` stores it only once they are durable.
-#[must_use = "a batch is written only through `Vault::store_writes`"]
-pub struct AuditedWrites {
-    prepared: PreparedWrites,
-    /// `None` when nothing changed (no entry, nothing to store).
-    ticket: Option<crate::audit::Ticket>,
-}
-
-impl std::fmt::Debug for AuditedWrites {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditedWrites")
-            .field("records", &self.prepared.batch.len())
-            .finish()
-    }
-}
+pub type AuditedWrites = Audited<PreparedWrites>;
 
 impl std::fmt::Debug for RecordWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -480,8 +469,9 @@ impl<S: VaultStore> Vault<S> {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<AuditedWrites, VaultError> {
+        // Nothing changed: no entry and nothing to store (a ready ticket of its own).
         let ticket = if prepared.batch.is_empty() {
-            None
+            crate::audit::Ticket::ready(Ok(Vec::new()))
         } else {
             let ctx = self.entry_context(now);
             let entries = prepared
@@ -489,18 +479,18 @@ impl<S: VaultStore> Vault<S> {
                 .iter()
                 .map(|(p, fields)| AuditEntry::record_written(&ctx, actor, p, fields))
                 .collect::<Result<Vec<_>, _>>()?;
-            Some(self.audit.submit(entries))
+            self.audit.submit(entries)
         };
-        Ok(AuditedWrites { prepared, ticket })
+        Ok(Audited::new(ticket, prepared))
     }
 
     /// The second half of `commit_writes`: waits until the batch's entries are durable, then
     /// stores its records in one atomic store batch (durable after `flush`). If the audit
     /// append failed, nothing is stored.
     pub fn store_writes(&self, audited: AuditedWrites) -> Result<Vec<WriteOutcome>, VaultError> {
-        let AuditedWrites { prepared, ticket } = audited;
-        if let Some(ticket) = ticket {
-            ticket.wait()?;
+        let (ticket, after) = audited.into_parts();
+        let (_, prepared) = after.open(ticket.wait())?;
+        if !prepared.batch.is_empty() {
             self.store.put_encoded(&prepared.batch)?;
         }
         Ok(prepared.outcomes)

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::Vault;
+use super::audited::{AfterAudit, Audited};
 use super::refusal::{Attempt, Caller};
-use super::sealed::{hex_to_32, own_answer, safe};
+use super::sealed::{hex_to_32, safe};
 use crate::audit::{Access, Actor, AuditEntry, Pseudonym, SafeId, Ticket};
 use crate::clock::Timestamp;
 use crate::crypto;
@@ -182,20 +183,20 @@ impl<S: VaultStore> Vault<S> {
                     now,
                 );
             }
-            return Ok(PendingGrant {
-                ticket: Ticket::ready(Ok(Vec::new())),
-                next: GrantNext::Replay(Box::new(Replaying {
+            return Ok(Audited::new(
+                Ticket::ready(Ok(Vec::new())),
+                GrantNext::Replay(Box::new(Replaying {
                     caller: caller.clone(),
                     grant_id,
                     now,
                 })),
-            });
+            ));
         }
         let record = self
             .store
             .citizen_fields(&blind, &|n| RESIDENCE.contains(&n))?;
         let facts_values = match &record {
-            Some(r) => self.open_fields(&blind, r, &RESIDENCE)?,
+            Some(r) => self.open_residence(&blind, r)?,
             None => BTreeMap::new(),
         };
         let standing =
@@ -242,10 +243,10 @@ impl<S: VaultStore> Vault<S> {
                 };
                 let entry =
                     AuditEntry::grant_denied(&ctx, &actor, Some(&subject), &access, denial.code())?;
-                return Ok(PendingGrant {
-                    ticket: self.audit.submit(vec![entry]),
-                    next: GrantNext::Refuse(VaultError::Denied(denial)),
-                });
+                return Ok(Audited::new(
+                    self.audit.submit(vec![entry]),
+                    GrantNext::Refuse(VaultError::Denied(denial)),
+                ));
             }
             Ok(_) => self
                 .policy
@@ -312,9 +313,9 @@ impl<S: VaultStore> Vault<S> {
             g.activate(now);
             AuditEntry::grant_issued(&ctx, &actor, &subject, &access)?
         };
-        Ok(PendingGrant {
-            ticket: self.audit.submit(vec![entry]),
-            next: GrantNext::Store(Box::new(Storing {
+        Ok(Audited::new(
+            self.audit.submit(vec![entry]),
+            GrantNext::Store(Box::new(Storing {
                 grant: g,
                 pending,
                 idempotency: idempotency_key.map(|key| (key.to_owned(), request_hash)),
@@ -323,7 +324,7 @@ impl<S: VaultStore> Vault<S> {
                 subject,
                 now,
             })),
-        })
+        ))
     }
 
     /// A grant request refused before the policy decided (a malformed request, a reused
@@ -341,10 +342,10 @@ impl<S: VaultStore> Vault<S> {
             citizen,
         };
         let entry = self.refusal_entry(Caller::Agency(&caller.agency), attempt, err.code(), now)?;
-        Ok(PendingGrant {
-            ticket: self.audit.submit(vec![entry]),
-            next: GrantNext::Refuse(err),
-        })
+        Ok(Audited::new(
+            self.audit.submit(vec![entry]),
+            GrantNext::Refuse(err),
+        ))
     }
 
     /// The second half of a grant request: given the answer of the ticket from
@@ -358,7 +359,9 @@ impl<S: VaultStore> Vault<S> {
         next: AfterGrantAudit,
         durable: Result<crate::audit::Durable, VaultError>,
     ) -> Result<GrantOutcome, VaultError> {
-        let storing = match next.next {
+        // A replay's ticket is a ready one of its own: it opens like any other.
+        let (_, then) = next.open(durable)?;
+        let storing = match then {
             GrantNext::Replay(r) => {
                 let replayed =
                     self.deliver(&r.caller, &r.grant_id, r.now)
@@ -379,13 +382,9 @@ impl<S: VaultStore> Vault<S> {
                     self.refused(Caller::Agency(&r.caller.agency), attempt, e, r.now)
                 });
             }
-            GrantNext::Refuse(err) => {
-                own_answer(next.ticket, durable)?;
-                return Err(err);
-            }
+            GrantNext::Refuse(err) => return Err(err),
             GrantNext::Store(s) => s,
         };
-        own_answer(next.ticket, durable)?;
         let Storing {
             grant: mut g,
             pending,
@@ -516,37 +515,15 @@ impl<S: VaultStore> Vault<S> {
     }
 }
 
-/// A grant request between its two halves: its audit entry queued (`ticket`), and what
-/// follows once it is durable.
-#[derive(Debug)]
-#[must_use = "a grant request (or its denial) completes through finish_grant"]
-pub struct PendingGrant {
-    ticket: Ticket,
-    next: GrantNext,
-}
-
-impl PendingGrant {
-    /// The ticket to wait on (or await), and what `finish_grant` needs after it.
-    pub fn into_parts(self) -> (Ticket, AfterGrantAudit) {
-        let ticket = self.ticket.id();
-        (
-            self.ticket,
-            AfterGrantAudit {
-                ticket,
-                next: self.next,
-            },
-        )
-    }
-}
+/// A grant request between its two halves: its audit entry queued, and what `finish_grant`
+/// does once it is durable.
+pub type PendingGrant = Audited<GrantNext>;
 
 /// What a grant request does once its audit entry is durable; only `finish_grant` reads it.
-#[derive(Debug)]
-pub struct AfterGrantAudit {
-    ticket: u64,
-    next: GrantNext,
-}
+pub type AfterGrantAudit = AfterAudit<GrantNext>;
 
-enum GrantNext {
+/// The second half of a grant request (read only by `finish_grant`).
+pub enum GrantNext {
     /// Store the decided grant (and sign its token).
     Store(Box<Storing>),
     /// Refuse with this error (a denial).
@@ -566,14 +543,15 @@ impl std::fmt::Debug for GrantNext {
 }
 
 /// The earlier grant an idempotent replay answers with.
-struct Replaying {
+#[derive(Debug)]
+pub struct Replaying {
     caller: AgencyCaller,
     grant_id: String,
     now: Timestamp,
 }
 
 /// A decided grant, held while its `grant.issued` or `grant.pending` entry is written.
-struct Storing {
+pub struct Storing {
     grant: Grant,
     pending: bool,
     /// The `Idempotency-Key` and the request's hash, when the request had a key.

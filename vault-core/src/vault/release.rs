@@ -9,14 +9,16 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::Vault;
-use super::sealed::{own_answer, safe};
+use super::audited::{AfterAudit, Audited};
+use super::sealed::safe;
 use crate::audit::{Access, Actor, Appended, AuditEntry, Pseudonym, SafeId, Ticket};
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::VaultError;
 use crate::grant;
 use crate::id::{BlindId, CitizenId, FieldName};
-use crate::policy::derive;
+use crate::policy::release::{Release, ReleaseDenial};
+use crate::policy::{self, derive};
 use crate::store::{SealedRecord, VaultStore};
 use crate::token::{GrantClaims, VerifiedToken};
 
@@ -70,13 +72,13 @@ impl<S: VaultStore> Vault<S> {
             grant,
             err.code(),
         );
-        PendingRelease {
-            ticket: match entry {
+        Audited::new(
+            match entry {
                 Ok(e) => self.audit.submit(vec![e]),
                 Err(_) => Ticket::ready(Err(VaultError::AuditUnavailable)),
             },
-            next: Next::Refuse(err),
-        }
+            Next::Refuse(err),
+        )
     }
 
     /// Verifies a presented token for a release and releases: a token that fails any check
@@ -163,15 +165,26 @@ impl<S: VaultStore> Vault<S> {
             .store
             .citizen_fields(&blind, &|n| sources.contains(&n))?;
         let subject = self.subject_of(&blind, record.as_ref());
-        if requested.iter().any(|f| !claims.datatypes.contains(f)) {
-            return Ok(self.deny_release(
-                claims,
-                Some(&subject),
-                &requested,
-                VaultError::TokenNotForField,
-                now,
-            ));
-        }
+        // The policy's decision: every requested field granted and still allowed by the
+        // purpose. Its `Release` is what lets `finish_release` open them.
+        let release = match policy::release::authorize_release(
+            &self.policy,
+            &claims.purpose,
+            &claims.datatypes,
+            &requested,
+        ) {
+            Ok(r) => r,
+            Err(denial) => {
+                let err = match denial {
+                    ReleaseDenial::NotGranted => VaultError::TokenNotForField,
+                    ReleaseDenial::PurposeWithdrawn => VaultError::GrantNotFound,
+                    ReleaseDenial::NotInPurpose(f) => {
+                        VaultError::Denied(policy::Denial::FieldNotInPurpose(f))
+                    }
+                };
+                return Ok(self.deny_release(claims, Some(&subject), &requested, err, now));
+            }
+        };
         // A store whose background flush fails stops releases (it would stop covering them).
         self.flusher.check()?;
         // Only the grant's small state record is read and swapped: the token, signed by the
@@ -213,9 +226,6 @@ impl<S: VaultStore> Vault<S> {
                 now,
             ));
         };
-        if self.policy.purpose(&claims.purpose).is_none() {
-            return Err(VaultError::GrantNotFound);
-        }
         let (purpose_id, dossier, gid) = (
             safe(&claims.purpose)?,
             safe(&claims.dossier_id)?,
@@ -242,17 +252,16 @@ impl<S: VaultStore> Vault<S> {
         // the background. Nothing is decrypted before the entry is durable (`finish_release`).
         let entry =
             AuditEntry::record_released(&self.entry_context(now), &actor, &subject, &access)?;
-        Ok(PendingRelease {
-            ticket: self.audit.submit(vec![entry]),
-            next: Next::Open(Box::new(Opening {
+        Ok(Audited::new(
+            self.audit.submit(vec![entry]),
+            Next::Open(Box::new(Opening {
                 blind,
                 record,
-                requested,
+                release,
                 grant_id: claims.grant_id.clone(),
-                purpose: claims.purpose.clone(),
                 now,
             })),
-        })
+        ))
     }
 
     /// The second half of a release: given the answer of the ticket from `begin_release`,
@@ -261,11 +270,11 @@ impl<S: VaultStore> Vault<S> {
     /// denial is durable. Any audit failure is `AuditUnavailable` and releases nothing.
     pub fn finish_release(
         &self,
-        next: AfterAudit,
+        next: AfterRelease,
         durable: Result<crate::audit::Durable, VaultError>,
     ) -> Result<Released, VaultError> {
-        let durable = own_answer(next.ticket, durable)?;
-        let opening = match next.next {
+        let (durable, then) = next.open(durable)?;
+        let opening = match then {
             Next::Refuse(err) => return Err(err),
             Next::Open(o) => o,
         };
@@ -276,57 +285,34 @@ impl<S: VaultStore> Vault<S> {
         let Opening {
             blind,
             record,
-            requested,
+            release,
             grant_id,
-            purpose: purpose_id,
             now,
         } = *opening;
         let purpose = self
             .policy
-            .purpose(&purpose_id)
+            .purpose(release.purpose())
             .ok_or(VaultError::GrantNotFound)?;
-        let opened = self.open_fields(&blind, &record, &derive::sources(&requested))?;
+        let opened = self.open_fields(&release, &blind, &record)?;
         Ok(Released {
             grant_id,
-            purpose: purpose_id,
-            fields: derive::answers(purpose, &requested, &opened, now),
+            purpose: release.purpose().to_owned(),
+            fields: derive::answers(purpose, release.fields(), &opened, now),
             audit: appended,
         })
     }
 }
 
-/// A release between its two halves: the audit entry queued (`ticket`), and what follows
+/// A release between its two halves: the audit entry queued, and what `finish_release` does
 /// once it is durable.
-#[derive(Debug)]
-#[must_use = "a release (or its refusal) completes through finish_release"]
-pub struct PendingRelease {
-    ticket: Ticket,
-    next: Next,
-}
-
-impl PendingRelease {
-    /// The ticket to wait on (or await), and what `finish_release` needs after it.
-    pub fn into_parts(self) -> (Ticket, AfterAudit) {
-        let ticket = self.ticket.id();
-        (
-            self.ticket,
-            AfterAudit {
-                ticket,
-                next: self.next,
-            },
-        )
-    }
-}
+pub type PendingRelease = Audited<Next>;
 
 /// What a release does once its audit entry is durable; only `finish_release` reads it.
-#[derive(Debug)]
-pub struct AfterAudit {
-    ticket: u64,
-    next: Next,
-}
+pub type AfterRelease = AfterAudit<Next>;
 
+/// The second half of a release (read only by `finish_release`).
 #[derive(Debug)]
-enum Next {
+pub enum Next {
     /// Open the granted fields.
     Open(Box<Opening>),
     /// Refuse with this error.
@@ -334,12 +320,12 @@ enum Next {
 }
 
 /// The sealed record and the request, held while the `record.released` entry is written.
-struct Opening {
+pub struct Opening {
     blind: BlindId,
     record: SealedRecord,
-    requested: Vec<String>,
+    /// The policy's decision: what may be opened, for which purpose.
+    release: Release,
     grant_id: String,
-    purpose: String,
     now: Timestamp,
 }
 

@@ -1,6 +1,7 @@
 //! What the use-case modules share: naming a citizen in an entry (their pseudonym, or a
-//! stand-in for one the vault does not hold), opening sealed fields inside the core, and the
-//! one check a split operation makes before it acts on its audit ticket's answer.
+//! stand-in for one the vault does not hold) and opening sealed fields inside the core: a
+//! release's fields only with the policy's `Release`, and a citizen's residence for a grant
+//! decision.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,8 @@ use crate::audit::{Pseudonym, SafeId};
 use crate::crypto::{self, FieldSealer};
 use crate::error::VaultError;
 use crate::id::{BlindId, CitizenId, FieldName};
+use crate::policy::derive;
+use crate::policy::release::Release;
 use crate::store::{SealedRecord, VaultStore};
 
 /// An identifier as recorded in an entry.
@@ -36,8 +39,28 @@ impl<S: VaultStore> Vault<S> {
         }
     }
 
-    /// Opens some fields of a stored record (inside the core only).
+    /// Opens the stored fields a release needs (its fields, and what its derived answers
+    /// are computed from): only with the policy's `Release` for them.
     pub(super) fn open_fields(
+        &self,
+        release: &Release,
+        blind: &BlindId,
+        record: &SealedRecord,
+    ) -> Result<BTreeMap<String, Value>, VaultError> {
+        self.open_named(blind, record, &derive::sources(release.fields()))
+    }
+
+    /// Opens where a citizen resides, for a grant decision's jurisdiction check (the value
+    /// never leaves the core).
+    pub(super) fn open_residence(
+        &self,
+        blind: &BlindId,
+        record: &SealedRecord,
+    ) -> Result<BTreeMap<String, Value>, VaultError> {
+        self.open_named(blind, record, &derive::RESIDENCE)
+    }
+
+    fn open_named(
         &self,
         blind: &BlindId,
         record: &SealedRecord,
@@ -60,18 +83,6 @@ impl<S: VaultStore> Vault<S> {
             }
         }
         Ok(out)
-    }
-}
-
-/// The durable answer of ticket `ticket`, or `AuditUnavailable` for a failure or another
-/// ticket's answer: the one check both split operations make before they act.
-pub(super) fn own_answer(
-    ticket: u64,
-    durable: Result<crate::audit::Durable, VaultError>,
-) -> Result<crate::audit::Durable, VaultError> {
-    match durable {
-        Ok(d) if d.ticket() == ticket => Ok(d),
-        _ => Err(VaultError::AuditUnavailable),
     }
 }
 
