@@ -195,7 +195,7 @@ fn run(cli: Cli) -> CtlResult {
 }
 
 fn dev_token(ctx: &Context, citizen: Option<&str>, auditor: Option<&str>) -> CtlResult {
-    let dir = crate::oidc::DevIssuer::dir(&ctx.data);
+    let dir = crate::dev::DevIssuer::dir(&ctx.data);
     if !dir.join("signing.pk8").exists() {
         return Err(CtlError(format!(
             "{}: no dev issuer here (dev tokens exist only for a data directory made by \
@@ -203,7 +203,7 @@ fn dev_token(ctx: &Context, citizen: Option<&str>, auditor: Option<&str>) -> Ctl
             ctx.data.display()
         )));
     }
-    let issuer = crate::oidc::DevIssuer::load_or_create(&ctx.data)?;
+    let issuer = crate::dev::DevIssuer::load_or_create(&ctx.data)?;
     let (sub, roles): (&str, &[&str]) = match (citizen, auditor) {
         (Some(c), None) => (CitizenId::parse(c).map(|_| c)?, &[]),
         (None, Some(a)) => (

@@ -11,7 +11,10 @@ use rcgen::{
 };
 
 use crate::config::{Config, LogConfig, OidcConfig, TlsConfig};
-use crate::oidc::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer, ROLE_CLAIM};
+use crate::oidc::ROLE_CLAIM;
+
+mod issuer;
+pub use issuer::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
 
 /// Demo citizens loaded on first start.
 pub const DEMO_CITIZENS: u64 = 1000;
