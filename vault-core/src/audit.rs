@@ -15,9 +15,9 @@ pub mod tree;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use entry::{
-    Access, Actor, AuditEntry, EntryContext, Event, Outcome, Pseudonym, SafeId, parse_time,
-};
+/// Identifiers safe to record live in `id`; named here too, where entries use them.
+pub use crate::id::SafeId;
+pub use entry::{Access, Actor, AuditEntry, EntryContext, Event, Outcome, Pseudonym, parse_time};
 pub use index::{AuditQuery, Page};
 pub use merkle::Hash;
 pub use note::{Checkpoint, LogSigner, LogVerifier};

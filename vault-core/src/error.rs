@@ -206,12 +206,6 @@ impl VaultError {
     }
 }
 
-impl From<sled::Error> for VaultError {
-    fn from(e: sled::Error) -> Self {
-        Self::StoreUnavailable(e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,6 +115,46 @@ impl fmt::Display for FieldName {
     }
 }
 
+/// An identifier safe to record: 1–64 of `A-Z a-z 0-9 . _ : @ -`, and never a run of nine
+/// or more digits (so neither a citizen id nor a phone number fits).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SafeId(String);
+
+impl SafeId {
+    /// Validates `s`.
+    pub fn parse(s: &str) -> Result<Self, VaultError> {
+        let charset = s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'));
+        if s.is_empty() || s.len() > 64 || !charset || has_long_digit_run(s) {
+            return Err(VaultError::InvalidIdentifier);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The identifier.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `unnamed`: recorded in place of a name that does not fit the rule.
+    pub fn unnamed() -> Self {
+        Self::fixed("unnamed")
+    }
+
+    /// One of the vault's own fixed names (`self`, `vault`, `unnamed`), which fit the rule.
+    pub(crate) fn fixed(s: &'static str) -> Self {
+        debug_assert!(Self::parse(s).is_ok(), "{s}");
+        Self(s.to_owned())
+    }
+}
+
+impl std::fmt::Display for SafeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 use vault_core::VaultError;
 use vault_core::policy::Denial;
+use vault_core::token::TokenRejection;
 
 /// Everything a request can fail with.
 #[derive(Debug)]
@@ -75,10 +76,21 @@ fn vault_problem(e: &VaultError) -> (StatusCode, &'static str) {
         },
         VaultError::InvalidIdentifier => (S::BAD_REQUEST, "Invalid identifier"),
         VaultError::AuditNotFound => (S::NOT_FOUND, "No such audit entry"),
-        VaultError::Token(r) => match r.code() {
-            "token_binding_mismatch" => (S::FORBIDDEN, "Token bound to another certificate"),
-            "token_expired" => (S::UNAUTHORIZED, "Token expired"),
-            _ => (S::UNAUTHORIZED, "Invalid token"),
+        VaultError::Token(r) => match r {
+            TokenRejection::Binding => (S::FORBIDDEN, "Token bound to another certificate"),
+            TokenRejection::Expired => (S::UNAUTHORIZED, "Token expired"),
+            TokenRejection::Malformed
+            | TokenRejection::TooLarge
+            | TokenRejection::Algorithm
+            | TokenRejection::Type
+            | TokenRejection::MissingKid
+            | TokenRejection::UnknownKid
+            | TokenRejection::ForbiddenHeader
+            | TokenRejection::Signature
+            | TokenRejection::Issuer
+            | TokenRejection::Audience
+            | TokenRejection::Claims
+            | TokenRejection::NotYetValid => (S::UNAUTHORIZED, "Invalid token"),
         },
         VaultError::TokenExpired => (S::UNAUTHORIZED, "Token expired"),
         VaultError::TokenNotForCitizen => (S::FORBIDDEN, "Token not for this citizen"),

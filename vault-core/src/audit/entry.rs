@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::VaultError;
-use crate::id::FieldName;
+use crate::id::{FieldName, SafeId};
 
 /// Largest canonical entry.
 pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
@@ -113,40 +113,6 @@ impl Event {
     }
 }
 
-/// An identifier safe to record: 1–64 of `A-Z a-z 0-9 . _ : @ -`, and never a run of nine
-/// or more digits (so neither a citizen id nor a phone number fits).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SafeId(String);
-
-impl SafeId {
-    /// Validates `s`.
-    pub fn parse(s: &str) -> Result<Self, VaultError> {
-        let charset = s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'));
-        if s.is_empty() || s.len() > 64 || !charset || crate::id::has_long_digit_run(s) {
-            return Err(VaultError::InvalidIdentifier);
-        }
-        Ok(Self(s.to_owned()))
-    }
-
-    /// The identifier.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// `unnamed`: recorded in place of a name that does not fit the rule.
-    pub fn unnamed() -> Self {
-        Self("unnamed".into())
-    }
-}
-
-impl fmt::Display for SafeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A citizen's audit pseudonym: HMAC(audit key, per-citizen salt). Erasure destroys the salt.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pseudonym(pub(crate) [u8; 32]);
@@ -239,7 +205,7 @@ impl Actor {
     pub fn citizen() -> Self {
         Self {
             kind: ActorKind::Citizen,
-            id: SafeId("self".into()),
+            id: SafeId::fixed("self"),
             agency: None,
             unit: None,
         }
@@ -266,7 +232,7 @@ impl Actor {
     pub fn system() -> Self {
         Self {
             kind: ActorKind::System,
-            id: SafeId("vault".into()),
+            id: SafeId::fixed("vault"),
             agency: None,
             unit: None,
         }

@@ -5,9 +5,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::entry::{EntryView, Event, Pseudonym, SafeId, parse_time};
+use super::entry::{EntryView, Event, Pseudonym, parse_time};
 use crate::clock::Timestamp;
 use crate::error::VaultError;
+use crate::id::SafeId;
 
 /// What to look for. Every given filter must match. Identifier filters are `SafeId`s: entries
 /// record only identifiers of that shape, so a filter of any other shape is refused where it

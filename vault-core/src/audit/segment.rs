@@ -1349,11 +1349,12 @@ fn commit(inner: &Inner, jobs: &[Job], lengths: &mut Lengths) -> Result<Vec<Appe
 
 #[cfg(test)]
 mod tests {
-    use super::super::entry::{Actor, EntryContext, Pseudonym, SafeId};
+    use super::super::entry::{Actor, EntryContext, Pseudonym};
     use super::super::file::{Faults, FaultyFile};
     use super::*;
     use crate::clock::Timestamp;
     use crate::id::FieldName;
+    use crate::id::SafeId;
 
     fn signer() -> LogSigner {
         LogSigner::from_seed("test.vault/audit", &[42; 32]).unwrap()
@@ -1755,10 +1756,11 @@ mod tests {
 
 #[cfg(test)]
 mod query_tests {
-    use super::super::entry::{Access, Actor, EntryContext, Event, Pseudonym, SafeId};
+    use super::super::entry::{Access, Actor, EntryContext, Event, Pseudonym};
     use super::*;
     use crate::clock::Timestamp;
     use crate::id::FieldName;
+    use crate::id::SafeId;
 
     fn wait_indexed(log: &SegmentLog) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -634,6 +634,13 @@ fn blind_from_key(k: &[u8]) -> Result<BlindId, VaultError> {
     Ok(BlindId::from_bytes(b))
 }
 
+/// sled's errors become the store's one failure, converted here at the store's edge only.
+impl From<sled::Error> for VaultError {
+    fn from(e: sled::Error) -> Self {
+        Self::StoreUnavailable(e.to_string())
+    }
+}
+
 impl VaultStore for SledStore {
     fn keyring(&self) -> Result<Option<KeyringRecord>, VaultError> {
         self.meta
