@@ -112,6 +112,32 @@ impl std::fmt::Debug for Record {
     }
 }
 
+impl Vault<crate::store::SledStore> {
+    /// What opening the grant slot file repaired (torn inserts freed, unreadable states
+    /// ended).
+    pub fn slot_repairs(&self) -> crate::store::SlotRepairs {
+        self.store.slot_repairs()
+    }
+}
+
+/// What `Vault::readiness` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// The store answers and its background flush keeps up.
+    pub store: bool,
+    /// The keyring is loaded.
+    pub keys: bool,
+    /// The audit log accepts appends.
+    pub audit_log: bool,
+}
+
+impl Readiness {
+    /// Everything is ready.
+    pub fn ready(self) -> bool {
+        self.store && self.keys && self.audit_log
+    }
+}
+
 /// Progress of a key rotation, passed to the caller's callback after each batch.
 #[derive(Debug, Clone, Copy)]
 pub struct RotationProgress {
@@ -287,9 +313,65 @@ impl<S: VaultStore> Vault<S> {
         &self.policy
     }
 
-    /// The store (for maintenance and tests; holds only sealed data).
-    pub fn store(&self) -> &S {
-        &self.store
+    /// The number of citizens the vault holds.
+    pub fn citizen_count(&self) -> Result<u64, VaultError> {
+        self.store.citizen_count()
+    }
+
+    /// Where an interrupted import of the file with this hash stopped (its last committed
+    /// line).
+    pub fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, VaultError> {
+        self.store.import_checkpoint(file_hash)
+    }
+
+    /// Records (or clears, with `None`) an import's checkpoint. Durable after `flush`.
+    pub fn set_import_checkpoint(
+        &self,
+        file_hash: &[u8; 32],
+        line: Option<u64>,
+    ) -> Result<(), VaultError> {
+        self.store.set_import_checkpoint(file_hash, line)
+    }
+
+    /// Readiness: the store answers (one small read, never a scan) and its background flush
+    /// keeps up, the keyring is loaded, the audit log accepts appends (an active re-check
+    /// after a failure).
+    pub fn readiness(&self) -> Readiness {
+        let keyring = self.store.keyring();
+        Readiness {
+            store: keyring.is_ok() && self.store_flush_ok(),
+            keys: keyring.is_ok_and(|k| k.is_some()),
+            audit_log: self.audit.probe(),
+        }
+    }
+
+    /// The answer remembered for an idempotency key of a caller (`scope`): the request's
+    /// hash and the answer's text.
+    pub fn remembered_answer(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(String, String)>, VaultError> {
+        self.store.idempotency(scope, key)
+    }
+
+    /// Remembers the answer to a caller's idempotency key; if a concurrent request with the
+    /// same key remembered one first, that answer's text.
+    pub fn remember_answer(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        answer: &str,
+    ) -> Result<Option<String>, VaultError> {
+        if self
+            .store
+            .put_idempotency(scope, key, request_hash, answer)?
+        {
+            Ok(None)
+        } else {
+            Ok(self.store.idempotency(scope, key)?.map(|(_, t)| t))
+        }
     }
 
     /// The keyring, for this crate's tests: outside, DEKs must not be unwrapped around the
@@ -582,7 +664,7 @@ impl<S: VaultStore> Vault<S> {
     /// Opens a citizen's whole record **without writing an audit entry**: for operators'
     /// checks and tests only. Never expose it through the API; citizens use `my_record` and
     /// agencies `release`, which audit before anything is decrypted.
-    pub fn read_record_unaudited(&self, id: &CitizenId) -> Result<Record, VaultError> {
+    pub(crate) fn read_record_unaudited(&self, id: &CitizenId) -> Result<Record, VaultError> {
         let blind = self.keyring.blind(id);
         let record = self
             .store

@@ -131,7 +131,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
         config.policies.as_deref(),
         config.store.cache_mib << 20,
     )?;
-    let repairs = vault.store().slot_repairs();
+    let repairs = vault.slot_repairs();
     if repairs != vault_core::store::SlotRepairs::default() {
         tracing::warn!(
             target: "vault::store",

@@ -9,7 +9,7 @@ use std::time::Instant;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use vault_core::store::{SledStore, VaultStore as _};
+use vault_core::store::SledStore;
 use vault_core::{Clock as _, SystemClock, Timestamp, Vault, VaultError};
 
 use crate::metrics::Metrics;
@@ -247,7 +247,7 @@ where
         return Ok(respond(status, &body));
     };
     let (s2, k2, h2) = (scope.clone(), key.clone(), body_hash.clone());
-    let previous = core(state, move |st| st.vault.store().idempotency(&s2, &k2)).await?;
+    let previous = core(state, move |st| st.vault.remembered_answer(&s2, &k2)).await?;
     if let Some((hash, text)) = previous {
         if hash != h2 {
             return Err(ApiError::IdempotencyConflict);
@@ -256,14 +256,9 @@ where
     }
     let (status, body) = core(state, f).await?;
     let text = stored(status, &body);
+    // A concurrent retry that finished first: answer what it answered.
     let fresh = core(state, move |st| {
-        let store = st.vault.store();
-        if store.put_idempotency(&scope, &key, &body_hash, &text)? {
-            Ok(None)
-        } else {
-            // A concurrent retry finished first: answer what it answered.
-            Ok(store.idempotency(&scope, &key)?.map(|(_, t)| t))
-        }
+        st.vault.remember_answer(&scope, &key, &body_hash, &text)
     })
     .await?;
     match fresh {

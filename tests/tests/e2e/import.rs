@@ -97,10 +97,8 @@ fn each_bad_row_is_reported_by_line_and_changes_nothing_for_that_row() {
     }
     assert!(text(&out.stdout).contains("2 created, 0 updated, 0 unchanged, 10 rejected"));
     let vault = open_vault(&v.data());
-    assert_eq!(vault.store().citizen_count().unwrap(), 2);
-    let a = vault
-        .read_record_unaudited(&CitizenId::parse(A).unwrap())
-        .unwrap();
+    assert_eq!(vault.store.citizen_count().unwrap(), 2);
+    let a = vault.record(&CitizenId::parse(A).unwrap()).unwrap();
     assert_eq!(
         a.fields["full_name"],
         json!("Nguyễn Văn Một"),
@@ -136,9 +134,7 @@ fn a_bad_row_for_an_existing_citizen_leaves_their_record_unchanged() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("bad.jsonl:1: invalid value for field `phone`"));
     let vault = open_vault(&v.data());
-    let a = vault
-        .read_record_unaudited(&CitizenId::parse(A).unwrap())
-        .unwrap();
+    let a = vault.record(&CitizenId::parse(A).unwrap()).unwrap();
     assert_eq!(
         (a.version, a.fields["full_name"].clone()),
         (1, json!("Nguyễn Văn Một"))
@@ -161,7 +157,7 @@ fn strict_import_stops_at_the_first_bad_row_and_writes_nothing() {
     );
     assert!(!err.contains(":3:"), "stops at the first bad row");
     let vault = open_vault(&v.data());
-    assert_eq!(vault.store().citizen_count().unwrap(), 0);
+    assert_eq!(vault.store.citizen_count().unwrap(), 0);
 }
 
 #[test]
@@ -184,7 +180,7 @@ fn importing_the_same_file_twice_changes_nothing() {
     let snapshot = |v: &TestVault| -> Vec<(vault_core::BlindId, u64, Vec<u8>)> {
         let vault = open_vault(&v.data());
         vault
-            .store()
+            .store
             .citizens_after(None, 10_000)
             .unwrap()
             .into_iter()
@@ -238,9 +234,7 @@ fn csv_rows_are_typed_by_the_catalog_and_bad_rows_named_by_line() {
         text(&out.stdout)
     );
     let vault = open_vault(&v.data());
-    let a = vault
-        .read_record_unaudited(&CitizenId::parse(A).unwrap())
-        .unwrap();
+    let a = vault.record(&CitizenId::parse(A).unwrap()).unwrap();
     assert_eq!(a.fields["full_name"], json!("Nguyễn Văn Một, con"));
     assert_eq!(a.fields["annual_income"], json!(250_000_000));
     assert_eq!(
@@ -248,7 +242,7 @@ fn csv_rows_are_typed_by_the_catalog_and_bad_rows_named_by_line() {
         json!(["Nguyễn An (2010)", "Nguyễn Bình (2012)"])
     );
     let four = vault
-        .read_record_unaudited(&CitizenId::parse("079090004444").unwrap())
+        .record(&CitizenId::parse("079090004444").unwrap())
         .unwrap();
     assert_eq!(
         four.fields.keys().collect::<Vec<_>>(),
@@ -304,7 +298,7 @@ fn an_import_killed_midway_resumes_and_completes() {
     // entry, and the log verifies.
     {
         let vault = open_vault(&v.data());
-        let stored = vault.store().citizen_count().unwrap();
+        let stored = vault.store.citizen_count().unwrap();
         let written = (0..vault.audit().size())
             .filter(|&i| {
                 let e: Value = serde_json::from_slice(&vault.audit().entry(i).unwrap()).unwrap();
@@ -331,15 +325,15 @@ fn an_import_killed_midway_resumes_and_completes() {
     );
 
     let vault = open_vault(&v.data());
-    assert_eq!(vault.store().citizen_count().unwrap(), 30_000);
-    assert_eq!(vault.store().import_checkpoint(&[0; 32]).unwrap(), None);
+    assert_eq!(vault.store.citizen_count().unwrap(), 30_000);
+    assert_eq!(vault.store.import_checkpoint(&[0; 32]).unwrap(), None);
     for (i, l) in std::fs::read_to_string(&file).unwrap().lines().enumerate() {
         if i % 97 != 0 {
             continue;
         }
         let row: Value = serde_json::from_str(l).unwrap();
         let id = CitizenId::parse(row["citizen_id"].as_str().unwrap()).unwrap();
-        let rec = vault.read_record_unaudited(&id).unwrap();
+        let rec = vault.record(&id).unwrap();
         assert_eq!(
             Value::Object(rec.fields.into_iter().collect()),
             row["fields"]

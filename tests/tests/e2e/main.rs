@@ -29,18 +29,47 @@ use vault_core::policy::PolicySet;
 use vault_core::store::SledStore;
 use vault_tests::policies_dir;
 
+/// A vault that `vaultctl` created, opened in-process to check what it stored, with a handle
+/// on its store (the façade keeps the store to itself).
+#[derive(Debug)]
+pub struct Opened {
+    /// The vault.
+    pub vault: Vault<SledStore>,
+    /// Its store (sealed data only).
+    pub store: SledStore,
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Vault<SledStore>;
+    fn deref(&self) -> &Self::Target {
+        &self.vault
+    }
+}
+
+impl Opened {
+    /// A citizen's record as the citizen sees it (audited as `record.self_viewed`).
+    pub fn record(
+        &self,
+        id: &vault_core::CitizenId,
+    ) -> Result<vault_core::Record, vault_core::VaultError> {
+        use vault_core::Clock as _;
+        self.vault.my_record(id, vault_core::SystemClock.now())
+    }
+}
+
 /// Opens a vault that `vaultctl` created, in-process, to check what it stored.
-pub fn open_vault(data: &Path) -> Vault<SledStore> {
+pub fn open_vault(data: &Path) -> Opened {
     let policy = Arc::new(PolicySet::load_dir(&policies_dir()).unwrap());
     let store = SledStore::open(&data.join("store")).unwrap();
     let audit = vault_core::audit::SegmentLogAt(data.join("audit"));
-    Vault::open(
-        store,
+    let vault = Vault::open(
+        store.clone(),
         &FileRootKey::new(data.join("keys/root.key")),
         policy,
         &audit,
     )
-    .unwrap()
+    .unwrap();
+    Opened { vault, store }
 }
 
 /// Writes `count` demo citizens to `path` with `vaultctl demo-data`.

@@ -97,7 +97,7 @@ fn write_read_round_trip_and_idempotent_rewrite() {
     assert_eq!(r.fields["full_name"], json!("Nguyễn Văn An"));
     assert_eq!(r.fields["phone"], json!("0903999999"));
     // The untouched field keeps its own version.
-    let sealed = v.store().citizen(&v.blind(&id(1))).unwrap().unwrap();
+    let sealed = v.store.citizen(&v.blind(&id(1))).unwrap().unwrap();
     assert_eq!(
         sealed.fields[&FieldName::parse("full_name").unwrap()].version,
         1
@@ -123,7 +123,7 @@ fn invalid_values_are_refused_without_quoting_them() {
     let mut m = serde_json::Map::new();
     m.insert("sex".into(), json!("unknown"));
     assert!(v.validate_write(id(3), m).is_err());
-    assert_eq!(v.store().citizen_count().unwrap(), 0);
+    assert_eq!(v.store.citizen_count().unwrap(), 0);
 }
 
 #[test]
@@ -133,13 +133,13 @@ fn old_ciphertext_replayed_into_place_is_refused() {
     v.write_records(&[write(id(1), json!({"phone": "0903000001"}))], &op(), NOW)
         .unwrap();
     let blind = v.blind(&id(1));
-    let old = v.store().citizen(&blind).unwrap().unwrap();
+    let old = v.store.citizen(&blind).unwrap().unwrap();
     v.write_records(&[write(id(1), json!({"phone": "0903000002"}))], &op(), NOW)
         .unwrap();
-    let mut current = v.store().citizen(&blind).unwrap().unwrap();
+    let mut current = v.store.citizen(&blind).unwrap().unwrap();
     let phone = FieldName::parse("phone").unwrap();
     current.fields.get_mut(&phone).unwrap().envelope = old.fields[&phone].envelope.clone();
-    v.store().put_citizens(&[(blind, current)]).unwrap();
+    v.store.put_citizens(&[(blind, current)]).unwrap();
     assert!(matches!(
         v.read_record_unaudited(&id(1)),
         Err(VaultError::StaleCiphertext)
@@ -160,15 +160,15 @@ fn ciphertext_swapped_between_citizens_is_refused() {
     )
     .unwrap();
     let (b1, b2) = (v.blind(&id(1)), v.blind(&id(2)));
-    let r1 = v.store().citizen(&b1).unwrap().unwrap();
-    let mut r2 = v.store().citizen(&b2).unwrap().unwrap();
+    let r1 = v.store.citizen(&b1).unwrap().unwrap();
+    let mut r2 = v.store.citizen(&b2).unwrap().unwrap();
     // Move citizen 1's whole record (DEK and fields) under citizen 2's index.
-    v.store().put_citizens(&[(b2, r1.clone())]).unwrap();
+    v.store.put_citizens(&[(b2, r1.clone())]).unwrap();
     assert!(v.read_record_unaudited(&id(2)).is_err());
     // Move only a field envelope.
     let phone = FieldName::parse("phone").unwrap();
     r2.fields.insert(phone.clone(), r1.fields[&phone].clone());
-    v.store().put_citizens(&[(b2, r2)]).unwrap();
+    v.store.put_citizens(&[(b2, r2)]).unwrap();
     assert!(v.read_record_unaudited(&id(2)).is_err());
 }
 
@@ -214,7 +214,7 @@ fn wrong_root_key_is_a_clear_error_and_changes_nothing() {
 fn init_refuses_an_existing_vault() {
     let dir = tempfile::tempdir().unwrap();
     let v = new_vault(dir.path(), 1);
-    let store = v.store().clone();
+    let store = v.store.clone();
     drop(v);
     assert!(matches!(
         Vault::init(
@@ -239,9 +239,9 @@ fn erase_destroys_the_record_and_a_later_write_gets_a_fresh_dek() {
     )
     .unwrap();
     let blind = v.blind(&id(7));
-    let before = v.store().citizen(&blind).unwrap().unwrap();
+    let before = v.store.citizen(&blind).unwrap().unwrap();
     v.erase(&id(7), &op(), NOW).unwrap();
-    assert!(v.store().citizen(&blind).unwrap().is_none());
+    assert!(v.store.citizen(&blind).unwrap().is_none());
     assert!(matches!(
         v.read_record_unaudited(&id(7)),
         Err(VaultError::CitizenNotFound)
@@ -250,14 +250,14 @@ fn erase_destroys_the_record_and_a_later_write_gets_a_fresh_dek() {
         v.erase(&id(7), &op(), NOW),
         Err(VaultError::CitizenNotFound)
     ));
-    assert!(v.store().citizens_after(None, 10).unwrap().is_empty());
+    assert!(v.store.citizens_after(None, 10).unwrap().is_empty());
     // The old wrapped DEK no longer opens anything: there is no record to open it for.
     let w = write(id(7), json!({"full_name": "Phạm Minh Tuấn"}));
     assert_eq!(
         v.write_records(&[w], &op(), NOW).unwrap(),
         vec![WriteOutcome::Created(1)]
     );
-    let after = v.store().citizen(&blind).unwrap().unwrap();
+    let after = v.store.citizen(&blind).unwrap().unwrap();
     assert_ne!(before.wrapped_dek, after.wrapped_dek);
     assert_ne!(before.audit_salt, after.audit_salt);
     let old_dek = v
@@ -325,10 +325,10 @@ fn interrupted_rotation_resumes_and_every_record_reads_back_under_the_new_kek() 
     assert_eq!((report.from, report.to), (1, 2));
     assert_eq!(report.rewrapped, 1500);
     assert_eq!(seen.last(), Some(&2501));
-    let ring = v.store().keyring().unwrap().unwrap();
+    let ring = v.store.keyring().unwrap().unwrap();
     assert_eq!(ring.keks.keys().copied().collect::<Vec<_>>(), vec![2]);
     assert_eq!((ring.min_decryption_version, ring.rotating_from), (2, None));
-    for (_, rec) in v.store().citizens_after(None, 10_000).unwrap() {
+    for (_, rec) in v.store.citizens_after(None, 10_000).unwrap() {
         assert_eq!(
             crypto::wrapped_dek_kek_version(&rec.wrapped_dek).unwrap(),
             2

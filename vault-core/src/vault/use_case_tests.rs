@@ -330,21 +330,18 @@ fn uses_the_store_lost_in_a_crash_are_counted_again_from_the_audit_log() {
     // The vault flushed everything as it closed; undo that the way a crash would.
     lose_uses_since(dir.path(), &gid, 1, mark);
     let v = reopen(dir.path());
-    let g = v.store().grant(&gid).unwrap().unwrap();
+    let g = v.store.grant(&gid).unwrap().unwrap();
     assert_eq!(
         g.uses, 4,
         "one use in the store, three replayed from the log"
     );
     assert_eq!(g.status, GrantStatus::Active);
-    assert_eq!(
-        v.store().released_through().unwrap(),
-        Some(v.audit().size())
-    );
+    assert_eq!(v.store.released_through().unwrap(), Some(v.audit().size()));
     assert!(v.audit().size() > mark);
     // The replay is durable and not repeated: a clean reopen counts nothing again.
     drop(v);
     let v = reopen(dir.path());
-    assert_eq!(v.store().grant(&gid).unwrap().unwrap().uses, 4);
+    assert_eq!(v.store.grant(&gid).unwrap().unwrap().uses, 4);
     // One use is left; the grant then ends exhausted.
     release(&v, agency, &token, A, &["full_name"]).unwrap();
     assert!(matches!(
@@ -356,7 +353,7 @@ fn uses_the_store_lost_in_a_crash_are_counted_again_from_the_audit_log() {
     drop(v);
     lose_uses_since(dir.path(), &gid, 4, mark);
     let v = reopen(dir.path());
-    let g = v.store().grant(&gid).unwrap().unwrap();
+    let g = v.store.grant(&gid).unwrap().unwrap();
     assert_eq!((g.uses, g.status), (5, GrantStatus::Exhausted));
     assert_eq!(g.ended_ms, Some(NOW.as_millis()));
     assert!(matches!(
@@ -381,7 +378,7 @@ fn a_replay_never_counts_past_max_uses_and_skips_swept_grants() {
     // already counts them.
     lose_uses_since(dir.path(), &gid, 5, 0);
     let v = reopen(dir.path());
-    let g = v.store().grant(&gid).unwrap().unwrap();
+    let g = v.store.grant(&gid).unwrap().unwrap();
     assert_eq!(g.uses, 5);
     assert_eq!(sweep(&v, Timestamp::from_millis(i64::MAX / 4), 0), 1);
     drop(v);
@@ -390,11 +387,8 @@ fn a_replay_never_counts_past_max_uses_and_skips_swept_grants() {
     store.flush().unwrap();
     drop(store);
     let v = reopen(dir.path());
-    assert!(v.store().grant(&gid).unwrap().is_none());
-    assert_eq!(
-        v.store().released_through().unwrap(),
-        Some(v.audit().size())
-    );
+    assert!(v.store.grant(&gid).unwrap().is_none());
+    assert_eq!(v.store.released_through().unwrap(), Some(v.audit().size()));
 }
 
 /// A construction-permit token for citizen A, used once.
@@ -416,10 +410,7 @@ fn flushing_the_vault_moves_the_spent_use_mark_to_the_end_of_the_log() {
     let v = vault(dir.path(), None);
     released_once(&v);
     v.flush().unwrap();
-    assert_eq!(
-        v.store().released_through().unwrap(),
-        Some(v.audit().size())
-    );
+    assert_eq!(v.store.released_through().unwrap(), Some(v.audit().size()));
 }
 
 #[test]
@@ -666,7 +657,7 @@ fn erasure_ends_the_citizens_grants_and_standing_consents() {
     .unwrap();
     assert!(v.my_consents(&a, NOW).unwrap().is_empty());
     assert_eq!(
-        v.store().grant(&g.id).unwrap().unwrap().status,
+        v.store.grant(&g.id).unwrap().unwrap().status,
         GrantStatus::Revoked,
         "the citizen's live grants end with the erasure"
     );
@@ -927,7 +918,7 @@ fn revoking_an_ended_grant_changes_nothing() {
     v.revoke_grant(&c, &g.id, NOW).unwrap();
     assert_eq!(v.audit().size(), size, "no entry for an exhausted grant");
     assert_eq!(
-        v.store().grant(&g.id).unwrap().unwrap().status,
+        v.store.grant(&g.id).unwrap().unwrap().status,
         GrantStatus::Exhausted
     );
     let (g, _) = active(ask(
@@ -1559,8 +1550,8 @@ fn ended_grants_are_purged_after_retention_and_break_glass_grants_kept() {
             .unwrap()
             .is_none()
     );
-    assert!(v.store().grant(&pending.id).unwrap().is_some());
-    assert!(v.store().grant(&bg.id).unwrap().is_some());
+    assert!(v.store.grant(&pending.id).unwrap().is_some());
+    assert!(v.store.grant(&bg.id).unwrap().is_some());
     assert!(
         v.my_grants(&a, None, later)
             .unwrap()
@@ -1577,11 +1568,11 @@ fn ended_grants_are_purged_after_retention_and_break_glass_grants_kept() {
     assert_eq!(refused.latest_end_secs(), later.as_secs() + 1);
     let after_refusal = Timestamp::from_millis((later.as_secs() + 1 + retention + 1) * 1000);
     assert_eq!(sweep(&v, after_refusal, retention), 1);
-    assert!(v.store().grant(&pending.id).unwrap().is_none());
+    assert!(v.store.grant(&pending.id).unwrap().is_none());
     // Once everything has ended, all but the break-glass grant go.
     let much_later = Timestamp::from_millis((again.latest_end_secs() + retention + 1) * 1000);
     assert_eq!(sweep(&v, much_later, retention), 1);
     assert_eq!(sweep(&v, much_later, retention), 0);
-    assert!(v.store().grant(&bg.id).unwrap().is_some());
+    assert!(v.store.grant(&bg.id).unwrap().is_some());
     assert_eq!(v.break_glass_queue(true).unwrap().len(), 1);
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use vault_core::policy::{FieldType, PolicySet};
-use vault_core::store::{SledStore, VaultStore};
+use vault_core::store::SledStore;
 use vault_core::vault::{AuditedWrites, PreparedWrites, RecordWrite, WriteOutcome};
 use vault_core::{CitizenId, Vault};
 
@@ -438,7 +438,7 @@ fn store_chunks(
             }
         }
         vault.flush()?;
-        vault.store().set_import_checkpoint(hash, Some(last_line))?;
+        vault.set_import_checkpoint(hash, Some(last_line))?;
         vault.flush()?;
         batches += 1;
         bar.set_position(last_line);
@@ -475,7 +475,7 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
         out(&format!("{shown}: all {n} rows are valid\n"))?;
     }
 
-    let resume_after = vault.store().import_checkpoint(&hash)?.unwrap_or(0);
+    let resume_after = vault.import_checkpoint(&hash)?.unwrap_or(0);
     if resume_after > 0 {
         out(&format!(
             "{shown}: resuming an interrupted import after line {resume_after}\n"
@@ -561,7 +561,7 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
     stats.created = stored.created;
     stats.updated = stored.updated;
     stats.unchanged = stored.unchanged;
-    vault.store().set_import_checkpoint(&hash, None)?;
+    vault.set_import_checkpoint(&hash, None)?;
     vault.flush()?;
     bar.finish_and_clear();
 

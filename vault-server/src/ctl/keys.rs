@@ -3,13 +3,11 @@
 
 use std::ops::ControlFlow;
 
-use vault_core::store::VaultStore;
-
 use super::{Context, CtlResult, out, progress_bar};
 
 pub(super) fn rotate(ctx: &Context) -> CtlResult {
     let mut vault = ctx.open()?;
-    let total = vault.store().citizen_count()?;
+    let total = vault.citizen_count()?;
     let bar = progress_bar(total, "re-wrapping data keys");
     let root = ctx.root_key_source();
     let actor = ctx.actor()?;

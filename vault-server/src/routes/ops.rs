@@ -2,7 +2,6 @@
 
 use actix_web::HttpResponse;
 use serde_json::json;
-use vault_core::store::VaultStore as _;
 
 use crate::problem::ApiError;
 use crate::state::State;
@@ -18,18 +17,12 @@ pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
     let s = state.clone();
     // One read of the store (the keyring record; never a scan: probes come every few seconds
     // and the citizens tree can hold millions), then the audit log's active probe.
-    let (store, keys, audit) = actix_web::web::block(move || {
-        let keyring = s.vault.store().keyring();
-        let store = keyring.is_ok() && s.vault.store_flush_ok();
-        let keys = keyring.is_ok_and(|k| k.is_some());
-        let audit = s.vault.audit().probe();
-        (store, keys, audit)
-    })
-    .await
-    .map_err(|_| ApiError::Unavailable)?;
-    let ready = store && audit && keys;
-    let body =
-        json!({"ready": ready, "checks": {"store": store, "audit_log": audit, "keys": keys}});
+    let r = actix_web::web::block(move || s.vault.readiness())
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    let ready = r.ready();
+    let body = json!({"ready": ready,
+                      "checks": {"store": r.store, "audit_log": r.audit_log, "keys": r.keys}});
     Ok(if ready {
         HttpResponse::Ok().json(body)
     } else {
