@@ -165,6 +165,9 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
     /// Deletes a citizen's standing consent; `false` if there was none with that id. Durable
     /// on return.
     fn delete_consent(&self, citizen: &str, id: &str) -> Result<bool, VaultError>;
+    /// Deletes the standing consents that ended (expired, or withdrawn and left marked by a
+    /// withdrawal cut short) before `cutoff_ms`; how many. Not flushed.
+    fn sweep_consents(&self, cutoff_ms: i64) -> Result<usize, VaultError>;
     /// One step of the retention sweep: reads up to `scan` grants in id order after `after`
     /// and deletes those whose `Grant::latest_end_secs` is before `cutoff_secs`, with their
     /// verification code, citizen link and idempotency key; break-glass grants are kept (they

@@ -975,6 +975,20 @@ impl VaultStore for SledStore {
             .collect()
     }
 
+    fn sweep_consents(&self, cutoff_ms: i64) -> Result<usize, VaultError> {
+        let mut deleted = 0;
+        for kv in self.consents.iter() {
+            let (k, v) = kv?;
+            let c: StandingConsent = serde_json::from_slice(&v)
+                .map_err(|_| VaultError::StoreCorrupt("consent unreadable".into()))?;
+            let ended = c.withdrawn_ms.unwrap_or(c.expires_ms).min(c.expires_ms);
+            if ended < cutoff_ms && self.consents.remove(k)?.is_some() {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
     fn delete_consent(&self, citizen: &str, id: &str) -> Result<bool, VaultError> {
         let existed = self.consents.remove(joined(&[citizen, id]))?.is_some();
         if existed {

@@ -76,7 +76,9 @@ impl<S: VaultStore> Vault<S> {
     /// step stopped and deletes those that ended more than `retention_secs` before `now` (see
     /// `VaultStore::sweep_grants`). Until then the agency can poll a grant and the citizen can
     /// check its code; afterwards the audit log is the only record of it. Returns how many were
-    /// deleted and whether the walk reached the last grant (the next step starts over).
+    /// deleted and whether the walk reached the last grant (the next step starts over). Each
+    /// time the walk reaches the end, standing consents that ended more than `retention_secs`
+    /// before `now` are deleted too (counted with the grants).
     pub fn sweep_ended_grants(
         &self,
         now: Timestamp,
@@ -88,8 +90,11 @@ impl<S: VaultStore> Vault<S> {
             .lock()
             .map_err(|_| VaultError::StoreUnavailable("sweep cursor poisoned".into()))?;
         let cutoff = now.as_secs().saturating_sub(retention_secs.max(0));
-        let (purged, next) = self.store.sweep_grants(cursor.as_deref(), scan, cutoff)?;
+        let (mut purged, next) = self.store.sweep_grants(cursor.as_deref(), scan, cutoff)?;
         let wrapped = next.is_none();
+        if wrapped {
+            purged += self.store.sweep_consents(cutoff.saturating_mul(1000))?;
+        }
         *cursor = next;
         Ok((purged, wrapped))
     }

@@ -1576,3 +1576,29 @@ fn ended_grants_are_purged_after_retention_and_break_glass_grants_kept() {
     assert!(v.store.grant(&bg.id).unwrap().is_some());
     assert_eq!(v.break_glass_queue(true).unwrap().len(), 1);
 }
+
+#[test]
+fn ended_standing_consents_are_swept_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    let a = CitizenId::parse(A).unwrap();
+    let g = pending(ask(
+        &v,
+        "csgt-cong-an-tphcm",
+        A,
+        "driver_licence_renewal",
+        &["health_notes"],
+    ));
+    approve(&v, &a, &g.id, Some(1), NOW).unwrap();
+    let hex = v.blind(&a).to_string();
+    let retention = 3_600;
+    // Before its end plus the retention, it stays (though expired, it covers nothing).
+    let expired = NOW.plus_secs(86_400 + 10);
+    assert!(v.my_consents(&a, expired).unwrap().is_empty());
+    sweep(&v, expired, retention);
+    assert_eq!(v.store.consents_of_citizen(&hex).unwrap().len(), 1);
+    // Past it, the sweep deletes it.
+    let later = NOW.plus_secs(86_400 + retention + 10);
+    sweep(&v, later, retention);
+    assert!(v.store.consents_of_citizen(&hex).unwrap().is_empty());
+}
