@@ -38,25 +38,27 @@ pub enum ReleaseDenial {
 }
 
 /// Decides a release of `requested` under a grant for `purpose` that names `granted`:
-/// every requested field must be granted and still allowed by the purpose.
+/// every requested field must be granted and still allowed by the purpose. The request is
+/// moved into the `Release`, or handed back with the denial (its refusal names the fields).
 pub fn authorize_release(
     set: &PolicySet,
     purpose: &str,
     granted: &[String],
-    requested: &[String],
-) -> Result<Release, ReleaseDenial> {
+    requested: Vec<String>,
+) -> Result<Release, (ReleaseDenial, Vec<String>)> {
     if requested.iter().any(|f| !granted.contains(f)) {
-        return Err(ReleaseDenial::NotGranted);
+        return Err((ReleaseDenial::NotGranted, requested));
     }
-    let p = set
-        .purpose(purpose)
-        .ok_or(ReleaseDenial::PurposeWithdrawn)?;
+    let Some(p) = set.purpose(purpose) else {
+        return Err((ReleaseDenial::PurposeWithdrawn, requested));
+    };
     if let Some(f) = requested.iter().find(|f| !p.allows(f)) {
-        return Err(ReleaseDenial::NotInPurpose(f.clone()));
+        let denial = ReleaseDenial::NotInPurpose(f.clone());
+        return Err((denial, requested));
     }
     Ok(Release {
         purpose: p.id.clone(),
-        fields: requested.to_vec(),
+        fields: requested,
     })
 }
 
@@ -77,22 +79,28 @@ mod tests {
     fn a_release_is_allowed_for_granted_fields_the_purpose_still_allows() {
         let s = set();
         let granted = f(&["full_name", "phone"]);
-        let r = authorize_release(&s, "construction_permit", &granted, &f(&["phone"])).unwrap();
+        let r = authorize_release(&s, "construction_permit", &granted, f(&["phone"])).unwrap();
         assert_eq!(
             (r.purpose(), r.fields()),
             ("construction_permit", &f(&["phone"])[..])
         );
         assert_eq!(
-            authorize_release(&s, "construction_permit", &granted, &f(&["tax_code"])).err(),
+            authorize_release(&s, "construction_permit", &granted, f(&["tax_code"]))
+                .err()
+                .map(|e| e.0),
             Some(ReleaseDenial::NotGranted)
         );
         assert_eq!(
-            authorize_release(&s, "no_such_purpose", &granted, &f(&["phone"])).err(),
+            authorize_release(&s, "no_such_purpose", &granted, f(&["phone"]))
+                .err()
+                .map(|e| e.0),
             Some(ReleaseDenial::PurposeWithdrawn)
         );
         let stale = f(&["full_name", "religion"]);
         assert_eq!(
-            authorize_release(&s, "construction_permit", &stale, &f(&["religion"])).err(),
+            authorize_release(&s, "construction_permit", &stale, f(&["religion"]))
+                .err()
+                .map(|e| e.0),
             Some(ReleaseDenial::NotInPurpose("religion".into()))
         );
     }

@@ -171,10 +171,10 @@ impl<S: VaultStore> Vault<S> {
             &self.policy,
             &claims.purpose,
             &claims.datatypes,
-            &requested,
+            requested,
         ) {
             Ok(r) => r,
-            Err(denial) => {
+            Err((denial, requested)) => {
                 let err = match denial {
                     ReleaseDenial::NotGranted => VaultError::TokenNotForField,
                     ReleaseDenial::PurposeWithdrawn => VaultError::GrantNotFound,
@@ -185,6 +185,7 @@ impl<S: VaultStore> Vault<S> {
                 return Ok(self.deny_release(claims, Some(&subject), &requested, err, now));
             }
         };
+        let requested = release.fields();
         // A store whose background flush fails stops releases (it would stop covering them).
         self.flusher.check()?;
         // Only the grant's small state record is read and swapped: the token, signed by the
@@ -215,13 +216,13 @@ impl<S: VaultStore> Vault<S> {
                 self.flusher.mark();
                 st
             }
-            Err(e) => return Ok(self.deny_release(claims, Some(&subject), &requested, e, now)),
+            Err(e) => return Ok(self.deny_release(claims, Some(&subject), requested, e, now)),
         };
         let Some(record) = record else {
             return Ok(self.deny_release(
                 claims,
                 Some(&subject),
-                &requested,
+                requested,
                 VaultError::CitizenNotFound,
                 now,
             ));

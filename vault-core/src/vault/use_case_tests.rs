@@ -635,18 +635,23 @@ fn a_standing_consent_covers_its_fields_until_it_expires_or_is_withdrawn() {
     assert!(matches!(o, GrantOutcome::Pending { .. }));
 }
 
+/// A pending health-data grant for citizen A (driver-licence renewal), which needs consent.
+fn pending_health_grant(v: &Vault<SledStore>) -> Grant {
+    pending(ask(
+        v,
+        "csgt-cong-an-tphcm",
+        A,
+        "driver_licence_renewal",
+        &["health_notes"],
+    ))
+}
+
 #[test]
 fn erasure_ends_the_citizens_grants_and_standing_consents() {
     let dir = tempfile::tempdir().unwrap();
     let v = vault(dir.path(), None);
     let a = CitizenId::parse(A).unwrap();
-    let g = pending(ask(
-        &v,
-        "csgt-cong-an-tphcm",
-        A,
-        "driver_licence_renewal",
-        &["health_notes"],
-    ));
+    let g = pending_health_grant(&v);
     approve(&v, &a, &g.id, Some(30), NOW).unwrap();
     assert_eq!(v.my_consents(&a, NOW).unwrap().len(), 1);
     v.erase(
@@ -1387,13 +1392,7 @@ fn a_consent_request_expires_after_its_window() {
     let dir = tempfile::tempdir().unwrap();
     let v = vault(dir.path(), None);
     let police = caller("csgt-cong-an-tphcm");
-    let g = pending(ask(
-        &v,
-        "csgt-cong-an-tphcm",
-        A,
-        "driver_licence_renewal",
-        &["health_notes"],
-    ));
+    let g = pending_health_grant(&v);
     let late = NOW.plus_secs(CONSENT_WINDOW_SECS + 1);
     assert_eq!(
         v.grant_status(&police, &g.id, late)
@@ -1582,13 +1581,7 @@ fn ended_standing_consents_are_swept_after_the_retention() {
     let dir = tempfile::tempdir().unwrap();
     let v = vault(dir.path(), None);
     let a = CitizenId::parse(A).unwrap();
-    let g = pending(ask(
-        &v,
-        "csgt-cong-an-tphcm",
-        A,
-        "driver_licence_renewal",
-        &["health_notes"],
-    ));
+    let g = pending_health_grant(&v);
     approve(&v, &a, &g.id, Some(1), NOW).unwrap();
     let hex = v.blind(&a).to_string();
     let retention = 3_600;

@@ -153,7 +153,7 @@ async fn decide(
     decision: ConsentDecision,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
-    let scope = format!("citizen:{}", state.vault.blind(&id));
+    let scope = citizen_scope(&state, &id);
     let verb = match decision {
         ConsentDecision::Approve {
             remember_days: Some(d),
@@ -203,6 +203,12 @@ pub async fn refuse(
     decide(id, state, req, grant.into_inner(), ConsentDecision::Refuse).await
 }
 
+/// The idempotency scope of a citizen's own requests (their blind id: keys of different
+/// callers never meet, and no citizen id is stored).
+fn citizen_scope(state: &State, id: &vault_core::CitizenId) -> String {
+    format!("citizen:{}", state.vault.blind(id))
+}
+
 fn consent_view(state: &State, c: &StandingConsent) -> Value {
     let policy = state.vault.policy();
     json!({
@@ -232,7 +238,7 @@ pub async fn withdraw(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let consent = consent.into_inner();
-    let scope = format!("citizen:{}", state.vault.blind(&id));
+    let scope = citizen_scope(&state, &id);
     let hash = hex::encode(vault_core::crypto::sha256(
         json!(["withdraw", consent]).to_string().as_bytes(),
     ));
