@@ -1,8 +1,11 @@
-//! Storage behind the `VaultStore` trait, in domain types: sealed citizen records keyed by
-//! blind id, the wrapped keyring, import checkpoints. Implementations are named by backend
-//! (`SledStore`); callers never see the engine. Nothing stored here is plaintext.
+//! Storage behind the `VaultStore` traits, in domain types: sealed citizen records keyed by
+//! blind id, grants, standing consents, idempotency keys, the wrapped keyring and marks.
+//! Implementations are named by backend (`SledStore`) and pass `conformance`; callers never
+//! see the engine. Nothing stored here is plaintext.
 
 mod codec;
+#[cfg(test)]
+pub(crate) mod conformance;
 mod grant_slots;
 mod grant_state;
 mod group;
@@ -67,12 +70,37 @@ impl std::fmt::Debug for EncodedRecord {
     }
 }
 
-/// The vault's persistent state. Writes become durable at `flush` (or at once where noted).
-pub trait VaultStore: Send + Sync + Clone + 'static {
-    /// The stored keyring, if the vault is initialized.
-    fn keyring(&self) -> Result<Option<KeyringRecord>, VaultError>;
-    /// Replaces the keyring and flushes.
-    fn put_keyring(&self, record: &KeyringRecord) -> Result<(), VaultError>;
+/// The vault's persistent state: the five parts a backend implements. Writes become durable
+/// at `MetaStore::flush` (or at once where noted). Every backend passes the behavioural tests
+/// of `conformance`.
+pub trait VaultStore:
+    RecordStore
+    + GrantStore
+    + ConsentStore
+    + IdempotencyStore
+    + MetaStore
+    + Send
+    + Sync
+    + Clone
+    + 'static
+{
+}
+
+impl<T> VaultStore for T where
+    T: RecordStore
+        + GrantStore
+        + ConsentStore
+        + IdempotencyStore
+        + MetaStore
+        + Send
+        + Sync
+        + Clone
+        + 'static
+{
+}
+
+/// Sealed citizen records by blind id.
+pub trait RecordStore {
     /// A citizen's sealed record.
     fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, VaultError>;
     /// A citizen's sealed record with only the fields `keep` accepts (a release opens a few
@@ -108,24 +136,10 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
     ) -> Result<Vec<(BlindId, SealedRecord)>, VaultError>;
     /// Number of citizens stored.
     fn citizen_count(&self) -> Result<u64, VaultError>;
-    /// The last committed line of an interrupted import of the file with this hash.
-    fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, VaultError>;
-    /// Records (or clears, with `None`) an import checkpoint. Durable after `flush`.
-    fn set_import_checkpoint(
-        &self,
-        file_hash: &[u8; 32],
-        line: Option<u64>,
-    ) -> Result<(), VaultError>;
-    /// Makes every write so far durable.
-    fn flush(&self) -> Result<(), VaultError>;
-    /// The audit log size up to which every `record.released` entry's spent use is in the
-    /// store (`None` for a new store, or one written by an older version, which flushed
-    /// each use before releasing).
-    fn released_through(&self) -> Result<Option<u64>, VaultError>;
-    /// Records `released_through`. Durable after `flush` (together with every use spent
-    /// before it).
-    fn set_released_through(&self, size: u64) -> Result<(), VaultError>;
+}
 
+/// Grants: issued, changed by compare-and-swap, found by id, code and citizen, swept.
+pub trait GrantStore {
     /// A fresh id for a grant about to be stored (`insert_grant`), made before its audit
     /// entry names it; a store may reserve room for the grant with it.
     fn new_grant_id(&self) -> Result<String, VaultError> {
@@ -158,16 +172,6 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
     fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError>;
     /// Every grant concerning a citizen (blind id hex).
     fn grants_of_citizen(&self, citizen: &str) -> Result<Vec<Grant>, VaultError>;
-    /// Stores a standing consent. Durable on return.
-    fn put_consent(&self, consent: &StandingConsent) -> Result<(), VaultError>;
-    /// Every standing consent of a citizen (blind id hex), expired ones included.
-    fn consents_of_citizen(&self, citizen: &str) -> Result<Vec<StandingConsent>, VaultError>;
-    /// Deletes a citizen's standing consent; `false` if there was none with that id. Durable
-    /// on return.
-    fn delete_consent(&self, citizen: &str, id: &str) -> Result<bool, VaultError>;
-    /// Deletes the standing consents that ended (expired, or withdrawn and left marked by a
-    /// withdrawal cut short) before `cutoff_ms`; how many. Not flushed.
-    fn sweep_consents(&self, cutoff_ms: i64) -> Result<usize, VaultError>;
     /// One step of the retention sweep: reads up to `scan` grants in id order after `after`
     /// and deletes those whose `Grant::latest_end_secs` is before `cutoff_secs`, with their
     /// verification code, citizen link and idempotency key; break-glass grants are kept (they
@@ -180,16 +184,60 @@ pub trait VaultStore: Send + Sync + Clone + 'static {
         scan: usize,
         cutoff_secs: i64,
     ) -> Result<(usize, Option<String>), VaultError>;
-    /// The (request hash, grant id) remembered for an agency's idempotency key.
-    fn idempotency(&self, agency: &str, key: &str) -> Result<Option<(String, String)>, VaultError>;
-    /// Remembers an idempotency key; `false` if it was already taken.
+}
+
+/// A citizen's standing consents.
+pub trait ConsentStore {
+    /// Stores a standing consent. Durable on return.
+    fn put_consent(&self, consent: &StandingConsent) -> Result<(), VaultError>;
+    /// Every standing consent of a citizen (blind id hex), expired ones included.
+    fn consents_of_citizen(&self, citizen: &str) -> Result<Vec<StandingConsent>, VaultError>;
+    /// Deletes a citizen's standing consent; `false` if there was none with that id. Durable
+    /// on return.
+    fn delete_consent(&self, citizen: &str, id: &str) -> Result<bool, VaultError>;
+    /// Deletes the standing consents that ended (expired, or withdrawn and left marked by a
+    /// withdrawal cut short) before `cutoff_ms`; how many. Not flushed.
+    fn sweep_consents(&self, cutoff_ms: i64) -> Result<usize, VaultError>;
+}
+
+/// What a caller's idempotency key named the first time.
+pub trait IdempotencyStore {
+    /// The (request hash, answer) remembered for a caller's (`scope`) idempotency key.
+    fn idempotency(&self, scope: &str, key: &str) -> Result<Option<(String, String)>, VaultError>;
+    /// Remembers an idempotency key; `false` (nothing changed) if it was already taken. An
+    /// answer that is a grant id is deleted with that grant by `GrantStore::sweep_grants`.
+    /// Durable on return.
     fn put_idempotency(
         &self,
-        agency: &str,
+        scope: &str,
         key: &str,
         hash: &str,
-        grant_id: &str,
+        answer: &str,
     ) -> Result<bool, VaultError>;
+}
+
+/// The keyring, import checkpoints, the released-through mark, and durability.
+pub trait MetaStore {
+    /// The stored keyring, if the vault is initialized.
+    fn keyring(&self) -> Result<Option<KeyringRecord>, VaultError>;
+    /// Replaces the keyring and flushes.
+    fn put_keyring(&self, record: &KeyringRecord) -> Result<(), VaultError>;
+    /// The last committed line of an interrupted import of the file with this hash.
+    fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, VaultError>;
+    /// Records (or clears, with `None`) an import checkpoint. Durable after `flush`.
+    fn set_import_checkpoint(
+        &self,
+        file_hash: &[u8; 32],
+        line: Option<u64>,
+    ) -> Result<(), VaultError>;
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), VaultError>;
+    /// The audit log size up to which every `record.released` entry's spent use is in the
+    /// store (`None` for a new store).
+    fn released_through(&self) -> Result<Option<u64>, VaultError>;
+    /// Records `released_through`. Durable after `flush` (together with every use spent
+    /// before it).
+    fn set_released_through(&self, size: u64) -> Result<(), VaultError>;
 }
 
 /// A stored grant for the store's unit tests: active, one use, token valid for the 300

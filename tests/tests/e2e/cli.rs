@@ -98,7 +98,7 @@ fn keys_rotate_rewraps_every_dek_and_every_record_reads_back() {
         "{msg}"
     );
     let vault = open_vault(&v.data());
-    let ring = vault_core::store::VaultStore::keyring(&vault.store)
+    let ring = vault_core::store::MetaStore::keyring(&vault.store)
         .unwrap()
         .unwrap();
     assert_eq!(ring.keks.keys().copied().collect::<Vec<_>>(), vec![2]);
@@ -132,7 +132,7 @@ fn erase_destroys_the_citizen_and_a_reimport_starts_fresh() {
     let blind_before = {
         let vault = open_vault(&v.data());
         let id = CitizenId::parse(id_text).unwrap();
-        let rec = vault_core::store::VaultStore::citizen(&vault.store, &vault.blind(&id))
+        let rec = vault_core::store::RecordStore::citizen(&vault.store, &vault.blind(&id))
             .unwrap()
             .unwrap();
         rec.wrapped_dek
@@ -154,12 +154,12 @@ fn erase_destroys_the_citizen_and_a_reimport_starts_fresh() {
             Err(VaultError::CitizenNotFound)
         ));
         assert!(
-            vault_core::store::VaultStore::citizen(&vault.store, &vault.blind(&id))
+            vault_core::store::RecordStore::citizen(&vault.store, &vault.blind(&id))
                 .unwrap()
                 .is_none()
         );
         assert_eq!(
-            vault_core::store::VaultStore::citizen_count(&vault.store).unwrap(),
+            vault_core::store::RecordStore::citizen_count(&vault.store).unwrap(),
             19
         );
     }
@@ -171,7 +171,7 @@ fn erase_destroys_the_citizen_and_a_reimport_starts_fresh() {
     );
     let vault = open_vault(&v.data());
     let id = CitizenId::parse(id_text).unwrap();
-    let rec = vault_core::store::VaultStore::citizen(&vault.store, &vault.blind(&id))
+    let rec = vault_core::store::RecordStore::citizen(&vault.store, &vault.blind(&id))
         .unwrap()
         .unwrap();
     assert_ne!(rec.wrapped_dek, blind_before, "a fresh DEK");

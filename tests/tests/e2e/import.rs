@@ -5,7 +5,7 @@ use std::process::Stdio;
 
 use serde_json::{Value, json};
 use vault_core::CitizenId;
-use vault_core::store::VaultStore;
+use vault_core::store::{MetaStore, RecordStore};
 use vault_tests::{TestVault, text};
 
 use crate::{demo_file, open_vault};

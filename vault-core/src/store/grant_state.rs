@@ -1,26 +1,23 @@
 //! Binary encoding of a grant's state record: what changes (status, uses, token times,
-//! delivery flag, end time, review) and, since format 2, the fixed facts a release needs
-//! without the grant (`max_uses`, consent deadline, break-glass, unit, the binding digest):
-//! under a hundred bytes that a release reads and compare-and-swaps instead of the grant.
-//! Format 1 records (stores written before) are still read; every write is format 2.
-//! Decoded with bounds checks only, so corrupt bytes become `StoreCorrupt`.
+//! delivery flag, end time, review) and the fixed facts a release needs without the grant
+//! (`max_uses`, consent deadline, break-glass, unit, the binding digest): under a hundred
+//! bytes that a release reads and compare-and-swaps instead of the grant. Decoded with
+//! bounds checks only, so corrupt bytes become `StoreCorrupt`.
 
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState, GrantStatus};
 
-const FORMAT_1: u8 = 1;
-const FORMAT_2: u8 = 2;
+/// The record's first byte; any other is refused.
+const FORMAT: u8 = 1;
 
 const PENDING_DELIVERY: u8 = 1;
 const HAS_IAT: u8 = 1 << 1;
 const HAS_EXP: u8 = 1 << 2;
 const HAS_ENDED: u8 = 1 << 3;
 const HAS_REVIEW: u8 = 1 << 4;
-/// Format 2 only.
 const BREAK_GLASS: u8 = 1 << 5;
 const HAS_CONSENT: u8 = 1 << 6;
 const HAS_UNIT: u8 = 1 << 7;
-const FORMAT_1_FLAGS: u8 = PENDING_DELIVERY | HAS_IAT | HAS_EXP | HAS_ENDED | HAS_REVIEW;
 
 /// The stored byte of a status. An exhaustive match (not a table) so a new status cannot be
 /// stored without a byte of its own; `status_of` is its inverse (tested by the round trip).
@@ -47,12 +44,12 @@ fn status_of(b: u8) -> Option<GrantStatus> {
     })
 }
 
-/// The state record of `g` (format 2).
+/// The state record of `g`.
 pub(super) fn encode(g: &Grant) -> Vec<u8> {
     encode_state(&GrantState::of(g))
 }
 
-/// Format 2: format, status, flags, uses, max_uses, binding, then the present optional
+/// Format, status, flags, uses, max_uses, binding, then the present optional
 /// values (iat, exp, ended, consent deadline, unit with a 2-byte length, review to the end).
 pub(super) fn encode_state(st: &GrantState) -> Vec<u8> {
     let mut flags = 0;
@@ -85,32 +82,12 @@ pub(super) fn encode_state(st: &GrantState) -> Vec<u8> {
         tail.extend_from_slice(r.as_bytes());
     }
     let mut out = Vec::with_capacity(27 + tail.len());
-    out.extend_from_slice(&[FORMAT_2, status_byte(st.status), flags]);
+    out.extend_from_slice(&[FORMAT, status_byte(st.status), flags]);
     out.extend_from_slice(&st.uses.to_be_bytes());
     out.extend_from_slice(&st.max_uses.to_be_bytes());
     out.extend_from_slice(&st.binding);
     out.extend_from_slice(&tail);
     out
-}
-
-/// A decoded record: the mutable part (both formats) and, for format 2, the rest.
-struct Decoded {
-    status: GrantStatus,
-    uses: u32,
-    pending: bool,
-    iat: Option<i64>,
-    exp: Option<i64>,
-    ended: Option<i64>,
-    review: Option<String>,
-    fixed: Option<Fixed>,
-}
-
-struct Fixed {
-    max_uses: u32,
-    binding: [u8; 16],
-    consent: Option<i64>,
-    unit: Option<String>,
-    break_glass: bool,
 }
 
 fn corrupt() -> VaultError {
@@ -123,27 +100,16 @@ fn take<'a, const N: usize>(rest: &mut &'a [u8]) -> Result<&'a [u8; N], VaultErr
     Ok(v)
 }
 
-fn decode(bytes: &[u8]) -> Result<Decoded, VaultError> {
+fn decode(bytes: &[u8]) -> Result<GrantState, VaultError> {
     let mut rest = bytes;
     let [format, status, flags] = *take::<3>(&mut rest)?;
-    let allowed = match format {
-        FORMAT_1 => FORMAT_1_FLAGS,
-        FORMAT_2 => u8::MAX,
-        _ => return Err(corrupt()),
-    };
-    let status = status_of(status).ok_or_else(corrupt)?;
-    if flags & !allowed != 0 {
+    if format != FORMAT {
         return Err(corrupt());
     }
+    let status = status_of(status).ok_or_else(corrupt)?;
     let uses = u32::from_be_bytes(*take(&mut rest)?);
-    let head = if format == FORMAT_2 {
-        Some((
-            u32::from_be_bytes(*take(&mut rest)?),
-            *take::<16>(&mut rest)?,
-        ))
-    } else {
-        None
-    };
+    let max_uses = u32::from_be_bytes(*take(&mut rest)?);
+    let binding = *take::<16>(&mut rest)?;
     let mut opt = |bit: u8| -> Result<Option<i64>, VaultError> {
         if flags & bit == 0 {
             return Ok(None);
@@ -167,21 +133,19 @@ fn decode(bytes: &[u8]) -> Result<Decoded, VaultError> {
     } else {
         return Err(corrupt());
     };
-    Ok(Decoded {
+    Ok(GrantState {
         status,
         uses,
-        pending: flags & PENDING_DELIVERY != 0,
-        iat,
-        exp,
-        ended,
+        max_uses,
+        token_iat: iat,
+        token_exp: exp,
+        consent_expires_ms: consent,
+        ended_ms: ended,
         review,
-        fixed: head.map(|(max_uses, binding)| Fixed {
-            max_uses,
-            binding,
-            consent,
-            unit,
-            break_glass: flags & BREAK_GLASS != 0,
-        }),
+        token_pending_delivery: flags & PENDING_DELIVERY != 0,
+        break_glass: flags & BREAK_GLASS != 0,
+        unit,
+        binding,
     })
 }
 
@@ -204,37 +168,22 @@ pub(super) fn change_state(
     Ok(state)
 }
 
-/// Overwrites `g`'s mutable fields with the encoded state (either format).
+/// Overwrites `g`'s mutable fields with the encoded state.
 pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), VaultError> {
     let d = decode(bytes)?;
     g.status = d.status;
     g.uses = d.uses;
-    g.token_pending_delivery = d.pending;
-    g.token_iat = d.iat;
-    g.token_exp = d.exp;
-    g.ended_ms = d.ended;
+    g.token_pending_delivery = d.token_pending_delivery;
+    g.token_iat = d.token_iat;
+    g.token_exp = d.token_exp;
+    g.ended_ms = d.ended_ms;
     g.review = d.review;
     Ok(())
 }
 
-/// The state a release works on, if the record is format 2 (`None` for format 1: read the
-/// grant).
-pub(super) fn decode_state(bytes: &[u8]) -> Result<Option<GrantState>, VaultError> {
-    let d = decode(bytes)?;
-    Ok(d.fixed.map(|f| GrantState {
-        status: d.status,
-        uses: d.uses,
-        max_uses: f.max_uses,
-        token_iat: d.iat,
-        token_exp: d.exp,
-        consent_expires_ms: f.consent,
-        ended_ms: d.ended,
-        review: d.review,
-        token_pending_delivery: d.pending,
-        break_glass: f.break_glass,
-        unit: f.unit,
-        binding: f.binding,
-    }))
+/// The state a release works on.
+pub(super) fn decode_state(bytes: &[u8]) -> Result<GrantState, VaultError> {
+    decode(bytes)
 }
 
 #[cfg(test)]
@@ -251,33 +200,6 @@ mod tests {
 
     fn status() -> impl Strategy<Value = GrantStatus> {
         (0u8..6).prop_map(|b| status_of(b).unwrap())
-    }
-
-    /// The format-1 record of `g` (what stores before format 2 hold).
-    fn encode_v1(g: &Grant) -> Vec<u8> {
-        let mut flags = 0;
-        let mut tail = Vec::new();
-        if g.token_pending_delivery {
-            flags |= PENDING_DELIVERY;
-        }
-        for (bit, value) in [
-            (HAS_IAT, g.token_iat),
-            (HAS_EXP, g.token_exp),
-            (HAS_ENDED, g.ended_ms),
-        ] {
-            if let Some(v) = value {
-                flags |= bit;
-                tail.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-        if let Some(r) = &g.review {
-            flags |= HAS_REVIEW;
-            tail.extend_from_slice(r.as_bytes());
-        }
-        let mut out = vec![FORMAT_1, status_byte(g.status), flags];
-        out.extend_from_slice(&g.uses.to_be_bytes());
-        out.extend_from_slice(&tail);
-        out
     }
 
     proptest! {
@@ -307,15 +229,7 @@ mod tests {
             apply(&bytes, &mut back).unwrap();
             prop_assert_eq!(&back, &g);
             // The release's view is the grant's state, binding included.
-            prop_assert_eq!(decode_state(&bytes).unwrap(), Some(GrantState::of(&g)));
-            // And format 1, as older stores hold it, still applies (with no release view).
-            let v1 = encode_v1(&g);
-            let mut back = sample();
-            (back.max_uses, back.break_glass) = (g.max_uses, g.break_glass);
-            (back.consent_expires_ms, back.unit) = (g.consent_expires_ms, g.unit.clone());
-            apply(&v1, &mut back).unwrap();
-            prop_assert_eq!(&back, &g);
-            prop_assert_eq!(decode_state(&v1).unwrap(), None);
+            prop_assert_eq!(decode_state(&bytes).unwrap(), GrantState::of(&g));
         }
 
         #[test]
@@ -339,19 +253,12 @@ mod tests {
             assert!(apply(&bytes[..cut], &mut sample()).is_err(), "cut at {cut}");
             assert!(decode_state(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        for (at, value) in [(0, 3), (0, 0), (1, 9)] {
+        for (at, value) in [(0, 2), (0, 0), (1, 9)] {
             let mut bad = bytes.clone();
             bad[at] = value;
             assert!(apply(&bad, &mut sample()).is_err(), "byte {at} = {value}");
         }
-        // Format 1 knows only its five flags.
-        let mut v1 = encode_v1(&sample());
-        v1[2] |= BREAK_GLASS;
-        assert!(apply(&v1, &mut sample()).is_err());
         let mut trailing = encode(&sample());
-        trailing.push(0);
-        assert!(apply(&trailing, &mut sample()).is_err());
-        let mut trailing = encode_v1(&sample());
         trailing.push(0);
         assert!(apply(&trailing, &mut sample()).is_err());
     }

@@ -65,7 +65,7 @@ impl Location {
         out
     }
 
-    /// A location, or `None` for any other value (a record stored inline by an older store).
+    /// A location, or `None` for any other value (a corrupt index entry).
     pub fn decode(v: &[u8]) -> Option<Self> {
         if v.len() != 13 || !(LOCATION_TAG..=LOCATION_TAG + 1).contains(&v[0]) {
             return None;

@@ -1,24 +1,18 @@
-//! `SledStore`: the embedded default (sled 0.34) with the record file beside it. Trees:
+//! `SledStore`: the embedded default (sled 0.34) with two files beside it. sled's trees:
 //! `citizens` (blind id → the `Location` of the citizen's frame in `records.dat`,
-//! `records.rs`; a store written before the record file holds the sealed record itself, read
-//! as before and moved to the file when next written), `meta` (keyring, import checkpoints, the released-through mark), `grant_info`
-//! (id → grant JSON as inserted) and `grant_state` (id → the grant's mutable state,
-//! `grant_state.rs`), with
-//! `verification_codes`, `citizen_grants`, `standing_consents` (blind id, consent id → a
-//! `StandingConsent` as JSON), `idempotency`, and
-//! `grant_idempotency` (id → the idempotency key naming it). Writes are durable only after
-//! `flush`. The four grant trees hold only grants made before the slot file: a new grant
-//! gets a slot id (`SledStore::new_grant_id`) and lives in `grants.slots`
-//! (`grant_slots.rs`), which the flush syncs before sled; older grants stay here and age
-//! out through the retention sweep, whose one walk covers both.
+//! `records.rs`), `meta` (the format version, the keyring, import checkpoints, the
+//! released-through mark, the record file's marks), `standing_consents` (blind id, consent
+//! id → a `StandingConsent` as JSON), `idempotency` and `grant_idempotency` (grant id → the
+//! idempotency key naming it). Grants live in `grants.slots` (`grant_slots.rs`), which the
+//! flush syncs before sled. Writes are durable only after `flush`.
+//!
+//! The store's format version is kept in `meta` and checked at open: a directory written by
+//! another format is refused with a message that says so, never read as if it were this one.
 //!
 //! A grant's state record is the one place its mutable fields live: every change
 //! (a release's spent use, a revoke, an approval) is one compare-and-swap on it, so exactly
 //! one caller wins a grant's last use and a revoke orders cleanly against releases, while a
-//! release rewrites a few dozen bytes instead of the whole grant. The state record exists for
-//! every live grant: it is written before the grant's JSON and deleted first, so a grant whose
-//! state is gone reads as not found. Stores written before the split (grant JSON with its
-//! state in the `grants` tree) are migrated when opened.
+//! release rewrites a few dozen bytes instead of the whole grant.
 //!
 //! Records live outside sled because a release reads one: sled reads and decodes a whole
 //! leaf (up to 16 records of ~3 KiB) on a cache miss, which was the largest cost of a release
@@ -40,13 +34,20 @@ use std::sync::Arc;
 use super::grant_slots::{self, GrantSlots};
 use super::group::FlushGroup;
 use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES, Tail};
-use super::{EncodedRecord, SealedRecord, VaultStore, codec, grant_state};
+use super::{
+    ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, MetaStore, RecordStore,
+    SealedRecord, codec,
+};
 use crate::consent::StandingConsent;
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};
 use crate::id::BlindId;
 use crate::keyring::KeyringRecord;
 
+const FORMAT_KEY: &[u8] = b"format";
+/// The on-disk format this build reads and writes (sled's trees, `records.dat` and
+/// `grants.slots` together).
+pub const STORE_FORMAT: u64 = 1;
 const KEYRING_KEY: &[u8] = b"keyring";
 const IMPORT_PREFIX: &[u8] = b"import/";
 const RELEASED_THROUGH_KEY: &[u8] = b"released_through";
@@ -83,15 +84,11 @@ pub struct SledStore {
     db: sled::Db,
     citizens: sled::Tree,
     meta: sled::Tree,
-    grants: sled::Tree,
-    states: sled::Tree,
-    codes: sled::Tree,
-    citizen_grants: sled::Tree,
     consents: sled::Tree,
     idempotency: sled::Tree,
     grant_idempotency: sled::Tree,
     records: Arc<RecordFile>,
-    /// Grants with slot ids (`grant_slots.rs`); the trees above hold the older ones.
+    /// The grants (`grant_slots.rs`).
     slots: Arc<GrantSlots>,
     /// What opening the slot file repaired.
     slot_repairs: SlotRepairs,
@@ -116,14 +113,8 @@ impl SledStore {
     }
 
     fn open_with(dir: &Path, compact_min_dead: u64, cache_bytes: u64) -> Result<Self, VaultError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| {
-                VaultError::StoreUnavailable(format!("cannot open {}: {e}", dir.display()))
-            })?;
+        let db = open_sled(dir, cache_bytes)?;
+        check_format(&db, dir)?;
         let citizens = db.open_tree("citizens")?;
         let meta = db.open_tree("meta")?;
         let slot = u64_at(&meta, SLOT_KEY, "bad records slot")?
@@ -138,14 +129,7 @@ impl SledStore {
         })?;
         records.set_shredded(u64_at(&meta, SHREDDED_KEY, "bad shredded count")?.unwrap_or(0));
         let (slots, report) = GrantSlots::open(dir)?;
-        // Consent decisions kept per agency and purpose, before consent was specific: they
-        // are not standing consents (the citizen never asked for one), so they go.
-        db.drop_tree("consents")?;
         let mut store = Self {
-            grants: db.open_tree("grant_info")?,
-            states: db.open_tree("grant_state")?,
-            codes: db.open_tree("verification_codes")?,
-            citizen_grants: db.open_tree("citizen_grants")?,
             consents: db.open_tree("standing_consents")?,
             idempotency: db.open_tree("idempotency")?,
             grant_idempotency: db.open_tree("grant_idempotency")?,
@@ -162,7 +146,6 @@ impl SledStore {
             flushes: Arc::default(),
             slot_syncs: Arc::default(),
         };
-        store.migrate_combined_grants()?;
         store.recover_records()?;
         store.compact_records(dir, compact_min_dead)?;
         Ok(store)
@@ -246,9 +229,10 @@ impl SledStore {
                 let (k, v) = kv?;
                 after = Some(k.clone());
                 seen += 1;
-                let Some(at) = Location::decode(&v).filter(|l| l.slot == from) else {
+                let at = location_of(&v)?;
+                if at.slot != from {
                     continue;
-                };
+                }
                 let id = blind_from_key(&k)?;
                 match self.records.read(at, &id)? {
                     Some(p) => {
@@ -292,7 +276,8 @@ impl SledStore {
         let mut live = 0u64;
         for kv in self.citizens.iter() {
             let (_, v) = kv?;
-            if let Some(at) = Location::decode(&v).filter(|l| l.slot == slot) {
+            let at = location_of(&v)?;
+            if at.slot == slot {
                 live += 64 + u64::from(at.len);
             }
         }
@@ -381,23 +366,24 @@ impl SledStore {
     fn unused_from(&self, slot: u8, cut: u64) -> Result<bool, VaultError> {
         for kv in self.citizens.iter() {
             let (_, v) = kv?;
-            if Location::decode(&v).is_some_and(|l| l.slot == slot && l.offset >= cut) {
+            let at = location_of(&v)?;
+            if at.slot == slot && at.offset >= cut {
                 return Ok(false);
             }
         }
         Ok(true)
     }
 
-    /// Where a citizen's frame is (`None`: no record, or one stored inline by an older store).
+    /// Where a citizen's frame is (`None`: no record).
     fn location(&self, id: &BlindId) -> Result<Option<Location>, VaultError> {
-        Ok(self
-            .citizens
+        self.citizens
             .get(id.as_bytes())?
-            .and_then(|v| Location::decode(&v)))
+            .map(|v| location_of(&v))
+            .transpose()
     }
 
-    /// The record an index value names: read from the file, or decoded in place for a record
-    /// stored inline. `None` if its frame was shredded (an erasure cut short by a crash).
+    /// The record an index value names, read from the file. `None` if its frame was
+    /// shredded (an erasure cut short by a crash).
     fn record_of(&self, id: &BlindId, value: &[u8]) -> Result<Option<SealedRecord>, VaultError> {
         self.record_with(id, value, &|_| true)
     }
@@ -409,14 +395,10 @@ impl SledStore {
         value: &[u8],
         keep: &dyn Fn(&str) -> bool,
     ) -> Result<Option<SealedRecord>, VaultError> {
-        match Location::decode(value) {
-            Some(at) => self
-                .records
-                .read(at, id)?
-                .map(|p| codec::decode_fields(&p, keep))
-                .transpose(),
-            None => codec::decode_fields(value, keep).map(Some),
-        }
+        self.records
+            .read(location_of(value)?, id)?
+            .map(|p| codec::decode_fields(&p, keep))
+            .transpose()
     }
 
     /// Makes every slot write so far durable, group-committed like `flush`: a slot grant's
@@ -428,60 +410,6 @@ impl SledStore {
     /// What opening the grant slot file repaired.
     pub fn slot_repairs(&self) -> SlotRepairs {
         self.slot_repairs
-    }
-
-    /// Moves grants from the pre-split `grants` tree (JSON holding its own state) into
-    /// `grant_state` and `grant_info`, then drops that tree. Safe to repeat after a crash: a
-    /// state record already written is kept (it may be newer than the old JSON).
-    fn migrate_combined_grants(&self) -> Result<(), VaultError> {
-        const LEGACY: &[u8] = b"grants";
-        if !self.db.tree_names().iter().any(|n| n.as_ref() == LEGACY) {
-            return Ok(());
-        }
-        let legacy = self.db.open_tree(LEGACY)?;
-        for kv in legacy.iter() {
-            let (id, json) = kv?;
-            let g = decode_grant(&json)?;
-            let _ = self.states.compare_and_swap(
-                &id,
-                None as Option<&[u8]>,
-                Some(grant_state::encode(&g)),
-            )?;
-            self.grants.insert(&id, json)?;
-        }
-        self.flush()?;
-        self.db.drop_tree(LEGACY)?;
-        self.flush()
-    }
-
-    /// The grant's JSON and its current state record, read in that order (a grant being
-    /// inserted has its state first; one being deleted loses its state first).
-    fn load_grant(&self, id: &[u8]) -> Result<Option<(Grant, sled::IVec)>, VaultError> {
-        let Some(json) = self.grants.get(id)? else {
-            return Ok(None);
-        };
-        let Some(state) = self.states.get(id)? else {
-            return Ok(None);
-        };
-        let mut g = decode_grant(&json)?;
-        grant_state::apply(&state, &mut g)?;
-        Ok(Some((g, state)))
-    }
-
-    /// Removes a grant whose state record is already gone: its JSON, verification code,
-    /// citizen link and idempotency key.
-    fn remove_grant_links(&self, id: &[u8], g: &Grant) -> Result<(), VaultError> {
-        self.grants.remove(id)?;
-        let _ = self.codes.compare_and_swap(
-            g.verification_code.as_bytes(),
-            Some(id),
-            None as Option<&[u8]>,
-        )?;
-        self.citizen_grants.remove(joined(&[&g.citizen, &g.id]))?;
-        if let Some(name) = self.grant_idempotency.remove(id)? {
-            self.idempotency.remove(name)?;
-        }
-        Ok(())
     }
 
     /// One flush (under `flushes`, one at a time): sled's, then a real `fdatasync` of its
@@ -529,69 +457,6 @@ impl SledStore {
         self.write_marks(&self.records, &mut tail, end, false)
     }
 
-    /// `sweep_grants` over the older grants, in sled; also returns how many it read.
-    fn sweep_sled(
-        &self,
-        after: Option<&str>,
-        scan: usize,
-        cutoff_secs: i64,
-    ) -> Result<(usize, Option<String>, usize), VaultError> {
-        use std::ops::Bound;
-        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.as_bytes().to_vec()));
-        let batch: Vec<(sled::IVec, sled::IVec)> = self
-            .grants
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
-            .take(scan.max(1))
-            .collect::<Result<_, _>>()?;
-        let next = if batch.len() < scan.max(1) {
-            None
-        } else {
-            batch
-                .last()
-                .and_then(|(k, _)| String::from_utf8(k.to_vec()).ok())
-        };
-        let mut purged = 0;
-        let read = batch.len();
-        for (id, json) in batch {
-            let Some(state) = self.states.get(&id)? else {
-                // A deletion interrupted by a crash (its state went first): finish it.
-                let g = decode_grant(&json)?;
-                self.remove_grant_links(&id, &g)?;
-                continue;
-            };
-            // The state record decides most grants without the JSON: the sweep reads every
-            // grant once per cycle, and all but the ended ones are kept.
-            let quick = grant_state::decode_state(&state)?;
-            if let Some(st) = &quick
-                && (st.break_glass || st.end_bound_secs().is_some_and(|b| b >= cutoff_secs))
-            {
-                #[cfg(debug_assertions)]
-                {
-                    let mut g = decode_grant(&json)?;
-                    grant_state::apply(&state, &mut g)?;
-                    debug_assert!(g.break_glass || g.latest_end_secs() >= cutoff_secs);
-                }
-                continue;
-            }
-            let mut g = decode_grant(&json)?;
-            grant_state::apply(&state, &mut g)?;
-            if g.break_glass || g.latest_end_secs() >= cutoff_secs {
-                continue;
-            }
-            // Only if unchanged since read (a concurrent update keeps it for the next pass).
-            if self
-                .states
-                .compare_and_swap(&id, Some(&state), None as Option<&[u8]>)?
-                .is_err()
-            {
-                continue;
-            }
-            self.remove_grant_links(&id, &g)?;
-            purged += 1;
-        }
-        Ok((purged, next, read))
-    }
-
     /// A big-endian u64 kept in `meta` under `key`; `what` names it if it is malformed.
     fn meta_u64(&self, key: &[u8], what: &str) -> Result<Option<u64>, VaultError> {
         u64_at(&self.meta, key, what)
@@ -615,12 +480,80 @@ fn u64_at(tree: &sled::Tree, key: &[u8], what: &str) -> Result<Option<u64>, Vaul
         .transpose()
 }
 
-fn encode_grant(g: &Grant) -> Result<Vec<u8>, VaultError> {
-    serde_json::to_vec(g).map_err(|_| VaultError::StoreCorrupt("grant unencodable".into()))
+/// Opens sled in `dir`. sled's lock of a store closed in this process is released by its
+/// background threads a moment after the close, so a lock held is waited for up to two
+/// seconds before the store is reported as in use.
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, VaultError> {
+    const TRIES: u32 = 40;
+    let mut waited = 0;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        let locked = matches!(&opened, Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"));
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(_) if locked && waited < TRIES => {
+                waited += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(_) if locked => {
+                return Err(VaultError::StoreUnavailable(format!(
+                    "the store in {} is in use by another process",
+                    dir.display()
+                )));
+            }
+            Err(e) => {
+                return Err(VaultError::StoreUnavailable(format!(
+                    "cannot open {}: {e}",
+                    dir.display()
+                )));
+            }
+        }
+    }
 }
 
-fn decode_grant(b: &[u8]) -> Result<Grant, VaultError> {
-    serde_json::from_slice(b).map_err(|_| VaultError::StoreCorrupt("grant unreadable".into()))
+/// The `Location` a `citizens` value holds.
+fn location_of(v: &[u8]) -> Result<Location, VaultError> {
+    Location::decode(v)
+        .ok_or_else(|| VaultError::StoreCorrupt("record index entry unreadable".into()))
+}
+
+/// Checks the store's format version, or writes it into a new store. A store with content
+/// and no version was written before versions were kept; one with another version by another
+/// build: both are refused, naming the directory and the versions.
+fn check_format(db: &sled::Db, dir: &Path) -> Result<(), VaultError> {
+    let meta = db.open_tree("meta")?;
+    let found = u64_at(&meta, FORMAT_KEY, "bad store format version")?;
+    match found {
+        Some(STORE_FORMAT) => Ok(()),
+        Some(v) => Err(VaultError::StoreUnavailable(format!(
+            "the store in {} has format {v}; this build reads format {STORE_FORMAT} only",
+            dir.display()
+        ))),
+        None => {
+            let empty = db
+                .tree_names()
+                .iter()
+                .all(|name| db.open_tree(name).map(|t| t.is_empty()).unwrap_or(false))
+                && !dir.join(grant_slots::FILE).exists()
+                && !super::records::SLOT_FILES
+                    .iter()
+                    .any(|f| dir.join(f).exists());
+            if !empty {
+                return Err(VaultError::StoreUnavailable(format!(
+                    "the store in {} has no format version (written by an older build); \
+                     this build reads format {STORE_FORMAT} only",
+                    dir.display()
+                )));
+            }
+            meta.insert(FORMAT_KEY, STORE_FORMAT.to_be_bytes().as_slice())?;
+            db.flush()?;
+            Ok(())
+        }
+    }
 }
 
 fn joined(parts: &[&str]) -> Vec<u8> {
@@ -641,24 +574,7 @@ impl From<sled::Error> for VaultError {
     }
 }
 
-impl VaultStore for SledStore {
-    fn keyring(&self) -> Result<Option<KeyringRecord>, VaultError> {
-        self.meta
-            .get(KEYRING_KEY)?
-            .map(|v| {
-                serde_json::from_slice(&v)
-                    .map_err(|_| VaultError::StoreCorrupt("keyring record unreadable".into()))
-            })
-            .transpose()
-    }
-
-    fn put_keyring(&self, record: &KeyringRecord) -> Result<(), VaultError> {
-        let bytes = serde_json::to_vec(record)
-            .map_err(|_| VaultError::StoreCorrupt("keyring record unencodable".into()))?;
-        self.meta.insert(KEYRING_KEY, bytes)?;
-        self.flush()
-    }
-
+impl RecordStore for SledStore {
     fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, VaultError> {
         self.citizen_fields(id, &|_| true)
     }
@@ -719,15 +635,14 @@ impl VaultStore for SledStore {
         let tail = self.records.lock()?;
         let existed = match self.citizens.get(id.as_bytes())? {
             Some(v) => {
-                if let Some(at) = Location::decode(&v) {
-                    if at.slot != self.records.slot() {
-                        return Err(VaultError::StoreCorrupt(
-                            "record index entry names a record file that is gone".into(),
-                        ));
-                    }
-                    self.records.shred_chain(at.offset)?;
-                    self.records.sync()?;
+                let at = location_of(&v)?;
+                if at.slot != self.records.slot() {
+                    return Err(VaultError::StoreCorrupt(
+                        "record index entry names a record file that is gone".into(),
+                    ));
                 }
+                self.records.shred_chain(at.offset)?;
+                self.records.sync()?;
                 self.citizens.remove(id.as_bytes())?;
                 true
             }
@@ -767,6 +682,171 @@ impl VaultStore for SledStore {
     fn citizen_count(&self) -> Result<u64, VaultError> {
         Ok(self.citizens.len() as u64)
     }
+}
+
+impl GrantStore for SledStore {
+    fn new_grant_id(&self) -> Result<String, VaultError> {
+        self.slots.reserve()
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<Grant>, VaultError> {
+        self.slots.get(id)
+    }
+
+    fn insert_grant(&self, grant: &Grant) -> Result<bool, VaultError> {
+        let stored = self.slots.insert(grant)?;
+        if stored {
+            self.sync_slots()?;
+        }
+        Ok(stored)
+    }
+
+    fn update_grant(
+        &self,
+        id: &str,
+        durable: bool,
+        change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
+    ) -> Result<Grant, VaultError> {
+        let g = self.slots.update(id, change)?;
+        if durable {
+            self.sync_slots()?;
+        }
+        Ok(g)
+    }
+
+    fn update_grant_state(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
+    ) -> Result<GrantState, VaultError> {
+        self.slots.update_state(id, change)
+    }
+
+    fn break_glass_grants(&self) -> Result<Vec<Grant>, VaultError> {
+        self.slots.break_glass()
+    }
+
+    fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError> {
+        self.slots.id_by_code(code)
+    }
+
+    fn grants_of_citizen(&self, citizen: &str) -> Result<Vec<Grant>, VaultError> {
+        self.slots.of_citizen(citizen)
+    }
+
+    fn sweep_grants(
+        &self,
+        after: Option<&str>,
+        scan: usize,
+        cutoff_secs: i64,
+    ) -> Result<(usize, Option<String>), VaultError> {
+        let from = after.and_then(grant_slots::resume_from).unwrap_or(0);
+        let (deleted, next) = self.slots.sweep(from, scan.max(1), cutoff_secs)?;
+        for id in &deleted {
+            if let Some(name) = self.grant_idempotency.remove(id.as_bytes())? {
+                self.idempotency.remove(name)?;
+            }
+        }
+        Ok((
+            deleted.len(),
+            next.map(|slot| grant_slots::cursor_after(slot.saturating_sub(1))),
+        ))
+    }
+}
+
+impl ConsentStore for SledStore {
+    fn put_consent(&self, consent: &StandingConsent) -> Result<(), VaultError> {
+        let bytes = serde_json::to_vec(consent)
+            .map_err(|_| VaultError::StoreCorrupt("consent not encodable".into()))?;
+        self.consents
+            .insert(joined(&[&consent.citizen, &consent.id]), bytes)?;
+        self.flush()
+    }
+
+    fn consents_of_citizen(&self, citizen: &str) -> Result<Vec<StandingConsent>, VaultError> {
+        let mut prefix = citizen.as_bytes().to_vec();
+        prefix.push(0);
+        self.consents
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (_, v) = kv?;
+                serde_json::from_slice(&v)
+                    .map_err(|_| VaultError::StoreCorrupt("consent unreadable".into()))
+            })
+            .collect()
+    }
+
+    fn delete_consent(&self, citizen: &str, id: &str) -> Result<bool, VaultError> {
+        let existed = self.consents.remove(joined(&[citizen, id]))?.is_some();
+        if existed {
+            self.flush()?;
+        }
+        Ok(existed)
+    }
+
+    fn sweep_consents(&self, cutoff_ms: i64) -> Result<usize, VaultError> {
+        let mut deleted = 0;
+        for kv in self.consents.iter() {
+            let (k, v) = kv?;
+            let c: StandingConsent = serde_json::from_slice(&v)
+                .map_err(|_| VaultError::StoreCorrupt("consent unreadable".into()))?;
+            let ended = c.withdrawn_ms.unwrap_or(c.expires_ms).min(c.expires_ms);
+            if ended < cutoff_ms && self.consents.remove(k)?.is_some() {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+impl IdempotencyStore for SledStore {
+    fn idempotency(&self, agency: &str, key: &str) -> Result<Option<(String, String)>, VaultError> {
+        Ok(self.idempotency.get(joined(&[agency, key]))?.and_then(|v| {
+            let s = String::from_utf8(v.to_vec()).ok()?;
+            let (h, g) = s.split_once(' ')?;
+            Some((h.to_owned(), g.to_owned()))
+        }))
+    }
+
+    fn put_idempotency(
+        &self,
+        agency: &str,
+        key: &str,
+        hash: &str,
+        grant_id: &str,
+    ) -> Result<bool, VaultError> {
+        let value = format!("{hash} {grant_id}");
+        let name = joined(&[agency, key]);
+        let r = self.idempotency.compare_and_swap(
+            name.as_slice(),
+            None as Option<&[u8]>,
+            Some(value.as_bytes()),
+        )?;
+        if r.is_ok() {
+            self.grant_idempotency.insert(grant_id, name)?;
+        }
+        self.flush()?;
+        Ok(r.is_ok())
+    }
+}
+
+impl MetaStore for SledStore {
+    fn keyring(&self) -> Result<Option<KeyringRecord>, VaultError> {
+        self.meta
+            .get(KEYRING_KEY)?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|_| VaultError::StoreCorrupt("keyring record unreadable".into()))
+            })
+            .transpose()
+    }
+
+    fn put_keyring(&self, record: &KeyringRecord) -> Result<(), VaultError> {
+        let bytes = serde_json::to_vec(record)
+            .map_err(|_| VaultError::StoreCorrupt("keyring record unencodable".into()))?;
+        self.meta.insert(KEYRING_KEY, bytes)?;
+        self.flush()
+    }
 
     fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, VaultError> {
         self.meta_u64(&Self::import_key(file_hash), "bad import checkpoint")
@@ -800,261 +880,6 @@ impl VaultStore for SledStore {
         self.meta
             .insert(RELEASED_THROUGH_KEY, size.to_be_bytes().as_slice())?;
         Ok(())
-    }
-
-    fn new_grant_id(&self) -> Result<String, VaultError> {
-        match self.slots.reserve()? {
-            Some(id) => Ok(id),
-            None => crate::grant::new_grant_id(),
-        }
-    }
-
-    fn grant(&self, id: &str) -> Result<Option<Grant>, VaultError> {
-        if grant_slots::parse_id(id).is_some() {
-            return self.slots.get(id);
-        }
-        Ok(self.load_grant(id.as_bytes())?.map(|(g, _)| g))
-    }
-
-    fn insert_grant(&self, grant: &Grant) -> Result<bool, VaultError> {
-        if grant_slots::parse_id(&grant.id).is_some() {
-            let stored = self
-                .slots
-                .insert(grant, &|code| Ok(self.codes.contains_key(code)?))?;
-            if stored {
-                self.sync_slots()?;
-            }
-            return Ok(stored);
-        }
-        let claimed = self.codes.compare_and_swap(
-            grant.verification_code.as_bytes(),
-            None as Option<&[u8]>,
-            Some(grant.id.as_bytes()),
-        )?;
-        if claimed.is_err() {
-            return Ok(false);
-        }
-        // Claimed, then checked against the slots' codes (which claim theirs before checking
-        // these): of two inserts racing for one code, one sees the other.
-        if self.slots.has_code(&grant.verification_code)? {
-            self.codes.remove(grant.verification_code.as_bytes())?;
-            return Ok(false);
-        }
-        self.states
-            .insert(grant.id.as_bytes(), grant_state::encode(grant))?;
-        self.grants
-            .insert(grant.id.as_bytes(), encode_grant(grant)?)?;
-        self.citizen_grants
-            .insert(joined(&[&grant.citizen, &grant.id]), grant.id.as_bytes())?;
-        if grant.break_glass {
-            self.meta
-                .insert(joined(&["break_glass", &grant.id]), grant.id.as_bytes())?;
-        }
-        self.flush()?;
-        Ok(true)
-    }
-
-    fn update_grant(
-        &self,
-        id: &str,
-        durable: bool,
-        change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
-    ) -> Result<Grant, VaultError> {
-        if grant_slots::parse_id(id).is_some() {
-            let g = self.slots.update(id, change)?;
-            if durable {
-                self.sync_slots()?;
-            }
-            return Ok(g);
-        }
-        loop {
-            let (mut g, old) = self
-                .load_grant(id.as_bytes())?
-                .ok_or(VaultError::GrantNotFound)?;
-            let new = grant_state::change_state(&mut g, change)?;
-            if self
-                .states
-                .compare_and_swap(id, Some(old), Some(new))?
-                .is_ok()
-            {
-                if durable {
-                    self.flush()?;
-                }
-                return Ok(g);
-            }
-        }
-    }
-
-    fn update_grant_state(
-        &self,
-        id: &str,
-        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
-    ) -> Result<GrantState, VaultError> {
-        if grant_slots::parse_id(id).is_some() {
-            return self.slots.update_state(id, change);
-        }
-        loop {
-            let old = self.states.get(id)?.ok_or(VaultError::GrantNotFound)?;
-            let mut st = match grant_state::decode_state(&old)? {
-                Some(st) => st,
-                // A format-1 record (older store): the grant gives the fixed facts, and the
-                // swap below writes format 2.
-                None => {
-                    let json = self.grants.get(id)?.ok_or(VaultError::GrantNotFound)?;
-                    let mut g = decode_grant(&json)?;
-                    grant_state::apply(&old, &mut g)?;
-                    GrantState::of(&g)
-                }
-            };
-            change(&mut st)?;
-            let new = grant_state::encode_state(&st);
-            if self
-                .states
-                .compare_and_swap(id, Some(old), Some(new))?
-                .is_ok()
-            {
-                return Ok(st);
-            }
-        }
-    }
-
-    fn break_glass_grants(&self) -> Result<Vec<Grant>, VaultError> {
-        let mut out = Vec::new();
-        for kv in self.meta.scan_prefix(joined(&["break_glass", ""])) {
-            let (_, id) = kv?;
-            if let Some((g, _)) = self.load_grant(&id)? {
-                out.push(g);
-            }
-        }
-        out.extend(self.slots.break_glass()?);
-        Ok(out)
-    }
-
-    fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError> {
-        if let Some(id) = self.slots.id_by_code(code)? {
-            return Ok(Some(id));
-        }
-        Ok(self
-            .codes
-            .get(code)?
-            .and_then(|v| String::from_utf8(v.to_vec()).ok()))
-    }
-
-    fn grants_of_citizen(&self, citizen: &str) -> Result<Vec<Grant>, VaultError> {
-        let mut prefix = citizen.as_bytes().to_vec();
-        prefix.push(0);
-        let mut out = Vec::new();
-        for kv in self.citizen_grants.scan_prefix(prefix) {
-            let (_, id) = kv?;
-            if let Some((g, _)) = self.load_grant(&id)? {
-                out.push(g);
-            }
-        }
-        out.extend(self.slots.of_citizen(citizen)?);
-        Ok(out)
-    }
-
-    fn put_consent(&self, consent: &StandingConsent) -> Result<(), VaultError> {
-        let bytes = serde_json::to_vec(consent)
-            .map_err(|_| VaultError::StoreCorrupt("consent not encodable".into()))?;
-        self.consents
-            .insert(joined(&[&consent.citizen, &consent.id]), bytes)?;
-        self.flush()
-    }
-
-    fn consents_of_citizen(&self, citizen: &str) -> Result<Vec<StandingConsent>, VaultError> {
-        let mut prefix = citizen.as_bytes().to_vec();
-        prefix.push(0);
-        self.consents
-            .scan_prefix(prefix)
-            .map(|kv| {
-                let (_, v) = kv?;
-                serde_json::from_slice(&v)
-                    .map_err(|_| VaultError::StoreCorrupt("consent unreadable".into()))
-            })
-            .collect()
-    }
-
-    fn sweep_consents(&self, cutoff_ms: i64) -> Result<usize, VaultError> {
-        let mut deleted = 0;
-        for kv in self.consents.iter() {
-            let (k, v) = kv?;
-            let c: StandingConsent = serde_json::from_slice(&v)
-                .map_err(|_| VaultError::StoreCorrupt("consent unreadable".into()))?;
-            let ended = c.withdrawn_ms.unwrap_or(c.expires_ms).min(c.expires_ms);
-            if ended < cutoff_ms && self.consents.remove(k)?.is_some() {
-                deleted += 1;
-            }
-        }
-        Ok(deleted)
-    }
-
-    fn delete_consent(&self, citizen: &str, id: &str) -> Result<bool, VaultError> {
-        let existed = self.consents.remove(joined(&[citizen, id]))?.is_some();
-        if existed {
-            self.flush()?;
-        }
-        Ok(existed)
-    }
-
-    fn idempotency(&self, agency: &str, key: &str) -> Result<Option<(String, String)>, VaultError> {
-        Ok(self.idempotency.get(joined(&[agency, key]))?.and_then(|v| {
-            let s = String::from_utf8(v.to_vec()).ok()?;
-            let (h, g) = s.split_once(' ')?;
-            Some((h.to_owned(), g.to_owned()))
-        }))
-    }
-
-    fn put_idempotency(
-        &self,
-        agency: &str,
-        key: &str,
-        hash: &str,
-        grant_id: &str,
-    ) -> Result<bool, VaultError> {
-        let value = format!("{hash} {grant_id}");
-        let name = joined(&[agency, key]);
-        let r = self.idempotency.compare_and_swap(
-            name.as_slice(),
-            None as Option<&[u8]>,
-            Some(value.as_bytes()),
-        )?;
-        if r.is_ok() {
-            self.grant_idempotency.insert(grant_id, name)?;
-        }
-        self.flush()?;
-        Ok(r.is_ok())
-    }
-
-    fn sweep_grants(
-        &self,
-        after: Option<&str>,
-        scan: usize,
-        cutoff_secs: i64,
-    ) -> Result<(usize, Option<String>), VaultError> {
-        // One walk in id order: the older grants in sled, then the slots (whose ids sort
-        // after every older one).
-        let (purged, from, left) = match after.and_then(grant_slots::resume_from) {
-            Some(slot) => (0, slot, scan.max(1)),
-            None => {
-                let (purged, next, read) = self.sweep_sled(after, scan, cutoff_secs)?;
-                match next {
-                    Some(next) => return Ok((purged, Some(next))),
-                    // sled's walk ended inside this step: the slots get what is left of it.
-                    None => (purged, 0, scan.max(1).saturating_sub(read).max(1)),
-                }
-            }
-        };
-        let (deleted, next) = self.slots.sweep(from, left, cutoff_secs)?;
-        for id in &deleted {
-            if let Some(name) = self.grant_idempotency.remove(id.as_bytes())? {
-                self.idempotency.remove(name)?;
-            }
-        }
-        Ok((
-            purged + deleted.len(),
-            next.map(|slot| grant_slots::cursor_after(slot.saturating_sub(1))),
-        ))
     }
 }
 

@@ -4,6 +4,7 @@ use super::*;
 use crate::audit::{Event, SafeId, SegmentLogAt};
 use crate::keyring::{DEFAULT_LOG_ORIGIN, InMemoryRootKey};
 use crate::store::SledStore;
+use crate::store::{MetaStore, RecordStore};
 
 const NOW: Timestamp = Timestamp::from_millis(1_795_395_723_456);
 

@@ -1,6 +1,7 @@
 //! Tests of the use cases (grants, consent, release, revocation, retention) through the
 //! `Vault` façade, against a real sled store and audit log in a temporary directory.
 
+use crate::store::{ConsentStore, GrantStore, MetaStore};
 use serde_json::{Value, json};
 
 use super::*;

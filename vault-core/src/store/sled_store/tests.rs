@@ -3,52 +3,37 @@
 use super::*;
 use crate::grant::GrantStatus;
 
-/// An active one-use grant whose token expires at `exp` (seconds).
-fn grant(id: &str, exp: i64) -> Grant {
-    super::super::test_grant(id, exp)
-}
-
 /// A grant with a slot id from `s` and a real code, for `citizen` (one byte, repeated).
 fn slot_grant(s: &SledStore, citizen: u8, exp: i64) -> Grant {
-    let mut g = grant("x", exp);
+    let mut g = super::super::test_grant("x", exp);
     g.id = s.new_grant_id().unwrap();
     g.verification_code = crate::grant::new_verification_code().unwrap();
     g.citizen = format!("{citizen:02x}").repeat(32);
     g
 }
 
+/// A fresh store in a temporary directory, for the conformance suite.
+fn fresh() -> crate::store::conformance::Fresh<SledStore> {
+    let dir = tempfile::tempdir().unwrap();
+    crate::store::conformance::Fresh {
+        store: SledStore::open(dir.path()).unwrap(),
+        _keep: Box::new(dir),
+    }
+}
+
+mod conformance {
+    crate::store::conformance::store_conformance!(super::fresh);
+}
+
 #[test]
-fn older_grants_in_sled_and_slot_grants_are_one_store() {
+fn grants_spent_uses_and_marks_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open(dir.path()).unwrap();
-    let mut old = grant("g-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1_000);
-    old.verification_code = crate::grant::new_verification_code().unwrap();
-    let citizen = old.citizen.clone();
-    assert!(s.insert_grant(&old).unwrap());
-    let mut new = slot_grant(&s, 0xab, 1_000);
-    assert!(grant_slots::parse_id(&new.id).is_some());
-    assert_eq!(new.citizen, citizen);
-    // A code the other side holds is refused on either side.
-    new.verification_code = old.verification_code.clone();
-    assert!(!s.insert_grant(&new).unwrap());
-    new.verification_code = crate::grant::new_verification_code().unwrap();
-    assert!(s.insert_grant(&new).unwrap());
-    let mut clash = grant("g-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", 1_000);
-    clash.verification_code = new.verification_code.clone();
-    assert!(!s.insert_grant(&clash).unwrap());
-    assert_eq!(s.grant(&clash.id).unwrap(), None);
+    let used = slot_grant(&s, 0xab, 9_000);
     let kept = slot_grant(&s, 0xab, 9_000);
+    assert!(s.insert_grant(&used).unwrap());
     assert!(s.insert_grant(&kept).unwrap());
-    for g in [&old, &new, &kept] {
-        assert_eq!(s.grant(&g.id).unwrap().as_ref(), Some(g));
-        assert_eq!(
-            s.grant_id_by_code(&g.verification_code).unwrap().as_deref(),
-            Some(g.id.as_str())
-        );
-    }
-    assert_eq!(s.grants_of_citizen(&citizen).unwrap().len(), 3);
-    // A spent use and a durable revoke, both through the store, survive a reopen.
-    s.update_grant_state(&new.id, &mut |st| {
+    s.update_grant_state(&used.id, &mut |st| {
         st.spend(crate::Timestamp::from_millis(500_000))
     })
     .unwrap();
@@ -61,34 +46,49 @@ fn older_grants_in_sled_and_slot_grants_are_one_store() {
         Ok(())
     })
     .unwrap();
+    s.flush().unwrap();
     drop(s);
     let s = SledStore::open(dir.path()).unwrap();
     assert_eq!(s.released_through().unwrap(), Some(7));
-    assert_eq!(s.grant(&new.id).unwrap().unwrap().uses, 1);
+    assert_eq!(s.grant(&used.id).unwrap().unwrap().uses, 1);
     assert_eq!(
         s.grant(&kept.id).unwrap().unwrap().status,
         GrantStatus::Revoked
     );
-    // One sweep walks both, in steps of one grant, and deletes the ended ones of each.
-    let (mut purged, mut cursor, mut steps) = (0, None, 0);
-    loop {
-        let (n, next) = s.sweep_grants(cursor.as_deref(), 1, 5_000).unwrap();
-        purged += n;
-        steps += 1;
-        cursor = next;
-        if cursor.is_none() {
-            break;
-        }
-    }
-    assert_eq!(purged, 2);
-    assert!(steps >= 3, "{steps}");
-    assert_eq!(s.grant(&old.id).unwrap(), None);
-    assert_eq!(s.grant(&new.id).unwrap(), None);
-    assert_eq!(s.grant_id_by_code(&new.verification_code).unwrap(), None);
-    assert_eq!(
-        s.grants_of_citizen(&citizen).unwrap(),
-        vec![s.grant(&kept.id).unwrap().unwrap()]
+    assert_eq!(s.grants_of_citizen(&used.citizen).unwrap().len(), 2);
+}
+
+#[test]
+fn a_store_of_another_format_or_of_none_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.meta_u64(FORMAT_KEY, "").unwrap(), Some(STORE_FORMAT));
+    s.meta
+        .insert(FORMAT_KEY, 9u64.to_be_bytes().as_slice())
+        .unwrap();
+    s.flush().unwrap();
+    drop(s);
+    let e = SledStore::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("has format 9; this build reads format 1 only"),
+        "{e}"
     );
+    // A store written before versions were kept: content, no version.
+    let old = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(old.path()).unwrap();
+        db.open_tree("citizens")
+            .unwrap()
+            .insert([1u8; 32], b"x".as_slice())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let e = SledStore::open(old.path()).unwrap_err().to_string();
+    assert!(e.contains("has no format version"), "{e}");
+    // An empty directory becomes a store of this format, and opens again.
+    let new = tempfile::tempdir().unwrap();
+    drop(SledStore::open(new.path()).unwrap());
+    SledStore::open(new.path()).unwrap();
 }
 
 #[test]
@@ -114,220 +114,6 @@ fn the_store_reports_what_opening_the_slot_file_repaired() {
     assert_eq!(
         s.grant(&g.id).unwrap().unwrap().status,
         GrantStatus::Revoked
-    );
-}
-
-#[test]
-fn a_sweep_walks_the_grants_in_steps_and_deletes_only_ended_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SledStore::open(dir.path()).unwrap();
-    for (id, exp) in [
-        ("g-3", 3_000),
-        ("g-1", 1_000),
-        ("g-2", 2_000),
-        ("g-4", 1_500),
-    ] {
-        assert!(s.insert_grant(&grant(id, exp)).unwrap());
-    }
-    let mut bg = grant("g-5", 1_000);
-    bg.break_glass = true;
-    assert!(s.insert_grant(&bg).unwrap());
-    assert_eq!(s.sweep_grants(None, 10, 999).unwrap(), (0, None));
-    // Steps of two: g-1 g-2 | g-3 g-4 | g-5.
-    let (n, next) = s.sweep_grants(None, 2, 2_500).unwrap();
-    assert_eq!((n, next.as_deref()), (2, Some("g-2")));
-    let (n, next) = s.sweep_grants(next.as_deref(), 2, 2_500).unwrap();
-    assert_eq!((n, next.as_deref()), (1, Some("g-4")));
-    assert_eq!(
-        s.sweep_grants(next.as_deref(), 2, 2_500).unwrap(),
-        (0, None)
-    );
-    for gone in ["g-1", "g-2", "g-4"] {
-        assert!(s.grant(gone).unwrap().is_none());
-        assert!(
-            s.grant_id_by_code(&format!("CODE{gone}"))
-                .unwrap()
-                .is_none()
-        );
-    }
-    assert_eq!(s.grants_of_citizen(&"ab".repeat(32)).unwrap().len(), 2);
-    assert_eq!(s.sweep_grants(None, 10, i64::MAX).unwrap(), (1, None));
-    assert_eq!(s.grants.len(), 1, "the break-glass grant stays");
-    assert_eq!(s.states.len(), 1, "with its state alone");
-    assert_eq!((s.codes.len(), s.citizen_grants.len()), (1, 1));
-}
-
-#[test]
-fn the_sweep_decides_from_the_state_where_it_can_and_from_the_grant_otherwise() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SledStore::open(dir.path()).unwrap();
-    // Active: token until 2,000 s. Pending: no token, consent until 1,000 s, TTL 300 s,
-    // so in force at most until 1,301 s. Refused at 500 s: ended at 501 s.
-    let active = grant("g-a", 2_000);
-    let mut pending = grant("g-p", 0);
-    pending.status = GrantStatus::PendingConsent;
-    (pending.token_iat, pending.token_exp) = (None, None);
-    pending.consent_expires_ms = Some(1_000_000);
-    let mut refused = pending.clone();
-    refused.id = "g-r".into();
-    refused.verification_code = "CODEg-r".into();
-    refused.end(
-        GrantStatus::Refused,
-        crate::clock::Timestamp::from_millis(500_000),
-    );
-    for g in [&active, &pending, &refused] {
-        assert!(s.insert_grant(g).unwrap());
-    }
-    // The state's bound is the grant's end wherever it has one.
-    assert_eq!(GrantState::of(&active).end_bound_secs(), Some(2_000));
-    assert_eq!(active.latest_end_secs(), 2_000);
-    assert_eq!(GrantState::of(&refused).end_bound_secs(), Some(501));
-    assert_eq!(refused.latest_end_secs(), 501);
-    assert_eq!(GrantState::of(&pending).end_bound_secs(), None);
-    assert_eq!(pending.latest_end_secs(), 1_301);
-    let left = |s: &SledStore| {
-        ["g-a", "g-p", "g-r"]
-            .into_iter()
-            .filter(|id| s.grant(id).unwrap().is_some())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(s.sweep_grants(None, 10, 501).unwrap(), (0, None));
-    assert_eq!(s.sweep_grants(None, 10, 502).unwrap(), (1, None));
-    assert_eq!(left(&s), ["g-a", "g-p"]);
-    assert_eq!(s.sweep_grants(None, 10, 1_301).unwrap(), (0, None));
-    assert_eq!(s.sweep_grants(None, 10, 1_302).unwrap(), (1, None));
-    assert_eq!(left(&s), ["g-a"]);
-    assert_eq!(s.sweep_grants(None, 10, 2_000).unwrap(), (0, None));
-    assert_eq!(s.sweep_grants(None, 10, 2_001).unwrap(), (1, None));
-    assert!(left(&s).is_empty());
-}
-
-#[test]
-fn a_release_rewrites_only_the_state_and_one_caller_wins_each_use() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SledStore::open(dir.path()).unwrap();
-    let mut g = grant("g-1", 2_000);
-    g.max_uses = 40;
-    assert!(s.insert_grant(&g).unwrap());
-    let json = s.grants.get("g-1").unwrap().unwrap();
-    let now = crate::Timestamp::from_millis(1_800_000);
-    let wins = std::sync::atomic::AtomicU32::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..8 {
-            scope.spawn(|| {
-                for i in 0..10 {
-                    // The release path (state only) and the whole-grant path race alike.
-                    let won = if i % 2 == 0 {
-                        s.update_grant_state("g-1", &mut |st| st.spend(now)).is_ok()
-                    } else {
-                        s.update_grant("g-1", false, &mut |g| g.spend(now)).is_ok()
-                    };
-                    if won {
-                        wins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    assert_eq!(wins.into_inner(), 40, "80 tries, 40 uses");
-    let spent = s.grant("g-1").unwrap().unwrap();
-    assert_eq!((spent.uses, spent.status), (40, GrantStatus::Exhausted));
-    assert_eq!(spent.ended_ms, Some(1_800_000));
-    assert_eq!(
-        s.grants.get("g-1").unwrap().unwrap(),
-        json,
-        "JSON as inserted"
-    );
-    assert!(s.states.get("g-1").unwrap().unwrap().len() < 64);
-}
-
-#[test]
-fn a_format_1_state_is_read_through_its_grant_and_rewritten_as_format_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SledStore::open(dir.path()).unwrap();
-    let mut g = grant("g-1", 2_000);
-    g.max_uses = 5;
-    g.unit = Some("phong-tn".into());
-    assert!(s.insert_grant(&g).unwrap());
-    // As a store written before format 2 holds it: status, flags, uses, iat, exp.
-    let mut v1 = vec![1, 1, 0b110];
-    v1.extend_from_slice(&0u32.to_be_bytes());
-    v1.extend_from_slice(&g.token_iat.unwrap().to_be_bytes());
-    v1.extend_from_slice(&g.token_exp.unwrap().to_be_bytes());
-    s.states.insert("g-1", v1).unwrap();
-    let now = crate::Timestamp::from_millis(1_800_000);
-    let st = s
-        .update_grant_state("g-1", &mut |st| st.spend(now))
-        .unwrap();
-    assert_eq!((st.uses, st.max_uses, st.binding), (1, 5, g.binding()));
-    assert_eq!(st.unit.as_deref(), Some("phong-tn"));
-    assert_eq!(s.states.get("g-1").unwrap().unwrap()[0], 2, "now format 2");
-    let st = s
-        .update_grant_state("g-1", &mut |st| st.spend(now))
-        .unwrap();
-    assert_eq!(st.uses, 2);
-    assert_eq!(s.grant("g-1").unwrap().unwrap().uses, 2);
-    assert!(matches!(
-        s.update_grant_state("g-9", &mut |st| st.spend(now)),
-        Err(VaultError::GrantNotFound)
-    ));
-}
-
-#[test]
-fn a_grant_whose_state_is_gone_is_not_found_and_the_sweep_finishes_its_deletion() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SledStore::open(dir.path()).unwrap();
-    assert!(s.insert_grant(&grant("g-1", 2_000)).unwrap());
-    s.states.remove("g-1").unwrap();
-    assert!(s.grant("g-1").unwrap().is_none());
-    assert!(s.grants_of_citizen(&"ab".repeat(32)).unwrap().is_empty());
-    assert!(matches!(
-        s.update_grant("g-1", false, &mut |_| Ok(())),
-        Err(VaultError::GrantNotFound)
-    ));
-    assert_eq!(s.sweep_grants(None, 10, 0).unwrap(), (0, None));
-    assert_eq!(
-        (s.grants.len(), s.codes.len(), s.citizen_grants.len()),
-        (0, 0, 0)
-    );
-}
-
-#[test]
-fn a_store_from_before_the_split_is_migrated_with_its_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut used = grant("g-1", 2_000);
-    used.uses = 1;
-    used.end(
-        GrantStatus::Exhausted,
-        crate::Timestamp::from_millis(1_900_000),
-    );
-    {
-        let db = sled::open(dir.path()).unwrap();
-        let legacy = db.open_tree("grants").unwrap();
-        legacy.insert("g-1", encode_grant(&used).unwrap()).unwrap();
-        legacy
-            .insert("g-2", encode_grant(&grant("g-2", 2_000)).unwrap())
-            .unwrap();
-        db.flush().unwrap();
-    }
-    let s = SledStore::open(dir.path()).unwrap();
-    assert_eq!(s.grant("g-1").unwrap().unwrap(), used);
-    assert!(
-        !s.db.tree_names().iter().any(|n| n.as_ref() == b"grants"),
-        "the old tree is dropped"
-    );
-    let now = crate::Timestamp::from_millis(1_800_000);
-    assert!(matches!(
-        s.update_grant("g-1", false, &mut |g| g.spend(now)),
-        Err(VaultError::GrantExhausted)
-    ));
-    s.update_grant("g-2", true, &mut |g| g.spend(now)).unwrap();
-    drop(s);
-    let s = SledStore::open(dir.path()).unwrap();
-    assert_eq!(
-        s.grant("g-2").unwrap().unwrap().uses,
-        1,
-        "reopening keeps state"
     );
 }
 
@@ -417,7 +203,7 @@ fn a_flush_syncs_the_record_file_only_when_it_shredded_something() {
     s.flush().unwrap();
     let before = syncs();
     // A grant's flush (the grant path's one flush) leaves the record file alone.
-    assert!(s.insert_grant(&grant("g-1", 1_000)).unwrap());
+    assert!(s.insert_grant(&slot_grant(&s, 0xab, 1_000)).unwrap());
     s.flush().unwrap();
     assert_eq!(syncs(), before);
     // A rewrite's flush shreds the old frame and syncs the shred.
@@ -473,32 +259,6 @@ fn opening_after_a_crash_shreds_what_no_durable_index_points_at() {
         Some(s.records.len().unwrap()),
         "the mark moved to the end"
     );
-}
-
-#[test]
-fn a_record_stored_inline_by_an_older_store_reads_and_moves_to_the_file_when_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (blind(1), blind(2));
-    {
-        let db = sled::open(dir.path()).unwrap();
-        let citizens = db.open_tree("citizens").unwrap();
-        citizens
-            .insert(a.as_bytes(), codec::encode(&record("A-INLINE")))
-            .unwrap();
-        citizens
-            .insert(b.as_bytes(), codec::encode(&record("B-INLINE")))
-            .unwrap();
-        db.flush().unwrap();
-    }
-    let s = SledStore::open(dir.path()).unwrap();
-    assert_eq!(envelope_of(&s, &a).as_deref(), Some("A-INLINE"));
-    s.put_citizens(&[(a, record("A-FILED"))]).unwrap();
-    s.flush().unwrap();
-    assert_eq!(envelope_of(&s, &a).as_deref(), Some("A-FILED"));
-    assert!(Location::decode(&s.citizens.get(a.as_bytes()).unwrap().unwrap()).is_some());
-    assert_eq!(s.citizens_after(None, 10).unwrap().len(), 2);
-    assert!(s.delete_citizen(&b).unwrap());
-    assert!(s.citizen(&b).unwrap().is_none());
 }
 
 /// Bytes of every record file in `dir` (by slot; `None` where a slot has no file).

@@ -1,0 +1,454 @@
+//! The behaviour every `VaultStore` backend must have, as tests any backend runs:
+//! `store_conformance!(|| open a fresh store)` in the backend's test module expands to one
+//! `#[test]` per behaviour. What is specific to one engine (crash repair, files on disk,
+//! reopening) stays in that backend's own tests.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::{SealedField, SealedRecord, VaultStore};
+use crate::clock::Timestamp;
+use crate::consent::StandingConsent;
+use crate::error::VaultError;
+use crate::grant::{Grant, GrantState, GrantStatus};
+use crate::id::{BlindId, FieldName};
+use crate::keyring::KeyringRecord;
+
+/// A fresh store and whatever must live as long as it (a temporary directory, a database).
+pub(crate) struct Fresh<S> {
+    /// The store under test.
+    pub store: S,
+    /// Dropped after the test.
+    pub _keep: Box<dyn std::any::Any>,
+}
+
+/// Expands to one test per behaviour for the backend `open` makes (a closure returning a
+/// `Fresh` store).
+macro_rules! store_conformance {
+    ($open:expr) => {
+        $crate::store::conformance::store_conformance!(@tests $open;
+            records_round_trip_page_count_and_delete,
+            meta_keeps_the_keyring_checkpoints_and_mark,
+            grants_are_found_by_id_code_and_citizen,
+            a_taken_code_stores_nothing,
+            grant_changes_are_atomic_and_may_be_refused,
+            one_caller_wins_each_use,
+            the_sweep_walks_in_steps_and_keeps_break_glass,
+            the_sweep_reads_each_grants_end,
+            consents_are_kept_listed_deleted_and_swept,
+            idempotency_keys_are_claimed_once_per_scope_and_go_with_their_grant,
+        );
+    };
+    (@tests $open:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::store::conformance::$name(&$open);
+            }
+        )*
+    };
+}
+pub(crate) use store_conformance;
+
+type Open<S> = dyn Fn() -> Fresh<S>;
+
+fn blind(n: u8) -> BlindId {
+    BlindId::from_bytes([n; 32])
+}
+
+/// A record with one field per name, each envelope the name and `marker`.
+fn record(marker: &str, names: &[&str]) -> SealedRecord {
+    let fields: BTreeMap<FieldName, SealedField> = names
+        .iter()
+        .map(|n| {
+            (
+                FieldName::parse(n).unwrap(),
+                SealedField {
+                    version: 1,
+                    envelope: format!("{n}:{marker}").into_bytes(),
+                },
+            )
+        })
+        .collect();
+    SealedRecord {
+        dek_version: 1,
+        wrapped_dek: vec![7; 60],
+        audit_salt: [9; 32],
+        record_version: 1,
+        fields,
+    }
+}
+
+/// An active one-use grant with an id and a fresh code from `s`, for `citizen` (one byte,
+/// repeated), whose token expires at `exp` (seconds).
+fn grant<S: VaultStore>(s: &S, citizen: u8, exp: i64) -> Grant {
+    let mut g = super::test_grant("x", exp);
+    g.id = s.new_grant_id().unwrap();
+    g.verification_code = crate::grant::new_verification_code().unwrap();
+    g.citizen = format!("{citizen:02x}").repeat(32);
+    g
+}
+
+fn stored<S: VaultStore>(s: &S, g: &Grant) {
+    assert!(s.insert_grant(g).unwrap());
+}
+
+/// Runs the sweep to the end in steps of `scan`; how many it deleted and how many steps.
+fn sweep_all<S: VaultStore>(s: &S, scan: usize, cutoff: i64) -> (usize, usize) {
+    let (mut deleted, mut cursor, mut steps) = (0, None, 0);
+    loop {
+        let (n, next) = s.sweep_grants(cursor.as_deref(), scan, cutoff).unwrap();
+        deleted += n;
+        steps += 1;
+        cursor = next;
+        if cursor.is_none() {
+            return (deleted, steps);
+        }
+    }
+}
+
+pub(crate) fn records_round_trip_page_count_and_delete<S: VaultStore>(open: &Open<S>) {
+    let f = open();
+    let s = &f.store;
+    assert_eq!(s.citizen(&blind(1)).unwrap(), None);
+    assert_eq!(s.citizen_count().unwrap(), 0);
+    let names = ["full_name", "phone", "address"];
+    let batch: Vec<_> = (1..=5)
+        .map(|n| (blind(n), record(&n.to_string(), &names)))
+        .collect();
+    s.put_citizens(&batch).unwrap();
+    s.flush().unwrap();
+    assert_eq!(s.citizen_count().unwrap(), 5);
+    assert_eq!(s.citizen(&blind(3)).unwrap().as_ref(), Some(&batch[2].1));
+    // Only the fields asked for come out.
+    let some = s
+        .citizen_fields(&blind(3), &|n| n == "phone")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        some.fields
+            .keys()
+            .map(FieldName::as_str)
+            .collect::<Vec<_>>(),
+        ["phone"]
+    );
+    assert_eq!(some.wrapped_dek, batch[2].1.wrapped_dek);
+    // A rewrite replaces the record.
+    s.put_citizens(&[(blind(3), record("again", &names))])
+        .unwrap();
+    assert_eq!(s.citizen(&blind(3)).unwrap(), Some(record("again", &names)));
+    assert_eq!(s.citizen_count().unwrap(), 5);
+    // Pages in blind-id order.
+    let first = s.citizens_after(None, 2).unwrap();
+    assert_eq!(
+        first.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [blind(1), blind(2)]
+    );
+    let rest = s.citizens_after(Some(&blind(2)), 10).unwrap();
+    assert_eq!(
+        rest.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [blind(3), blind(4), blind(5)]
+    );
+    assert!(s.citizens_after(Some(&blind(5)), 10).unwrap().is_empty());
+    // Deletion says whether there was a record.
+    assert!(s.delete_citizen(&blind(4)).unwrap());
+    assert!(!s.delete_citizen(&blind(4)).unwrap());
+    assert_eq!(s.citizen(&blind(4)).unwrap(), None);
+    assert_eq!(s.citizen_count().unwrap(), 4);
+}
+
+pub(crate) fn meta_keeps_the_keyring_checkpoints_and_mark<S: VaultStore>(open: &Open<S>) {
+    let f = open();
+    let s = &f.store;
+    assert_eq!(s.keyring().unwrap(), None);
+    let mut ring = KeyringRecord {
+        current: 1,
+        min_decryption_version: 1,
+        keks: BTreeMap::from([(1, "aa".repeat(30))]),
+        rotating_from: None,
+        log_origin: "vault.example/log".into(),
+        audit_key: "bb".repeat(40),
+        token_keys: BTreeMap::from([(1, "cc".repeat(40))]),
+    };
+    s.put_keyring(&ring).unwrap();
+    assert_eq!(s.keyring().unwrap().as_ref(), Some(&ring));
+    ring.current = 2;
+    s.put_keyring(&ring).unwrap();
+    assert_eq!(s.keyring().unwrap().map(|r| r.current), Some(2));
+    let (a, b) = ([1u8; 32], [2u8; 32]);
+    assert_eq!(s.import_checkpoint(&a).unwrap(), None);
+    s.set_import_checkpoint(&a, Some(41)).unwrap();
+    s.set_import_checkpoint(&b, Some(7)).unwrap();
+    assert_eq!(s.import_checkpoint(&a).unwrap(), Some(41));
+    s.set_import_checkpoint(&a, None).unwrap();
+    assert_eq!(s.import_checkpoint(&a).unwrap(), None);
+    assert_eq!(s.import_checkpoint(&b).unwrap(), Some(7));
+    assert_eq!(s.released_through().unwrap(), None);
+    s.set_released_through(12).unwrap();
+    s.flush().unwrap();
+    assert_eq!(s.released_through().unwrap(), Some(12));
+}
+
+pub(crate) fn grants_are_found_by_id_code_and_citizen<S: VaultStore>(open: &Open<S>) {
+    let f = open();
+    let s = &f.store;
+    let a = grant(s, 0xab, 2_000);
+    let b = grant(s, 0xab, 2_000);
+    let mut glass = grant(s, 0xcd, 2_000);
+    glass.break_glass = true;
+    assert_ne!(a.id, b.id, "ids are fresh");
+    assert_eq!(s.grant(&a.id).unwrap(), None, "an id alone stores nothing");
+    for g in [&a, &b, &glass] {
+        stored(s, g);
+    }
+    for g in [&a, &b, &glass] {
+        assert_eq!(s.grant(&g.id).unwrap().as_ref(), Some(g));
+        assert_eq!(
+            s.grant_id_by_code(&g.verification_code).unwrap().as_deref(),
+            Some(g.id.as_str())
+        );
+    }
+    let mut mine: Vec<_> = s.grants_of_citizen(&a.citizen).unwrap();
+    mine.sort_by(|x, y| x.id.cmp(&y.id));
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(mine, want);
+    assert_eq!(s.grants_of_citizen(&"ef".repeat(32)).unwrap(), vec![]);
+    assert_eq!(s.break_glass_grants().unwrap(), vec![glass]);
+    assert_eq!(s.grant_id_by_code("NOSUCHCODE").unwrap(), None);
+    assert_eq!(s.grant("g-tnosuchgrant").unwrap(), None);
+}
+
+pub(crate) fn a_taken_code_stores_nothing<S: VaultStore>(open: &Open<S>) {
+    let f = open();
+    let s = &f.store;
+    let a = grant(s, 0xab, 2_000);
+    stored(s, &a);
+    let mut clash = grant(s, 0xcd, 2_000);
+    clash.verification_code = a.verification_code.clone();
+    assert!(!s.insert_grant(&clash).unwrap());
+    assert_eq!(s.grant(&clash.id).unwrap(), None);
+    assert_eq!(
+        s.grant_id_by_code(&a.verification_code).unwrap().as_deref(),
+        Some(a.id.as_str())
+    );
+    assert!(s.grants_of_citizen(&clash.citizen).unwrap().is_empty());
+}
+
+pub(crate) fn grant_changes_are_atomic_and_may_be_refused<S: VaultStore>(open: &Open<S>) {
+    let f = open();
+    let s = &f.store;
+    let mut g = grant(s, 0xab, 2_000);
+    g.max_uses = 3;
+    stored(s, &g);
+    let now = Timestamp::from_millis(1_800_000);
+    let after = s.update_grant(&g.id, true, &mut |g| g.spend(now)).unwrap();
+    assert_eq!(after.uses, 1);
+    let st = s
+        .update_grant_state(&g.id, &mut |st| st.spend(now))
+        .unwrap();
+    assert_eq!((st.uses, st.max_uses, st.binding), (2, 3, g.binding()));
+    assert_eq!(st, GrantState::of(&s.grant(&g.id).unwrap().unwrap()));
+    // A refused change changes nothing.
+    let refused = s.update_grant(&g.id, true, &mut |g| {
+        g.uses = 0;
+        Err(VaultError::GrantRevoked)
+    });
+    assert!(matches!(refused, Err(VaultError::GrantRevoked)));
+    assert_eq!(s.grant(&g.id).unwrap().unwrap().uses, 2);
+    s.update_grant(&g.id, true, &mut |g| {
+        g.end(GrantStatus::Revoked, now);
+        Ok(())
+    })
+    .unwrap();
+    assert!(matches!(
+        s.update_grant_state(&g.id, &mut |st| st.spend(now)),
+        Err(VaultError::GrantRevoked)
+    ));
+    let revoked = s.grant(&g.id).unwrap().unwrap();
+    assert_eq!((revoked.status, revoked.uses), (GrantStatus::Revoked, 2));
+    // The fixed facts are as inserted.
+    assert_eq!(
+        (&revoked.agency, &revoked.fields, &revoked.citizen),
+        (&g.agency, &g.fields, &g.citizen)
+    );
+    let unknown = s.new_grant_id().unwrap();
+    assert!(matches!(
+        s.update_grant(&unknown, false, &mut |_| Ok(())),
+        Err(VaultError::GrantNotFound)
+    ));
+    assert!(matches!(
+        s.update_grant_state(&unknown, &mut |st| st.spend(now)),
+        Err(VaultError::GrantNotFound)
+    ));
+}
+
+pub(crate) fn one_caller_wins_each_use<S: VaultStore>(open: &Open<S>) {
+    let f = open();
+    let s = &f.store;
+    let mut g = grant(s, 0xab, 2_000);
+    g.max_uses = 40;
+    stored(s, &g);
+    let now = Timestamp::from_millis(1_800_000);
+    let wins = AtomicU32::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for i in 0..10 {
+                    // The release path (state only) and the whole-grant path race alike.
+                    let won = if i % 2 == 0 {
+                        s.update_grant_state(&g.id, &mut |st| st.spend(now)).is_ok()
+                    } else {
+                        s.update_grant(&g.id, false, &mut |g| g.spend(now)).is_ok()
+                    };
+                    if won {
+                        wins.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(wins.into_inner(), 40, "80 tries, 40 uses");
+    let spent = s.grant(&g.id).unwrap().unwrap();
+    assert_eq!((spent.uses, spent.status), (40, GrantStatus::Exhausted));
+    assert_eq!(spent.ended_ms, Some(1_800_000));
+}
+
+pub(crate) fn the_sweep_walks_in_steps_and_keeps_break_glass<S: VaultStore>(open: &Open<S>) {
+    let f = open();
+    let s = &f.store;
+    let ends = [3_000, 1_000, 2_000, 1_500];
+    let grants: Vec<Grant> = ends.iter().map(|&e| grant(s, 0xab, e)).collect();
+    for g in &grants {
+        stored(s, g);
+    }
+    let mut glass = grant(s, 0xab, 1_000);
+    glass.break_glass = true;
+    stored(s, &glass);
+    assert_eq!(sweep_all(s, 10, 999), (0, 1));
+    // In steps of two (three steps for five grants): the three that ended before 2,500 s.
+    let (deleted, steps) = sweep_all(s, 2, 2_500);
+    assert_eq!(deleted, 3);
+    assert!(steps >= 3, "{steps} steps");
+    for (g, end) in grants.iter().zip(ends) {
+        let kept = s.grant(&g.id).unwrap().is_some();
+        assert_eq!(kept, end >= 2_500, "grant ending at {end}");
+        let code = s.grant_id_by_code(&g.verification_code).unwrap();
+        assert_eq!(code.is_some(), kept, "its code goes with it");
+    }
+    assert_eq!(s.grants_of_citizen(&glass.citizen).unwrap().len(), 2);
+    assert_eq!(sweep_all(s, 10, i64::MAX).0, 1);
+    assert_eq!(
+        s.grants_of_citizen(&glass.citizen).unwrap(),
+        vec![glass.clone()]
+    );
+    assert_eq!(s.break_glass_grants().unwrap(), vec![glass]);
+}
+
+pub(crate) fn the_sweep_reads_each_grants_end<S: VaultStore>(open: &Open<S>) {
+    let f = open();
+    let s = &f.store;
+    // Active: token until 2,000 s. Pending: no token, consent until 1,000 s, TTL 300 s,
+    // so in force at most until 1,301 s. Refused at 500 s: ended at 501 s.
+    let active = grant(s, 0xab, 2_000);
+    let mut pending = grant(s, 0xab, 0);
+    pending.status = GrantStatus::PendingConsent;
+    (pending.token_iat, pending.token_exp) = (None, None);
+    pending.consent_expires_ms = Some(1_000_000);
+    let mut refused = grant(s, 0xab, 0);
+    (refused.status, refused.token_iat, refused.token_exp) =
+        (GrantStatus::PendingConsent, None, None);
+    refused.consent_expires_ms = Some(1_000_000);
+    refused.end(GrantStatus::Refused, Timestamp::from_millis(500_000));
+    for g in [&active, &pending, &refused] {
+        stored(s, g);
+    }
+    assert_eq!(active.latest_end_secs(), 2_000);
+    assert_eq!(refused.latest_end_secs(), 501);
+    assert_eq!(pending.latest_end_secs(), 1_301);
+    let left = || {
+        [&active, &pending, &refused]
+            .into_iter()
+            .filter(|g| s.grant(&g.id).unwrap().is_some())
+            .count()
+    };
+    for (cutoff, after) in [
+        (501, 3),
+        (502, 2),
+        (1_301, 2),
+        (1_302, 1),
+        (2_000, 1),
+        (2_001, 0),
+    ] {
+        sweep_all(s, 10, cutoff);
+        assert_eq!(left(), after, "after a sweep at {cutoff}");
+    }
+}
+
+fn consent(citizen: &str, id: &str, expires_ms: i64) -> StandingConsent {
+    StandingConsent {
+        id: id.into(),
+        citizen: citizen.into(),
+        agency: "ubnd-phuong-sai-gon".into(),
+        purpose: "construction_permit".into(),
+        fields: vec!["full_name".into()],
+        created_ms: 1_000,
+        expires_ms,
+        grant_id: "g-x".into(),
+        withdrawn_ms: None,
+    }
+}
+
+pub(crate) fn consents_are_kept_listed_deleted_and_swept<S: VaultStore>(open: &Open<S>) {
+    let f = open();
+    let s = &f.store;
+    let (me, other) = ("ab".repeat(32), "cd".repeat(32));
+    let mut a = consent(&me, "c-a", 10_000);
+    let b = consent(&me, "c-b", 20_000);
+    s.put_consent(&a).unwrap();
+    s.put_consent(&b).unwrap();
+    s.put_consent(&consent(&other, "c-a", 10_000)).unwrap();
+    let mut mine = s.consents_of_citizen(&me).unwrap();
+    mine.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(mine, vec![a.clone(), b.clone()]);
+    // A put replaces (the withdrawal's mark).
+    a.withdrawn_ms = Some(5_000);
+    s.put_consent(&a).unwrap();
+    assert!(s.consents_of_citizen(&me).unwrap().contains(&a));
+    // Deletion is per citizen.
+    assert!(s.delete_consent(&other, "c-a").unwrap());
+    assert!(!s.delete_consent(&other, "c-a").unwrap());
+    assert_eq!(s.consents_of_citizen(&me).unwrap().len(), 2);
+    // The sweep takes what ended before the cutoff: withdrawn at 5,000, expired at 20,000.
+    assert_eq!(s.sweep_consents(5_000).unwrap(), 0);
+    assert_eq!(s.sweep_consents(5_001).unwrap(), 1);
+    assert_eq!(s.consents_of_citizen(&me).unwrap(), vec![b]);
+    assert_eq!(s.sweep_consents(20_001).unwrap(), 1);
+    assert!(s.consents_of_citizen(&me).unwrap().is_empty());
+}
+
+pub(crate) fn idempotency_keys_are_claimed_once_per_scope_and_go_with_their_grant<S: VaultStore>(
+    open: &Open<S>,
+) {
+    let f = open();
+    let s = &f.store;
+    let g = grant(s, 0xab, 1_000);
+    stored(s, &g);
+    assert_eq!(s.idempotency("agency:a", "k1").unwrap(), None);
+    assert!(s.put_idempotency("agency:a", "k1", "h1", &g.id).unwrap());
+    assert!(!s.put_idempotency("agency:a", "k1", "h2", "other").unwrap());
+    assert_eq!(
+        s.idempotency("agency:a", "k1").unwrap(),
+        Some(("h1".into(), g.id.clone()))
+    );
+    // Another caller's key of the same name is another key.
+    assert_eq!(s.idempotency("agency:b", "k1").unwrap(), None);
+    assert!(s.put_idempotency("agency:b", "k1", "h3", "answer").unwrap());
+    // The sweep deletes a grant's key with the grant.
+    assert_eq!(sweep_all(s, 10, 5_000).0, 1);
+    assert_eq!(s.idempotency("agency:a", "k1").unwrap(), None);
+    assert_eq!(
+        s.idempotency("agency:b", "k1").unwrap(),
+        Some(("h3".into(), "answer".into()))
+    );
+}
