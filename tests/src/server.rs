@@ -386,6 +386,7 @@ impl TestServer {
             .arg("--config")
             .arg(&self.config)
             .env_remove("VAULT_TEST_ROOT_KEY")
+            .env("VAULT_TEST_CLOCK_FILE", self.clock_file())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -446,6 +447,34 @@ impl TestServer {
     /// The configuration file the server is started with (a test may edit it between runs).
     pub fn config_path(&self) -> &Path {
         &self.config
+    }
+
+    /// The file whose milliseconds shift a debug server's clock (`vault_server::clock`).
+    fn clock_file(&self) -> PathBuf {
+        self.vault.root().join("clock-shift-ms")
+    }
+
+    /// Moves the server's clock `secs` seconds forward (debug builds of the server only: a
+    /// release build ignores the file). Takes effect at the server's next reading of time.
+    pub fn advance_clock(&self, secs: i64) {
+        let file = self.clock_file();
+        let shift: i64 = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let tmp = file.with_extension("tmp");
+        write_synced(&tmp, (shift + secs * 1000).to_string().as_bytes());
+        std::fs::rename(&tmp, &file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
+
+    /// The value of an unlabelled metric (`0` if the server does not report it yet).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::blocking::get(self.metrics_url())
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| panic!("metrics: {e}"));
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// `http://127.0.0.1:PORT/metrics`, the metrics listener's (plain HTTP).

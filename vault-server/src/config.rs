@@ -306,7 +306,12 @@ const KEYS: &[(&str, Kind)] = &[
 ];
 
 /// Environment variables that belong to other tools, not to this file.
-const OTHER_VARS: &[&str] = &["VAULT_POLICIES", "VAULT_TEST_ROOT_KEY", "VAULT_CONFIG"];
+const OTHER_VARS: &[&str] = &[
+    "VAULT_POLICIES",
+    "VAULT_TEST_ROOT_KEY",
+    "VAULT_CONFIG",
+    crate::clock::TEST_CLOCK_VAR,
+];
 
 /// The environment variable that overrides `key`.
 pub fn env_name(key: &str) -> String {

@@ -3,6 +3,7 @@
 //! call, map the answer.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod dev;

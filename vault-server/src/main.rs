@@ -77,7 +77,10 @@ fn metrics_listener(config: &Config, dev: bool) -> Result<Option<TcpListener>, S
 
 fn serve(config: &Config, banner: Option<&str>) -> Result<(), String> {
     server::init_logging(&config.log.format, &config.log.level);
-    let prepared = server::prepare(config)?;
+    let clock = vault_server::clock::server_clock(
+        std::env::var_os(vault_server::clock::TEST_CLOCK_VAR).map(PathBuf::from),
+    );
+    let prepared = server::prepare(config, clock)?;
     let listener =
         TcpListener::bind(&config.listen).map_err(|e| format!("listen {}: {e}", config.listen))?;
     let addr = listener

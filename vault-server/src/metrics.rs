@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use vault_core::audit::{BATCH_SIZE_BUCKETS, SYNC_MICROS_BUCKETS, WriterStats};
 
@@ -32,6 +32,7 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    sweeps: AtomicU64,
 }
 
 impl Metrics {
@@ -62,6 +63,11 @@ impl Metrics {
         if let Ok(mut m) = self.inner.lock() {
             *m.grants.entry(outcome.to_owned()).or_default() += 1;
         }
+    }
+
+    /// One tick of the retention sweep done.
+    pub fn sweep_tick(&self) {
+        self.sweeps.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A refusal, by its code.
@@ -114,6 +120,11 @@ impl Metrics {
         for (k, n) in &m.denials {
             let _ = writeln!(o, "vault_denials_total{{code=\"{k}\"}} {n}");
         }
+        let _ = writeln!(
+            o,
+            "# HELP vault_retention_sweeps_total Ticks of the retention sweep done.\n# TYPE vault_retention_sweeps_total counter\nvault_retention_sweeps_total {}",
+            self.sweeps.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             o,
             "# HELP vault_audit_entries Entries in the audit log.\n# TYPE vault_audit_entries gauge\nvault_audit_entries {audit_size}"

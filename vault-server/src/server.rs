@@ -4,6 +4,7 @@
 
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -11,6 +12,7 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, ResponseError as _, web};
 use ring::rand::SecureRandom as _;
+use vault_core::Clock;
 
 use crate::config::Config;
 use crate::oidc::{Jwks, OidcVerifier};
@@ -89,18 +91,25 @@ fn spawn_jwks_refresh(state: State, config: Config) {
 }
 
 /// Deletes grants past their retention (`limits.grant_retention_seconds`) in the background:
-/// every `min(60 s, retention / 4)` it walks on through the grants, at most 50,000 a tick in
-/// steps of 5,000 (a pass over a million grants spreads over 20 ticks).
+/// every `min(60 s, retention / 4)` of the server's clock (looked at every second, so a test
+/// that moves the clock sees a tick within a second) it walks on through the grants, at most
+/// 50,000 a tick in steps of 5,000 (a pass over a million grants spreads over 20 ticks).
 fn spawn_grant_sweeper(state: State, retention: u64) {
     const STEP: usize = 5_000;
     const STEPS_PER_TICK: usize = 10;
-    let every = Duration::from_secs((retention / 4).clamp(1, 60));
+    let every_ms = i64::try_from((retention / 4).clamp(1, 60) * 1000).unwrap_or(60_000);
     let retention = i64::try_from(retention).unwrap_or(i64::MAX);
     let _ = std::thread::Builder::new()
         .name("grant-sweeper".into())
         .spawn(move || {
+            let mut last = state.now().as_millis();
             loop {
-                std::thread::sleep(every);
+                std::thread::sleep(Duration::from_secs(1));
+                let now = state.now().as_millis();
+                if now.saturating_sub(last) < every_ms {
+                    continue;
+                }
+                last = now;
                 let mut purged = 0;
                 for _ in 0..STEPS_PER_TICK {
                     match state.vault.sweep_ended_grants(state.now(), retention, STEP) {
@@ -116,6 +125,7 @@ fn spawn_grant_sweeper(state: State, retention: u64) {
                         }
                     }
                 }
+                state.metrics.sweep_tick();
                 if purged > 0 {
                     tracing::debug!(target: "vault::grants", purged, "ended grants past retention deleted");
                 }
@@ -124,7 +134,7 @@ fn spawn_grant_sweeper(state: State, retention: u64) {
 }
 
 /// Opens the vault and everything the server needs.
-pub fn prepare(config: &Config) -> Result<Prepared, String> {
+pub fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared, String> {
     let vault = crate::ctl::open_vault(
         &config.data,
         config.root_key.as_deref(),
@@ -162,6 +172,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, String> {
             l.audited_refusals_burst,
         ),
         max_body: l.max_body_bytes,
+        clock,
     });
     spawn_jwks_refresh(state.clone(), config.clone());
     spawn_grant_sweeper(state.clone(), l.grant_retention_seconds);

@@ -3,14 +3,14 @@
 //! authentication, and replaying idempotent requests.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use vault_core::store::SledStore;
-use vault_core::{Clock as _, SystemClock, Timestamp, Vault, VaultError};
+use vault_core::{Clock, Timestamp, Vault, VaultError};
 
 use crate::metrics::Metrics;
 use crate::oidc::OidcVerifier;
@@ -35,12 +35,14 @@ pub struct AppState {
     pub refusal_limiter: RateLimiter,
     /// Largest body, bytes.
     pub max_body: usize,
+    /// Where the server's time comes from (`crate::clock`).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl AppState {
-    /// The current time (the server is the edge that reads the wall clock).
+    /// The current time, from the server's clock.
     pub fn now(&self) -> Timestamp {
-        SystemClock.now()
+        self.clock.now()
     }
 }
 

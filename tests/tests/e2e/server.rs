@@ -1054,20 +1054,37 @@ fn ended_grants_are_swept_by_the_running_server_after_their_retention() {
     assert_eq!(st, 201, "{g}");
     let gid = g["grant_id"].as_str().unwrap();
     let status = || json_of(c.get(s.url(&format!("/v1/grants/{gid}"))).send().unwrap());
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // The server's clock moves; nothing here waits for time to pass.
+    s.advance_clock(3);
     let (st, v) = status();
     assert_eq!((st, v["status"].as_str()), (200, Some("expired")));
-    // Kept for the 60 s retention (counted from its end), then swept (every 15 s).
-    let start = std::time::Instant::now();
-    let gone = loop {
-        let (st, v) = status();
-        if st == 404 {
-            assert_eq!(v["code"], json!("grant_not_found"));
-            break start.elapsed();
+    // Two sweep ticks (one every 15 s of the server's clock) after each move of the clock:
+    // the second began after the move.
+    let two_ticks_after = |secs: i64| {
+        let before = s.metric("vault_retention_sweeps_total");
+        s.advance_clock(secs);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while s.metric("vault_retention_sweeps_total") < before + 1.0 {
+            assert!(std::time::Instant::now() < deadline, "no sweep tick");
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        assert_eq!(st, 200, "{v}");
-        assert!(start.elapsed().as_secs() < 120, "not swept after 120 s");
-        std::thread::sleep(std::time::Duration::from_secs(2));
+        s.advance_clock(16);
+        while s.metric("vault_retention_sweeps_total") < before + 2.0 {
+            assert!(std::time::Instant::now() < deadline, "no second sweep tick");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     };
-    assert!(gone.as_secs() >= 50, "swept before its retention: {gone:?}");
+    // Ended about 2 s after it was made; 3 + 20 + 16 = 39 s later it is within its 60 s
+    // retention and kept.
+    two_ticks_after(20);
+    let (st, v) = status();
+    assert_eq!((st, v["status"].as_str()), (200, Some("expired")), "{v}");
+    // 39 + 10 + 16 = 65 s: past its retention, swept.
+    two_ticks_after(10);
+    let (st, v) = status();
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (404, Some("grant_not_found")),
+        "{v}"
+    );
 }

@@ -95,6 +95,7 @@ mod tests {
             verify_limiter: RateLimiter::new(1.0, 1),
             refusal_limiter: RateLimiter::new(1.0, 1),
             max_body: 4096,
+            clock: Arc::new(vault_core::SystemClock),
         });
         let app = test::init_service(
             App::new()
