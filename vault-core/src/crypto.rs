@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::error::VaultError;
 use crate::id::{BlindId, CitizenId, FieldName};
-use crate::secret::{DataKey, IndexKey, Kek, Plaintext, PseudonymKey, RootKey};
+use crate::secret::{AnswerKey, DataKey, IndexKey, Kek, Plaintext, PseudonymKey, RootKey};
 
 /// Algorithm byte for AES-256-GCM with a 96-bit random nonce.
 pub const ALG_AES256GCM: u8 = 0x01;
@@ -433,6 +433,8 @@ pub struct DerivedKeys {
     pub index: IndexKey,
     /// Audit-pseudonym key.
     pub pseudonym: PseudonymKey,
+    /// Idempotent answers' key.
+    pub answers: AnswerKey,
 }
 
 /// Derives the blind-index and audit-pseudonym keys from the root key.
@@ -440,13 +442,81 @@ pub fn derive_keys(root: &RootKey) -> Result<DerivedKeys, VaultError> {
     let hk = Hkdf::<Sha256>::new(Some(b"cdv.hkdf.salt.v1"), root.expose());
     let mut index = Zeroizing::new([0u8; 32]);
     let mut pseudonym = Zeroizing::new([0u8; 32]);
+    let mut answers = Zeroizing::new([0u8; 32]);
     hk.expand(b"cdv/blind-index/v1", index.as_mut())
         .and_then(|()| hk.expand(b"cdv/audit-pseudonym/v1", pseudonym.as_mut()))
+        .and_then(|()| hk.expand(b"cdv/idempotent-answers/v1", answers.as_mut()))
         .map_err(|_| VaultError::RootKeyUnavailable("key derivation failed".into()))?;
     Ok(DerivedKeys {
         index: IndexKey::from_bytes(*index),
         pseudonym: PseudonymKey::from_bytes(*pseudonym),
+        answers: AnswerKey::from_bytes(*answers),
     })
+}
+
+/// The stored name of a caller's idempotency key: HMAC-SHA256(answer key, "cdv.idem.v1" ||
+/// scope || key), so neither the caller nor a key that holds an identifier is on disk.
+pub fn answer_name(key: &AnswerKey, scope: &str, idempotency_key: &str) -> [u8; 32] {
+    let (scope_len, key_len) = (
+        (scope.len() as u64).to_be_bytes(),
+        (idempotency_key.len() as u64).to_be_bytes(),
+    );
+    hmac(
+        key.expose(),
+        &[
+            b"cdv.idem.v1",
+            &scope_len,
+            scope.as_bytes(),
+            &key_len,
+            idempotency_key.as_bytes(),
+        ],
+    )
+}
+
+/// Format byte of a sealed idempotent answer.
+const FORMAT_ANSWER: u8 = 0x05;
+
+/// Seals an answer remembered under `name` (AES-256-GCM, the name in the AAD).
+pub fn seal_answer(key: &AnswerKey, name: &[u8; 32], answer: &[u8]) -> Result<Vec<u8>, VaultError> {
+    let nonce_bytes = random_nonce()?;
+    let mut aad = Aad::new("cdv.answer.v1");
+    aad.part(name);
+    let ct = cipher(key.expose())
+        .encrypt(
+            Nonce::from_slice(&nonce_bytes),
+            Payload {
+                msg: answer,
+                aad: &aad.0,
+            },
+        )
+        .map_err(|_| VaultError::IntegrityFailure)?;
+    let mut out = Vec::with_capacity(2 + NONCE_LEN + ct.len());
+    out.extend_from_slice(&[FORMAT_ANSWER, ALG_AES256GCM]);
+    out.extend_from_slice(&nonce_bytes);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Opens an answer sealed by `seal_answer` under the same name.
+pub fn open_answer(key: &AnswerKey, name: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
+    let head = 2 + NONCE_LEN;
+    if sealed.len() < head + TAG_LEN
+        || sealed.first() != Some(&FORMAT_ANSWER)
+        || sealed.get(1) != Some(&ALG_AES256GCM)
+    {
+        return Err(VaultError::IntegrityFailure);
+    }
+    let mut aad = Aad::new("cdv.answer.v1");
+    aad.part(name);
+    cipher(key.expose())
+        .decrypt(
+            Nonce::from_slice(&sealed[2..head]),
+            Payload {
+                msg: &sealed[head..],
+                aad: &aad.0,
+            },
+        )
+        .map_err(|_| VaultError::IntegrityFailure)
 }
 
 fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {

@@ -303,6 +303,11 @@ impl Keyring {
         &self.derived.pseudonym
     }
 
+    /// The key of remembered idempotent answers.
+    pub(crate) fn answer_key(&self) -> &crate::secret::AnswerKey {
+        &self.derived.answers
+    }
+
     /// The audit log's signing key.
     pub fn audit_signer(&self) -> &LogSigner {
         &self.audit_signer

@@ -56,6 +56,10 @@ secret_key!(
     /// HMAC key for audit pseudonyms.
     PseudonymKey
 );
+secret_key!(
+    /// Seals the answers remembered for idempotency keys, and names them (HMAC).
+    AnswerKey
+);
 
 /// Decrypted bytes of a citizen field. Zeroized on drop, never printed.
 #[derive(Zeroize, ZeroizeOnDrop, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore, SlotRepairs};
 
+use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};
@@ -200,20 +201,37 @@ pub trait ConsentStore {
     fn sweep_consents(&self, cutoff_ms: i64) -> Result<usize, VaultError>;
 }
 
-/// What a caller's idempotency key named the first time.
+/// What a caller's idempotency key named the first time, stored under the key's name
+/// (`crypto::answer_name`: an HMAC of the caller's scope and key, never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    /// SHA-256 of the request (another request under the same key is a conflict).
+    pub request_hash: [u8; 32],
+    /// When it was answered.
+    pub created: Timestamp,
+    /// The answer.
+    pub answer: RememberedAnswer,
+}
+
+/// A remembered answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RememberedAnswer {
+    /// The grant a grant request made (deleted with the grant by the retention sweep).
+    Grant(String),
+    /// Any other answer, sealed (`crypto::seal_answer`); deleted by
+    /// `IdempotencyStore::sweep_remembered`.
+    Sealed(Vec<u8>),
+}
+
+/// Idempotency keys and what they answered.
 pub trait IdempotencyStore {
-    /// The (request hash, answer) remembered for a caller's (`scope`) idempotency key.
-    fn idempotency(&self, scope: &str, key: &str) -> Result<Option<(String, String)>, VaultError>;
-    /// Remembers an idempotency key; `false` (nothing changed) if it was already taken. An
-    /// answer that is a grant id is deleted with that grant by `GrantStore::sweep_grants`.
-    /// Durable on return.
-    fn put_idempotency(
-        &self,
-        scope: &str,
-        key: &str,
-        hash: &str,
-        answer: &str,
-    ) -> Result<bool, VaultError>;
+    /// What the key named `name` answered.
+    fn remembered(&self, name: &[u8; 32]) -> Result<Option<Remembered>, VaultError>;
+    /// Remembers an answer under `name`; `false` (nothing changed) if the name was already
+    /// taken. Durable on return.
+    fn remember(&self, name: &[u8; 32], what: &Remembered) -> Result<bool, VaultError>;
+    /// Deletes the sealed answers made before `cutoff`; how many. Not flushed.
+    fn sweep_remembered(&self, cutoff: Timestamp) -> Result<usize, VaultError>;
 }
 
 /// The keyring, import checkpoints, the released-through mark, and durability.

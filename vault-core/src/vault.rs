@@ -5,6 +5,7 @@
 mod audited;
 mod consent;
 mod grants;
+mod idempotency;
 mod reads;
 mod refusal;
 mod release;
@@ -17,6 +18,7 @@ mod uses;
 pub use audited::{AfterAudit, Audited};
 pub use consent::{ConsentDecision, Decided};
 pub use grants::{AgencyCaller, CONSENT_WINDOW_SECS, GrantOutcome, GrantRequest};
+pub use idempotency::{Answered, IdempotencyKey, Once};
 pub use reads::{AuditorAnswer, AuditorRead, CodeInfo, HistoryItem, Receipt};
 pub use refusal::{Attempt, Caller};
 pub use release::Released;
@@ -342,35 +344,6 @@ impl<S: VaultStore> Vault<S> {
             store: keyring.is_ok() && self.store_flush_ok(),
             keys: keyring.is_ok_and(|k| k.is_some()),
             audit_log: self.audit.probe(),
-        }
-    }
-
-    /// The answer remembered for an idempotency key of a caller (`scope`): the request's
-    /// hash and the answer's text.
-    pub fn remembered_answer(
-        &self,
-        scope: &str,
-        key: &str,
-    ) -> Result<Option<(String, String)>, VaultError> {
-        self.store.idempotency(scope, key)
-    }
-
-    /// Remembers the answer to a caller's idempotency key; if a concurrent request with the
-    /// same key remembered one first, that answer's text.
-    pub fn remember_answer(
-        &self,
-        scope: &str,
-        key: &str,
-        request_hash: &str,
-        answer: &str,
-    ) -> Result<Option<String>, VaultError> {
-        if self
-            .store
-            .put_idempotency(scope, key, request_hash, answer)?
-        {
-            Ok(None)
-        } else {
-            Ok(self.store.idempotency(scope, key)?.map(|(_, t)| t))
         }
     }
 

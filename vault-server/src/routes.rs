@@ -158,6 +158,11 @@ pub fn matches(template: &str, path: &str) -> bool {
     }
 }
 
+/// The operation name of the route `req` is for (`unrouted` if none).
+pub fn op_of(req: &HttpRequest) -> &'static str {
+    route_of(req.method().as_str(), req.path()).map_or("unrouted", |r| r.op)
+}
+
 /// The route a request is for, if any.
 pub fn route_of(method: &str, path: &str) -> Option<&'static Route> {
     TABLE

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use vault_core::store::SledStore;
+use vault_core::vault::{Answered, IdempotencyKey};
 use vault_core::{Clock, Timestamp, Vault, VaultError};
 
 use crate::metrics::Metrics;
@@ -196,77 +197,32 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// The `Idempotency-Key` header, if any (1-128 visible ASCII characters).
-pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(v) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
-    let s = v.to_str().unwrap_or("");
-    if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::InvalidRequest(
-            "Idempotency-Key must be 1-128 visible ASCII characters".into(),
-        ));
-    }
-    Ok(Some(s.to_owned()))
+    IdempotencyKey::parse(v.to_str().unwrap_or(""))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::InvalidRequest(
+                "Idempotency-Key must be 1-128 visible ASCII characters".into(),
+            )
+        })
 }
 
-/// A stored answer: status and JSON body (never a token or a citizen value).
-fn stored(status: u16, body: &Value) -> String {
-    json!({"status": status, "body": body}).to_string()
-}
-
-fn replay(text: &str) -> Result<HttpResponse, ApiError> {
-    let v: Value = serde_json::from_str(text).map_err(|_| ApiError::Unavailable)?;
-    let status = v
-        .get("status")
-        .and_then(Value::as_u64)
-        .and_then(|s| u16::try_from(s).ok())
-        .and_then(|s| actix_web::http::StatusCode::from_u16(s).ok())
-        .ok_or(ApiError::Unavailable)?;
-    let mut r = HttpResponse::build(status);
-    r.insert_header(("Idempotent-Replayed", "true"));
-    Ok(match v.get("body") {
-        Some(Value::Null) | None => r.finish(),
-        Some(b) => r.json(b),
-    })
-}
-
-/// Runs a mutating call once per (scope, key): the same key with the same body answers the
-/// first (successful) answer again without running anything; with another body, 422.
-/// Without a key, the call simply runs. `scope` names the caller (agency, or a citizen's
-/// blind id) so keys of different callers never meet.
-pub async fn idempotent<F>(
-    state: &State,
-    scope: String,
-    key: Option<String>,
-    body_hash: String,
-    f: F,
-) -> Result<HttpResponse, ApiError>
-where
-    F: FnOnce(&AppState) -> Result<(u16, Value), VaultError> + Send + 'static,
-{
-    let Some(key) = key else {
-        let (status, body) = core(state, f).await?;
-        return Ok(respond(status, &body));
-    };
-    let (s2, k2, h2) = (scope.clone(), key.clone(), body_hash.clone());
-    let previous = core(state, move |st| st.vault.remembered_answer(&s2, &k2)).await?;
-    if let Some((hash, text)) = previous {
-        if hash != h2 {
-            return Err(ApiError::IdempotencyConflict);
-        }
-        return replay(&text);
+/// The response of an idempotent call (`Vault::once`): its status and JSON (none for 204),
+/// with `Idempotent-Replayed: true` when it is the first request's answer again.
+pub fn answered(a: Answered<(u16, Value)>) -> HttpResponse {
+    let replayed = a.replayed();
+    let (status, body) = a.into_inner();
+    let mut r = respond(status, &body);
+    if replayed {
+        r.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+            actix_web::http::header::HeaderValue::from_static("true"),
+        );
     }
-    let (status, body) = core(state, f).await?;
-    let text = stored(status, &body);
-    // A concurrent retry that finished first: answer what it answered.
-    let fresh = core(state, move |st| {
-        st.vault.remember_answer(&scope, &key, &body_hash, &text)
-    })
-    .await?;
-    match fresh {
-        Some(text) => replay(&text),
-        None => Ok(respond(status, &body)),
-    }
+    r
 }
 
 /// A JSON (or empty, for 204) response.

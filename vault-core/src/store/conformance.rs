@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{SealedField, SealedRecord, VaultStore};
+use super::{Remembered, RememberedAnswer, SealedField, SealedRecord, VaultStore};
 use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
 use crate::error::VaultError;
@@ -36,7 +36,7 @@ macro_rules! store_conformance {
             the_sweep_walks_in_steps_and_keeps_break_glass,
             the_sweep_reads_each_grants_end,
             consents_are_kept_listed_deleted_and_swept,
-            idempotency_keys_are_claimed_once_per_scope_and_go_with_their_grant,
+            idempotency_keys_are_claimed_once_and_go_with_their_grant_or_their_time,
         );
     };
     (@tests $open:expr; $($name:ident),* $(,)?) => {
@@ -427,28 +427,47 @@ pub(crate) fn consents_are_kept_listed_deleted_and_swept<S: VaultStore>(open: &O
     assert!(s.consents_of_citizen(&me).unwrap().is_empty());
 }
 
-pub(crate) fn idempotency_keys_are_claimed_once_per_scope_and_go_with_their_grant<S: VaultStore>(
+pub(crate) fn idempotency_keys_are_claimed_once_and_go_with_their_grant_or_their_time<
+    S: VaultStore,
+>(
     open: &Open<S>,
 ) {
     let f = open();
     let s = &f.store;
     let g = grant(s, 0xab, 1_000);
     stored(s, &g);
-    assert_eq!(s.idempotency("agency:a", "k1").unwrap(), None);
-    assert!(s.put_idempotency("agency:a", "k1", "h1", &g.id).unwrap());
-    assert!(!s.put_idempotency("agency:a", "k1", "h2", "other").unwrap());
+    let (for_grant, old, new) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    let remembered = |hash: u8, ms: i64, answer: RememberedAnswer| Remembered {
+        request_hash: [hash; 32],
+        created: Timestamp::from_millis(ms),
+        answer,
+    };
+    let first = remembered(1, 500, RememberedAnswer::Grant(g.id.clone()));
+    assert_eq!(s.remembered(&for_grant).unwrap(), None);
+    assert!(s.remember(&for_grant, &first).unwrap());
+    // Taken: the first stays.
+    let other = remembered(2, 600, RememberedAnswer::Sealed(vec![9; 40]));
+    assert!(!s.remember(&for_grant, &other).unwrap());
+    assert_eq!(s.remembered(&for_grant).unwrap().as_ref(), Some(&first));
+    let sealed_old = remembered(3, 1_000, RememberedAnswer::Sealed(vec![7; 60]));
+    let sealed_new = remembered(4, 9_000, RememberedAnswer::Sealed(vec![8; 60]));
+    assert!(s.remember(&old, &sealed_old).unwrap());
+    assert!(s.remember(&new, &sealed_new).unwrap());
+    assert_eq!(s.remembered(&old).unwrap().as_ref(), Some(&sealed_old));
+    // Sealed answers go by their time; a grant's key stays with its grant.
     assert_eq!(
-        s.idempotency("agency:a", "k1").unwrap(),
-        Some(("h1".into(), g.id.clone()))
+        s.sweep_remembered(Timestamp::from_millis(1_000)).unwrap(),
+        0
     );
-    // Another caller's key of the same name is another key.
-    assert_eq!(s.idempotency("agency:b", "k1").unwrap(), None);
-    assert!(s.put_idempotency("agency:b", "k1", "h3", "answer").unwrap());
-    // The sweep deletes a grant's key with the grant.
+    assert_eq!(
+        s.sweep_remembered(Timestamp::from_millis(1_001)).unwrap(),
+        1
+    );
+    assert_eq!(s.remembered(&old).unwrap(), None);
+    assert_eq!(s.remembered(&new).unwrap().as_ref(), Some(&sealed_new));
+    assert_eq!(s.remembered(&for_grant).unwrap().as_ref(), Some(&first));
+    // The grant sweep deletes a grant's key with the grant.
     assert_eq!(sweep_all(s, 10, 5_000).0, 1);
-    assert_eq!(s.idempotency("agency:a", "k1").unwrap(), None);
-    assert_eq!(
-        s.idempotency("agency:b", "k1").unwrap(),
-        Some(("h3".into(), "answer".into()))
-    );
+    assert_eq!(s.remembered(&for_grant).unwrap(), None);
+    assert_eq!(s.remembered(&new).unwrap().as_ref(), Some(&sealed_new));
 }

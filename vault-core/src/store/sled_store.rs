@@ -35,9 +35,10 @@ use super::grant_slots::{self, GrantSlots};
 use super::group::FlushGroup;
 use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES, Tail};
 use super::{
-    ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, MetaStore, RecordStore,
-    SealedRecord, codec,
+    ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, MetaStore, RecordStore, Remembered,
+    RememberedAnswer, SealedRecord, codec,
 };
+use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};
@@ -515,6 +516,43 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, VaultError> {
     }
 }
 
+const REMEMBERED_GRANT: u8 = 1;
+const REMEMBERED_SEALED: u8 = 2;
+
+/// A `Remembered` as stored: kind, request hash, time (ms, big-endian), then the grant id or
+/// the sealed answer.
+fn encode_remembered(r: &Remembered) -> Vec<u8> {
+    let (kind, rest): (u8, &[u8]) = match &r.answer {
+        RememberedAnswer::Grant(id) => (REMEMBERED_GRANT, id.as_bytes()),
+        RememberedAnswer::Sealed(bytes) => (REMEMBERED_SEALED, bytes),
+    };
+    let mut out = Vec::with_capacity(41 + rest.len());
+    out.push(kind);
+    out.extend_from_slice(&r.request_hash);
+    out.extend_from_slice(&r.created.as_millis().to_be_bytes());
+    out.extend_from_slice(rest);
+    out
+}
+
+fn decode_remembered(v: &[u8]) -> Result<Remembered, VaultError> {
+    let bad = || VaultError::StoreCorrupt("idempotency record unreadable".into());
+    let (&kind, rest) = v.split_first().ok_or_else(bad)?;
+    let (hash, rest) = rest.split_first_chunk::<32>().ok_or_else(bad)?;
+    let (ms, rest) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+    let answer = match kind {
+        REMEMBERED_GRANT => {
+            RememberedAnswer::Grant(String::from_utf8(rest.to_vec()).map_err(|_| bad())?)
+        }
+        REMEMBERED_SEALED => RememberedAnswer::Sealed(rest.to_vec()),
+        _ => return Err(bad()),
+    };
+    Ok(Remembered {
+        request_hash: *hash,
+        created: Timestamp::from_millis(i64::from_be_bytes(*ms)),
+        answer,
+    })
+}
+
 /// The `Location` a `citizens` value holds.
 fn location_of(v: &[u8]) -> Result<Location, VaultError> {
     Location::decode(v)
@@ -800,33 +838,44 @@ impl ConsentStore for SledStore {
 }
 
 impl IdempotencyStore for SledStore {
-    fn idempotency(&self, agency: &str, key: &str) -> Result<Option<(String, String)>, VaultError> {
-        Ok(self.idempotency.get(joined(&[agency, key]))?.and_then(|v| {
-            let s = String::from_utf8(v.to_vec()).ok()?;
-            let (h, g) = s.split_once(' ')?;
-            Some((h.to_owned(), g.to_owned()))
-        }))
+    fn remembered(&self, name: &[u8; 32]) -> Result<Option<Remembered>, VaultError> {
+        self.idempotency
+            .get(name)?
+            .map(|v| decode_remembered(&v))
+            .transpose()
     }
 
-    fn put_idempotency(
-        &self,
-        agency: &str,
-        key: &str,
-        hash: &str,
-        grant_id: &str,
-    ) -> Result<bool, VaultError> {
-        let value = format!("{hash} {grant_id}");
-        let name = joined(&[agency, key]);
+    fn remember(&self, name: &[u8; 32], what: &Remembered) -> Result<bool, VaultError> {
         let r = self.idempotency.compare_and_swap(
-            name.as_slice(),
+            name,
             None as Option<&[u8]>,
-            Some(value.as_bytes()),
+            Some(encode_remembered(what)),
         )?;
-        if r.is_ok() {
-            self.grant_idempotency.insert(grant_id, name)?;
+        if r.is_ok()
+            && let RememberedAnswer::Grant(id) = &what.answer
+        {
+            self.grant_idempotency.insert(id.as_bytes(), name)?;
         }
         self.flush()?;
         Ok(r.is_ok())
+    }
+
+    fn sweep_remembered(&self, cutoff: Timestamp) -> Result<usize, VaultError> {
+        let mut deleted = 0;
+        for kv in self.idempotency.iter() {
+            let (k, v) = kv?;
+            let r = decode_remembered(&v)?;
+            if matches!(r.answer, RememberedAnswer::Sealed(_))
+                && r.created < cutoff
+                && self
+                    .idempotency
+                    .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
+                    .is_ok()
+            {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 }
 

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::Vault;
 use super::audited::{AfterAudit, Audited};
+use super::idempotency::IdempotencyKey;
 use super::refusal::{Attempt, Caller};
 use super::sealed::{hex_to_32, safe};
 use crate::audit::{Access, Actor, AuditEntry, Pseudonym, SafeId, Ticket};
@@ -18,7 +19,7 @@ use crate::grant::{self, Grant, GrantStatus};
 use crate::id::{BlindId, CitizenId, FieldName};
 use crate::policy::derive::RESIDENCE;
 use crate::policy::{self, AccessRequest, CitizenFacts, ConsentState, Decision};
-use crate::store::VaultStore;
+use crate::store::{Remembered, RememberedAnswer, VaultStore};
 use crate::token::GrantClaims;
 
 /// How long a citizen has to answer a consent request.
@@ -117,7 +118,7 @@ impl<S: VaultStore> Vault<S> {
         &self,
         caller: &AgencyCaller,
         req: &GrantRequest,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<&IdempotencyKey>,
         now: Timestamp,
     ) -> Result<GrantOutcome, VaultError> {
         let (ticket, after) = self
@@ -135,7 +136,7 @@ impl<S: VaultStore> Vault<S> {
         &self,
         caller: &AgencyCaller,
         req: &GrantRequest,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<&IdempotencyKey>,
         now: Timestamp,
     ) -> Result<PendingGrant, VaultError> {
         let valid = (|| {
@@ -158,7 +159,7 @@ impl<S: VaultStore> Vault<S> {
         };
         let (blind, blind_hex) = self.blind_hex(&citizen);
         // Every part in one JSON array: no two different requests hash alike.
-        let request_hash = hex::encode(crypto::sha256(
+        let request_hash = crypto::sha256(
             json!([
                 caller.agency,
                 blind_hex,
@@ -171,11 +172,18 @@ impl<S: VaultStore> Vault<S> {
             ])
             .to_string()
             .as_bytes(),
-        ));
+        );
         if let Some(key) = idempotency_key
-            && let Some((hash, grant_id)) = self.store.idempotency(&caller.agency, key)?
+            && let Some(r) = self
+                .store
+                .remembered(&self.grant_answer_name(&caller.agency, key))?
         {
-            if hash != request_hash {
+            let RememberedAnswer::Grant(grant_id) = r.answer else {
+                return Err(VaultError::StoreCorrupt(
+                    "a call's answer under a grant's name".into(),
+                ));
+            };
+            if !crypto::ct_eq(&r.request_hash, &request_hash) {
                 return self.refuse_grant_request(
                     caller,
                     Some(&blind),
@@ -318,7 +326,7 @@ impl<S: VaultStore> Vault<S> {
             GrantNext::Store(Box::new(Storing {
                 grant: g,
                 pending,
-                idempotency: idempotency_key.map(|key| (key.to_owned(), request_hash)),
+                idempotency: idempotency_key.map(|key| (key.clone(), request_hash)),
                 caller: caller.clone(),
                 request: req.clone(),
                 subject,
@@ -397,7 +405,7 @@ impl<S: VaultStore> Vault<S> {
         while !self.store.insert_grant(&g)? {
             g.verification_code = grant::new_verification_code()?;
         }
-        let key = idempotency.as_ref().map(|(k, _)| k.as_str());
+        let key = idempotency.as_ref().map(|(k, _)| k);
         if let Some(c) = &g.consent_id
             && !self.consent_exists(&g.citizen, c)?
         {
@@ -407,9 +415,14 @@ impl<S: VaultStore> Vault<S> {
             return self.request_grant(&caller, &request, key, now);
         }
         if let Some((key, hash)) = &idempotency
-            && !self
-                .store
-                .put_idempotency(&caller.agency, key, hash, &g.id)?
+            && !self.store.remember(
+                &self.grant_answer_name(&caller.agency, key),
+                &Remembered {
+                    request_hash: *hash,
+                    created: now,
+                    answer: RememberedAnswer::Grant(g.id.clone()),
+                },
+            )?
         {
             // A concurrent request with the same key won the race: withdraw this duplicate
             // (audited) and answer with the winner's grant.
@@ -555,7 +568,7 @@ pub struct Storing {
     grant: Grant,
     pending: bool,
     /// The `Idempotency-Key` and the request's hash, when the request had a key.
-    idempotency: Option<(String, String)>,
+    idempotency: Option<(IdempotencyKey, [u8; 32])>,
     /// The request (decided again in the rare races `finish_grant` handles).
     caller: AgencyCaller,
     request: GrantRequest,

@@ -78,7 +78,8 @@ impl<S: VaultStore> Vault<S> {
     /// check its code; afterwards the audit log is the only record of it. Returns how many were
     /// deleted and whether the walk reached the last grant (the next step starts over). Each
     /// time the walk reaches the end, standing consents that ended more than `retention_secs`
-    /// before `now` are deleted too (counted with the grants).
+    /// before `now`, and idempotent answers made before then, are deleted too (counted with
+    /// the grants).
     pub fn sweep_ended_grants(
         &self,
         now: Timestamp,
@@ -94,6 +95,9 @@ impl<S: VaultStore> Vault<S> {
         let wrapped = next.is_none();
         if wrapped {
             purged += self.store.sweep_consents(cutoff.saturating_mul(1000))?;
+            purged += self
+                .store
+                .sweep_remembered(Timestamp::from_millis(cutoff.saturating_mul(1000)))?;
         }
         *cursor = next;
         Ok((purged, wrapped))

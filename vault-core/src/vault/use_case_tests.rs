@@ -75,6 +75,10 @@ fn vault(dir: &Path, faults: Option<Arc<Faults>>) -> Vault<SledStore> {
     v
 }
 
+fn key(k: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(k).unwrap()
+}
+
 fn caller(agency: &str) -> AgencyCaller {
     AgencyCaller {
         agency: agency.into(),
@@ -836,49 +840,49 @@ fn a_replay_answers_the_grant_as_it_is_now_and_never_a_token_twice() {
     let v = vault(dir.path(), None);
     let c = caller("ubnd-phuong-sai-gon");
     let r = req(A, "construction_permit", &["full_name"]);
-    let (g1, _) = active(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
+    let (g1, _) = active(v.request_grant(&c, &r, Some(&key("key-1")), NOW).unwrap());
     // The token went out with the first answer: a replay names the grant, no token.
-    let (g2, token) = replayed(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
+    let (g2, token) = replayed(v.request_grant(&c, &r, Some(&key("key-1")), NOW).unwrap());
     assert_eq!((g2.id.as_str(), token), (g1.id.as_str(), None));
     // After a revocation the replay says so, and nothing is appended.
     v.revoke_grant(&c, &g1.id, NOW).unwrap();
     let size = v.audit().size();
-    let (g3, _) = replayed(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
+    let (g3, _) = replayed(v.request_grant(&c, &r, Some(&key("key-1")), NOW).unwrap());
     assert_eq!(g3.status_at(NOW), GrantStatus::Revoked);
     assert_eq!(v.audit().size(), size);
     let other = req(A, "construction_permit", &["permanent_address"]);
     assert!(matches!(
-        v.request_grant(&c, &other, Some("key-1"), NOW),
+        v.request_grant(&c, &other, Some(&key("key-1")), NOW),
         Err(VaultError::IdempotencyConflict)
     ));
     // A pending grant approved since: the replay hands its token out, once.
     let police = caller("csgt-cong-an-tphcm");
     let health = req(A, "driver_licence_renewal", &["health_notes"]);
     let p = pending(
-        v.request_grant(&police, &health, Some("key-2"), NOW)
+        v.request_grant(&police, &health, Some(&key("key-2")), NOW)
             .unwrap(),
     );
     let a = CitizenId::parse(A).unwrap();
     approve(&v, &a, &p.id, None, NOW).unwrap();
     let (_, t1) = replayed(
-        v.request_grant(&police, &health, Some("key-2"), NOW)
+        v.request_grant(&police, &health, Some(&key("key-2")), NOW)
             .unwrap(),
     );
     assert!(t1.is_some());
     let (_, t2) = replayed(
-        v.request_grant(&police, &health, Some("key-2"), NOW)
+        v.request_grant(&police, &health, Some(&key("key-2")), NOW)
             .unwrap(),
     );
     assert_eq!(t2, None);
     assert_eq!(v.grant_status(&police, &p.id, NOW).unwrap().1, None);
     // A refused one answers the refusal.
     let p = pending(
-        v.request_grant(&police, &health, Some("key-3"), NOW)
+        v.request_grant(&police, &health, Some(&key("key-3")), NOW)
             .unwrap(),
     );
     refuse(&v, &a, &p.id, NOW).unwrap();
     assert!(matches!(
-        v.request_grant(&police, &health, Some("key-3"), NOW),
+        v.request_grant(&police, &health, Some(&key("key-3")), NOW),
         Err(VaultError::Denied(policy::Denial::ConsentRefused))
     ));
 }
@@ -893,10 +897,10 @@ fn the_request_hash_tells_a_field_list_from_one_field_with_a_comma() {
         "construction_permit",
         &["full_name", "permanent_address"],
     );
-    active(v.request_grant(&c, &two, Some("key-1"), NOW).unwrap());
+    active(v.request_grant(&c, &two, Some(&key("key-1")), NOW).unwrap());
     let one = req(A, "construction_permit", &["full_name,permanent_address"]);
     assert!(matches!(
-        v.request_grant(&c, &one, Some("key-1"), NOW),
+        v.request_grant(&c, &one, Some(&key("key-1")), NOW),
         Err(VaultError::IdempotencyConflict)
     ));
     let denied = events(&v).into_iter().next_back().unwrap();
@@ -1438,8 +1442,13 @@ fn concurrent_requests_with_one_idempotency_key_get_one_grant() {
             let v = Arc::clone(&v);
             std::thread::spawn(move || {
                 let r = req(A, "construction_permit", &["full_name"]);
-                v.request_grant(&caller("ubnd-phuong-sai-gon"), &r, Some("same-key"), NOW)
-                    .unwrap()
+                v.request_grant(
+                    &caller("ubnd-phuong-sai-gon"),
+                    &r,
+                    Some(&key("same-key")),
+                    NOW,
+                )
+                .unwrap()
             })
         })
         .collect();
@@ -1508,7 +1517,7 @@ fn ended_grants_are_purged_after_retention_and_break_glass_grants_kept() {
     let c = caller("ubnd-phuong-sai-gon");
     let a = CitizenId::parse(A).unwrap();
     let r = req(A, "construction_permit", &["full_name"]);
-    let (g, token) = active(v.request_grant(&c, &r, Some("key-1"), NOW).unwrap());
+    let (g, token) = active(v.request_grant(&c, &r, Some(&key("key-1")), NOW).unwrap());
     let pending = pending(ask(
         &v,
         "csgt-cong-an-tphcm",
@@ -1561,7 +1570,7 @@ fn ended_grants_are_purged_after_retention_and_break_glass_grants_kept() {
     // The token of a purged grant releases nothing (and the refusal is audited).
     assert!(release(&v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).is_err());
     // The idempotency key is free again: a retry makes a new grant, not a dangling one.
-    let (again, _) = active(v.request_grant(&c, &r, Some("key-1"), later).unwrap());
+    let (again, _) = active(v.request_grant(&c, &r, Some(&key("key-1")), later).unwrap());
     assert_ne!(again.id, g.id);
     // A refusal ends the pending grant now: retention counts from the refusal.
     let refused = refuse(&v, &a, &pending.id, later).unwrap();
@@ -1595,4 +1604,131 @@ fn ended_standing_consents_are_swept_after_the_retention() {
     let later = NOW.plus_secs(86_400 + retention + 10);
     sweep(&v, later, retention);
     assert!(v.store.consents_of_citizen(&hex).unwrap().is_empty());
+}
+
+#[test]
+fn an_idempotent_call_runs_once_replays_its_sealed_answer_and_refuses_another_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    let runs = std::cell::Cell::new(0);
+    let k = key("retry-7");
+    let call = |request: &'static [u8], agency: &'static str| Once {
+        caller: Caller::Agency(agency),
+        attempt: Attempt::new("grant.revoke"),
+        key: Some(&k),
+        request,
+    };
+    let run = || {
+        runs.set(runs.get() + 1);
+        Ok((204u16, json!({"n": runs.get()})))
+    };
+    let first = v
+        .once(call(b"DELETE g-1", "ubnd-phuong-sai-gon"), NOW, run)
+        .unwrap();
+    assert_eq!(first, Answered::Fresh((204, json!({"n": 1}))));
+    let again = v
+        .once(call(b"DELETE g-1", "ubnd-phuong-sai-gon"), NOW, run)
+        .unwrap();
+    assert_eq!(again, Answered::Replayed((204, json!({"n": 1}))));
+    assert_eq!(runs.get(), 1, "a replay runs nothing");
+    // Another agency's key of the same name is its own.
+    let theirs = v
+        .once(call(b"DELETE g-1", "ubnd-phuong-ben-thanh"), NOW, run)
+        .unwrap();
+    assert_eq!(theirs, Answered::Fresh((204, json!({"n": 2}))));
+    // Another request under the key: refused, audited, nothing run.
+    let conflict = v.once::<(u16, Value), _>(call(b"DELETE g-2", "ubnd-phuong-sai-gon"), NOW, run);
+    assert!(matches!(conflict, Err(VaultError::IdempotencyConflict)));
+    assert_eq!(runs.get(), 2);
+    let denied = events(&v).into_iter().next_back().unwrap();
+    assert_eq!(denied["event"], "access.denied");
+    assert_eq!(denied["code"], "idempotency_conflict");
+    assert_eq!(denied["action"], "grant.revoke");
+    // A failure is not remembered: a retry runs again.
+    let k2 = key("retry-8");
+    let failing = Once {
+        key: Some(&k2),
+        ..call(b"PUT x", "ubnd-phuong-sai-gon")
+    };
+    let failed = v.once::<u16, _>(failing, NOW, || Err(VaultError::CitizenNotFound));
+    assert!(matches!(failed, Err(VaultError::CitizenNotFound)));
+    assert_eq!(
+        v.once(failing, NOW, || Ok(7u16)).unwrap(),
+        Answered::Fresh(7)
+    );
+    // Without a key the call simply runs.
+    let keyless = Once {
+        key: None,
+        ..call(b"DELETE g-1", "ubnd-phuong-sai-gon")
+    };
+    assert_eq!(
+        v.once(keyless, NOW, run).unwrap(),
+        Answered::Fresh((204, json!({"n": 3})))
+    );
+}
+
+#[test]
+fn remembered_answers_are_sealed_named_by_hmac_and_swept_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    let k = key("citizen-079123456789-retry");
+    let call = Once {
+        caller: Caller::Agency("ubnd-phuong-sai-gon"),
+        attempt: Attempt::new("record.write"),
+        key: Some(&k),
+        request: b"PUT",
+    };
+    let answer = json!({"marker": "PLAINTEXT-ANSWER-MARKER"});
+    v.once(call, NOW, || Ok(answer.clone())).unwrap();
+    v.flush().unwrap();
+    drop(v);
+    // Neither the key (which here holds a citizen id) nor the answer is on disk in clear.
+    let mut bytes = Vec::new();
+    for e in walk(dir.path()) {
+        bytes.extend(std::fs::read(e).unwrap());
+    }
+    for needle in [
+        &b"079123456789"[..],
+        b"PLAINTEXT-ANSWER-MARKER",
+        b"citizen-079",
+    ] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{}",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    let v = reopen(dir.path());
+    let replay = v
+        .once::<Value, _>(call, NOW, || unreachable!("replayed"))
+        .unwrap();
+    assert_eq!(replay, Answered::Replayed(answer.clone()));
+    // Kept through the retention, deleted after it.
+    let retention = 3_600;
+    let sweep = |at: Timestamp| while !v.sweep_ended_grants(at, retention, 100).unwrap().1 {};
+    sweep(NOW.plus_secs(retention));
+    assert!(
+        v.once::<Value, _>(call, NOW, || Ok(json!(0)))
+            .unwrap()
+            .replayed()
+    );
+    sweep(NOW.plus_secs(retention + 1));
+    assert_eq!(
+        v.once(call, NOW, || Ok(json!(1))).unwrap(),
+        Answered::Fresh(json!(1))
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

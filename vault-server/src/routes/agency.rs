@@ -11,7 +11,8 @@ use vault_core::{CitizenId, Timestamp};
 
 use crate::auth::{Agency, bearer};
 use crate::problem::ApiError;
-use crate::state::{State, core, idempotency_key, idempotent, parse_json, read_json, vault_error};
+use crate::state::{State, answered, core, idempotency_key, parse_json, read_json, vault_error};
+use vault_core::vault::{Attempt, Caller, Once};
 
 /// `GET /v1/purposes`
 pub async fn purposes(Agency(caller): Agency, state: State) -> Result<HttpResponse, ApiError> {
@@ -120,7 +121,7 @@ pub async fn request_grant(
     // those threads through the audit group commit as well.
     let (ticket, after) = state
         .vault
-        .begin_grant(&caller, &request, key.as_deref(), state.now())
+        .begin_grant(&caller, &request, key.as_ref(), state.now())
         .map_err(|e| vault_error(&state, e))?
         .into_parts();
     // Its own task, so a client that hangs up meanwhile cannot leave an audited grant
@@ -218,16 +219,27 @@ pub async fn revoke_grant(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
+    let op = crate::routes::op_of(&req);
     let id = id.into_inner();
-    let scope = format!("agency:{}", caller.agency);
-    let hash = hex::encode(vault_core::crypto::sha256(
-        format!("DELETE {id}").as_bytes(),
-    ));
-    idempotent(&state, scope, key, hash, move |st| {
-        st.vault.revoke_grant(&caller, &id, st.now())?;
-        Ok((204, Value::Null))
+    let request = format!("DELETE {id}");
+    let answer = core(&state, move |st| {
+        let now = st.now();
+        let call = Once {
+            caller: Caller::Agency(&caller.agency),
+            attempt: Attempt {
+                grant: Some(&id),
+                ..Attempt::new(op)
+            },
+            key: key.as_ref(),
+            request: request.as_bytes(),
+        };
+        st.vault.once(call, now, || {
+            st.vault.revoke_grant(&caller, &id, now)?;
+            Ok((204, Value::Null))
+        })
     })
-    .await
+    .await?;
+    Ok(answered(answer))
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,19 +353,30 @@ pub async fn write_record(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
+    let op = crate::routes::op_of(&req);
     let citizen = citizen.into_inner();
     let (body, hash) = read_json::<WriteBody>(&req, payload, state.max_body).await?;
     let (fields, source) = body.checked()?;
-    // Scope by agency and citizen (blind), so one key cannot replay onto another citizen.
-    let scope = match CitizenId::parse(&citizen) {
-        Ok(c) => format!("agency:{}:{}", caller.agency, state.vault.blind(&c)),
-        Err(_) => format!("agency:{}:-", caller.agency),
-    };
-    idempotent(&state, scope, key, hash, move |st| {
-        let version =
-            st.vault
-                .write_as_agency(&caller.agency, &citizen, fields, &source, st.now())?;
-        Ok((200, json!({"version": version})))
+    let answer = core(&state, move |st| {
+        let now = st.now();
+        // The citizen (blind) scopes the key too: one key cannot replay onto another record.
+        let blind = CitizenId::parse(&citizen).ok().map(|c| st.vault.blind(&c));
+        let call = Once {
+            caller: Caller::Agency(&caller.agency),
+            attempt: Attempt {
+                citizen: blind.as_ref(),
+                ..Attempt::new(op)
+            },
+            key: key.as_ref(),
+            request: hash.as_bytes(),
+        };
+        st.vault.once(call, now, || {
+            let version =
+                st.vault
+                    .write_as_agency(&caller.agency, &citizen, fields, &source, now)?;
+            Ok((200, json!({"version": version})))
+        })
     })
-    .await
+    .await?;
+    Ok(answered(answer))
 }

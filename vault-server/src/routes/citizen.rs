@@ -7,12 +7,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use vault_core::consent::StandingConsent;
 use vault_core::grant::{Grant, GrantStatus};
-use vault_core::vault::ConsentDecision;
+use vault_core::vault::{Attempt, Caller, ConsentDecision, Once};
 
 use crate::auth::Citizen;
 use crate::problem::ApiError;
 use crate::state::{
-    State, core, idempotency_key, idempotent, parse_json, read_json, read_optional_json,
+    State, answered, core, idempotency_key, parse_json, read_json, read_optional_json,
 };
 
 /// `GET /v1/me/record`
@@ -153,7 +153,7 @@ async fn decide(
     decision: ConsentDecision,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
-    let scope = citizen_scope(&state, &id);
+    let op = crate::routes::op_of(&req);
     let verb = match decision {
         ConsentDecision::Approve {
             remember_days: Some(d),
@@ -161,20 +161,30 @@ async fn decide(
         ConsentDecision::Approve { .. } => "approve".into(),
         ConsentDecision::Refuse => "refuse".into(),
     };
-    let hash = hex::encode(vault_core::crypto::sha256(
-        json!([verb, grant]).to_string().as_bytes(),
-    ));
+    let request = json!([verb, grant]).to_string();
     let view_state = state.clone();
-    idempotent(&state, scope, key, hash, move |st| {
+    let answer = core(&state, move |st| {
         let now = st.now();
-        let d = st.vault.decide_grant(&id, &grant, decision, now)?;
-        let mut view = grant_view(&view_state, &d.grant, d.grant.status_at(now));
-        if let Some(c) = &d.standing {
-            view["standing_consent"] = consent_view(&view_state, c);
-        }
-        Ok((200, view))
+        let call = Once {
+            caller: Caller::Citizen(&id),
+            attempt: Attempt {
+                grant: Some(&grant),
+                ..Attempt::new(op)
+            },
+            key: key.as_ref(),
+            request: request.as_bytes(),
+        };
+        st.vault.once(call, now, || {
+            let d = st.vault.decide_grant(&id, &grant, decision, now)?;
+            let mut view = grant_view(&view_state, &d.grant, d.grant.status_at(now));
+            if let Some(c) = &d.standing {
+                view["standing_consent"] = consent_view(&view_state, c);
+            }
+            Ok((200, view))
+        })
     })
-    .await
+    .await?;
+    Ok(answered(answer))
 }
 
 /// `POST /v1/me/grants/{grant_id}/approve`, with an optional body
@@ -201,12 +211,6 @@ pub async fn refuse(
     grant: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     decide(id, state, req, grant.into_inner(), ConsentDecision::Refuse).await
-}
-
-/// The idempotency scope of a citizen's own requests (their blind id: keys of different
-/// callers never meet, and no citizen id is stored).
-fn citizen_scope(state: &State, id: &vault_core::CitizenId) -> String {
-    format!("citizen:{}", state.vault.blind(id))
 }
 
 fn consent_view(state: &State, c: &StandingConsent) -> Value {
@@ -237,16 +241,24 @@ pub async fn withdraw(
     consent: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
+    let op = crate::routes::op_of(&req);
     let consent = consent.into_inner();
-    let scope = citizen_scope(&state, &id);
-    let hash = hex::encode(vault_core::crypto::sha256(
-        json!(["withdraw", consent]).to_string().as_bytes(),
-    ));
-    idempotent(&state, scope, key, hash, move |st| {
-        st.vault.withdraw_consent(&id, &consent, st.now())?;
-        Ok((204, Value::Null))
+    let request = json!(["withdraw", consent]).to_string();
+    let answer = core(&state, move |st| {
+        let now = st.now();
+        let call = Once {
+            caller: Caller::Citizen(&id),
+            attempt: Attempt::new(op),
+            key: key.as_ref(),
+            request: request.as_bytes(),
+        };
+        st.vault.once(call, now, || {
+            st.vault.withdraw_consent(&id, &consent, now)?;
+            Ok((204, Value::Null))
+        })
     })
-    .await
+    .await?;
+    Ok(answered(answer))
 }
 
 #[derive(Debug, Deserialize)]
