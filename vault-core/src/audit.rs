@@ -21,10 +21,8 @@ pub use entry::{Access, Actor, AuditEntry, EntryContext, Event, Outcome, Pseudon
 pub use index::{AuditQuery, Page};
 pub use merkle::Hash;
 pub use note::{Checkpoint, LogSigner, LogVerifier};
-pub use segment::{
-    Appended, BATCH_SIZE_BUCKETS, SYNC_MICROS_BUCKETS, SegmentLog, VerifyReport, WriterStats,
-};
-pub use ticket::{Durable, Ticket};
+pub use segment::{BATCH_SIZE_BUCKETS, SYNC_MICROS_BUCKETS, SegmentLog, VerifyReport, WriterStats};
+pub use ticket::{Appended, Durable, Ticket};
 
 use crate::error::VaultError;
 

@@ -1,7 +1,36 @@
-//! `VaultError`: every way a core operation can fail, each with one stable snake_case code.
-//! Messages are lowercase, carry no secrets and no citizen data (never a citizen id or value).
+//! `VaultError`: every way a core operation can fail, each with one stable snake_case code,
+//! with the policy's `Denial`, a policy file's `PolicyError` and a token's `TokenRejection`
+//! that it carries (defined here, re-exported by `policy` and `token`: this module imports
+//! none above it). Messages are lowercase, carry no secrets and no citizen data (never a
+//! citizen id or value).
 
-use crate::policy::{Denial, PolicyError};
+use std::fmt;
+
+/// Defines `code()` and `samples()` of an error enum from one table: for each variant its
+/// pattern, sample values (an iterator of the enum) and its code. `code` is an exhaustive
+/// match, so a new variant does not compile until it has a row, and with it samples: every
+/// list of codes (the OpenAPI document's, the tests') comes from `samples`, never by hand.
+#[macro_export]
+macro_rules! coded {
+    ($ty:ident { $( $pat:pat = $samples:expr => $code:expr ),* $(,)? }) => {
+        impl $ty {
+            /// The stable machine-readable code.
+            pub fn code(&self) -> &'static str {
+                match self {
+                    $( $pat => $code, )*
+                }
+            }
+
+            /// One value of each variant (of each nested reason, where a variant carries
+            /// one), in table order.
+            pub fn samples() -> Vec<Self> {
+                let mut all = Vec::new();
+                $( all.extend($samples); )*
+                all
+            }
+        }
+    };
+}
 
 /// The core's error type. `code()` is the stable machine-readable name.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +112,7 @@ pub enum VaultError {
     AuditNotFound,
     /// A token failed verification.
     #[error("{0}")]
-    Token(crate::token::TokenRejection),
+    Token(TokenRejection),
     /// The token expired (or its grant did).
     #[error("token expired")]
     TokenExpired,
@@ -122,46 +151,191 @@ pub enum VaultError {
     StoreCorrupt(String),
 }
 
-impl VaultError {
-    /// The stable code for this error.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidCitizenId => "invalid_citizen_id",
-            Self::UnknownField(_) => "unknown_field",
-            Self::InvalidFieldValue { .. } => "invalid_field_value",
-            Self::CitizenNotFound => "citizen_not_found",
-            Self::Denied(d) => d.code(),
-            Self::Policy(_) => "policy_invalid",
-            Self::WrongRootKey => "root_key_mismatch",
-            Self::RootKeyPermissions { .. } => "root_key_insecure",
-            Self::RootKeyUnavailable(_) => "root_key_unavailable",
-            Self::IntegrityFailure => "integrity_failure",
-            Self::StaleCiphertext => "stale_ciphertext",
-            Self::KeyRetired(_) => "key_retired",
-            Self::VaultExists => "vault_exists",
-            Self::VaultNotInitialized => "vault_not_initialized",
-            Self::RotationInProgress => "rotation_in_progress",
-            Self::InvalidIdentifier => "invalid_identifier",
-            Self::AuditEntryTooLarge => "audit_entry_too_large",
-            Self::AuditUnavailable => "audit_unavailable",
-            Self::AuditCorrupt { .. } => "audit_corrupt",
-            Self::AuditNotFound => "audit_not_found",
-            Self::Token(r) => r.code(),
-            Self::TokenExpired => "token_expired",
-            Self::TokenNotForCitizen => "token_not_for_citizen",
-            Self::TokenNotForField => "token_not_for_field",
-            Self::GrantRevoked => "grant_revoked",
-            Self::GrantExhausted => "grant_exhausted",
-            Self::GrantNotFound => "grant_not_found",
-            Self::GrantNotPending => "grant_not_pending",
-            Self::IdempotencyConflict => "idempotency_conflict",
-            Self::ConsentNotFound => "consent_not_found",
-            Self::WritesNotAllowed => "writes_not_allowed",
-            Self::StoreUnavailable(_) => "store_unavailable",
-            Self::StoreCorrupt(_) => "store_corrupt",
-        }
+coded! {
+    VaultError {
+        Self::InvalidCitizenId = [Self::InvalidCitizenId] => "invalid_citizen_id",
+        Self::UnknownField(_) = [Self::UnknownField("x".into())] => "unknown_field",
+        Self::InvalidFieldValue { .. } = [Self::InvalidFieldValue {
+            field: "x".into(),
+            reason: "y".into(),
+        }] => "invalid_field_value",
+        Self::CitizenNotFound = [Self::CitizenNotFound] => "citizen_not_found",
+        Self::Denied(d) = Denial::samples().into_iter().map(Self::Denied) => d.code(),
+        Self::Policy(_) = [Self::Policy(PolicyError {
+            file: "f".into(),
+            line: 1,
+            column: 1,
+            message: "m".into(),
+        })] => "policy_invalid",
+        Self::WrongRootKey = [Self::WrongRootKey] => "root_key_mismatch",
+        Self::RootKeyPermissions { .. } = [Self::RootKeyPermissions {
+            path: "p".into(),
+            mode: 0o644,
+        }] => "root_key_insecure",
+        Self::RootKeyUnavailable(_) = [Self::RootKeyUnavailable("x".into())] => "root_key_unavailable",
+        Self::IntegrityFailure = [Self::IntegrityFailure] => "integrity_failure",
+        Self::StaleCiphertext = [Self::StaleCiphertext] => "stale_ciphertext",
+        Self::KeyRetired(_) = [Self::KeyRetired(1)] => "key_retired",
+        Self::VaultExists = [Self::VaultExists] => "vault_exists",
+        Self::VaultNotInitialized = [Self::VaultNotInitialized] => "vault_not_initialized",
+        Self::RotationInProgress = [Self::RotationInProgress] => "rotation_in_progress",
+        Self::InvalidIdentifier = [Self::InvalidIdentifier] => "invalid_identifier",
+        Self::AuditEntryTooLarge = [Self::AuditEntryTooLarge] => "audit_entry_too_large",
+        Self::AuditUnavailable = [Self::AuditUnavailable] => "audit_unavailable",
+        Self::AuditCorrupt { .. } = [Self::AuditCorrupt {
+            index: 1,
+            reason: "x".into(),
+        }] => "audit_corrupt",
+        Self::AuditNotFound = [Self::AuditNotFound] => "audit_not_found",
+        Self::Token(r) = TokenRejection::samples().into_iter().map(Self::Token) => r.code(),
+        Self::TokenExpired = [Self::TokenExpired] => "token_expired",
+        Self::TokenNotForCitizen = [Self::TokenNotForCitizen] => "token_not_for_citizen",
+        Self::TokenNotForField = [Self::TokenNotForField] => "token_not_for_field",
+        Self::GrantRevoked = [Self::GrantRevoked] => "grant_revoked",
+        Self::GrantExhausted = [Self::GrantExhausted] => "grant_exhausted",
+        Self::GrantNotFound = [Self::GrantNotFound] => "grant_not_found",
+        Self::GrantNotPending = [Self::GrantNotPending] => "grant_not_pending",
+        Self::IdempotencyConflict = [Self::IdempotencyConflict] => "idempotency_conflict",
+        Self::ConsentNotFound = [Self::ConsentNotFound] => "consent_not_found",
+        Self::WritesNotAllowed = [Self::WritesNotAllowed] => "writes_not_allowed",
+        Self::StoreUnavailable(_) = [Self::StoreUnavailable("x".into())] => "store_unavailable",
+        Self::StoreCorrupt(_) = [Self::StoreCorrupt("x".into())] => "store_corrupt",
     }
 }
+
+/// A no from the policy, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// The agency is not in `agencies.toml`.
+    #[error("unknown agency")]
+    UnknownAgency,
+    /// The purpose does not exist.
+    #[error("unknown purpose")]
+    UnknownPurpose,
+    /// A requested field is not in the catalog.
+    #[error("unknown field `{0}`")]
+    UnknownField(String),
+    /// The request names no field, or a field twice.
+    #[error("request must name each field once and at least one field")]
+    InvalidRequest,
+    /// The agency may not use this purpose.
+    #[error("the agency may not use this purpose")]
+    PurposeNotAllowed,
+    /// A requested field is not part of the purpose.
+    #[error("field `{0}` is not part of this purpose")]
+    FieldNotInPurpose(String),
+    /// The citizen lives outside the agency's jurisdiction.
+    #[error("the citizen is outside the agency's jurisdiction")]
+    OutsideJurisdiction,
+    /// The citizen refused consent to this grant (an idempotent replay of the request).
+    #[error("the citizen refused consent")]
+    ConsentRefused,
+}
+
+coded! {
+    Denial {
+        Self::UnknownAgency = [Self::UnknownAgency] => "unknown_agency",
+        Self::UnknownPurpose = [Self::UnknownPurpose] => "unknown_purpose",
+        Self::UnknownField(_) = [Self::UnknownField("x".into())] => "unknown_field",
+        Self::InvalidRequest = [Self::InvalidRequest] => "invalid_request",
+        Self::PurposeNotAllowed = [Self::PurposeNotAllowed] => "purpose_not_allowed",
+        Self::FieldNotInPurpose(_) = [Self::FieldNotInPurpose("x".into())] => "field_not_in_purpose",
+        Self::OutsideJurisdiction = [Self::OutsideJurisdiction] => "outside_jurisdiction",
+        Self::ConsentRefused = [Self::ConsentRefused] => "consent_refused",
+    }
+}
+
+/// Why a token was refused. Each maps to a SPEC code; the variant is the precise reason
+/// (kept for logs and tests, never shown beyond its code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    /// Not three base64url parts, or bad base64, or bad JSON.
+    #[error("malformed token")]
+    Malformed,
+    /// Over 8 KiB.
+    #[error("token too large")]
+    TooLarge,
+    /// `alg` other than EdDSA (including `none` and HS256).
+    #[error("algorithm not allowed")]
+    Algorithm,
+    /// `typ` other than `at+jwt`.
+    #[error("wrong token type")]
+    Type,
+    /// `kid` missing.
+    #[error("missing key id")]
+    MissingKid,
+    /// `kid` unknown or retired.
+    #[error("unknown key id")]
+    UnknownKid,
+    /// A `crit`, `jku`, `x5u`, `jwk` or `x5c` header.
+    #[error("forbidden header")]
+    ForbiddenHeader,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    Signature,
+    /// Wrong or missing `iss`.
+    #[error("wrong issuer")]
+    Issuer,
+    /// Wrong or missing `aud`.
+    #[error("wrong audience")]
+    Audience,
+    /// A required claim is missing or has the wrong type (e.g. `exp` as a string).
+    #[error("missing or malformed claim")]
+    Claims,
+    /// `exp` passed (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// The presented certificate is not the one the token is bound to.
+    #[error("certificate binding mismatch")]
+    Binding,
+}
+
+coded! {
+    TokenRejection {
+        Self::Malformed = [Self::Malformed] => "token_invalid",
+        Self::TooLarge = [Self::TooLarge] => "token_invalid",
+        Self::Algorithm = [Self::Algorithm] => "token_invalid",
+        Self::Type = [Self::Type] => "token_invalid",
+        Self::MissingKid = [Self::MissingKid] => "token_invalid",
+        Self::UnknownKid = [Self::UnknownKid] => "token_invalid",
+        Self::ForbiddenHeader = [Self::ForbiddenHeader] => "token_invalid",
+        Self::Signature = [Self::Signature] => "token_invalid",
+        Self::Issuer = [Self::Issuer] => "token_invalid",
+        Self::Audience = [Self::Audience] => "token_invalid",
+        Self::Claims = [Self::Claims] => "token_invalid",
+        Self::Expired = [Self::Expired] => "token_expired",
+        Self::NotYetValid = [Self::NotYetValid] => "token_invalid",
+        Self::Binding = [Self::Binding] => "token_binding_mismatch",
+    }
+}
+
+/// A policy loading error, always naming file, line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// The file, as given to the loader.
+    pub file: String,
+    /// 1-based line (0 when the error concerns the whole file).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Lowercase description of the problem.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+impl std::error::Error for PolicyError {}
 
 impl VaultError {
     /// Whether this is a refusal of the caller's request (what it asked is not allowed, not
@@ -211,57 +385,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_snake_case_and_distinct() {
-        let all = [
-            VaultError::InvalidCitizenId,
-            VaultError::UnknownField("x".into()),
-            VaultError::InvalidFieldValue {
-                field: "x".into(),
-                reason: "y".into(),
-            },
-            VaultError::CitizenNotFound,
-            VaultError::WrongRootKey,
-            VaultError::RootKeyPermissions {
-                path: "p".into(),
-                mode: 0o644,
-            },
-            VaultError::RootKeyUnavailable("x".into()),
-            VaultError::IntegrityFailure,
-            VaultError::StaleCiphertext,
-            VaultError::KeyRetired(1),
-            VaultError::VaultExists,
-            VaultError::VaultNotInitialized,
-            VaultError::RotationInProgress,
-            VaultError::StoreUnavailable("x".into()),
-            VaultError::StoreCorrupt("x".into()),
-            VaultError::InvalidIdentifier,
-            VaultError::AuditEntryTooLarge,
-            VaultError::AuditUnavailable,
-            VaultError::AuditCorrupt {
-                index: 1,
-                reason: "x".into(),
-            },
-            VaultError::AuditNotFound,
-            VaultError::ConsentNotFound,
-            VaultError::WritesNotAllowed,
-            VaultError::TokenExpired,
-            VaultError::TokenNotForCitizen,
-            VaultError::TokenNotForField,
-            VaultError::GrantRevoked,
-            VaultError::GrantExhausted,
-            VaultError::GrantNotFound,
-            VaultError::GrantNotPending,
-            VaultError::IdempotencyConflict,
-        ];
-        let mut codes: Vec<_> = all.iter().map(VaultError::code).collect();
+    fn codes_are_snake_case_and_each_variant_has_its_own() {
+        let all = VaultError::samples();
+        assert!(all.len() > 40, "nested reasons included");
+        let codes: Vec<_> = all.iter().map(VaultError::code).collect();
         assert!(
             codes
                 .iter()
-                .all(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
+                .all(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
         );
-        codes.sort_unstable();
-        let n = codes.len();
-        codes.dedup();
-        assert_eq!(codes.len(), n);
+        // Variants that carry no nested reason each have a code no other variant has.
+        let flat: Vec<_> = all
+            .iter()
+            .filter(|e| !matches!(e, VaultError::Denied(_) | VaultError::Token(_)))
+            .map(VaultError::code)
+            .collect();
+        let mut distinct = flat.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), flat.len());
+        // Every sample decides whether it is a refusal without panicking, and the reasons
+        // carried inside are refusals.
+        for e in &all {
+            let _ = e.is_refusal();
+        }
+        assert!(
+            all.iter()
+                .filter(|e| matches!(e, VaultError::Denied(_) | VaultError::Token(_)))
+                .all(VaultError::is_refusal)
+        );
+        assert_eq!(Denial::samples().len(), 8);
+        assert_eq!(TokenRejection::samples().len(), 14);
     }
 }

@@ -9,36 +9,12 @@ pub mod release;
 mod value;
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 pub use cases::{Case, CaseOutcome, CaseResult, load_cases, run_cases};
 pub use load::{FragmentKind, check_fragment};
 pub use value::parse_date;
 
-/// A policy loading error, always naming file, line and column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyError {
-    /// The file, as given to the loader.
-    pub file: String,
-    /// 1-based line (0 when the error concerns the whole file).
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// Lowercase description of the problem.
-    pub message: String,
-}
-
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
-    }
-}
-
-impl std::error::Error for PolicyError {}
+pub use crate::error::{Denial, PolicyError};
 
 /// A field's value type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,51 +307,6 @@ pub enum Decision {
     },
     /// The citizen must consent first.
     PendingConsent,
-}
-
-/// A no from the policy, with a stable code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Denial {
-    /// The agency is not in `agencies.toml`.
-    #[error("unknown agency")]
-    UnknownAgency,
-    /// The purpose does not exist.
-    #[error("unknown purpose")]
-    UnknownPurpose,
-    /// A requested field is not in the catalog.
-    #[error("unknown field `{0}`")]
-    UnknownField(String),
-    /// The request names no field, or a field twice.
-    #[error("request must name each field once and at least one field")]
-    InvalidRequest,
-    /// The agency may not use this purpose.
-    #[error("the agency may not use this purpose")]
-    PurposeNotAllowed,
-    /// A requested field is not part of the purpose.
-    #[error("field `{0}` is not part of this purpose")]
-    FieldNotInPurpose(String),
-    /// The citizen lives outside the agency's jurisdiction.
-    #[error("the citizen is outside the agency's jurisdiction")]
-    OutsideJurisdiction,
-    /// The citizen refused consent to this grant (an idempotent replay of the request).
-    #[error("the citizen refused consent")]
-    ConsentRefused,
-}
-
-impl Denial {
-    /// The stable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::UnknownAgency => "unknown_agency",
-            Self::UnknownPurpose => "unknown_purpose",
-            Self::UnknownField(_) => "unknown_field",
-            Self::InvalidRequest => "invalid_request",
-            Self::PurposeNotAllowed => "purpose_not_allowed",
-            Self::FieldNotInPurpose(_) => "field_not_in_purpose",
-            Self::OutsideJurisdiction => "outside_jurisdiction",
-            Self::ConsentRefused => "consent_refused",
-        }
-    }
 }
 
 /// The decision: a pure function of the policy set, the request and the citizen's facts.

@@ -24,64 +24,7 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Clock leeway for `exp` and `nbf`.
 pub const LEEWAY_SECS: i64 = 30;
 
-/// Why a token was refused. Each maps to a SPEC code; the variant is the precise reason
-/// (kept for logs and tests, never shown beyond its code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenRejection {
-    /// Not three base64url parts, or bad base64, or bad JSON.
-    #[error("malformed token")]
-    Malformed,
-    /// Over 8 KiB.
-    #[error("token too large")]
-    TooLarge,
-    /// `alg` other than EdDSA (including `none` and HS256).
-    #[error("algorithm not allowed")]
-    Algorithm,
-    /// `typ` other than `at+jwt`.
-    #[error("wrong token type")]
-    Type,
-    /// `kid` missing.
-    #[error("missing key id")]
-    MissingKid,
-    /// `kid` unknown or retired.
-    #[error("unknown key id")]
-    UnknownKid,
-    /// A `crit`, `jku`, `x5u`, `jwk` or `x5c` header.
-    #[error("forbidden header")]
-    ForbiddenHeader,
-    /// The signature does not verify.
-    #[error("bad signature")]
-    Signature,
-    /// Wrong or missing `iss`.
-    #[error("wrong issuer")]
-    Issuer,
-    /// Wrong or missing `aud`.
-    #[error("wrong audience")]
-    Audience,
-    /// A required claim is missing or has the wrong type (e.g. `exp` as a string).
-    #[error("missing or malformed claim")]
-    Claims,
-    /// `exp` passed (beyond the leeway).
-    #[error("token expired")]
-    Expired,
-    /// `nbf` in the future (beyond the leeway).
-    #[error("token not yet valid")]
-    NotYetValid,
-    /// The presented certificate is not the one the token is bound to.
-    #[error("certificate binding mismatch")]
-    Binding,
-}
-
-impl TokenRejection {
-    /// The SPEC error code.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Expired => "token_expired",
-            Self::Binding => "token_binding_mismatch",
-            _ => "token_invalid",
-        }
-    }
-}
+pub use crate::error::TokenRejection;
 
 /// An Ed25519 token signing key with its `kid`.
 pub struct TokenKey {

@@ -155,33 +155,38 @@ fn safe_name(s: &str) -> Option<&str> {
     .then_some(s)
 }
 
-impl ApiError {
-    /// The stable machine-readable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Vault(e) | Self::Input(e) => match e {
-                // Internal failures all look the same from outside.
-                e if vault_problem(e).0 == StatusCode::INTERNAL_SERVER_ERROR => "internal_error",
-                VaultError::StoreUnavailable(_)
-                | VaultError::AuditEntryTooLarge
-                | VaultError::RotationInProgress => "audit_unavailable",
-                e => e.code(),
-            },
-            Self::AuthenticationRequired => "authentication_required",
-            Self::BearerInvalid => "bearer_invalid",
-            Self::UnknownAgency => "unknown_agency",
-            Self::Forbidden => "forbidden",
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::RateLimited(_) => "rate_limited",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed(_) => "method_not_allowed",
-            Self::IdempotencyConflict => "idempotency_conflict",
-            Self::Unavailable => "service_unavailable",
-        }
+vault_core::coded! {
+    ApiError {
+        Self::Vault(e) = VaultError::samples().into_iter().map(Self::Vault) => public_code(e),
+        Self::Input(e) = VaultError::samples().into_iter().map(Self::Input) => public_code(e),
+        Self::AuthenticationRequired = [Self::AuthenticationRequired] => "authentication_required",
+        Self::BearerInvalid = [Self::BearerInvalid] => "bearer_invalid",
+        Self::UnknownAgency = [Self::UnknownAgency] => "unknown_agency",
+        Self::Forbidden = [Self::Forbidden] => "forbidden",
+        Self::InvalidRequest(_) = [Self::InvalidRequest("x".into())] => "invalid_request",
+        Self::UnsupportedMediaType = [Self::UnsupportedMediaType] => "unsupported_media_type",
+        Self::PayloadTooLarge = [Self::PayloadTooLarge] => "payload_too_large",
+        Self::RateLimited(_) = [Self::RateLimited(1)] => "rate_limited",
+        Self::NotFound = [Self::NotFound] => "not_found",
+        Self::MethodNotAllowed(_) = [Self::MethodNotAllowed("GET".into())] => "method_not_allowed",
+        Self::IdempotencyConflict = [Self::IdempotencyConflict] => "idempotency_conflict",
+        Self::Unavailable = [Self::Unavailable] => "service_unavailable",
     }
+}
 
+/// The code a core error answers with: internal failures all look the same from outside,
+/// and a store or rotation that cannot serve is the audit path being unavailable.
+fn public_code(e: &VaultError) -> &'static str {
+    match e {
+        e if vault_problem(e).0 == StatusCode::INTERNAL_SERVER_ERROR => "internal_error",
+        VaultError::StoreUnavailable(_)
+        | VaultError::AuditEntryTooLarge
+        | VaultError::RotationInProgress => "audit_unavailable",
+        e => e.code(),
+    }
+}
+
+impl ApiError {
     fn status_title(&self) -> (StatusCode, &'static str) {
         use StatusCode as S;
         match self {
@@ -258,47 +263,11 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Every code the API can answer with, for the OpenAPI document.
+/// Every code the API can answer with (for the OpenAPI document), from the error enums.
 pub fn all_codes() -> Vec<&'static str> {
-    let mut v = vec![
-        "authentication_required",
-        "bearer_invalid",
-        "unknown_agency",
-        "forbidden",
-        "writes_not_allowed",
-        "invalid_request",
-        "unsupported_media_type",
-        "payload_too_large",
-        "rate_limited",
-        "not_found",
-        "method_not_allowed",
-        "idempotency_conflict",
-        "service_unavailable",
-        "internal_error",
-        "audit_unavailable",
-        "invalid_citizen_id",
-        "unknown_field",
-        "invalid_field_value",
-        "citizen_not_found",
-        "unknown_purpose",
-        "purpose_not_allowed",
-        "field_not_in_purpose",
-        "outside_jurisdiction",
-        "consent_refused",
-        "invalid_identifier",
-        "audit_not_found",
-        "token_invalid",
-        "token_expired",
-        "token_binding_mismatch",
-        "token_not_for_citizen",
-        "token_not_for_field",
-        "grant_revoked",
-        "grant_exhausted",
-        "grant_not_found",
-        "grant_not_pending",
-        "consent_not_found",
-    ];
+    let mut v: Vec<_> = ApiError::samples().iter().map(ApiError::code).collect();
     v.sort_unstable();
+    v.dedup();
     v
 }
 
@@ -329,15 +298,33 @@ mod tests {
     }
 
     #[test]
-    fn every_code_is_listed() {
+    fn the_codes_come_from_every_variant() {
         let all = all_codes();
         for e in [
             ApiError::Vault(VaultError::TokenNotForField),
             ApiError::Vault(VaultError::AuditUnavailable),
+            ApiError::Vault(VaultError::StoreCorrupt("x".into())),
+            ApiError::Vault(VaultError::Token(
+                vault_core::token::TokenRejection::Binding,
+            )),
+            ApiError::Vault(VaultError::Denied(Denial::OutsideJurisdiction)),
             ApiError::RateLimited(1),
             ApiError::Unavailable,
         ] {
             assert!(all.contains(&e.code()), "{}", e.code());
+        }
+        // Internal codes never leave: they all answer `internal_error`.
+        for internal in [
+            "store_corrupt",
+            "integrity_failure",
+            "policy_invalid",
+            "store_unavailable",
+        ] {
+            assert!(!all.contains(&internal), "{internal}");
+        }
+        // Every sample answers a problem of its own code.
+        for e in ApiError::samples() {
+            assert_eq!(e.body()["code"], e.code());
         }
     }
 }

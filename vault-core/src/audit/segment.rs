@@ -24,7 +24,7 @@ use super::file::{FsFile, LogFile};
 use super::index::{AuditIndex, AuditQuery, Page, matches};
 use super::merkle::{self, Hash, ProofError};
 use super::note::{Checkpoint, LogSigner, LogVerifier};
-use super::ticket::{self, Answer, Durable, Ticket};
+use super::ticket::{self, Answer, Appended, Durable, Ticket};
 use super::tree::{ChunkedTree, LeafReader};
 use crate::error::VaultError;
 
@@ -43,15 +43,6 @@ const INDEX_COALESCE: Duration = Duration::from_millis(10);
 /// Hand-overs queued for the indexer (a full queue drops them; the indexer then reads the
 /// entries back from the log files).
 const INDEX_QUEUE: usize = 64;
-
-/// Where an appended entry landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    /// Its index in the log.
-    pub index: u64,
-    /// Its RFC 9162 leaf hash.
-    pub leaf_hash: Hash,
-}
 
 /// Statistics of the group-commit writer, for metrics and benchmarks.
 #[derive(Debug, Default)]

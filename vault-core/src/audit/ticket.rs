@@ -10,10 +10,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use super::segment::Appended;
+use super::merkle::Hash;
 use crate::error::VaultError;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Where an appended entry landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its index in the log.
+    pub index: u64,
+    /// Its RFC 9162 leaf hash.
+    pub leaf_hash: Hash,
+}
 
 /// Proof that an append is durable: where each entry landed. Only the writer makes one (the
 /// constructor is private to the crate), for the ticket whose `id` it carries.
