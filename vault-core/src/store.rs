@@ -171,10 +171,10 @@ pub trait GrantStore {
     fn break_glass_grants(&self) -> Result<Vec<Grant>, VaultError>;
     /// The grant holding a verification code.
     fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError>;
-    /// Every grant concerning a citizen (blind id hex).
-    fn grants_of_citizen(&self, citizen: &str) -> Result<Vec<Grant>, VaultError>;
+    /// Every grant concerning a citizen.
+    fn grants_of_citizen(&self, citizen: &BlindId) -> Result<Vec<Grant>, VaultError>;
     /// One step of the retention sweep: reads up to `scan` grants in id order after `after`
-    /// and deletes those whose `Grant::latest_end_secs` is before `cutoff_secs`, with their
+    /// and deletes those whose `Grant::latest_end_secs` is before `cutoff`, with their
     /// verification code, citizen link and idempotency key; break-glass grants are kept (they
     /// are the auditors' review record). Returns how many were deleted and where to go on
     /// (`None`: the walk reached the end). Not flushed: a crash may bring some back, and the
@@ -183,7 +183,7 @@ pub trait GrantStore {
         &self,
         after: Option<&str>,
         scan: usize,
-        cutoff_secs: i64,
+        cutoff: Timestamp,
     ) -> Result<(usize, Option<String>), VaultError>;
 }
 
@@ -191,14 +191,14 @@ pub trait GrantStore {
 pub trait ConsentStore {
     /// Stores a standing consent. Durable on return.
     fn put_consent(&self, consent: &StandingConsent) -> Result<(), VaultError>;
-    /// Every standing consent of a citizen (blind id hex), expired ones included.
-    fn consents_of_citizen(&self, citizen: &str) -> Result<Vec<StandingConsent>, VaultError>;
+    /// Every standing consent of a citizen, expired ones included.
+    fn consents_of_citizen(&self, citizen: &BlindId) -> Result<Vec<StandingConsent>, VaultError>;
     /// Deletes a citizen's standing consent; `false` if there was none with that id. Durable
     /// on return.
-    fn delete_consent(&self, citizen: &str, id: &str) -> Result<bool, VaultError>;
+    fn delete_consent(&self, citizen: &BlindId, id: &str) -> Result<bool, VaultError>;
     /// Deletes the standing consents that ended (expired, or withdrawn and left marked by a
-    /// withdrawal cut short) before `cutoff_ms`; how many. Not flushed.
-    fn sweep_consents(&self, cutoff_ms: i64) -> Result<usize, VaultError>;
+    /// withdrawal cut short) before `cutoff`; how many. Not flushed.
+    fn sweep_consents(&self, cutoff: Timestamp) -> Result<usize, VaultError>;
 }
 
 /// What a caller's idempotency key named the first time, stored under the key's name

@@ -679,13 +679,12 @@ impl<S: VaultStore> Vault<S> {
         self.audit.append(vec![entry])?;
         // Grants and standing consents go with the citizen: a citizen imported again later
         // (the same blind id) starts without them.
-        let blind_hex = blind.to_string();
         let subject = self.pseudonym(&record);
-        for g in self.store.grants_of_citizen(&blind_hex)? {
+        for g in self.store.grants_of_citizen(&blind)? {
             self.revoke_live(&g.id, actor, &subject, "citizen_erased", now)?;
         }
-        for c in self.store.consents_of_citizen(&blind_hex)? {
-            self.store.delete_consent(&blind_hex, &c.id)?;
+        for c in self.store.consents_of_citizen(&blind)? {
+            self.store.delete_consent(&blind, &c.id)?;
         }
         if self.store.delete_citizen(&blind)? {
             Ok(())

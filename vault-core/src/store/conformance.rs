@@ -56,6 +56,13 @@ fn blind(n: u8) -> BlindId {
     BlindId::from_bytes([n; 32])
 }
 
+/// The citizen a grant concerns.
+fn citizen_of(g: &Grant) -> BlindId {
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(&g.citizen, &mut b).unwrap();
+    BlindId::from_bytes(b)
+}
+
 /// A record with one field per name, each envelope the name and `marker`.
 fn record(marker: &str, names: &[&str]) -> SealedRecord {
     let fields: BTreeMap<FieldName, SealedField> = names
@@ -97,7 +104,13 @@ fn stored<S: VaultStore>(s: &S, g: &Grant) {
 fn sweep_all<S: VaultStore>(s: &S, scan: usize, cutoff: i64) -> (usize, usize) {
     let (mut deleted, mut cursor, mut steps) = (0, None, 0);
     loop {
-        let (n, next) = s.sweep_grants(cursor.as_deref(), scan, cutoff).unwrap();
+        let (n, next) = s
+            .sweep_grants(
+                cursor.as_deref(),
+                scan,
+                Timestamp::from_millis(cutoff.saturating_mul(1000)),
+            )
+            .unwrap();
         deleted += n;
         steps += 1;
         cursor = next;
@@ -208,12 +221,12 @@ pub(crate) fn grants_are_found_by_id_code_and_citizen<S: VaultStore>(open: &Open
             Some(g.id.as_str())
         );
     }
-    let mut mine: Vec<_> = s.grants_of_citizen(&a.citizen).unwrap();
+    let mut mine: Vec<_> = s.grants_of_citizen(&citizen_of(&a)).unwrap();
     mine.sort_by(|x, y| x.id.cmp(&y.id));
     let mut want = vec![a.clone(), b.clone()];
     want.sort_by(|x, y| x.id.cmp(&y.id));
     assert_eq!(mine, want);
-    assert_eq!(s.grants_of_citizen(&"ef".repeat(32)).unwrap(), vec![]);
+    assert_eq!(s.grants_of_citizen(&blind(0xef)).unwrap(), vec![]);
     assert_eq!(s.break_glass_grants().unwrap(), vec![glass]);
     assert_eq!(s.grant_id_by_code("NOSUCHCODE").unwrap(), None);
     assert_eq!(s.grant("g-tnosuchgrant").unwrap(), None);
@@ -232,7 +245,7 @@ pub(crate) fn a_taken_code_stores_nothing<S: VaultStore>(open: &Open<S>) {
         s.grant_id_by_code(&a.verification_code).unwrap().as_deref(),
         Some(a.id.as_str())
     );
-    assert!(s.grants_of_citizen(&clash.citizen).unwrap().is_empty());
+    assert!(s.grants_of_citizen(&citizen_of(&clash)).unwrap().is_empty());
 }
 
 pub(crate) fn grant_changes_are_atomic_and_may_be_refused<S: VaultStore>(open: &Open<S>) {
@@ -336,10 +349,10 @@ pub(crate) fn the_sweep_walks_in_steps_and_keeps_break_glass<S: VaultStore>(open
         let code = s.grant_id_by_code(&g.verification_code).unwrap();
         assert_eq!(code.is_some(), kept, "its code goes with it");
     }
-    assert_eq!(s.grants_of_citizen(&glass.citizen).unwrap().len(), 2);
+    assert_eq!(s.grants_of_citizen(&citizen_of(&glass)).unwrap().len(), 2);
     assert_eq!(sweep_all(s, 10, i64::MAX).0, 1);
     assert_eq!(
-        s.grants_of_citizen(&glass.citizen).unwrap(),
+        s.grants_of_citizen(&citizen_of(&glass)).unwrap(),
         vec![glass.clone()]
     );
     assert_eq!(s.break_glass_grants().unwrap(), vec![glass]);
@@ -385,10 +398,10 @@ pub(crate) fn the_sweep_reads_each_grants_end<S: VaultStore>(open: &Open<S>) {
     }
 }
 
-fn consent(citizen: &str, id: &str, expires_ms: i64) -> StandingConsent {
+fn consent(citizen: &BlindId, id: &str, expires_ms: i64) -> StandingConsent {
     StandingConsent {
         id: id.into(),
-        citizen: citizen.into(),
+        citizen: citizen.to_string(),
         agency: "ubnd-phuong-sai-gon".into(),
         purpose: "construction_permit".into(),
         fields: vec!["full_name".into()],
@@ -402,7 +415,7 @@ fn consent(citizen: &str, id: &str, expires_ms: i64) -> StandingConsent {
 pub(crate) fn consents_are_kept_listed_deleted_and_swept<S: VaultStore>(open: &Open<S>) {
     let f = open();
     let s = &f.store;
-    let (me, other) = ("ab".repeat(32), "cd".repeat(32));
+    let (me, other) = (blind(0xab), blind(0xcd));
     let mut a = consent(&me, "c-a", 10_000);
     let b = consent(&me, "c-b", 20_000);
     s.put_consent(&a).unwrap();
@@ -420,10 +433,10 @@ pub(crate) fn consents_are_kept_listed_deleted_and_swept<S: VaultStore>(open: &O
     assert!(!s.delete_consent(&other, "c-a").unwrap());
     assert_eq!(s.consents_of_citizen(&me).unwrap().len(), 2);
     // The sweep takes what ended before the cutoff: withdrawn at 5,000, expired at 20,000.
-    assert_eq!(s.sweep_consents(5_000).unwrap(), 0);
-    assert_eq!(s.sweep_consents(5_001).unwrap(), 1);
+    assert_eq!(s.sweep_consents(Timestamp::from_millis(5_000)).unwrap(), 0);
+    assert_eq!(s.sweep_consents(Timestamp::from_millis(5_001)).unwrap(), 1);
     assert_eq!(s.consents_of_citizen(&me).unwrap(), vec![b]);
-    assert_eq!(s.sweep_consents(20_001).unwrap(), 1);
+    assert_eq!(s.sweep_consents(Timestamp::from_millis(20_001)).unwrap(), 1);
     assert!(s.consents_of_citizen(&me).unwrap().is_empty());
 }
 

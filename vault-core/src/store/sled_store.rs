@@ -768,18 +768,18 @@ impl GrantStore for SledStore {
         self.slots.id_by_code(code)
     }
 
-    fn grants_of_citizen(&self, citizen: &str) -> Result<Vec<Grant>, VaultError> {
-        self.slots.of_citizen(citizen)
+    fn grants_of_citizen(&self, citizen: &BlindId) -> Result<Vec<Grant>, VaultError> {
+        self.slots.of_citizen(&citizen.to_string())
     }
 
     fn sweep_grants(
         &self,
         after: Option<&str>,
         scan: usize,
-        cutoff_secs: i64,
+        cutoff: Timestamp,
     ) -> Result<(usize, Option<String>), VaultError> {
         let from = after.and_then(grant_slots::resume_from).unwrap_or(0);
-        let (deleted, next) = self.slots.sweep(from, scan.max(1), cutoff_secs)?;
+        let (deleted, next) = self.slots.sweep(from, scan.max(1), cutoff.as_secs())?;
         for id in &deleted {
             if let Some(name) = self.grant_idempotency.remove(id.as_bytes())? {
                 self.idempotency.remove(name)?;
@@ -801,8 +801,8 @@ impl ConsentStore for SledStore {
         self.flush()
     }
 
-    fn consents_of_citizen(&self, citizen: &str) -> Result<Vec<StandingConsent>, VaultError> {
-        let mut prefix = citizen.as_bytes().to_vec();
+    fn consents_of_citizen(&self, citizen: &BlindId) -> Result<Vec<StandingConsent>, VaultError> {
+        let mut prefix = citizen.to_string().into_bytes();
         prefix.push(0);
         self.consents
             .scan_prefix(prefix)
@@ -814,15 +814,19 @@ impl ConsentStore for SledStore {
             .collect()
     }
 
-    fn delete_consent(&self, citizen: &str, id: &str) -> Result<bool, VaultError> {
-        let existed = self.consents.remove(joined(&[citizen, id]))?.is_some();
+    fn delete_consent(&self, citizen: &BlindId, id: &str) -> Result<bool, VaultError> {
+        let existed = self
+            .consents
+            .remove(joined(&[&citizen.to_string(), id]))?
+            .is_some();
         if existed {
             self.flush()?;
         }
         Ok(existed)
     }
 
-    fn sweep_consents(&self, cutoff_ms: i64) -> Result<usize, VaultError> {
+    fn sweep_consents(&self, cutoff: Timestamp) -> Result<usize, VaultError> {
+        let cutoff_ms = cutoff.as_millis();
         let mut deleted = 0;
         for kv in self.consents.iter() {
             let (k, v) = kv?;

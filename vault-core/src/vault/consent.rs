@@ -12,6 +12,7 @@ use crate::clock::Timestamp;
 use crate::consent::{self, StandingConsent};
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantStatus};
+use crate::id::BlindId;
 use crate::id::{CitizenId, FieldName};
 use crate::store::VaultStore;
 
@@ -164,7 +165,7 @@ impl<S: VaultStore> Vault<S> {
         citizen: &CitizenId,
         now: Timestamp,
     ) -> Result<Vec<StandingConsent>, VaultError> {
-        let blind = self.keyring.blind(citizen).to_string();
+        let blind = self.keyring.blind(citizen);
         let mut list: Vec<StandingConsent> = self
             .store
             .consents_of_citizen(&blind)?
@@ -178,7 +179,7 @@ impl<S: VaultStore> Vault<S> {
     /// The standing consent that covers a request, if one does (`consent::covers`).
     pub(super) fn covering_consent(
         &self,
-        citizen_hex: &str,
+        citizen: &BlindId,
         agency: &str,
         purpose: &str,
         fields: &[String],
@@ -186,7 +187,7 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<Option<StandingConsent>, VaultError> {
         Ok(self
             .store
-            .consents_of_citizen(citizen_hex)?
+            .consents_of_citizen(citizen)?
             .into_iter()
             .filter(|c| c.covers(agency, purpose, fields, now))
             .min_by_key(|c| c.expires_ms))
@@ -194,10 +195,10 @@ impl<S: VaultStore> Vault<S> {
 
     /// Whether a standing consent still exists (a grant issued under one checks after it is
     /// stored, so a concurrent withdrawal cannot miss it).
-    pub(super) fn consent_exists(&self, citizen_hex: &str, id: &str) -> Result<bool, VaultError> {
+    pub(super) fn consent_exists(&self, citizen: &BlindId, id: &str) -> Result<bool, VaultError> {
         Ok(self
             .store
-            .consents_of_citizen(citizen_hex)?
+            .consents_of_citizen(citizen)?
             .iter()
             .any(|c| c.id == id && c.withdrawn_ms.is_none()))
     }
@@ -231,10 +232,9 @@ impl<S: VaultStore> Vault<S> {
         now: Timestamp,
     ) -> Result<usize, VaultError> {
         let blind = self.keyring.blind(citizen);
-        let blind_hex = blind.to_string();
         let mut c = self
             .store
-            .consents_of_citizen(&blind_hex)?
+            .consents_of_citizen(&blind)?
             .into_iter()
             .find(|c| c.id == consent_id)
             .ok_or(VaultError::ConsentNotFound)?;
@@ -245,7 +245,7 @@ impl<S: VaultStore> Vault<S> {
             c.withdrawn_ms = Some(now.as_millis());
             self.store.put_consent(&c)?;
         }
-        let revoked = self.end_grants_of_consent(&blind_hex, &c, &subject, now)?;
+        let revoked = self.end_grants_of_consent(&blind, &c, &subject, now)?;
         self.audit.append(vec![AuditEntry::consent_withdrawn(
             &self.entry_context(now),
             &subject,
@@ -254,7 +254,7 @@ impl<S: VaultStore> Vault<S> {
             &safe(&c.id)?,
             &field_names(&c.fields),
         )?])?;
-        self.store.delete_consent(&blind_hex, &c.id)?;
+        self.store.delete_consent(&blind, &c.id)?;
         Ok(revoked)
     }
 
@@ -262,14 +262,14 @@ impl<S: VaultStore> Vault<S> {
     /// returned after the others.
     fn end_grants_of_consent(
         &self,
-        citizen_hex: &str,
+        citizen: &BlindId,
         c: &StandingConsent,
         subject: &Pseudonym,
         now: Timestamp,
     ) -> Result<usize, VaultError> {
         let mut revoked = 0;
         let mut first_error = None;
-        for g in self.store.grants_of_citizen(citizen_hex)? {
+        for g in self.store.grants_of_citizen(citizen)? {
             let rests = g.consent_id.as_deref() == Some(c.id.as_str()) || g.id == c.grant_id;
             if !rests {
                 continue;

@@ -208,7 +208,7 @@ impl<S: VaultStore> Vault<S> {
             None => BTreeMap::new(),
         };
         let standing =
-            self.covering_consent(&blind_hex, &caller.agency, &req.purpose, &req.fields, now)?;
+            self.covering_consent(&blind, &caller.agency, &req.purpose, &req.fields, now)?;
         let facts = CitizenFacts {
             ward: facts_values.get("residence_ward").and_then(Value::as_str),
             consent: if standing.is_some() {
@@ -407,7 +407,7 @@ impl<S: VaultStore> Vault<S> {
         }
         let key = idempotency.as_ref().map(|(k, _)| k);
         if let Some(c) = &g.consent_id
-            && !self.consent_exists(&g.citizen, c)?
+            && !self.consent_exists(&BlindId::from_bytes(hex_to_32(&g.citizen)), c)?
         {
             // The standing consent was withdrawn while this grant was decided: the grant
             // does not stand on it; decide the request again.

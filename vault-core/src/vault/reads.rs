@@ -284,10 +284,10 @@ impl<S: VaultStore> Vault<S> {
         status: Option<GrantStatus>,
         now: Timestamp,
     ) -> Result<Vec<Grant>, VaultError> {
-        let hex = self.keyring.blind(citizen).to_string();
+        let blind = self.keyring.blind(citizen);
         let mut grants: Vec<Grant> = self
             .store
-            .grants_of_citizen(&hex)?
+            .grants_of_citizen(&blind)?
             .into_iter()
             .filter(|g| status.is_none_or(|s| g.status_at(now) == s))
             .collect();

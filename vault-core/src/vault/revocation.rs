@@ -91,13 +91,12 @@ impl<S: VaultStore> Vault<S> {
             .lock()
             .map_err(|_| VaultError::StoreUnavailable("sweep cursor poisoned".into()))?;
         let cutoff = now.as_secs().saturating_sub(retention_secs.max(0));
+        let cutoff = Timestamp::from_millis(cutoff.saturating_mul(1000));
         let (mut purged, next) = self.store.sweep_grants(cursor.as_deref(), scan, cutoff)?;
         let wrapped = next.is_none();
         if wrapped {
-            purged += self.store.sweep_consents(cutoff.saturating_mul(1000))?;
-            purged += self
-                .store
-                .sweep_remembered(Timestamp::from_millis(cutoff.saturating_mul(1000)))?;
+            purged += self.store.sweep_consents(cutoff)?;
+            purged += self.store.sweep_remembered(cutoff)?;
         }
         *cursor = next;
         Ok((purged, wrapped))

@@ -1046,8 +1046,8 @@ fn a_split_grant_is_stored_only_with_its_own_tickets_durable_answer() {
         .into_parts()
     };
     let stored = || {
-        let (_, blind_hex) = v.blind_hex(&CitizenId::parse(A).unwrap());
-        v.store.grants_of_citizen(&blind_hex).unwrap().len()
+        let blind = v.blind(&CitizenId::parse(A).unwrap());
+        v.store.grants_of_citizen(&blind).unwrap().len()
     };
     let (ticket_a, after_a) = begin(A);
     let (ticket_b, after_b) = begin(A);
@@ -1593,17 +1593,17 @@ fn ended_standing_consents_are_swept_after_the_retention() {
     let a = CitizenId::parse(A).unwrap();
     let g = pending_health_grant(&v);
     approve(&v, &a, &g.id, Some(1), NOW).unwrap();
-    let hex = v.blind(&a).to_string();
+    let blind = v.blind(&a);
     let retention = 3_600;
     // Before its end plus the retention, it stays (though expired, it covers nothing).
     let expired = NOW.plus_secs(86_400 + 10);
     assert!(v.my_consents(&a, expired).unwrap().is_empty());
     sweep(&v, expired, retention);
-    assert_eq!(v.store.consents_of_citizen(&hex).unwrap().len(), 1);
+    assert_eq!(v.store.consents_of_citizen(&blind).unwrap().len(), 1);
     // Past it, the sweep deletes it.
     let later = NOW.plus_secs(86_400 + retention + 10);
     sweep(&v, later, retention);
-    assert!(v.store.consents_of_citizen(&hex).unwrap().is_empty());
+    assert!(v.store.consents_of_citizen(&blind).unwrap().is_empty());
 }
 
 #[test]
