@@ -1,16 +1,19 @@
 //! Grant tokens (SPEC §3): RFC 9068 JWT access tokens with RFC 9396 authorization details
-//! and an RFC 8705 certificate binding, signed with Ed25519 (`ring`). A token goes from
-//! `UnverifiedToken::parse` to `VerifiedToken` only through `verify`, which pins the
-//! algorithm from the key (never from the header) and runs every check of SPEC §3 that does
-//! not need the grant's live state (the vault checks that on each use), or through
-//! `VerifiedCache`, which skips only the signature of bytes that passed `verify` before or
-//! that the vault signed itself.
+//! and an RFC 8705 certificate binding, signed with Ed25519 through `jsonwebtoken` (its
+//! cryptography over `ring`: `jose`). A token goes from `UnverifiedToken::parse` to
+//! `VerifiedToken` only through `verify`, which pins the algorithm from the key (never from
+//! the header), has `jsonwebtoken` check the signature, issuer and audience, and runs on top
+//! every stricter check of SPEC §3 that does not need the grant's live state (a header
+//! allow-list, `typ`, no `crit`, integer times against the given clock, the binding, the
+//! size; the vault checks the grant's state on each use), or through `VerifiedCache`, which
+//! skips only the signature of bytes that passed `verify` before or that the vault signed
+//! itself.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -26,10 +29,13 @@ pub const LEEWAY_SECS: i64 = 30;
 
 pub use crate::error::TokenRejection;
 
+pub mod jose;
+
 /// An Ed25519 token signing key with its `kid`.
 pub struct TokenKey {
     kid: String,
-    pair: Ed25519KeyPair,
+    /// The key as `jsonwebtoken` signs with it (its bytes zeroized on drop).
+    encoding: jsonwebtoken::EncodingKey,
     public: [u8; 32],
 }
 
@@ -47,7 +53,19 @@ impl TokenKey {
         let mut public = [0u8; 32];
         public.copy_from_slice(pair.public_key().as_ref());
         let kid = format!("tk-{}", hex::encode(&crypto::sha256(&public)[..8]));
-        Ok(Self { kid, pair, public })
+        let encoding = jsonwebtoken::EncodingKey::from_ed_der(&jose::ed25519_pkcs8(seed));
+        Ok(Self {
+            kid,
+            encoding,
+            public,
+        })
+    }
+
+    /// The base64url Ed25519 signature of arbitrary bytes (tests forge tokens with it).
+    #[cfg(test)]
+    fn sign_bytes(&self, input: &[u8]) -> String {
+        jose::ensure();
+        jsonwebtoken::crypto::sign(input, &self.encoding, jsonwebtoken::Algorithm::EdDSA).unwrap()
     }
 
     /// The key id.
@@ -93,15 +111,16 @@ impl TokenKeys {
 
     /// Signs a token for `claims` (which must not contain the header fields).
     pub fn sign(&self, claims: &GrantClaims) -> Result<String, VaultError> {
-        let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": self.current.kid});
-        let payload = claims.to_json(&self.origin);
-        let head =
-            B64URL.encode(serde_json::to_vec(&header).map_err(|_| VaultError::InvalidIdentifier)?);
-        let body =
-            B64URL.encode(serde_json::to_vec(&payload).map_err(|_| VaultError::InvalidIdentifier)?);
-        let signing_input = format!("{head}.{body}");
-        let sig = self.current.pair.sign(signing_input.as_bytes());
-        Ok(format!("{signing_input}.{}", B64URL.encode(sig.as_ref())))
+        jose::ensure();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(self.current.kid.clone());
+        jsonwebtoken::encode(
+            &header,
+            &claims.to_json(&self.origin),
+            &self.current.encoding,
+        )
+        .map_err(|_| VaultError::StoreCorrupt("token signing failed".into()))
     }
 }
 
@@ -175,8 +194,8 @@ pub struct UnverifiedToken {
     /// The claims, or why their JSON has the wrong shape (reported only after the header
     /// and the signature passed, as every other claim check).
     claims: Result<RawClaims, TokenRejection>,
-    signing_input: String,
-    signature: Vec<u8>,
+    /// The token as presented (`jsonwebtoken` verifies these bytes).
+    raw: String,
 }
 
 /// A token whose signature, header, issuer, audience, times and certificate binding passed.
@@ -297,8 +316,10 @@ impl UnverifiedToken {
         Ok(Self {
             header: decode_part::<Header>(h, TokenRejection::Malformed)??,
             claims: decode_part::<RawClaims>(c, TokenRejection::Claims)?,
-            signing_input: raw[..h.len() + 1 + c.len()].to_owned(),
-            signature: B64URL.decode(s).map_err(|_| TokenRejection::Malformed)?,
+            raw: {
+                B64URL.decode(s).map_err(|_| TokenRejection::Malformed)?;
+                raw.to_owned()
+            },
         })
     }
 
@@ -311,9 +332,23 @@ impl UnverifiedToken {
         now: Timestamp,
     ) -> Result<VerifiedToken, TokenRejection> {
         let public = self.check_header(keys)?;
-        UnparsedPublicKey::new(&ED25519, public)
-            .verify(self.signing_input.as_bytes(), &self.signature)
-            .map_err(|_| TokenRejection::Signature)?;
+        let key = jsonwebtoken::DecodingKey::from_ed_der(public);
+        jose::check(
+            &self.raw,
+            &key,
+            jsonwebtoken::Algorithm::EdDSA,
+            &keys.origin,
+            &keys.origin,
+            // Which claims are missing is `check_claims`'s to say, after issuer and audience.
+            &[],
+        )
+        .map_err(|e| match e {
+            jose::Failure::Signature => TokenRejection::Signature,
+            jose::Failure::Issuer => TokenRejection::Issuer,
+            jose::Failure::Audience => TokenRejection::Audience,
+            jose::Failure::Claims => TokenRejection::Claims,
+            jose::Failure::Malformed => TokenRejection::Malformed,
+        })?;
         self.check_claims(keys, presented_thumbprint, now)
     }
 

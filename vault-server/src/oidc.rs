@@ -1,14 +1,16 @@
 //! Citizen and auditor bearer tokens: ID tokens from the configured OIDC issuer, verified
 //! against its JWKS (EdDSA, ES256 or RS256 keys; the algorithm comes from the key, never from
-//! the token), with `iss`, `aud`, `exp`, `nbf` and `iat` checked. The dev-mode issuer that
+//! the token) through `jsonwebtoken` with the vault's `ring` provider, with `iss`, `aud`,
+//! `exp`, `nbf` and `iat` checked and the header held to an allow-list. The dev-mode issuer that
 //! signs such tokens for local use is dev mode's (`dev::DevIssuer`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
-use ring::signature;
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
+use vault_core::token::jose;
 
 /// Longest bearer token accepted.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -42,19 +44,12 @@ impl JwkKey {
         }
     }
 
-    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+    /// The key as `jsonwebtoken` verifies with it, and the one algorithm it verifies.
+    fn decoding(&self) -> (Algorithm, DecodingKey) {
         match self {
-            Self::Ed25519(k) => signature::UnparsedPublicKey::new(&signature::ED25519, k)
-                .verify(msg, sig)
-                .is_ok(),
-            Self::Es256(k) => {
-                signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, k)
-                    .verify(msg, sig)
-                    .is_ok()
-            }
-            Self::Rs256 { n, e } => signature::RsaPublicKeyComponents { n, e }
-                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
-                .is_ok(),
+            Self::Ed25519(k) => (Algorithm::EdDSA, DecodingKey::from_ed_der(k)),
+            Self::Es256(point) => (Algorithm::ES256, DecodingKey::from_ec_der(point)),
+            Self::Rs256 { n, e } => (Algorithm::RS256, DecodingKey::from_rsa_raw_components(n, e)),
         }
     }
 }
@@ -185,10 +180,11 @@ impl OidcVerifier {
         if header.get("alg")?.as_str()? != key.alg() {
             return None;
         }
-        let signed_len = h.len() + 1 + c.len();
-        if !key.verify(token.get(..signed_len)?.as_bytes(), &b64(s)?) {
-            return None;
-        }
+        b64(s)?;
+        // Signature, issuer and audience by `jsonwebtoken` (the algorithm pinned by the key);
+        // every claim is checked again below, and the times against the given clock.
+        let (alg, decoding) = key.decoding();
+        jose::check(token, &decoding, alg, &self.issuer, &self.audience, &[]).ok()?;
         let claims: Value = serde_json::from_slice(&b64(c)?).ok()?;
         if claims.get("iss")?.as_str()? != self.issuer {
             return None;
@@ -239,5 +235,202 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.keys.len(), 1);
+    }
+
+    /// A 2048-bit RSA key for tests only (PKCS#1 DER, base64 in lines).
+    const TEST_RSA_KEY: &[&str] = &[
+        "MIIEowIBAAKCAQEA2O2E/+e32gz9Iz92fJCkXKnGfOsTAazdxtyZfIjuego7Cd01/VTLkdso6/e5fzrQdvgQG+Iv",
+        "WsM3vLegJYFCXN5hyK29srMmPBzNxe0yS8D0Ka9XezCJQ37dirixFWuF+lOiciH6gihqSh2AkU3hZB1NL9Qcou6F",
+        "ikVMMz8pQDoyKDNpZj6oYi1WN8MepTGgUK9+LFT78oxbdE1ujxO8CtyEUhk7ZYUvJjIciYH0eQK64rCBgwVSTUZg",
+        "duJ4BH+cPmCmniIILaKuaw7n/Wf8yYkiqG9lU8pba9sLnDGPJlWWXKbXfxBF2Fs62I6q9qo8M0y4cSz8PG17htVZ",
+        "y0P/TwIDAQABAoIBABqrMLOpUB/9gs1nivCLc7l0odNPrxmAoA9HpZL63p6gTVvMF0wataAr2l8QKHzsxR4rJwfW",
+        "ic3VvC92P7j8qCT0rf7W5UBn5+ZyABY6L/nCMgJB7TZW5DkpCqF4TUT94A3DZHA1ny+LOm38LIcwlOoS9B9SK2cY",
+        "fdBe7pxKQo8Dnpt4KCpU3XvIWwwhL1hp8zjokojgRPwhpt49YpMt2lfE2NptjPTzZuVS4Kdp7VEFTt1LJlsNl1hG",
+        "UZqPDg0Ck7tHnguZi4vJ0uo+ZZ8wyeZEDRIHszYlygraIHSz8oCy0nyr0gcVe8MmFbS8u4Acbv8GRwwcQzeCdckF",
+        "bYhHo5ECgYEA8T7S1bplj1KJfK1gdY4FSflVVwHE0zpWreo0vhn+hI/1gg0BP2XD1XAD+A75+seuagwCf9uhRLM0",
+        "zYU+pN8Jxw1QSRzHaabXJDE+JfTUYDdwainCdppGc2fGkvBW06zBiS1kzCsLYGFcXQXtPJFCQPnVZAPEL5TD7nEE",
+        "NMh0JdkCgYEA5jH0p0q3EwDm9gatJ4/vcFYmuq1JNodCEdIGG4xb/eL0dgtRAXrd2zKlCkGTCojMVA91bcXlKx+v",
+        "+CWRoYONxDqmAjZ6AcbWw/TTNXLIYnyegjkRG2c4uVHzo7K8inWgyW12APD267xk3UnMquXmmIVleIKHazZmTww/",
+        "EE3KzWcCgYEAkXQJdqfN+B4Rm0SFthsNAU79r1n3rEuuW2mspznRBWgu5Fym9eyLqLLDEdslyZh/hpz7HM/1ahCK",
+        "s6e0339Cy+sxDwP1D7RyXvX5vLTjH6gNdVT8VLor5AUb6xhRoYq1ndnqvlbtowzQvZ2HLk9+nOKFUKocrXuKrsch",
+        "fBmoPfECgYBIGn23qP+PREkT5yN1sPAfD90xu/WiztszGcYv+tcVv3EzSHgnLoUvk71+aOvV8OOPsQfnSoVt7I8B",
+        "+0KShNJzFKvLJaUxyUacOqOtqjZ6Iu7De3yQSNTLt4/JRsMn25Bxh4fe45t0W558chFZtol0XNRb2wbv3ipNuFhI",
+        "kxVjIQKBgD0uIi8zsXV0gIBJ8wtMVDymnjAH5kDCc86PEeu4TSkeTXKFUZD4qJYwnD737bmHplrh7F8+pWgmHGp6",
+        "blinjxRkmvxuLuWCbfnX/11SsfzTlm7wiENuGGfo6ANU/fNPZ3dONUVojKYYBfHXAKZEeZrwG/L/ekNoMurpgBpv",
+        "xFy8",
+    ];
+
+    fn b64std(lines: &[&str]) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD
+            .decode(lines.concat())
+            .unwrap()
+    }
+
+    const NOW: i64 = 1_795_000_000;
+
+    fn claims() -> Value {
+        serde_json::json!({"iss": "https://id.example", "aud": "vault", "sub": "079123456789",
+                           "exp": NOW + 300, "iat": NOW, "roles": ["citizen"]})
+    }
+
+    /// A compact JWS of `header` and `claims` signed by `sign`.
+    fn token(header: &Value, claims: &Value, sign: &dyn Fn(&[u8]) -> Vec<u8>) -> String {
+        let input = format!(
+            "{}.{}",
+            enc(header.to_string().as_bytes()),
+            enc(claims.to_string().as_bytes())
+        );
+        let sig = sign(input.as_bytes());
+        format!("{input}.{}", enc(&sig))
+    }
+
+    fn verifier(jwks: &Value) -> OidcVerifier {
+        OidcVerifier::new(
+            "https://id.example",
+            "vault",
+            ROLE_CLAIM,
+            Jwks::parse(jwks.to_string().as_bytes()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn rs256_and_es256_id_tokens_verify_and_the_algorithm_comes_from_the_key() {
+        use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let rsa = RsaKeyPair::from_der(&b64std(TEST_RSA_KEY)).unwrap();
+        let doc = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .unwrap();
+        let ec = EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            doc.as_ref(),
+            &rng,
+        )
+        .unwrap();
+        let point = ec.public_key().as_ref();
+        let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(rsa.public());
+        let jwks = serde_json::json!({"keys": [
+            {"kty": "RSA", "kid": "r", "use": "sig",
+             "n": enc(&public.n),
+             "e": enc(&public.e)},
+            {"kty": "EC", "crv": "P-256", "kid": "e", "x": enc(&point[1..33]), "y": enc(&point[33..])},
+        ]});
+        let v = verifier(&jwks);
+        let rs = |m: &[u8]| {
+            let mut sig = vec![0; rsa.public().modulus_len()];
+            rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, m, &mut sig)
+                .unwrap();
+            sig
+        };
+        let es = |m: &[u8]| ec.sign(&rng, m).unwrap().as_ref().to_vec();
+        let good_rs = token(
+            &serde_json::json!({"alg": "RS256", "kid": "r", "typ": "JWT"}),
+            &claims(),
+            &rs,
+        );
+        let good_es = token(
+            &serde_json::json!({"alg": "ES256", "kid": "e"}),
+            &claims(),
+            &es,
+        );
+        for t in [&good_rs, &good_es] {
+            let got = v.verify(t, NOW).expect("verifies");
+            assert_eq!(
+                (got.sub.as_str(), got.roles.clone()),
+                ("079123456789", vec!["citizen".to_owned()])
+            );
+        }
+        // The header's alg must be the key's: RS256 signature under an ES256 kid, and so on.
+        assert!(
+            v.verify(
+                &token(
+                    &serde_json::json!({"alg": "ES256", "kid": "r"}),
+                    &claims(),
+                    &rs
+                ),
+                NOW
+            )
+            .is_none()
+        );
+        assert!(
+            v.verify(
+                &token(
+                    &serde_json::json!({"alg": "RS256", "kid": "e"}),
+                    &claims(),
+                    &es
+                ),
+                NOW
+            )
+            .is_none()
+        );
+        assert!(
+            v.verify(
+                &token(
+                    &serde_json::json!({"alg": "HS256", "kid": "r"}),
+                    &claims(),
+                    &rs
+                ),
+                NOW
+            )
+            .is_none()
+        );
+        // A signature by the other key, a wrong issuer or audience, expired, a crit header.
+        assert!(
+            v.verify(
+                &token(
+                    &serde_json::json!({"alg": "ES256", "kid": "e"}),
+                    &claims(),
+                    &|m| {
+                        let other = EcdsaKeyPair::generate_pkcs8(
+                            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                            &rng,
+                        )
+                        .unwrap();
+                        EcdsaKeyPair::from_pkcs8(
+                            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                            other.as_ref(),
+                            &rng,
+                        )
+                        .unwrap()
+                        .sign(&rng, m)
+                        .unwrap()
+                        .as_ref()
+                        .to_vec()
+                    }
+                ),
+                NOW
+            )
+            .is_none()
+        );
+        for (k, bad) in [
+            ("iss", serde_json::json!("https://evil.example")),
+            ("aud", serde_json::json!("other")),
+            ("exp", serde_json::json!(NOW - 60)),
+        ] {
+            let mut c = claims();
+            c[k] = bad;
+            assert!(
+                v.verify(
+                    &token(&serde_json::json!({"alg": "RS256", "kid": "r"}), &c, &rs),
+                    NOW
+                )
+                .is_none(),
+                "{k}"
+            );
+        }
+        assert!(
+            v.verify(
+                &token(
+                    &serde_json::json!({"alg": "RS256", "kid": "r", "crit": ["b64"]}),
+                    &claims(),
+                    &rs
+                ),
+                NOW
+            )
+            .is_none()
+        );
+        assert!(
+            v.verify(&good_rs, NOW + 400).is_none(),
+            "expired by the given clock"
+        );
     }
 }
