@@ -23,6 +23,35 @@ use crate::grant::{Grant, GrantState};
 use crate::id::{BlindId, FieldName};
 use crate::keyring::KeyringRecord;
 
+/// What a store fails with, in its own terms. The core converts it once (`From`, below):
+/// a refusal that a change closure returned passes through as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be read or written now (I/O, a lock, a full file).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored bytes do not decode, or the store is of another format.
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+    /// No grant with that id (a change to a grant that is not there).
+    #[error("grant not found")]
+    NotFound,
+    /// A change closure refused the change (`GrantStore::update_grant`).
+    #[error("{0}")]
+    Refused(VaultError),
+}
+
+impl From<StoreError> for VaultError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => Self::StoreUnavailable(m),
+            StoreError::Corrupt(m) => Self::StoreCorrupt(m),
+            StoreError::NotFound => Self::GrantNotFound,
+            StoreError::Refused(e) => e,
+        }
+    }
+}
+
 /// One sealed field: its current version and its envelope (whose header repeats the version;
 /// both must agree, so an older envelope replayed into place is refused).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,21 +132,21 @@ impl<T> VaultStore for T where
 /// Sealed citizen records by blind id.
 pub trait RecordStore {
     /// A citizen's sealed record.
-    fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, VaultError>;
+    fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, StoreError>;
     /// A citizen's sealed record with only the fields `keep` accepts (a release opens a few
     /// of the ~20 a record holds; the others need not be copied out).
     fn citizen_fields(
         &self,
         id: &BlindId,
         keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Option<SealedRecord>, VaultError> {
+    ) -> Result<Option<SealedRecord>, StoreError> {
         Ok(self.citizen(id)?.map(|mut r| {
             r.fields.retain(|n, _| keep(n.as_str()));
             r
         }))
     }
     /// Writes many records atomically (all or none). Durable after `flush`.
-    fn put_citizens(&self, records: &[(BlindId, SealedRecord)]) -> Result<(), VaultError> {
+    fn put_citizens(&self, records: &[(BlindId, SealedRecord)]) -> Result<(), StoreError> {
         let encoded: Vec<(BlindId, EncodedRecord)> = records
             .iter()
             .map(|(id, r)| (*id, EncodedRecord::new(r)))
@@ -125,32 +154,32 @@ pub trait RecordStore {
         self.put_encoded(&encoded)
     }
     /// `put_citizens` for records already encoded.
-    fn put_encoded(&self, records: &[(BlindId, EncodedRecord)]) -> Result<(), VaultError>;
+    fn put_encoded(&self, records: &[(BlindId, EncodedRecord)]) -> Result<(), StoreError>;
     /// Removes a citizen's record (DEK, salt, fields, index row) and flushes.
     /// Returns whether it existed.
-    fn delete_citizen(&self, id: &BlindId) -> Result<bool, VaultError>;
+    fn delete_citizen(&self, id: &BlindId) -> Result<bool, StoreError>;
     /// Up to `limit` records after `after` in blind-id order (for rotation and scans).
     fn citizens_after(
         &self,
         after: Option<&BlindId>,
         limit: usize,
-    ) -> Result<Vec<(BlindId, SealedRecord)>, VaultError>;
+    ) -> Result<Vec<(BlindId, SealedRecord)>, StoreError>;
     /// Number of citizens stored.
-    fn citizen_count(&self) -> Result<u64, VaultError>;
+    fn citizen_count(&self) -> Result<u64, StoreError>;
 }
 
 /// Grants: issued, changed by compare-and-swap, found by id, code and citizen, swept.
 pub trait GrantStore {
     /// A fresh id for a grant about to be stored (`insert_grant`), made before its audit
     /// entry names it; a store may reserve room for the grant with it.
-    fn new_grant_id(&self) -> Result<String, VaultError> {
-        crate::grant::new_grant_id()
+    fn new_grant_id(&self) -> Result<String, StoreError> {
+        crate::grant::new_grant_id().map_err(|e| StoreError::Unavailable(e.to_string()))
     }
     /// A grant by id.
-    fn grant(&self, id: &str) -> Result<Option<Grant>, VaultError>;
+    fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
     /// Stores a new grant and claims its verification code; `false` (nothing stored) when the
     /// code is already taken. Durable on return.
-    fn insert_grant(&self, grant: &Grant) -> Result<bool, VaultError>;
+    fn insert_grant(&self, grant: &Grant) -> Result<bool, StoreError>;
     /// Changes a grant atomically (compare-and-swap, retried): `change` sees the current
     /// grant and may refuse. Durable on return when `durable`.
     fn update_grant(
@@ -158,7 +187,7 @@ pub trait GrantStore {
         id: &str,
         durable: bool,
         change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
-    ) -> Result<Grant, VaultError>;
+    ) -> Result<Grant, StoreError>;
     /// Changes a grant's state record atomically (compare-and-swap, retried) without reading
     /// the grant: the release path. `change` sees the current state and may refuse. Not
     /// durable on return (a spent use is durable through its audit entry, `vault::uses`).
@@ -166,13 +195,13 @@ pub trait GrantStore {
         &self,
         id: &str,
         change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
-    ) -> Result<GrantState, VaultError>;
+    ) -> Result<GrantState, StoreError>;
     /// Every break-glass grant (the auditors' review queue is those without a review).
-    fn break_glass_grants(&self) -> Result<Vec<Grant>, VaultError>;
+    fn break_glass_grants(&self) -> Result<Vec<Grant>, StoreError>;
     /// The grant holding a verification code.
-    fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError>;
+    fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, StoreError>;
     /// Every grant concerning a citizen.
-    fn grants_of_citizen(&self, citizen: &BlindId) -> Result<Vec<Grant>, VaultError>;
+    fn grants_of_citizen(&self, citizen: &BlindId) -> Result<Vec<Grant>, StoreError>;
     /// One step of the retention sweep: reads up to `scan` grants in id order after `after`
     /// and deletes those whose `Grant::latest_end_secs` is before `cutoff`, with their
     /// verification code, citizen link and idempotency key; break-glass grants are kept (they
@@ -184,21 +213,21 @@ pub trait GrantStore {
         after: Option<&str>,
         scan: usize,
         cutoff: Timestamp,
-    ) -> Result<(usize, Option<String>), VaultError>;
+    ) -> Result<(usize, Option<String>), StoreError>;
 }
 
 /// A citizen's standing consents.
 pub trait ConsentStore {
     /// Stores a standing consent. Durable on return.
-    fn put_consent(&self, consent: &StandingConsent) -> Result<(), VaultError>;
+    fn put_consent(&self, consent: &StandingConsent) -> Result<(), StoreError>;
     /// Every standing consent of a citizen, expired ones included.
-    fn consents_of_citizen(&self, citizen: &BlindId) -> Result<Vec<StandingConsent>, VaultError>;
+    fn consents_of_citizen(&self, citizen: &BlindId) -> Result<Vec<StandingConsent>, StoreError>;
     /// Deletes a citizen's standing consent; `false` if there was none with that id. Durable
     /// on return.
-    fn delete_consent(&self, citizen: &BlindId, id: &str) -> Result<bool, VaultError>;
+    fn delete_consent(&self, citizen: &BlindId, id: &str) -> Result<bool, StoreError>;
     /// Deletes the standing consents that ended (expired, or withdrawn and left marked by a
     /// withdrawal cut short) before `cutoff`; how many. Not flushed.
-    fn sweep_consents(&self, cutoff: Timestamp) -> Result<usize, VaultError>;
+    fn sweep_consents(&self, cutoff: Timestamp) -> Result<usize, StoreError>;
 }
 
 /// What a caller's idempotency key named the first time, stored under the key's name
@@ -226,36 +255,36 @@ pub enum RememberedAnswer {
 /// Idempotency keys and what they answered.
 pub trait IdempotencyStore {
     /// What the key named `name` answered.
-    fn remembered(&self, name: &[u8; 32]) -> Result<Option<Remembered>, VaultError>;
+    fn remembered(&self, name: &[u8; 32]) -> Result<Option<Remembered>, StoreError>;
     /// Remembers an answer under `name`; `false` (nothing changed) if the name was already
     /// taken. Durable on return.
-    fn remember(&self, name: &[u8; 32], what: &Remembered) -> Result<bool, VaultError>;
+    fn remember(&self, name: &[u8; 32], what: &Remembered) -> Result<bool, StoreError>;
     /// Deletes the sealed answers made before `cutoff`; how many. Not flushed.
-    fn sweep_remembered(&self, cutoff: Timestamp) -> Result<usize, VaultError>;
+    fn sweep_remembered(&self, cutoff: Timestamp) -> Result<usize, StoreError>;
 }
 
 /// The keyring, import checkpoints, the released-through mark, and durability.
 pub trait MetaStore {
     /// The stored keyring, if the vault is initialized.
-    fn keyring(&self) -> Result<Option<KeyringRecord>, VaultError>;
+    fn keyring(&self) -> Result<Option<KeyringRecord>, StoreError>;
     /// Replaces the keyring and flushes.
-    fn put_keyring(&self, record: &KeyringRecord) -> Result<(), VaultError>;
+    fn put_keyring(&self, record: &KeyringRecord) -> Result<(), StoreError>;
     /// The last committed line of an interrupted import of the file with this hash.
-    fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, VaultError>;
+    fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, StoreError>;
     /// Records (or clears, with `None`) an import checkpoint. Durable after `flush`.
     fn set_import_checkpoint(
         &self,
         file_hash: &[u8; 32],
         line: Option<u64>,
-    ) -> Result<(), VaultError>;
+    ) -> Result<(), StoreError>;
     /// Makes every write so far durable.
-    fn flush(&self) -> Result<(), VaultError>;
+    fn flush(&self) -> Result<(), StoreError>;
     /// The audit log size up to which every `record.released` entry's spent use is in the
     /// store (`None` for a new store).
-    fn released_through(&self) -> Result<Option<u64>, VaultError>;
+    fn released_through(&self) -> Result<Option<u64>, StoreError>;
     /// Records `released_through`. Durable after `flush` (together with every use spent
     /// before it).
-    fn set_released_through(&self, size: u64) -> Result<(), VaultError>;
+    fn set_released_through(&self, size: u64) -> Result<(), StoreError>;
 }
 
 /// A stored grant for the store's unit tests: active, one use, token valid for the 300

@@ -317,13 +317,13 @@ impl<S: VaultStore> Vault<S> {
 
     /// The number of citizens the vault holds.
     pub fn citizen_count(&self) -> Result<u64, VaultError> {
-        self.store.citizen_count()
+        Ok(self.store.citizen_count()?)
     }
 
     /// Where an interrupted import of the file with this hash stopped (its last committed
     /// line).
     pub fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, VaultError> {
-        self.store.import_checkpoint(file_hash)
+        Ok(self.store.import_checkpoint(file_hash)?)
     }
 
     /// Records (or clears, with `None`) an import's checkpoint. Durable after `flush`.
@@ -332,7 +332,7 @@ impl<S: VaultStore> Vault<S> {
         file_hash: &[u8; 32],
         line: Option<u64>,
     ) -> Result<(), VaultError> {
-        self.store.set_import_checkpoint(file_hash, line)
+        Ok(self.store.set_import_checkpoint(file_hash, line)?)
     }
 
     /// Readiness: the store answers (one small read, never a scan) and its background flush

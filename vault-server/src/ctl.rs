@@ -142,6 +142,12 @@ impl From<VaultError> for CtlError {
     }
 }
 
+impl From<vault_core::store::StoreError> for CtlError {
+    fn from(e: vault_core::store::StoreError) -> Self {
+        Self::from(VaultError::from(e))
+    }
+}
+
 impl From<String> for CtlError {
     fn from(s: String) -> Self {
         Self(s)

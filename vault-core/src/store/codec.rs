@@ -1,10 +1,10 @@
 //! Binary encoding of `SealedRecord` values: length-prefixed, versioned, and decoded with
-//! bounds checks only, so corrupt bytes become `StoreCorrupt`, never a panic.
+//! bounds checks only, so corrupt bytes become `StoreError::Corrupt`, never a panic.
 
+use super::StoreError;
 use std::collections::BTreeMap;
 
 use super::{SealedField, SealedRecord};
-use crate::error::VaultError;
 use crate::id::FieldName;
 
 const RECORD_FORMAT: u8 = 1;
@@ -51,35 +51,35 @@ fn put_len16(out: &mut Vec<u8>, n: usize) {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], VaultError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         if self.0.len() < n {
-            return Err(VaultError::StoreCorrupt("record truncated".into()));
+            return Err(StoreError::Corrupt("record truncated".into()));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], VaultError> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
         self.take(N)?
             .try_into()
-            .map_err(|_| VaultError::StoreCorrupt("record truncated".into()))
+            .map_err(|_| StoreError::Corrupt("record truncated".into()))
     }
-    fn u8(&mut self) -> Result<u8, VaultError> {
+    fn u8(&mut self) -> Result<u8, StoreError> {
         Ok(self.array::<1>()?[0])
     }
-    fn u16(&mut self) -> Result<u16, VaultError> {
+    fn u16(&mut self) -> Result<u16, StoreError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
-    fn u32(&mut self) -> Result<u32, VaultError> {
+    fn u32(&mut self) -> Result<u32, StoreError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
-    fn u64(&mut self) -> Result<u64, VaultError> {
+    fn u64(&mut self) -> Result<u64, StoreError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 }
 
 #[cfg(test)]
-pub(super) fn decode(bytes: &[u8]) -> Result<SealedRecord, VaultError> {
+pub(super) fn decode(bytes: &[u8]) -> Result<SealedRecord, StoreError> {
     decode_fields(bytes, &|_| true)
 }
 
@@ -88,10 +88,10 @@ pub(super) fn decode(bytes: &[u8]) -> Result<SealedRecord, VaultError> {
 pub(super) fn decode_fields(
     bytes: &[u8],
     keep: &dyn Fn(&str) -> bool,
-) -> Result<SealedRecord, VaultError> {
+) -> Result<SealedRecord, StoreError> {
     let mut r = Reader(bytes);
     if r.u8()? != RECORD_FORMAT {
-        return Err(VaultError::StoreCorrupt("unknown record format".into()));
+        return Err(StoreError::Corrupt("unknown record format".into()));
     }
     let dek_version = r.u32()?;
     let record_version = r.u64()?;
@@ -103,16 +103,15 @@ pub(super) fn decode_fields(
     for _ in 0..count {
         let n = usize::from(r.u8()?);
         let name = std::str::from_utf8(r.take(n)?)
-            .map_err(|_| VaultError::StoreCorrupt("bad field name".into()))?;
+            .map_err(|_| StoreError::Corrupt("bad field name".into()))?;
         let version = r.u64()?;
-        let n =
-            usize::try_from(r.u32()?).map_err(|_| VaultError::StoreCorrupt("bad length".into()))?;
+        let n = usize::try_from(r.u32()?).map_err(|_| StoreError::Corrupt("bad length".into()))?;
         let envelope = r.take(n)?;
         if !keep(name) {
             continue;
         }
-        let name = FieldName::parse(name)
-            .ok_or_else(|| VaultError::StoreCorrupt("bad field name".into()))?;
+        let name =
+            FieldName::parse(name).ok_or_else(|| StoreError::Corrupt("bad field name".into()))?;
         fields.insert(
             name,
             SealedField {
@@ -122,7 +121,7 @@ pub(super) fn decode_fields(
         );
     }
     if !r.0.is_empty() {
-        return Err(VaultError::StoreCorrupt("trailing bytes in record".into()));
+        return Err(StoreError::Corrupt("trailing bytes in record".into()));
     }
     Ok(SealedRecord {
         dek_version,

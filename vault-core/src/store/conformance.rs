@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{Remembered, RememberedAnswer, SealedField, SealedRecord, VaultStore};
+use super::{Remembered, RememberedAnswer, SealedField, SealedRecord, StoreError, VaultStore};
 use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
 use crate::error::VaultError;
@@ -267,7 +267,10 @@ pub(crate) fn grant_changes_are_atomic_and_may_be_refused<S: VaultStore>(open: &
         g.uses = 0;
         Err(VaultError::GrantRevoked)
     });
-    assert!(matches!(refused, Err(VaultError::GrantRevoked)));
+    assert!(matches!(
+        refused,
+        Err(StoreError::Refused(VaultError::GrantRevoked))
+    ));
     assert_eq!(s.grant(&g.id).unwrap().unwrap().uses, 2);
     s.update_grant(&g.id, true, &mut |g| {
         g.end(GrantStatus::Revoked, now);
@@ -276,7 +279,7 @@ pub(crate) fn grant_changes_are_atomic_and_may_be_refused<S: VaultStore>(open: &
     .unwrap();
     assert!(matches!(
         s.update_grant_state(&g.id, &mut |st| st.spend(now)),
-        Err(VaultError::GrantRevoked)
+        Err(StoreError::Refused(VaultError::GrantRevoked))
     ));
     let revoked = s.grant(&g.id).unwrap().unwrap();
     assert_eq!((revoked.status, revoked.uses), (GrantStatus::Revoked, 2));
@@ -288,11 +291,11 @@ pub(crate) fn grant_changes_are_atomic_and_may_be_refused<S: VaultStore>(open: &
     let unknown = s.new_grant_id().unwrap();
     assert!(matches!(
         s.update_grant(&unknown, false, &mut |_| Ok(())),
-        Err(VaultError::GrantNotFound)
+        Err(StoreError::NotFound)
     ));
     assert!(matches!(
         s.update_grant_state(&unknown, &mut |st| st.spend(now)),
-        Err(VaultError::GrantNotFound)
+        Err(StoreError::NotFound)
     ));
 }
 

@@ -28,7 +28,7 @@
 //! Ids are `g-t`, 8 letters for the slot (4 bits each) and 23 random letters (92 bits):
 //! in id order among themselves in slot order, so the retention sweep's cursor is a slot.
 //! The file holds at most 16,777,216 grants at once (the tables pack a slot in 24 bits);
-//! past that a new grant is refused with `StoreUnavailable` until the sweep frees slots.
+//! past that a new grant is refused with `StoreError::Unavailable` until the sweep frees slots.
 //!
 //! Durability, as with sled's trees: a write reaches the page cache and is durable after
 //! `sync` (the store's flush syncs this file before sled, and before it writes the
@@ -52,6 +52,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, RwLock};
 
+use super::StoreError;
 use super::grant_state;
 use crate::crypto;
 use crate::error::VaultError;
@@ -106,7 +107,7 @@ struct Tables {
 }
 
 impl Tables {
-    fn add(&mut self, slot: u32, g: &Grant) -> Result<(), VaultError> {
+    fn add(&mut self, slot: u32, g: &Grant) -> Result<(), StoreError> {
         self.codes
             .insert(code_key(&g.verification_code)? | u64::from(slot));
         self.citizens
@@ -117,7 +118,7 @@ impl Tables {
         Ok(())
     }
 
-    fn remove(&mut self, slot: u32, g: &Grant) -> Result<(), VaultError> {
+    fn remove(&mut self, slot: u32, g: &Grant) -> Result<(), StoreError> {
         self.codes
             .remove(&(code_key(&g.verification_code)? | u64::from(slot)));
         self.citizens
@@ -127,7 +128,7 @@ impl Tables {
     }
 
     /// The slot holding `code` (none for a string that is not a code).
-    fn code_slot(&self, code: &str) -> Result<Option<u32>, VaultError> {
+    fn code_slot(&self, code: &str) -> Result<Option<u32>, StoreError> {
         let Ok(k) = code_key(code) else {
             return Ok(None);
         };
@@ -146,30 +147,28 @@ fn slot_of(v: u64) -> u32 {
 }
 
 /// A verification code's 40 bits, shifted above the slot.
-fn code_key(code: &str) -> Result<u64, VaultError> {
+fn code_key(code: &str) -> Result<u64, StoreError> {
     let b = code.as_bytes();
     if b.len() != 8 {
-        return Err(VaultError::StoreCorrupt(
-            "verification code malformed".into(),
-        ));
+        return Err(StoreError::Corrupt("verification code malformed".into()));
     }
     let mut v = 0u64;
     for c in b {
         let d = CODE_ALPHABET
             .iter()
             .position(|x| x == c)
-            .ok_or_else(|| VaultError::StoreCorrupt("verification code malformed".into()))?;
+            .ok_or_else(|| StoreError::Corrupt("verification code malformed".into()))?;
         v = (v << 5) | d as u64;
     }
     Ok(v << 24)
 }
 
 /// The first 40 bits of a blind id (hex), shifted above the slot.
-fn citizen_key(hex: &str) -> Result<u64, VaultError> {
+fn citizen_key(hex: &str) -> Result<u64, StoreError> {
     let head = hex
         .get(..10)
         .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .ok_or_else(|| VaultError::StoreCorrupt("grant citizen malformed".into()))?;
+        .ok_or_else(|| StoreError::Corrupt("grant citizen malformed".into()))?;
     Ok(head << 24)
 }
 
@@ -211,12 +210,12 @@ pub(super) fn resume_from(cursor: &str) -> Option<u32> {
     parse_id(cursor).map(|(slot, _)| slot.saturating_add(1))
 }
 
-fn io(what: &str, e: &std::io::Error) -> VaultError {
-    VaultError::StoreUnavailable(format!("grant slots {what}: {e}"))
+fn io(what: &str, e: &std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("grant slots {what}: {e}"))
 }
 
-fn corrupt(slot: u32, what: &str) -> VaultError {
-    VaultError::StoreCorrupt(format!("grant slot {slot}: {what}"))
+fn corrupt(slot: u32, what: &str) -> StoreError {
+    StoreError::Corrupt(format!("grant slot {slot}: {what}"))
 }
 
 fn offset(slot: u32) -> u64 {
@@ -256,11 +255,11 @@ fn check_area(area: &[u8], magic: u8, head: usize) -> Result<Option<usize>, ()> 
 
 /// Writes `payload` and the header around it (the bytes between 8 and `head` are the
 /// caller's, written before).
-fn seal_area(area: &mut [u8], magic: u8, head: usize, payload: &[u8]) -> Result<(), VaultError> {
+fn seal_area(area: &mut [u8], magic: u8, head: usize, payload: &[u8]) -> Result<(), StoreError> {
     let len = u16::try_from(payload.len())
         .ok()
         .filter(|l| head + usize::from(*l) <= area.len())
-        .ok_or_else(|| VaultError::StoreCorrupt("grant too large for its slot".into()))?;
+        .ok_or_else(|| StoreError::Corrupt("grant too large for its slot".into()))?;
     area[0] = magic;
     area[1] = FORMAT;
     area[2..4].copy_from_slice(&len.to_be_bytes());
@@ -286,7 +285,7 @@ fn write_state_sector(
     sector: &mut [u8],
     random: &[u8; RANDOM],
     state: &[u8],
-) -> Result<(), VaultError> {
+) -> Result<(), StoreError> {
     sector.fill(0);
     sector[8..8 + RANDOM].copy_from_slice(random);
     seal_area(sector, STATE_MAGIC, STATE_HEAD, state)
@@ -297,7 +296,7 @@ fn parse_facts(area: &[u8]) -> Result<Option<&[u8]>, ()> {
     Ok(check_area(area, FACTS_MAGIC, FACTS_HEAD)?.map(|len| &area[FACTS_HEAD..FACTS_HEAD + len]))
 }
 
-fn decode_facts(slot: u32, json: &[u8]) -> Result<Grant, VaultError> {
+fn decode_facts(slot: u32, json: &[u8]) -> Result<Grant, StoreError> {
     serde_json::from_slice(json).map_err(|_| corrupt(slot, "grant unreadable"))
 }
 
@@ -315,7 +314,7 @@ pub(super) struct GrantSlots {
 impl GrantSlots {
     /// Opens (or creates) `dir/grants.slots` and rebuilds the tables from it, repairing what
     /// a crash left (see the module's notes).
-    pub fn open(dir: &Path) -> Result<(Self, OpenReport), VaultError> {
+    pub fn open(dir: &Path) -> Result<(Self, OpenReport), StoreError> {
         let path = dir.join(FILE);
         let existed = path.exists();
         let file = OpenOptions::new()
@@ -339,7 +338,7 @@ impl GrantSlots {
         Ok((slots, report))
     }
 
-    fn scan(&self) -> Result<OpenReport, VaultError> {
+    fn scan(&self) -> Result<OpenReport, StoreError> {
         let len = self.file.metadata().map_err(|e| io("size", &e))?.len();
         // A partial slot at the end is an insert cut short: the next insert there overwrites it.
         let count = u32::try_from(len / SLOT as u64)
@@ -415,28 +414,28 @@ impl GrantSlots {
         Ok(report)
     }
 
-    fn tables_read(&self) -> Result<std::sync::RwLockReadGuard<'_, Tables>, VaultError> {
+    fn tables_read(&self) -> Result<std::sync::RwLockReadGuard<'_, Tables>, StoreError> {
         self.tables.read().map_err(|_| poisoned())
     }
 
-    fn tables_write(&self) -> Result<std::sync::RwLockWriteGuard<'_, Tables>, VaultError> {
+    fn tables_write(&self) -> Result<std::sync::RwLockWriteGuard<'_, Tables>, StoreError> {
         self.tables.write().map_err(|_| poisoned())
     }
 
-    fn stripe(&self, slot: u32) -> Result<MutexGuard<'_, ()>, VaultError> {
+    fn stripe(&self, slot: u32) -> Result<MutexGuard<'_, ()>, StoreError> {
         self.stripes[slot as usize % STRIPES]
             .lock()
             .map_err(|_| poisoned())
     }
 
-    fn write(&self, slot: u32, bytes: &[u8]) -> Result<(), VaultError> {
+    fn write(&self, slot: u32, bytes: &[u8]) -> Result<(), StoreError> {
         self.file
             .write_all_at(bytes, offset(slot))
             .map_err(|e| io("write", &e))
     }
 
     /// The slot's bytes; a reserved slot past the file's end reads as zeros.
-    fn read(&self, slot: u32) -> Result<Box<SlotBytes>, VaultError> {
+    fn read(&self, slot: u32) -> Result<Box<SlotBytes>, StoreError> {
         let mut buf = Box::new([0u8; SLOT]);
         match self.file.read_exact_at(&mut buf[..], offset(slot)) {
             Ok(()) => Ok(buf),
@@ -445,7 +444,7 @@ impl GrantSlots {
         }
     }
 
-    fn read_state(&self, slot: u32) -> Result<[u8; SECTOR], VaultError> {
+    fn read_state(&self, slot: u32) -> Result<[u8; SECTOR], StoreError> {
         let mut buf = [0u8; SECTOR];
         match self.file.read_exact_at(&mut buf, offset(slot)) {
             Ok(()) => Ok(buf),
@@ -455,15 +454,15 @@ impl GrantSlots {
     }
 
     /// Makes every write so far durable.
-    pub fn sync(&self) -> Result<(), VaultError> {
+    pub fn sync(&self) -> Result<(), StoreError> {
         self.file.sync_data().map_err(|e| io("sync", &e))
     }
 
-    /// A new grant id with a slot reserved for it; `StoreUnavailable` when every slot holds
+    /// A new grant id with a slot reserved for it; `StoreError::Unavailable` when every slot holds
     /// a grant the retention sweep has not freed yet.
-    pub fn reserve(&self) -> Result<String, VaultError> {
+    pub fn reserve(&self) -> Result<String, StoreError> {
         let mut random = [0u8; RANDOM];
-        crypto::random_bytes(&mut random)?;
+        crypto::random_bytes(&mut random).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         for c in &mut random {
             *c = LETTERS[usize::from(*c & 15)];
         }
@@ -475,7 +474,7 @@ impl GrantSlots {
                 t.next - 1
             }
             None => {
-                return Err(VaultError::StoreUnavailable(format!(
+                return Err(StoreError::Unavailable(format!(
                     "the grant file is full ({MAX_SLOTS} grants not yet swept)"
                 )));
             }
@@ -486,10 +485,10 @@ impl GrantSlots {
     /// Stores `g` in the slot its id names (made by `reserve`), claiming its verification
     /// code unless a grant here holds it: then `false` and nothing stored. Not durable until
     /// `sync`.
-    pub fn insert(&self, g: &Grant) -> Result<bool, VaultError> {
-        let (slot, random) = parse_id(&g.id).ok_or(VaultError::GrantNotFound)?;
-        let facts = serde_json::to_vec(g)
-            .map_err(|_| VaultError::StoreCorrupt("grant unencodable".into()))?;
+    pub fn insert(&self, g: &Grant) -> Result<bool, StoreError> {
+        let (slot, random) = parse_id(&g.id).ok_or(StoreError::NotFound)?;
+        let facts =
+            serde_json::to_vec(g).map_err(|_| StoreError::Corrupt("grant unencodable".into()))?;
         let mut bytes = Box::new([0u8; SLOT]);
         let (state_area, facts_area) = bytes.split_at_mut(SECTOR);
         write_state_sector(state_area, &random, &grant_state::encode(g))?;
@@ -512,7 +511,7 @@ impl GrantSlots {
 
     /// The grant `id` names, facts and state, read under its slot's lock.
     /// `random`: the id's letters the slot must hold (`None`: whichever grant is there).
-    fn load(&self, slot: u32, random: Option<&[u8; RANDOM]>) -> Result<Option<Grant>, VaultError> {
+    fn load(&self, slot: u32, random: Option<&[u8; RANDOM]>) -> Result<Option<Grant>, StoreError> {
         let bytes = self.read(slot)?;
         let (state_area, facts_area) = bytes.split_at(SECTOR);
         let Ok(Some(st)) = parse_state(state_area) else {
@@ -530,7 +529,7 @@ impl GrantSlots {
     }
 
     /// A grant by id.
-    pub fn get(&self, id: &str) -> Result<Option<Grant>, VaultError> {
+    pub fn get(&self, id: &str) -> Result<Option<Grant>, StoreError> {
         let Some((slot, random)) = parse_id(id) else {
             return Ok(None);
         };
@@ -544,12 +543,12 @@ impl GrantSlots {
         &self,
         id: &str,
         change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
-    ) -> Result<Grant, VaultError> {
-        let (slot, random) = parse_id(id).ok_or(VaultError::GrantNotFound)?;
+    ) -> Result<Grant, StoreError> {
+        let (slot, random) = parse_id(id).ok_or(StoreError::NotFound)?;
         let _lock = self.stripe(slot)?;
         let mut g = self
             .load(slot, Some(&random))?
-            .ok_or(VaultError::GrantNotFound)?;
+            .ok_or(StoreError::NotFound)?;
         let state = grant_state::change_state(&mut g, change)?;
         let mut sector = [0u8; SECTOR];
         write_state_sector(&mut sector, &random, &state)?;
@@ -563,22 +562,22 @@ impl GrantSlots {
         &self,
         id: &str,
         change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
-    ) -> Result<GrantState, VaultError> {
-        let (slot, random) = parse_id(id).ok_or(VaultError::GrantNotFound)?;
+    ) -> Result<GrantState, StoreError> {
+        let (slot, random) = parse_id(id).ok_or(StoreError::NotFound)?;
         let _lock = self.stripe(slot)?;
         let mut sector = self.read_state(slot)?;
         let mut st = match parse_state(&sector) {
             Ok(Some(s)) if s.random == random => grant_state::decode_state(s.bytes)?,
-            _ => return Err(VaultError::GrantNotFound),
+            _ => return Err(StoreError::NotFound),
         };
-        change(&mut st)?;
+        change(&mut st).map_err(StoreError::Refused)?;
         write_state_sector(&mut sector, &random, &grant_state::encode_state(&st))?;
         self.write(slot, &sector)?;
         Ok(st)
     }
 
     /// The id of the grant holding `code`.
-    pub fn id_by_code(&self, code: &str) -> Result<Option<String>, VaultError> {
+    pub fn id_by_code(&self, code: &str) -> Result<Option<String>, StoreError> {
         if code.len() != 8 || !code.bytes().all(|b| CODE_ALPHABET.contains(&b)) {
             return Ok(None);
         }
@@ -594,7 +593,7 @@ impl GrantSlots {
     }
 
     /// The grants in `slots` (those still there).
-    fn grants_in(&self, slots: impl IntoIterator<Item = u32>) -> Result<Vec<Grant>, VaultError> {
+    fn grants_in(&self, slots: impl IntoIterator<Item = u32>) -> Result<Vec<Grant>, StoreError> {
         let mut out = Vec::new();
         for slot in slots {
             let _lock = self.stripe(slot)?;
@@ -606,7 +605,7 @@ impl GrantSlots {
     }
 
     /// Every grant concerning a citizen (blind id hex).
-    pub fn of_citizen(&self, citizen: &str) -> Result<Vec<Grant>, VaultError> {
+    pub fn of_citizen(&self, citizen: &str) -> Result<Vec<Grant>, StoreError> {
         let Ok(k) = citizen_key(citizen) else {
             return Ok(Vec::new());
         };
@@ -622,7 +621,7 @@ impl GrantSlots {
     }
 
     /// Every break-glass grant here.
-    pub fn break_glass(&self) -> Result<Vec<Grant>, VaultError> {
+    pub fn break_glass(&self) -> Result<Vec<Grant>, StoreError> {
         let slots: Vec<u32> = self.tables_read()?.break_glass.iter().copied().collect();
         self.grants_in(slots)
     }
@@ -636,7 +635,7 @@ impl GrantSlots {
         from: u32,
         scan: usize,
         cutoff_secs: i64,
-    ) -> Result<(Vec<String>, Option<u32>), VaultError> {
+    ) -> Result<(Vec<String>, Option<u32>), StoreError> {
         let end = self.tables_read()?.next;
         let stop = from.saturating_add(u32::try_from(scan.max(1)).unwrap_or(u32::MAX));
         let mut deleted = Vec::new();
@@ -654,7 +653,7 @@ impl GrantSlots {
     }
 
     /// Deletes the grant in `slot` if it ended before `cutoff_secs`; returns it if so.
-    fn sweep_one(&self, slot: u32, cutoff_secs: i64) -> Result<Option<Grant>, VaultError> {
+    fn sweep_one(&self, slot: u32, cutoff_secs: i64) -> Result<Option<Grant>, StoreError> {
         let _lock = self.stripe(slot)?;
         let sector = self.read_state(slot)?;
         let Ok(Some(st)) = parse_state(&sector) else {
@@ -677,8 +676,8 @@ impl GrantSlots {
     }
 }
 
-fn poisoned() -> VaultError {
-    VaultError::StoreUnavailable("grant slots lock poisoned".into())
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("grant slots lock poisoned".into())
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! delivery flag, end time, review) and the fixed facts a release needs without the grant
 //! (`max_uses`, consent deadline, break-glass, unit, the binding digest): under a hundred
 //! bytes that a release reads and compare-and-swaps instead of the grant. Decoded with
-//! bounds checks only, so corrupt bytes become `StoreCorrupt`.
+//! bounds checks only, so corrupt bytes become `StoreError::Corrupt`.
 
+use super::StoreError;
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState, GrantStatus};
 
@@ -90,17 +91,17 @@ pub(super) fn encode_state(st: &GrantState) -> Vec<u8> {
     out
 }
 
-fn corrupt() -> VaultError {
-    VaultError::StoreCorrupt("grant state unreadable".into())
+fn corrupt() -> StoreError {
+    StoreError::Corrupt("grant state unreadable".into())
 }
 
-fn take<'a, const N: usize>(rest: &mut &'a [u8]) -> Result<&'a [u8; N], VaultError> {
+fn take<'a, const N: usize>(rest: &mut &'a [u8]) -> Result<&'a [u8; N], StoreError> {
     let (v, after) = rest.split_first_chunk::<N>().ok_or_else(corrupt)?;
     *rest = after;
     Ok(v)
 }
 
-fn decode(bytes: &[u8]) -> Result<GrantState, VaultError> {
+fn decode(bytes: &[u8]) -> Result<GrantState, StoreError> {
     let mut rest = bytes;
     let [format, status, flags] = *take::<3>(&mut rest)?;
     if format != FORMAT {
@@ -110,7 +111,7 @@ fn decode(bytes: &[u8]) -> Result<GrantState, VaultError> {
     let uses = u32::from_be_bytes(*take(&mut rest)?);
     let max_uses = u32::from_be_bytes(*take(&mut rest)?);
     let binding = *take::<16>(&mut rest)?;
-    let mut opt = |bit: u8| -> Result<Option<i64>, VaultError> {
+    let mut opt = |bit: u8| -> Result<Option<i64>, StoreError> {
         if flags & bit == 0 {
             return Ok(None);
         }
@@ -154,10 +155,10 @@ fn decode(bytes: &[u8]) -> Result<GrantState, VaultError> {
 pub(super) fn change_state(
     g: &mut Grant,
     change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
-) -> Result<Vec<u8>, VaultError> {
+) -> Result<Vec<u8>, StoreError> {
     #[cfg(debug_assertions)]
     let before = g.clone();
-    change(g)?;
+    change(g).map_err(StoreError::Refused)?;
     let state = encode(g);
     #[cfg(debug_assertions)]
     {
@@ -169,7 +170,7 @@ pub(super) fn change_state(
 }
 
 /// Overwrites `g`'s mutable fields with the encoded state.
-pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), VaultError> {
+pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), StoreError> {
     let d = decode(bytes)?;
     g.status = d.status;
     g.uses = d.uses;
@@ -182,7 +183,7 @@ pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), VaultError> {
 }
 
 /// The state a release works on.
-pub(super) fn decode_state(bytes: &[u8]) -> Result<GrantState, VaultError> {
+pub(super) fn decode_state(bytes: &[u8]) -> Result<GrantState, StoreError> {
     decode(bytes)
 }
 

@@ -3,9 +3,8 @@
 //! `fdatasync` per group instead of one each. A caller returns only after a flush that
 //! started after its call finished, so it covers every write the caller made before asking.
 
+use super::StoreError;
 use std::sync::{Condvar, Mutex};
-
-use crate::error::VaultError;
 
 #[derive(Debug, Default)]
 struct State {
@@ -25,14 +24,14 @@ pub(super) struct FlushGroup {
     done: Condvar,
 }
 
-fn poisoned() -> VaultError {
-    VaultError::StoreUnavailable("store flush group poisoned".into())
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("store flush group poisoned".into())
 }
 
 impl FlushGroup {
     /// Returns once a run of `flush` that started after this call has finished, with its
     /// outcome; runs it on this thread when none is running (the leader), else waits.
-    pub(super) fn run(&self, flush: impl Fn() -> Result<(), VaultError>) -> Result<(), VaultError> {
+    pub(super) fn run(&self, flush: impl Fn() -> Result<(), StoreError>) -> Result<(), StoreError> {
         let mut st = self.state.lock().map_err(|_| poisoned())?;
         // The first flush to start from now on covers this caller's writes.
         let target = st.started + 1;
@@ -41,7 +40,7 @@ impl FlushGroup {
                 // The newest finished flush started at or after `target`: it covers us.
                 return match &st.failure {
                     None => Ok(()),
-                    Some(e) => Err(VaultError::StoreUnavailable(e.clone())),
+                    Some(e) => Err(StoreError::Unavailable(e.clone())),
                 };
             }
             if st.running {
@@ -61,7 +60,7 @@ impl FlushGroup {
             };
             let outcome = flush();
             ending.failure = outcome.as_ref().err().map(|e| match e {
-                VaultError::StoreUnavailable(m) => m.clone(),
+                StoreError::Unavailable(m) => m.clone(),
                 other => other.to_string(),
             });
             drop(ending);
@@ -195,13 +194,13 @@ mod tests {
         let broken = AtomicBool::new(true);
         let flush = || {
             if broken.load(Ordering::SeqCst) {
-                Err(VaultError::StoreUnavailable("disk full".into()))
+                Err(StoreError::Unavailable("disk full".into()))
             } else {
                 Ok(())
             }
         };
         let e = group.run(flush).unwrap_err();
-        assert!(matches!(&e, VaultError::StoreUnavailable(m) if m == "disk full"));
+        assert!(matches!(&e, StoreError::Unavailable(m) if m == "disk full"));
         broken.store(false, Ordering::SeqCst);
         group.run(flush).unwrap();
     }

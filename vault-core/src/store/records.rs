@@ -21,12 +21,12 @@
 //! frames are copied into the other of two slots (`records.dat`, `records.1.dat`), then the
 //! old file is zeroed and removed.
 
+use super::StoreError;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::error::VaultError;
 use crate::id::BlindId;
 
 /// `prev` of a citizen's first frame.
@@ -162,13 +162,13 @@ pub(super) struct RecordFile {
     pub syncs: std::sync::atomic::AtomicU64,
 }
 
-fn io(what: &str, e: &std::io::Error) -> VaultError {
-    VaultError::StoreUnavailable(format!("record file: {what}: {e}"))
+fn io(what: &str, e: &std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("record file: {what}: {e}"))
 }
 
 impl RecordFile {
     /// Opens (or creates) the file of `slot` in `dir`; appends start at its current end.
-    pub fn open(dir: &Path, slot: u8) -> Result<Self, VaultError> {
+    pub fn open(dir: &Path, slot: u8) -> Result<Self, StoreError> {
         let path = &dir.join(SLOT_FILES[usize::from(slot & 1)]);
         let created = !path.exists();
         let file = File::options()
@@ -201,10 +201,10 @@ impl RecordFile {
     }
 
     /// The append state (one writer at a time).
-    pub fn lock(&self) -> Result<MutexGuard<'_, Tail>, VaultError> {
+    pub fn lock(&self) -> Result<MutexGuard<'_, Tail>, StoreError> {
         self.tail
             .lock()
-            .map_err(|_| VaultError::StoreUnavailable("record file lock poisoned".into()))
+            .map_err(|_| StoreError::Unavailable("record file lock poisoned".into()))
     }
 
     /// Appends one frame per `(blind, payload)` and syncs them, so an index entry written
@@ -216,8 +216,8 @@ impl RecordFile {
         &self,
         tail: &mut Tail,
         frames: &[(&BlindId, &[u8])],
-        current: &mut dyn FnMut(&BlindId) -> Result<u64, VaultError>,
-    ) -> Result<(Vec<Location>, Vec<u64>), VaultError> {
+        current: &mut dyn FnMut(&BlindId) -> Result<u64, StoreError>,
+    ) -> Result<(Vec<Location>, Vec<u64>), StoreError> {
         let total: usize = frames.iter().map(|(_, p)| HEADER + p.len()).sum();
         let mut buf = Vec::with_capacity(total);
         let mut locations = Vec::with_capacity(frames.len());
@@ -234,7 +234,7 @@ impl RecordFile {
             let len = u32::try_from(payload.len())
                 .ok()
                 .filter(|l| *l <= MAX_PAYLOAD)
-                .ok_or_else(|| VaultError::StoreCorrupt("record too large".into()))?;
+                .ok_or_else(|| StoreError::Corrupt("record too large".into()))?;
             locations.push(Location {
                 slot: self.slot,
                 offset: tail.end + buf.len() as u64,
@@ -259,23 +259,23 @@ impl RecordFile {
     }
 
     /// The payload at `at` if it is `blind`'s live frame; `None` if it was shredded.
-    pub fn read(&self, at: Location, blind: &BlindId) -> Result<Option<Vec<u8>>, VaultError> {
+    pub fn read(&self, at: Location, blind: &BlindId) -> Result<Option<Vec<u8>>, StoreError> {
         if at.slot != self.slot {
-            return Err(VaultError::StoreCorrupt(
+            return Err(StoreError::Corrupt(
                 "record index entry names a record file that is gone".into(),
             ));
         }
         let mut buf = vec![0u8; HEADER + at.len as usize];
-        self.file.read_exact_at(&mut buf, at.offset).map_err(|_| {
-            VaultError::StoreCorrupt("record frame past the end of its file".into())
-        })?;
+        self.file
+            .read_exact_at(&mut buf, at.offset)
+            .map_err(|_| StoreError::Corrupt("record frame past the end of its file".into()))?;
         let h = Header::decode(&buf)
-            .ok_or_else(|| VaultError::StoreCorrupt("record frame header damaged".into()))?;
+            .ok_or_else(|| StoreError::Corrupt("record frame header damaged".into()))?;
         if !h.live {
             return Ok(None);
         }
         if h.len != at.len || h.blind != *blind.as_bytes() {
-            return Err(VaultError::StoreCorrupt(
+            return Err(StoreError::Corrupt(
                 "record frame does not match its index entry".into(),
             ));
         }
@@ -284,7 +284,7 @@ impl RecordFile {
     }
 
     /// The header at `offset`, `None` if the bytes there are not a whole frame.
-    pub fn header(&self, offset: u64, file_len: u64) -> Result<Option<Header>, VaultError> {
+    pub fn header(&self, offset: u64, file_len: u64) -> Result<Option<Header>, StoreError> {
         if offset.saturating_add(HEADER as u64) > file_len {
             return Ok(None);
         }
@@ -297,7 +297,7 @@ impl RecordFile {
 
     /// Overwrites the frame at `offset` with zeros, keeping its chain link. Returns its
     /// header as it was (`None` if no frame is there). Not synced: call `sync`.
-    pub fn shred(&self, offset: u64) -> Result<Option<Header>, VaultError> {
+    pub fn shred(&self, offset: u64) -> Result<Option<Header>, StoreError> {
         let file_len = self.len()?;
         let Some(h) = self.header(offset, file_len)? else {
             return Ok(None);
@@ -320,14 +320,14 @@ impl RecordFile {
     }
 
     /// Shreds `offset` and every older frame on its chain.
-    pub fn shred_chain(&self, mut offset: u64) -> Result<(), VaultError> {
+    pub fn shred_chain(&self, mut offset: u64) -> Result<(), StoreError> {
         while offset != NO_FRAME {
             let Some(h) = self.shred(offset)? else {
-                return Err(VaultError::StoreCorrupt("record chain broken".into()));
+                return Err(StoreError::Corrupt("record chain broken".into()));
             };
             // A chain only points backwards; anything else is damage (and would loop).
             if h.prev != NO_FRAME && h.prev >= offset {
-                return Err(VaultError::StoreCorrupt("record chain broken".into()));
+                return Err(StoreError::Corrupt("record chain broken".into()));
             }
             offset = h.prev;
         }
@@ -335,7 +335,7 @@ impl RecordFile {
     }
 
     /// Makes every write so far durable.
-    pub fn sync(&self) -> Result<(), VaultError> {
+    pub fn sync(&self) -> Result<(), StoreError> {
         #[cfg(test)]
         self.syncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -360,7 +360,7 @@ impl RecordFile {
 
     /// Overwrites the whole file with zeros, syncs it, then removes it and syncs `dir`: the
     /// end of a compaction (every live frame has a copy in the other slot).
-    pub fn zero_and_remove(&self, dir: &Path) -> Result<(), VaultError> {
+    pub fn zero_and_remove(&self, dir: &Path) -> Result<(), StoreError> {
         let len = self.len()?;
         let zeros = vec![0u8; 1 << 20];
         let mut at = 0;
@@ -380,7 +380,7 @@ impl RecordFile {
     }
 
     /// The file's length.
-    pub fn len(&self) -> Result<u64, VaultError> {
+    pub fn len(&self) -> Result<u64, StoreError> {
         Ok(self.file.metadata().map_err(|e| io("stat", &e))?.len())
     }
 
@@ -388,19 +388,19 @@ impl RecordFile {
     /// foreign header ends the walk and the file is cut there: frames are synced before any
     /// index entry names them, so after a crash nothing past a torn frame is in use. Before it
     /// cuts, `may_cut(offset)` must confirm that (damage in the middle of frames the index
-    /// uses is refused as `StoreCorrupt`, never cut away). Returns the new end.
+    /// uses is refused as `StoreError::Corrupt`, never cut away). Returns the new end.
     pub fn scan(
         &self,
         from: u64,
-        visit: &mut dyn FnMut(u64, &Header) -> Result<(), VaultError>,
-        may_cut: &mut dyn FnMut(u64) -> Result<bool, VaultError>,
-    ) -> Result<u64, VaultError> {
+        visit: &mut dyn FnMut(u64, &Header) -> Result<(), StoreError>,
+        may_cut: &mut dyn FnMut(u64) -> Result<bool, StoreError>,
+    ) -> Result<u64, StoreError> {
         let file_len = self.len()?;
         let mut at = from.min(file_len);
         while at < file_len {
             let Some(h) = self.header(at, file_len)? else {
                 if !may_cut(at)? {
-                    return Err(VaultError::StoreCorrupt(
+                    return Err(StoreError::Corrupt(
                         "record file damaged before frames its index uses".into(),
                     ));
                 }
@@ -425,7 +425,7 @@ mod tests {
         BlindId::from_bytes([n; 32])
     }
 
-    fn none(_: &BlindId) -> Result<u64, VaultError> {
+    fn none(_: &BlindId) -> Result<u64, StoreError> {
         Ok(NO_FRAME)
     }
 
@@ -472,7 +472,7 @@ mod tests {
         assert_eq!(f.read(first[1], &b).unwrap().unwrap(), b"beta");
         assert_eq!(f.read(second[0], &a).unwrap().unwrap(), b"alpha-v2");
         assert!(
-            matches!(f.read(first[0], &b), Err(VaultError::StoreCorrupt(_))),
+            matches!(f.read(first[0], &b), Err(StoreError::Corrupt(_))),
             "a frame of another citizen is refused"
         );
         f.shred_chain(second[0].offset).unwrap();
@@ -537,7 +537,7 @@ mod tests {
         let f = RecordFile::open(dir.path(), 0).unwrap();
         assert!(matches!(
             f.scan(0, &mut |_, _| Ok(()), &mut |_| Ok(false)),
-            Err(VaultError::StoreCorrupt(_))
+            Err(StoreError::Corrupt(_))
         ));
         assert_eq!(f.len().unwrap(), whole, "refused, not cut");
         assert_eq!(
@@ -546,7 +546,7 @@ mod tests {
         );
         assert!(matches!(
             f.read(at[1], &blind(2)),
-            Err(VaultError::StoreCorrupt(_))
+            Err(StoreError::Corrupt(_))
         ));
     }
 
@@ -561,7 +561,7 @@ mod tests {
         drop(tail);
         assert!(matches!(
             f.shred_chain(at[0].offset),
-            Err(VaultError::StoreCorrupt(_))
+            Err(StoreError::Corrupt(_))
         ));
     }
 }

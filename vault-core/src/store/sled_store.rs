@@ -31,6 +31,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::StoreError;
 use super::grant_slots::{self, GrantSlots};
 use super::group::FlushGroup;
 use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES, Tail};
@@ -103,17 +104,17 @@ pub struct SledStore {
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`. Fails if another process holds it.
-    pub fn open(dir: &Path) -> Result<Self, VaultError> {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Self::open_cached(dir, DEFAULT_CACHE_BYTES)
     }
 
     /// As `open`, with sled's page cache limited to `cache_bytes` (sled's own accounting; the
     /// heap it holds is about twice that).
-    pub fn open_cached(dir: &Path, cache_bytes: u64) -> Result<Self, VaultError> {
+    pub fn open_cached(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         Self::open_with(dir, COMPACT_MIN_DEAD_BYTES, cache_bytes)
     }
 
-    fn open_with(dir: &Path, compact_min_dead: u64, cache_bytes: u64) -> Result<Self, VaultError> {
+    fn open_with(dir: &Path, compact_min_dead: u64, cache_bytes: u64) -> Result<Self, StoreError> {
         let db = open_sled(dir, cache_bytes)?;
         check_format(&db, dir)?;
         let citizens = db.open_tree("citizens")?;
@@ -123,11 +124,10 @@ impl SledStore {
             .try_into()
             .ok()
             .filter(|s: &u8| *s < 2)
-            .ok_or_else(|| VaultError::StoreCorrupt("bad records slot".into()))?;
+            .ok_or_else(|| StoreError::Corrupt("bad records slot".into()))?;
         let records = Arc::new(RecordFile::open(dir, slot)?);
-        let log = std::fs::File::open(dir.join(SLED_LOG)).map_err(|e| {
-            VaultError::StoreUnavailable(format!("cannot open the store's log: {e}"))
-        })?;
+        let log = std::fs::File::open(dir.join(SLED_LOG))
+            .map_err(|e| StoreError::Unavailable(format!("cannot open the store's log: {e}")))?;
         records.set_shredded(u64_at(&meta, SHREDDED_KEY, "bad shredded count")?.unwrap_or(0));
         let (slots, report) = GrantSlots::open(dir)?;
         let mut store = Self {
@@ -155,11 +155,11 @@ impl SledStore {
     /// Copies the live frames into the other slot's file when the current one is mostly
     /// shredded frames (or finishes a copy a crash cut short), switches the slot durably, then
     /// zeroes and removes the old file. Runs at open, before anything else uses the store.
-    fn compact_records(&mut self, dir: &Path, min_dead: u64) -> Result<(), VaultError> {
+    fn compact_records(&mut self, dir: &Path, min_dead: u64) -> Result<(), StoreError> {
         let to = 1 - self.records.slot();
         match self.meta_u64(COMPACTING_KEY, "bad compaction mark")? {
             Some(t) if t == u64::from(to) => {}
-            Some(_) => return Err(VaultError::StoreCorrupt("bad compaction mark".into())),
+            Some(_) => return Err(StoreError::Corrupt("bad compaction mark".into())),
             None => {
                 if dir.join(SLOT_FILES[usize::from(to)]).exists() {
                     // The old file of a compaction that switched slots just before a crash.
@@ -214,7 +214,7 @@ impl SledStore {
         target: &RecordFile,
         batch: usize,
         max_batches: usize,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(), StoreError> {
         use std::ops::Bound;
         let from = self.records.slot();
         let mut after: Option<sled::IVec> = None;
@@ -272,7 +272,7 @@ impl SledStore {
 
     /// Bytes of the current file that live frames take.
     #[cfg(test)]
-    fn live_bytes(&self) -> Result<u64, VaultError> {
+    fn live_bytes(&self) -> Result<u64, StoreError> {
         let slot = self.records.slot();
         let mut live = 0u64;
         for kv in self.citizens.iter() {
@@ -287,7 +287,7 @@ impl SledStore {
 
     /// Shreds what a crash left unshredded past the clean mark (module docs), then moves the
     /// mark to the end of the file durably.
-    fn recover_records(&self) -> Result<(), VaultError> {
+    fn recover_records(&self) -> Result<(), StoreError> {
         let mark = self
             .meta_u64(CLEAN_THROUGH_KEY, "bad records mark")?
             .unwrap_or(0);
@@ -311,7 +311,7 @@ impl SledStore {
                     .header(prev, u64::MAX)?
                     .map(|p| p.prev)
                     .filter(|p| *p == NO_FRAME || *p < prev)
-                    .ok_or_else(|| VaultError::StoreCorrupt("record chain broken".into()))?;
+                    .ok_or_else(|| StoreError::Corrupt("record chain broken".into()))?;
                 prev = next;
             }
             if prev != NO_FRAME {
@@ -347,7 +347,7 @@ impl SledStore {
         tail: &mut Tail,
         end: u64,
         force: bool,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(), StoreError> {
         if force || tail.marked != end {
             self.meta
                 .insert(CLEAN_THROUGH_KEY, end.to_be_bytes().as_slice())?;
@@ -364,7 +364,7 @@ impl SledStore {
 
     /// No index entry names a frame of `slot` at or past `cut` (reads the whole index: only
     /// after a crash left a torn frame).
-    fn unused_from(&self, slot: u8, cut: u64) -> Result<bool, VaultError> {
+    fn unused_from(&self, slot: u8, cut: u64) -> Result<bool, StoreError> {
         for kv in self.citizens.iter() {
             let (_, v) = kv?;
             let at = location_of(&v)?;
@@ -376,7 +376,7 @@ impl SledStore {
     }
 
     /// Where a citizen's frame is (`None`: no record).
-    fn location(&self, id: &BlindId) -> Result<Option<Location>, VaultError> {
+    fn location(&self, id: &BlindId) -> Result<Option<Location>, StoreError> {
         self.citizens
             .get(id.as_bytes())?
             .map(|v| location_of(&v))
@@ -385,7 +385,7 @@ impl SledStore {
 
     /// The record an index value names, read from the file. `None` if its frame was
     /// shredded (an erasure cut short by a crash).
-    fn record_of(&self, id: &BlindId, value: &[u8]) -> Result<Option<SealedRecord>, VaultError> {
+    fn record_of(&self, id: &BlindId, value: &[u8]) -> Result<Option<SealedRecord>, StoreError> {
         self.record_with(id, value, &|_| true)
     }
 
@@ -395,7 +395,7 @@ impl SledStore {
         id: &BlindId,
         value: &[u8],
         keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Option<SealedRecord>, VaultError> {
+    ) -> Result<Option<SealedRecord>, StoreError> {
         self.records
             .read(location_of(value)?, id)?
             .map(|p| codec::decode_fields(&p, keep))
@@ -404,7 +404,7 @@ impl SledStore {
 
     /// Makes every slot write so far durable, group-committed like `flush`: a slot grant's
     /// insert and durable changes need only this (sled holds nothing of the grant).
-    fn sync_slots(&self) -> Result<(), VaultError> {
+    fn sync_slots(&self) -> Result<(), StoreError> {
         self.slot_syncs.run(|| self.slots.sync())
     }
 
@@ -415,7 +415,7 @@ impl SledStore {
 
     /// One flush (under `flushes`, one at a time): sled's, then a real `fdatasync` of its
     /// log, then the shreds it made safe.
-    fn flush_once(&self) -> Result<(), VaultError> {
+    fn flush_once(&self) -> Result<(), StoreError> {
         let (end, superseded) = {
             let mut tail = self.records.lock()?;
             (tail.end, std::mem::take(&mut tail.superseded))
@@ -427,7 +427,7 @@ impl SledStore {
         let durable = self
             .slots
             .sync()
-            .and_then(|()| self.db.flush().map_err(VaultError::from))
+            .and_then(|()| self.db.flush().map_err(StoreError::from))
             .and_then(|_| {
                 // sled 0.34 makes its writes "stable" with `sync_file_range`, which flushes
                 // neither the drive's write cache nor the file's size: after a power loss a
@@ -435,7 +435,7 @@ impl SledStore {
                 // real only every half second).
                 self.log
                     .sync_data()
-                    .map_err(|e| VaultError::StoreUnavailable(format!("store log sync: {e}")))
+                    .map_err(|e| StoreError::Unavailable(format!("store log sync: {e}")))
             });
         // Nothing to shred, nothing to sync: appended frames were synced when written (and
         // a grant's or consent's flush, the common case, never touches the record file).
@@ -459,7 +459,7 @@ impl SledStore {
     }
 
     /// A big-endian u64 kept in `meta` under `key`; `what` names it if it is malformed.
-    fn meta_u64(&self, key: &[u8], what: &str) -> Result<Option<u64>, VaultError> {
+    fn meta_u64(&self, key: &[u8], what: &str) -> Result<Option<u64>, StoreError> {
         u64_at(&self.meta, key, what)
     }
 
@@ -469,13 +469,13 @@ impl SledStore {
 }
 
 /// A big-endian u64 stored under `key` (`what` names it in the error if it is not one).
-fn u64_at(tree: &sled::Tree, key: &[u8], what: &str) -> Result<Option<u64>, VaultError> {
+fn u64_at(tree: &sled::Tree, key: &[u8], what: &str) -> Result<Option<u64>, StoreError> {
     tree.get(key)?
         .map(|v| {
             let b: [u8; 8] = v
                 .as_ref()
                 .try_into()
-                .map_err(|_| VaultError::StoreCorrupt(what.into()))?;
+                .map_err(|_| StoreError::Corrupt(what.into()))?;
             Ok(u64::from_be_bytes(b))
         })
         .transpose()
@@ -484,7 +484,7 @@ fn u64_at(tree: &sled::Tree, key: &[u8], what: &str) -> Result<Option<u64>, Vaul
 /// Opens sled in `dir`. sled's lock of a store closed in this process is released by its
 /// background threads a moment after the close, so a lock held is waited for up to two
 /// seconds before the store is reported as in use.
-fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, VaultError> {
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     const TRIES: u32 = 40;
     let mut waited = 0;
     loop {
@@ -501,13 +501,13 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, VaultError> {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             Err(_) if locked => {
-                return Err(VaultError::StoreUnavailable(format!(
+                return Err(StoreError::Unavailable(format!(
                     "the store in {} is in use by another process",
                     dir.display()
                 )));
             }
             Err(e) => {
-                return Err(VaultError::StoreUnavailable(format!(
+                return Err(StoreError::Unavailable(format!(
                     "cannot open {}: {e}",
                     dir.display()
                 )));
@@ -534,8 +534,8 @@ fn encode_remembered(r: &Remembered) -> Vec<u8> {
     out
 }
 
-fn decode_remembered(v: &[u8]) -> Result<Remembered, VaultError> {
-    let bad = || VaultError::StoreCorrupt("idempotency record unreadable".into());
+fn decode_remembered(v: &[u8]) -> Result<Remembered, StoreError> {
+    let bad = || StoreError::Corrupt("idempotency record unreadable".into());
     let (&kind, rest) = v.split_first().ok_or_else(bad)?;
     let (hash, rest) = rest.split_first_chunk::<32>().ok_or_else(bad)?;
     let (ms, rest) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
@@ -554,20 +554,19 @@ fn decode_remembered(v: &[u8]) -> Result<Remembered, VaultError> {
 }
 
 /// The `Location` a `citizens` value holds.
-fn location_of(v: &[u8]) -> Result<Location, VaultError> {
-    Location::decode(v)
-        .ok_or_else(|| VaultError::StoreCorrupt("record index entry unreadable".into()))
+fn location_of(v: &[u8]) -> Result<Location, StoreError> {
+    Location::decode(v).ok_or_else(|| StoreError::Corrupt("record index entry unreadable".into()))
 }
 
 /// Checks the store's format version, or writes it into a new store. A store with content
 /// and no version was written before versions were kept; one with another version by another
 /// build: both are refused, naming the directory and the versions.
-fn check_format(db: &sled::Db, dir: &Path) -> Result<(), VaultError> {
+fn check_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
     let meta = db.open_tree("meta")?;
     let found = u64_at(&meta, FORMAT_KEY, "bad store format version")?;
     match found {
         Some(STORE_FORMAT) => Ok(()),
-        Some(v) => Err(VaultError::StoreUnavailable(format!(
+        Some(v) => Err(StoreError::Unavailable(format!(
             "the store in {} has format {v}; this build reads format {STORE_FORMAT} only",
             dir.display()
         ))),
@@ -581,7 +580,7 @@ fn check_format(db: &sled::Db, dir: &Path) -> Result<(), VaultError> {
                     .iter()
                     .any(|f| dir.join(f).exists());
             if !empty {
-                return Err(VaultError::StoreUnavailable(format!(
+                return Err(StoreError::Unavailable(format!(
                     "the store in {} has no format version (written by an older build); \
                      this build reads format {STORE_FORMAT} only",
                     dir.display()
@@ -598,22 +597,22 @@ fn joined(parts: &[&str]) -> Vec<u8> {
     parts.join("\u{0}").into_bytes()
 }
 
-fn blind_from_key(k: &[u8]) -> Result<BlindId, VaultError> {
+fn blind_from_key(k: &[u8]) -> Result<BlindId, StoreError> {
     let b: [u8; 32] = k
         .try_into()
-        .map_err(|_| VaultError::StoreCorrupt("bad citizen key".into()))?;
+        .map_err(|_| StoreError::Corrupt("bad citizen key".into()))?;
     Ok(BlindId::from_bytes(b))
 }
 
 /// sled's errors become the store's one failure, converted here at the store's edge only.
-impl From<sled::Error> for VaultError {
+impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        Self::StoreUnavailable(e.to_string())
+        Self::Unavailable(e.to_string())
     }
 }
 
 impl RecordStore for SledStore {
-    fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, VaultError> {
+    fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, StoreError> {
         self.citizen_fields(id, &|_| true)
     }
 
@@ -621,7 +620,7 @@ impl RecordStore for SledStore {
         &self,
         id: &BlindId,
         keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Option<SealedRecord>, VaultError> {
+    ) -> Result<Option<SealedRecord>, StoreError> {
         let mut value = self.citizens.get(id.as_bytes())?;
         let mut tries = 0;
         loop {
@@ -641,7 +640,7 @@ impl RecordStore for SledStore {
         }
     }
 
-    fn put_encoded(&self, records: &[(BlindId, EncodedRecord)]) -> Result<(), VaultError> {
+    fn put_encoded(&self, records: &[(BlindId, EncodedRecord)]) -> Result<(), StoreError> {
         let frames: Vec<(&BlindId, &[u8])> =
             records.iter().map(|(id, e)| (id, e.bytes())).collect();
         let mut tail = self.records.lock()?;
@@ -669,13 +668,13 @@ impl RecordStore for SledStore {
         Ok(())
     }
 
-    fn delete_citizen(&self, id: &BlindId) -> Result<bool, VaultError> {
+    fn delete_citizen(&self, id: &BlindId) -> Result<bool, StoreError> {
         let tail = self.records.lock()?;
         let existed = match self.citizens.get(id.as_bytes())? {
             Some(v) => {
                 let at = location_of(&v)?;
                 if at.slot != self.records.slot() {
-                    return Err(VaultError::StoreCorrupt(
+                    return Err(StoreError::Corrupt(
                         "record index entry names a record file that is gone".into(),
                     ));
                 }
@@ -695,7 +694,7 @@ impl RecordStore for SledStore {
         &self,
         after: Option<&BlindId>,
         limit: usize,
-    ) -> Result<Vec<(BlindId, SealedRecord)>, VaultError> {
+    ) -> Result<Vec<(BlindId, SealedRecord)>, StoreError> {
         let iter = match after {
             Some(a) => self.citizens.range::<&[u8], _>((
                 std::ops::Bound::Excluded(a.as_bytes().as_slice()),
@@ -717,21 +716,21 @@ impl RecordStore for SledStore {
         Ok(out)
     }
 
-    fn citizen_count(&self) -> Result<u64, VaultError> {
+    fn citizen_count(&self) -> Result<u64, StoreError> {
         Ok(self.citizens.len() as u64)
     }
 }
 
 impl GrantStore for SledStore {
-    fn new_grant_id(&self) -> Result<String, VaultError> {
+    fn new_grant_id(&self) -> Result<String, StoreError> {
         self.slots.reserve()
     }
 
-    fn grant(&self, id: &str) -> Result<Option<Grant>, VaultError> {
+    fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
         self.slots.get(id)
     }
 
-    fn insert_grant(&self, grant: &Grant) -> Result<bool, VaultError> {
+    fn insert_grant(&self, grant: &Grant) -> Result<bool, StoreError> {
         let stored = self.slots.insert(grant)?;
         if stored {
             self.sync_slots()?;
@@ -744,7 +743,7 @@ impl GrantStore for SledStore {
         id: &str,
         durable: bool,
         change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
-    ) -> Result<Grant, VaultError> {
+    ) -> Result<Grant, StoreError> {
         let g = self.slots.update(id, change)?;
         if durable {
             self.sync_slots()?;
@@ -756,19 +755,19 @@ impl GrantStore for SledStore {
         &self,
         id: &str,
         change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
-    ) -> Result<GrantState, VaultError> {
+    ) -> Result<GrantState, StoreError> {
         self.slots.update_state(id, change)
     }
 
-    fn break_glass_grants(&self) -> Result<Vec<Grant>, VaultError> {
+    fn break_glass_grants(&self) -> Result<Vec<Grant>, StoreError> {
         self.slots.break_glass()
     }
 
-    fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, VaultError> {
+    fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, StoreError> {
         self.slots.id_by_code(code)
     }
 
-    fn grants_of_citizen(&self, citizen: &BlindId) -> Result<Vec<Grant>, VaultError> {
+    fn grants_of_citizen(&self, citizen: &BlindId) -> Result<Vec<Grant>, StoreError> {
         self.slots.of_citizen(&citizen.to_string())
     }
 
@@ -777,7 +776,7 @@ impl GrantStore for SledStore {
         after: Option<&str>,
         scan: usize,
         cutoff: Timestamp,
-    ) -> Result<(usize, Option<String>), VaultError> {
+    ) -> Result<(usize, Option<String>), StoreError> {
         let from = after.and_then(grant_slots::resume_from).unwrap_or(0);
         let (deleted, next) = self.slots.sweep(from, scan.max(1), cutoff.as_secs())?;
         for id in &deleted {
@@ -793,15 +792,15 @@ impl GrantStore for SledStore {
 }
 
 impl ConsentStore for SledStore {
-    fn put_consent(&self, consent: &StandingConsent) -> Result<(), VaultError> {
+    fn put_consent(&self, consent: &StandingConsent) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(consent)
-            .map_err(|_| VaultError::StoreCorrupt("consent not encodable".into()))?;
+            .map_err(|_| StoreError::Corrupt("consent not encodable".into()))?;
         self.consents
             .insert(joined(&[&consent.citizen, &consent.id]), bytes)?;
         self.flush()
     }
 
-    fn consents_of_citizen(&self, citizen: &BlindId) -> Result<Vec<StandingConsent>, VaultError> {
+    fn consents_of_citizen(&self, citizen: &BlindId) -> Result<Vec<StandingConsent>, StoreError> {
         let mut prefix = citizen.to_string().into_bytes();
         prefix.push(0);
         self.consents
@@ -809,12 +808,12 @@ impl ConsentStore for SledStore {
             .map(|kv| {
                 let (_, v) = kv?;
                 serde_json::from_slice(&v)
-                    .map_err(|_| VaultError::StoreCorrupt("consent unreadable".into()))
+                    .map_err(|_| StoreError::Corrupt("consent unreadable".into()))
             })
             .collect()
     }
 
-    fn delete_consent(&self, citizen: &BlindId, id: &str) -> Result<bool, VaultError> {
+    fn delete_consent(&self, citizen: &BlindId, id: &str) -> Result<bool, StoreError> {
         let existed = self
             .consents
             .remove(joined(&[&citizen.to_string(), id]))?
@@ -825,13 +824,13 @@ impl ConsentStore for SledStore {
         Ok(existed)
     }
 
-    fn sweep_consents(&self, cutoff: Timestamp) -> Result<usize, VaultError> {
+    fn sweep_consents(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
         let cutoff_ms = cutoff.as_millis();
         let mut deleted = 0;
         for kv in self.consents.iter() {
             let (k, v) = kv?;
             let c: StandingConsent = serde_json::from_slice(&v)
-                .map_err(|_| VaultError::StoreCorrupt("consent unreadable".into()))?;
+                .map_err(|_| StoreError::Corrupt("consent unreadable".into()))?;
             let ended = c.withdrawn_ms.unwrap_or(c.expires_ms).min(c.expires_ms);
             if ended < cutoff_ms && self.consents.remove(k)?.is_some() {
                 deleted += 1;
@@ -842,14 +841,14 @@ impl ConsentStore for SledStore {
 }
 
 impl IdempotencyStore for SledStore {
-    fn remembered(&self, name: &[u8; 32]) -> Result<Option<Remembered>, VaultError> {
+    fn remembered(&self, name: &[u8; 32]) -> Result<Option<Remembered>, StoreError> {
         self.idempotency
             .get(name)?
             .map(|v| decode_remembered(&v))
             .transpose()
     }
 
-    fn remember(&self, name: &[u8; 32], what: &Remembered) -> Result<bool, VaultError> {
+    fn remember(&self, name: &[u8; 32], what: &Remembered) -> Result<bool, StoreError> {
         let r = self.idempotency.compare_and_swap(
             name,
             None as Option<&[u8]>,
@@ -864,7 +863,7 @@ impl IdempotencyStore for SledStore {
         Ok(r.is_ok())
     }
 
-    fn sweep_remembered(&self, cutoff: Timestamp) -> Result<usize, VaultError> {
+    fn sweep_remembered(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
         let mut deleted = 0;
         for kv in self.idempotency.iter() {
             let (k, v) = kv?;
@@ -884,24 +883,24 @@ impl IdempotencyStore for SledStore {
 }
 
 impl MetaStore for SledStore {
-    fn keyring(&self) -> Result<Option<KeyringRecord>, VaultError> {
+    fn keyring(&self) -> Result<Option<KeyringRecord>, StoreError> {
         self.meta
             .get(KEYRING_KEY)?
             .map(|v| {
                 serde_json::from_slice(&v)
-                    .map_err(|_| VaultError::StoreCorrupt("keyring record unreadable".into()))
+                    .map_err(|_| StoreError::Corrupt("keyring record unreadable".into()))
             })
             .transpose()
     }
 
-    fn put_keyring(&self, record: &KeyringRecord) -> Result<(), VaultError> {
+    fn put_keyring(&self, record: &KeyringRecord) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record)
-            .map_err(|_| VaultError::StoreCorrupt("keyring record unencodable".into()))?;
+            .map_err(|_| StoreError::Corrupt("keyring record unencodable".into()))?;
         self.meta.insert(KEYRING_KEY, bytes)?;
         self.flush()
     }
 
-    fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, VaultError> {
+    fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, StoreError> {
         self.meta_u64(&Self::import_key(file_hash), "bad import checkpoint")
     }
 
@@ -909,7 +908,7 @@ impl MetaStore for SledStore {
         &self,
         file_hash: &[u8; 32],
         line: Option<u64>,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(), StoreError> {
         let key = Self::import_key(file_hash);
         match line {
             Some(l) => self.meta.insert(key, l.to_be_bytes().as_slice())?,
@@ -918,15 +917,15 @@ impl MetaStore for SledStore {
         Ok(())
     }
 
-    fn flush(&self) -> Result<(), VaultError> {
+    fn flush(&self) -> Result<(), StoreError> {
         self.flushes.run(|| self.flush_once())
     }
 
-    fn released_through(&self) -> Result<Option<u64>, VaultError> {
+    fn released_through(&self) -> Result<Option<u64>, StoreError> {
         self.meta_u64(RELEASED_THROUGH_KEY, "bad released-through mark")
     }
 
-    fn set_released_through(&self, size: u64) -> Result<(), VaultError> {
+    fn set_released_through(&self, size: u64) -> Result<(), StoreError> {
         // The uses spent so far are in the slot file's pages: durable before the mark can be
         // (sled may write its log, with the mark, before the store's next flush).
         self.slots.sync()?;

@@ -412,9 +412,9 @@ impl<S: VaultStore> Vault<S> {
             code,
         )?;
         self.audit.append(vec![entry])?;
-        self.store.update_grant(grant_id, true, &mut |g| {
+        Ok(self.store.update_grant(grant_id, true, &mut |g| {
             g.review = Some(code.to_owned());
             Ok(())
-        })
+        })?)
     }
 }

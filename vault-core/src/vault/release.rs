@@ -216,7 +216,9 @@ impl<S: VaultStore> Vault<S> {
                 self.flusher.mark();
                 st
             }
-            Err(e) => return Ok(self.deny_release(claims, Some(&subject), requested, e, now)),
+            Err(e) => {
+                return Ok(self.deny_release(claims, Some(&subject), requested, e.into(), now));
+            }
         };
         let Some(record) = record else {
             return Ok(self.deny_release(

@@ -16,7 +16,7 @@ use crate::audit::AuditLog;
 use crate::audit::entry::{Event, parse_time};
 use crate::clock::Timestamp;
 use crate::error::VaultError;
-use crate::store::VaultStore;
+use crate::store::{StoreError, VaultStore};
 
 /// What the replay reads of an entry.
 #[derive(Deserialize)]
@@ -90,8 +90,8 @@ pub(super) fn replay_released<S: VaultStore>(
         }) {
             Ok(_) => replayed += 1,
             // Swept by retention since: nothing left to count.
-            Err(VaultError::GrantNotFound) => {}
-            Err(e) => return Err(e),
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     let marker = Marker::default();

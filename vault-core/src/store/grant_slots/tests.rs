@@ -82,7 +82,7 @@ fn grants_read_back_by_id_code_and_citizen_and_survive_a_reopen() {
     assert_eq!(s.get(&stale).unwrap(), None);
     assert!(matches!(
         s.update_state(&stale, &mut |_| Ok(())),
-        Err(VaultError::GrantNotFound)
+        Err(StoreError::NotFound)
     ));
 }
 
@@ -122,7 +122,7 @@ fn a_torn_insert_is_freed_and_a_torn_state_ends_the_grant_as_revoked() {
     assert!(matches!(
         s.update_state(&b.id, &mut |st| st
             .spend(crate::Timestamp::from_millis(1_000_000))),
-        Err(VaultError::GrantRevoked)
+        Err(StoreError::Refused(VaultError::GrantRevoked))
     ));
     // The freed slot is zeros on disk and taken again first.
     let bytes = std::fs::read(&path).unwrap();
@@ -385,7 +385,7 @@ fn a_full_file_refuses_a_new_grant_until_a_slot_is_freed() {
     let g = new_grant(&s, 0xab, 1_000);
     assert!(s.insert(&g).unwrap());
     s.tables_write().unwrap().next = MAX_SLOTS;
-    assert!(matches!(s.reserve(), Err(VaultError::StoreUnavailable(m)) if m.contains("full")));
+    assert!(matches!(s.reserve(), Err(StoreError::Unavailable(m)) if m.contains("full")));
     // The sweep frees the ended grant's slot, and the next grant takes it.
     assert_eq!(s.sweep(0, 1, 2_000).unwrap().0.len(), 1);
     assert_eq!(parse_id(&s.reserve().unwrap()).unwrap().0, 0);

@@ -393,7 +393,7 @@ fn a_damaged_frame_the_index_uses_stops_the_open_instead_of_being_cut() {
     std::fs::write(&path, &bad).unwrap();
     assert!(matches!(
         SledStore::open(dir.path()),
-        Err(VaultError::StoreCorrupt(_))
+        Err(StoreError::Corrupt(_))
     ));
     assert_eq!(std::fs::read(&path).unwrap(), bad, "nothing was cut");
     std::fs::write(&path, &good).unwrap();
