@@ -3,14 +3,27 @@
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-/// Milliseconds since the Unix epoch, UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Milliseconds since the Unix epoch, UTC. Stored and serialized as that integer.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
     /// From milliseconds since the Unix epoch.
     pub const fn from_millis(ms: i64) -> Self {
         Self(ms)
+    }
+
+    /// From whole seconds since the Unix epoch (saturating).
+    pub const fn from_secs(secs: i64) -> Self {
+        Self(secs.saturating_mul(1000))
+    }
+
+    /// This instant truncated to its whole second.
+    pub const fn whole_second(self) -> Self {
+        Self::from_secs(self.as_secs())
     }
 
     /// Milliseconds since the Unix epoch.

@@ -25,16 +25,16 @@ pub struct StandingConsent {
     pub purpose: String,
     /// Exactly the fields it covers.
     pub fields: Vec<String>,
-    /// When the citizen gave it (ms).
-    pub created_ms: i64,
-    /// When it ends (ms).
-    pub expires_ms: i64,
+    /// When the citizen gave it.
+    pub created: Timestamp,
+    /// When it ends.
+    pub expires: Timestamp,
     /// The grant whose approval created it.
     pub grant_id: String,
-    /// When the citizen withdrew it (ms): set while the withdrawal revokes the grants resting
+    /// When the citizen withdrew it: set while the withdrawal revokes the grants resting
     /// on it; it covers nothing from then on and is deleted once that is done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub withdrawn_ms: Option<i64>,
+    pub withdrawn: Option<Timestamp>,
 }
 
 impl StandingConsent {
@@ -50,7 +50,7 @@ impl StandingConsent {
 
     /// Whether it is in force at `now`: not expired, not withdrawn.
     pub fn is_live(&self, now: Timestamp) -> bool {
-        now.as_millis() < self.expires_ms && self.withdrawn_ms.is_none()
+        now < self.expires && self.withdrawn.is_none()
     }
 }
 
@@ -79,10 +79,10 @@ mod tests {
             agency: "bhxh-tphcm".into(),
             purpose: "social_insurance_lookup".into(),
             fields: vec!["full_name".into(), "date_of_birth".into()],
-            created_ms: 0,
-            expires_ms: 10_000,
+            created: Timestamp::from_millis(0),
+            expires: Timestamp::from_millis(10_000),
             grant_id: "g-x".into(),
-            withdrawn_ms: None,
+            withdrawn: None,
         }
     }
 
@@ -124,7 +124,7 @@ mod tests {
             after
         ));
         let withdrawn = StandingConsent {
-            withdrawn_ms: Some(1),
+            withdrawn: Some(Timestamp::from_millis(1)),
             ..c
         };
         assert!(!withdrawn.covers(

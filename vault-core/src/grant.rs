@@ -111,16 +111,17 @@ pub struct Grant {
     pub cert_thumbprint: String,
     /// Status.
     pub status: GrantStatus,
-    /// When requested (ms).
-    pub created_ms: i64,
-    /// Token validity (seconds): `iat`/`nbf` and `exp`, fixed when the grant becomes active.
-    pub token_iat: Option<i64>,
-    /// Token expiry (seconds).
-    pub token_exp: Option<i64>,
+    /// When requested.
+    pub created: Timestamp,
+    /// Token validity (whole seconds): `iat`/`nbf` and `exp`, fixed when the grant becomes
+    /// active.
+    pub token_iat: Option<Timestamp>,
+    /// Token expiry (a whole second).
+    pub token_exp: Option<Timestamp>,
     /// Token lifetime asked for (seconds), applied when the grant becomes active.
     pub ttl_seconds: u32,
-    /// Until when the citizen may consent (ms).
-    pub consent_expires_ms: Option<i64>,
+    /// Until when the citizen may consent.
+    pub consent_expires: Option<Timestamp>,
     /// Releases allowed.
     pub max_uses: u32,
     /// Releases done.
@@ -132,9 +133,9 @@ pub struct Grant {
     /// For break-glass grants: the auditor's verdict once reviewed.
     #[serde(default)]
     pub review: Option<String>,
-    /// When it was refused, revoked or used up (ms).
+    /// When it was refused, revoked or used up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended_ms: Option<i64>,
+    pub ended: Option<Timestamp>,
     /// The standing consent it was issued under, if any (withdrawing it revokes the grant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_id: Option<String>,
@@ -144,7 +145,7 @@ impl Grant {
     /// The status as of `now`: an active grant past its expiry, or a pending one past its
     /// consent deadline, reads as expired.
     pub fn status_at(&self, now: Timestamp) -> GrantStatus {
-        status_at(self.status, self.token_exp, self.consent_expires_ms, now)
+        status_at(self.status, self.token_exp, self.consent_expires, now)
     }
 
     /// The latest moment (seconds) this grant can still be in force, as far as its state
@@ -153,29 +154,28 @@ impl Grant {
     /// moves earlier as the grant changes. Retention counts from here.
     pub fn latest_end_secs(&self) -> i64 {
         let ttl = i64::from(self.ttl_seconds);
-        let bound = match self.consent_expires_ms {
-            Some(deadline_ms) => deadline_ms,
-            None => self.created_ms,
-        }
-        .div_euclid(1000)
-        .saturating_add(1 + ttl);
-        let base = self.token_exp.map_or(bound, |exp| exp.min(bound));
-        self.ended_ms.map_or(base, |ended| {
-            ended.div_euclid(1000).saturating_add(1).min(base)
-        })
+        let bound = self
+            .consent_expires
+            .unwrap_or(self.created)
+            .as_secs()
+            .saturating_add(1 + ttl);
+        let base = self.token_exp.map_or(bound, |exp| exp.as_secs().min(bound));
+        self.ended
+            .map_or(base, |ended| ended.as_secs().saturating_add(1).min(base))
     }
 
     /// Ends the grant (`Refused`, `Revoked` or `Exhausted`) at `now`.
     pub fn end(&mut self, status: GrantStatus, now: Timestamp) {
         self.status = status;
-        self.ended_ms = Some(now.as_millis());
+        self.ended = Some(now);
     }
 
     /// Makes a pending (or new) grant active with a token valid from `now`.
     pub fn activate(&mut self, now: Timestamp) {
         self.status = GrantStatus::Active;
-        self.token_iat = Some(now.as_secs());
-        self.token_exp = Some(now.as_secs() + i64::from(self.ttl_seconds));
+        let iat = now.whole_second();
+        self.token_iat = Some(iat);
+        self.token_exp = Some(iat.plus_secs(i64::from(self.ttl_seconds)));
     }
 
     /// Spends one use (the caller holds the grant under compare-and-swap).
@@ -184,10 +184,10 @@ impl Grant {
             Uses {
                 status: &mut self.status,
                 uses: &mut self.uses,
-                ended_ms: &mut self.ended_ms,
+                ended: &mut self.ended,
                 max_uses: self.max_uses,
                 token_exp: self.token_exp,
-                consent_expires_ms: self.consent_expires_ms,
+                consent_expires: self.consent_expires,
             },
             now,
         )
@@ -215,7 +215,7 @@ impl Grant {
             return;
         }
         self.uses += 1;
-        if self.uses == self.max_uses && self.ended_ms.is_none() {
+        if self.uses == self.max_uses && self.ended.is_none() {
             self.end(GrantStatus::Exhausted, at);
         }
     }
@@ -225,13 +225,15 @@ impl Grant {
 /// consent deadline, reads as expired.
 fn status_at(
     status: GrantStatus,
-    token_exp: Option<i64>,
-    consent_expires_ms: Option<i64>,
+    token_exp: Option<Timestamp>,
+    consent_expires: Option<Timestamp>,
     now: Timestamp,
 ) -> GrantStatus {
     match status {
-        GrantStatus::Active if token_exp.is_some_and(|e| now.as_secs() > e) => GrantStatus::Expired,
-        GrantStatus::PendingConsent if consent_expires_ms.is_some_and(|e| now.as_millis() > e) => {
+        GrantStatus::Active if token_exp.is_some_and(|e| now.as_secs() > e.as_secs()) => {
+            GrantStatus::Expired
+        }
+        GrantStatus::PendingConsent if consent_expires.is_some_and(|e| now > e) => {
             GrantStatus::Expired
         }
         s => s,
@@ -242,16 +244,16 @@ fn status_at(
 struct Uses<'a> {
     status: &'a mut GrantStatus,
     uses: &'a mut u32,
-    ended_ms: &'a mut Option<i64>,
+    ended: &'a mut Option<Timestamp>,
     max_uses: u32,
-    token_exp: Option<i64>,
-    consent_expires_ms: Option<i64>,
+    token_exp: Option<Timestamp>,
+    consent_expires: Option<Timestamp>,
 }
 
 /// The use-counting rule: only an active grant (as of `now`) with a use left gives one; the
 /// last use ends it as exhausted at `now`.
 fn spend(u: Uses<'_>, now: Timestamp) -> Result<(), VaultError> {
-    match status_at(*u.status, u.token_exp, u.consent_expires_ms, now) {
+    match status_at(*u.status, u.token_exp, u.consent_expires, now) {
         GrantStatus::Active => {}
         GrantStatus::Revoked | GrantStatus::Refused => return Err(VaultError::GrantRevoked),
         GrantStatus::Exhausted => return Err(VaultError::GrantExhausted),
@@ -264,7 +266,7 @@ fn spend(u: Uses<'_>, now: Timestamp) -> Result<(), VaultError> {
     *u.uses += 1;
     if *u.uses == u.max_uses {
         *u.status = GrantStatus::Exhausted;
-        *u.ended_ms = Some(now.as_millis());
+        *u.ended = Some(now);
     }
     Ok(())
 }
@@ -332,14 +334,14 @@ pub struct GrantState {
     pub uses: u32,
     /// Releases allowed.
     pub max_uses: u32,
-    /// Token validity start (seconds).
-    pub token_iat: Option<i64>,
-    /// Token expiry (seconds).
-    pub token_exp: Option<i64>,
-    /// Until when the citizen may consent (ms).
-    pub consent_expires_ms: Option<i64>,
-    /// When it ended (ms).
-    pub ended_ms: Option<i64>,
+    /// Token validity start (a whole second).
+    pub token_iat: Option<Timestamp>,
+    /// Token expiry (a whole second).
+    pub token_exp: Option<Timestamp>,
+    /// Until when the citizen may consent.
+    pub consent_expires: Option<Timestamp>,
+    /// When it ended.
+    pub ended: Option<Timestamp>,
     /// Break-glass review verdict.
     pub review: Option<String>,
     /// Whether an approved grant's token is still to be handed over.
@@ -358,10 +360,8 @@ impl GrantState {
     /// a pending one: its deadline needs the grant's TTL). Equal to it wherever a token was
     /// issued, since a token expires no later than the grant's consent window plus its TTL.
     pub fn end_bound_secs(&self) -> Option<i64> {
-        let ended = self
-            .ended_ms
-            .map(|ms| ms.div_euclid(1000).saturating_add(1));
-        match (self.token_exp, ended) {
+        let ended = self.ended.map(|t| t.as_secs().saturating_add(1));
+        match (self.token_exp.map(Timestamp::as_secs), ended) {
             (Some(exp), Some(end)) => Some(exp.min(end)),
             (exp, end) => exp.or(end),
         }
@@ -375,8 +375,8 @@ impl GrantState {
             max_uses: g.max_uses,
             token_iat: g.token_iat,
             token_exp: g.token_exp,
-            consent_expires_ms: g.consent_expires_ms,
-            ended_ms: g.ended_ms,
+            consent_expires: g.consent_expires,
+            ended: g.ended,
             review: g.review.clone(),
             token_pending_delivery: g.token_pending_delivery,
             break_glass: g.break_glass,
@@ -391,10 +391,10 @@ impl GrantState {
             Uses {
                 status: &mut self.status,
                 uses: &mut self.uses,
-                ended_ms: &mut self.ended_ms,
+                ended: &mut self.ended,
                 max_uses: self.max_uses,
                 token_exp: self.token_exp,
-                consent_expires_ms: self.consent_expires_ms,
+                consent_expires: self.consent_expires,
             },
             now,
         )

@@ -327,7 +327,7 @@ pub(crate) fn one_caller_wins_each_use<S: VaultStore>(open: &Open<S>) {
     assert_eq!(wins.into_inner(), 40, "80 tries, 40 uses");
     let spent = s.grant(&g.id).unwrap().unwrap();
     assert_eq!((spent.uses, spent.status), (40, GrantStatus::Exhausted));
-    assert_eq!(spent.ended_ms, Some(1_800_000));
+    assert_eq!(spent.ended, Some(now));
 }
 
 pub(crate) fn the_sweep_walks_in_steps_and_keeps_break_glass<S: VaultStore>(open: &Open<S>) {
@@ -370,11 +370,11 @@ pub(crate) fn the_sweep_reads_each_grants_end<S: VaultStore>(open: &Open<S>) {
     let mut pending = grant(s, 0xab, 0);
     pending.status = GrantStatus::PendingConsent;
     (pending.token_iat, pending.token_exp) = (None, None);
-    pending.consent_expires_ms = Some(1_000_000);
+    pending.consent_expires = Some(Timestamp::from_secs(1_000));
     let mut refused = grant(s, 0xab, 0);
     (refused.status, refused.token_iat, refused.token_exp) =
         (GrantStatus::PendingConsent, None, None);
-    refused.consent_expires_ms = Some(1_000_000);
+    refused.consent_expires = Some(Timestamp::from_secs(1_000));
     refused.end(GrantStatus::Refused, Timestamp::from_millis(500_000));
     for g in [&active, &pending, &refused] {
         stored(s, g);
@@ -408,10 +408,10 @@ fn consent(citizen: &BlindId, id: &str, expires_ms: i64) -> StandingConsent {
         agency: "ubnd-phuong-sai-gon".into(),
         purpose: "construction_permit".into(),
         fields: vec!["full_name".into()],
-        created_ms: 1_000,
-        expires_ms,
+        created: Timestamp::from_millis(1_000),
+        expires: Timestamp::from_millis(expires_ms),
         grant_id: "g-x".into(),
-        withdrawn_ms: None,
+        withdrawn: None,
     }
 }
 
@@ -428,7 +428,7 @@ pub(crate) fn consents_are_kept_listed_deleted_and_swept<S: VaultStore>(open: &O
     mine.sort_by(|x, y| x.id.cmp(&y.id));
     assert_eq!(mine, vec![a.clone(), b.clone()]);
     // A put replaces (the withdrawal's mark).
-    a.withdrawn_ms = Some(5_000);
+    a.withdrawn = Some(Timestamp::from_millis(5_000));
     s.put_consent(&a).unwrap();
     assert!(s.consents_of_citizen(&me).unwrap().contains(&a));
     // Deletion is per citizen.

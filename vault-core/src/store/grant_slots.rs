@@ -392,7 +392,7 @@ impl GrantSlots {
                         // releases nothing more.
                         if g.status != GrantStatus::Revoked {
                             g.status = GrantStatus::Revoked;
-                            g.ended_ms = Some(g.created_ms);
+                            g.ended = Some(g.created);
                         }
                         g.token_pending_delivery = false;
                         let mut sector = [0u8; SECTOR];

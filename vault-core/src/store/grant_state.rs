@@ -5,6 +5,7 @@
 //! bounds checks only, so corrupt bytes become `StoreError::Corrupt`.
 
 use super::StoreError;
+use crate::clock::Timestamp;
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState, GrantStatus};
 
@@ -64,12 +65,12 @@ pub(super) fn encode_state(st: &GrantState) -> Vec<u8> {
     for (bit, value) in [
         (HAS_IAT, st.token_iat),
         (HAS_EXP, st.token_exp),
-        (HAS_ENDED, st.ended_ms),
-        (HAS_CONSENT, st.consent_expires_ms),
+        (HAS_ENDED, st.ended),
+        (HAS_CONSENT, st.consent_expires),
     ] {
         if let Some(v) = value {
             flags |= bit;
-            tail.extend_from_slice(&v.to_be_bytes());
+            tail.extend_from_slice(&v.as_millis().to_be_bytes());
         }
     }
     if let Some(u) = &st.unit {
@@ -111,11 +112,13 @@ fn decode(bytes: &[u8]) -> Result<GrantState, StoreError> {
     let uses = u32::from_be_bytes(*take(&mut rest)?);
     let max_uses = u32::from_be_bytes(*take(&mut rest)?);
     let binding = *take::<16>(&mut rest)?;
-    let mut opt = |bit: u8| -> Result<Option<i64>, StoreError> {
+    let mut opt = |bit: u8| -> Result<Option<Timestamp>, StoreError> {
         if flags & bit == 0 {
             return Ok(None);
         }
-        Ok(Some(i64::from_be_bytes(*take(&mut rest)?)))
+        Ok(Some(Timestamp::from_millis(i64::from_be_bytes(*take(
+            &mut rest,
+        )?))))
     };
     let (iat, exp, ended) = (opt(HAS_IAT)?, opt(HAS_EXP)?, opt(HAS_ENDED)?);
     let consent = opt(HAS_CONSENT)?;
@@ -140,8 +143,8 @@ fn decode(bytes: &[u8]) -> Result<GrantState, StoreError> {
         max_uses,
         token_iat: iat,
         token_exp: exp,
-        consent_expires_ms: consent,
-        ended_ms: ended,
+        consent_expires: consent,
+        ended,
         review,
         token_pending_delivery: flags & PENDING_DELIVERY != 0,
         break_glass: flags & BREAK_GLASS != 0,
@@ -177,7 +180,7 @@ pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), StoreError> {
     g.token_pending_delivery = d.token_pending_delivery;
     g.token_iat = d.token_iat;
     g.token_exp = d.token_exp;
-    g.ended_ms = d.ended_ms;
+    g.ended = d.ended;
     g.review = d.review;
     Ok(())
 }
@@ -220,13 +223,14 @@ mod tests {
         ) {
             let mut g = sample();
             (g.status, g.uses, g.max_uses, g.token_pending_delivery) = (st, uses, max_uses, pending);
-            (g.token_iat, g.token_exp, g.ended_ms, g.review) = (iat, exp, ended, review);
-            (g.break_glass, g.consent_expires_ms, g.unit) = (glass, consent, unit);
+            let t = |v: Option<i64>| v.map(Timestamp::from_millis);
+            (g.token_iat, g.token_exp, g.ended, g.review) = (t(iat), t(exp), t(ended), review);
+            (g.break_glass, g.consent_expires, g.unit) = (glass, t(consent), unit);
             let bytes = encode(&g);
             // The whole grant's mutable part comes back onto a grant with the same facts.
             let mut back = g.clone();
             (back.status, back.uses, back.review) = (GrantStatus::Active, 0, None);
-            (back.token_iat, back.token_exp, back.ended_ms) = (None, None, None);
+            (back.token_iat, back.token_exp, back.ended) = (None, None, None);
             apply(&bytes, &mut back).unwrap();
             prop_assert_eq!(&back, &g);
             // The release's view is the grant's state, binding included.
@@ -244,7 +248,7 @@ mod tests {
     #[test]
     fn truncated_or_unknown_states_are_refused() {
         let mut g = sample();
-        g.ended_ms = Some(5);
+        g.ended = Some(Timestamp::from_millis(5));
         g.review = Some("justified".into());
         g.unit = Some("phong-tn".into());
         let bytes = encode(&g);

@@ -825,14 +825,13 @@ impl ConsentStore for SledStore {
     }
 
     fn sweep_consents(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
-        let cutoff_ms = cutoff.as_millis();
         let mut deleted = 0;
         for kv in self.consents.iter() {
             let (k, v) = kv?;
             let c: StandingConsent = serde_json::from_slice(&v)
                 .map_err(|_| StoreError::Corrupt("consent unreadable".into()))?;
-            let ended = c.withdrawn_ms.unwrap_or(c.expires_ms).min(c.expires_ms);
-            if ended < cutoff_ms && self.consents.remove(k)?.is_some() {
+            let ended = c.withdrawn.unwrap_or(c.expires).min(c.expires);
+            if ended < cutoff && self.consents.remove(k)?.is_some() {
                 deleted += 1;
             }
         }

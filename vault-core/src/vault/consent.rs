@@ -115,10 +115,10 @@ impl<S: VaultStore> Vault<S> {
                 agency: g.agency.clone(),
                 purpose: g.purpose.clone(),
                 fields: g.fields.clone(),
-                created_ms: now.as_millis(),
-                expires_ms: now.plus_secs(i64::from(days) * 86_400).as_millis(),
+                created: now,
+                expires: now.plus_secs(i64::from(days) * 86_400),
                 grant_id: g.id.clone(),
-                withdrawn_ms: None,
+                withdrawn: None,
             }),
             None => None,
         };
@@ -126,7 +126,7 @@ impl<S: VaultStore> Vault<S> {
             let expires = now.plus_secs(i64::from(g.ttl_seconds));
             let kept = standing
                 .as_ref()
-                .map(|c| Ok::<_, VaultError>((safe(&c.id)?, Timestamp::from_millis(c.expires_ms))))
+                .map(|c| Ok::<_, VaultError>((safe(&c.id)?, c.expires)))
                 .transpose()?;
             AuditEntry::grant_approved(
                 &ctx,
@@ -172,7 +172,7 @@ impl<S: VaultStore> Vault<S> {
             .into_iter()
             .filter(|c| c.is_live(now))
             .collect();
-        list.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.id.cmp(&b.id)));
+        list.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
         Ok(list)
     }
 
@@ -190,7 +190,7 @@ impl<S: VaultStore> Vault<S> {
             .consents_of_citizen(citizen)?
             .into_iter()
             .filter(|c| c.covers(agency, purpose, fields, now))
-            .min_by_key(|c| c.expires_ms))
+            .min_by_key(|c| c.expires))
     }
 
     /// Whether a standing consent still exists (a grant issued under one checks after it is
@@ -200,7 +200,7 @@ impl<S: VaultStore> Vault<S> {
             .store
             .consents_of_citizen(citizen)?
             .iter()
-            .any(|c| c.id == id && c.withdrawn_ms.is_none()))
+            .any(|c| c.id == id && c.withdrawn.is_none()))
     }
 
     /// The citizen withdraws a standing consent: it is marked withdrawn at once (it covers no
@@ -239,10 +239,10 @@ impl<S: VaultStore> Vault<S> {
             .find(|c| c.id == consent_id)
             .ok_or(VaultError::ConsentNotFound)?;
         let subject = self.stored_subject(&blind)?;
-        if c.withdrawn_ms.is_none() {
+        if c.withdrawn.is_none() {
             // Withdrawn first: a grant decided under it from now on finds it gone
             // (`consent_exists`), and the sweep below finds every grant issued before.
-            c.withdrawn_ms = Some(now.as_millis());
+            c.withdrawn = Some(now);
             self.store.put_consent(&c)?;
         }
         let revoked = self.end_grants_of_consent(&blind, &c, &subject, now)?;

@@ -84,13 +84,13 @@ impl<S: VaultStore> Vault<S> {
             .policy
             .purpose(&g.purpose)
             .ok_or(VaultError::GrantNotFound)?;
-        let iat = g.token_iat.unwrap_or(0);
+        let iat = g.token_iat.map_or(0, Timestamp::as_secs);
         let claims = GrantClaims {
             agency: g.agency.clone(),
             official: g.official.clone(),
             iat,
             nbf: iat,
-            exp: g.token_exp.unwrap_or(0),
+            exp: g.token_exp.map_or(0, Timestamp::as_secs),
             jti: format!("{}.t", g.id),
             grant_id: g.id.clone(),
             cert_thumbprint: g.cert_thumbprint.clone(),
@@ -275,7 +275,9 @@ impl<S: VaultStore> Vault<S> {
             .clamp(1, purpose.max_ttl_seconds);
         if let Some(c) = &consent {
             // A grant under a standing consent ends no later than the consent.
-            let left = (c.expires_ms - now.as_millis()).div_euclid(1000).max(1);
+            let left = (c.expires.as_millis() - now.as_millis())
+                .div_euclid(1000)
+                .max(1);
             ttl_seconds = ttl_seconds.min(u32::try_from(left).unwrap_or(u32::MAX));
         }
         let mut g = Grant {
@@ -290,17 +292,17 @@ impl<S: VaultStore> Vault<S> {
             fields: req.fields.clone(),
             cert_thumbprint: caller.cert_thumbprint.clone(),
             status: GrantStatus::PendingConsent,
-            created_ms: now.as_millis(),
+            created: now,
             token_iat: None,
             token_exp: None,
             ttl_seconds,
-            consent_expires_ms: None,
+            consent_expires: None,
             max_uses: purpose.max_uses,
             uses: 0,
             break_glass,
             token_pending_delivery: false,
             review: None,
-            ended_ms: None,
+            ended: None,
             consent_id: consent.map(|c| c.id),
         };
         let gid = safe(&g.id)?;
@@ -315,7 +317,7 @@ impl<S: VaultStore> Vault<S> {
         };
         let pending = matches!(decision, Ok(Decision::PendingConsent));
         let entry = if pending {
-            g.consent_expires_ms = Some(now.plus_secs(CONSENT_WINDOW_SECS).as_millis());
+            g.consent_expires = Some(now.plus_secs(CONSENT_WINDOW_SECS));
             AuditEntry::grant_pending(&ctx, &actor, &subject, &access)?
         } else {
             g.activate(now);

@@ -291,7 +291,7 @@ impl<S: VaultStore> Vault<S> {
             .into_iter()
             .filter(|g| status.is_none_or(|s| g.status_at(now) == s))
             .collect();
-        grants.sort_by_key(|g| std::cmp::Reverse(g.created_ms));
+        grants.sort_by_key(|g| std::cmp::Reverse(g.created));
         Ok(grants)
     }
 
@@ -330,7 +330,7 @@ impl<S: VaultStore> Vault<S> {
         Ok(Some(CodeInfo {
             agency,
             purpose_label,
-            requested_at: Timestamp::from_millis(g.created_ms),
+            requested_at: g.created,
             status: g.status_at(now),
         }))
     }
@@ -378,7 +378,7 @@ impl<S: VaultStore> Vault<S> {
             .into_iter()
             .filter(|g| !unreviewed || g.review.is_none())
             .collect();
-        g.sort_by_key(|g| g.created_ms);
+        g.sort_by_key(|g| g.created);
         Ok(g)
     }
 

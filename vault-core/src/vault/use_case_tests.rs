@@ -305,7 +305,7 @@ fn lose_uses_since(dir: &Path, grant_id: &str, uses: u32, mark: u64) {
         .update_grant(grant_id, true, &mut |g| {
             g.uses = uses;
             g.status = GrantStatus::Active;
-            g.ended_ms = None;
+            g.ended = None;
             Ok(())
         })
         .unwrap();
@@ -360,7 +360,7 @@ fn uses_the_store_lost_in_a_crash_are_counted_again_from_the_audit_log() {
     let v = reopen(dir.path());
     let g = v.store.grant(&gid).unwrap().unwrap();
     assert_eq!((g.uses, g.status), (5, GrantStatus::Exhausted));
-    assert_eq!(g.ended_ms, Some(NOW.as_millis()));
+    assert_eq!(g.ended, Some(NOW));
     assert!(matches!(
         release(&v, agency, &token, A, &["full_name"]),
         Err(VaultError::GrantExhausted)
@@ -1533,7 +1533,7 @@ fn ended_grants_are_purged_after_retention_and_break_glass_grants_kept() {
         &["blood_type"],
     ));
     let end = g.latest_end_secs();
-    assert_eq!(end, g.token_exp.unwrap());
+    assert_eq!(end, g.token_exp.unwrap().as_secs());
     // A pending grant may be approved until its deadline, then live its TTL.
     assert!(pending.latest_end_secs() >= NOW.as_secs() + CONSENT_WINDOW_SECS);
     let retention = 3600;

@@ -84,22 +84,15 @@ pub fn grant_request(bytes: &[u8]) -> Result<GrantRequest, ApiError> {
     parse_json::<GrantBody>(bytes).map(GrantBody::into_request)
 }
 
-fn time_s(secs: Option<i64>) -> Value {
-    secs.map_or(Value::Null, |s| {
-        json!(Timestamp::from_millis(s.saturating_mul(1000)).to_string())
-    })
-}
-
-fn time_ms(ms: Option<i64>) -> Value {
-    ms.map_or(Value::Null, |m| {
-        json!(Timestamp::from_millis(m).to_string())
-    })
+/// An optional instant as RFC 3339, or `null`.
+fn time(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| json!(t.to_string()))
 }
 
 fn active_body(g: &Grant, token: &str) -> Value {
     json!({
         "grant_id": g.id, "status": "active", "access_token": token, "token_type": "Bearer",
-        "expires_at": time_s(g.token_exp), "fields": g.fields, "max_uses": g.max_uses,
+        "expires_at": time(g.token_exp), "fields": g.fields, "max_uses": g.max_uses,
         "verification_code": g.verification_code,
     })
 }
@@ -187,7 +180,7 @@ fn pending_body(g: &Grant) -> Value {
     json!({
         "grant_id": g.id, "status": "pending_consent",
         "verification_code": g.verification_code,
-        "consent_expires_at": time_ms(g.consent_expires_ms),
+        "consent_expires_at": time(g.consent_expires),
     })
 }
 
@@ -199,10 +192,10 @@ fn status_body(g: &Grant, token: Option<&str>, now: Timestamp) -> Value {
         "grant_id": g.id, "status": status.as_str(), "purpose": g.purpose,
         "dossier_id": g.dossier_id, "fields": g.fields, "max_uses": g.max_uses,
         "uses": g.uses, "verification_code": g.verification_code,
-        "expires_at": time_s(g.token_exp), "break_glass": g.break_glass,
+        "expires_at": time(g.token_exp), "break_glass": g.break_glass,
     });
     if status == GrantStatus::PendingConsent {
-        body["consent_expires_at"] = time_ms(g.consent_expires_ms);
+        body["consent_expires_at"] = time(g.consent_expires);
     }
     if let Some(t) = token {
         body["access_token"] = json!(t);

@@ -110,9 +110,8 @@ fn grant_view(state: &State, g: &Grant, status: GrantStatus) -> Value {
         "purpose_label": policy.purpose(&g.purpose).map(|p| p.label_vi.clone()),
         "dossier_id": g.dossier_id, "fields": g.fields,
         "verification_code": g.verification_code,
-        "requested_at": vault_core::Timestamp::from_millis(g.created_ms).to_string(),
-        "consent_expires_at": g.consent_expires_ms
-            .map(|m| vault_core::Timestamp::from_millis(m).to_string()),
+        "requested_at": g.created.to_string(),
+        "consent_expires_at": g.consent_expires.map(|t| t.to_string()),
         "break_glass": g.break_glass,
     })
 }
@@ -221,8 +220,8 @@ fn consent_view(state: &State, c: &StandingConsent) -> Value {
         "purpose": c.purpose,
         "purpose_label": policy.purpose(&c.purpose).map(|p| p.label_vi.clone()),
         "fields": c.fields,
-        "created_at": vault_core::Timestamp::from_millis(c.created_ms).to_string(),
-        "expires_at": vault_core::Timestamp::from_millis(c.expires_ms).to_string(),
+        "created_at": c.created.to_string(),
+        "expires_at": c.expires.to_string(),
     })
 }
 

@@ -254,7 +254,7 @@ proptest! {
                 Op::Revoke(i) => {
                     let n = model.len();
                     let (g, live) = &mut model[i % n];
-                    let got = s.update_state(&g.id, &mut |st| { st.status = GrantStatus::Revoked; st.ended_ms = Some(now.as_millis()); Ok(()) });
+                    let got = s.update_state(&g.id, &mut |st| { st.status = GrantStatus::Revoked; st.ended = Some(now); Ok(()) });
                     prop_assert_eq!(got.is_ok(), *live);
                     if *live { g.end(GrantStatus::Revoked, now); }
                 }
