@@ -473,6 +473,12 @@ pub fn answer_name(key: &AnswerKey, scope: &str, idempotency_key: &str) -> [u8; 
     )
 }
 
+/// What an idempotency key remembers of a request: HMAC-SHA256(answer key, "cdv.req.v1" ||
+/// the request), so the store holds no plain hash of the values a request carried.
+pub fn request_mac(key: &AnswerKey, request: &[u8]) -> [u8; 32] {
+    hmac(key.expose(), &[b"cdv.req.v1", request])
+}
+
 /// Format byte of a sealed idempotent answer.
 const FORMAT_ANSWER: u8 = 0x05;
 

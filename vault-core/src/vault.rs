@@ -185,6 +185,8 @@ pub struct Vault<S: VaultStore> {
     marker: Arc<uses::Marker>,
     /// Orders a grant's state changes with the queuing of their entries (`refusal.rs`).
     grant_order: refusal::GrantOrder,
+    /// One idempotent call at a time per key name (`idempotency.rs`), striped the same way.
+    answer_order: refusal::GrantOrder,
 }
 
 /// How often, at most, spent uses are flushed to the store. Recovery replays the
@@ -267,6 +269,7 @@ impl<S: VaultStore> Vault<S> {
             flusher,
             marker,
             grant_order: refusal::GrantOrder::default(),
+            answer_order: refusal::GrantOrder::default(),
         })
     }
 

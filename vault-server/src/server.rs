@@ -106,6 +106,8 @@ fn spawn_grant_sweeper(state: State, retention: u64) {
             loop {
                 std::thread::sleep(Duration::from_secs(1));
                 let now = state.now().as_millis();
+                // A clock stepped back restarts the wait instead of stalling the sweep.
+                last = last.min(now);
                 if now.saturating_sub(last) < every_ms {
                     continue;
                 }

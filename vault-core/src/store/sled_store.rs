@@ -866,7 +866,11 @@ impl IdempotencyStore for SledStore {
         let mut deleted = 0;
         for kv in self.idempotency.iter() {
             let (k, v) = kv?;
-            let r = decode_remembered(&v)?;
+            // An unreadable record stays (a read of it reports it); it does not stop the
+            // sweep of the others.
+            let Ok(r) = decode_remembered(&v) else {
+                continue;
+            };
             if matches!(r.answer, RememberedAnswer::Sealed(_))
                 && r.created < cutoff
                 && self

@@ -159,7 +159,8 @@ impl<S: VaultStore> Vault<S> {
         };
         let (blind, blind_hex) = self.blind_hex(&citizen);
         // Every part in one JSON array: no two different requests hash alike.
-        let request_hash = crypto::sha256(
+        let request_hash = crypto::request_mac(
+            self.keyring.answer_key(),
             json!([
                 caller.agency,
                 blind_hex,

@@ -1,6 +1,7 @@
 //! Idempotency keys: a request retried with the caller's `Idempotency-Key` answers what the
-//! first one answered, without running again; the same key with another request is refused
-//! (`idempotency_conflict`, audited). Keys are stored by name only (an HMAC of the caller
+//! first one answered, without running again (concurrent retries wait for the first); the
+//! same key with another request is refused (`idempotency_conflict`, audited). The request
+//! is remembered as an HMAC under the answer key, not a plain hash of values. Keys are stored by name only (an HMAC of the caller
 //! and the key: a key that holds an identifier never reaches the disk), answers sealed
 //! (AES-256-GCM under a key derived from the root key) and deleted by the retention sweep
 //! once older than the retention. A grant request's key remembers its grant, deleted with it.
@@ -89,7 +90,10 @@ impl<S: VaultStore> Vault<S> {
             return run().map(Answered::Fresh);
         };
         let name = self.answer_name(call.caller, call.attempt, key);
-        let hash = crypto::sha256(call.request);
+        let hash = crypto::request_mac(self.keyring.answer_key(), call.request);
+        // One call per name at a time: a concurrent retry waits and then replays what the
+        // first answered, instead of running the change a second time.
+        let _one = self.answer_order.lock(&hex::encode(name))?;
         if let Some(r) = self.store.remembered(&name)? {
             return self.replay(&call, &name, &r, &hash, now);
         }
@@ -105,7 +109,8 @@ impl<S: VaultStore> Vault<S> {
         if self.store.remember(&name, &remembered)? {
             return Ok(Answered::Fresh(answer));
         }
-        // A concurrent retry remembered its answer first: answer what it answered.
+        // Another process's call remembered its answer first (one process holds the store
+        // today; a shared store may not): answer what it answered.
         match self.store.remembered(&name)? {
             Some(r) => self.replay(&call, &name, &r, &hash, now),
             None => Ok(Answered::Fresh(answer)),

@@ -94,11 +94,12 @@ impl<S: VaultStore> Vault<S> {
         let cutoff = Timestamp::from_millis(cutoff.saturating_mul(1000));
         let (mut purged, next) = self.store.sweep_grants(cursor.as_deref(), scan, cutoff)?;
         let wrapped = next.is_none();
+        // The cursor moves first: a failure below must not hold the grant walk in place.
+        *cursor = next;
         if wrapped {
             purged += self.store.sweep_consents(cutoff)?;
             purged += self.store.sweep_remembered(cutoff)?;
         }
-        *cursor = next;
         Ok((purged, wrapped))
     }
 }

@@ -1732,3 +1732,35 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn concurrent_calls_with_one_key_run_once_and_the_others_replay_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    let k = key("race-1");
+    let runs = std::sync::atomic::AtomicU32::new(0);
+    let answers: Vec<Answered<u32>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let call = Once {
+                        caller: Caller::Agency("ubnd-phuong-sai-gon"),
+                        attempt: Attempt::new("grant.revoke"),
+                        key: Some(&k),
+                        request: b"DELETE g-1",
+                    };
+                    v.once(call, NOW, || {
+                        let n = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        Ok(n + 100)
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(runs.into_inner(), 1, "the change ran once");
+    assert_eq!(answers.iter().filter(|a| !a.replayed()).count(), 1);
+    assert!(answers.into_iter().all(|a| a.into_inner() == 100));
+}

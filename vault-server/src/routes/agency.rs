@@ -360,7 +360,9 @@ pub async fn write_record(
                 citizen: blind.as_ref(),
                 ..Attempt::new(op)
             },
-            key: key.as_ref(),
+            // A write naming no valid citizen is refused whatever its key: nothing to
+            // remember, and no other call's key to conflict with.
+            key: key.as_ref().filter(|_| blind.is_some()),
             request: hash.as_bytes(),
         };
         st.vault.once(call, now, || {
