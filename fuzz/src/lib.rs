@@ -74,7 +74,11 @@ pub fn token(data: &[u8]) {
         datatypes: vec!["full_name".into()],
         purpose: "birth_registration".into(),
         legal_basis: "law".into(),
-        dossier_id: String::from_utf8_lossy(data).chars().take(64).collect(),
+        dossier_id: String::from_utf8_lossy(data)
+            .chars()
+            .take(64)
+            .collect::<String>()
+            .into(),
     };
     let raw = keys
         .sign(&claims)

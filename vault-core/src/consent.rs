@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::error::VaultError;
+use crate::id::{AgencyId, GrantId, PurposeId};
 
 /// The longest a standing consent may last, in days.
 pub const MAX_REMEMBER_DAYS: u32 = 365;
@@ -20,9 +21,9 @@ pub struct StandingConsent {
     /// The citizen's blind id (hex).
     pub citizen: String,
     /// The agency it is given to.
-    pub agency: String,
+    pub agency: AgencyId,
     /// The purpose it is given for.
-    pub purpose: String,
+    pub purpose: PurposeId,
     /// Exactly the fields it covers.
     pub fields: Vec<String>,
     /// When the citizen gave it.
@@ -30,7 +31,7 @@ pub struct StandingConsent {
     /// When it ends.
     pub expires: Timestamp,
     /// The grant whose approval created it.
-    pub grant_id: String,
+    pub grant_id: GrantId,
     /// When the citizen withdrew it: set while the withdrawal revokes the grants resting
     /// on it; it covers nothing from then on and is deleted once that is done.
     #[serde(default, skip_serializing_if = "Option::is_none")]

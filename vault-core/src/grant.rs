@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::VaultError;
+use crate::id::{AgencyId, DossierId, GrantId, PurposeId};
 
 /// 32 characters with no 0/O, 1/I look-alikes: 8 characters carry exactly 40 bits.
 pub const CODE_ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
@@ -90,21 +91,21 @@ impl GrantStatus {
 #[serde(deny_unknown_fields)]
 pub struct Grant {
     /// Grant id.
-    pub id: String,
+    pub id: GrantId,
     /// The code the citizen can check.
     pub verification_code: String,
     /// The citizen's blind id (hex).
     pub citizen: String,
     /// The agency.
-    pub agency: String,
+    pub agency: AgencyId,
     /// The official.
     pub official: String,
     /// The official's unit.
     pub unit: Option<String>,
     /// The purpose.
-    pub purpose: String,
+    pub purpose: PurposeId,
     /// The agency's dossier.
-    pub dossier_id: String,
+    pub dossier_id: DossierId,
     /// Fields and derived answers granted.
     pub fields: Vec<String>,
     /// base64url SHA-256 of the agency certificate.

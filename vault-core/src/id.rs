@@ -1,5 +1,7 @@
 //! Identifier newtypes: `CitizenId` (personal data: zeroized, never printed), `BlindId`
-//! (its keyed blind index, safe to store), and `FieldName` (a catalog field name).
+//! (its keyed blind index, safe to store), `FieldName` (a catalog field name), `SafeId`
+//! (an identifier safe to record) and the name newtypes `GrantId`, `AgencyId`, `PurposeId`,
+//! `DossierId`.
 
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -200,3 +202,101 @@ mod tests {
         assert!(FieldName::parse(&"a".repeat(65)).is_none());
     }
 }
+
+/// A name newtype: a `String` of one kind of identifier, so a grant id, an agency, a purpose
+/// and a dossier cannot be passed for one another. Reads as `&str` (`Deref`), compares with
+/// strings, serializes as the string.
+macro_rules! name_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The identifier `s` (validated where it enters the vault).
+            pub fn new(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+    };
+}
+
+name_id!(
+    /// A grant's id (`g-t` and 31 letters for a slot grant).
+    GrantId
+);
+name_id!(
+    /// An agency of the policy set (its certificate's `urn:vault:agency:<id>`).
+    AgencyId
+);
+name_id!(
+    /// A purpose (an administrative procedure) of the policy set.
+    PurposeId
+);
+name_id!(
+    /// The agency's dossier a grant is for.
+    DossierId
+);

@@ -20,7 +20,7 @@ use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};
-use crate::id::{BlindId, FieldName};
+use crate::id::{BlindId, FieldName, GrantId};
 use crate::keyring::KeyringRecord;
 
 /// What a store fails with, in its own terms. The core converts it once (`From`, below):
@@ -172,8 +172,10 @@ pub trait RecordStore {
 pub trait GrantStore {
     /// A fresh id for a grant about to be stored (`insert_grant`), made before its audit
     /// entry names it; a store may reserve room for the grant with it.
-    fn new_grant_id(&self) -> Result<String, StoreError> {
-        crate::grant::new_grant_id().map_err(|e| StoreError::Unavailable(e.to_string()))
+    fn new_grant_id(&self) -> Result<GrantId, StoreError> {
+        crate::grant::new_grant_id()
+            .map(GrantId::new)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
     /// A grant by id.
     fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
@@ -199,7 +201,7 @@ pub trait GrantStore {
     /// Every break-glass grant (the auditors' review queue is those without a review).
     fn break_glass_grants(&self) -> Result<Vec<Grant>, StoreError>;
     /// The grant holding a verification code.
-    fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, StoreError>;
+    fn grant_id_by_code(&self, code: &str) -> Result<Option<GrantId>, StoreError>;
     /// Every grant concerning a citizen.
     fn grants_of_citizen(&self, citizen: &BlindId) -> Result<Vec<Grant>, StoreError>;
     /// One step of the retention sweep: reads up to `scan` grants in id order after `after`
@@ -246,7 +248,7 @@ pub struct Remembered {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RememberedAnswer {
     /// The grant a grant request made (deleted with the grant by the retention sweep).
-    Grant(String),
+    Grant(GrantId),
     /// Any other answer, sealed (`crypto::seal_answer`); deleted by
     /// `IdempotencyStore::sweep_remembered`.
     Sealed(Vec<u8>),

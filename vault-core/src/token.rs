@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::VaultError;
+use crate::id::{AgencyId, DossierId, GrantId, PurposeId};
 
 /// Largest accepted token.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -128,7 +129,7 @@ impl TokenKeys {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantClaims {
     /// The agency (`sub` and `client_id`).
-    pub agency: String,
+    pub agency: AgencyId,
     /// The official (`act.sub`).
     pub official: String,
     /// Issued at (seconds).
@@ -140,7 +141,7 @@ pub struct GrantClaims {
     /// Token id.
     pub jti: String,
     /// The grant.
-    pub grant_id: String,
+    pub grant_id: GrantId,
     /// base64url SHA-256 of the agency certificate's DER.
     pub cert_thumbprint: String,
     /// The citizen's blind id (hex).
@@ -148,11 +149,11 @@ pub struct GrantClaims {
     /// Granted fields and derived answers.
     pub datatypes: Vec<String>,
     /// Purpose id.
-    pub purpose: String,
+    pub purpose: PurposeId,
     /// The purpose's legal basis.
     pub legal_basis: String,
     /// The agency's dossier.
-    pub dossier_id: String,
+    pub dossier_id: DossierId,
 }
 
 impl GrantClaims {
@@ -433,19 +434,19 @@ impl UnverifiedToken {
         let need = |v: Option<String>| v.ok_or(TokenRejection::Claims);
         Ok(VerifiedToken {
             claims: GrantClaims {
-                agency: sub,
+                agency: AgencyId::new(sub),
                 official: need(c.act.and_then(|a| a.sub))?,
                 iat,
                 nbf,
                 exp,
                 jti: need(c.jti)?,
-                grant_id: need(c.grant_id)?,
+                grant_id: GrantId::new(need(c.grant_id)?),
                 cert_thumbprint: thumb,
                 identifier: need(details.identifier)?,
                 datatypes: details.datatypes.ok_or(TokenRejection::Claims)?,
-                purpose: need(details.purpose)?,
+                purpose: PurposeId::new(need(details.purpose)?),
                 legal_basis: need(details.legal_basis)?,
-                dossier_id: need(details.dossier_id)?,
+                dossier_id: DossierId::new(need(details.dossier_id)?),
             },
         })
     }

@@ -57,6 +57,7 @@ use super::grant_state;
 use crate::crypto;
 use crate::error::VaultError;
 use crate::grant::{CODE_ALPHABET, Grant, GrantState, GrantStatus};
+use crate::id::GrantId;
 
 /// The file's name in the store's directory.
 pub(super) const FILE: &str = "grants.slots";
@@ -460,7 +461,7 @@ impl GrantSlots {
 
     /// A new grant id with a slot reserved for it; `StoreError::Unavailable` when every slot holds
     /// a grant the retention sweep has not freed yet.
-    pub fn reserve(&self) -> Result<String, StoreError> {
+    pub fn reserve(&self) -> Result<GrantId, StoreError> {
         let mut random = [0u8; RANDOM];
         crypto::random_bytes(&mut random).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         for c in &mut random {
@@ -479,7 +480,7 @@ impl GrantSlots {
                 )));
             }
         };
-        Ok(make_id(slot, &random))
+        Ok(GrantId::new(make_id(slot, &random)))
     }
 
     /// Stores `g` in the slot its id names (made by `reserve`), claiming its verification
@@ -577,7 +578,7 @@ impl GrantSlots {
     }
 
     /// The id of the grant holding `code`.
-    pub fn id_by_code(&self, code: &str) -> Result<Option<String>, StoreError> {
+    pub fn id_by_code(&self, code: &str) -> Result<Option<GrantId>, StoreError> {
         if code.len() != 8 || !code.bytes().all(|b| CODE_ALPHABET.contains(&b)) {
             return Ok(None);
         }
@@ -587,7 +588,7 @@ impl GrantSlots {
         let _lock = self.stripe(slot)?;
         let sector = self.read_state(slot)?;
         Ok(match parse_state(&sector) {
-            Ok(Some(st)) => Some(make_id(slot, &st.random)),
+            Ok(Some(st)) => Some(GrantId::new(make_id(slot, &st.random))),
             _ => None,
         })
     }
@@ -635,7 +636,7 @@ impl GrantSlots {
         from: u32,
         scan: usize,
         cutoff_secs: i64,
-    ) -> Result<(Vec<String>, Option<u32>), StoreError> {
+    ) -> Result<(Vec<GrantId>, Option<u32>), StoreError> {
         let end = self.tables_read()?.next;
         let stop = from.saturating_add(u32::try_from(scan.max(1)).unwrap_or(u32::MAX));
         let mut deleted = Vec::new();

@@ -273,12 +273,12 @@ mod tests {
         let g = sample();
         let base = g.binding();
         let changes: [fn(&mut Grant); 8] = [
-            |g| g.id.push('x'),
+            |g| g.id = format!("{}x", g.id).into(),
             |g| g.citizen.push('x'),
-            |g| g.agency.push('x'),
+            |g| g.agency = format!("{}x", g.agency).into(),
             |g| g.official.push('x'),
-            |g| g.purpose.push('x'),
-            |g| g.dossier_id.push('x'),
+            |g| g.purpose = format!("{}x", g.purpose).into(),
+            |g| g.dossier_id = format!("{}x", g.dossier_id).into(),
             |g| g.cert_thumbprint.push('x'),
             |g| g.fields.push("phone".into()),
         ];
@@ -289,7 +289,7 @@ mod tests {
         }
         // Length prefixes: moving a character from one fact to the next changes it too.
         let mut h = g.clone();
-        h.agency = format!("{}{}", h.agency, &h.official[..1]);
+        h.agency = format!("{}{}", h.agency, &h.official[..1]).into();
         h.official.remove(0);
         assert_ne!(h.binding(), base);
     }

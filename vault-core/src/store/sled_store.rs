@@ -43,7 +43,7 @@ use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};
-use crate::id::BlindId;
+use crate::id::{BlindId, GrantId};
 use crate::keyring::KeyringRecord;
 
 const FORMAT_KEY: &[u8] = b"format";
@@ -540,9 +540,9 @@ fn decode_remembered(v: &[u8]) -> Result<Remembered, StoreError> {
     let (hash, rest) = rest.split_first_chunk::<32>().ok_or_else(bad)?;
     let (ms, rest) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
     let answer = match kind {
-        REMEMBERED_GRANT => {
-            RememberedAnswer::Grant(String::from_utf8(rest.to_vec()).map_err(|_| bad())?)
-        }
+        REMEMBERED_GRANT => RememberedAnswer::Grant(GrantId::new(
+            String::from_utf8(rest.to_vec()).map_err(|_| bad())?,
+        )),
         REMEMBERED_SEALED => RememberedAnswer::Sealed(rest.to_vec()),
         _ => return Err(bad()),
     };
@@ -722,7 +722,7 @@ impl RecordStore for SledStore {
 }
 
 impl GrantStore for SledStore {
-    fn new_grant_id(&self) -> Result<String, StoreError> {
+    fn new_grant_id(&self) -> Result<GrantId, StoreError> {
         self.slots.reserve()
     }
 
@@ -763,7 +763,7 @@ impl GrantStore for SledStore {
         self.slots.break_glass()
     }
 
-    fn grant_id_by_code(&self, code: &str) -> Result<Option<String>, StoreError> {
+    fn grant_id_by_code(&self, code: &str) -> Result<Option<GrantId>, StoreError> {
         self.slots.id_by_code(code)
     }
 

@@ -16,7 +16,7 @@ use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::VaultError;
 use crate::grant::{self, Grant, GrantStatus};
-use crate::id::{BlindId, CitizenId, FieldName};
+use crate::id::{AgencyId, BlindId, CitizenId, DossierId, FieldName, GrantId, PurposeId};
 use crate::policy::derive::RESIDENCE;
 use crate::policy::{self, AccessRequest, CitizenFacts, ConsentState, Decision};
 use crate::store::{Remembered, RememberedAnswer, VaultStore};
@@ -285,11 +285,11 @@ impl<S: VaultStore> Vault<S> {
             id: self.store.new_grant_id()?,
             verification_code: grant::new_verification_code()?,
             citizen: blind_hex,
-            agency: caller.agency.clone(),
+            agency: AgencyId::new(caller.agency.as_str()),
             official: req.official_id.clone(),
             unit: req.official_unit.clone(),
-            purpose: req.purpose.clone(),
-            dossier_id: req.dossier_id.clone(),
+            purpose: PurposeId::new(req.purpose.as_str()),
+            dossier_id: DossierId::new(req.dossier_id.as_str()),
             fields: req.fields.clone(),
             cert_thumbprint: caller.cert_thumbprint.clone(),
             status: GrantStatus::PendingConsent,
@@ -562,7 +562,7 @@ impl std::fmt::Debug for GrantNext {
 #[derive(Debug)]
 pub struct Replaying {
     caller: AgencyCaller,
-    grant_id: String,
+    grant_id: GrantId,
     now: Timestamp,
 }
 

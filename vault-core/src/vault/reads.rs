@@ -322,11 +322,11 @@ impl<S: VaultStore> Vault<S> {
         let agency = self
             .policy
             .agency(&g.agency)
-            .map_or_else(|| g.agency.clone(), |a| a.name_vi.clone());
+            .map_or_else(|| g.agency.to_string(), |a| a.name_vi.clone());
         let purpose_label = self
             .policy
             .purpose(&g.purpose)
-            .map_or_else(|| g.purpose.clone(), |p| p.label_vi.clone());
+            .map_or_else(|| g.purpose.to_string(), |p| p.label_vi.clone());
         Ok(Some(CodeInfo {
             agency,
             purpose_label,

@@ -16,7 +16,7 @@ use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::VaultError;
 use crate::grant;
-use crate::id::{BlindId, CitizenId, FieldName};
+use crate::id::{BlindId, CitizenId, FieldName, GrantId};
 use crate::policy::release::{Release, ReleaseDenial};
 use crate::policy::{self, derive};
 use crate::store::{SealedRecord, VaultStore};
@@ -26,7 +26,7 @@ use crate::token::{GrantClaims, VerifiedToken};
 #[derive(Debug)]
 pub struct Released {
     /// The grant used.
-    pub grant_id: String,
+    pub grant_id: GrantId,
     /// Its purpose.
     pub purpose: String,
     /// Values (masked or derived where the purpose says so).
@@ -328,7 +328,7 @@ pub struct Opening {
     record: SealedRecord,
     /// The policy's decision: what may be opened, for which purpose.
     release: Release,
-    grant_id: String,
+    grant_id: GrantId,
     now: Timestamp,
 }
 

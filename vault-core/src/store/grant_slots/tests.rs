@@ -194,13 +194,13 @@ fn agrees(s: &GrantSlots, model: &[(Grant, bool)]) -> Result<(), TestCaseError> 
     }
     for c in 0u8..4 {
         let hex = format!("{c:02x}").repeat(32);
-        let mut got: Vec<String> = s
+        let mut got: Vec<GrantId> = s
             .of_citizen(&hex)
             .unwrap()
             .into_iter()
             .map(|g| g.id)
             .collect();
-        let mut want: Vec<String> = model
+        let mut want: Vec<GrantId> = model
             .iter()
             .filter(|(g, live)| *live && g.citizen == hex)
             .map(|(g, _)| g.id.clone())
@@ -209,8 +209,8 @@ fn agrees(s: &GrantSlots, model: &[(Grant, bool)]) -> Result<(), TestCaseError> 
         want.sort();
         prop_assert_eq!(got, want);
     }
-    let mut got: Vec<String> = s.break_glass().unwrap().into_iter().map(|g| g.id).collect();
-    let mut want: Vec<String> = model
+    let mut got: Vec<GrantId> = s.break_glass().unwrap().into_iter().map(|g| g.id).collect();
+    let mut want: Vec<GrantId> = model
         .iter()
         .filter(|(g, live)| *live && g.break_glass)
         .map(|(g, _)| g.id.clone())
