@@ -2,6 +2,7 @@
 //! SHA-256, and the pure decision `authorize(set, request, facts)`. No I/O in the decision,
 //! no clock, no storage: the same inputs always give the same answer.
 
+pub mod calendar;
 mod cases;
 pub mod derive;
 mod load;
