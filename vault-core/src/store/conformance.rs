@@ -88,7 +88,7 @@ fn record(marker: &str, names: &[&str]) -> SealedRecord {
 
 /// An active one-use grant with an id and a fresh code from `s`, for `citizen` (one byte,
 /// repeated), whose token expires at `exp` (seconds).
-fn grant<S: VaultStore>(s: &S, citizen: u8, exp: i64) -> Grant {
+pub(crate) fn grant<S: VaultStore>(s: &S, citizen: u8, exp: i64) -> Grant {
     let mut g = super::test_grant("x", exp);
     g.id = s.new_grant_id().unwrap();
     g.verification_code = crate::grant::new_verification_code().unwrap();

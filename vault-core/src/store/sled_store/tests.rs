@@ -3,15 +3,6 @@
 use super::*;
 use crate::grant::GrantStatus;
 
-/// A grant with a slot id from `s` and a real code, for `citizen` (one byte, repeated).
-fn slot_grant(s: &SledStore, citizen: u8, exp: i64) -> Grant {
-    let mut g = super::super::test_grant("x", exp);
-    g.id = s.new_grant_id().unwrap();
-    g.verification_code = crate::grant::new_verification_code().unwrap();
-    g.citizen = format!("{citizen:02x}").repeat(32);
-    g
-}
-
 /// A fresh store in a temporary directory, for the conformance suite.
 fn fresh() -> crate::store::conformance::Fresh<SledStore> {
     let dir = tempfile::tempdir().unwrap();
@@ -29,8 +20,8 @@ mod conformance {
 fn grants_spent_uses_and_marks_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open(dir.path()).unwrap();
-    let used = slot_grant(&s, 0xab, 9_000);
-    let kept = slot_grant(&s, 0xab, 9_000);
+    let used = crate::store::conformance::grant(&s, 0xab, 9_000);
+    let kept = crate::store::conformance::grant(&s, 0xab, 9_000);
     assert!(s.insert_grant(&used).unwrap());
     assert!(s.insert_grant(&kept).unwrap());
     s.update_grant_state(&used.id, &mut |st| {
@@ -101,7 +92,7 @@ fn the_store_reports_what_opening_the_slot_file_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open(dir.path()).unwrap();
     assert_eq!(s.slot_repairs(), SlotRepairs::default());
-    let g = slot_grant(&s, 0xab, 9_000);
+    let g = crate::store::conformance::grant(&s, 0xab, 9_000);
     assert!(s.insert_grant(&g).unwrap());
     drop(s);
     let path = dir.path().join(grant_slots::FILE);
@@ -208,7 +199,10 @@ fn a_flush_syncs_the_record_file_only_when_it_shredded_something() {
     s.flush().unwrap();
     let before = syncs();
     // A grant's flush (the grant path's one flush) leaves the record file alone.
-    assert!(s.insert_grant(&slot_grant(&s, 0xab, 1_000)).unwrap());
+    assert!(
+        s.insert_grant(&crate::store::conformance::grant(&s, 0xab, 1_000))
+            .unwrap()
+    );
     s.flush().unwrap();
     assert_eq!(syncs(), before);
     // A rewrite's flush shreds the old frame and syncs the shred.
