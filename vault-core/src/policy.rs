@@ -60,6 +60,8 @@ pub struct FieldDef {
     pub category: String,
     /// Maximum length in characters (strings, list items).
     pub max_len: usize,
+    /// The agency that is its source of truth (`source`), which resolves corrections of it.
+    pub source: Option<String>,
 }
 
 /// Whether a purpose asks the citizen first.
@@ -170,11 +172,13 @@ pub struct PolicySet {
     fields: BTreeMap<String, FieldDef>,
     purposes: BTreeMap<String, Purpose>,
     agencies: BTreeMap<String, Agency>,
+    calendar: Option<calendar::Calendar>,
     sha256: [u8; 32],
 }
 
 impl PolicySet {
-    /// Loads and validates `dir` (`fields.toml`, `purposes/*.toml`, `agencies.toml`).
+    /// Loads and validates `dir` (`fields.toml`, `purposes/*.toml`, `agencies.toml` and,
+    /// where present, `calendar.toml`).
     pub fn load_dir(dir: &std::path::Path) -> Result<Self, PolicyError> {
         load::load_dir(dir)
     }
@@ -250,6 +254,11 @@ impl PolicySet {
     /// All agencies by id.
     pub fn agencies(&self) -> impl Iterator<Item = &Agency> {
         self.agencies.values()
+    }
+
+    /// The working-day calendar (`calendar.toml`), if the set has one.
+    pub fn calendar(&self) -> Option<&calendar::Calendar> {
+        self.calendar.as_ref()
     }
 
     /// SHA-256 over every policy file (path and content, in path order; `cases/` excluded).

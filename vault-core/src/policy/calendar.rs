@@ -129,6 +129,11 @@ impl Calendar {
         Timestamp::from_millis(next_local_ms - i64::from(self.utc_offset_minutes) * 60_000 - 1)
     }
 
+    /// The years whose holidays the file lists.
+    pub fn years(&self) -> impl Iterator<Item = i64> + '_ {
+        self.years.iter().copied()
+    }
+
     /// Whether a local day is a working day.
     pub fn is_working_day(&self, day: i64) -> Result<bool, CalendarGap> {
         let (year, _, _) = civil_from_days(day);
@@ -157,6 +162,17 @@ impl Calendar {
     /// The end of the local day `n` days after the day of `from`: "within `n` days".
     pub fn days_after(&self, from: Timestamp, n: u32) -> Timestamp {
         self.end_of_local_day(self.local_day(from) + i64::from(n))
+    }
+
+    /// "Within `n` days" as a legal period: `days_after`, moved to the end of the next
+    /// working day when the last day is a weekend day or a holiday (Civil Code 2015,
+    /// Article 148).
+    pub fn period_end(&self, from: Timestamp, n: u32) -> Result<Timestamp, CalendarGap> {
+        let mut day = self.local_day(from) + i64::from(n);
+        while !self.is_working_day(day)? {
+            day += 1;
+        }
+        Ok(self.end_of_local_day(day))
     }
 }
 
@@ -206,6 +222,22 @@ weekend = ["saturday", "sunday"]
         );
         assert!(!c.is_working_day(days_from_civil(2026, 4, 30)).unwrap());
         assert!(c.is_working_day(days_from_civil(2026, 4, 29)).unwrap());
+    }
+
+    #[test]
+    fn a_period_ending_on_a_day_off_ends_on_the_next_working_day() {
+        let c = Calendar::parse("calendar.toml", FILE).unwrap();
+        // 15 days after Monday 2026-04-13 is Tuesday 28: a working day, kept.
+        assert_eq!(
+            c.period_end(local(2026, 4, 13, 9), 15).unwrap(),
+            Timestamp::from_millis(local(2026, 4, 29, 0).as_millis() - 1)
+        );
+        // 15 days after Wednesday 15 is Thursday 30 April (a holiday), then 1 May (a
+        // holiday), then the weekend: the period ends on Monday 4 May.
+        assert_eq!(
+            c.period_end(local(2026, 4, 15, 9), 15).unwrap(),
+            Timestamp::from_millis(local(2026, 5, 5, 0).as_millis() - 1)
+        );
     }
 
     #[test]

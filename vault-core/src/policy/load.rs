@@ -119,6 +119,7 @@ struct RawField {
     sensitivity: Spanned<RawSensitivity>,
     category: Spanned<String>,
     max_len: Option<Spanned<usize>>,
+    source: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -222,7 +223,19 @@ fn non_empty(src: &Source<'_>, s: &Spanned<String>, what: &str) -> Result<String
     }
 }
 
+#[cfg(test)]
 pub(super) fn parse_fields(src: &Source<'_>) -> Result<BTreeMap<String, FieldDef>, PolicyError> {
+    Ok(parse_fields_spanned(src)?.0)
+}
+
+/// The catalog, and where each field's `source` is written (checked against the agencies
+/// once they are loaded).
+type SourceSpans = Vec<(String, Range<usize>)>;
+
+fn parse_fields_spanned(
+    src: &Source<'_>,
+) -> Result<(BTreeMap<String, FieldDef>, SourceSpans), PolicyError> {
+    let mut spans = Vec::new();
     let file: FieldsFile = src.parse()?;
     let mut out = BTreeMap::new();
     for f in file.field {
@@ -299,10 +312,14 @@ pub(super) fn parse_fields(src: &Source<'_>) -> Result<BTreeMap<String, FieldDef
                 sensitivity,
                 category: category.to_owned(),
                 max_len,
+                source: f.source.as_ref().map(|s| s.get_ref().clone()),
             },
         );
+        if let Some(s) = &f.source {
+            spans.push((s.get_ref().clone(), s.span()));
+        }
     }
-    Ok(out)
+    Ok((out, spans))
 }
 
 fn is_unit_code(code: &str) -> bool {
@@ -520,6 +537,8 @@ struct Files {
     fields: (PathBuf, String),
     agencies: (PathBuf, String),
     purposes: Vec<(PathBuf, String)>,
+    /// `calendar.toml`, where the directory has one.
+    calendar: Option<(PathBuf, String)>,
 }
 
 fn read_dir_files(dir: &Path) -> Result<Files, PolicyError> {
@@ -532,7 +551,14 @@ fn read_dir_files(dir: &Path) -> Result<Files, PolicyError> {
     paths.sort();
     let fields = dir.join("fields.toml");
     let agencies = dir.join("agencies.toml");
+    let calendar = dir.join("calendar.toml");
+    let calendar = if calendar.exists() {
+        Some((calendar.clone(), read(&calendar)?))
+    } else {
+        None
+    };
     Ok(Files {
+        calendar,
         fields: (fields.clone(), read(&fields)?),
         agencies: (agencies.clone(), read(&agencies)?),
         purposes: paths
@@ -546,10 +572,11 @@ fn build(dir: &Path, files: &Files, check_stems: bool) -> Result<PolicySet, Poli
     let src =
         |(p, t): &(PathBuf, String)| -> (String, String) { (p.display().to_string(), t.clone()) };
     let (ff, ft) = src(&files.fields);
-    let fields = parse_fields(&Source {
+    let fields_src = Source {
         file: ff.clone(),
         text: &ft,
-    })?;
+    };
+    let (fields, sources) = parse_fields_spanned(&fields_src)?;
     for req in REQUIRED_FIELDS {
         if !fields.contains_key(*req) {
             return Err(whole_file(
@@ -582,10 +609,26 @@ fn build(dir: &Path, files: &Files, check_stems: bool) -> Result<PolicySet, Poli
         },
         &purposes,
     )?;
+    for (agency, span) in sources {
+        if !agencies.get(&agency).is_some_and(|a| a.writes) {
+            return Err(fields_src.err(
+                span,
+                format!(
+                    "source `{agency}` must be an agency of agencies.toml with writes = true (it resolves corrections by writing the value)"
+                ),
+            ));
+        }
+    }
+    let calendar = files
+        .calendar
+        .as_ref()
+        .map(|(p, t)| super::calendar::Calendar::parse(&p.display().to_string(), t))
+        .transpose()?;
 
     let mut hasher = Sha256::new();
     let mut all: Vec<&(PathBuf, String)> = vec![&files.fields, &files.agencies];
     all.extend(files.purposes.iter());
+    all.extend(files.calendar.iter());
     let mut named: Vec<(String, &str)> = all
         .into_iter()
         .map(|(p, t)| {
@@ -608,6 +651,7 @@ fn build(dir: &Path, files: &Files, check_stems: bool) -> Result<PolicySet, Poli
         fields,
         purposes,
         agencies,
+        calendar,
         sha256: hasher.finalize().into(),
     })
 }
@@ -633,6 +677,7 @@ pub(super) fn from_texts(
                 )
             })
             .collect(),
+        calendar: None,
     };
     build(Path::new(""), &files, true)
 }

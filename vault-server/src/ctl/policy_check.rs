@@ -18,6 +18,19 @@ pub(super) fn run(dir: &Path) -> CtlResult {
         set.agencies().count(),
         set.sha256_hex()
     );
+    match set.calendar() {
+        Some(c) => {
+            let years: Vec<String> = c.years().map(|y| y.to_string()).collect();
+            let _ = writeln!(
+                report,
+                "  calendar: holidays listed for {}",
+                years.join(", ")
+            );
+        }
+        None => report.push_str(
+            "  calendar: none (no calendar.toml: data-subject requests cannot be given deadlines)\n",
+        ),
+    }
     let cases_dir = dir.join("cases");
     let mut failures = 0usize;
     if cases_dir.is_dir() {
