@@ -248,6 +248,76 @@ impl FieldSealer {
     }
 }
 
+/// Envelope format of a sealed case body.
+pub const FORMAT_CASE: u8 = 0x06;
+const CASE_HEADER_LEN: usize = 2 + 4 + NONCE_LEN;
+
+impl FieldSealer {
+    fn case_aad(&self, kind: &str, id: &str) -> Aad {
+        let mut aad = Aad::new("cdv.case.v1");
+        aad.part(&self.blind.0)
+            .part(kind.as_bytes())
+            .part(id.as_bytes())
+            .u32(self.dek_version);
+        aad
+    }
+
+    /// Seals a citizen's case body (a complaint, correction or request) under the citizen's
+    /// DEK, bound to the case's kind and id: it cannot be moved to another case, citizen or
+    /// field, and erasing the citizen's DEK shreds it with the record.
+    pub fn seal_case(&self, kind: &str, id: &str, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let nonce_bytes = random_nonce()?;
+        let nonce = Nonce::from_slice(&nonce_bytes);
+        let aad = self.case_aad(kind, id);
+        let ct = self
+            .cipher
+            .encrypt(
+                nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &aad.0,
+                },
+            )
+            .map_err(|_| VaultError::IntegrityFailure)?;
+        let mut out = Vec::with_capacity(CASE_HEADER_LEN + ct.len());
+        out.push(FORMAT_CASE);
+        out.push(ALG_AES256GCM);
+        out.extend_from_slice(&self.dek_version.to_be_bytes());
+        out.extend_from_slice(nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Opens `seal_case`'s envelope of exactly this case.
+    pub fn open_case(
+        &self,
+        kind: &str,
+        id: &str,
+        envelope: &[u8],
+    ) -> Result<Plaintext, VaultError> {
+        if envelope.len() < CASE_HEADER_LEN + TAG_LEN
+            || envelope.first() != Some(&FORMAT_CASE)
+            || envelope.get(1) != Some(&ALG_AES256GCM)
+            || be_u32(envelope, 2)? != self.dek_version
+        {
+            return Err(VaultError::IntegrityFailure);
+        }
+        let aad = self.case_aad(kind, id);
+        let (header, body) = envelope.split_at(CASE_HEADER_LEN);
+        let nonce = Nonce::from_slice(header.get(6..).unwrap_or_default());
+        self.cipher
+            .decrypt(
+                nonce,
+                Payload {
+                    msg: body,
+                    aad: &aad.0,
+                },
+            )
+            .map(Plaintext::new)
+            .map_err(|_| VaultError::IntegrityFailure)
+    }
+}
+
 /// Wraps a citizen's DEK under a KEK.
 pub fn wrap_dek(
     kek: &Kek,
@@ -633,6 +703,31 @@ mod tests {
             a.open(&field("full_name"), 7, &env).unwrap().expose(),
             b"Tran Thi B"
         );
+    }
+
+    proptest! {
+        #[test]
+        fn case_bodies_open_only_as_the_case_they_were_sealed_for(
+            pt in proptest::collection::vec(any::<u8>(), 0..1024),
+            bit in any::<proptest::sample::Index>(),
+        ) {
+            let s = sealer(5, 2);
+            let env = s.seal_case("complaint", "kn-a", &pt).unwrap();
+            let opened = s.open_case("complaint", "kn-a", &env).unwrap();
+            prop_assert_eq!(opened.expose(), &pt[..]);
+            prop_assert!(s.open_case("complaint", "kn-b", &env).is_err());
+            prop_assert!(s.open_case("request", "kn-a", &env).is_err());
+            prop_assert!(sealer(6, 2).open_case("complaint", "kn-a", &env).is_err());
+            prop_assert!(sealer(5, 3).open_case("complaint", "kn-a", &env).is_err());
+            let i = bit.index(env.len() * 8);
+            let mut bad = env.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            prop_assert!(s.open_case("complaint", "kn-a", &bad).is_err());
+            // A field envelope is not a case body, nor the reverse.
+            let f = s.seal(&field("full_name"), 1, &pt).unwrap();
+            prop_assert!(s.open_case("complaint", "kn-a", &f).is_err());
+            prop_assert!(s.open(&field("full_name"), 1, &env).is_err());
+        }
     }
 
     #[test]

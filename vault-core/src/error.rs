@@ -143,6 +143,22 @@ pub enum VaultError {
     /// The agency is not a source of truth: it may not write records.
     #[error("the agency may not write records")]
     WritesNotAllowed,
+    /// No such complaint, correction or request (for this caller).
+    #[error("case not found")]
+    CaseNotFound,
+    /// The complaint, correction or request is closed and changes no more.
+    #[error("the case is closed")]
+    CaseClosed,
+    /// The field already has an open correction of the citizen's.
+    #[error("the field already has an open correction")]
+    CorrectionOpen,
+    /// The field has no source-of-truth agency that could resolve a correction.
+    #[error("the field has no source of truth")]
+    NoSourceOfTruth,
+    /// A legal deadline needs a year the working-day calendar does not list (or the policy
+    /// set has no calendar: year 0). For operators; clients get `calendar_unavailable`.
+    #[error("the working-day calendar has no holidays for year {0}")]
+    CalendarGap(i64),
     /// The store failed (I/O, lock). The text is for operators' logs, never for clients.
     #[error("store unavailable: {0}")]
     StoreUnavailable(String),
@@ -198,6 +214,11 @@ coded! {
         Self::IdempotencyConflict = [Self::IdempotencyConflict] => "idempotency_conflict",
         Self::ConsentNotFound = [Self::ConsentNotFound] => "consent_not_found",
         Self::WritesNotAllowed = [Self::WritesNotAllowed] => "writes_not_allowed",
+        Self::CaseNotFound = [Self::CaseNotFound] => "case_not_found",
+        Self::CaseClosed = [Self::CaseClosed] => "case_closed",
+        Self::CorrectionOpen = [Self::CorrectionOpen] => "correction_open",
+        Self::NoSourceOfTruth = [Self::NoSourceOfTruth] => "no_source_of_truth",
+        Self::CalendarGap(_) = [Self::CalendarGap(2027)] => "calendar_unavailable",
         Self::StoreUnavailable(_) = [Self::StoreUnavailable("x".into())] => "store_unavailable",
         Self::StoreCorrupt(_) = [Self::StoreCorrupt("x".into())] => "store_corrupt",
     }
@@ -360,8 +381,13 @@ impl VaultError {
             | Self::GrantNotPending
             | Self::IdempotencyConflict
             | Self::ConsentNotFound
-            | Self::WritesNotAllowed => true,
+            | Self::WritesNotAllowed
+            | Self::CaseNotFound
+            | Self::CaseClosed
+            | Self::CorrectionOpen
+            | Self::NoSourceOfTruth => true,
             Self::Policy(_)
+            | Self::CalendarGap(_)
             | Self::WrongRootKey
             | Self::RootKeyPermissions { .. }
             | Self::RootKeyUnavailable(_)

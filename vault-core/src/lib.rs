@@ -2,6 +2,7 @@
 //! No HTTP, no TLS, no environment, no wall clock: time and key sources are parameters.
 
 pub mod audit;
+pub mod case;
 pub mod clock;
 pub mod consent;
 pub mod crypto;

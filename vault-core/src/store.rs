@@ -3,6 +3,7 @@
 //! Implementations are named by backend (`SledStore`) and pass `conformance`; callers never
 //! see the engine. Nothing stored here is plaintext.
 
+mod cases;
 mod codec;
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -14,8 +15,10 @@ mod sled_store;
 
 use std::collections::BTreeMap;
 
+pub use cases::CaseRow;
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore, SlotRepairs};
 
+use crate::case::CaseKind;
 use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
 use crate::error::VaultError;
@@ -100,7 +103,7 @@ impl std::fmt::Debug for EncodedRecord {
     }
 }
 
-/// The vault's persistent state: the five parts a backend implements. Writes become durable
+/// The vault's persistent state: the six parts a backend implements. Writes become durable
 /// at `MetaStore::flush` (or at once where noted). Every backend passes the behavioural tests
 /// of `conformance`.
 pub trait VaultStore:
@@ -108,6 +111,7 @@ pub trait VaultStore:
     + GrantStore
     + ConsentStore
     + IdempotencyStore
+    + CaseStore
     + MetaStore
     + Send
     + Sync
@@ -121,6 +125,7 @@ impl<T> VaultStore for T where
         + GrantStore
         + ConsentStore
         + IdempotencyStore
+        + CaseStore
         + MetaStore
         + Send
         + Sync
@@ -263,6 +268,25 @@ pub trait IdempotencyStore {
     fn remember(&self, name: &[u8; 32], what: &Remembered) -> Result<bool, StoreError>;
     /// Deletes the sealed answers made before `cutoff`; how many. Not flushed.
     fn sweep_remembered(&self, cutoff: Timestamp) -> Result<usize, StoreError>;
+}
+
+/// Citizens' complaints, corrections and data-subject requests (`CaseRow`: routing facts in
+/// the clear, the body sealed by the vault).
+pub trait CaseStore {
+    /// Stores a case, or replaces the one with its kind and id. Durable on return.
+    fn put_case(&self, row: &CaseRow) -> Result<(), StoreError>;
+    /// A case by kind and id.
+    fn case(&self, kind: CaseKind, id: &str) -> Result<Option<CaseRow>, StoreError>;
+    /// A citizen's cases of one kind, in id order.
+    fn cases_of_citizen(
+        &self,
+        citizen: &BlindId,
+        kind: CaseKind,
+    ) -> Result<Vec<CaseRow>, StoreError>;
+    /// The open cases of one kind (the queues of agencies and officers), in id order.
+    fn open_cases(&self, kind: CaseKind) -> Result<Vec<CaseRow>, StoreError>;
+    /// Deletes every case of a citizen (erasure); how many. Durable on return.
+    fn delete_cases_of_citizen(&self, citizen: &BlindId) -> Result<usize, StoreError>;
 }
 
 /// The keyring, import checkpoints, the released-through mark, and durability.

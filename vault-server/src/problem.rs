@@ -105,6 +105,16 @@ fn vault_problem(e: &VaultError) -> (StatusCode, &'static str) {
         ),
         VaultError::ConsentNotFound => (S::NOT_FOUND, "Consent not found"),
         VaultError::WritesNotAllowed => (S::FORBIDDEN, "Agency is not a source of truth"),
+        VaultError::CaseNotFound => (S::NOT_FOUND, "No such complaint, correction or request"),
+        VaultError::CaseClosed => (S::CONFLICT, "Already answered or closed"),
+        VaultError::CorrectionOpen => (S::CONFLICT, "This field already has an open correction"),
+        VaultError::NoSourceOfTruth => {
+            (S::UNPROCESSABLE_ENTITY, "No agency can correct this field")
+        }
+        VaultError::CalendarGap(_) => (
+            S::SERVICE_UNAVAILABLE,
+            "Legal deadlines cannot be computed now",
+        ),
         VaultError::AuditUnavailable
         | VaultError::AuditEntryTooLarge
         | VaultError::StoreUnavailable(_)

@@ -46,8 +46,16 @@ pub enum Event {
     ConsentWithdrawn,
     /// The citizen asked for a correction.
     CorrectionRequested,
+    /// The field's source-of-truth agency accepted or rejected a correction.
+    CorrectionResolved,
     /// The citizen filed a complaint.
     ComplaintFiled,
+    /// An auditor answered a complaint.
+    ComplaintAnswered,
+    /// The citizen made a data-subject request.
+    RequestReceived,
+    /// A data-subject request changed status.
+    RequestUpdated,
     /// An auditor reviewed a break-glass grant.
     BreakglassReviewed,
     /// An auditor queried the log.
@@ -62,7 +70,7 @@ pub enum Event {
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 18] = [
+    pub const ALL: [Event; 22] = [
         Self::GrantIssued,
         Self::GrantPending,
         Self::GrantDenied,
@@ -76,7 +84,11 @@ impl Event {
         Self::RecordErased,
         Self::ConsentWithdrawn,
         Self::CorrectionRequested,
+        Self::CorrectionResolved,
         Self::ComplaintFiled,
+        Self::ComplaintAnswered,
+        Self::RequestReceived,
+        Self::RequestUpdated,
         Self::BreakglassReviewed,
         Self::AuditQueried,
         Self::KeyRotated,
@@ -99,7 +111,11 @@ impl Event {
             Self::RecordErased => "record.erased",
             Self::ConsentWithdrawn => "consent.withdrawn",
             Self::CorrectionRequested => "correction.requested",
+            Self::CorrectionResolved => "correction.resolved",
             Self::ComplaintFiled => "complaint.filed",
+            Self::ComplaintAnswered => "complaint.answered",
+            Self::RequestReceived => "request.received",
+            Self::RequestUpdated => "request.updated",
             Self::BreakglassReviewed => "breakglass.reviewed",
             Self::AuditQueried => "audit.queried",
             Self::KeyRotated => "key.rotated",
@@ -632,10 +648,12 @@ impl AuditEntry {
         d.finish()
     }
 
-    /// `correction.requested` for one field (the proposed value is not recorded here).
+    /// `correction.requested`: the correction's id and its field (the proposed value and the
+    /// note are not recorded here).
     pub fn correction_requested(
         ctx: &EntryContext,
         subject: &Pseudonym,
+        case: &SafeId,
         field: &FieldName,
     ) -> Result<Self, VaultError> {
         let mut d = Draft::new(
@@ -644,16 +662,63 @@ impl AuditEntry {
             Actor::citizen().to_json(None),
             Outcome::Permit,
         )?
-        .subject(Some(subject));
+        .subject(Some(subject))
+        .set("case_id", json!(case.as_str()));
         d.fields(std::slice::from_ref(field));
         d.finish()
     }
 
-    /// `complaint.filed` about the entry at `about_index` (code `entry_<index>`; the text is
-    /// not recorded here).
+    /// `correction.resolved` by the field's source-of-truth agency: `code` is `accepted` or
+    /// `rejected` (the reason is not recorded here).
+    pub fn correction_resolved(
+        ctx: &EntryContext,
+        agency: &Actor,
+        subject: &Pseudonym,
+        case: &SafeId,
+        field: &FieldName,
+        code: &'static str,
+    ) -> Result<Self, VaultError> {
+        let mut d = Draft::new(
+            ctx,
+            Event::CorrectionResolved,
+            agency.to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .set("case_id", json!(case.as_str()))
+        .set("code", code_value(code));
+        d.fields(std::slice::from_ref(field));
+        d.finish()
+    }
+
+    /// `record.released` of a correction to the field's source-of-truth agency (code
+    /// `correction_review`): the agency saw the citizen's id and proposed value to decide it.
+    pub fn correction_shown(
+        ctx: &EntryContext,
+        agency: &Actor,
+        subject: &Pseudonym,
+        case: &SafeId,
+        field: &FieldName,
+    ) -> Result<Self, VaultError> {
+        let mut d = Draft::new(
+            ctx,
+            Event::RecordReleased,
+            agency.to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .set("case_id", json!(case.as_str()))
+        .set("code", code_value("correction_review"));
+        d.fields(std::slice::from_ref(field));
+        d.finish()
+    }
+
+    /// `complaint.filed`: the complaint's id and the index of the entry it is about (the text
+    /// is not recorded here).
     pub fn complaint_filed(
         ctx: &EntryContext,
         subject: &Pseudonym,
+        case: &SafeId,
         about_index: u64,
     ) -> Result<Self, VaultError> {
         Draft::new(
@@ -663,7 +728,68 @@ impl AuditEntry {
             Outcome::Permit,
         )?
         .subject(Some(subject))
-        .set("code", json!(format!("entry_{about_index}")))
+        .set("case_id", json!(case.as_str()))
+        .set("entry_index", json!(about_index))
+        .finish()
+    }
+
+    /// `complaint.answered` by an auditor: `code` is `upheld` or `dismissed` (the answer's
+    /// text is not recorded here).
+    pub fn complaint_answered(
+        ctx: &EntryContext,
+        auditor: &Actor,
+        subject: &Pseudonym,
+        case: &SafeId,
+        code: &'static str,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::ComplaintAnswered,
+            auditor.to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .set("case_id", json!(case.as_str()))
+        .set("code", code_value(code))
+        .finish()
+    }
+
+    /// `request.received`: a data-subject request's id and kind (`code`, e.g. `erasure`).
+    pub fn request_received(
+        ctx: &EntryContext,
+        subject: &Pseudonym,
+        case: &SafeId,
+        kind: &'static str,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::RequestReceived,
+            Actor::citizen().to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .set("case_id", json!(case.as_str()))
+        .set("code", code_value(kind))
+        .finish()
+    }
+
+    /// `request.updated`: the request's new status (`code`, e.g. `acknowledged`).
+    pub fn request_updated(
+        ctx: &EntryContext,
+        actor: &Actor,
+        subject: &Pseudonym,
+        case: &SafeId,
+        status: &'static str,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::RequestUpdated,
+            actor.to_json(None),
+            Outcome::Permit,
+        )?
+        .subject(Some(subject))
+        .set("case_id", json!(case.as_str()))
+        .set("code", code_value(status))
         .finish()
     }
 

@@ -127,6 +127,7 @@ mod tests {
             sensitivity: Sensitivity::Basic,
             category: "identity".into(),
             max_len: 5,
+            source: None,
         }
     }
 

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{Remembered, RememberedAnswer, SealedField, SealedRecord, StoreError, VaultStore};
+use super::{
+    CaseRow, Remembered, RememberedAnswer, SealedField, SealedRecord, StoreError, VaultStore,
+};
+use crate::case::CaseKind;
 use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
 use crate::error::VaultError;
@@ -37,6 +40,7 @@ macro_rules! store_conformance {
             the_sweep_reads_each_grants_end,
             consents_are_kept_listed_deleted_and_swept,
             idempotency_keys_are_claimed_once_and_go_with_their_grant_or_their_time,
+            cases_are_filed_by_citizen_and_kind_queued_while_open_and_erased,
         );
     };
     (@tests $open:expr; $($name:ident),* $(,)?) => {
@@ -486,4 +490,81 @@ pub(crate) fn idempotency_keys_are_claimed_once_and_go_with_their_grant_or_their
     assert_eq!(sweep_all(s, 10, 5_000).0, 1);
     assert_eq!(s.remembered(&for_grant).unwrap(), None);
     assert_eq!(s.remembered(&new).unwrap().as_ref(), Some(&sealed_new));
+}
+
+pub(crate) fn cases_are_filed_by_citizen_and_kind_queued_while_open_and_erased<S: VaultStore>(
+    open: &Open<S>,
+) {
+    let f = open();
+    let s = &f.store;
+    let row = |kind: CaseKind, id: &str, citizen: u8, open: bool| CaseRow {
+        kind,
+        id: id.into(),
+        citizen: blind(citizen),
+        open,
+        created: Timestamp::from_millis(1_000),
+        topic: if kind == CaseKind::Correction {
+            "full_name".into()
+        } else {
+            String::new()
+        },
+        body: vec![citizen; 50],
+    };
+    let a = row(CaseKind::Complaint, "kn-a", 1, true);
+    let b = row(CaseKind::Correction, "dc-b", 1, true);
+    let c = row(CaseKind::Correction, "dc-c", 2, true);
+    let d = row(CaseKind::Request, "yc-d", 1, false);
+    for r in [&a, &b, &c, &d] {
+        s.put_case(r).unwrap();
+    }
+    assert_eq!(
+        s.case(CaseKind::Complaint, "kn-a").unwrap().as_ref(),
+        Some(&a)
+    );
+    assert_eq!(
+        s.case(CaseKind::Correction, "kn-a").unwrap(),
+        None,
+        "kind is part of the key"
+    );
+    assert_eq!(
+        s.cases_of_citizen(&blind(1), CaseKind::Correction).unwrap(),
+        vec![b.clone()]
+    );
+    assert_eq!(
+        s.cases_of_citizen(&blind(1), CaseKind::Request).unwrap(),
+        vec![d.clone()]
+    );
+    assert_eq!(
+        s.cases_of_citizen(&blind(3), CaseKind::Complaint).unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        s.open_cases(CaseKind::Correction).unwrap(),
+        vec![b.clone(), c.clone()]
+    );
+    assert_eq!(
+        s.open_cases(CaseKind::Request).unwrap(),
+        vec![],
+        "a closed case is not queued"
+    );
+    // Closing replaces the row and leaves the queue.
+    let closed = CaseRow {
+        open: false,
+        body: vec![7; 60],
+        ..b.clone()
+    };
+    s.put_case(&closed).unwrap();
+    assert_eq!(s.open_cases(CaseKind::Correction).unwrap(), vec![c.clone()]);
+    assert_eq!(
+        s.cases_of_citizen(&blind(1), CaseKind::Correction).unwrap(),
+        vec![closed]
+    );
+    // Erasure takes every case of the citizen, and only theirs.
+    assert_eq!(s.delete_cases_of_citizen(&blind(1)).unwrap(), 3);
+    for kind in CaseKind::ALL {
+        assert_eq!(s.cases_of_citizen(&blind(1), kind).unwrap(), vec![]);
+    }
+    assert_eq!(s.case(CaseKind::Complaint, "kn-a").unwrap(), None);
+    assert_eq!(s.open_cases(CaseKind::Correction).unwrap(), vec![c]);
+    assert_eq!(s.delete_cases_of_citizen(&blind(1)).unwrap(), 0);
 }

@@ -32,13 +32,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::StoreError;
+use super::cases::{self, CaseRow};
 use super::grant_slots::{self, GrantSlots};
 use super::group::FlushGroup;
 use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES, Tail};
 use super::{
-    ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, MetaStore, RecordStore, Remembered,
-    RememberedAnswer, SealedRecord, codec,
+    CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, MetaStore, RecordStore,
+    Remembered, RememberedAnswer, SealedRecord, codec,
 };
+use crate::case::CaseKind;
 use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
 use crate::error::VaultError;
@@ -89,6 +91,11 @@ pub struct SledStore {
     consents: sled::Tree,
     idempotency: sled::Tree,
     grant_idempotency: sled::Tree,
+    /// Cases by `kind || id`; `case_owners` by `blind id || kind || id` and `open_cases` by
+    /// `kind || id` index them (written together in one transaction).
+    cases: sled::Tree,
+    case_owners: sled::Tree,
+    open_cases: sled::Tree,
     records: Arc<RecordFile>,
     /// The grants (`grant_slots.rs`).
     slots: Arc<GrantSlots>,
@@ -134,6 +141,9 @@ impl SledStore {
             consents: db.open_tree("standing_consents")?,
             idempotency: db.open_tree("idempotency")?,
             grant_idempotency: db.open_tree("grant_idempotency")?,
+            cases: db.open_tree("cases")?,
+            case_owners: db.open_tree("case_owners")?,
+            open_cases: db.open_tree("open_cases")?,
             db,
             citizens,
             meta,
@@ -881,6 +891,87 @@ impl IdempotencyStore for SledStore {
                 deleted += 1;
             }
         }
+        Ok(deleted)
+    }
+}
+
+impl SledStore {
+    fn rows_at(
+        &self,
+        keys: impl Iterator<Item = Result<Vec<u8>, StoreError>>,
+    ) -> Result<Vec<CaseRow>, StoreError> {
+        let mut rows = Vec::new();
+        for key in keys {
+            // An index row whose case is gone (deleted by an erasure) is skipped.
+            if let Some(v) = self.cases.get(key?)? {
+                rows.push(cases::decode(&v)?);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+impl CaseStore for SledStore {
+    fn put_case(&self, row: &CaseRow) -> Result<(), StoreError> {
+        use sled::Transactional as _;
+        let key = cases::case_key(row.kind, &row.id);
+        let owner = cases::citizen_key(&row.citizen, row.kind, &row.id);
+        let bytes = cases::encode(row)?;
+        (&self.cases, &self.case_owners, &self.open_cases)
+            .transaction(|(all, owners, open)| {
+                all.insert(key.as_slice(), bytes.as_slice())?;
+                owners.insert(owner.as_slice(), &[] as &[u8])?;
+                if row.open {
+                    open.insert(key.as_slice(), &[] as &[u8])?;
+                } else {
+                    open.remove(key.as_slice())?;
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| StoreError::Unavailable(format!("case not stored: {e:?}")))?;
+        self.flush()
+    }
+
+    fn case(&self, kind: CaseKind, id: &str) -> Result<Option<CaseRow>, StoreError> {
+        self.cases
+            .get(cases::case_key(kind, id))?
+            .map(|v| cases::decode(&v))
+            .transpose()
+    }
+
+    fn cases_of_citizen(
+        &self,
+        citizen: &BlindId,
+        kind: CaseKind,
+    ) -> Result<Vec<CaseRow>, StoreError> {
+        let prefix = cases::citizen_key(citizen, kind, "");
+        self.rows_at(self.case_owners.scan_prefix(prefix).map(|kv| {
+            let (k, _) = kv?;
+            Ok(k.get(32..).unwrap_or_default().to_vec())
+        }))
+    }
+
+    fn open_cases(&self, kind: CaseKind) -> Result<Vec<CaseRow>, StoreError> {
+        let prefix = cases::case_key(kind, "");
+        self.rows_at(
+            self.open_cases
+                .scan_prefix(prefix)
+                .map(|kv| Ok(kv?.0.to_vec())),
+        )
+    }
+
+    fn delete_cases_of_citizen(&self, citizen: &BlindId) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        for kv in self.case_owners.scan_prefix(citizen.as_bytes()) {
+            let (owner, _) = kv?;
+            let key = owner.get(32..).unwrap_or_default();
+            if self.cases.remove(key)?.is_some() {
+                deleted += 1;
+            }
+            self.open_cases.remove(key)?;
+            self.case_owners.remove(&owner)?;
+        }
+        self.flush()?;
         Ok(deleted)
     }
 }

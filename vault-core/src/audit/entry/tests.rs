@@ -36,6 +36,7 @@ fn every_event(subject: &Pseudonym, fields: &[FieldName]) -> Vec<AuditEntry> {
     };
     let agency = id("ubnd-phuong-sai-gon");
     let consent = id("c-abcdefghjkmnpqrsabcdefghjkmnpqrs");
+    let case = id("kn-abcdefghjkmnpqrsabcdefghjkmnpqrs");
     let all = vec![
         AuditEntry::grant_issued(&c, &official, subject, &access),
         AuditEntry::grant_pending(&c, &official, subject, &access),
@@ -69,8 +70,31 @@ fn every_event(subject: &Pseudonym, fields: &[FieldName]) -> Vec<AuditEntry> {
         AuditEntry::record_written(&c, &Actor::operator(id("vaultctl")), subject, fields),
         AuditEntry::record_erased(&c, &Actor::operator(id("vaultctl")), subject),
         AuditEntry::consent_withdrawn(&c, subject, &agency, &purpose, &consent, fields),
-        AuditEntry::correction_requested(&c, subject, &fields[0]),
-        AuditEntry::complaint_filed(&c, subject, 41),
+        AuditEntry::correction_requested(&c, subject, &case, &fields[0]),
+        AuditEntry::correction_resolved(
+            &c,
+            &Actor::agency(agency.clone()),
+            subject,
+            &case,
+            &fields[0],
+            "accepted",
+        ),
+        AuditEntry::complaint_filed(&c, subject, &case, 41),
+        AuditEntry::complaint_answered(
+            &c,
+            &Actor::auditor(id("kiem-toan-1")),
+            subject,
+            &case,
+            "upheld",
+        ),
+        AuditEntry::request_received(&c, subject, &case, "erasure"),
+        AuditEntry::request_updated(
+            &c,
+            &Actor::auditor(id("kiem-toan-1")),
+            subject,
+            &case,
+            "acknowledged",
+        ),
         AuditEntry::breakglass_reviewed(
             &c,
             &Actor::auditor(id("kiem-toan-1")),
@@ -124,8 +148,8 @@ fn entries_are_canonical_json_with_sorted_keys_and_spec_fields() {
         assert!(v["actor"]["kind"].is_string() && v["outcome"].is_string());
         // SPEC §4's fields, then the extensions this vault documents
         // (docs/storage-and-crypto.md, "Audit entries"): what a consent covers, and what
-        // a refused caller tried.
-        const SPEC_KEYS: [&str; 18] = [
+        // a refused caller tried, and which case (complaint, correction, request) and entry an event concerns.
+        const SPEC_KEYS: [&str; 20] = [
             "v",
             "time",
             "nonce",
@@ -144,6 +168,8 @@ fn entries_are_canonical_json_with_sorted_keys_and_spec_fields() {
             "consent_id",
             "consent_expires_at",
             "action",
+            "case_id",
+            "entry_index",
         ];
         for k in v.as_object().unwrap().keys() {
             assert!(
