@@ -196,9 +196,9 @@ pub fn policy(data: &[u8]) {
     let agencies = parts.next().unwrap_or_default();
     let stems: Vec<String> = (0..).map(|i| format!("p{i}")).take(16).collect();
     let purposes: Vec<(&str, &str)> = stems.iter().map(String::as_str).zip(parts).collect();
-    match PolicySet::from_texts(fields, agencies, &purposes) {
+    match PolicySet::from_texts(fields, agencies, &purposes, None) {
         Ok(set) => {
-            let again = PolicySet::from_texts(fields, agencies, &purposes)
+            let again = PolicySet::from_texts(fields, agencies, &purposes, None)
                 .unwrap_or_else(|e| panic!("loaded once, then not: {e}"));
             assert_eq!(set.sha256(), again.sha256());
         }

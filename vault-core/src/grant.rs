@@ -134,6 +134,9 @@ pub struct Grant {
     /// For break-glass grants: the auditor's verdict once reviewed.
     #[serde(default)]
     pub review: Option<String>,
+    /// When the auditor reviewed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_at: Option<Timestamp>,
     /// When it was refused, revoked or used up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<Timestamp>,
@@ -345,6 +348,8 @@ pub struct GrantState {
     pub ended: Option<Timestamp>,
     /// Break-glass review verdict.
     pub review: Option<String>,
+    /// When it was reviewed.
+    pub reviewed_at: Option<Timestamp>,
     /// Whether an approved grant's token is still to be handed over.
     pub token_pending_delivery: bool,
     /// Emergency access.
@@ -379,6 +384,7 @@ impl GrantState {
             consent_expires: g.consent_expires,
             ended: g.ended,
             review: g.review.clone(),
+            reviewed_at: g.reviewed_at,
             token_pending_delivery: g.token_pending_delivery,
             break_glass: g.break_glass,
             unit: g.unit.clone(),

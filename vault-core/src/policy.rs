@@ -183,15 +183,16 @@ impl PolicySet {
         load::load_dir(dir)
     }
 
-    /// Validates a policy set given as texts: `fields.toml`, `agencies.toml` and each
-    /// purpose file as (file stem, text). The same checks as `load_dir`, with no file system
+    /// Validates a policy set given as texts: `fields.toml`, `agencies.toml`, each purpose
+    /// file as (file stem, text) and optionally `calendar.toml`. The same checks as `load_dir`, with no file system
     /// (the fuzz target and tests use it); errors name `fields.toml`, `purposes/<stem>.toml`.
     pub fn from_texts(
         fields: &str,
         agencies: &str,
         purposes: &[(&str, &str)],
+        calendar: Option<&str>,
     ) -> Result<Self, PolicyError> {
-        load::from_texts(fields, agencies, purposes)
+        load::from_texts(fields, agencies, purposes, calendar)
     }
 
     /// Checks each value against its catalog field (type, format, enum): the error names
@@ -426,7 +427,7 @@ mod tests {
     fn policy_hash_changes_when_any_file_changes() {
         let src = policies_dir();
         let tmp = tempfile::tempdir().unwrap();
-        for rel in ["fields.toml", "agencies.toml"] {
+        for rel in ["fields.toml", "agencies.toml", "calendar.toml"] {
             std::fs::copy(src.join(rel), tmp.path().join(rel)).unwrap();
         }
         std::fs::create_dir(tmp.path().join("purposes")).unwrap();
@@ -445,7 +446,22 @@ mod tests {
             .unwrap()
             .replace("max_uses = 5", "max_uses = 6");
         std::fs::write(&p, text).unwrap();
-        assert_ne!(a, PolicySet::load_dir(tmp.path()).unwrap().sha256());
+        let b = PolicySet::load_dir(tmp.path()).unwrap().sha256();
+        assert_ne!(a, b);
+        // The calendar is part of the set: a holiday added changes the hash.
+        let cal = tmp.path().join("calendar.toml");
+        let text = std::fs::read_to_string(&cal)
+            .unwrap()
+            .replace("\"2026-01-01\",", "\"2026-01-01\", \"2026-01-02\",");
+        std::fs::write(&cal, text).unwrap();
+        let set = PolicySet::load_dir(tmp.path()).unwrap();
+        assert_ne!(b, set.sha256());
+        assert!(
+            !set.calendar()
+                .unwrap()
+                .is_working_day(crate::clock::days_from_civil(2026, 1, 2))
+                .unwrap()
+        );
     }
 
     #[test]

@@ -339,6 +339,7 @@ fn test_grant(id: &str, exp: i64) -> Grant {
         break_glass: false,
         token_pending_delivery: false,
         review: None,
+        reviewed_at: None,
         ended: None,
         consent_id: None,
     }

@@ -3,6 +3,9 @@
 //! never lets plaintext reach the store.
 
 mod audited;
+#[cfg(test)]
+mod case_tests;
+mod cases;
 mod consent;
 mod grants;
 mod idempotency;
@@ -16,6 +19,7 @@ mod use_case_tests;
 mod uses;
 
 pub use audited::{AfterAudit, Audited};
+pub use cases::{Notification, NotificationKind, QueuedCorrection, settable_status};
 pub use consent::{ConsentDecision, Decided};
 pub use grants::{AgencyCaller, CONSENT_WINDOW_SECS, GrantOutcome, GrantRequest};
 pub use idempotency::{Answered, IdempotencyKey, Once};
@@ -103,6 +107,8 @@ pub struct Record {
     pub version: u64,
     /// Values by field name.
     pub fields: BTreeMap<String, Value>,
+    /// Fields with an open correction (disputed), in name order.
+    pub disputed: Vec<String>,
 }
 
 impl std::fmt::Debug for Record {
@@ -660,6 +666,7 @@ impl<S: VaultStore> Vault<S> {
         Ok(Record {
             version: record.record_version,
             fields,
+            disputed: Vec::new(),
         })
     }
 
@@ -689,6 +696,7 @@ impl<S: VaultStore> Vault<S> {
         for c in self.store.consents_of_citizen(&blind)? {
             self.store.delete_consent(&blind, &c.id)?;
         }
+        self.store.delete_cases_of_citizen(&blind)?;
         if self.store.delete_citizen(&blind)? {
             Ok(())
         } else {

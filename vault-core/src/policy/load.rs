@@ -664,6 +664,7 @@ pub(super) fn from_texts(
     fields: &str,
     agencies: &str,
     purposes: &[(&str, &str)],
+    calendar: Option<&str>,
 ) -> Result<PolicySet, PolicyError> {
     let files = Files {
         fields: (PathBuf::from("fields.toml"), fields.to_owned()),
@@ -677,7 +678,7 @@ pub(super) fn from_texts(
                 )
             })
             .collect(),
-        calendar: None,
+        calendar: calendar.map(|t| (PathBuf::from("calendar.toml"), t.to_owned())),
     };
     build(Path::new(""), &files, true)
 }
@@ -789,10 +790,11 @@ mod tests {
             .zip(&files.purposes)
             .map(|(s, (_, t))| (s.as_str(), t.as_str()))
             .collect();
-        let set = from_texts(&files.fields.1, &files.agencies.1, &purposes).unwrap();
+        let calendar = files.calendar.as_ref().map(|(_, t)| t.as_str());
+        let set = from_texts(&files.fields.1, &files.agencies.1, &purposes, calendar).unwrap();
         let disk = load_dir(&dir).unwrap();
         assert_eq!(set.sha256(), disk.sha256());
-        let err = from_texts("[[field]]\nnope = 1\n", &files.agencies.1, &purposes)
+        let err = from_texts("[[field]]\nnope = 1\n", &files.agencies.1, &purposes, None)
             .err()
             .unwrap();
         assert_eq!((err.file.as_str(), err.line), ("fields.toml", 2), "{err}");

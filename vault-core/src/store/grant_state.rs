@@ -9,8 +9,10 @@ use crate::clock::Timestamp;
 use crate::error::VaultError;
 use crate::grant::{Grant, GrantState, GrantStatus};
 
-/// The record's first byte; any other is refused.
-const FORMAT: u8 = 1;
+/// The record's first byte: 2 (a review carries its time). Records of format 1 (a review
+/// without its time) are still read; any other byte is refused.
+const FORMAT: u8 = 2;
+const FORMAT_UNTIMED_REVIEW: u8 = 1;
 
 const PENDING_DELIVERY: u8 = 1;
 const HAS_IAT: u8 = 1 << 1;
@@ -81,6 +83,8 @@ pub(super) fn encode_state(st: &GrantState) -> Vec<u8> {
     }
     if let Some(r) = &st.review {
         flags |= HAS_REVIEW;
+        let at = st.reviewed_at.map_or(i64::MIN, Timestamp::as_millis);
+        tail.extend_from_slice(&at.to_be_bytes());
         tail.extend_from_slice(r.as_bytes());
     }
     let mut out = Vec::with_capacity(27 + tail.len());
@@ -105,7 +109,7 @@ fn take<'a, const N: usize>(rest: &mut &'a [u8]) -> Result<&'a [u8; N], StoreErr
 fn decode(bytes: &[u8]) -> Result<GrantState, StoreError> {
     let mut rest = bytes;
     let [format, status, flags] = *take::<3>(&mut rest)?;
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_UNTIMED_REVIEW {
         return Err(corrupt());
     }
     let status = status_of(status).ok_or_else(corrupt)?;
@@ -130,10 +134,20 @@ fn decode(bytes: &[u8]) -> Result<GrantState, StoreError> {
     } else {
         None
     };
-    let review = if flags & HAS_REVIEW != 0 {
-        Some(String::from_utf8(rest.to_vec()).map_err(|_| corrupt())?)
+    let (review, reviewed_at) = if flags & HAS_REVIEW != 0 {
+        let at = if format == FORMAT {
+            Some(i64::from_be_bytes(*take(&mut rest)?))
+                .filter(|ms| *ms != i64::MIN)
+                .map(Timestamp::from_millis)
+        } else {
+            None
+        };
+        (
+            Some(String::from_utf8(rest.to_vec()).map_err(|_| corrupt())?),
+            at,
+        )
     } else if rest.is_empty() {
-        None
+        (None, None)
     } else {
         return Err(corrupt());
     };
@@ -146,6 +160,7 @@ fn decode(bytes: &[u8]) -> Result<GrantState, StoreError> {
         consent_expires: consent,
         ended,
         review,
+        reviewed_at,
         token_pending_delivery: flags & PENDING_DELIVERY != 0,
         break_glass: flags & BREAK_GLASS != 0,
         unit,
@@ -182,6 +197,7 @@ pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), StoreError> {
     g.token_exp = d.token_exp;
     g.ended = d.ended;
     g.review = d.review;
+    g.reviewed_at = d.reviewed_at;
     Ok(())
 }
 
@@ -220,16 +236,19 @@ mod tests {
             consent in proptest::option::of(any::<i64>()),
             unit in proptest::option::of("[a-z0-9-]{0,64}"),
             review in proptest::option::of(".{0,40}"),
+            reviewed in proptest::option::of((i64::MIN + 1)..),
         ) {
             let mut g = sample();
             (g.status, g.uses, g.max_uses, g.token_pending_delivery) = (st, uses, max_uses, pending);
             let t = |v: Option<i64>| v.map(Timestamp::from_millis);
             (g.token_iat, g.token_exp, g.ended, g.review) = (t(iat), t(exp), t(ended), review);
             (g.break_glass, g.consent_expires, g.unit) = (glass, t(consent), unit);
+            g.reviewed_at = if g.review.is_some() { t(reviewed) } else { None };
             let bytes = encode(&g);
             // The whole grant's mutable part comes back onto a grant with the same facts.
             let mut back = g.clone();
             (back.status, back.uses, back.review) = (GrantStatus::Active, 0, None);
+            back.reviewed_at = None;
             (back.token_iat, back.token_exp, back.ended) = (None, None, None);
             apply(&bytes, &mut back).unwrap();
             prop_assert_eq!(&back, &g);
@@ -253,12 +272,16 @@ mod tests {
         g.unit = Some("phong-tn".into());
         let bytes = encode(&g);
         let fixed = 3 + 4 + 4 + 16;
-        assert_eq!(bytes.len(), fixed + 24 + 2 + 8 + 9, "under a hundred bytes");
-        for cut in 0..fixed + 24 + 2 + 8 {
+        assert_eq!(
+            bytes.len(),
+            fixed + 24 + 2 + 8 + 8 + 9,
+            "under a hundred bytes"
+        );
+        for cut in 0..fixed + 24 + 2 + 8 + 8 {
             assert!(apply(&bytes[..cut], &mut sample()).is_err(), "cut at {cut}");
             assert!(decode_state(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        for (at, value) in [(0, 2), (0, 0), (1, 9)] {
+        for (at, value) in [(0, 3), (0, 0), (1, 9)] {
             let mut bad = bytes.clone();
             bad[at] = value;
             assert!(apply(&bad, &mut sample()).is_err(), "byte {at} = {value}");
@@ -266,6 +289,27 @@ mod tests {
         let mut trailing = encode(&sample());
         trailing.push(0);
         assert!(apply(&trailing, &mut sample()).is_err());
+    }
+
+    #[test]
+    fn a_review_stored_before_reviews_had_a_time_still_reads() {
+        let mut g = sample();
+        g.review = Some("justified".into());
+        g.reviewed_at = Some(Timestamp::from_millis(77));
+        let mut old = encode(&g);
+        // Format 1: the same record without the review's time.
+        old[0] = FORMAT_UNTIMED_REVIEW;
+        let at = old.len() - "justified".len() - 8;
+        old.drain(at..at + 8);
+        let st = decode_state(&old).unwrap();
+        assert_eq!(
+            (st.review.as_deref(), st.reviewed_at),
+            (Some("justified"), None)
+        );
+        assert_eq!(
+            decode_state(&encode(&g)).unwrap().reviewed_at,
+            Some(Timestamp::from_millis(77))
+        );
     }
 
     #[test]

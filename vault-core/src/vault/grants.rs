@@ -303,6 +303,7 @@ impl<S: VaultStore> Vault<S> {
             break_glass,
             token_pending_delivery: false,
             review: None,
+            reviewed_at: None,
             ended: None,
             consent_id: consent.map(|c| c.id),
         };

@@ -213,7 +213,9 @@ impl<S: VaultStore> Vault<S> {
             &subject,
             &fields,
         )?])?;
-        self.read_record_unaudited(citizen)
+        let mut record = self.read_record_unaudited(citizen)?;
+        record.disputed = self.disputed_of(&blind)?;
+        Ok(record)
     }
 
     /// The citizen's history, newest first, `limit` at most, before `cursor`.
@@ -414,6 +416,7 @@ impl<S: VaultStore> Vault<S> {
         self.audit.append(vec![entry])?;
         Ok(self.store.update_grant(grant_id, true, &mut |g| {
             g.review = Some(code.to_owned());
+            g.reviewed_at = Some(now);
             Ok(())
         })?)
     }

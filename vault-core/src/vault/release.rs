@@ -31,6 +31,8 @@ pub struct Released {
     pub purpose: String,
     /// Values (masked or derived where the purpose says so).
     pub fields: BTreeMap<String, Value>,
+    /// Released fields with an open correction of the citizen's (disputed), in name order.
+    pub disputed: Vec<String>,
     /// The durable `record.released` entry.
     pub audit: Appended,
 }
@@ -186,6 +188,13 @@ impl<S: VaultStore> Vault<S> {
             }
         };
         let requested = release.fields();
+        // Fields under an open correction are marked for the reader (read before the use is
+        // spent, so that nothing can fail between the spend and its entry).
+        let disputed: Vec<String> = self
+            .disputed_of(&blind)?
+            .into_iter()
+            .filter(|f| requested.iter().any(|r| r == f))
+            .collect();
         // A store whose background flush fails stops releases (it would stop covering them).
         self.flusher.check()?;
         // Only the grant's small state record is read and swapped: the token, signed by the
@@ -258,6 +267,7 @@ impl<S: VaultStore> Vault<S> {
         Ok(Audited::new(
             self.audit.submit(vec![entry]),
             Next::Open(Box::new(Opening {
+                disputed,
                 blind,
                 record,
                 release,
@@ -286,6 +296,7 @@ impl<S: VaultStore> Vault<S> {
             .pop()
             .ok_or(VaultError::AuditUnavailable)?;
         let Opening {
+            disputed,
             blind,
             record,
             release,
@@ -301,6 +312,7 @@ impl<S: VaultStore> Vault<S> {
             grant_id,
             purpose: release.purpose().to_owned(),
             fields: derive::answers(purpose, release.fields(), &opened, now),
+            disputed,
             audit: appended,
         })
     }
@@ -324,6 +336,8 @@ pub enum Next {
 
 /// The sealed record and the request, held while the `record.released` entry is written.
 pub struct Opening {
+    /// The released fields under an open correction.
+    disputed: Vec<String>,
     blind: BlindId,
     record: SealedRecord,
     /// The policy's decision: what may be opened, for which purpose.

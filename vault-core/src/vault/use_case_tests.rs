@@ -18,11 +18,11 @@ use crate::vault::RecordWrite;
 use std::path::Path;
 use std::sync::Arc;
 
-const NOW: Timestamp = Timestamp::from_millis(1_795_395_723_456);
-const A: &str = "079090001111"; // lives in Phường Sài Gòn
-const B: &str = "079190002222"; // lives in Phường An Khánh
+pub(super) const NOW: Timestamp = Timestamp::from_millis(1_795_395_723_456);
+pub(super) const A: &str = "079090001111"; // lives in Phường Sài Gòn
+pub(super) const B: &str = "079190002222"; // lives in Phường An Khánh
 
-fn vault(dir: &Path, faults: Option<Arc<Faults>>) -> Vault<SledStore> {
+pub(super) fn vault(dir: &Path, faults: Option<Arc<Faults>>) -> Vault<SledStore> {
     let policy = Arc::new(
         PolicySet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")).unwrap(),
     );
@@ -75,18 +75,18 @@ fn vault(dir: &Path, faults: Option<Arc<Faults>>) -> Vault<SledStore> {
     v
 }
 
-fn key(k: &str) -> IdempotencyKey {
+pub(super) fn key(k: &str) -> IdempotencyKey {
     IdempotencyKey::parse(k).unwrap()
 }
 
-fn caller(agency: &str) -> AgencyCaller {
+pub(super) fn caller(agency: &str) -> AgencyCaller {
     AgencyCaller {
         agency: agency.into(),
         cert_thumbprint: cert_thumbprint(agency.as_bytes()),
     }
 }
 
-fn req(citizen: &str, purpose: &str, fields: &[&str]) -> GrantRequest {
+pub(super) fn req(citizen: &str, purpose: &str, fields: &[&str]) -> GrantRequest {
     GrantRequest {
         citizen_id: citizen.into(),
         purpose: purpose.into(),
@@ -98,7 +98,7 @@ fn req(citizen: &str, purpose: &str, fields: &[&str]) -> GrantRequest {
     }
 }
 
-fn active(o: GrantOutcome) -> (Grant, String) {
+pub(super) fn active(o: GrantOutcome) -> (Grant, String) {
     match o {
         GrantOutcome::Active { grant, token } => (grant, token),
         GrantOutcome::Pending { .. } | GrantOutcome::Replayed { .. } => {
@@ -107,7 +107,7 @@ fn active(o: GrantOutcome) -> (Grant, String) {
     }
 }
 
-fn ask(
+pub(super) fn ask(
     v: &Vault<SledStore>,
     agency: &str,
     citizen: &str,
@@ -118,7 +118,7 @@ fn ask(
         .unwrap()
 }
 
-fn pending(o: GrantOutcome) -> Grant {
+pub(super) fn pending(o: GrantOutcome) -> Grant {
     match o {
         GrantOutcome::Pending { grant } => grant,
         GrantOutcome::Active { .. } | GrantOutcome::Replayed { .. } => {
@@ -131,7 +131,7 @@ fn strings(f: &[&str]) -> Vec<String> {
     f.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn release(
+pub(super) fn release(
     v: &Vault<SledStore>,
     agency: &str,
     token: &str,
@@ -147,7 +147,7 @@ fn release(
     )
 }
 
-fn events(v: &Vault<SledStore>) -> Vec<Value> {
+pub(super) fn events(v: &Vault<SledStore>) -> Vec<Value> {
     (0..v.audit().size())
         .map(|i| serde_json::from_slice(&v.audit().entry(i).unwrap()).unwrap())
         .collect()
@@ -441,7 +441,7 @@ fn a_failing_store_flush_stops_releases() {
     release(&v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).unwrap();
 }
 
-fn approve(
+pub(super) fn approve(
     v: &Vault<SledStore>,
     c: &CitizenId,
     id: &str,
@@ -1720,7 +1720,7 @@ fn remembered_answers_are_sealed_named_by_hmac_and_swept_after_the_retention() {
 }
 
 /// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(super) fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();

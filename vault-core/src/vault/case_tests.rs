@@ -1,0 +1,399 @@
+//! Tests of the citizen's cases through the `Vault` façade: complaints and their answers,
+//! corrections with the disputed mark and their resolution by the source agency,
+//! data-subject requests with deadlines, notifications, erasure.
+
+use serde_json::{Value, json};
+
+use super::use_case_tests::{A, B, NOW, active, ask, events, release, vault, walk};
+use super::*;
+use crate::audit::SafeId;
+use crate::case::{ComplaintOutcome, CorrectionOutcome, RequestKind, RequestStatus, RequestUpdate};
+
+const SOURCE: &str = "cong-an-tphcm-cu-tru";
+
+fn cid(s: &str) -> CitizenId {
+    CitizenId::parse(s).unwrap()
+}
+
+fn auditor() -> SafeId {
+    SafeId::parse("kiem-toan-1").unwrap()
+}
+
+fn last(v: &Vault<crate::store::SledStore>) -> Value {
+    events(v).pop().unwrap()
+}
+
+/// A release of `full_name` to a ward, for the citizen to complain about; its index.
+fn released_full_name(v: &Vault<crate::store::SledStore>) -> (u64, String) {
+    let (_, token) = active(ask(
+        v,
+        "ubnd-phuong-sai-gon",
+        A,
+        "construction_permit",
+        &["full_name", "phone"],
+    ));
+    let r = release(v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).unwrap();
+    (r.audit.index, token)
+}
+
+#[test]
+fn a_complaint_is_about_an_own_entry_sealed_and_answered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    let (index, _) = released_full_name(&v);
+    let secret = "Tôi không làm hồ sơ nào ở phường: MẬT-KHIẾU-NẠI-7731";
+    let c = v.file_complaint(&cid(A), index, secret, NOW).unwrap();
+    assert_eq!((c.audit_index, c.status()), (index, "open"));
+    let e = last(&v);
+    assert_eq!(e["event"], "complaint.filed");
+    assert_eq!(
+        (e["case_id"].as_str(), e["entry_index"].as_u64()),
+        (Some(c.id.as_str()), Some(index))
+    );
+    assert!(
+        !serde_json::to_string(&e).unwrap().contains("MẬT"),
+        "no text in the entry"
+    );
+    // Another citizen cannot complain about it: it answers like a missing entry, audited.
+    let size = v.audit().size();
+    assert_eq!(
+        v.file_complaint(&cid(B), index, "x", NOW)
+            .unwrap_err()
+            .code(),
+        "audit_not_found"
+    );
+    assert_eq!(v.audit().size(), size + 1);
+    assert_eq!(last(&v)["code"], "audit_not_found");
+    assert_eq!(v.my_complaints(&cid(B)).unwrap(), vec![]);
+    // Bad text changes nothing but the refusal's entry.
+    for bad in ["", "   ", &"a".repeat(2_001)] {
+        assert_eq!(
+            v.file_complaint(&cid(A), index, bad, NOW)
+                .unwrap_err()
+                .code(),
+            "invalid_request"
+        );
+    }
+    assert_eq!(v.my_complaints(&cid(A)).unwrap(), vec![c.clone()]);
+    assert_eq!(v.open_complaints().unwrap(), vec![c.clone()]);
+    // The auditor's answer reaches the citizen, once.
+    let later = NOW.plus_secs(3_600);
+    let answered = v
+        .answer_complaint(
+            &auditor(),
+            &c.id,
+            ComplaintOutcome::Upheld,
+            "Đã xử lý cán bộ.",
+            later,
+        )
+        .unwrap();
+    assert_eq!(answered.status(), "answered");
+    assert_eq!(last(&v)["event"], "complaint.answered");
+    assert_eq!(last(&v)["code"], "upheld");
+    assert_eq!(
+        v.answer_complaint(&auditor(), &c.id, ComplaintOutcome::Dismissed, "x", later)
+            .unwrap_err()
+            .code(),
+        "case_closed"
+    );
+    assert_eq!(v.my_complaints(&cid(A)).unwrap(), vec![answered]);
+    assert_eq!(v.open_complaints().unwrap(), vec![]);
+    let n = v.my_notifications(&cid(A), later).unwrap();
+    assert!(
+        matches!(&n[0].kind, NotificationKind::ComplaintAnswered { id, outcome } if *id == c.id && outcome == "upheld")
+    );
+    // Sealed at rest: the text is nowhere in the data directory.
+    v.flush().unwrap();
+    for f in walk(dir.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        let marker = "KHIẾU-NẠI-7731".as_bytes();
+        assert!(!bytes.windows(marker.len()).any(|w| w == marker), "{f:?}");
+        assert!(!bytes.windows(A.len()).any(|w| w == A.as_bytes()), "{f:?}");
+    }
+}
+
+#[test]
+fn an_open_correction_marks_the_field_disputed_until_its_source_agency_resolves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    // Fields without a source of truth, unknown fields and bad values are refused.
+    assert_eq!(
+        v.file_correction(&cid(A), "phone", json!("0903999999"), "", NOW)
+            .unwrap_err()
+            .code(),
+        "no_source_of_truth"
+    );
+    assert_eq!(
+        v.file_correction(&cid(A), "shoe_size", json!(42), "", NOW)
+            .unwrap_err()
+            .code(),
+        "unknown_field"
+    );
+    assert_eq!(
+        v.file_correction(&cid(A), "date_of_birth", json!("1990-02-30"), "", NOW)
+            .unwrap_err()
+            .code(),
+        "invalid_field_value"
+    );
+    let c = v
+        .file_correction(&cid(A), "full_name", json!("Nguyễn Văn Ân"), "Sai dấu", NOW)
+        .unwrap();
+    assert_eq!(c.status(), "open");
+    let e = last(&v);
+    assert_eq!(
+        (e["event"].as_str(), e["fields"].clone()),
+        (Some("correction.requested"), json!(["full_name"]))
+    );
+    assert!(!serde_json::to_string(&e).unwrap().contains("Ân"));
+    assert_eq!(
+        v.file_correction(&cid(A), "full_name", json!("X"), "", NOW)
+            .unwrap_err()
+            .code(),
+        "correction_open"
+    );
+    // Every reader sees the mark: an agency's release and the citizen's own record.
+    let (_, token) = active(ask(
+        &v,
+        "ubnd-phuong-sai-gon",
+        A,
+        "construction_permit",
+        &["full_name", "phone"],
+    ));
+    let r = release(
+        &v,
+        "ubnd-phuong-sai-gon",
+        &token,
+        A,
+        &["full_name", "phone"],
+    )
+    .unwrap();
+    assert_eq!(r.disputed, vec!["full_name".to_owned()]);
+    assert_eq!(
+        r.fields["full_name"],
+        json!("Nguyễn Văn An"),
+        "the value stays until resolved"
+    );
+    assert_eq!(
+        v.my_record(&cid(A), NOW).unwrap().disputed,
+        vec!["full_name".to_owned()]
+    );
+    // Only the field's source sees it, and seeing it is audited as a release to it.
+    assert!(
+        v.corrections_for("ubnd-phuong-sai-gon", NOW)
+            .unwrap()
+            .is_empty()
+    );
+    let queue = v.corrections_for(SOURCE, NOW).unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].correction.citizen_id, A);
+    assert_eq!(queue[0].correction.proposed_value, json!("Nguyễn Văn Ân"));
+    let shown = last(&v);
+    assert_eq!(
+        (shown["event"].as_str(), shown["code"].as_str()),
+        (Some("record.released"), Some("correction_review"))
+    );
+    // Another agency cannot resolve it (answered like a missing one, audited).
+    assert_eq!(
+        v.resolve_correction(
+            "ubnd-phuong-sai-gon",
+            &c.id,
+            CorrectionOutcome::Accepted,
+            "",
+            NOW
+        )
+        .unwrap_err()
+        .code(),
+        "case_not_found"
+    );
+    assert_eq!(last(&v)["event"], "access.denied");
+    // Accepting writes the value as the agency and ends the dispute.
+    let later = NOW.plus_secs(60);
+    let done = v
+        .resolve_correction(
+            SOURCE,
+            &c.id,
+            CorrectionOutcome::Accepted,
+            "Đúng theo CSDL dân cư",
+            later,
+        )
+        .unwrap();
+    assert_eq!(done.status(), "accepted");
+    let tail: Vec<Value> = events(&v).into_iter().rev().take(2).collect();
+    assert_eq!(tail[0]["event"], "correction.resolved");
+    assert_eq!(
+        (tail[1]["event"].as_str(), tail[1]["actor"]["id"].as_str()),
+        (Some("record.written"), Some(SOURCE))
+    );
+    let mine = v.my_record(&cid(A), later).unwrap();
+    assert_eq!(mine.fields["full_name"], json!("Nguyễn Văn Ân"));
+    assert!(mine.disputed.is_empty());
+    assert_eq!(
+        v.resolve_correction(SOURCE, &c.id, CorrectionOutcome::Rejected, "", later)
+            .unwrap_err()
+            .code(),
+        "case_closed"
+    );
+    // A rejection keeps the value and shows the reason.
+    let c2 = v
+        .file_correction(&cid(A), "date_of_birth", json!("1990-05-02"), "", later)
+        .unwrap();
+    let rejected = v
+        .resolve_correction(
+            SOURCE,
+            &c2.id,
+            CorrectionOutcome::Rejected,
+            "Giấy khai sinh ghi 01/05",
+            later,
+        )
+        .unwrap();
+    assert_eq!(
+        rejected.resolution.as_ref().unwrap().reason,
+        "Giấy khai sinh ghi 01/05"
+    );
+    assert_eq!(
+        v.my_record(&cid(A), later).unwrap().fields["date_of_birth"],
+        json!("1990-05-01")
+    );
+    let statuses: Vec<&str> = v
+        .my_corrections(&cid(A))
+        .unwrap()
+        .iter()
+        .map(|c| c.status())
+        .collect();
+    assert_eq!(statuses, ["accepted", "rejected"]);
+    let n = v.my_notifications(&cid(A), later).unwrap();
+    assert_eq!(
+        n.iter()
+            .filter(|n| matches!(n.kind, NotificationKind::CorrectionResolved { .. }))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_request_has_legal_deadlines_a_history_and_notifies_each_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    // NOW is 2026-11-23 (a Monday) 19:02 in Hanoi.
+    let r = v
+        .file_request(&cid(A), RequestKind::Erasure, "Xóa dữ liệu cũ", NOW)
+        .unwrap();
+    assert_eq!(r.status(), RequestStatus::Received);
+    assert_eq!(
+        r.acknowledge_by.to_string(),
+        "2026-11-25T16:59:59.999Z",
+        "2 working days"
+    );
+    assert_eq!(
+        r.complete_by.to_string(),
+        "2026-12-08T16:59:59.999Z",
+        "15 days"
+    );
+    assert_eq!(
+        (last(&v)["event"].as_str(), last(&v)["code"].as_str()),
+        (Some("request.received"), Some("erasure"))
+    );
+    assert_eq!(v.open_requests().unwrap(), vec![r.clone()]);
+    let step = |status, days, at: Timestamp| {
+        v.update_request(
+            &auditor(),
+            &r.id,
+            &RequestUpdate {
+                status,
+                note: "ghi chú".into(),
+                extend_days: days,
+                other_processor: false,
+            },
+            at,
+        )
+    };
+    let t1 = NOW.plus_secs(86_400);
+    step(RequestStatus::Acknowledged, None, t1).unwrap();
+    let extended = step(RequestStatus::Extended, Some(15), t1.plus_secs(60)).unwrap();
+    assert_eq!(extended.complete_by.to_string(), "2026-12-23T16:59:59.999Z");
+    assert_eq!(
+        step(RequestStatus::Extended, Some(5), t1.plus_secs(120))
+            .unwrap_err()
+            .code(),
+        "invalid_request"
+    );
+    assert_eq!(last(&v)["event"], "access.denied");
+    let done = step(RequestStatus::Completed, None, t1.plus_secs(180)).unwrap();
+    assert_eq!(done.history.len(), 4);
+    assert_eq!(v.open_requests().unwrap(), vec![]);
+    let statuses: Vec<String> = v
+        .my_notifications(&cid(A), t1.plus_secs(200))
+        .unwrap()
+        .into_iter()
+        .filter_map(|n| match n.kind {
+            NotificationKind::RequestStatus { status, .. } => Some(status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        ["completed", "extended", "acknowledged"],
+        "newest first"
+    );
+    assert_eq!(v.my_requests(&cid(A)).unwrap(), vec![done]);
+    // A citizen the vault does not hold has nothing to request about.
+    assert_eq!(
+        v.file_request(&cid("079000000000"), RequestKind::Access, "", NOW)
+            .unwrap_err()
+            .code(),
+        "citizen_not_found"
+    );
+}
+
+#[test]
+fn notifications_tell_of_waiting_consents_and_emergency_access_and_its_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    let (bg, _) = active(ask(
+        &v,
+        "benh-vien-cho-ray",
+        A,
+        "emergency_care",
+        &["blood_type"],
+    ));
+    let pending = ask(
+        &v,
+        "bhxh-tphcm",
+        A,
+        "social_insurance_lookup",
+        &["full_name"],
+    );
+    assert!(matches!(pending, GrantOutcome::Pending { .. }));
+    let n = v.my_notifications(&cid(A), NOW).unwrap();
+    assert!(n.iter().any(|n| matches!(&n.kind, NotificationKind::BreakGlassAccess { grant_id, .. } if **grant_id == *bg.id)));
+    assert!(
+        n.iter()
+            .any(|n| matches!(n.kind, NotificationKind::ConsentWaiting { .. }))
+    );
+    let later = NOW.plus_secs(7_200);
+    v.review_break_glass(&auditor(), &bg.id, true, later)
+        .unwrap();
+    let n = v.my_notifications(&cid(A), later).unwrap();
+    assert!(
+        matches!(&n[0].kind, NotificationKind::BreakGlassReviewed { outcome, .. } if outcome == "justified")
+    );
+    assert_eq!(n[0].at, later);
+    assert!(v.my_notifications(&cid(B), later).unwrap().is_empty());
+}
+
+#[test]
+fn erasure_takes_the_citizens_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    let (index, _) = released_full_name(&v);
+    v.file_complaint(&cid(A), index, "x", NOW).unwrap();
+    v.file_correction(&cid(A), "full_name", json!("Y"), "", NOW)
+        .unwrap();
+    v.file_request(&cid(A), RequestKind::Erasure, "", NOW)
+        .unwrap();
+    let op = crate::audit::Actor::operator(SafeId::parse("vaultctl").unwrap());
+    v.erase(&cid(A), &op, NOW).unwrap();
+    assert!(v.my_complaints(&cid(A)).unwrap().is_empty());
+    assert!(v.open_requests().unwrap().is_empty());
+    assert!(v.corrections_for(SOURCE, NOW).unwrap().is_empty());
+}
