@@ -450,6 +450,16 @@ impl TestServer {
     }
 
     /// The file whose milliseconds shift a debug server's clock (`vault_server::clock`).
+    /// The server's time in seconds: the wall clock moved by `advance_clock` (tokens are
+    /// minted at the server's time, so a moved clock does not expire them).
+    fn server_now(&self) -> i64 {
+        let shift_ms: i64 = std::fs::read_to_string(self.clock_file())
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        Self::now() + shift_ms / 1000
+    }
+
     fn clock_file(&self) -> PathBuf {
         self.vault.root().join("clock-shift-ms")
     }
@@ -575,7 +585,7 @@ impl TestServer {
 
     /// A citizen's ID token.
     pub fn citizen_token(&self, id: &str) -> String {
-        let now = Self::now();
+        let now = self.server_now();
         self.sign_claims(
             &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": id, "iat": now,
                                  "exp": now + 600}),
@@ -584,7 +594,7 @@ impl TestServer {
 
     /// An auditor's ID token.
     pub fn auditor_token(&self, id: &str) -> String {
-        let now = Self::now();
+        let now = self.server_now();
         self.sign_claims(
             &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": id, "iat": now,
                                  "exp": now + 600, "roles": ["auditor"]}),

@@ -31,6 +31,7 @@ fn query_schema(path: &str, name: &str) -> (Value, bool) {
         ("/v1/audit/proof/consistency", "to") | (_, "cursor" | "limit" | "tree_size") => {
             (int, false)
         }
+        ("/v1/corrections", "status") => (json!({"type": "string", "enum": ["open"]}), false),
         (_, "status") => (
             json!({"type": "string", "enum": ["pending_consent", "active", "refused", "revoked",
                                               "expired", "exhausted"]}),
@@ -117,6 +118,55 @@ fn proof(a: &str, b: &str) -> Value {
     )
 }
 
+fn items(item: Value) -> Value {
+    obj(
+        json!({"items": {"type": "array", "items": item}}),
+        &["items"],
+    )
+}
+
+fn complaint() -> Value {
+    obj(
+        json!({"id": s("string"), "audit_index": s("integer"), "text": s("string"),
+               "status": {"enum": ["open", "answered"]}, "filed_at": s("string"),
+               "outcome": {"enum": ["upheld", "dismissed", null]},
+               "answer": nullable("string"), "answered_at": nullable("string")}),
+        &["id", "audit_index", "status", "filed_at"],
+    )
+}
+
+fn correction() -> Value {
+    obj(
+        json!({"id": s("string"), "field": s("string"), "field_label": nullable("string"),
+               "proposed_value": {}, "note": s("string"),
+               "status": {"enum": ["open", "accepted", "rejected"]}, "filed_at": s("string"),
+               "reason": nullable("string"), "resolved_at": nullable("string")}),
+        &["id", "field", "status", "filed_at"],
+    )
+}
+
+fn request() -> Value {
+    let statuses =
+        json!({"enum": ["received", "acknowledged", "extended", "completed", "refused"]});
+    obj(
+        json!({"id": s("string"),
+               "kind": {"enum": vault_core::case::RequestKind::ALL.map(|k| k.as_str())},
+               "status": statuses, "received_at": s("string"), "acknowledge_by": s("string"),
+               "complete_by": s("string"), "extended": s("boolean"), "overdue": s("boolean"),
+               "history": {"type": "array", "items": obj(
+                   json!({"status": statuses, "at": s("string"), "note": s("string")}),
+                   &["status", "at"])}}),
+        &[
+            "id",
+            "kind",
+            "status",
+            "received_at",
+            "acknowledge_by",
+            "complete_by",
+        ],
+    )
+}
+
 /// The success answers of a route: (status, media type, schema).
 fn success(r: &Route) -> Vec<(u16, &'static str, Value)> {
     let j = "application/json";
@@ -170,7 +220,7 @@ fn success(r: &Route) -> Vec<(u16, &'static str, Value)> {
             j,
             obj(
                 json!({"citizen_id": s("string"), "grant_id": s("string"), "purpose": s("string"),
-                   "fields": s("object"),
+                   "fields": s("object"), "disputed": strings(),
                    "audit": obj(json!({"index": s("integer"), "leaf_hash": s("string")}),
                                 &["index", "leaf_hash"])}),
                 &["citizen_id", "grant_id", "purpose", "fields", "audit"],
@@ -181,8 +231,51 @@ fn success(r: &Route) -> Vec<(u16, &'static str, Value)> {
             200,
             j,
             obj(
-                json!({"version": s("integer"), "fields": s("object")}),
-                &["version", "fields"],
+                json!({"version": s("integer"), "fields": s("object"), "disputed": strings()}),
+                &["version", "fields", "disputed"],
+            ),
+        )],
+        ("POST", "/v1/me/complaints") => vec![(201, j, complaint())],
+        ("GET", "/v1/me/complaints") => vec![(200, j, items(complaint()))],
+        ("POST", "/v1/me/corrections") => vec![(201, j, correction())],
+        ("GET", "/v1/me/corrections") => vec![(200, j, items(correction()))],
+        ("POST", "/v1/me/requests") => vec![(201, j, request())],
+        ("GET", "/v1/me/requests") => vec![(200, j, items(request()))],
+        ("GET", "/v1/me/notifications") => vec![(
+            200,
+            j,
+            items(obj(
+                json!({"kind": {"enum": ["consent_waiting", "break_glass_access",
+                    "break_glass_reviewed", "complaint_answered", "correction_resolved",
+                    "request_status"]}, "time": s("string")}),
+                &["kind", "time"],
+            )),
+        )],
+        ("GET", "/v1/corrections") => vec![(
+            200,
+            j,
+            items(obj(
+                json!({"id": s("string"), "citizen_id": s("string"), "field": s("string"),
+                       "proposed_value": {}, "note": s("string"), "status": s("string"),
+                       "filed_at": s("string")}),
+                &[
+                    "id",
+                    "citizen_id",
+                    "field",
+                    "proposed_value",
+                    "status",
+                    "filed_at",
+                ],
+            )),
+        )],
+        ("POST", "/v1/corrections/{id}/resolve") => vec![(
+            200,
+            j,
+            obj(
+                json!({"id": s("string"), "field": s("string"),
+                       "status": {"enum": ["accepted", "rejected"]},
+                       "reason": nullable("string"), "resolved_at": nullable("string")}),
+                &["id", "field", "status"],
             ),
         )],
         ("GET", "/v1/me/accesses") => vec![(
@@ -296,6 +389,26 @@ fn request_body(r: &Route) -> Option<Value> {
             "properties": {"fields": {"type": "object", "minProperties": 1,
                                       "propertyNames": {"pattern": NAME}},
                            "source": ident()}}),
+        "/v1/me/complaints" => json!({"type": "object", "additionalProperties": false,
+            "required": ["audit_index", "text"],
+            "properties": {"audit_index": {"type": "integer", "minimum": 0},
+                           "text": {"type": "string", "minLength": 1,
+                                    "maxLength": vault_core::case::MAX_TEXT_CHARS}}}),
+        "/v1/me/corrections" => json!({"type": "object", "additionalProperties": false,
+            "required": ["field", "proposed_value"],
+            "properties": {"field": {"type": "string", "pattern": NAME}, "proposed_value": {},
+                           "note": {"type": "string",
+                                    "maxLength": vault_core::case::MAX_TEXT_CHARS}}}),
+        "/v1/me/requests" => json!({"type": "object", "additionalProperties": false,
+            "required": ["kind"],
+            "properties": {"kind": {"enum": vault_core::case::RequestKind::ALL.map(|k| k.as_str())},
+                           "note": {"type": "string",
+                                    "maxLength": vault_core::case::MAX_TEXT_CHARS}}}),
+        "/v1/corrections/{id}/resolve" => json!({"type": "object", "additionalProperties": false,
+            "required": ["outcome"],
+            "properties": {"outcome": {"enum": ["accepted", "rejected"]},
+                           "reason": {"type": "string",
+                                      "maxLength": vault_core::case::MAX_TEXT_CHARS}}}),
         "/v1/me/verify" => json!({"type": "object", "additionalProperties": false,
             "required": ["verification_code"],
             "properties": {"verification_code": s("string")}}),

@@ -109,6 +109,28 @@ routes! {
         "Withdraw a standing consent; grants resting on it stop working at once";
     post "/v1/me/verify" => citizen::verify, Citizen, op: "code.verify", body: true, query: [],
         "Check whether a verification code belongs to a genuine request about the citizen";
+    post "/v1/me/complaints" => citizen::file_complaint, Citizen, op: "complaint.file",
+        body: true, query: [],
+        "Complain about one entry of the citizen's own history (sealed text, audited)";
+    get "/v1/me/complaints" => citizen::complaints, Citizen, op: "complaint.list", body: false,
+        query: [], "The citizen's complaints with their answers";
+    post "/v1/me/corrections" => citizen::file_correction, Citizen, op: "correction.file",
+        body: true, query: [],
+        "Propose a new value for one field; it is disputed for every reader until resolved";
+    get "/v1/me/corrections" => citizen::corrections, Citizen, op: "correction.list",
+        body: false, query: [], "The citizen's corrections and their outcomes";
+    post "/v1/me/requests" => citizen::file_request, Citizen, op: "request.file", body: true,
+        query: [], "A data-subject request (Law 91/2025), with its legal deadlines";
+    get "/v1/me/requests" => citizen::requests, Citizen, op: "request.list", body: false,
+        query: [], "The citizen's data-subject requests with deadlines and status history";
+    get "/v1/me/notifications" => citizen::notifications, Citizen, op: "me.notifications",
+        body: false, query: [], "What the citizen should know about, newest first";
+    get "/v1/corrections" => agency::corrections, Agency, op: "correction.queue", body: false,
+        query: ["status"],
+        "Open corrections of the fields the agency is the source of truth for (audited)";
+    post "/v1/corrections/{id}/resolve" => agency::resolve_correction, Agency,
+        op: "correction.resolve", body: true, query: [],
+        "Accept (writes the proposed value) or reject a correction, with a reason";
     get "/v1/audit/entries" => auditor::entries, Auditor, op: "audit.entries", body: false,
         query: ["agency", "official", "purpose", "event", "citizen_id", "from", "to", "cursor", "limit"],
         "Query the audit log, oldest first (audited)";

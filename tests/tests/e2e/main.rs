@@ -15,6 +15,7 @@ mod fuzz;
 mod import;
 mod plaintext;
 mod redteam;
+mod rights;
 mod server;
 mod soak;
 mod stop;

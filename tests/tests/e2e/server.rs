@@ -321,6 +321,7 @@ fn concrete(path: &str, citizen: &str) -> String {
         .replace("{grant_id}", "g-none")
         .replace("{consent_id}", "c-none")
         .replace("{index}", "0")
+        .replace("{id}", "dc-none")
 }
 
 fn routes(s: &TestServer) -> Vec<(String, String, bool)> {
@@ -371,7 +372,8 @@ fn every_route_refuses_missing_and_wrong_credentials_with_problem_json() {
         }
         let is_agency = path.starts_with("/v1/purposes")
             || path.starts_with("/v1/grants")
-            || path.starts_with("/v1/citizens");
+            || path.starts_with("/v1/citizens")
+            || path.starts_with("/v1/corrections");
         let is_citizen = path.starts_with("/v1/me/");
         // No credentials at all.
         let (st, e) = send(&none, &m, &p, None);
@@ -889,6 +891,15 @@ fn openapi_documents_every_spec_route_and_only_routed_ones() {
         ("GET", "/v1/me/consents"),
         ("DELETE", "/v1/me/consents/{consent_id}"),
         ("POST", "/v1/me/verify"),
+        ("POST", "/v1/me/complaints"),
+        ("GET", "/v1/me/complaints"),
+        ("POST", "/v1/me/corrections"),
+        ("GET", "/v1/me/corrections"),
+        ("POST", "/v1/me/requests"),
+        ("GET", "/v1/me/requests"),
+        ("GET", "/v1/me/notifications"),
+        ("GET", "/v1/corrections"),
+        ("POST", "/v1/corrections/{id}/resolve"),
         ("GET", "/v1/audit/entries"),
         ("GET", "/v1/audit/entries/{index}"),
         ("GET", "/v1/audit/checkpoint"),

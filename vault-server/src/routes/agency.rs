@@ -289,6 +289,7 @@ pub async fn release(
                 leaf_hash: hex::encode(r.audit.leaf_hash),
             },
             citizen_id: &citizen,
+            disputed: &r.disputed,
             fields: &r.fields,
             grant_id: &r.grant_id,
             purpose: &r.purpose,
@@ -301,6 +302,9 @@ pub async fn release(
 struct ReleaseBody<'a> {
     audit: AuditRef,
     citizen_id: &'a str,
+    /// Released fields under an open correction (only when there are some).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    disputed: &'a [String],
     fields: &'a std::collections::BTreeMap<String, Value>,
     grant_id: &'a str,
     purpose: &'a str,
@@ -370,6 +374,96 @@ pub async fn write_record(
                 st.vault
                     .write_as_agency(&caller.agency, &citizen, fields, &source, now)?;
             Ok((200, json!({"version": version})))
+        })
+    })
+    .await?;
+    Ok(answered(answer))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// Query parameters of `GET /v1/corrections`.
+pub struct CorrectionsQuery {
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// `GET /v1/corrections?status=open` (source-of-truth agencies): the open corrections of
+/// the fields the agency is the source of, each shown audited.
+pub async fn corrections(
+    Agency(caller): Agency,
+    state: State,
+    q: web::Query<CorrectionsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    if q.status.as_deref().is_some_and(|s| s != "open") {
+        return Err(ApiError::InvalidRequest(
+            "status must be open (resolved corrections are the citizen's)".into(),
+        ));
+    }
+    let list = core(&state, move |st| {
+        st.vault.corrections_for(&caller.agency, st.now())
+    })
+    .await?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|q| {
+            let c = &q.correction;
+            json!({
+                "id": c.id, "citizen_id": c.citizen_id, "field": c.field,
+                "proposed_value": c.proposed_value, "note": c.note,
+                "status": q.status, "filed_at": c.filed_at.to_string(),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({"items": items})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    outcome: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /v1/corrections/{id}/resolve` body `{"outcome":"accepted|rejected","reason"}`.
+pub async fn resolve_correction(
+    Agency(caller): Agency,
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let op = crate::routes::op_of(&req);
+    let id = id.into_inner();
+    let (body, hash) = read_json::<ResolveBody>(&req, payload, state.max_body).await?;
+    let outcome = vault_core::case::CorrectionOutcome::parse(&body.outcome)
+        .ok_or_else(|| ApiError::InvalidRequest("`outcome` must be accepted or rejected".into()))?;
+    let request = json!([id, hash]).to_string();
+    let answer = core(&state, move |st| {
+        let now = st.now();
+        let call = Once {
+            caller: Caller::Agency(&caller.agency),
+            attempt: Attempt::new(op),
+            key: key.as_ref(),
+            request: request.as_bytes(),
+        };
+        st.vault.once(call, now, || {
+            let c = st
+                .vault
+                .resolve_correction(&caller.agency, &id, outcome, &body.reason, now)?;
+            let r = c.resolution.as_ref();
+            Ok((
+                200,
+                json!({
+                    "id": c.id, "field": c.field, "status": c.status(),
+                    "reason": r.map(|r| r.reason.clone()),
+                    "resolved_at": r.map(|r| r.resolved_at.to_string()),
+                }),
+            ))
         })
     })
     .await?;

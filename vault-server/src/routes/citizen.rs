@@ -1,13 +1,16 @@
 //! Citizen routes (bearer ID token): own record, access history with receipts, consent
-//! decisions and the genuineness check of verification codes.
+//! decisions, the genuineness check of verification codes, complaints, corrections,
+//! data-subject requests and notifications.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use vault_core::Timestamp;
+use vault_core::case::{Complaint, Correction, DataRequest, RequestKind};
 use vault_core::consent::StandingConsent;
 use vault_core::grant::{Grant, GrantStatus};
-use vault_core::vault::{Attempt, Caller, ConsentDecision, Once};
+use vault_core::vault::{Attempt, Caller, ConsentDecision, Notification, NotificationKind, Once};
 
 use crate::auth::Citizen;
 use crate::problem::ApiError;
@@ -20,7 +23,7 @@ pub async fn record(Citizen(id): Citizen, state: State) -> Result<HttpResponse, 
     let r = core(&state, move |st| st.vault.my_record(&id, st.now())).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({"version": r.version, "fields": r.fields})))
+        .json(json!({"version": r.version, "fields": r.fields, "disputed": r.disputed})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,4 +300,245 @@ pub async fn verify(
         }),
         None => json!({"genuine": false}),
     }))
+}
+
+/// A complaint as its citizen sees it.
+pub fn complaint_view(c: &Complaint) -> Value {
+    let a = c.answer.as_ref();
+    json!({
+        "id": c.id, "audit_index": c.audit_index, "text": c.text, "status": c.status(),
+        "filed_at": c.filed_at.to_string(),
+        "outcome": a.map(|a| a.outcome.as_str()),
+        "answer": a.map(|a| a.text.clone()),
+        "answered_at": a.map(|a| a.answered_at.to_string()),
+    })
+}
+
+/// A correction as its citizen sees it.
+pub fn correction_view(state: &State, c: &Correction) -> Value {
+    let r = c.resolution.as_ref();
+    json!({
+        "id": c.id, "field": c.field,
+        "field_label": state.vault.policy().field(&c.field).map(|f| f.label_vi.clone()),
+        "proposed_value": c.proposed_value, "note": c.note, "status": c.status(),
+        "filed_at": c.filed_at.to_string(),
+        "reason": r.map(|r| r.reason.clone()),
+        "resolved_at": r.map(|r| r.resolved_at.to_string()),
+    })
+}
+
+/// A data-subject request as its citizen sees it, with its deadlines.
+pub fn request_view(r: &DataRequest, now: Timestamp) -> Value {
+    json!({
+        "id": r.id, "kind": r.kind.as_str(), "status": r.status().as_str(),
+        "received_at": r.received_at.to_string(),
+        "acknowledge_by": r.acknowledge_by.to_string(),
+        "complete_by": r.complete_by.to_string(),
+        "extended": r.extended(), "overdue": r.overdue(now),
+        "history": r.history.iter().map(|h| json!({
+            "status": h.status.as_str(), "at": h.at.to_string(), "note": h.note,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A notification: its kind, time and what it is about, with labels.
+pub fn notification_view(state: &State, n: &Notification) -> Value {
+    let policy = state.vault.policy();
+    let agency = |a: &str| policy.agency(a).map(|x| x.name_vi.clone());
+    let purpose = |p: &str| policy.purpose(p).map(|x| x.label_vi.clone());
+    let mut v = match &n.kind {
+        NotificationKind::ConsentWaiting {
+            grant_id,
+            agency: a,
+            purpose: p,
+        } => json!({
+            "kind": "consent_waiting", "grant_id": grant_id, "agency": a,
+            "agency_name": agency(a), "purpose": p, "purpose_label": purpose(p),
+        }),
+        NotificationKind::BreakGlassAccess {
+            grant_id,
+            agency: a,
+            purpose: p,
+        } => json!({
+            "kind": "break_glass_access", "grant_id": grant_id, "agency": a,
+            "agency_name": agency(a), "purpose": p, "purpose_label": purpose(p),
+        }),
+        NotificationKind::BreakGlassReviewed { grant_id, outcome } => json!({
+            "kind": "break_glass_reviewed", "grant_id": grant_id, "outcome": outcome,
+        }),
+        NotificationKind::ComplaintAnswered { id, outcome } => json!({
+            "kind": "complaint_answered", "complaint_id": id, "outcome": outcome,
+        }),
+        NotificationKind::CorrectionResolved { id, field, outcome } => json!({
+            "kind": "correction_resolved", "correction_id": id, "field": field,
+            "field_label": policy.field(field).map(|f| f.label_vi.clone()), "outcome": outcome,
+        }),
+        NotificationKind::RequestStatus { id, status } => json!({
+            "kind": "request_status", "request_id": id, "status": status,
+        }),
+    };
+    v["time"] = json!(n.at.to_string());
+    v
+}
+
+/// Runs a citizen's filing once per idempotency key (a retry after a dropped connection
+/// gets the first answer; nothing is filed twice).
+async fn file_once<F>(
+    id: vault_core::CitizenId,
+    state: State,
+    req: HttpRequest,
+    hash: String,
+    run: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(
+            &crate::state::AppState,
+            &vault_core::CitizenId,
+            Timestamp,
+        ) -> Result<Value, vault_core::VaultError>
+        + Send
+        + 'static,
+{
+    let key = idempotency_key(&req)?;
+    let op = crate::routes::op_of(&req);
+    let answer = core(&state, move |st| {
+        let now = st.now();
+        let call = Once {
+            caller: Caller::Citizen(&id),
+            attempt: Attempt::new(op),
+            key: key.as_ref(),
+            request: hash.as_bytes(),
+        };
+        st.vault.once(call, now, || Ok((201, run(st, &id, now)?)))
+    })
+    .await?;
+    Ok(answered(answer))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComplaintBody {
+    audit_index: u64,
+    text: String,
+}
+
+/// `POST /v1/me/complaints` body `{"audit_index","text"}`
+pub async fn file_complaint(
+    Citizen(id): Citizen,
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (body, hash) = read_json::<ComplaintBody>(&req, payload, state.max_body).await?;
+    file_once(id, state, req, hash, move |st, id, now| {
+        let c = st
+            .vault
+            .file_complaint(id, body.audit_index, &body.text, now)?;
+        Ok(json!({
+            "id": c.id, "audit_index": c.audit_index, "status": c.status(),
+            "filed_at": c.filed_at.to_string(),
+        }))
+    })
+    .await
+}
+
+/// `GET /v1/me/complaints`
+pub async fn complaints(Citizen(id): Citizen, state: State) -> Result<HttpResponse, ApiError> {
+    let list = core(&state, move |st| st.vault.my_complaints(&id)).await?;
+    let items: Vec<Value> = list.iter().rev().map(complaint_view).collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({"items": items})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorrectionBody {
+    field: String,
+    proposed_value: Value,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /v1/me/corrections` body `{"field","proposed_value","note"}`
+pub async fn file_correction(
+    Citizen(id): Citizen,
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (body, hash) = read_json::<CorrectionBody>(&req, payload, state.max_body).await?;
+    file_once(id, state, req, hash, move |st, id, now| {
+        let c = st
+            .vault
+            .file_correction(id, &body.field, body.proposed_value, &body.note, now)?;
+        Ok(json!({
+            "id": c.id, "field": c.field, "status": c.status(),
+            "filed_at": c.filed_at.to_string(),
+        }))
+    })
+    .await
+}
+
+/// `GET /v1/me/corrections`
+pub async fn corrections(Citizen(id): Citizen, state: State) -> Result<HttpResponse, ApiError> {
+    let list = core(&state, move |st| st.vault.my_corrections(&id)).await?;
+    let items: Vec<Value> = list
+        .iter()
+        .rev()
+        .map(|c| correction_view(&state, c))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({"items": items})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestBody {
+    kind: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /v1/me/requests` body `{"kind","note"?}`
+pub async fn file_request(
+    Citizen(id): Citizen,
+    state: State,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (body, hash) = read_json::<RequestBody>(&req, payload, state.max_body).await?;
+    let kind = RequestKind::parse(&body.kind).ok_or_else(|| {
+        ApiError::InvalidRequest(
+            "`kind` must be access, correction, erasure, restriction, objection or withdrawal"
+                .into(),
+        )
+    })?;
+    file_once(id, state, req, hash, move |st, id, now| {
+        let r = st.vault.file_request(id, kind, &body.note, now)?;
+        Ok(request_view(&r, now))
+    })
+    .await
+}
+
+/// `GET /v1/me/requests`
+pub async fn requests(Citizen(id): Citizen, state: State) -> Result<HttpResponse, ApiError> {
+    let (list, now) = core(&state, move |st| {
+        st.vault.my_requests(&id).map(|l| (l, st.now()))
+    })
+    .await?;
+    let items: Vec<Value> = list.iter().rev().map(|r| request_view(r, now)).collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({"items": items})))
+}
+
+/// `GET /v1/me/notifications`
+pub async fn notifications(Citizen(id): Citizen, state: State) -> Result<HttpResponse, ApiError> {
+    let list = core(&state, move |st| st.vault.my_notifications(&id, st.now())).await?;
+    let items: Vec<Value> = list.iter().map(|n| notification_view(&state, n)).collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(json!({"items": items})))
 }
