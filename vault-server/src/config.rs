@@ -46,6 +46,34 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The citizen portal's OpenID Connect client (`/portal`); without it the portal cannot
+    /// sign anyone in.
+    #[serde(default)]
+    pub portal: Option<PortalConfig>,
+}
+
+/// The portal's OpenID Connect client: authorization code flow with PKCE against the
+/// configured issuer (`oidc.issuer`, whose keys verify the ID token).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalConfig {
+    /// The client id registered at the issuer (the ID token's `aud`).
+    pub client_id: String,
+    /// The issuer's authorization endpoint (`https://…`, or a path on this server).
+    pub authorization_endpoint: String,
+    /// The issuer's token endpoint (`https://…`, or a path on this server).
+    pub token_endpoint: String,
+    /// The redirect URI registered for the portal (`https://…/portal/callback`, or the path
+    /// `/portal/callback` on the host the browser used).
+    #[serde(default = "default_redirect")]
+    pub redirect_uri: String,
+    /// CA bundle (PEM) to trust for the token endpoint.
+    #[serde(default)]
+    pub token_ca: Option<PathBuf>,
+}
+
+fn default_redirect() -> String {
+    "/portal/callback".into()
 }
 
 /// TLS files (PEM).
@@ -303,6 +331,11 @@ const KEYS: &[(&str, Kind)] = &[
     ("limits.grant_retention_seconds", Kind::Int),
     ("log.format", Kind::Str),
     ("log.level", Kind::Str),
+    ("portal.client_id", Kind::Str),
+    ("portal.authorization_endpoint", Kind::Str),
+    ("portal.token_endpoint", Kind::Str),
+    ("portal.redirect_uri", Kind::Str),
+    ("portal.token_ca", Kind::Str),
 ];
 
 /// Environment variables that belong to other tools, not to this file.
@@ -403,6 +436,28 @@ impl Config {
                 return Err(format!(
                     "tls.client_crls: {} is not a readable file",
                     path.display()
+                ));
+            }
+        }
+        if let Some(p) = &self.portal {
+            for (key, v) in [
+                ("portal.authorization_endpoint", &p.authorization_endpoint),
+                ("portal.token_endpoint", &p.token_endpoint),
+                ("portal.redirect_uri", &p.redirect_uri),
+            ] {
+                if !(v.starts_with("https://") || (v.starts_with('/') && !v.starts_with("//"))) {
+                    return Err(format!(
+                        "{key}: `{v}` must be an https:// URL or a path on this server"
+                    ));
+                }
+            }
+            if p.client_id.is_empty() {
+                return Err("portal.client_id: must not be empty".into());
+            }
+            if let Some(ca) = p.token_ca.as_ref().filter(|c| !c.is_file()) {
+                return Err(format!(
+                    "portal.token_ca: {} is not a readable file",
+                    ca.display()
                 ));
             }
         }

@@ -14,6 +14,7 @@ use crate::config::{Config, LogConfig, OidcConfig, TlsConfig};
 use crate::oidc::ROLE_CLAIM;
 
 mod issuer;
+pub mod oidc;
 pub use issuer::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
 
 /// Demo citizens loaded on first start.
@@ -198,6 +199,14 @@ pub fn prepare(data: &Path, listen: &str) -> Result<DevSetup, String> {
         server: crate::config::ServerConfig::default(),
         limits: crate::config::Limits::default(),
         log: LogConfig::default(),
+        // The dev issuer on this server signs the portal in (authorization code + PKCE).
+        portal: Some(crate::config::PortalConfig {
+            client_id: DEV_AUDIENCE.into(),
+            authorization_endpoint: "/dev-issuer/authorize".into(),
+            token_endpoint: "/dev-issuer/token".into(),
+            redirect_uri: "/portal/callback".into(),
+            token_ca: Some(dir.join("ca.pem")),
+        }),
     };
     config.validate()?;
     write_public(

@@ -13,6 +13,7 @@ pub mod memory;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;
+pub mod portal;
 pub mod problem;
 pub mod routes;
 pub mod server;

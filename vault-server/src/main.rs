@@ -75,17 +75,22 @@ fn metrics_listener(config: &Config, dev: bool) -> Result<Option<TcpListener>, S
     }
 }
 
-fn serve(config: &Config, banner: Option<&str>) -> Result<(), String> {
+fn serve(
+    config: &Config,
+    banner: Option<&str>,
+    dev: Option<vault_server::dev::DevIssuer>,
+) -> Result<(), String> {
     server::init_logging(&config.log.format, &config.log.level);
     let clock = vault_server::clock::server_clock(
         std::env::var_os(vault_server::clock::TEST_CLOCK_VAR).map(PathBuf::from),
     );
-    let prepared = server::prepare(config, clock)?;
+    let prepared = server::prepare(config, clock, dev)?;
     let listener =
         TcpListener::bind(&config.listen).map_err(|e| format!("listen {}: {e}", config.listen))?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let _ = prepared.state.self_origin.set(format!("https://{addr}"));
     let metrics = metrics_listener(config, banner.is_some())?;
     let srv = server::run(listener, &prepared).map_err(|e| format!("serve: {e}"))?;
     let metrics = match metrics {
@@ -120,7 +125,7 @@ fn serve(config: &Config, banner: Option<&str>) -> Result<(), String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve { config } => serve(&Config::load(&config, &environment())?, None),
+        Command::Serve { config } => serve(&Config::load(&config, &environment())?, None, None),
         Command::Dev { data, listen } => {
             let setup = vault_server::dev::prepare(&data, &listen)?;
             let d = setup.dir.display();
@@ -139,7 +144,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 vault_server::dev::DEMO_CITIZENS,
                 data.display(),
             );
-            serve(&setup.config, Some(&banner))
+            let issuer = vault_server::dev::DevIssuer::load_or_create(&data)?;
+            serve(&setup.config, Some(&banner), Some(issuer))
         }
     }
 }

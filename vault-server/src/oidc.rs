@@ -17,7 +17,7 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Clock leeway for `exp`, `nbf`, `iat`.
 pub const LEEWAY_SECS: i64 = 30;
 
-fn b64(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn b64(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .ok()
@@ -116,6 +116,8 @@ pub struct IdClaims {
     pub sub: String,
     /// Roles from the configured claim.
     pub roles: Vec<String>,
+    /// `nonce`, when the token has one (an ID token from a login).
+    pub nonce: Option<String>,
 }
 
 /// Verifies ID tokens of one issuer.
@@ -152,6 +154,11 @@ impl OidcVerifier {
     /// Verifies a token at `now` (Unix seconds). Any failure is `None`: callers answer
     /// `bearer_invalid` without saying which check failed.
     pub fn verify(&self, token: &str, now: i64) -> Option<IdClaims> {
+        self.verify_for(token, now, &self.audience)
+    }
+
+    /// `verify` with another expected audience (the portal's OpenID client id).
+    pub fn verify_for(&self, token: &str, now: i64, audience: &str) -> Option<IdClaims> {
         if token.len() > MAX_TOKEN_BYTES {
             return None;
         }
@@ -184,14 +191,14 @@ impl OidcVerifier {
         // Signature, issuer and audience by `jsonwebtoken` (the algorithm pinned by the key);
         // every claim is checked again below, and the times against the given clock.
         let (alg, decoding) = key.decoding();
-        jose::check(token, &decoding, alg, &self.issuer, &self.audience, &[]).ok()?;
+        jose::check(token, &decoding, alg, &self.issuer, audience, &[]).ok()?;
         let claims: Value = serde_json::from_slice(&b64(c)?).ok()?;
         if claims.get("iss")?.as_str()? != self.issuer {
             return None;
         }
         let aud_ok = match claims.get("aud")? {
-            Value::String(a) => *a == self.audience,
-            Value::Array(a) => a.iter().any(|x| x.as_str() == Some(&self.audience)),
+            Value::String(a) => a == audience,
+            Value::Array(a) => a.iter().any(|x| x.as_str() == Some(audience)),
             _ => false,
         };
         let exp = claims.get("exp")?.as_i64()?;
@@ -215,6 +222,10 @@ impl OidcVerifier {
         Some(IdClaims {
             sub: claims.get("sub")?.as_str()?.to_owned(),
             roles,
+            nonce: claims
+                .get("nonce")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         })
     }
 }

@@ -136,7 +136,11 @@ fn spawn_grant_sweeper(state: State, retention: u64) {
 }
 
 /// Opens the vault and everything the server needs.
-pub fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared, String> {
+pub fn prepare(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    dev: Option<crate::dev::DevIssuer>,
+) -> Result<Prepared, String> {
     let vault = crate::ctl::open_vault(
         &config.data,
         config.root_key.as_deref(),
@@ -175,6 +179,9 @@ pub fn prepare(config: &Config, clock: Arc<dyn Clock>) -> Result<Prepared, Strin
         ),
         max_body: l.max_body_bytes,
         clock,
+        portal: Some(crate::portal::PortalState::new(config.portal.as_ref())?),
+        dev: dev.map(crate::dev::oidc::DevOidc::new),
+        self_origin: std::sync::OnceLock::new(),
     });
     spawn_jwks_refresh(state.clone(), config.clone());
     spawn_grant_sweeper(state.clone(), l.grant_retention_seconds);
@@ -401,6 +408,10 @@ async fn observe(
         ("x-content-type-options", "nosniff"),
         ("strict-transport-security", "max-age=31536000"),
     ] {
+        // A static file keeps its own (long) cache lifetime.
+        if k == "cache-control" && h.contains_key(actix_web::http::header::CACHE_CONTROL) {
+            continue;
+        }
         h.insert(
             actix_web::http::header::HeaderName::from_static(k),
             actix_web::http::header::HeaderValue::from_static(v),
@@ -428,6 +439,8 @@ pub fn run(listener: TcpListener, prepared: &Prepared) -> std::io::Result<Server
                 ApiError::InvalidRequest("malformed query parameter value".into()).into()
             }))
             .wrap(from_fn(observe))
+            .configure(crate::portal::configure)
+            .configure(crate::dev::oidc::configure)
             .configure(routes::configure)
             .default_service(web::to(fallback))
     })

@@ -38,12 +38,27 @@ pub struct AppState {
     pub max_body: usize,
     /// Where the server's time comes from (`crate::clock`).
     pub clock: Arc<dyn Clock>,
+    /// The citizen portal (`/portal`).
+    pub portal: Option<crate::portal::PortalState>,
+    /// The dev issuer's OpenID endpoints (dev mode only).
+    pub dev: Option<crate::dev::oidc::DevOidc>,
+    /// `https://<bound address>`, set once the listener is bound (the portal's token
+    /// endpoint may be a path on this server).
+    pub self_origin: std::sync::OnceLock<String>,
 }
 
 impl AppState {
     /// The current time, from the server's clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// The pages' stylesheet URL.
+    pub fn portal_css(&self) -> String {
+        self.portal
+            .as_ref()
+            .map(crate::portal::PortalState::css)
+            .unwrap_or_default()
     }
 }
 

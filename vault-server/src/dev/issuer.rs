@@ -96,11 +96,26 @@ impl DevIssuer {
 
     /// Signs an ID token for `sub` with `roles`, valid `ttl` seconds from `now`.
     pub fn sign(&self, sub: &str, roles: &[&str], now: i64, ttl: i64) -> Result<String, String> {
+        self.sign_login(sub, roles, now, ttl, None)
+    }
+
+    /// `sign` for a login: with the `nonce` the client sent.
+    pub fn sign_login(
+        &self,
+        sub: &str,
+        roles: &[&str],
+        now: i64,
+        ttl: i64,
+        nonce: Option<&str>,
+    ) -> Result<String, String> {
         let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
         let mut claims = json!({"iss": self.issuer, "aud": self.audience, "sub": sub,
                                 "iat": now, "nbf": now, "exp": now + ttl});
         if !roles.is_empty() {
             claims[ROLE_CLAIM] = json!(roles);
+        }
+        if let Some(n) = nonce {
+            claims["nonce"] = json!(n);
         }
         let signing = format!(
             "{}.{}",

@@ -96,6 +96,9 @@ mod tests {
             refusal_limiter: RateLimiter::new(1.0, 1),
             max_body: 4096,
             clock: Arc::new(vault_core::SystemClock),
+            portal: None,
+            dev: None,
+            self_origin: std::sync::OnceLock::new(),
         });
         let app = test::init_service(
             App::new()
