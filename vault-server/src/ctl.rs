@@ -502,6 +502,9 @@ fn copy_policies(from: &Path, to: &Path) -> CtlResult {
     create_private_dir(&to.join("purposes"))?;
     copy(&from.join("fields.toml"), &to.join("fields.toml"))?;
     copy(&from.join("agencies.toml"), &to.join("agencies.toml"))?;
+    if from.join("calendar.toml").exists() {
+        copy(&from.join("calendar.toml"), &to.join("calendar.toml"))?;
+    }
     let entries = std::fs::read_dir(from.join("purposes"))
         .map_err(|e| CtlError(format!("{}: {e}", from.join("purposes").display())))?;
     for e in entries.flatten() {

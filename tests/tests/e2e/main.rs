@@ -14,6 +14,7 @@ mod faults;
 mod fuzz;
 mod import;
 mod plaintext;
+mod portal;
 mod redteam;
 mod rights;
 mod server;
