@@ -11,6 +11,7 @@ pub mod bench;
 pub mod crash;
 pub mod load;
 pub mod peers;
+pub mod portal;
 pub mod report;
 pub mod scan;
 pub mod server;

@@ -70,33 +70,74 @@ impl Assets {
     }
 }
 
-/// Registers the portal's routes.
+/// Registers the portal's routes (their HTML gzipped for browsers that accept it).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/portal", web::get().to(pages::home))
-        .route("/portal/", web::get().to(pages::home))
-        .route("/portal/login", web::get().to(login::start))
-        .route("/portal/callback", web::get().to(login::callback))
-        .route("/portal/logout", web::post().to(login::logout))
-        .route("/portal/accesses", web::get().to(pages::accesses))
-        .route("/portal/receipt/{index}", web::get().to(pages::receipt))
-        .route("/portal/record", web::get().to(pages::record))
-        .route("/portal/verify", web::post().to(forms::verify))
-        .route(
-            "/portal/grants/{grant_id}/approve",
-            web::post().to(forms::approve),
-        )
-        .route(
-            "/portal/grants/{grant_id}/refuse",
-            web::post().to(forms::refuse),
-        )
-        .route(
-            "/portal/consents/{consent_id}/withdraw",
-            web::post().to(forms::withdraw),
-        )
-        .route("/portal/complaints", web::post().to(forms::complaint))
-        .route("/portal/corrections", web::post().to(forms::correction))
-        .route("/portal/requests", web::post().to(forms::request))
-        .route("/portal/static/{name}", web::get().to(asset));
+    cfg.service(
+        web::scope("/portal")
+            .wrap(actix_web::middleware::from_fn(gzip_html))
+            .route("", web::get().to(pages::home))
+            .route("/", web::get().to(pages::home))
+            .route("/login", web::get().to(login::start))
+            .route("/callback", web::get().to(login::callback))
+            .route("/logout", web::post().to(login::logout))
+            .route("/accesses", web::get().to(pages::accesses))
+            .route("/receipt/{index}", web::get().to(pages::receipt))
+            .route("/record", web::get().to(pages::record))
+            .route("/verify", web::post().to(forms::verify))
+            .route("/grants/{grant_id}/approve", web::post().to(forms::approve))
+            .route("/grants/{grant_id}/refuse", web::post().to(forms::refuse))
+            .route(
+                "/consents/{consent_id}/withdraw",
+                web::post().to(forms::withdraw),
+            )
+            .route("/complaints", web::post().to(forms::complaint))
+            .route("/corrections", web::post().to(forms::correction))
+            .route("/requests", web::post().to(forms::request))
+            .route("/static/{name}", web::get().to(asset)),
+    );
+}
+
+/// Gzips HTML pages for browsers that accept it (a history page of 200 rows is ~70 KB of
+/// text, ~10 KB on the wire). Safe from BREACH-style guessing: a page reflects nothing an
+/// attacker chooses but digits (`here` keeps only numeric paging parameters).
+async fn gzip_html(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use std::io::Write as _;
+    let accepts = req
+        .headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let res = next.call(req).await?.map_into_boxed_body();
+    let is_html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !accepts || !is_html {
+        return Ok(res);
+    }
+    let (req, res) = res.into_parts();
+    let (mut head, body) = res.into_parts();
+    let bytes = actix_web::body::to_bytes(body)
+        .await
+        .map_err(|_| actix_web::error::ErrorInternalServerError("page body"))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let zipped = gz.write_all(&bytes).and_then(|()| gz.finish());
+    let body = match zipped {
+        Ok(z) => {
+            head.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            head.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            z
+        }
+        Err(_) => bytes.to_vec(),
+    };
+    let res = head.set_body(actix_web::body::BoxBody::new(body));
+    Ok(actix_web::dev::ServiceResponse::new(req, res))
 }
 
 /// The security headers of every page: nothing from another origin, no framing, no
@@ -182,10 +223,19 @@ fn session_of(state: &AppState, req: &HttpRequest) -> Option<(String, Session)> 
 /// The path and query of this request without `lang` (for the language switch and the
 /// return after sign-in). Only portal paths: anything else becomes `/portal`.
 fn here(req: &HttpRequest) -> String {
+    // Only the paging parameters, and only digits: a page reflects nothing else a link can
+    // put in its URL.
     let query: Vec<&str> = req
         .query_string()
         .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("lang=") && !p.starts_with("done="))
+        .filter(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                matches!(k, "cursor" | "limit")
+                    && !v.is_empty()
+                    && v.len() <= 20
+                    && v.bytes().all(|b| b.is_ascii_digit())
+            })
+        })
         .collect();
     let path = req.path();
     let path = if safe_next(path) { path } else { "/portal" };
