@@ -3,6 +3,8 @@
 //! of a verification code (answered only to the owning citizen), and auditor queries (each
 //! audited as `audit.queried` before it runs).
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::{Record, Vault};
@@ -39,6 +41,37 @@ pub struct HistoryItem {
     pub outcome: String,
     /// Emergency access.
     pub break_glass: bool,
+}
+
+/// The members of an entry a history line shows, borrowed from its bytes where
+/// they hold no escapes (entries hold identifiers, so they all do).
+#[derive(serde::Deserialize)]
+struct HistoryView<'a> {
+    #[serde(borrow)]
+    time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    actor: Option<ActorRef<'a>>,
+    #[serde(borrow)]
+    purpose: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    dossier_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    fields: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    outcome: Option<Cow<'a, str>>,
+    break_glass: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct ActorRef<'a> {
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    agency: Option<Cow<'a, str>>,
 }
 
 /// What a genuine verification code tells its citizen.
@@ -235,45 +268,29 @@ impl<S: VaultStore> Vault<S> {
         let page = self.audit.query(&q, cursor, limit, true)?;
         let mut items = Vec::with_capacity(page.indexes.len());
         for &index in &page.indexes {
-            let e: Value = serde_json::from_slice(&self.audit.entry(index)?)
+            let bytes = self.audit.entry(index)?;
+            let e: HistoryView<'_> = serde_json::from_slice(&bytes)
                 .map_err(|_| VaultError::StoreCorrupt("audit entry is not JSON".into()))?;
-            let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
-            let actor = e.get("actor");
-            let purpose = s("purpose");
+            let actor = e.actor.as_ref();
             items.push(HistoryItem {
                 index,
-                time: s("time").unwrap_or_default(),
-                event: s("event").unwrap_or_default(),
-                agency: actor
-                    .and_then(|a| a.get("agency"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                time: e.time.unwrap_or_default().into_owned(),
+                event: e.event.unwrap_or_default().into_owned(),
+                agency: actor.and_then(|a| a.agency.clone()).map(Cow::into_owned),
                 official: actor
-                    .filter(|a| a.get("kind").and_then(Value::as_str) == Some("agency"))
-                    .and_then(|a| a.get("id"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                purpose_label: purpose
+                    .filter(|a| a.kind.as_deref() == Some("agency"))
+                    .and_then(|a| a.id.clone())
+                    .map(Cow::into_owned),
+                purpose_label: e
+                    .purpose
                     .as_deref()
                     .and_then(|p| self.policy.purpose(p))
                     .map(|p| p.label_vi.clone()),
-                purpose,
-                dossier_id: s("dossier_id"),
-                fields: e
-                    .get("fields")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                outcome: s("outcome").unwrap_or_default(),
-                break_glass: e
-                    .get("break_glass")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+                purpose: e.purpose.map(Cow::into_owned),
+                dossier_id: e.dossier_id.map(Cow::into_owned),
+                fields: e.fields.into_iter().map(Cow::into_owned).collect(),
+                outcome: e.outcome.unwrap_or_default().into_owned(),
+                break_glass: e.break_glass.unwrap_or(false),
             });
         }
         Ok((items, page.next))
