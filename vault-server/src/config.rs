@@ -346,6 +346,11 @@ const OTHER_VARS: &[&str] = &[
     crate::clock::TEST_CLOCK_VAR,
 ];
 
+/// Whether `var` overrides a configuration key.
+pub fn is_config_var(var: &str) -> bool {
+    KEYS.iter().any(|(k, _)| env_name(k) == var)
+}
+
 /// The environment variable that overrides `key`.
 pub fn env_name(key: &str) -> String {
     format!("VAULT_{}", key.replace('.', "_").to_ascii_uppercase())
@@ -360,7 +365,17 @@ impl Config {
 
     /// Parses TOML text named `name`, applies overrides, validates.
     pub fn parse(text: &str, name: &str, env: &BTreeMap<String, String>) -> Result<Self, String> {
-        let mut table: toml::Table = text.parse().map_err(|e| format!("{name}: {e}"))?;
+        let table: toml::Table = text.parse().map_err(|e| format!("{name}: {e}"))?;
+        Self::from_table(table, name, env)
+    }
+
+    /// A configuration given as a TOML table (dev mode builds one), with overrides from `env`
+    /// applied, validated.
+    pub fn from_table(
+        mut table: toml::Table,
+        name: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, String> {
         for var in env.keys().filter(|k| k.starts_with("VAULT_")) {
             if !OTHER_VARS.contains(&var.as_str()) && !KEYS.iter().any(|(k, _)| env_name(k) == *var)
             {

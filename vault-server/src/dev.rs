@@ -10,7 +10,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-use crate::config::{Config, LogConfig, OidcConfig, TlsConfig};
+use crate::config::Config;
 use crate::oidc::ROLE_CLAIM;
 
 mod issuer;
@@ -129,7 +129,11 @@ pub struct DevSetup {
 }
 
 /// Prepares (or reuses) everything under `DATA/dev/` and returns the configuration.
-pub fn prepare(data: &Path, listen: &str) -> Result<DevSetup, String> {
+pub fn prepare(
+    data: &Path,
+    listen: &str,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<DevSetup, String> {
     let dir = data.join("dev");
     std::fs::create_dir_all(dir.join("agencies")).map_err(|e| format!("{}: {e}", dir.display()))?;
     let created = !data.join("store").exists();
@@ -172,43 +176,59 @@ pub fn prepare(data: &Path, listen: &str) -> Result<DevSetup, String> {
         crate::ctl::import_file(data, &tmp).map_err(|e| e.to_string())?;
         std::fs::rename(&tmp, &citizens).map_err(|e| format!("{}: {e}", citizens.display()))?;
     }
-    let config = Config {
-        listen: listen.to_owned(),
-        data: data.to_owned(),
-        root_key: None,
-        policies: None,
-        workers: 0,
-        blocking_threads: crate::config::default_blocking(),
-        tls: TlsConfig {
-            cert: dir.join("server.pem"),
-            key: dir.join("server.key"),
-            client_ca: dir.join("ca.pem"),
-            client_crls: Vec::new(),
-        },
-        oidc: OidcConfig {
-            issuer: DEV_ISSUER.into(),
-            audience: DEV_AUDIENCE.into(),
-            jwks_file: Some(DevIssuer::dir(data).join("jwks.json")),
-            jwks_url: None,
-            jwks_ca: None,
-            refresh_seconds: 60,
-            role_claim: ROLE_CLAIM.into(),
-            auditor_role: "auditor".into(),
-        },
-        store: crate::config::StoreConfig::default(),
-        server: crate::config::ServerConfig::default(),
-        limits: crate::config::Limits::default(),
-        log: LogConfig::default(),
-        // The dev issuer on this server signs the portal in (authorization code + PKCE).
-        portal: Some(crate::config::PortalConfig {
-            client_id: DEV_AUDIENCE.into(),
-            authorization_endpoint: "/dev-issuer/authorize".into(),
-            token_endpoint: "/dev-issuer/token".into(),
-            redirect_uri: "/portal/callback".into(),
-            token_ca: Some(dir.join("ca.pem")),
-        }),
+    // The configuration as a table, so `VAULT_*` overrides of configuration keys apply as
+    // they do to a file (`--data` and `--listen` are the caller's, not the environment's).
+    let path = |p: PathBuf| toml::Value::String(p.display().to_string());
+    let s = |v: &str| toml::Value::String(v.to_owned());
+    let table = |pairs: Vec<(&str, toml::Value)>| {
+        toml::Value::Table(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
     };
-    config.validate()?;
+    let toml::Value::Table(config) = table(vec![
+        ("listen", s(listen)),
+        ("data", path(data.to_owned())),
+        (
+            "tls",
+            table(vec![
+                ("cert", path(dir.join("server.pem"))),
+                ("key", path(dir.join("server.key"))),
+                ("client_ca", path(dir.join("ca.pem"))),
+            ]),
+        ),
+        (
+            "oidc",
+            table(vec![
+                ("issuer", s(DEV_ISSUER)),
+                ("audience", s(DEV_AUDIENCE)),
+                ("jwks_file", path(DevIssuer::dir(data).join("jwks.json"))),
+                ("refresh_seconds", toml::Value::Integer(60)),
+                ("role_claim", s(ROLE_CLAIM)),
+                ("auditor_role", s("auditor")),
+            ]),
+        ),
+        // The dev issuer on this server signs the portal in (authorization code + PKCE).
+        (
+            "portal",
+            table(vec![
+                ("client_id", s(DEV_AUDIENCE)),
+                ("authorization_endpoint", s("/dev-issuer/authorize")),
+                ("token_endpoint", s("/dev-issuer/token")),
+                ("redirect_uri", s("/portal/callback")),
+                ("token_ca", path(dir.join("ca.pem"))),
+            ]),
+        ),
+    ]) else {
+        return Err("dev configuration".into());
+    };
+    let env: std::collections::BTreeMap<String, String> = env
+        .iter()
+        // Only configuration keys: a newcomer's shell may hold other `VAULT_` variables
+        // (another product's `VAULT_ADDR`), which dev mode ignores.
+        .filter(|(k, _)| {
+            crate::config::is_config_var(k) && !matches!(k.as_str(), "VAULT_LISTEN" | "VAULT_DATA")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let config = Config::from_table(config, "dev mode", &env)?;
     write_public(
         &dir.join("README.txt"),
         &readme(data, &dir, listen, &citizens)?,

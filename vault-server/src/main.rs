@@ -127,7 +127,7 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve { config } => serve(&Config::load(&config, &environment())?, None, None),
         Command::Dev { data, listen } => {
-            let setup = vault_server::dev::prepare(&data, &listen)?;
+            let setup = vault_server::dev::prepare(&data, &listen, &environment())?;
             let d = setup.dir.display();
             let banner = format!(
                 "vault-server dev: {}\n  data:         {}\n  CA:           {d}/ca.pem\n  \

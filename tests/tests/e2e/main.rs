@@ -8,6 +8,7 @@
 )]
 
 mod audit;
+mod browser;
 mod cli;
 mod crash;
 mod faults;

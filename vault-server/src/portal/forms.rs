@@ -28,11 +28,12 @@ fn field<'a>(form: &'a Form, name: &str) -> &'a str {
 
 /// The session of a form post whose CSRF token is the session's; otherwise where to send
 /// the browser (sign in again, or back to the page).
-fn checked(
-    state: &AppState,
+async fn checked(
+    state: &State,
     req: &HttpRequest,
     form: &Form,
     back: &str,
+    op: &'static str,
 ) -> Result<Session, Box<HttpResponse>> {
     let Some((_, s)) = session_of(state, req) else {
         return Err(Box::new(see_other(&format!(
@@ -41,7 +42,11 @@ fn checked(
         ))));
     };
     if !vault_core::crypto::ct_eq(field(form, "csrf").as_bytes(), s.csrf.as_bytes()) {
-        return Err(Box::new(see_other(back)));
+        // A stale page (or another site's form): nothing changes, the refusal is recorded,
+        // and the citizen is told.
+        refused(state, &s.citizen, op).await;
+        let section = back.split_once('#').map_or("", |(_, s)| s);
+        return Err(Box::new(see_other(&format!("/portal?stale=1#{section}"))));
     }
     Ok(s)
 }
@@ -160,7 +165,7 @@ pub async fn approve(
     form: Form,
 ) -> HttpResponse {
     let (lang, _) = lang_of(&req);
-    let s = match checked(&state, &req, &form, "/portal#pending") {
+    let s = match checked(&state, &req, &form, "/portal#pending", "grant.approve").await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -212,7 +217,7 @@ pub async fn refuse(
     form: Form,
 ) -> HttpResponse {
     let (lang, _) = lang_of(&req);
-    let s = match checked(&state, &req, &form, "/portal#pending") {
+    let s = match checked(&state, &req, &form, "/portal#pending", "grant.refuse").await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -242,7 +247,7 @@ pub async fn withdraw(
     form: Form,
 ) -> HttpResponse {
     let (lang, _) = lang_of(&req);
-    let s = match checked(&state, &req, &form, "/portal#consents") {
+    let s = match checked(&state, &req, &form, "/portal#consents", "consent.withdraw").await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -263,7 +268,7 @@ pub async fn withdraw(
 /// `POST /portal/verify`: is a request code genuine? Answered on the home page.
 pub async fn verify(state: State, req: HttpRequest, form: Form) -> HttpResponse {
     let (lang, _) = lang_of(&req);
-    let s = match checked(&state, &req, &form, "/portal#verify") {
+    let s = match checked(&state, &req, &form, "/portal#verify", "code.verify").await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -345,7 +350,7 @@ pub async fn complaint(state: State, req: HttpRequest, form: Form) -> HttpRespon
         || "/portal#complaints".to_owned(),
         |i| format!("/portal/receipt/{i}"),
     );
-    let s = match checked(&state, &req, &form, &back) {
+    let s = match checked(&state, &req, &form, &back, "complaint.file").await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -420,7 +425,15 @@ fn typed_value(state: &AppState, field_name: &str, raw: &str) -> Value {
 pub async fn correction(state: State, req: HttpRequest, form: Form) -> HttpResponse {
     let (lang, _) = lang_of(&req);
     let t = lang.catalog();
-    let s = match checked(&state, &req, &form, "/portal#corrections") {
+    let s = match checked(
+        &state,
+        &req,
+        &form,
+        "/portal#corrections",
+        "correction.file",
+    )
+    .await
+    {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -480,7 +493,7 @@ pub async fn correction(state: State, req: HttpRequest, form: Form) -> HttpRespo
 pub async fn request(state: State, req: HttpRequest, form: Form) -> HttpResponse {
     let (lang, _) = lang_of(&req);
     let t = lang.catalog();
-    let s = match checked(&state, &req, &form, "/portal#requests") {
+    let s = match checked(&state, &req, &form, "/portal#requests", "request.file").await {
         Ok(s) => s,
         Err(r) => return *r,
     };

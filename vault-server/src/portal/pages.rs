@@ -5,7 +5,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
 use serde_json::json;
 use vault_core::VaultError;
 use vault_core::case::RequestKind;
@@ -173,15 +172,14 @@ pub(super) fn unavailable(
     html(StatusCode::SERVICE_UNAVAILABLE, &super::view::Message { c })
 }
 
-#[derive(Debug, Deserialize)]
-/// Query of the home page.
-pub struct HomeQuery {
-    #[serde(default)]
-    done: Option<String>,
-}
+/// A page's query as text: a malformed parameter is ignored, never an error page.
+type Loose = web::Query<std::collections::HashMap<String, String>>;
 
 /// `GET /portal`: the landing page, or the home page once signed in.
-pub async fn home(state: State, req: HttpRequest, q: web::Query<HomeQuery>) -> HttpResponse {
+pub async fn home(state: State, req: HttpRequest) -> HttpResponse {
+    let q = Loose::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
     let (lang, chosen) = lang_of(&req);
     let res = match session_of(&state, &req) {
         None => {
@@ -195,7 +193,8 @@ pub async fn home(state: State, req: HttpRequest, q: web::Query<HomeQuery>) -> H
             )
         }
         Some((_, s)) => {
-            let done = q.done.as_deref().filter(|d| {
+            let stale = q.contains_key("stale");
+            let done = q.get("done").map(String::as_str).filter(|d| {
                 [
                     "complaint",
                     "correction",
@@ -210,6 +209,11 @@ pub async fn home(state: State, req: HttpRequest, q: web::Query<HomeQuery>) -> H
                 flash: done
                     .map(|d| lang.catalog().s(&format!("done_{d}")).to_owned())
                     .unwrap_or_default(),
+                error: if stale {
+                    lang.catalog().s("err_csrf").to_owned()
+                } else {
+                    String::new()
+                },
                 ..HomeExtra::default()
             };
             home_page(&state, &req, lang, &s, extra, StatusCode::OK).await
@@ -218,22 +222,20 @@ pub async fn home(state: State, req: HttpRequest, q: web::Query<HomeQuery>) -> H
     remember_lang(res, lang, chosen)
 }
 
-#[derive(Debug, Deserialize)]
-/// Query of the history page.
-pub struct HistoryQuery {
-    #[serde(default)]
-    cursor: Option<u64>,
-    #[serde(default)]
-    limit: Option<usize>,
-}
-
 /// `GET /portal/accesses?cursor=&limit=`: the whole history, newest first.
-pub async fn accesses(state: State, req: HttpRequest, q: web::Query<HistoryQuery>) -> HttpResponse {
+pub async fn accesses(state: State, req: HttpRequest) -> HttpResponse {
+    let q = Loose::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    let number = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
     let (lang, chosen) = lang_of(&req);
     let Some((_, s)) = session_of(&state, &req) else {
         return to_login(&req);
     };
-    let (cursor, limit) = (q.cursor, q.limit.unwrap_or(100).clamp(1, 200));
+    let (cursor, limit) = (
+        number("cursor"),
+        number("limit").map_or(100, |l| usize::try_from(l.clamp(1, 200)).unwrap_or(100)),
+    );
     let citizen = s.citizen.clone();
     let page = block(&state, move |st| {
         st.vault.my_accesses(&citizen, cursor, limit)
@@ -356,7 +358,11 @@ pub async fn record(state: State, req: HttpRequest) -> HttpResponse {
             .iter()
             .map(|(name, v)| FieldRow {
                 label: l.field(name),
-                value: value_text(v),
+                // A ward or commune by its official name, not its code.
+                value: v
+                    .as_str()
+                    .and_then(vault_core::geo::unit)
+                    .map_or_else(|| value_text(v), |u| u.name.to_owned()),
                 disputed: r.disputed.iter().any(|d| d == name),
             })
             .collect(),
