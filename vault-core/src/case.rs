@@ -435,13 +435,7 @@ impl DataRequest {
             return Err(VaultError::CaseClosed);
         }
         let invalid = || VaultError::Denied(Denial::InvalidRequest);
-        if update.other_processor && !self.other_processor {
-            self.other_processor = true;
-            let longer = calendar
-                .period_end(self.received_at, COMPLETE_DAYS_WITH_PROCESSOR)
-                .map_err(gap)?;
-            self.complete_by = self.complete_by.max(longer);
-        }
+        // Every check first: a refused change leaves the request as it was.
         match update.status {
             RequestStatus::Received => return Err(invalid()),
             RequestStatus::Extended => {
@@ -449,7 +443,6 @@ impl DataRequest {
                 if self.extended() || !(1..=MAX_EXTENSION_DAYS).contains(&days) {
                     return Err(invalid());
                 }
-                self.complete_by = calendar.period_end(self.complete_by, days).map_err(gap)?;
             }
             RequestStatus::Acknowledged if self.acknowledged() => return Err(invalid()),
             RequestStatus::Acknowledged | RequestStatus::Completed | RequestStatus::Refused => {}
@@ -457,6 +450,19 @@ impl DataRequest {
         if update.status != RequestStatus::Extended && update.extend_days.is_some() {
             return Err(invalid());
         }
+        let mut complete_by = self.complete_by;
+        if update.other_processor && !self.other_processor {
+            let longer = calendar
+                .period_end(self.received_at, COMPLETE_DAYS_WITH_PROCESSOR)
+                .map_err(gap)?;
+            complete_by = complete_by.max(longer);
+        }
+        if update.status == RequestStatus::Extended {
+            let days = update.extend_days.unwrap_or(MAX_EXTENSION_DAYS);
+            complete_by = calendar.period_end(complete_by, days).map_err(gap)?;
+        }
+        self.other_processor |= update.other_processor;
+        self.complete_by = complete_by;
         self.history.push(RequestChange {
             status: update.status,
             at: now,

@@ -279,7 +279,9 @@ A full walk with curl (run from the directory you started `vault-server dev` in)
 2. They read the granted fields (the answer names the audit entry that recorded it):
   curl -s $A -H "Authorization: Bearer $TOKEN" "$V/v1/citizens/{citizen}/fields?fields=full_name,date_of_birth"
 
-3. The citizen sees who read what, and checks a receipt:
+3. The citizen sees who read what, and checks a receipt: in a browser, open
+  https://{listen}/portal, press "Đăng nhập" and sign in with the citizen id {citizen}
+  (the dev issuer asks for no password); or over the API:
   CT=$(cargo run -q -p vault-server --bin vaultctl -- dev token --data {data} --citizen {citizen})
   curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" $V/v1/me/accesses
   curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" $V/v1/me/accesses/<index>/proof

@@ -29,6 +29,9 @@ pub struct PortalState {
     pub sessions: Sessions,
     /// Static files by their hashed names.
     assets: Assets,
+    /// Sign-ins started per client address (a flood of them cannot fill the table of
+    /// logins in progress for everyone).
+    pub login_limiter: crate::state::RateLimiter,
 }
 
 impl PortalState {
@@ -43,6 +46,7 @@ impl PortalState {
             client: config.map(login::Client::new).transpose()?,
             sessions: Sessions::default(),
             assets: Assets::new(),
+            login_limiter: crate::state::RateLimiter::new(5.0, 100),
         })
     }
 }

@@ -228,15 +228,38 @@ fn an_open_correction_marks_the_field_disputed_until_its_source_agency_resolves_
     assert_eq!(mine.fields["full_name"], json!("Nguyễn Văn Ân"));
     assert!(mine.disputed.is_empty());
     assert_eq!(
-        v.resolve_correction(SOURCE, &c.id, CorrectionOutcome::Rejected, "", later)
+        v.resolve_correction(SOURCE, &c.id, CorrectionOutcome::Rejected, "lý do", later)
             .unwrap_err()
             .code(),
         "case_closed"
     );
-    // A rejection keeps the value and shows the reason.
+    // A rejection keeps the value and shows the reason, which it must give.
     let c2 = v
         .file_correction(&cid(A), "date_of_birth", json!("1990-05-02"), "", later)
         .unwrap();
+    assert_eq!(
+        v.resolve_correction(SOURCE, &c2.id, CorrectionOutcome::Rejected, " ", later)
+            .unwrap_err()
+            .code(),
+        "invalid_request"
+    );
+    // A derived answer computed from a disputed field is marked too.
+    let (_, token) = active(ask(
+        &v,
+        "csgt-cong-an-tphcm",
+        A,
+        "driver_licence_renewal",
+        &["full_name", "age_at_least"],
+    ));
+    let r = release(
+        &v,
+        "csgt-cong-an-tphcm",
+        &token,
+        A,
+        &["full_name", "age_at_least"],
+    )
+    .unwrap();
+    assert_eq!(r.disputed, vec!["age_at_least".to_owned()]);
     let rejected = v
         .resolve_correction(
             SOURCE,

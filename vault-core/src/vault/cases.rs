@@ -504,7 +504,9 @@ impl<S: VaultStore> Vault<S> {
         now: Timestamp,
     ) -> Result<Correction, VaultError> {
         (|| {
-            let reason = case::checked_text(reason, 0)?;
+            // A rejection tells the citizen why.
+            let min = usize::from(outcome == CorrectionOutcome::Rejected);
+            let reason = case::checked_text(reason, min)?;
             let agency_id = SafeId::parse(agency)?;
             let _order = self.answer_order.lock(id)?;
             let (row, _, sealer, subject) = self.case_of(CaseKind::Correction, id)?;

@@ -190,10 +190,16 @@ impl<S: VaultStore> Vault<S> {
         let requested = release.fields();
         // Fields under an open correction are marked for the reader (read before the use is
         // spent, so that nothing can fail between the spend and its entry).
-        let disputed: Vec<String> = self
-            .disputed_of(&blind)?
-            .into_iter()
-            .filter(|f| requested.iter().any(|r| r == f))
+        // A derived answer is disputed when a field it is computed from is.
+        let open = self.disputed_of(&blind)?;
+        let disputed: Vec<String> = requested
+            .iter()
+            .filter(|r| {
+                derive::sources(std::slice::from_ref(*r))
+                    .iter()
+                    .any(|s| open.iter().any(|f| f == s))
+            })
+            .cloned()
             .collect();
         // A store whose background flush fails stops releases (it would stop covering them).
         self.flusher.check()?;

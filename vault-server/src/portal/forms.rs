@@ -82,6 +82,16 @@ where
 /// Records the refusal of a form the portal itself found invalid (as the API's refusals of
 /// an invalid body are recorded), then shows the message.
 async fn refused(state: &State, citizen: &CitizenId, op: &'static str) {
+    // Limited per citizen, as the API's audited refusals are: past the limit the refusal is
+    // only counted, so no one can grow the log without bound by sending bad forms.
+    if state
+        .refusal_limiter
+        .check(&format!("c:{}", state.vault.blind(citizen)))
+        .is_err()
+    {
+        state.metrics.denial("rate_limited");
+        return;
+    }
     let c = citizen.clone();
     let _ = block(state, move |st| {
         st.vault.record_refusal(

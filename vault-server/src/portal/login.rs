@@ -145,6 +145,14 @@ pub async fn start(state: State, req: HttpRequest, q: web::Query<StartQuery>) ->
     let Some(portal) = state.portal.as_ref() else {
         return problem_page(&state, &req, lang, "login_failed");
     };
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    if portal.login_limiter.check(&peer).is_err() {
+        state.metrics.denial("rate_limited");
+        return problem_page(&state, &req, lang, "err_rate");
+    }
     if !portal.sessions.begin_login(st.clone(), login) {
         return problem_page(&state, &req, lang, "err_unavailable");
     }

@@ -517,7 +517,14 @@ pub async fn file_request(
     })?;
     file_once(id, state, req, hash, move |st, id, now| {
         let r = st.vault.file_request(id, kind, &body.note, now)?;
-        Ok(request_view(&r, now))
+        // The answer (kept for replays, outside the citizen's key) holds no note.
+        let mut view = request_view(&r, now);
+        if let Some(h) = view["history"].as_array_mut() {
+            for step in h {
+                step["note"] = json!("");
+            }
+        }
+        Ok(view)
     })
     .await
 }
