@@ -374,6 +374,9 @@ fn names() -> Value {
 }
 
 fn request_body(r: &Route) -> Option<Value> {
+    if r.method == "GET" || r.method == "DELETE" {
+        return None;
+    }
     let schema = match r.path {
         "/v1/grants" => json!({"type": "object", "additionalProperties": false,
             "required": ["citizen_id", "purpose", "dossier_id", "fields", "official"],
