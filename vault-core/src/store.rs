@@ -285,6 +285,8 @@ pub trait CaseStore {
     ) -> Result<Vec<CaseRow>, StoreError>;
     /// The open cases of one kind (the queues of agencies and officers), in id order.
     fn open_cases(&self, kind: CaseKind) -> Result<Vec<CaseRow>, StoreError>;
+    /// Every case of one kind, open or closed, in id order.
+    fn cases_of_kind(&self, kind: CaseKind) -> Result<Vec<CaseRow>, StoreError>;
     /// Deletes every case of a citizen (erasure); how many. Durable on return.
     fn delete_cases_of_citizen(&self, citizen: &BlindId) -> Result<usize, StoreError>;
 }

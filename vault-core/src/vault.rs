@@ -9,6 +9,7 @@ mod cases;
 mod consent;
 mod grants;
 mod idempotency;
+mod oversight;
 mod reads;
 mod refusal;
 mod release;
@@ -23,6 +24,7 @@ pub use cases::{Notification, NotificationKind, QueuedCorrection, settable_statu
 pub use consent::{ConsentDecision, Decided};
 pub use grants::{AgencyCaller, CONSENT_WINDOW_SECS, GrantOutcome, GrantRequest};
 pub use idempotency::{Answered, IdempotencyKey, Once};
+pub use oversight::{BreakGlassItem, RequestFilter};
 pub use reads::{AuditorAnswer, AuditorRead, CodeInfo, HistoryItem, Receipt};
 pub use refusal::{Attempt, Caller};
 pub use release::Released;
@@ -675,11 +677,22 @@ impl<S: VaultStore> Vault<S> {
     /// The `record.erased` entry is appended (under the pseudonym the citizen had) before the
     /// salt is destroyed; afterwards no entry can be linked to the citizen.
     pub fn erase(&self, id: &CitizenId, actor: &Actor, now: Timestamp) -> Result<(), VaultError> {
+        self.erase_blind(&self.keyring.blind(id), actor, now)
+    }
+
+    /// `erase` of the citizen with this blind id (a completed erasure request knows its
+    /// citizen by blind id only).
+    pub(crate) fn erase_blind(
+        &self,
+        blind: &BlindId,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<(), VaultError> {
         let _serial = self
             .write_lock
             .lock()
             .map_err(|_| VaultError::StoreUnavailable("write lock poisoned".into()))?;
-        let blind = self.keyring.blind(id);
+        let blind = *blind;
         let record = self
             .store
             .citizen(&blind)?

@@ -46,6 +46,7 @@ pub(super) fn kind_tag(kind: CaseKind) -> u8 {
         CaseKind::Complaint => b'c',
         CaseKind::Correction => b'f',
         CaseKind::Request => b'r',
+        CaseKind::Review => b'v',
     }
 }
 

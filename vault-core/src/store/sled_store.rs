@@ -960,6 +960,13 @@ impl CaseStore for SledStore {
         )
     }
 
+    fn cases_of_kind(&self, kind: CaseKind) -> Result<Vec<CaseRow>, StoreError> {
+        self.cases
+            .scan_prefix(cases::case_key(kind, ""))
+            .map(|kv| cases::decode(&kv?.1))
+            .collect()
+    }
+
     fn delete_cases_of_citizen(&self, citizen: &BlindId) -> Result<usize, StoreError> {
         let mut deleted = 0;
         for kv in self.case_owners.scan_prefix(citizen.as_bytes()) {

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use super::oversight::RequestFilter;
 use super::use_case_tests::{A, B, NOW, active, ask, events, release, vault, walk};
 use super::*;
 use crate::audit::SafeId;
@@ -299,7 +300,7 @@ fn a_request_has_legal_deadlines_a_history_and_notifies_each_change() {
     let v = vault(dir.path(), None);
     // NOW is 2026-11-23 (a Monday) 19:02 in Hanoi.
     let r = v
-        .file_request(&cid(A), RequestKind::Erasure, "Xóa dữ liệu cũ", NOW)
+        .file_request(&cid(A), RequestKind::Access, "Cho tôi bản sao", NOW)
         .unwrap();
     assert_eq!(r.status(), RequestStatus::Received);
     assert_eq!(
@@ -314,7 +315,7 @@ fn a_request_has_legal_deadlines_a_history_and_notifies_each_change() {
     );
     assert_eq!(
         (last(&v)["event"].as_str(), last(&v)["code"].as_str()),
-        (Some("request.received"), Some("erasure"))
+        (Some("request.received"), Some("access"))
     );
     assert_eq!(v.open_requests().unwrap(), vec![r.clone()]);
     let step = |status, days, at: Timestamp| {
@@ -419,4 +420,142 @@ fn erasure_takes_the_citizens_cases() {
     assert!(v.my_complaints(&cid(A)).unwrap().is_empty());
     assert!(v.open_requests().unwrap().is_empty());
     assert!(v.corrections_for(SOURCE, NOW).unwrap().is_empty());
+}
+
+#[test]
+fn auditors_see_break_glass_with_due_times_and_releases_and_review_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    let (g, token) = active(ask(
+        &v,
+        "benh-vien-cho-ray",
+        A,
+        "emergency_care",
+        &["blood_type"],
+    ));
+    let r = release(&v, "benh-vien-cho-ray", &token, A, &["blood_type"]).unwrap();
+    let size = v.audit().size();
+    let queue = v.break_glass_list(&auditor(), false, 72, NOW).unwrap();
+    assert_eq!(v.audit().size(), size + 1, "the listing is audited");
+    assert_eq!(last(&v)["event"], "audit.queried");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].releases, vec![r.audit.index]);
+    assert_eq!(queue[0].review_due, g.created.plus_secs(72 * 3_600));
+    assert_eq!(
+        v.review_break_glass_with_note(&auditor(), &g.id, true, " ", NOW)
+            .unwrap_err()
+            .code(),
+        "invalid_request",
+        "a review gives its note"
+    );
+    v.review_break_glass_with_note(&auditor(), &g.id, false, "Không có hồ sơ cấp cứu.", NOW)
+        .unwrap();
+    assert_eq!(
+        v.review_break_glass_with_note(&auditor(), &g.id, true, "x", NOW)
+            .unwrap_err()
+            .code(),
+        "grant_not_pending"
+    );
+    assert!(
+        v.break_glass_list(&auditor(), false, 72, NOW)
+            .unwrap()
+            .is_empty()
+    );
+    let done = v.break_glass_list(&auditor(), true, 72, NOW).unwrap();
+    let review = done[0].review.as_ref().unwrap();
+    assert_eq!(
+        (review.justified, review.note.as_str()),
+        (false, "Không có hồ sơ cấp cứu.")
+    );
+    let n = v.my_notifications(&cid(A), NOW).unwrap();
+    assert!(n.iter().any(|n| matches!(&n.kind, NotificationKind::BreakGlassReviewed { outcome, .. } if outcome == "unjustified")));
+    // The note is sealed: not on disk in the clear.
+    v.flush().unwrap();
+    for f in walk(dir.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        let marker = "hồ sơ cấp cứu".as_bytes();
+        assert!(!bytes.windows(marker.len()).any(|w| w == marker), "{f:?}");
+    }
+}
+
+#[test]
+fn auditors_list_complaints_and_requests_and_a_completed_erasure_request_erases() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    let (index, _) = released_full_name(&v);
+    let c = v
+        .file_complaint(&cid(A), index, "Không phải tôi", NOW)
+        .unwrap();
+    let open = v.complaints_list(&auditor(), false, NOW).unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].0, c);
+    assert_eq!(
+        open[0].1,
+        v.audit().entry(index).unwrap(),
+        "with the entry it concerns"
+    );
+    v.answer_complaint(
+        &auditor(),
+        &c.id,
+        ComplaintOutcome::Dismissed,
+        "Hợp lệ.",
+        NOW,
+    )
+    .unwrap();
+    assert!(
+        v.complaints_list(&auditor(), false, NOW)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(v.complaints_list(&auditor(), true, NOW).unwrap().len(), 1);
+
+    let access = v
+        .file_request(&cid(B), RequestKind::Access, "", NOW)
+        .unwrap();
+    let erase = v
+        .file_request(&cid(A), RequestKind::Erasure, "", NOW.plus_secs(1))
+        .unwrap();
+    let later = NOW.plus_secs(10 * 86_400);
+    let ids = |f| -> Vec<String> {
+        v.requests_list(&auditor(), f, later)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(RequestFilter::Open),
+        vec![access.id.clone(), erase.id.clone()]
+    );
+    assert_eq!(
+        ids(RequestFilter::Overdue).len(),
+        2,
+        "not acknowledged in 2 working days"
+    );
+    assert!(ids(RequestFilter::Closed).is_empty());
+    let complete = RequestUpdate {
+        status: RequestStatus::Completed,
+        note: "Đã xóa".into(),
+        extend_days: None,
+        other_processor: false,
+    };
+    v.update_request(&auditor(), &erase.id, &complete, later)
+        .unwrap();
+    assert_eq!(
+        v.my_record(&cid(A), later).unwrap_err().code(),
+        "citizen_not_found"
+    );
+    let tail: Vec<String> = events(&v)
+        .iter()
+        .rev()
+        .take(3)
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        tail.contains(&"record.erased".to_owned()) && tail.contains(&"request.updated".to_owned()),
+        "{tail:?}"
+    );
+    v.update_request(&auditor(), &access.id, &complete, later)
+        .unwrap();
+    assert_eq!(ids(RequestFilter::Closed), vec![access.id]);
 }

@@ -99,11 +99,12 @@ fn kind_name(kind: CaseKind) -> &'static str {
         CaseKind::Complaint => "complaint",
         CaseKind::Correction => "correction",
         CaseKind::Request => "request",
+        CaseKind::Review => "review",
     }
 }
 
 impl<S: VaultStore> Vault<S> {
-    fn case_sealer(
+    pub(super) fn case_sealer(
         &self,
         blind: &BlindId,
         record: &SealedRecord,
@@ -114,7 +115,7 @@ impl<S: VaultStore> Vault<S> {
         Ok(FieldSealer::new(&dek, *blind, record.dek_version))
     }
 
-    fn seal_body<T: Serialize>(
+    pub(super) fn seal_body<T: Serialize>(
         &self,
         sealer: &FieldSealer,
         kind: CaseKind,
@@ -128,7 +129,7 @@ impl<S: VaultStore> Vault<S> {
         sealer.seal_case(kind_name(kind), id, &bytes)
     }
 
-    fn open_body<T: DeserializeOwned>(
+    pub(super) fn open_body<T: DeserializeOwned>(
         &self,
         sealer: &FieldSealer,
         row: &CaseRow,
@@ -150,7 +151,7 @@ impl<S: VaultStore> Vault<S> {
     }
 
     /// Every case of one kind of a citizen, opened, oldest first.
-    fn my_cases<T: DeserializeOwned>(
+    pub(super) fn my_cases<T: DeserializeOwned>(
         &self,
         citizen: &CitizenId,
         kind: CaseKind,
@@ -174,7 +175,7 @@ impl<S: VaultStore> Vault<S> {
     }
 
     /// A case by id with its citizen's record, sealer and pseudonym.
-    fn case_of(
+    pub(super) fn case_of(
         &self,
         kind: CaseKind,
         id: &str,
@@ -189,7 +190,7 @@ impl<S: VaultStore> Vault<S> {
         Ok((row, record, sealer, subject))
     }
 
-    fn put_body<T: Serialize>(
+    pub(super) fn put_body<T: Serialize>(
         &self,
         sealer: &FieldSealer,
         row: CaseRow,
@@ -252,7 +253,7 @@ impl<S: VaultStore> Vault<S> {
         })
     }
 
-    fn new_row(
+    pub(super) fn new_row(
         &self,
         kind: CaseKind,
         id: String,
@@ -272,7 +273,7 @@ impl<S: VaultStore> Vault<S> {
     }
 
     /// Whether the entry at `index` is about the citizen with this pseudonym.
-    fn is_own_entry(&self, subject: &Pseudonym, index: u64) -> Result<bool, VaultError> {
+    pub(super) fn is_own_entry(&self, subject: &Pseudonym, index: u64) -> Result<bool, VaultError> {
         let entry = match self.audit.entry(index) {
             Ok(e) => e,
             Err(VaultError::AuditNotFound) => return Ok(false),
@@ -628,6 +629,7 @@ impl<S: VaultStore> Vault<S> {
 
     /// An officer moves a request on (acknowledged, extended once, completed, refused);
     /// `request.updated` (the id and the new status) is durable before it is stored.
+    /// Completing an erasure request erases the citizen (`record.erased`).
     pub fn update_request(
         &self,
         auditor: &SafeId,
@@ -654,7 +656,13 @@ impl<S: VaultStore> Vault<S> {
             )?;
             self.audit.append(vec![entry])?;
             let open = !request.status().is_closed();
+            let citizen = row.citizen;
             self.put_body(&sealer, CaseRow { open, ..row }, &request)?;
+            // A completed erasure request erases the citizen, as `vaultctl erase` does (its
+            // cases, this request included, go with the record).
+            if request.kind == RequestKind::Erasure && update.status == RequestStatus::Completed {
+                self.erase_blind(&citizen, &Actor::auditor(auditor.clone()), now)?;
+            }
             Ok(request)
         })()
         .or_else(|e| {
