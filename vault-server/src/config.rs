@@ -46,10 +46,34 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The auditors' oversight.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The citizen portal's OpenID Connect client (`/portal`); without it the portal cannot
     /// sign anyone in.
     #[serde(default)]
     pub portal: Option<PortalConfig>,
+}
+
+/// The auditors' oversight settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Hours within which a break-glass grant must be reviewed. Default 72.
+    #[serde(default = "default_review_hours")]
+    pub break_glass_review_hours: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            break_glass_review_hours: default_review_hours(),
+        }
+    }
+}
+
+fn default_review_hours() -> u32 {
+    72
 }
 
 /// The portal's OpenID Connect client: authorization code flow with PKCE against the
@@ -331,6 +355,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("limits.grant_retention_seconds", Kind::Int),
     ("log.format", Kind::Str),
     ("log.level", Kind::Str),
+    ("audit.break_glass_review_hours", Kind::Int),
     ("portal.client_id", Kind::Str),
     ("portal.authorization_endpoint", Kind::Str),
     ("portal.token_endpoint", Kind::Str),
@@ -453,6 +478,9 @@ impl Config {
                     path.display()
                 ));
             }
+        }
+        if !(1..=8_760).contains(&self.audit.break_glass_review_hours) {
+            return Err("audit.break_glass_review_hours: must be between 1 and 8760".into());
         }
         if let Some(p) = &self.portal {
             for (key, v) in [

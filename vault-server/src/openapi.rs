@@ -32,6 +32,18 @@ fn query_schema(path: &str, name: &str) -> (Value, bool) {
             (int, false)
         }
         ("/v1/corrections", "status") => (json!({"type": "string", "enum": ["open"]}), false),
+        ("/v1/audit/break-glass", "status") => (
+            json!({"type": "string", "enum": ["unreviewed", "reviewed"]}),
+            false,
+        ),
+        ("/v1/audit/complaints", "status") => (
+            json!({"type": "string", "enum": ["open", "answered"]}),
+            false,
+        ),
+        ("/v1/audit/requests", "status") => (
+            json!({"type": "string", "enum": ["open", "overdue", "closed"]}),
+            false,
+        ),
         (_, "status") => (
             json!({"type": "string", "enum": ["pending_consent", "active", "refused", "revoked",
                                               "expired", "exhausted"]}),
@@ -251,6 +263,35 @@ fn success(r: &Route) -> Vec<(u16, &'static str, Value)> {
                 &["kind", "time"],
             )),
         )],
+        ("GET", "/v1/audit/break-glass") => vec![(
+            200,
+            j,
+            json!({"type": "array", "items": obj(
+                json!({"grant_id": s("string"), "agency": s("string"), "official": s("string"),
+                       "purpose": s("string"), "dossier_id": s("string"), "fields": strings(),
+                       "issued_at": s("string"), "review_due": s("string"),
+                       "releases": {"type": "array", "items": s("integer")},
+                       "review": s("object")}),
+                &["grant_id", "agency", "purpose", "fields", "issued_at", "review_due", "releases"])}),
+        )],
+        ("POST", "/v1/audit/break-glass/{grant_id}/review") => vec![(
+            200,
+            j,
+            obj(
+                json!({"grant_id": s("string"), "review": s("object")}),
+                &["grant_id", "review"],
+            ),
+        )],
+        ("GET", "/v1/audit/complaints") => {
+            let mut c = complaint();
+            c["properties"]["entry"] = s("object");
+            vec![(200, j, json!({"type": "array", "items": c}))]
+        }
+        ("POST", "/v1/audit/complaints/{id}/answer") => vec![(200, j, complaint())],
+        ("GET", "/v1/audit/requests") => {
+            vec![(200, j, json!({"type": "array", "items": request()}))]
+        }
+        ("POST", "/v1/audit/requests/{id}") => vec![(200, j, request())],
         ("GET", "/v1/corrections") => vec![(
             200,
             j,
@@ -412,6 +453,23 @@ fn request_body(r: &Route) -> Option<Value> {
             "properties": {"outcome": {"enum": ["accepted", "rejected"]},
                            "reason": {"type": "string",
                                       "maxLength": vault_core::case::MAX_TEXT_CHARS}}}),
+        "/v1/audit/break-glass/{grant_id}/review" => json!({"type": "object",
+            "additionalProperties": false, "required": ["outcome", "note"],
+            "properties": {"outcome": {"enum": ["justified", "unjustified"]},
+                           "note": {"type": "string", "minLength": 1,
+                                    "maxLength": vault_core::case::MAX_TEXT_CHARS}}}),
+        "/v1/audit/complaints/{id}/answer" => json!({"type": "object",
+            "additionalProperties": false, "required": ["outcome", "text"],
+            "properties": {"outcome": {"enum": ["upheld", "dismissed"]},
+                           "text": {"type": "string", "minLength": 1,
+                                    "maxLength": vault_core::case::MAX_TEXT_CHARS}}}),
+        "/v1/audit/requests/{id}" => json!({"type": "object", "additionalProperties": false,
+            "required": ["status"],
+            "properties": {"status": {"enum": ["acknowledged", "extended", "completed", "refused"]},
+                           "note": {"type": "string", "maxLength": vault_core::case::MAX_TEXT_CHARS},
+                           "extend_days": {"type": "integer", "minimum": 1,
+                                           "maximum": vault_core::case::MAX_EXTENSION_DAYS},
+                           "other_processor": s("boolean")}}),
         "/v1/me/verify" => json!({"type": "object", "additionalProperties": false,
             "required": ["verification_code"],
             "properties": {"verification_code": s("string")}}),

@@ -6,6 +6,7 @@ pub mod agency;
 pub mod auditor;
 pub mod citizen;
 pub mod ops;
+pub mod oversight;
 
 use actix_web::{HttpRequest, web};
 
@@ -143,6 +144,23 @@ routes! {
     get "/v1/audit/proof/consistency" => auditor::consistency, Auditor,
         op: "audit.consistency", body: false, query: ["from", "to"],
         "RFC 9162 consistency proof";
+    get "/v1/audit/break-glass" => oversight::break_glass, Auditor, op: "breakglass.list",
+        body: false, query: ["status"],
+        "Break-glass grants, unreviewed or reviewed, with review due times and releases (audited)";
+    post "/v1/audit/break-glass/{grant_id}/review" => oversight::review, Auditor,
+        op: "breakglass.review", body: true, query: [],
+        "Review a break-glass grant: justified or unjustified, with a note; the citizen is told";
+    get "/v1/audit/complaints" => oversight::complaints, Auditor, op: "complaint.queue",
+        body: false, query: ["status"],
+        "Complaints, open or answered, with the entry each concerns (audited)";
+    post "/v1/audit/complaints/{id}/answer" => oversight::answer, Auditor,
+        op: "complaint.answer", body: true, query: [],
+        "Answer a complaint (upheld or dismissed, with text); the citizen sees it";
+    get "/v1/audit/requests" => oversight::requests, Auditor, op: "request.queue", body: false,
+        query: ["status"], "Data-subject requests: open, overdue or closed (audited)";
+    post "/v1/audit/requests/{id}" => oversight::update_request, Auditor,
+        op: "request.update", body: true, query: [],
+        "Acknowledge, extend once, complete or refuse a request (completing an erasure erases)";
     get "/v1/audit/pubkey" => ops::pubkey, Public, op: "audit.pubkey", body: false, query: [],
         "The audit log's verifier key (C2SP note verifier string), for checking receipts";
     get "/healthz" => ops::healthz, Public, op: "healthz", body: false, query: [],

@@ -38,6 +38,8 @@ pub struct AppState {
     pub max_body: usize,
     /// Where the server's time comes from (`crate::clock`).
     pub clock: Arc<dyn Clock>,
+    /// Hours within which a break-glass grant must be reviewed (`[audit]`).
+    pub break_glass_review_hours: u32,
     /// The citizen portal (`/portal`).
     pub portal: Option<crate::portal::PortalState>,
     /// The dev issuer's OpenID endpoints (dev mode only).

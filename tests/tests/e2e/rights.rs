@@ -212,3 +212,157 @@ fn complaints_corrections_requests_and_notifications_over_http() {
         assert!(!lines.contains(secret), "{secret} in the audit log");
     }
 }
+
+#[test]
+fn auditors_review_break_glass_answer_complaints_and_move_requests_and_citizens_see_it() {
+    let (mut s, people) = TestServer::start(3, &Limits::default());
+    let a = &people[0].0;
+    let me = s.client(None);
+    let hospital = s.client(Some(&s.agency_identity("benh-vien-cho-ray")));
+    let au = s.auditor_token("kt-01");
+    let body = json!({"citizen_id": a, "purpose": "emergency_care", "dossier_id": "CC-1",
+                      "fields": ["blood_type"], "official": {"id": "bac-si-01"}});
+    let (st, g) = json_of(
+        hospital
+            .post(s.url("/v1/grants"))
+            .json(&body)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 201, "{g}");
+    let gid = g["grant_id"].as_str().unwrap().to_owned();
+    let (st, rel) = json_of(
+        hospital
+            .get(s.url(&format!("/v1/citizens/{a}/fields?fields=blood_type")))
+            .bearer_auth(g["access_token"].as_str().unwrap())
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 200, "{rel}");
+    let get = |path: &str, tok: &str| json_of(me.get(s.url(path)).bearer_auth(tok).send().unwrap());
+    let post = |path: &str, tok: &str, body: Value| {
+        json_of(
+            me.post(s.url(path))
+                .bearer_auth(tok)
+                .json(&body)
+                .send()
+                .unwrap(),
+        )
+    };
+
+    // Break-glass: the queue shows the grant, its due time and its release; the review
+    // reaches the citizen.
+    let (st, queue) = get("/v1/audit/break-glass?status=unreviewed", &au);
+    assert_eq!(st, 200, "{queue}");
+    assert_eq!(queue[0]["grant_id"], json!(gid));
+    assert_eq!(queue[0]["releases"], json!([rel["audit"]["index"]]));
+    assert!(queue[0]["review_due"].as_str().unwrap() > queue[0]["issued_at"].as_str().unwrap());
+    let path = format!("/v1/audit/break-glass/{gid}/review");
+    assert_eq!(
+        post(&path, &au, json!({"outcome": "maybe", "note": "x"})).0,
+        400
+    );
+    let (st, r) = post(
+        &path,
+        &au,
+        json!({"outcome": "unjustified", "note": "Không có ca cấp cứu."}),
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        post(&path, &au, json!({"outcome": "justified", "note": "x"})).1["code"],
+        "grant_not_pending"
+    );
+    let (_, done) = get("/v1/audit/break-glass?status=reviewed", &au);
+    assert_eq!(done[0]["review"]["note"], "Không có ca cấp cứu.");
+    let ctok = s.citizen_token(a);
+    let (_, n) = get("/v1/me/notifications", &ctok);
+    assert!(
+        n["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["kind"] == "break_glass_reviewed" && i["outcome"] == "unjustified"),
+        "{n}"
+    );
+
+    // A complaint: queued with its entry, answered once, seen by the citizen.
+    let index = rel["audit"]["index"].as_u64().unwrap();
+    let (st, c) = post(
+        "/v1/me/complaints",
+        &ctok,
+        json!({"audit_index": index, "text": "Tôi không cấp cứu."}),
+    );
+    assert_eq!(st, 201, "{c}");
+    let (_, open) = get("/v1/audit/complaints?status=open", &au);
+    assert_eq!(open[0]["id"], c["id"]);
+    assert_eq!(open[0]["entry"]["event"], "record.released");
+    let cpath = format!("/v1/audit/complaints/{}/answer", c["id"].as_str().unwrap());
+    let (st, ans) = post(
+        &cpath,
+        &au,
+        json!({"outcome": "upheld", "text": "Đã xử lý bệnh viện."}),
+    );
+    assert_eq!((st, &ans["status"]), (200, &json!("answered")), "{ans}");
+    assert_eq!(
+        post(&cpath, &au, json!({"outcome": "dismissed", "text": "x"})).1["code"],
+        "case_closed"
+    );
+    let (_, mine) = get("/v1/me/complaints", &ctok);
+    assert_eq!(mine["items"][0]["answer"], "Đã xử lý bệnh viện.");
+    assert_eq!(mine["items"][0]["outcome"], "upheld");
+    assert_eq!(
+        get("/v1/audit/complaints?status=answered", &au)
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(get("/v1/audit/complaints?status=closed", &au).0, 400);
+
+    // An erasure request: acknowledged, then completed, which erases the citizen.
+    let (st, r) = post("/v1/me/requests", &ctok, json!({"kind": "erasure"}));
+    assert_eq!(st, 201, "{r}");
+    let rpath = format!("/v1/audit/requests/{}", r["id"].as_str().unwrap());
+    let (_, open) = get("/v1/audit/requests?status=open", &au);
+    assert_eq!(open[0]["id"], r["id"]);
+    let (st, ack) = post(
+        &rpath,
+        &au,
+        json!({"status": "acknowledged", "note": "Đã nhận"}),
+    );
+    assert_eq!((st, &ack["status"]), (200, &json!("acknowledged")), "{ack}");
+    let (_, n) = get("/v1/me/notifications", &ctok);
+    assert!(
+        n["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["kind"] == "request_status" && i["status"] == "acknowledged"),
+        "{n}"
+    );
+    let (st, fin) = post(
+        &rpath,
+        &au,
+        json!({"status": "completed", "note": "Đã xóa"}),
+    );
+    assert_eq!((st, &fin["status"]), (200, &json!("completed")), "{fin}");
+    assert_eq!(get("/v1/me/record", &ctok).1["code"], "citizen_not_found");
+    assert_eq!(get("/v1/audit/requests?status=open", &au).1, json!([]));
+
+    // A citizen's token is not an auditor's.
+    assert_eq!(get("/v1/audit/complaints", &ctok).0, 403);
+    assert!(s.stop().unwrap().success(), "{}", s.log_text());
+    let log = String::from_utf8(s.vault.ctl(&["audit", "export"]).stdout).unwrap();
+    for event in [
+        "breakglass.reviewed",
+        "complaint.answered",
+        "request.updated",
+        "record.erased",
+    ] {
+        assert!(log.contains(&format!("\"event\":\"{event}\"")), "{event}");
+    }
+    for text in ["ca cấp cứu", "Đã xử lý bệnh viện", "Đã nhận"] {
+        assert!(!log.contains(text), "{text} in the audit log");
+    }
+}

@@ -96,6 +96,7 @@ mod tests {
             refusal_limiter: RateLimiter::new(1.0, 1),
             max_body: 4096,
             clock: Arc::new(vault_core::SystemClock),
+            break_glass_review_hours: 72,
             portal: None,
             dev: None,
             self_origin: std::sync::OnceLock::new(),
