@@ -25,6 +25,7 @@ fn obj(props: Value, required: &[&str]) -> Value {
 fn query_schema(path: &str, name: &str) -> (Value, bool) {
     let int = json!({"type": "integer", "minimum": 0});
     match (path, name) {
+        ("/v1/audit/export", "from" | "to") => (json!({"type": "integer", "minimum": 0}), false),
         ("/v1/audit/proof/consistency", "from") | ("/v1/audit/proof/inclusion", "index") => {
             (int, true)
         }
@@ -263,6 +264,7 @@ fn success(r: &Route) -> Vec<(u16, &'static str, Value)> {
                 &["kind", "time"],
             )),
         )],
+        ("GET", "/v1/audit/export") => vec![(200, "application/x-ndjson", s("string"))],
         ("GET", "/v1/audit/break-glass") => vec![(
             200,
             j,

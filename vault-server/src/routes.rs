@@ -5,6 +5,7 @@
 pub mod agency;
 pub mod auditor;
 pub mod citizen;
+pub mod export;
 pub mod ops;
 pub mod oversight;
 
@@ -144,6 +145,9 @@ routes! {
     get "/v1/audit/proof/consistency" => auditor::consistency, Auditor,
         op: "audit.consistency", body: false, query: ["from", "to"],
         "RFC 9162 consistency proof";
+    get "/v1/audit/export" => export::export, Auditor, op: "audit.export", body: false,
+        query: ["from", "to"],
+        "Entries from..to as NDJSON, exactly the lines of `vaultctl audit export`, streamed (audited)";
     get "/v1/audit/break-glass" => oversight::break_glass, Auditor, op: "breakglass.list",
         body: false, query: ["status"],
         "Break-glass grants, unreviewed or reviewed, with review due times and releases (audited)";

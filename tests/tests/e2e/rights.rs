@@ -352,8 +352,45 @@ fn auditors_review_break_glass_answer_complaints_and_move_requests_and_citizens_
 
     // A citizen's token is not an auditor's.
     assert_eq!(get("/v1/audit/complaints", &ctok).0, 403);
+
+    // The export over HTTPS: exactly `vaultctl audit export`'s lines, audited.
+    let export = |q: &str| {
+        let r = me
+            .get(s.url(&format!("/v1/audit/export{q}")))
+            .bearer_auth(&au)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, ct, r.text().unwrap())
+    };
+    let (st, ct, all) = export("");
+    assert_eq!((st, ct.as_deref()), (200, Some("application/x-ndjson")));
+    let n = all.lines().count();
+    assert!(n > 10);
+    let (_, _, part) = export("?from=3&to=7");
+    assert_eq!(
+        part.lines().collect::<Vec<_>>(),
+        all.lines().skip(3).take(4).collect::<Vec<_>>()
+    );
+    assert_eq!(export("?from=7&to=3").0, 400);
+    assert_eq!(export("?to=999999999").0, 400);
     assert!(s.stop().unwrap().success(), "{}", s.log_text());
+    let cli = s.vault.ctl(&["audit", "export", "--to", &n.to_string()]);
+    assert!(cli.status.success());
+    assert_eq!(
+        String::from_utf8(cli.stdout).unwrap(),
+        all,
+        "byte-identical to vaultctl's"
+    );
     let log = String::from_utf8(s.vault.ctl(&["audit", "export"]).stdout).unwrap();
+    assert!(
+        log.contains(&format!("\"range_from\":0,\"range_to\":{n}")),
+        "the export is audited"
+    );
     for event in [
         "breakglass.reviewed",
         "complaint.answered",

@@ -899,6 +899,7 @@ fn openapi_documents_every_spec_route_and_only_routed_ones() {
         ("GET", "/v1/me/requests"),
         ("GET", "/v1/me/notifications"),
         ("GET", "/v1/corrections"),
+        ("GET", "/v1/audit/export"),
         ("GET", "/v1/audit/break-glass"),
         ("POST", "/v1/audit/break-glass/{grant_id}/review"),
         ("GET", "/v1/audit/complaints"),

@@ -60,6 +60,8 @@ pub enum Event {
     BreakglassReviewed,
     /// An auditor queried the log.
     AuditQueried,
+    /// An auditor exported a range of the log.
+    AuditExported,
     /// A key was rotated.
     KeyRotated,
     /// An identified caller was refused outside the grant and release decisions (another
@@ -70,7 +72,7 @@ pub enum Event {
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 22] = [
+    pub const ALL: [Event; 23] = [
         Self::GrantIssued,
         Self::GrantPending,
         Self::GrantDenied,
@@ -91,6 +93,7 @@ impl Event {
         Self::RequestUpdated,
         Self::BreakglassReviewed,
         Self::AuditQueried,
+        Self::AuditExported,
         Self::KeyRotated,
         Self::AccessDenied,
     ];
@@ -118,6 +121,7 @@ impl Event {
             Self::RequestUpdated => "request.updated",
             Self::BreakglassReviewed => "breakglass.reviewed",
             Self::AuditQueried => "audit.queried",
+            Self::AuditExported => "audit.exported",
             Self::KeyRotated => "key.rotated",
             Self::AccessDenied => "access.denied",
         }
@@ -827,6 +831,24 @@ impl AuditEntry {
         )?
         .subject(subject)
         .set("code", code_value(code))
+        .finish()
+    }
+
+    /// `audit.exported`: an auditor exported entries `from..to` (`range_from`, `range_to`).
+    pub fn audit_exported(
+        ctx: &EntryContext,
+        auditor: &Actor,
+        from: u64,
+        to: u64,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::AuditExported,
+            auditor.to_json(None),
+            Outcome::Permit,
+        )?
+        .set("range_from", json!(from))
+        .set("range_to", json!(to))
         .finish()
     }
 

@@ -647,6 +647,83 @@ impl SegmentLog {
         Ok(body)
     }
 
+    /// Entries `from..to` (an empty range past the end is empty) with their leaf hashes, read
+    /// in two large reads: the leaf records, then the entries' bytes. Each entry's CRC and
+    /// leaf hash are checked.
+    pub fn entries(&self, from: u64, to: u64) -> Result<Vec<(Vec<u8>, Hash)>, VaultError> {
+        let size = self.size();
+        let to = to.min(size);
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let files = &self.inner.files;
+        // The records of from..to, and of `to` when it exists (where the last entry ends).
+        let records = to - from + u64::from(to < size);
+        let mut leaves = vec![
+            0u8;
+            usize::try_from(records * LEAF_RECORD)
+                .map_err(|_| corrupt(from, "range too large"))?
+        ];
+        files
+            .leaves
+            .read_at(from * LEAF_RECORD, &mut leaves)
+            .map_err(|e| io_unavailable("leaf index", &e))?;
+        let record = |k: usize| -> (u64, Hash) {
+            let r = leaves
+                .get(k * LEAF_RECORD as usize..(k + 1) * LEAF_RECORD as usize)
+                .unwrap_or(&[0; LEAF_RECORD as usize]);
+            let mut off = [0u8; 8];
+            off.copy_from_slice(r.get(..8).unwrap_or(&[0; 8]));
+            let mut h = [0u8; 32];
+            h.copy_from_slice(r.get(8..).unwrap_or(&[0; 32]));
+            (u64::from_be_bytes(off), h)
+        };
+        let count = usize::try_from(to - from).map_err(|_| corrupt(from, "range too large"))?;
+        let start = record(0).0;
+        let end = if to < size {
+            record(count).0
+        } else {
+            files
+                .entries
+                .size()
+                .map_err(|e| io_unavailable("entries", &e))?
+        };
+        let span = end
+            .checked_sub(start)
+            .ok_or_else(|| corrupt(from, "entry offsets go backwards"))?;
+        let mut bytes =
+            vec![0u8; usize::try_from(span).map_err(|_| corrupt(from, "range too large"))?];
+        files
+            .entries
+            .read_at(start, &mut bytes)
+            .map_err(|e| io_unavailable("entries", &e))?;
+        let mut out = Vec::with_capacity(count);
+        for k in 0..count {
+            let index = from + k as u64;
+            let (offset, hash) = record(k);
+            let at = offset
+                .checked_sub(start)
+                .and_then(|o| usize::try_from(o).ok())
+                .ok_or_else(|| corrupt(index, "bad offset"))?;
+            let head = bytes
+                .get(at..at + ENTRY_HEADER as usize)
+                .ok_or_else(|| corrupt(index, "entry record unreadable"))?;
+            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            let crc = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+            let body = bytes
+                .get(at + ENTRY_HEADER as usize..at + ENTRY_HEADER as usize + len)
+                .ok_or_else(|| corrupt(index, "entry record unreadable"))?;
+            if crc32fast::hash(body) != crc {
+                return Err(corrupt(index, "entry record unreadable"));
+            }
+            if merkle::leaf_hash(body) != hash {
+                return Err(corrupt(index, "entry does not match its leaf hash"));
+            }
+            out.push((body.to_vec(), hash));
+        }
+        Ok(out)
+    }
+
     /// The leaf hash of entry `index`.
     pub fn leaf_hash(&self, index: u64) -> Result<Hash, VaultError> {
         if index >= self.size() {

@@ -247,3 +247,35 @@ impl<S: VaultStore> Vault<S> {
             .collect())
     }
 }
+
+impl<S: VaultStore> Vault<S> {
+    /// Starts an auditor's export of entries `from..to` (`to` defaults to the log's size):
+    /// checks the range and appends `audit.exported` before any entry is read. Returns the
+    /// range to stream (with `AuditLog::entries`).
+    pub fn begin_export(
+        &self,
+        auditor: &SafeId,
+        from: u64,
+        to: Option<u64>,
+        now: Timestamp,
+    ) -> Result<(u64, u64), VaultError> {
+        let size = self.audit.size();
+        let to = to.unwrap_or(size);
+        if from > to || to > size {
+            return self.refused(
+                super::Caller::Auditor(auditor),
+                super::Attempt::new("audit.export"),
+                VaultError::Denied(crate::error::Denial::InvalidRequest),
+                now,
+            );
+        }
+        let entry = AuditEntry::audit_exported(
+            &self.entry_context(now),
+            &Actor::auditor(auditor.clone()),
+            from,
+            to,
+        )?;
+        self.audit.append(vec![entry])?;
+        Ok((from, to))
+    }
+}

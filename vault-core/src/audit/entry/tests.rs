@@ -108,6 +108,7 @@ fn every_event(subject: &Pseudonym, fields: &[FieldName]) -> Vec<AuditEntry> {
             Some(subject),
             "by_citizen",
         ),
+        AuditEntry::audit_exported(&c, &Actor::auditor(id("kiem-toan-1")), 0, 100),
         AuditEntry::key_rotated(&c, &Actor::operator(id("vaultctl")), "kek", 2),
         AuditEntry::access_denied(
             &c,
@@ -149,7 +150,7 @@ fn entries_are_canonical_json_with_sorted_keys_and_spec_fields() {
         // SPEC §4's fields, then the extensions this vault documents
         // (docs/storage-and-crypto.md, "Audit entries"): what a consent covers, and what
         // a refused caller tried, and which case (complaint, correction, request) and entry an event concerns.
-        const SPEC_KEYS: [&str; 20] = [
+        const SPEC_KEYS: [&str; 22] = [
             "v",
             "time",
             "nonce",
@@ -170,6 +171,8 @@ fn entries_are_canonical_json_with_sorted_keys_and_spec_fields() {
             "action",
             "case_id",
             "entry_index",
+            "range_from",
+            "range_to",
         ];
         for k in v.as_object().unwrap().keys() {
             assert!(
