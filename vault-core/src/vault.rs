@@ -13,6 +13,7 @@ mod oversight;
 mod reads;
 mod refusal;
 mod release;
+mod reports;
 mod revocation;
 mod sealed;
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub use oversight::{BreakGlassItem, RequestFilter};
 pub use reads::{AuditorAnswer, AuditorRead, CodeInfo, HistoryItem, Receipt};
 pub use refusal::{Attempt, Caller};
 pub use release::Released;
+pub use reports::{BreachReport, ReuseLine};
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;

@@ -559,3 +559,67 @@ fn auditors_list_complaints_and_requests_and_a_completed_erasure_request_erases(
         .unwrap();
     assert_eq!(ids(RequestFilter::Closed), vec![access.id]);
 }
+
+#[test]
+fn breach_and_reuse_reports_count_what_agencies_did_in_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(dir.path(), None);
+    let police = "csgt-cong-an-tphcm";
+    for c in [A, B] {
+        let (_, token) = active(ask(
+            &v,
+            police,
+            c,
+            "driver_licence_renewal",
+            &["full_name", "date_of_birth"],
+        ));
+        release(&v, police, &token, c, &["full_name", "date_of_birth"]).unwrap();
+    }
+    let (_, token) = active(ask(
+        &v,
+        "ubnd-phuong-sai-gon",
+        A,
+        "construction_permit",
+        &["full_name"],
+    ));
+    release(&v, "ubnd-phuong-sai-gon", &token, A, &["full_name"]).unwrap();
+    let (from, to) = (NOW.plus_secs(-60), NOW.plus_secs(60));
+    let r = v
+        .breach_report(&auditor(), from, to, Some(police), None, NOW)
+        .unwrap();
+    assert_eq!(last(&v)["code"], "breach_report", "audited");
+    assert_eq!(r.affected_citizens, 2);
+    assert_eq!(r.agencies.iter().collect::<Vec<_>>(), vec![police]);
+    assert_eq!(r.events.get("record.released"), Some(&2));
+    assert_eq!(r.events.get("grant.issued"), Some(&2));
+    assert!(r.fields.contains("date_of_birth"));
+    assert_eq!(r.entries.len(), 4);
+    let all = v
+        .breach_report(&auditor(), from, to, None, None, NOW)
+        .unwrap();
+    assert_eq!((all.affected_citizens, all.agencies.len()), (2, 2));
+    let none = v
+        .breach_report(
+            &auditor(),
+            NOW.plus_secs(3_600),
+            NOW.plus_secs(7_200),
+            None,
+            None,
+            NOW,
+        )
+        .unwrap();
+    assert!(none.entries.is_empty() && none.affected_citizens == 0);
+    let by_official = v
+        .breach_report(&auditor(), from, to, None, Some("nobody"), NOW)
+        .unwrap();
+    assert!(by_official.entries.is_empty());
+
+    let ledger = v.reuse_report(&auditor(), from, to, NOW).unwrap();
+    let line = &ledger[&(police.to_owned(), "driver_licence_renewal".to_owned())];
+    assert_eq!((line.releases, line.field_values, line.citizens), (2, 4, 2));
+    let ward = &ledger[&(
+        "ubnd-phuong-sai-gon".to_owned(),
+        "construction_permit".to_owned(),
+    )];
+    assert_eq!((ward.releases, ward.field_values, ward.citizens), (1, 1, 1));
+}
