@@ -265,6 +265,49 @@ fn success(r: &Route) -> Vec<(u16, &'static str, Value)> {
             )),
         )],
         ("GET", "/v1/audit/export") => vec![(200, "application/x-ndjson", s("string"))],
+        ("GET", "/v1/audit/reports/breach") => vec![(
+            200,
+            j,
+            obj(
+                json!({"from": s("string"), "to": s("string"), "agency": nullable("string"),
+                       "official": nullable("string"), "affected_citizens": s("integer"),
+                       "fields": strings(), "agencies": strings(), "officials": strings(),
+                       "events": s("object"),
+                       "entries": {"type": "array", "items": s("integer")}}),
+                &[
+                    "from",
+                    "to",
+                    "affected_citizens",
+                    "fields",
+                    "agencies",
+                    "officials",
+                    "events",
+                    "entries",
+                ],
+            ),
+        )],
+        ("GET", "/v1/audit/reports/inventory") => vec![(
+            200,
+            j,
+            obj(
+                json!({"policy_sha256": s("string"),
+                       "purposes": {"type": "array", "items": s("object")}}),
+                &["policy_sha256", "purposes"],
+            ),
+        )],
+        ("GET", "/v1/audit/reports/reuse") => vec![(
+            200,
+            j,
+            obj(
+                json!({"from": s("string"), "to": s("string"),
+                       "items": {"type": "array", "items": obj(
+                           json!({"agency": s("string"), "purpose": s("string"),
+                                  "releases": s("integer"), "field_values": s("integer"),
+                                  "citizens": s("integer")}),
+                           &["agency", "purpose", "releases", "field_values", "citizens"])}}),
+                &["from", "to", "items"],
+            ),
+        )],
         ("GET", "/v1/audit/break-glass") => vec![(
             200,
             j,

@@ -8,6 +8,7 @@ pub mod citizen;
 pub mod export;
 pub mod ops;
 pub mod oversight;
+pub mod reports;
 
 use actix_web::{HttpRequest, web};
 
@@ -165,6 +166,13 @@ routes! {
     post "/v1/audit/requests/{id}" => oversight::update_request, Auditor,
         op: "request.update", body: true, query: [],
         "Acknowledge, extend once, complete or refuse a request (completing an erasure erases)";
+    get "/v1/audit/reports/breach" => reports::breach, Auditor, op: "report.breach",
+        body: false, query: ["from", "to", "agency", "official"],
+        "The pre-filled 72-hour breach notification for a window (JSON, or a page for Accept: text/html)";
+    get "/v1/audit/reports/inventory" => reports::inventory, Auditor, op: "report.inventory",
+        body: false, query: [], "The record of processing built from the policy set";
+    get "/v1/audit/reports/reuse" => reports::reuse, Auditor, op: "report.reuse", body: false,
+        query: ["from", "to"], "The declare-once ledger: releases and field values supplied per agency and purpose";
     get "/v1/audit/pubkey" => ops::pubkey, Public, op: "audit.pubkey", body: false, query: [],
         "The audit log's verifier key (C2SP note verifier string), for checking receipts";
     get "/healthz" => ops::healthz, Public, op: "healthz", body: false, query: [],

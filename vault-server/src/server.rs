@@ -180,6 +180,7 @@ pub fn prepare(
         max_body: l.max_body_bytes,
         clock,
         break_glass_review_hours: config.audit.break_glass_review_hours,
+        grant_retention_seconds: l.grant_retention_seconds,
         portal: Some(crate::portal::PortalState::new(config.portal.as_ref())?),
         dev: dev.map(crate::dev::oidc::DevOidc::new),
         self_origin: std::sync::OnceLock::new(),

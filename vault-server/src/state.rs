@@ -38,6 +38,8 @@ pub struct AppState {
     pub max_body: usize,
     /// Where the server's time comes from (`crate::clock`).
     pub clock: Arc<dyn Clock>,
+    /// How long ended grants are kept (`[limits] grant_retention_seconds`).
+    pub grant_retention_seconds: u64,
     /// Hours within which a break-glass grant must be reviewed (`[audit]`).
     pub break_glass_review_hours: u32,
     /// The citizen portal (`/portal`).

@@ -353,6 +353,73 @@ fn auditors_review_break_glass_answer_complaints_and_move_requests_and_citizens_
     // A citizen's token is not an auditor's.
     assert_eq!(get("/v1/audit/complaints", &ctok).0, 403);
 
+    // Reports: the breach notification (JSON and a printable page), the record of
+    // processing, the declare-once ledger.
+    let (st, b) = get("/v1/audit/reports/breach?agency=benh-vien-cho-ray", &au);
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["affected_citizens"], 1);
+    assert_eq!(b["agencies"], json!(["benh-vien-cho-ray"]));
+    assert_eq!(b["events"]["record.released"], 1);
+    assert!(
+        b["fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("blood_type"))
+    );
+    let page = me
+        .get(s.url("/v1/audit/reports/breach?agency=benh-vien-cho-ray"))
+        .bearer_auth(&au)
+        .header("accept", "text/html")
+        .send()
+        .unwrap();
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = page.text().unwrap();
+    assert!(
+        page.contains("<html lang=\"vi\">") && page.contains("Bệnh viện Chợ Rẫy"),
+        "{page}"
+    );
+    assert!(!page.contains(a.as_str()), "no citizen id on the page");
+    let (_, inv) = get("/v1/audit/reports/inventory", &au);
+    let emergency = inv["purposes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["purpose"] == "emergency_care")
+        .unwrap()
+        .clone();
+    assert_eq!(emergency["break_glass"], true);
+    assert!(
+        emergency["agencies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("benh-vien-cho-ray"))
+    );
+    let (_, reuse) = get("/v1/audit/reports/reuse", &au);
+    let line = reuse["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["agency"] == "benh-vien-cho-ray")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (line["releases"].as_u64(), line["field_values"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        get(
+            "/v1/audit/reports/breach?from=2026-12-31&to=2026-01-01",
+            &au
+        )
+        .0,
+        400
+    );
+
     // The export over HTTPS: exactly `vaultctl audit export`'s lines, audited.
     let export = |q: &str| {
         let r = me

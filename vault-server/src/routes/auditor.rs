@@ -28,7 +28,8 @@ pub struct EntriesQuery {
     limit: Option<usize>,
 }
 
-fn parse_time(name: &str, s: &str) -> Result<Timestamp, ApiError> {
+/// A `from`/`to` parameter: a date or an RFC 3339 UTC time.
+pub fn parse_time(name: &str, s: &str) -> Result<Timestamp, ApiError> {
     let full = match s.len() {
         10 => format!("{s}T00:00:00.000Z"),
         20 if s.ends_with('Z') => format!("{}.000Z", s.get(..19).unwrap_or("")),

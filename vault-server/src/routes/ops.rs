@@ -97,6 +97,7 @@ mod tests {
             max_body: 4096,
             clock: Arc::new(vault_core::SystemClock),
             break_glass_review_hours: 72,
+            grant_retention_seconds: 86_400,
             portal: None,
             dev: None,
             self_origin: std::sync::OnceLock::new(),
