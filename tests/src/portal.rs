@@ -253,6 +253,28 @@ impl<'a> Browser<'a> {
         back
     }
 
+    /// Signs in to the audit console through the dev issuer as auditor `id`; the final
+    /// (status, Location) of the callback.
+    pub fn sign_in_console(&mut self, id: &str, field: &str) -> (u16, String) {
+        let (st, to_issuer, _) = self.get("/audit-console/login");
+        assert_eq!(st, 303);
+        let (st, _, page) = self.get(&to_issuer);
+        assert_eq!(st, 200, "{page}");
+        assert!(
+            page.contains("name=\"auditor_id\""),
+            "the console asks for an auditor id"
+        );
+        let mut form = hidden_inputs(&page);
+        form.push((field.into(), id.into()));
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (st, callback, body) = self.post("/dev-issuer/authorize", &pairs);
+        if st != 303 {
+            return (st, body);
+        }
+        let (st, back, _) = self.get(&callback);
+        (st, back)
+    }
+
     pub fn csrf(&mut self) -> String {
         let (_, _, page) = self.get("/portal");
         value_of(&page, "csrf")

@@ -91,6 +91,10 @@ pub struct PortalConfig {
     /// `/portal/callback` on the host the browser used).
     #[serde(default = "default_redirect")]
     pub redirect_uri: String,
+    /// The redirect URI registered for the audit console (default `/audit-console/callback`
+    /// on the host the browser used).
+    #[serde(default = "default_console_redirect")]
+    pub console_redirect_uri: String,
     /// CA bundle (PEM) to trust for the token endpoint.
     #[serde(default)]
     pub token_ca: Option<PathBuf>,
@@ -98,6 +102,10 @@ pub struct PortalConfig {
 
 fn default_redirect() -> String {
     "/portal/callback".into()
+}
+
+fn default_console_redirect() -> String {
+    "/audit-console/callback".into()
 }
 
 /// TLS files (PEM).
@@ -360,6 +368,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("portal.authorization_endpoint", Kind::Str),
     ("portal.token_endpoint", Kind::Str),
     ("portal.redirect_uri", Kind::Str),
+    ("portal.console_redirect_uri", Kind::Str),
     ("portal.token_ca", Kind::Str),
 ];
 
@@ -487,6 +496,7 @@ impl Config {
                 ("portal.authorization_endpoint", &p.authorization_endpoint),
                 ("portal.token_endpoint", &p.token_endpoint),
                 ("portal.redirect_uri", &p.redirect_uri),
+                ("portal.console_redirect_uri", &p.console_redirect_uri),
             ] {
                 if !(v.starts_with("https://") || (v.starts_with('/') && !v.starts_with("//"))) {
                     return Err(format!(

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod ctl;
 pub mod dev;
 pub mod fdlimit;

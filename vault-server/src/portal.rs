@@ -29,6 +29,8 @@ pub struct PortalState {
     pub sessions: Sessions,
     /// Static files by their hashed names.
     assets: Assets,
+    /// The audit console's sessions (auditors).
+    pub console_sessions: Sessions<vault_core::audit::SafeId>,
     /// Sign-ins started per client address (a flood of them cannot fill the table of
     /// logins in progress for everyone).
     pub login_limiter: crate::state::RateLimiter,
@@ -40,11 +42,17 @@ impl PortalState {
         self.assets.css.clone()
     }
 
+    /// The verifier module's URL.
+    pub fn js(&self) -> String {
+        self.assets.js.clone()
+    }
+
     /// The portal for `config` (its token endpoint's TLS trust read now).
     pub fn new(config: Option<&crate::config::PortalConfig>) -> Result<Self, String> {
         Ok(Self {
             client: config.map(login::Client::new).transpose()?,
             sessions: Sessions::default(),
+            console_sessions: Sessions::default(),
             assets: Assets::new(),
             login_limiter: crate::state::RateLimiter::new(5.0, 100),
         })
@@ -146,7 +154,7 @@ async fn gzip_html(
 
 /// The security headers of every page: nothing from another origin, no framing, no
 /// referrer, nothing cached.
-fn secure(mut res: HttpResponse) -> HttpResponse {
+pub(crate) fn secure(mut res: HttpResponse) -> HttpResponse {
     let h = res.headers_mut();
     for (k, v) in [
         (
@@ -166,7 +174,7 @@ fn secure(mut res: HttpResponse) -> HttpResponse {
 }
 
 /// An HTML page with `status`.
-fn html(status: actix_web::http::StatusCode, page: &impl Template) -> HttpResponse {
+pub(crate) fn html(status: actix_web::http::StatusCode, page: &impl Template) -> HttpResponse {
     match page.render() {
         Ok(body) => secure(
             HttpResponse::build(status)
@@ -178,7 +186,7 @@ fn html(status: actix_web::http::StatusCode, page: &impl Template) -> HttpRespon
 }
 
 /// A redirect (303 See Other) to a path on this server or an issuer's URL.
-fn see_other(location: &str) -> HttpResponse {
+pub(crate) fn see_other(location: &str) -> HttpResponse {
     secure(
         HttpResponse::SeeOther()
             .insert_header((header::LOCATION, location))
@@ -187,7 +195,7 @@ fn see_other(location: &str) -> HttpResponse {
 }
 
 /// The page's language: `?lang=` (remembered in a cookie), else the cookie, else Vietnamese.
-fn lang_of(req: &HttpRequest) -> (Lang, bool) {
+pub(crate) fn lang_of(req: &HttpRequest) -> (Lang, bool) {
     let query =
         web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
             .ok();
@@ -205,7 +213,7 @@ fn lang_of(req: &HttpRequest) -> (Lang, bool) {
 const LANG_COOKIE: &str = "__Host-vault-lang";
 
 /// Remembers the language chosen with `?lang=`.
-fn remember_lang(mut res: HttpResponse, lang: Lang, chosen: bool) -> HttpResponse {
+pub(crate) fn remember_lang(mut res: HttpResponse, lang: Lang, chosen: bool) -> HttpResponse {
     if chosen
         && let Ok(v) = HeaderValue::from_str(&format!(
             "{LANG_COOKIE}={}; Path=/; Secure; SameSite=Lax; Max-Age=31536000",

@@ -442,6 +442,7 @@ pub fn run(listener: TcpListener, prepared: &Prepared) -> std::io::Result<Server
             }))
             .wrap(from_fn(observe))
             .configure(crate::portal::configure)
+            .configure(crate::console::configure)
             .configure(crate::dev::oidc::configure)
             .configure(routes::configure)
             .default_service(web::to(fallback))

@@ -226,20 +226,32 @@ export async function verifyReceipt(receipt, verifierKey) {
 
 // ---- page auto-check: #receipt-data/#receipt-status and #proof-data/#proof-status
 
+/** Two signed checkpoints and a consistency proof between them: both signatures check, and
+ * the proof shows the older tree is a prefix of the newer (`{"old","new","hashes"}`). */
+export async function verifyCheckpointPair(pair, verifierKey) {
+  const a = await verifyNote(pair.old, verifierKey);
+  const b = await verifyNote(pair.new, verifierKey);
+  if (!(await verifyConsistency(a.size, b.size, a.root, b.root, pair.hashes))) {
+    throw new Error("the checkpoints are not consistent");
+  }
+  return true;
+}
+
 export async function autoVerify(doc) {
   let key = null;
   const getKey = () => (key ??= fetch("/v1/audit/pubkey", { credentials: "omit" }).then((res) => {
     if (!res.ok) throw new Error(`cannot fetch the log key (HTTP ${res.status})`);
     return res.text();
   }));
-  await Promise.all(["receipt", "proof"].map(async (p) => {
+  await Promise.all(["receipt", "proof", "consistency"].map(async (p) => {
     const data = doc.getElementById(`${p}-data`), status = doc.getElementById(`${p}-status`);
     if (!data || !status) return;
     let reason = "";
     try {
       let receipt;
       try { receipt = JSON.parse(data.textContent); } catch { throw new Error("receipt data is not JSON"); }
-      await verifyReceipt(receipt, await getKey());
+      if (p === "consistency") await verifyCheckpointPair(receipt, await getKey());
+      else await verifyReceipt(receipt, await getKey());
     } catch (e) {
       reason = (e && e.message) || String(e);
     }

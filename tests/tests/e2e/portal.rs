@@ -149,3 +149,148 @@ fn the_portal_signs_in_with_pkce_keeps_forms_safe_and_escapes_every_value() {
     let (_, _, page) = e.get("/portal");
     assert!(!page.contains(&format!("/{evil}")));
 }
+
+#[test]
+fn the_audit_console_lets_an_auditor_search_prove_review_answer_and_report() {
+    let dev = Dev::start();
+    let a = dev.citizen(0);
+    let hospital = dev.client(Some("benh-vien-cho-ray"));
+    let g: serde_json::Value = hospital
+        .post(dev.url("/v1/grants"))
+        .json(
+            &json!({"citizen_id": a, "purpose": "emergency_care", "dossier_id": "CC-9",
+                      "fields": ["blood_type"], "official": {"id": "bac-si-02"}}),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let gid = g["grant_id"].as_str().unwrap().to_owned();
+    let rel: serde_json::Value = hospital
+        .get(dev.url(&format!("/v1/citizens/{a}/fields?fields=blood_type")))
+        .bearer_auth(g["access_token"].as_str().unwrap())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let index = rel["audit"]["index"].as_u64().unwrap();
+    let me = dev.client(None);
+    let r = me
+        .post(dev.url("/v1/me/complaints"))
+        .bearer_auth(dev.token(&a))
+        .json(&json!({"audit_index": index, "text": "Tôi không nhập viện."}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    let mut b = Browser::new(&dev);
+    // Signed out: the landing page; signing in needs an auditor id.
+    let (_, _, page) = b.get("/audit-console");
+    assert!(page.contains("<html lang=\"vi\">") && page.contains("Đăng nhập"));
+    assert_eq!(
+        b.sign_in_console("kt-01", "auditor_id"),
+        (303, "/audit-console".into())
+    );
+    let (st, _, home) = b.get("/audit-console");
+    assert_eq!(st, 200);
+    for id in [
+        "entries",
+        "break-glass",
+        "complaints",
+        "requests",
+        "reports",
+        "checkpoints",
+    ] {
+        assert!(home.contains(&format!("id=\"{id}\"")), "#{id}");
+    }
+    assert!(home.contains(&gid) && home.contains("Tôi không nhập viện."));
+    let csrf = hidden_inputs_value(&home, "csrf");
+
+    // Search by citizen id, by POST: the id never reaches a URL.
+    let (st, _, results) = b.post(
+        "/audit-console/search",
+        &[("csrf", &csrf), ("citizen_id", &a)],
+    );
+    assert_eq!(st, 200);
+    assert!(
+        results.contains(&format!("/audit-console/entries/{index}")),
+        "{results}"
+    );
+    let (st, _, bad) = b.post(
+        "/audit-console/search",
+        &[("csrf", &csrf), ("citizen_id", "12")],
+    );
+    assert_eq!(st, 400);
+    assert!(
+        bad.contains("Số định danh cá nhân: giá trị không hợp lệ."),
+        "{bad}"
+    );
+    // An entry page carries its proof for the browser to check.
+    let (st, _, entry) = b.get(&format!("/audit-console/entries/{index}"));
+    assert_eq!(st, 200);
+    assert!(entry.contains("id=\"proof-status\"") && entry.contains("id=\"proof-data\""));
+    let (st, _, cps) = b.get(&format!("/audit-console/checkpoints?from={index}"));
+    assert_eq!(st, 200);
+    assert!(cps.contains("id=\"consistency-data\""), "{cps}");
+
+    // Review the break-glass grant and answer the complaint from the console.
+    let key = home
+        .split(&format!("/audit-console/break-glass/{gid}/review"))
+        .nth(1)
+        .and_then(|s| s.split("name=\"form_key\" value=\"").nth(1))
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let (st, to, _) = b.post(
+        &format!("/audit-console/break-glass/{gid}/review"),
+        &[
+            ("csrf", &csrf),
+            ("form_key", &key),
+            ("outcome", "justified"),
+            ("note", "Cấp cứu thật."),
+        ],
+    );
+    assert_eq!((st, to.as_str()), (303, "/audit-console?done=review"));
+    let complaint_id = home
+        .split("/audit-console/complaints/")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap()
+        .to_owned();
+    let (st, to, _) = b.post(
+        &format!("/audit-console/complaints/{complaint_id}/answer"),
+        &[
+            ("csrf", &csrf),
+            ("form_key", "ans-1"),
+            ("outcome", "dismissed"),
+            ("text", "Bệnh viện có hồ sơ."),
+        ],
+    );
+    assert_eq!((st, to.as_str()), (303, "/audit-console?done=answer"));
+    let mine = my(&dev, &a, "complaints");
+    assert_eq!(mine["items"][0]["answer"], "Bệnh viện có hồ sơ.");
+    let notes = my(&dev, &a, "notifications");
+    assert!(
+        notes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "break_glass_reviewed")
+    );
+
+    // The breach report for the hospital.
+    let (st, _, report) = b.get("/audit-console/reports/breach?agency=benh-vien-cho-ray");
+    assert_eq!(st, 200);
+    assert!(report.contains("id=\"affected-citizens\">1<"), "{report}");
+    let (st, _, _) = b.get("/audit-console/reports/inventory");
+    assert_eq!(st, 200);
+
+    // A citizen cannot use the console.
+    let mut c = Browser::new(&dev);
+    let (st, _) = c.sign_in_console(&a, "auditor_id");
+    assert_eq!(st, 400, "a citizen id is not an auditor's");
+}
+
+fn hidden_inputs_value(page: &str, name: &str) -> String {
+    vault_tests::portal::value_of(page, name)
+}

@@ -192,6 +192,88 @@ impl<S: VaultStore> Vault<S> {
         })
     }
 
+    /// An auditor's view of one entry with its inclusion proof in the latest signed
+    /// checkpoint (what the console checks in the browser); audited once, as `audit.queried`
+    /// (`entry_proof`), before it is read.
+    pub fn auditor_receipt(
+        &self,
+        auditor: &SafeId,
+        index: u64,
+        now: Timestamp,
+    ) -> Result<Receipt, VaultError> {
+        let entry = AuditEntry::audit_queried(
+            &self.entry_context(now),
+            &Actor::auditor(auditor.clone()),
+            None,
+            "entry_proof",
+        )?;
+        self.audit.append(vec![entry])?;
+        let checkpoint = self.audit.latest_checkpoint()?;
+        let tree_size = Checkpoint::verify(&checkpoint, &self.audit.verifier())
+            .map_err(|_| VaultError::AuditCorrupt {
+                index,
+                reason: "latest checkpoint does not verify".into(),
+            })?
+            .size;
+        if index >= tree_size {
+            return Err(VaultError::AuditNotFound);
+        }
+        Ok(Receipt {
+            index,
+            entry: self.audit.entry(index)?,
+            leaf_hash: self.audit.leaf_hash(index)?,
+            hashes: self.audit.inclusion_proof(index, tree_size)?,
+            tree_size,
+            checkpoint,
+        })
+    }
+
+    /// The latest signed checkpoint and, for an older size, the checkpoint signed at it (or
+    /// the nearest below it) and the consistency proof from it to the latest; audited once
+    /// (`checkpoints`).
+    #[expect(
+        clippy::type_complexity,
+        reason = "a pair of notes and a proof, named in the doc"
+    )]
+    pub fn auditor_checkpoints(
+        &self,
+        auditor: &SafeId,
+        from: Option<u64>,
+        now: Timestamp,
+    ) -> Result<(String, u64, Option<(String, Vec<Hash>)>), VaultError> {
+        let entry = AuditEntry::audit_queried(
+            &self.entry_context(now),
+            &Actor::auditor(auditor.clone()),
+            None,
+            "checkpoints",
+        )?;
+        self.audit.append(vec![entry])?;
+        let latest = self.audit.latest_checkpoint()?;
+        let size = Checkpoint::verify(&latest, &self.audit.verifier())
+            .map_err(|_| VaultError::AuditCorrupt {
+                index: 0,
+                reason: "latest checkpoint does not verify".into(),
+            })?
+            .size;
+        // The checkpoint at `from`, or the nearest signed below it (checkpoints are signed
+        // per committed batch, so not every size has one).
+        let older = match from.filter(|f| *f <= size && *f > 0) {
+            Some(f) => {
+                let mut found = None;
+                for at in (f.saturating_sub(4_096).max(1)..=f).rev() {
+                    if let Some(note) = self.audit.checkpoint_at(at)? {
+                        found = Some((note, self.audit.consistency_proof(at, size)?));
+                        break;
+                    }
+                }
+                Some(found.ok_or(VaultError::AuditNotFound)?)
+            }
+            None if from.is_some() => return Err(VaultError::AuditNotFound),
+            None => None,
+        };
+        Ok((latest, size, older))
+    }
+
     /// An auditor's read of the log itself (an entry, the checkpoint, a proof); audited as
     /// `audit.queried` before it is answered, like every auditor query.
     pub fn auditor_read(

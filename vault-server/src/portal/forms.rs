@@ -44,7 +44,7 @@ async fn checked(
     if !vault_core::crypto::ct_eq(field(form, "csrf").as_bytes(), s.csrf.as_bytes()) {
         // A stale page (or another site's form): nothing changes, the refusal is recorded,
         // and the citizen is told.
-        refused(state, &s.citizen, op).await;
+        refused(state, &s.who, op).await;
         let section = back.split_once('#').map_or("", |(_, s)| s);
         return Err(Box::new(see_other(&format!("/portal?stale=1#{section}"))));
     }
@@ -187,7 +187,7 @@ pub async fn approve(
         match days.parse::<u32>() {
             Ok(d) if (1..=vault_core::consent::MAX_REMEMBER_DAYS).contains(&d) => Some(d),
             _ => {
-                refused(&state, &s.citizen, "grant.approve").await;
+                refused(&state, &s.who, "grant.approve").await;
                 let extra = HomeExtra {
                     error: t.fmt("err_invalid", &[("field", t.s("remember_days"))]),
                     ..HomeExtra::default()
@@ -200,7 +200,7 @@ pub async fn approve(
     let request = json!(["approve", grant, remember_days]).to_string();
     let result = once(
         &state,
-        s.citizen.clone(),
+        s.who.clone(),
         "grant.approve",
         field(&form, "form_key"),
         request,
@@ -235,7 +235,7 @@ pub async fn refuse(
     let request = json!(["refuse", grant]).to_string();
     let result = once(
         &state,
-        s.citizen.clone(),
+        s.who.clone(),
         "grant.refuse",
         field(&form, "form_key"),
         request,
@@ -265,7 +265,7 @@ pub async fn withdraw(
     let request = json!(["withdraw", consent]).to_string();
     let result = once(
         &state,
-        s.citizen.clone(),
+        s.who.clone(),
         "consent.withdraw",
         field(&form, "form_key"),
         request,
@@ -295,14 +295,14 @@ pub async fn verify(state: State, req: HttpRequest, form: Form) -> HttpResponse 
     }
     if state
         .verify_limiter
-        .check(&state.vault.blind(&s.citizen).to_string())
+        .check(&state.vault.blind(&s.who).to_string())
         .is_err()
     {
         extra.verify_result = t.s("err_rate").to_owned();
         extra.verify_class = "bad".into();
         return home_page(&state, &req, lang, &s, extra, StatusCode::TOO_MANY_REQUESTS).await;
     }
-    let citizen = s.citizen.clone();
+    let citizen = s.who.clone();
     let answer = block(&state, move |st| {
         st.vault.verify_code(&citizen, &code, st.now())
     })
@@ -366,7 +366,7 @@ pub async fn complaint(state: State, req: HttpRequest, form: Form) -> HttpRespon
     };
     let text = field(&form, "text").to_owned();
     let Some(index) = index else {
-        refused(&state, &s.citizen, "complaint.file").await;
+        refused(&state, &s.who, "complaint.file").await;
         let extra = HomeExtra {
             error: t.fmt("err_invalid", &[("field", t.s("complaint_about"))]),
             ..HomeExtra::default()
@@ -374,7 +374,7 @@ pub async fn complaint(state: State, req: HttpRequest, form: Form) -> HttpRespon
         return home_page(&state, &req, lang, &s, extra, StatusCode::BAD_REQUEST).await;
     };
     if let Some(err) = text_error(t, &text, true, t.s("complaint_text")) {
-        refused(&state, &s.citizen, "complaint.file").await;
+        refused(&state, &s.who, "complaint.file").await;
         return receipt_page(
             &state,
             &req,
@@ -390,7 +390,7 @@ pub async fn complaint(state: State, req: HttpRequest, form: Form) -> HttpRespon
     let body = text.clone();
     let result = once(
         &state,
-        s.citizen.clone(),
+        s.who.clone(),
         "complaint.file",
         field(&form, "form_key"),
         request,
@@ -471,7 +471,7 @@ pub async fn correction(state: State, req: HttpRequest, form: Form) -> HttpRespo
     let invalid = text_error(t, &raw, true, t.s("proposed_value"))
         .or_else(|| text_error(t, &note, false, t.s("note")));
     if let Some(err) = invalid {
-        refused(&state, &s.citizen, "correction.file").await;
+        refused(&state, &s.who, "correction.file").await;
         return home_page(&state, &req, lang, &s, again(err), StatusCode::BAD_REQUEST).await;
     }
     let value = typed_value(&state, &name, &raw);
@@ -479,7 +479,7 @@ pub async fn correction(state: State, req: HttpRequest, form: Form) -> HttpRespo
     let (n2, note2) = (name.clone(), note.clone());
     let result = once(
         &state,
-        s.citizen.clone(),
+        s.who.clone(),
         "correction.file",
         field(&form, "form_key"),
         request,
@@ -514,19 +514,19 @@ pub async fn request(state: State, req: HttpRequest, form: Form) -> HttpResponse
         ..HomeExtra::default()
     };
     let Some(kind) = vault_core::case::RequestKind::parse(field(&form, "kind")) else {
-        refused(&state, &s.citizen, "request.file").await;
+        refused(&state, &s.who, "request.file").await;
         let err = t.fmt("err_invalid", &[("field", t.s("request_kind"))]);
         return home_page(&state, &req, lang, &s, again(err), StatusCode::BAD_REQUEST).await;
     };
     if let Some(err) = text_error(t, &note, false, t.s("note")) {
-        refused(&state, &s.citizen, "request.file").await;
+        refused(&state, &s.who, "request.file").await;
         return home_page(&state, &req, lang, &s, again(err), StatusCode::BAD_REQUEST).await;
     }
     let request = json!(["request", kind.as_str(), note]).to_string();
     let body = note.clone();
     let result = once(
         &state,
-        s.citizen.clone(),
+        s.who.clone(),
         "request.file",
         field(&form, "form_key"),
         request,

@@ -108,9 +108,19 @@ mod tests {
                 }
             }
         };
-        for sub in ["templates/portal", "src/portal"] {
+        for sub in ["templates/portal", "src/portal", "templates/console"] {
             for e in std::fs::read_dir(dir.join(sub)).unwrap() {
                 scan(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+            }
+        }
+        scan(&std::fs::read_to_string(dir.join("src/console.rs")).unwrap());
+        for part in std::fs::read_to_string(dir.join("src/console.rs"))
+            .unwrap()
+            .split("Some(&s), \"")
+            .skip(1)
+        {
+            if let Some(k) = part.split('"').next() {
+                used.insert(k.to_owned());
             }
         }
         assert!(used.len() > 50, "{used:?}");

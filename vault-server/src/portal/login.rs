@@ -18,7 +18,8 @@ use crate::state::{AppState, State};
 
 /// The portal's OpenID client.
 pub struct Client {
-    config: PortalConfig,
+    /// The settings.
+    pub config: PortalConfig,
     http: reqwest::blocking::Client,
 }
 
@@ -58,7 +59,7 @@ impl Client {
     }
 }
 
-fn b64url(bytes: &[u8]) -> String {
+pub(crate) fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -76,7 +77,7 @@ pub fn encode(s: &str) -> String {
 }
 
 /// An endpoint as an absolute URL: a path is on `origin`.
-fn absolute(url: &str, origin: &str) -> String {
+pub(crate) fn absolute(url: &str, origin: &str) -> String {
     if url.starts_with('/') {
         format!("{origin}{url}")
     } else {
@@ -85,7 +86,7 @@ fn absolute(url: &str, origin: &str) -> String {
 }
 
 /// The origin the browser used (`https://host[:port]`), for a redirect URI given as a path.
-fn browser_origin(req: &HttpRequest) -> String {
+pub(crate) fn browser_origin(req: &HttpRequest) -> String {
     format!("https://{}", req.connection_info().host())
 }
 
@@ -98,7 +99,7 @@ pub struct StartQuery {
     lang: Option<String>,
 }
 
-fn cookie(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+pub(crate) fn cookie(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
         "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}"
     ))
@@ -195,7 +196,7 @@ struct TokenAnswer {
 }
 
 /// Exchanges the code for an ID token at the token endpoint (blocking: run off the worker).
-fn exchange(
+pub(crate) fn exchange(
     client: &Client,
     origin: &str,
     code: &str,

@@ -67,7 +67,7 @@ pub(super) async fn home_page(
     extra: HomeExtra,
     status: StatusCode,
 ) -> HttpResponse {
-    let citizen = session.citizen.clone();
+    let citizen = session.who.clone();
     let data = block(state, move |st| {
         let now = st.now();
         let v = &st.vault;
@@ -236,7 +236,7 @@ pub async fn accesses(state: State, req: HttpRequest) -> HttpResponse {
         number("cursor"),
         number("limit").map_or(100, |l| usize::try_from(l.clamp(1, 200)).unwrap_or(100)),
     );
-    let citizen = s.citizen.clone();
+    let citizen = s.who.clone();
     let page = block(&state, move |st| {
         st.vault.my_accesses(&citizen, cursor, limit)
     })
@@ -270,7 +270,7 @@ pub(super) async fn receipt_page(
     complaint: (String, String),
     status: StatusCode,
 ) -> HttpResponse {
-    let citizen = session.citizen.clone();
+    let citizen = session.who.clone();
     let got = block(state, move |st| {
         let r = st.vault.my_receipt(&citizen, index, st.now())?;
         // The entry as a history row: the same words as the history page.
@@ -346,7 +346,7 @@ pub async fn record(state: State, req: HttpRequest) -> HttpResponse {
     let Some((_, s)) = session_of(&state, &req) else {
         return to_login(&req);
     };
-    let citizen = s.citizen.clone();
+    let citizen = s.who.clone();
     let got = block(&state, move |st| st.vault.my_record(&citizen, st.now())).await;
     let l = Labels {
         policy: state.vault.policy(),

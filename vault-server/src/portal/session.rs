@@ -1,5 +1,6 @@
-//! Portal sessions and logins in progress, in the server's memory: a session is found by the
-//! SHA-256 of a random `__Host-` cookie value and holds the citizen's id, a CSRF token and
+//! Page sessions and logins in progress, in the server's memory: a session is found by the
+//! SHA-256 of a random `__Host-` cookie value and holds who signed in (a citizen's id for the
+//! portal, an auditor's id for the console), a CSRF token and
 //! its times; a login in progress holds the PKCE verifier, the nonce, the page to return to
 //! and the value of the browser's login cookie, under its `state`. Nothing here reaches
 //! disk; a restart signs everyone out (the next page returns them through the login to the
@@ -36,11 +37,11 @@ fn key(cookie: &str) -> [u8; 32] {
     vault_core::crypto::sha256(cookie.as_bytes())
 }
 
-/// A signed-in citizen.
+/// A signed-in citizen (or auditor: `P` is who signed in).
 #[derive(Debug, Clone)]
-pub struct Session {
-    /// The citizen.
-    pub citizen: CitizenId,
+pub struct Session<P = CitizenId> {
+    /// Who signed in.
+    pub who: P,
     /// The CSRF token every form carries.
     pub csrf: String,
     created: Instant,
@@ -64,15 +65,24 @@ pub struct PendingLogin {
 }
 
 /// Sessions and logins in progress.
-#[derive(Debug, Default)]
-pub struct Sessions {
-    sessions: Mutex<HashMap<[u8; 32], Session>>,
+#[derive(Debug)]
+pub struct Sessions<P = CitizenId> {
+    sessions: Mutex<HashMap<[u8; 32], Session<P>>>,
     pending: Mutex<HashMap<String, PendingLogin>>,
 }
 
-impl Sessions {
+impl<P> Default for Sessions<P> {
+    fn default() -> Self {
+        Self {
+            sessions: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<P: Clone> Sessions<P> {
     /// Starts a session for `citizen`; the cookie value, or `None` when full.
-    pub fn start(&self, citizen: CitizenId) -> Option<String> {
+    pub fn start(&self, who: P) -> Option<String> {
         let cookie = random_token(32)?;
         let now = Instant::now();
         let mut m = self.sessions.lock().ok()?;
@@ -85,7 +95,7 @@ impl Sessions {
         m.insert(
             key(&cookie),
             Session {
-                citizen,
+                who,
                 csrf: random_token(24)?,
                 created: now,
                 last: now,
@@ -95,7 +105,7 @@ impl Sessions {
     }
 
     /// The live session of a cookie value (touching it), if any.
-    pub fn get(&self, cookie: &str) -> Option<Session> {
+    pub fn get(&self, cookie: &str) -> Option<Session<P>> {
         let now = Instant::now();
         let mut m = self.sessions.lock().ok()?;
         let k = key(cookie);
@@ -158,7 +168,7 @@ impl PendingLogin {
     }
 }
 
-fn live(s: &Session, now: Instant) -> bool {
+fn live<P>(s: &Session<P>, now: Instant) -> bool {
     now.duration_since(s.last) < IDLE && now.duration_since(s.created) < ABSOLUTE
 }
 
@@ -168,11 +178,11 @@ mod tests {
 
     #[test]
     fn sessions_are_found_by_cookie_and_end_on_logout() {
-        let s = Sessions::default();
+        let s: Sessions = Sessions::default();
         let c = s.start(CitizenId::parse("079090001111").unwrap()).unwrap();
         assert_eq!(c.len(), 43);
         let got = s.get(&c).unwrap();
-        assert_eq!(got.citizen.expose(), "079090001111");
+        assert_eq!(got.who.expose(), "079090001111");
         assert!(s.get("forged").is_none());
         s.end(&c);
         assert!(s.get(&c).is_none());
@@ -180,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_login_in_progress_is_taken_once() {
-        let s = Sessions::default();
+        let s: Sessions = Sessions::default();
         let p = PendingLogin::new(
             "v".into(),
             "n".into(),
