@@ -2,6 +2,7 @@
 //! SHA-256, and the pure decision `authorize(set, request, facts)`. No I/O in the decision,
 //! no clock, no storage: the same inputs always give the same answer.
 
+pub mod anomalies;
 pub mod calendar;
 mod cases;
 pub mod derive;
@@ -173,6 +174,7 @@ pub struct PolicySet {
     purposes: BTreeMap<String, Purpose>,
     agencies: BTreeMap<String, Agency>,
     calendar: Option<calendar::Calendar>,
+    anomalies: anomalies::Thresholds,
     sha256: [u8; 32],
 }
 
@@ -255,6 +257,11 @@ impl PolicySet {
     /// All agencies by id.
     pub fn agencies(&self) -> impl Iterator<Item = &Agency> {
         self.agencies.values()
+    }
+
+    /// The anomaly rules' thresholds (`anomalies.toml`, or the defaults without one).
+    pub fn anomalies(&self) -> &anomalies::Thresholds {
+        &self.anomalies
     }
 
     /// The working-day calendar (`calendar.toml`), if the set has one.
@@ -427,7 +434,12 @@ mod tests {
     fn policy_hash_changes_when_any_file_changes() {
         let src = policies_dir();
         let tmp = tempfile::tempdir().unwrap();
-        for rel in ["fields.toml", "agencies.toml", "calendar.toml"] {
+        for rel in [
+            "fields.toml",
+            "agencies.toml",
+            "calendar.toml",
+            "anomalies.toml",
+        ] {
             std::fs::copy(src.join(rel), tmp.path().join(rel)).unwrap();
         }
         std::fs::create_dir(tmp.path().join("purposes")).unwrap();

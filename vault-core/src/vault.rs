@@ -2,6 +2,7 @@
 //! It validates values against the policy catalog, keeps the DEK hierarchy consistent and
 //! never lets plaintext reach the store.
 
+mod anomalies;
 mod audited;
 #[cfg(test)]
 mod case_tests;
@@ -20,6 +21,7 @@ mod sealed;
 mod use_case_tests;
 mod uses;
 
+pub use anomalies::Anomaly;
 pub use audited::{AfterAudit, Audited};
 pub use cases::{Notification, NotificationKind, QueuedCorrection, settable_status};
 pub use consent::{ConsentDecision, Decided};
@@ -197,6 +199,8 @@ pub struct Vault<S: VaultStore> {
     grant_order: refusal::GrantOrder,
     /// One idempotent call at a time per key name (`idempotency.rs`), striped the same way.
     answer_order: refusal::GrantOrder,
+    /// The anomaly detector, fed as the log grows (`anomalies.rs`).
+    anomalies: std::sync::Mutex<anomalies::Detector>,
 }
 
 /// How often, at most, spent uses are flushed to the store. Recovery replays the
@@ -280,6 +284,7 @@ impl<S: VaultStore> Vault<S> {
             marker,
             grant_order: refusal::GrantOrder::default(),
             answer_order: refusal::GrantOrder::default(),
+            anomalies: std::sync::Mutex::new(anomalies::Detector::default()),
         })
     }
 

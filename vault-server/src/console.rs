@@ -363,6 +363,15 @@ struct ComplaintRow {
     form_key: String,
 }
 
+struct AnomalyRow {
+    rule: String,
+    severity: String,
+    agency: String,
+    window: String,
+    count: u64,
+    entries: Vec<u64>,
+}
+
 struct RequestRow {
     id: String,
     kind: String,
@@ -388,6 +397,7 @@ struct Home {
     break_glass: Vec<BgRow>,
     complaints: Vec<ComplaintRow>,
     requests: Vec<RequestRow>,
+    anomalies: Vec<AnomalyRow>,
 }
 
 async fn home(state: State, req: HttpRequest, q: Loose) -> HttpResponse {
@@ -407,11 +417,12 @@ async fn home(state: State, req: HttpRequest, q: Loose) -> HttpResponse {
             v.break_glass_list(&who, false, hours, now)?,
             v.complaints_list(&who, false, now)?,
             v.requests_list(&who, RequestFilter::Open, now)?,
+            v.anomalies(&who, now.plus_secs(-7 * 86_400), now, hours, now)?,
             now,
         ))
     })
     .await;
-    let (bg, complaints, requests, now) = match data {
+    let (bg, complaints, requests, anomalies, now) = match data {
         Ok(d) => d,
         Err(e) => return failed(&state, &req, lang, Some(&s), &e),
     };
@@ -451,6 +462,18 @@ async fn home(state: State, req: HttpRequest, q: Loose) -> HttpResponse {
                 acknowledge_by: local_time(r.acknowledge_by),
                 complete_by: local_time(r.complete_by),
                 form_key: form_key(),
+            })
+            .collect(),
+        anomalies: anomalies
+            .iter()
+            .take(100)
+            .map(|a| AnomalyRow {
+                rule: t.s(&format!("c_rule_{}", a.rule)).to_owned(),
+                severity: t.s(&format!("c_severity_{}", a.severity)).to_owned(),
+                agency: a.agency.as_deref().map(|x| l.agency(x)).unwrap_or_default(),
+                window: format!("{} — {}", local_time(a.from), local_time(a.to)),
+                count: a.count,
+                entries: a.entries.iter().take(50).copied().collect(),
             })
             .collect(),
         c,

@@ -502,8 +502,10 @@ fn copy_policies(from: &Path, to: &Path) -> CtlResult {
     create_private_dir(&to.join("purposes"))?;
     copy(&from.join("fields.toml"), &to.join("fields.toml"))?;
     copy(&from.join("agencies.toml"), &to.join("agencies.toml"))?;
-    if from.join("calendar.toml").exists() {
-        copy(&from.join("calendar.toml"), &to.join("calendar.toml"))?;
+    for optional in ["calendar.toml", "anomalies.toml"] {
+        if from.join(optional).exists() {
+            copy(&from.join(optional), &to.join(optional))?;
+        }
     }
     let entries = std::fs::read_dir(from.join("purposes"))
         .map_err(|e| CtlError(format!("{}: {e}", from.join("purposes").display())))?;

@@ -265,6 +265,17 @@ fn success(r: &Route) -> Vec<(u16, &'static str, Value)> {
             )),
         )],
         ("GET", "/v1/audit/export") => vec![(200, "application/x-ndjson", s("string"))],
+        ("GET", "/v1/audit/anomalies") => vec![(
+            200,
+            j,
+            json!({"type": "array", "items": obj(
+                json!({"id": s("string"), "rule": s("string"),
+                       "severity": {"enum": ["high", "medium", "low"]},
+                       "agency": nullable("string"), "official": nullable("string"),
+                       "from": s("string"), "to": s("string"), "count": s("integer"),
+                       "entries": {"type": "array", "items": s("integer")}}),
+                &["id", "rule", "severity", "from", "to", "count", "entries"])}),
+        )],
         ("GET", "/v1/audit/reports/breach") => vec![(
             200,
             j,

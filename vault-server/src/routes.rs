@@ -166,6 +166,9 @@ routes! {
     post "/v1/audit/requests/{id}" => oversight::update_request, Auditor,
         op: "request.update", body: true, query: [],
         "Acknowledge, extend once, complete or refuse a request (completing an erasure erases)";
+    get "/v1/audit/anomalies" => reports::anomalies, Auditor, op: "audit.anomalies",
+        body: false, query: ["from", "to"],
+        "Anomalies in a window, computed as the log grows, each with the entries it rests on (audited)";
     get "/v1/audit/reports/breach" => reports::breach, Auditor, op: "report.breach",
         body: false, query: ["from", "to", "agency", "official"],
         "The pre-filled 72-hour breach notification for a window (JSON, or a page for Accept: text/html)";

@@ -105,6 +105,10 @@ fn spawn_grant_sweeper(state: State, retention: u64) {
             let mut last = state.now().as_millis();
             loop {
                 std::thread::sleep(Duration::from_secs(1));
+                // The anomaly detector follows the log as it grows.
+                if let Err(e) = state.vault.feed_anomalies() {
+                    tracing::warn!(target: "vault::anomalies", code = e.code(), "anomaly detection fell behind; retrying");
+                }
                 let now = state.now().as_millis();
                 // A clock stepped back restarts the wait instead of stalling the sweep.
                 last = last.min(now);

@@ -419,6 +419,10 @@ fn auditors_review_break_glass_answer_complaints_and_move_requests_and_citizens_
         .0,
         400
     );
+    // Anomalies: normal work raises none under the repository's thresholds.
+    let (st, found) = get("/v1/audit/anomalies", &au);
+    assert_eq!(st, 200, "{found}");
+    assert_eq!(found, json!([]), "no false positive on this workload");
 
     // The export over HTTPS: exactly `vaultctl audit export`'s lines, audited.
     let export = |q: &str| {

@@ -900,6 +900,7 @@ fn openapi_documents_every_spec_route_and_only_routed_ones() {
         ("GET", "/v1/me/notifications"),
         ("GET", "/v1/corrections"),
         ("GET", "/v1/audit/export"),
+        ("GET", "/v1/audit/anomalies"),
         ("GET", "/v1/audit/reports/breach"),
         ("GET", "/v1/audit/reports/inventory"),
         ("GET", "/v1/audit/reports/reuse"),

@@ -539,6 +539,8 @@ struct Files {
     purposes: Vec<(PathBuf, String)>,
     /// `calendar.toml`, where the directory has one.
     calendar: Option<(PathBuf, String)>,
+    /// `anomalies.toml`, where the directory has one.
+    anomalies: Option<(PathBuf, String)>,
 }
 
 fn read_dir_files(dir: &Path) -> Result<Files, PolicyError> {
@@ -551,14 +553,17 @@ fn read_dir_files(dir: &Path) -> Result<Files, PolicyError> {
     paths.sort();
     let fields = dir.join("fields.toml");
     let agencies = dir.join("agencies.toml");
-    let calendar = dir.join("calendar.toml");
-    let calendar = if calendar.exists() {
-        Some((calendar.clone(), read(&calendar)?))
-    } else {
-        None
+    let optional = |name: &str| -> Result<Option<(PathBuf, String)>, PolicyError> {
+        let p = dir.join(name);
+        if p.exists() {
+            Ok(Some((p.clone(), read(&p)?)))
+        } else {
+            Ok(None)
+        }
     };
     Ok(Files {
-        calendar,
+        calendar: optional("calendar.toml")?,
+        anomalies: optional("anomalies.toml")?,
         fields: (fields.clone(), read(&fields)?),
         agencies: (agencies.clone(), read(&agencies)?),
         purposes: paths
@@ -624,11 +629,18 @@ fn build(dir: &Path, files: &Files, check_stems: bool) -> Result<PolicySet, Poli
         .as_ref()
         .map(|(p, t)| super::calendar::Calendar::parse(&p.display().to_string(), t))
         .transpose()?;
+    let anomalies = files
+        .anomalies
+        .as_ref()
+        .map(|(p, t)| super::anomalies::Thresholds::parse(&p.display().to_string(), t))
+        .transpose()?
+        .unwrap_or_default();
 
     let mut hasher = Sha256::new();
     let mut all: Vec<&(PathBuf, String)> = vec![&files.fields, &files.agencies];
     all.extend(files.purposes.iter());
     all.extend(files.calendar.iter());
+    all.extend(files.anomalies.iter());
     let mut named: Vec<(String, &str)> = all
         .into_iter()
         .map(|(p, t)| {
@@ -652,6 +664,7 @@ fn build(dir: &Path, files: &Files, check_stems: bool) -> Result<PolicySet, Poli
         purposes,
         agencies,
         calendar,
+        anomalies,
         sha256: hasher.finalize().into(),
     })
 }
@@ -679,6 +692,7 @@ pub(super) fn from_texts(
             })
             .collect(),
         calendar: calendar.map(|t| (PathBuf::from("calendar.toml"), t.to_owned())),
+        anomalies: None,
     };
     build(Path::new(""), &files, true)
 }
@@ -792,7 +806,10 @@ mod tests {
             .collect();
         let calendar = files.calendar.as_ref().map(|(_, t)| t.as_str());
         let set = from_texts(&files.fields.1, &files.agencies.1, &purposes, calendar).unwrap();
-        let disk = load_dir(&dir).unwrap();
+        // From texts there is no anomalies.toml (its defaults apply).
+        let mut without = read_dir_files(&dir).unwrap();
+        without.anomalies = None;
+        let disk = build(&dir, &without, true).unwrap();
         assert_eq!(set.sha256(), disk.sha256());
         let err = from_texts("[[field]]\nnope = 1\n", &files.agencies.1, &purposes, None)
             .err()

@@ -623,3 +623,140 @@ fn breach_and_reuse_reports_count_what_agencies_did_in_a_window() {
     )];
     assert_eq!((ward.releases, ward.field_values, ward.citizens), (1, 1, 1));
 }
+
+/// The repository's policies with small anomaly thresholds, in `dir`.
+fn policies_with_low_thresholds(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let to = dir.join("policies");
+    std::fs::create_dir_all(to.join("purposes")).unwrap();
+    for f in ["fields.toml", "agencies.toml", "calendar.toml"] {
+        std::fs::copy(src.join(f), to.join(f)).unwrap();
+    }
+    for e in std::fs::read_dir(src.join("purposes")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join("purposes").join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        to.join("anomalies.toml"),
+        "[official_many_citizens]\ncitizens = 2\nwindow_minutes = 10\n\
+         [off_hours]\nstart_hour = 7\nend_hour = 19\nweekends = true\n\
+         [denials]\ncount = 3\nwindow_minutes = 10\n\
+         [break_glass]\ncount = 2\nwindow_minutes = 60\n\
+         [citizen_many_agencies]\nagencies = 2\nwindow_minutes = 60\n\
+         [verify_failures]\ncount = 3\nwindow_minutes = 10\n",
+    )
+    .unwrap();
+    to
+}
+
+fn rules(v: &Vault<crate::store::SledStore>, now: Timestamp) -> Vec<&'static str> {
+    let mut r: Vec<&'static str> = v
+        .anomalies(
+            &auditor(),
+            NOW.plus_secs(-86_400 * 30),
+            now.plus_secs(86_400),
+            72,
+            now,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|a| a.rule)
+        .collect();
+    r.sort_unstable();
+    r.dedup();
+    r
+}
+
+#[test]
+fn each_anomaly_rule_is_raised_by_its_scenario_and_not_by_normal_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = policies_with_low_thresholds(dir.path());
+    let v = super::use_case_tests::vault_with(dir.path(), None, &policies);
+    let police = "csgt-cong-an-tphcm";
+    // Normal work: one official, one citizen, in working hours (NOW is a Monday, 08:02 in
+    // Hanoi), one agency per citizen: nothing.
+    let (_, token) = active(ask(&v, police, A, "driver_licence_renewal", &["full_name"]));
+    release(&v, police, &token, A, &["full_name"]).unwrap();
+    assert_eq!(
+        rules(&v, NOW),
+        Vec::<&str>::new(),
+        "no false positive on normal work"
+    );
+
+    // One official reads a second citizen within the window.
+    let (_, token) = active(ask(&v, police, B, "driver_licence_renewal", &["full_name"]));
+    release(&v, police, &token, B, &["full_name"]).unwrap();
+    assert_eq!(rules(&v, NOW), vec!["official_many_citizens"]);
+    let found = v
+        .anomalies(&auditor(), NOW.plus_secs(-60), NOW.plus_secs(60), 72, NOW)
+        .unwrap();
+    assert_eq!(found[0].count, 2);
+    assert_eq!(found[0].agency.as_deref(), Some(police));
+    assert!(
+        found[0].entries.len() >= 2,
+        "it links to the entries it rests on"
+    );
+
+    // A release at 23:00 in Hanoi.
+    let night = NOW.plus_secs(15 * 3_600);
+    let (_, token) = active(
+        v.request_grant(
+            &super::use_case_tests::caller(police),
+            &super::use_case_tests::req(A, "driver_licence_renewal", &["full_name"]),
+            None,
+            night,
+        )
+        .unwrap(),
+    );
+    v.release_with_token(
+        &token,
+        &crate::token::cert_thumbprint(police.as_bytes()),
+        A,
+        &["full_name".to_owned()],
+        night,
+    )
+    .unwrap();
+    assert!(rules(&v, night).contains(&"off_hours"));
+
+    // Three refusals for one agency (a ward asking outside its jurisdiction).
+    for _ in 0..3 {
+        let _ = v.request_grant(
+            &super::use_case_tests::caller("ubnd-phuong-sai-gon"),
+            &super::use_case_tests::req(B, "construction_permit", &["full_name"]),
+            None,
+            night,
+        );
+    }
+    assert!(rules(&v, night).contains(&"denials"));
+
+    // Two break-glass grants by the hospital within the hour; a citizen asked for by a
+    // second agency.
+    for c in [A, B] {
+        active(
+            v.request_grant(
+                &super::use_case_tests::caller("benh-vien-cho-ray"),
+                &super::use_case_tests::req(c, "emergency_care", &["blood_type"]),
+                None,
+                night,
+            )
+            .unwrap(),
+        );
+    }
+    let r = rules(&v, night);
+    assert!(
+        r.contains(&"break_glass_rate") && r.contains(&"citizen_many_agencies"),
+        "{r:?}"
+    );
+
+    // Three failed code checks by one citizen.
+    for _ in 0..3 {
+        assert!(v.verify_code(&cid(A), "ZZZZZZZZ", night).unwrap().is_none());
+    }
+    assert!(rules(&v, night).contains(&"verify_failures"));
+
+    // A break-glass grant left unreviewed past its 72 hours.
+    let later = night.plus_secs(73 * 3_600);
+    assert!(rules(&v, later).contains(&"break_glass_review_overdue"));
+    // Every listing was audited.
+    assert_eq!(last(&v)["code"], "anomalies");
+}

@@ -404,6 +404,26 @@ impl<S: VaultStore> Vault<S> {
         code: &str,
         now: Timestamp,
     ) -> Result<Option<CodeInfo>, VaultError> {
+        let found = self.code_info(citizen, code, now)?;
+        if found.is_none() {
+            // A failed check is recorded (`access.denied`, code `code_not_genuine`): repeated
+            // failures for one citizen are an anomaly the auditors see.
+            self.record_refusal(
+                super::Caller::Citizen(citizen),
+                super::Attempt::new("code.verify"),
+                "code_not_genuine",
+                now,
+            )?;
+        }
+        Ok(found)
+    }
+
+    fn code_info(
+        &self,
+        citizen: &CitizenId,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<Option<CodeInfo>, VaultError> {
         let code = code.trim().to_ascii_uppercase();
         if !grant::is_code_shaped(&code) {
             return Ok(None);

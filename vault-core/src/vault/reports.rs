@@ -104,7 +104,7 @@ impl<S: VaultStore> Vault<S> {
     }
 
     /// The time of entry `index`.
-    fn time_at(&self, index: u64) -> Result<Timestamp, VaultError> {
+    pub(super) fn entry_time(&self, index: u64) -> Result<Timestamp, VaultError> {
         let bytes = self.audit.entry(index)?;
         let v: ReportView<'_> = serde_json::from_slice(&bytes)
             .map_err(|_| VaultError::StoreCorrupt("audit entry is not JSON".into()))?;
@@ -114,11 +114,11 @@ impl<S: VaultStore> Vault<S> {
 
     /// The first index whose entry is at or after `t` (entries are in time order but for
     /// `SLACK_MS`).
-    fn first_at(&self, t: Timestamp, size: u64) -> Result<u64, VaultError> {
+    pub(super) fn first_entry_at(&self, t: Timestamp, size: u64) -> Result<u64, VaultError> {
         let (mut lo, mut hi) = (0u64, size);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.time_at(mid)? < t {
+            if self.entry_time(mid)? < t {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -135,7 +135,7 @@ impl<S: VaultStore> Vault<S> {
         visit: &mut dyn FnMut(u64, &ReportView<'_>),
     ) -> Result<(), VaultError> {
         let size = self.audit.size();
-        let mut at = self.first_at(
+        let mut at = self.first_entry_at(
             Timestamp::from_millis(from.as_millis().saturating_sub(SLACK_MS)),
             size,
         )?;

@@ -23,9 +23,20 @@ pub(super) const A: &str = "079090001111"; // lives in Phường Sài Gòn
 pub(super) const B: &str = "079190002222"; // lives in Phường An Khánh
 
 pub(super) fn vault(dir: &Path, faults: Option<Arc<Faults>>) -> Vault<SledStore> {
-    let policy = Arc::new(
-        PolicySet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")).unwrap(),
-    );
+    vault_with(
+        dir,
+        faults,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+    )
+}
+
+/// `vault` over another policy directory.
+pub(super) fn vault_with(
+    dir: &Path,
+    faults: Option<Arc<Faults>>,
+    policies: &Path,
+) -> Vault<SledStore> {
+    let policy = Arc::new(PolicySet::load_dir(policies).unwrap());
     let store = SledStore::open(&dir.join("store")).unwrap();
     let root = InMemoryRootKey::new([1; 32]);
     let v = match faults {

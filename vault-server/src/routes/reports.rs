@@ -230,3 +230,32 @@ pub async fn reuse(
         "from": from.to_string(), "to": to.to_string(), "items": items,
     })))
 }
+
+/// `GET /v1/audit/anomalies?from=&to=` (default: the last 7 days)
+pub async fn anomalies(
+    Auditor(who): Auditor,
+    state: State,
+    q: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    if q.agency.is_some() || q.official.is_some() {
+        return Err(ApiError::InvalidRequest(
+            "anomalies take `from` and `to` only".into(),
+        ));
+    }
+    let (from, to) = window(&q, state.now(), 7 * 24)?;
+    let hours = state.break_glass_review_hours;
+    let list = core(&state, move |st| {
+        st.vault.anomalies(&who, from, to, hours, st.now())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(list.iter().map(anomaly_json).collect::<Vec<_>>()))
+}
+
+/// An anomaly as the API answers it.
+pub fn anomaly_json(a: &vault_core::vault::Anomaly) -> Value {
+    json!({
+        "id": a.id, "rule": a.rule, "severity": a.severity, "agency": a.agency,
+        "official": a.official, "from": a.from.to_string(), "to": a.to.to_string(),
+        "count": a.count, "entries": a.entries,
+    })
+}
