@@ -520,6 +520,21 @@ struct Results {
     carry: Vec<(String, String)>,
 }
 
+/// Records the refusal of an auditor's form or search (as the API's refusals of an
+/// identified caller are recorded), within the per-identity limit.
+async fn refused(state: &State, who: &SafeId, op: &'static str, code: &'static str) {
+    if state.refusal_limiter.check(&format!("u:{who}")).is_err() {
+        state.metrics.denial("rate_limited");
+        return;
+    }
+    let who = who.clone();
+    let _ = block(state, move |st| {
+        st.vault
+            .record_refusal(Caller::Auditor(&who), Attempt::new(op), code, st.now())
+    })
+    .await;
+}
+
 fn checked_csrf(form: &HashMap<String, String>, s: &Auditor) -> bool {
     let csrf = form.get("csrf").map_or("", String::as_str);
     vault_core::crypto::ct_eq(csrf.as_bytes(), s.csrf.as_bytes())
@@ -535,6 +550,7 @@ async fn search(
         return to_login(&req);
     };
     if !checked_csrf(&form, &s) {
+        refused(&state, &s.who, "audit.entries", "invalid_request").await;
         return see_other("/audit-console#entries");
     }
     let t = lang.catalog();
@@ -589,6 +605,7 @@ async fn search(
     let (query, citizen, cursor) = match parsed {
         Ok(p) => p,
         Err(field) => {
+            refused(&state, &s.who, "audit.entries", "invalid_request").await;
             // The field named, in the reader's language; the citizen id typed is not echoed.
             let mut c = chrome(&state, &req, lang, Some(&s), "c_entries");
             c.error = t.fmt("err_invalid", &[("field", t.s(field))]);
@@ -729,7 +746,8 @@ async fn entry(state: State, req: HttpRequest, index: web::Path<String>) -> Http
     };
     let entry: Value = serde_json::from_slice(&r.entry).unwrap_or_default();
     let proof = json!({
-        "index": r.index, "leaf_hash": hex::encode(r.leaf_hash), "tree_size": r.tree_size,
+        "index": r.index, "entry": entry, "leaf_hash": hex::encode(r.leaf_hash),
+        "tree_size": r.tree_size,
         "hashes": r.hashes.iter().map(hex::encode).collect::<Vec<_>>(),
         "checkpoint": r.checkpoint,
         "entry_b64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &r.entry),
@@ -816,6 +834,7 @@ async fn act<F>(
     form: &HashMap<String, String>,
     op: &'static str,
     done: &str,
+    field: &'static str,
     run: F,
 ) -> HttpResponse
 where
@@ -826,6 +845,7 @@ where
         return to_login(&req);
     };
     if !checked_csrf(form, &s) {
+        refused(&state, &s.who, op, "invalid_request").await;
         return see_other("/audit-console");
     }
     let key = form.get("form_key").and_then(|k| IdempotencyKey::parse(k));
@@ -857,21 +877,44 @@ where
             let t = lang.catalog();
             let mut c = chrome(&state, &req, lang, Some(&s), "c_title");
             c.error = match &e {
-                VaultError::Denied(_) => t.fmt("err_required", &[("field", t.s("note"))]),
+                VaultError::Denied(_) => t.fmt("err_invalid", &[("field", t.s(field))]),
                 VaultError::CaseClosed | VaultError::GrantNotPending => {
-                    t.s("err_not_pending").to_owned()
+                    t.s("c_err_done").to_owned()
                 }
                 e if e.is_refusal() => t.fmt("err_generic", &[("code", e.code())]),
                 _ => t.s("err_unavailable").to_owned(),
+            };
+            let status = if e.is_refusal() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
             };
             #[derive(Template)]
             #[template(path = "console/message.html")]
             struct Message {
                 c: Chrome,
             }
-            html(StatusCode::BAD_REQUEST, &Message { c })
+            html(status, &Message { c })
         }
     }
+}
+
+/// A form with a value the console never offers: named, refused, recorded.
+async fn bad_form(state: &State, req: &HttpRequest, field: &'static str) -> HttpResponse {
+    let (lang, _) = lang_of(req);
+    let Some((_, s)) = session(state, req) else {
+        return to_login(req);
+    };
+    refused(state, &s.who, "console.form", "invalid_request").await;
+    let t = lang.catalog();
+    let mut c = chrome(state, req, lang, Some(&s), "c_title");
+    c.error = t.fmt("err_invalid", &[("field", t.s(field))]);
+    #[derive(Template)]
+    #[template(path = "console/message.html")]
+    struct Message {
+        c: Chrome,
+    }
+    html(StatusCode::BAD_REQUEST, &Message { c })
 }
 
 async fn review(
@@ -881,7 +924,11 @@ async fn review(
     form: web::Form<HashMap<String, String>>,
 ) -> HttpResponse {
     let grant = id.into_inner();
-    let justified = form.get("outcome").map(String::as_str) == Some("justified");
+    let justified = match form.get("outcome").map(String::as_str) {
+        Some("justified") => true,
+        Some("unjustified") => false,
+        _ => return bad_form(&state, &req, "outcome").await,
+    };
     let note = form.get("note").cloned().unwrap_or_default();
     let f = form.into_inner();
     act(
@@ -890,6 +937,7 @@ async fn review(
         &f,
         "breakglass.review",
         "review",
+        "note",
         move |st, who, now| {
             st.vault
                 .review_break_glass_with_note(who, &grant, justified, &note, now)
@@ -906,10 +954,8 @@ async fn answer(
     form: web::Form<HashMap<String, String>>,
 ) -> HttpResponse {
     let id = id.into_inner();
-    let outcome = if form.get("outcome").map(String::as_str) == Some("upheld") {
-        ComplaintOutcome::Upheld
-    } else {
-        ComplaintOutcome::Dismissed
+    let Some(outcome) = form.get("outcome").and_then(|o| ComplaintOutcome::parse(o)) else {
+        return bad_form(&state, &req, "outcome").await;
     };
     let text = form.get("text").cloned().unwrap_or_default();
     let f = form.into_inner();
@@ -918,6 +964,7 @@ async fn answer(
         req,
         &f,
         "complaint.answer",
+        "answer",
         "answer",
         move |st, who, now| {
             st.vault
@@ -935,11 +982,13 @@ async fn update_request(
     form: web::Form<HashMap<String, String>>,
 ) -> HttpResponse {
     let id = id.into_inner();
-    let status = form
+    let Some(status) = form
         .get("status")
         .and_then(|s| RequestStatus::parse(s))
         .filter(|s| *s != RequestStatus::Received)
-        .unwrap_or(RequestStatus::Acknowledged);
+    else {
+        return bad_form(&state, &req, "status").await;
+    };
     let update = RequestUpdate {
         status,
         note: form.get("note").cloned().unwrap_or_default(),
@@ -954,6 +1003,7 @@ async fn update_request(
         &f,
         "request.update",
         "update",
+        "note",
         move |st, who, now| st.vault.update_request(who, &id, &update, now).map(|_| ()),
     )
     .await
@@ -1020,12 +1070,16 @@ async fn breach(state: State, req: HttpRequest, q: Loose) -> HttpResponse {
         }
         return html(StatusCode::BAD_REQUEST, &Message { c });
     };
-    let pick = |k: &str| {
-        q.get(k)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| SafeId::parse(v).is_ok())
+    let pick = |k: &str| -> Result<Option<String>, ()> {
+        match q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) if SafeId::parse(v).is_ok() => Ok(Some(v.to_owned())),
+            Some(_) => Err(()),
+        }
     };
-    let (agency, official) = (pick("agency"), pick("official"));
+    let (Ok(agency), Ok(official)) = (pick("agency"), pick("official")) else {
+        return bad_form(&state, &req, "agency").await;
+    };
     let who = s.who.clone();
     let got = block(&state, move |st| {
         st.vault.breach_report(

@@ -286,7 +286,9 @@ A full walk with curl (run from the directory you started `vault-server dev` in)
   curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" $V/v1/me/accesses
   curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" $V/v1/me/accesses/<index>/proof
 
-4. An auditor fetches the signed checkpoint and proofs (certificate or bearer token):
+4. An auditor: in a browser, open https://{listen}/audit-console and sign in with an auditor
+  id such as kt-01; or fetch the signed checkpoint and proofs over the API (certificate or
+  bearer token):
   U="--cacert {d}/ca.pem --cert {d}/auditor.pem --key {d}/auditor.key"
   curl -s $U $V/v1/audit/checkpoint
   curl -s $U "$V/v1/audit/proof/inclusion?index=<index>"

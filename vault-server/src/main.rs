@@ -133,7 +133,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 "vault-server dev: {}\n  data:         {}\n  CA:           {d}/ca.pem\n  \
                  agency certs: {d}/agencies/<agency-id>.pem and .key\n  auditor cert: {d}/auditor.pem and .key\n  \
                  citizens:     {d}/citizens.jsonl ({} demo citizens)\n  portal:       \
-                 https://{{addr}}/portal (sign in with a demo citizen's id)\n  tokens:       \
+                 https://{{addr}}/portal (sign in with a demo citizen's id)\n  console:      \
+                 https://{{addr}}/audit-console (sign in with an auditor id, e.g. kt-01)\n  tokens:       \
                  vaultctl dev token --data {} --citizen <id> | --auditor <id>\n  \
                  walk-through: {d}/README.txt\n  DEVELOPMENT ONLY: the root key and CA key sit on disk",
                 if setup.created {

@@ -655,14 +655,15 @@ impl<S: VaultStore> Vault<S> {
                 update.status.as_str(),
             )?;
             self.audit.append(vec![entry])?;
-            let open = !request.status().is_closed();
-            let citizen = row.citizen;
-            self.put_body(&sealer, CaseRow { open, ..row }, &request)?;
             // A completed erasure request erases the citizen, as `vaultctl erase` does (its
-            // cases, this request included, go with the record).
+            // cases, this request included, go with the record). Nothing is stored before:
+            // an erasure that fails leaves the request open, to be completed again.
             if request.kind == RequestKind::Erasure && update.status == RequestStatus::Completed {
-                self.erase_blind(&citizen, &Actor::auditor(auditor.clone()), now)?;
+                self.erase_blind(&row.citizen, &Actor::auditor(auditor.clone()), now)?;
+                return Ok(request);
             }
+            let open = !request.status().is_closed();
+            self.put_body(&sealer, CaseRow { open, ..row }, &request)?;
             Ok(request)
         })()
         .or_else(|e| {
