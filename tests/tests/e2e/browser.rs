@@ -68,3 +68,8 @@ fn the_portal_works_in_chromium_in_both_languages_without_serious_accessibility_
 fn the_portal_signs_in_at_an_independent_openid_provider() {
     run("oidc_provider_test.py", true);
 }
+
+#[test]
+fn the_audit_console_works_in_chromium_in_both_languages_without_serious_accessibility_problems() {
+    run("console_test.py", false);
+}

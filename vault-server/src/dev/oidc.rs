@@ -263,7 +263,8 @@ async fn authorize(state: State, form: web::Form<HashMap<String, String>>) -> Ht
                 &form,
                 true,
                 "Mã kiểm toán viên không hợp lệ (1–64 ký tự chữ, số, . _ : @ -).",
-                id,
+                // Not echoed: what was typed may be a citizen id.
+                "",
                 bad,
             );
         }
