@@ -127,11 +127,14 @@ impl<S: VaultStore> Vault<S> {
         Ok(lo)
     }
 
-    /// Calls `visit` with every entry in `[from, to]` (by its own time), in log order.
+    /// Calls `visit` with every entry in `[from, to]` (by its own time), in log order. With a
+    /// `needle`, entries whose bytes do not contain it are skipped unparsed (a report for one
+    /// agency reads its window but parses only that agency's entries).
     fn scan_window(
         &self,
         from: Timestamp,
         to: Timestamp,
+        needle: Option<&[u8]>,
         visit: &mut dyn FnMut(u64, &ReportView<'_>),
     ) -> Result<(), VaultError> {
         let size = self.audit.size();
@@ -143,9 +146,17 @@ impl<S: VaultStore> Vault<S> {
         while at < size {
             let end = (at + BATCH).min(size);
             let batch = self.audit.entries(at, end)?;
+            // A batch that starts past the window ends the scan.
+            if let Some((first, _)) = batch.first()
+                && crate::audit::parse_time(&parse(first)?.time).is_some_and(|t| t > stop)
+            {
+                return Ok(());
+            }
             for (k, (bytes, _)) in batch.iter().enumerate() {
-                let v: ReportView<'_> = serde_json::from_slice(bytes)
-                    .map_err(|_| VaultError::StoreCorrupt("audit entry is not JSON".into()))?;
+                if needle.is_some_and(|n| !contains(bytes, n)) {
+                    continue;
+                }
+                let v = parse(bytes)?;
                 let Some(t) = crate::audit::parse_time(&v.time) else {
                     continue;
                 };
@@ -184,34 +195,59 @@ impl<S: VaultStore> Vault<S> {
             events: BTreeMap::new(),
             entries: Vec::new(),
         };
-        let mut subjects = BTreeSet::new();
-        self.scan_window(from, to, &mut |i, v| {
-            let actor = v.actor.as_ref();
-            let a = actor.and_then(|a| a.agency.as_deref());
-            let o = actor.filter(|a| a.kind == "agency").map(|a| a.id.as_ref());
-            if agency.is_some_and(|want| a != Some(want))
-                || official.is_some_and(|want| o != Some(want))
-            {
-                return;
-            }
-            // Only what agencies did or were refused (the citizen's own acts and the
-            // auditors' are not a disclosure).
-            if actor.is_none_or(|a| a.kind != "agency") {
-                return;
-            }
-            if let Some(s) = &v.subject {
-                subjects.insert(s.to_string());
-            }
-            r.fields.extend(v.fields.iter().map(|f| f.to_string()));
-            if let Some(a) = a {
-                r.agencies.insert(a.to_owned());
-            }
-            if let Some(o) = o {
-                r.officials.insert(o.to_owned());
-            }
-            *r.events.entry(v.event.to_string()).or_default() += 1;
-            r.entries.push(i);
-        })?;
+        let mut subjects: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
+        let needle = agency
+            .map(|a| format!("\"agency\":\"{a}\""))
+            .or_else(|| official.map(|o| format!("\"id\":\"{o}\"")));
+        self.scan_window(
+            from,
+            to,
+            needle.as_deref().map(str::as_bytes),
+            &mut |i, v| {
+                let actor = v.actor.as_ref();
+                let a = actor.and_then(|a| a.agency.as_deref());
+                let o = actor.filter(|a| a.kind == "agency").map(|a| a.id.as_ref());
+                if agency.is_some_and(|want| a != Some(want))
+                    || official.is_some_and(|want| o != Some(want))
+                {
+                    return;
+                }
+                // Only what agencies did or were refused (the citizen's own acts and the
+                // auditors' are not a disclosure).
+                if actor.is_none_or(|a| a.kind != "agency") {
+                    return;
+                }
+                // Few distinct values, millions of entries: allocate only for a new one.
+                if let Some(s) = &v.subject {
+                    let mut b = [0u8; 32];
+                    if hex::decode_to_slice(s.as_bytes(), &mut b).is_ok() {
+                        subjects.insert(b);
+                    }
+                }
+                for f in &v.fields {
+                    if !r.fields.contains(f.as_ref()) {
+                        r.fields.insert(f.to_string());
+                    }
+                }
+                if let Some(a) = a
+                    && !r.agencies.contains(a)
+                {
+                    r.agencies.insert(a.to_owned());
+                }
+                if let Some(o) = o
+                    && !r.officials.contains(o)
+                {
+                    r.officials.insert(o.to_owned());
+                }
+                match r.events.get_mut(v.event.as_ref()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        r.events.insert(v.event.to_string(), 1);
+                    }
+                }
+                r.entries.push(i);
+            },
+        )?;
         r.affected_citizens = subjects.len() as u64;
         Ok(r)
     }
@@ -227,7 +263,8 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<BTreeMap<(String, String), ReuseLine>, VaultError> {
         self.audit_report(auditor, "reuse_report", now)?;
         let mut lines: BTreeMap<(String, String), (ReuseLine, BTreeSet<String>)> = BTreeMap::new();
-        self.scan_window(from, to, &mut |_, v| {
+        let needle: &[u8] = b"\"event\":\"record.released\"";
+        self.scan_window(from, to, Some(needle), &mut |_, v| {
             // Releases under a grant (a correction shown to its agency is not one).
             if v.event != "record.released" || v.code.is_some() {
                 return;
@@ -259,4 +296,17 @@ impl<S: VaultStore> Vault<S> {
     pub fn inventory_read(&self, auditor: &SafeId, now: Timestamp) -> Result<(), VaultError> {
         self.audit_report(auditor, "inventory", now)
     }
+}
+
+fn parse(bytes: &[u8]) -> Result<ReportView<'_>, VaultError> {
+    serde_json::from_slice(bytes)
+        .map_err(|_| VaultError::StoreCorrupt("audit entry is not JSON".into()))
+}
+
+/// Whether `hay` contains `needle`.
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || hay
+            .windows(needle.len())
+            .any(|w| w.first() == needle.first() && w == needle)
 }
