@@ -98,6 +98,9 @@ impl DevServer {
         let mut b = Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).must())
             .redirect(reqwest::redirect::Policy::none())
+            // A connection per request: a kept-alive one the server closed while a loaded
+            // machine was slow would fail the next POST (which is not retried).
+            .pool_max_idle_per_host(0)
             .timeout(Duration::from_secs(60));
         if let Some(a) = agency {
             let mut pem = std::fs::read(dev.join("agencies").join(format!("{a}.pem"))).must();
