@@ -23,6 +23,13 @@ use crate::portal::view::{Chrome, Labels, local_time, script_json};
 use crate::portal::{cookie_value, html, lang_of, remember_lang, see_other};
 use crate::state::{AppState, State};
 
+/// A page with a title, a message and a way back.
+#[derive(Template)]
+#[template(path = "console/message.html")]
+struct Message {
+    c: Chrome,
+}
+
 /// The console's session cookie.
 const SESSION_COOKIE: &str = "__Host-vault-console";
 /// The console's login-in-progress cookie.
@@ -113,11 +120,6 @@ fn message(
     key: &str,
     status: StatusCode,
 ) -> HttpResponse {
-    #[derive(Template)]
-    #[template(path = "console/message.html")]
-    struct Message {
-        c: Chrome,
-    }
     html(
         status,
         &Message {
@@ -889,11 +891,6 @@ where
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            #[derive(Template)]
-            #[template(path = "console/message.html")]
-            struct Message {
-                c: Chrome,
-            }
             html(status, &Message { c })
         }
     }
@@ -909,11 +906,6 @@ async fn bad_form(state: &State, req: &HttpRequest, field: &'static str) -> Http
     let t = lang.catalog();
     let mut c = chrome(state, req, lang, Some(&s), "c_title");
     c.error = t.fmt("err_invalid", &[("field", t.s(field))]);
-    #[derive(Template)]
-    #[template(path = "console/message.html")]
-    struct Message {
-        c: Chrome,
-    }
     html(StatusCode::BAD_REQUEST, &Message { c })
 }
 
@@ -1063,11 +1055,6 @@ async fn breach(state: State, req: HttpRequest, q: Loose) -> HttpResponse {
     let Some((from, to)) = window(&q, state.now(), 72) else {
         let mut c = chrome(&state, &req, lang, Some(&s), "c_breach");
         c.error = t.fmt("err_invalid", &[("field", t.s("c_window"))]);
-        #[derive(Template)]
-        #[template(path = "console/message.html")]
-        struct Message {
-            c: Chrome,
-        }
         return html(StatusCode::BAD_REQUEST, &Message { c });
     };
     let pick = |k: &str| -> Result<Option<String>, ()> {
