@@ -199,6 +199,9 @@ pub struct Vault<S: VaultStore> {
     grant_order: refusal::GrantOrder,
     /// One idempotent call at a time per key name (`idempotency.rs`), striped the same way.
     answer_order: refusal::GrantOrder,
+    /// One change at a time per case (and per citizen filing a correction), striped. Apart
+    /// from `answer_order`, which an idempotent call holds while it runs a case change.
+    case_order: refusal::GrantOrder,
     /// The anomaly detector, fed as the log grows (`anomalies.rs`).
     anomalies: std::sync::Mutex<anomalies::Detector>,
 }
@@ -284,6 +287,7 @@ impl<S: VaultStore> Vault<S> {
             marker,
             grant_order: refusal::GrantOrder::default(),
             answer_order: refusal::GrantOrder::default(),
+            case_order: refusal::GrantOrder::default(),
             anomalies: std::sync::Mutex::new(anomalies::Detector::default()),
         })
     }

@@ -760,3 +760,48 @@ fn each_anomaly_rule_is_raised_by_its_scenario_and_not_by_normal_work() {
     // Every listing was audited.
     assert_eq!(last(&v)["code"], "anomalies");
 }
+
+#[test]
+fn case_changes_run_inside_an_idempotent_call_without_deadlock() {
+    // `once` holds a striped lock while it runs the change; a case change took a lock of the
+    // same stripes, so one in 64 key-and-case pairs deadlocked.
+    let dir = tempfile::tempdir().unwrap();
+    let v = Arc::new(vault(dir.path(), None));
+    let ids: Vec<String> = (0..100)
+        .map(|i| {
+            v.file_request(&cid(A), RequestKind::Access, "", NOW.plus_secs(i))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let v2 = Arc::clone(&v);
+    std::thread::spawn(move || {
+        let auditor = auditor();
+        for (k, id) in ids.iter().enumerate() {
+            let key = IdempotencyKey::parse(&format!("key-{k}")).unwrap();
+            let call = Once {
+                caller: Caller::Auditor(&auditor),
+                attempt: Attempt::new("request.update"),
+                key: Some(&key),
+                request: id.as_bytes(),
+            };
+            let update = RequestUpdate {
+                status: RequestStatus::Acknowledged,
+                note: String::new(),
+                extend_days: None,
+                other_processor: false,
+            };
+            v2.once(call, NOW, || {
+                v2.update_request(&auditor, id, &update, NOW)
+                    .map(|_| (200, Value::Null))
+            })
+            .unwrap();
+        }
+        tx.send(()).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok(),
+        "an idempotent case change deadlocked"
+    );
+}

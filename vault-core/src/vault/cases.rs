@@ -321,7 +321,7 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<Complaint, VaultError> {
         (|| {
             let text = case::checked_text(text, 1)?;
-            let _order = self.answer_order.lock(id)?;
+            let _order = self.case_order.lock(id)?;
             let (row, _, sealer, subject) = self.case_of(CaseKind::Complaint, id)?;
             let mut complaint: Complaint = self.open_body(&sealer, &row)?;
             if complaint.answer.is_some() {
@@ -383,7 +383,7 @@ impl<S: VaultStore> Vault<S> {
                 return Err(VaultError::NoSourceOfTruth);
             }
             let (blind, record, subject) = self.filer(citizen)?;
-            let _order = self.answer_order.lock(&blind.to_string())?;
+            let _order = self.case_order.lock(&blind.to_string())?;
             if self.disputed_of(&blind)?.iter().any(|f| f == name.as_str()) {
                 return Err(VaultError::CorrectionOpen);
             }
@@ -509,7 +509,7 @@ impl<S: VaultStore> Vault<S> {
             let min = usize::from(outcome == CorrectionOutcome::Rejected);
             let reason = case::checked_text(reason, min)?;
             let agency_id = SafeId::parse(agency)?;
-            let _order = self.answer_order.lock(id)?;
+            let _order = self.case_order.lock(id)?;
             let (row, _, sealer, subject) = self.case_of(CaseKind::Correction, id)?;
             let source = self
                 .policy
@@ -643,7 +643,7 @@ impl<S: VaultStore> Vault<S> {
                 ..update.clone()
             };
             let calendar = self.policy.calendar().ok_or(VaultError::CalendarGap(0))?;
-            let _order = self.answer_order.lock(id)?;
+            let _order = self.case_order.lock(id)?;
             let (row, _, sealer, subject) = self.case_of(CaseKind::Request, id)?;
             let mut request: DataRequest = self.open_body(&sealer, &row)?;
             request.apply(&update, now, calendar)?;
