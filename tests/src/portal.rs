@@ -103,8 +103,14 @@ impl DevServer {
             .pool_max_idle_per_host(0)
             .timeout(Duration::from_secs(60));
         if let Some(a) = agency {
-            let mut pem = std::fs::read(dev.join("agencies").join(format!("{a}.pem"))).must();
-            pem.extend(std::fs::read(dev.join("agencies").join(format!("{a}.key"))).must());
+            // `auditor` is the dev auditor's certificate; any other name an agency's.
+            let base = if a == "auditor" {
+                dev.join("auditor")
+            } else {
+                dev.join("agencies").join(a)
+            };
+            let mut pem = std::fs::read(base.with_extension("pem")).must();
+            pem.extend(std::fs::read(base.with_extension("key")).must());
             b = b.identity(reqwest::Identity::from_pem(&pem).must());
         }
         b.build().must()
@@ -154,9 +160,14 @@ pub struct Browser<'a> {
 
 impl<'a> Browser<'a> {
     pub fn new(dev: &'a DevServer) -> Self {
+        Self::with_certificate(dev, None)
+    }
+
+    /// A browser presenting a client certificate (`dev.client`'s names).
+    pub fn with_certificate(dev: &'a DevServer, who: Option<&str>) -> Self {
         Self {
             dev,
-            http: dev.client(None),
+            http: dev.client(who),
             cookies: HashMap::new(),
             lang: None,
         }
@@ -201,6 +212,16 @@ impl<'a> Browser<'a> {
     }
 
     pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+        self.post_with(path, form, &[])
+    }
+
+    /// A form POST with extra request headers.
+    pub fn post_with(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> (u16, String, String) {
         let body: Vec<String> = form
             .iter()
             .map(|(k, v)| format!("{k}={}", encode(v)))
@@ -209,7 +230,10 @@ impl<'a> Browser<'a> {
             .http
             .post(self.dev.url(path))
             .header("cookie", self.jar())
-            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-type", "application/x-www-form-urlencoded");
+        let r = headers
+            .iter()
+            .fold(r, |r, (k, v)| r.header(*k, *v))
             .body(body.join("&"))
             .send()
             .must();

@@ -22,6 +22,8 @@ use crate::portal::session::{LOGIN_WINDOW, PendingLogin, Session, random_token};
 use crate::portal::view::{Chrome, Labels, local_time, script_json};
 use crate::portal::{cookie_value, html, lang_of, remember_lang, see_other};
 use crate::state::{AppState, State};
+use crate::tls::PeerCert;
+use crate::x509::CertIdentity;
 
 /// A page with a title, a message and a way back.
 #[derive(Template)]
@@ -45,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(home))
             .route("/", web::get().to(home))
             .route("/login", web::get().to(login))
+            .route("/login/certificate", web::post().to(login_certificate))
             .route("/callback", web::get().to(callback))
             .route("/logout", web::post().to(logout))
             .route("/search", web::post().to(search))
@@ -62,7 +65,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 fn session(state: &AppState, req: &HttpRequest) -> Option<(String, Auditor)> {
     let portal = state.portal.as_ref()?;
     let value = cookie_value(req, SESSION_COOKIE)?;
-    portal.console_sessions.get(&value).map(|s| (value, s))
+    let s = portal.console_sessions.get(&value)?;
+    // A session opened with a certificate is good only over a connection with it.
+    if let Some(bound) = &s.cert {
+        let peer = req.conn_data::<PeerCert>()?;
+        if !vault_core::crypto::ct_eq(bound.as_bytes(), peer.thumbprint.as_bytes()) {
+            return None;
+        }
+    }
+    Some((value, s))
+}
+
+/// The auditor the connection's client certificate names, if any.
+fn certificate_auditor(req: &HttpRequest) -> Option<(SafeId, String)> {
+    let peer = req.conn_data::<PeerCert>()?;
+    match &peer.identity {
+        Some(CertIdentity::Auditor(id)) => Some((SafeId::parse(id).ok()?, peer.thumbprint.clone())),
+        _ => None,
+    }
 }
 
 /// The path of this request for the language switch (only the console's own pages).
@@ -310,6 +330,37 @@ async fn callback(state: State, req: HttpRequest, q: Loose) -> HttpResponse {
     res
 }
 
+/// `POST /audit-console/login/certificate`: a session for the auditor the connection's
+/// client certificate names, bound to that certificate. Only from the console's own page
+/// (`Origin` and `Sec-Fetch-Site`), so another site cannot sign a browser in.
+async fn login_certificate(state: State, req: HttpRequest) -> HttpResponse {
+    let (lang, _) = lang_of(&req);
+    let fail = |why: &str, key: &str| {
+        tracing::warn!(target: "vault::console", reason = why, "auditor sign-in failed");
+        message(&state, &req, lang, None, key, StatusCode::BAD_REQUEST)
+    };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if header("sec-fetch-site").is_some_and(|v| v != "same-origin")
+        || header("origin").is_some_and(|o| o != browser_origin(&req))
+    {
+        return fail("sent from another site", "login_failed");
+    }
+    let Some((who, thumbprint)) = certificate_auditor(&req) else {
+        return fail("no auditor certificate", "c_not_auditor");
+    };
+    let Some(portal) = state.portal.as_ref() else {
+        return fail("portal not configured", "login_failed");
+    };
+    let Some(session) = portal.console_sessions.start_bound(who, Some(thumbprint)) else {
+        return fail("too many sessions", "err_unavailable");
+    };
+    let mut res = see_other("/audit-console");
+    if let Some(v) = cookie(SESSION_COOKIE, &session, 12 * 3600) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
 async fn logout(
     state: State,
     req: HttpRequest,
@@ -389,6 +440,10 @@ struct RequestRow {
 #[template(path = "console/landing.html")]
 struct Landing {
     c: Chrome,
+    /// The auditor the browser's client certificate names, offered a sign-in with it.
+    certificate: Option<String>,
+    /// Whether an OpenID provider is configured.
+    oidc: bool,
 }
 
 #[derive(Template)]
@@ -407,6 +462,8 @@ async fn home(state: State, req: HttpRequest, q: Loose) -> HttpResponse {
     let Some((_, s)) = session(&state, &req) else {
         let page = Landing {
             c: chrome(&state, &req, lang, None, "c_title"),
+            certificate: certificate_auditor(&req).map(|(id, _)| id.to_string()),
+            oidc: state.portal.as_ref().is_some_and(|p| p.client.is_some()),
         };
         return remember_lang(html(StatusCode::OK, &page), lang, chosen);
     };

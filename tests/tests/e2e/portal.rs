@@ -294,3 +294,50 @@ fn the_audit_console_lets_an_auditor_search_prove_review_answer_and_report() {
 fn hidden_inputs_value(page: &str, name: &str) -> String {
     vault_tests::portal::value_of(page, name)
 }
+
+#[test]
+fn an_auditor_certificate_signs_in_to_the_console_bound_to_that_certificate() {
+    let dev = Dev::start();
+    let mut b = Browser::with_certificate(&dev, Some("auditor"));
+    let (st, _, page) = b.get("/audit-console");
+    assert_eq!(st, 200);
+    assert!(
+        page.contains("id=\"certificate-login\"") && page.contains("dev-auditor"),
+        "{page}"
+    );
+    // Another site cannot sign the browser in.
+    let (st, _, _) = b.post_with(
+        "/audit-console/login/certificate",
+        &[],
+        &[("origin", "https://evil.example")],
+    );
+    assert_eq!(st, 400);
+    let (st, _, _) = b.post_with(
+        "/audit-console/login/certificate",
+        &[],
+        &[("sec-fetch-site", "cross-site")],
+    );
+    assert_eq!(st, 400);
+    assert!(!b.cookies.contains_key("__Host-vault-console"));
+    let (st, to, _) = b.post_with(
+        "/audit-console/login/certificate",
+        &[],
+        &[("origin", &dev.origin), ("sec-fetch-site", "same-origin")],
+    );
+    assert_eq!((st, to.as_str()), (303, "/audit-console"));
+    let (st, _, home) = b.get("/audit-console");
+    assert_eq!(st, 200);
+    assert!(home.contains("id=\"break-glass\""), "{home}");
+
+    // The cookie is worthless over a connection without the certificate.
+    let mut thief = Browser::new(&dev);
+    thief.cookies = b.cookies.clone();
+    let (_, _, page) = thief.get("/audit-console");
+    assert!(!page.contains("id=\"break-glass\""));
+    assert!(!page.contains("id=\"certificate-login\""));
+    // Nor does an agency's certificate sign in.
+    let mut agency = Browser::with_certificate(&dev, Some("benh-vien-cho-ray"));
+    let (st, _, _) = agency.post("/audit-console/login/certificate", &[]);
+    assert_eq!(st, 400);
+    assert!(!agency.cookies.contains_key("__Host-vault-console"));
+}

@@ -44,6 +44,9 @@ pub struct Session<P = CitizenId> {
     pub who: P,
     /// The CSRF token every form carries.
     pub csrf: String,
+    /// For a session opened with a client certificate: its `x5t#S256`; every request of
+    /// the session must come over a connection with that certificate.
+    pub cert: Option<String>,
     created: Instant,
     last: Instant,
 }
@@ -81,8 +84,13 @@ impl<P> Default for Sessions<P> {
 }
 
 impl<P: Clone> Sessions<P> {
-    /// Starts a session for `citizen`; the cookie value, or `None` when full.
+    /// Starts a session for `who`; the cookie value, or `None` when full.
     pub fn start(&self, who: P) -> Option<String> {
+        self.start_bound(who, None)
+    }
+
+    /// Starts a session for `who`, bound to a client certificate's thumbprint if `cert`.
+    pub fn start_bound(&self, who: P, cert: Option<String>) -> Option<String> {
         let cookie = random_token(32)?;
         let now = Instant::now();
         let mut m = self.sessions.lock().ok()?;
@@ -97,6 +105,7 @@ impl<P: Clone> Sessions<P> {
             Session {
                 who,
                 csrf: random_token(24)?,
+                cert,
                 created: now,
                 last: now,
             },
