@@ -1038,12 +1038,20 @@ async fn update_request(
     else {
         return bad_form(&state, &req, "status").await;
     };
+    // The extension's length counts only for an extension (1–15 days, 15 if left empty).
+    let extend_days = match form.get("extend_days").map(|d| d.trim()) {
+        _ if status != RequestStatus::Extended => None,
+        None | Some("") => Some(vault_core::case::MAX_EXTENSION_DAYS),
+        Some(d) => match d.parse::<u32>() {
+            Ok(n) if (1..=vault_core::case::MAX_EXTENSION_DAYS).contains(&n) => Some(n),
+            _ => return bad_form(&state, &req, "extend_days").await,
+        },
+    };
     let update = RequestUpdate {
         status,
         note: form.get("note").cloned().unwrap_or_default(),
-        extend_days: (status == RequestStatus::Extended)
-            .then_some(vault_core::case::MAX_EXTENSION_DAYS),
-        other_processor: false,
+        extend_days,
+        other_processor: form.get("other_processor").is_some_and(|v| v == "on"),
     };
     let f = form.into_inner();
     act(

@@ -3,9 +3,11 @@
 //! release every 100 ms of log time), then the breach report over the last 72 hours and
 //! for one agency, the anomaly detector's first feed and an incremental query after more
 //! entries, and the export's bulk reading against reading entries one at a time (the
-//! baseline, in the same run). See BENCHMARKS.md.
+//! baseline, in the same run); then `vault-server` is started on that vault and the whole
+//! log is streamed from `GET /v1/audit/export` over HTTPS, sampling the server's resident
+//! memory while it streams. See BENCHMARKS.md.
 //!
-//! `cargo run --release -p vault-tests --bin oversight-bench -- [--entries N]`
+//! `cargo build --release --workspace --bins && target/release/oversight-bench [--entries N]`
 
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 #![expect(
@@ -13,15 +15,15 @@
     reason = "a benchmark aborts on any setup failure"
 )]
 
+use std::io::Read as _;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use vault_core::audit::export::export_line;
-use vault_core::audit::{Access, Actor, AuditEntry, EntryContext, Pseudonym, SafeId, SegmentLogAt};
-use vault_core::keyring::{DEFAULT_LOG_ORIGIN, InMemoryRootKey};
-use vault_core::policy::PolicySet;
-use vault_core::store::SledStore;
-use vault_core::{FieldName, Timestamp, Vault};
+use vault_core::audit::{Access, Actor, AuditEntry, EntryContext, Pseudonym, SafeId};
+use vault_core::{FieldName, Timestamp};
+use vault_tests::server::{Limits, TestServer};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -30,17 +32,15 @@ const STEP_MS: i64 = 100;
 
 fn main() {
     let n = vault_tests::arg_u64("--entries", 10_000_000);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = Arc::new(PolicySet::load_dir(&vault_tests::policies_dir()).unwrap());
+    vault_tests::stop::install().unwrap();
+    // A served vault (its configuration, keys and certificates), stopped while the
+    // synthetic log is written into it in process.
+    let (mut server, _) = TestServer::start(10, &Limits::default());
+    server.stop();
+    let data = server.vault.data();
+    let vault = vault_server::ctl::open_vault(&data, None, None, 256 << 20).unwrap();
+    let policy = vault.policy().clone();
     let agencies: Vec<String> = policy.agencies().map(|a| a.id.clone()).collect();
-    let vault = Vault::init(
-        SledStore::open(&dir.path().join("store")).unwrap(),
-        &InMemoryRootKey::new([3; 32]),
-        Arc::clone(&policy),
-        DEFAULT_LOG_ORIGIN,
-        &SegmentLogAt(dir.path().join("audit")),
-    )
-    .unwrap();
     let id = |s: &str| SafeId::parse(s).unwrap();
     let purpose = id("driver_licence_renewal");
     let dossier = id("HS-BENCH");
@@ -48,7 +48,14 @@ fn main() {
         FieldName::parse("full_name").unwrap(),
         FieldName::parse("date_of_birth").unwrap(),
     ];
-    let base = Timestamp::from_millis(1_790_000_000_000);
+    // After the entries the served vault already holds: a log's times only grow.
+    let base = Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            + 60_000,
+    );
     let make = |i: u64| {
         let official = i % 1_000;
         let actor = Actor::official(
@@ -152,4 +159,99 @@ fn main() {
         bulk / single,
         bytes / 2 / 1_000_000
     );
+    let first: Vec<String> = log
+        .entries(0, 1_000.min(size))
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(k, (entry, leaf))| String::from_utf8(export_line(k as u64, entry, leaf)).unwrap())
+        .collect();
+    drop(vault);
+    https_export(&mut server, size, &first);
+}
+
+/// Streams the whole log from `GET /v1/audit/export`, sampling the server's resident
+/// memory every 100 ms; checks the first lines against the in-process ones.
+fn https_export(server: &mut TestServer, size: u64, first: &[String]) {
+    server.launch();
+    let pid = server.pid().unwrap();
+    // Let start-up work (the anomaly detector's first feed) settle before measuring.
+    std::thread::sleep(Duration::from_secs(3));
+    let started_rss = rss_kib(pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                samples.push(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        })
+    };
+    let client = server.client(None);
+    let token = server.auditor_token("kt-bench");
+    let t = Instant::now();
+    let mut res = client
+        .get(server.url("/v1/audit/export"))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    let mut head = Vec::new();
+    loop {
+        let k = res.read(&mut buf).unwrap();
+        if k == 0 {
+            break;
+        }
+        bytes += k as u64;
+        lines += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64;
+        if head.len() < 1 << 20 {
+            head.extend_from_slice(&buf[..k]);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let samples = sampler.join().unwrap();
+    // The export answers the log as it was when the request came (the entry recording the
+    // export is appended first, so the log has one more entry than was written above).
+    assert!(lines > size, "{lines} lines for {size} entries");
+    let head = String::from_utf8(head).unwrap();
+    for (k, (got, want)) in head.lines().zip(first).enumerate() {
+        assert_eq!(got, want.trim_end(), "line {k} differs from vaultctl's");
+    }
+    let at = |f: usize| samples.get(samples.len() * f / 10).copied().unwrap_or(0) / 1024;
+    let max = samples.iter().copied().max().unwrap_or(0);
+    println!(
+        "export over HTTPS: {lines} entries, {} MB in {secs:.1} s ({:.0} entries/s, {:.0} MB/s)",
+        bytes / 1_000_000,
+        lines as f64 / secs,
+        bytes as f64 / 1e6 / secs,
+    );
+    println!(
+        "server heap (RssAnon) before {} MiB; at 10% {} MiB, 50% {} MiB, 90% {} MiB of the stream; peak {} MiB ({} samples)",
+        started_rss / 1024,
+        at(1),
+        at(5),
+        at(9),
+        max / 1024,
+        samples.len()
+    );
+    server.stop();
+}
+
+/// The anonymous resident memory of process `pid` (`RssAnon`: the heap and stacks, not
+/// the pages of files it reads), in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("RssAnon:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -278,6 +278,78 @@ fn the_audit_console_lets_an_auditor_search_prove_review_answer_and_report() {
             .any(|n| n["kind"] == "break_glass_reviewed")
     );
 
+    // A data-subject request: acknowledged with another processor (20 days), then extended
+    // by a length the auditor types; a length out of range names the field.
+    let r: serde_json::Value = me
+        .post(dev.url("/v1/me/requests"))
+        .bearer_auth(dev.token(&a))
+        .header("Idempotency-Key", "rq-1")
+        .json(&json!({"kind": "access"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let rid = r["id"].as_str().unwrap().to_owned();
+    let first_due = r["complete_by"].as_str().unwrap().to_owned();
+    let (_, _, home) = b.get("/audit-console");
+    let rq_key = |home: &str| {
+        home.split(&format!("/audit-console/requests/{rid}"))
+            .nth(1)
+            .and_then(|s| s.split("name=\"form_key\" value=\"").nth(1))
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_owned()
+    };
+    let key = rq_key(&home);
+    let (st, to, _) = b.post(
+        &format!("/audit-console/requests/{rid}"),
+        &[
+            ("csrf", &csrf),
+            ("form_key", &key),
+            ("status", "acknowledged"),
+            ("other_processor", "on"),
+        ],
+    );
+    assert_eq!((st, to.as_str()), (303, "/audit-console?done=update"));
+    let (_, _, home) = b.get("/audit-console");
+    let key = rq_key(&home);
+    let (st, _, bad) = b.post(
+        &format!("/audit-console/requests/{rid}"),
+        &[
+            ("csrf", &csrf),
+            ("form_key", &key),
+            ("status", "extended"),
+            ("extend_days", "16"),
+        ],
+    );
+    assert_eq!(st, 400);
+    assert!(bad.contains("Số ngày gia hạn"), "{bad}");
+    let (st, _, _) = b.post(
+        &format!("/audit-console/requests/{rid}"),
+        &[
+            ("csrf", &csrf),
+            ("form_key", &key),
+            ("status", "extended"),
+            ("extend_days", "5"),
+        ],
+    );
+    assert_eq!(st, 303);
+    let mine = my(&dev, &a, "requests");
+    let now = &mine["items"][0];
+    assert_eq!(now["status"], "extended", "{mine}");
+    assert!(now["complete_by"].as_str().unwrap() > first_due.as_str());
+    // 15 days became 20 (another processor), then 5 more: at least 8 days later than first
+    // due even if the first end was moved past a weekend.
+    let t = |s: &serde_json::Value| {
+        vault_core::audit::parse_time(s.as_str().unwrap())
+            .unwrap()
+            .as_millis()
+    };
+    assert!(
+        t(&now["complete_by"]) - t(&json!(first_due)) >= 8 * 86_400_000,
+        "{mine}"
+    );
+
     // The breach report for the hospital.
     let (st, _, report) = b.get("/audit-console/reports/breach?agency=benh-vien-cho-ray");
     assert_eq!(st, 200);
