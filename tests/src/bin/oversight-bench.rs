@@ -49,13 +49,7 @@ fn main() {
         FieldName::parse("date_of_birth").unwrap(),
     ];
     // After the entries the served vault already holds: a log's times only grow.
-    let base = Timestamp::from_millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64
-            + 60_000,
-    );
+    let base = vault_core::Clock::now(&vault_core::SystemClock).plus_secs(60);
     let make = |i: u64| {
         let official = i % 1_000;
         let actor = Actor::official(
