@@ -165,6 +165,9 @@ pub struct Agency {
     pub purposes: Vec<String>,
     /// Whether it is a source of truth that may write records.
     pub writes: bool,
+    /// Whether it works at every hour (a hospital): its releases at night or on a weekend
+    /// are not the `off_hours` anomaly.
+    pub around_the_clock: bool,
 }
 
 /// A loaded, validated policy set and its SHA-256.

@@ -201,6 +201,8 @@ struct RawAgency {
     purposes: Vec<Spanned<String>>,
     #[serde(default)]
     writes: bool,
+    #[serde(default)]
+    around_the_clock: bool,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -525,6 +527,7 @@ pub(super) fn parse_agencies(
                 jurisdiction,
                 purposes: allowed,
                 writes: a.writes,
+                around_the_clock: a.around_the_clock,
             },
         );
     }

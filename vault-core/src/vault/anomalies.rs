@@ -14,7 +14,7 @@ use super::Vault;
 use crate::audit::{Actor, AuditEntry, SafeId};
 use crate::clock::Timestamp;
 use crate::error::VaultError;
-use crate::policy::anomalies::Thresholds;
+use crate::policy::PolicySet;
 use crate::store::VaultStore;
 
 /// Anomalies kept (the oldest go first).
@@ -177,7 +177,8 @@ impl Detector {
     }
 
     /// Looks at one entry.
-    fn see(&mut self, t: &Thresholds, index: u64, time: Timestamp, v: &View<'_>) {
+    fn see(&mut self, policy: &PolicySet, index: u64, time: Timestamp, v: &View<'_>) {
+        let t = policy.anomalies();
         let agency_actor = v.actor.as_ref().filter(|a| a.kind == "agency");
         let agency = agency_actor
             .and_then(|a| a.agency.as_deref())
@@ -215,10 +216,12 @@ impl Detector {
             }
         }
         // A release outside working hours (local time, UTC+7). Emergencies (break-glass)
-        // happen at any hour and have their own review.
+        // happen at any hour and have their own review; an agency that works around the
+        // clock (`agencies.toml`) has no off hours.
         if released
             && v.break_glass != Some(true)
             && let Some(a) = &agency
+            && !policy.agency(a).is_some_and(|x| x.around_the_clock)
         {
             let h = t.off_hours;
             let local = time.as_millis() + 7 * 3_600_000;
@@ -396,7 +399,7 @@ impl<S: VaultStore> Vault<S> {
                     continue;
                 };
                 if let Some(time) = crate::audit::parse_time(&v.time) {
-                    d.see(&t, at + k as u64, time, &v);
+                    d.see(&self.policy, at + k as u64, time, &v);
                 }
             }
             at = end;

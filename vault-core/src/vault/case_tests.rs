@@ -762,6 +762,40 @@ fn each_anomaly_rule_is_raised_by_its_scenario_and_not_by_normal_work() {
 }
 
 #[test]
+fn an_agency_that_works_around_the_clock_has_no_off_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = policies_with_low_thresholds(dir.path());
+    let agencies = policies.join("agencies.toml");
+    let text = std::fs::read_to_string(&agencies).unwrap().replace(
+        "id = \"csgt-cong-an-tphcm\"\n",
+        "id = \"csgt-cong-an-tphcm\"\naround_the_clock = true\n",
+    );
+    std::fs::write(&agencies, text).unwrap();
+    let v = super::use_case_tests::vault_with(dir.path(), None, &policies);
+    let police = "csgt-cong-an-tphcm";
+    assert!(v.policy().agency(police).unwrap().around_the_clock);
+    let night = NOW.plus_secs(15 * 3_600);
+    let (_, token) = active(
+        v.request_grant(
+            &super::use_case_tests::caller(police),
+            &super::use_case_tests::req(A, "driver_licence_renewal", &["full_name"]),
+            None,
+            night,
+        )
+        .unwrap(),
+    );
+    v.release_with_token(
+        &token,
+        &crate::token::cert_thumbprint(police.as_bytes()),
+        A,
+        &["full_name".to_owned()],
+        night,
+    )
+    .unwrap();
+    assert_eq!(rules(&v, night), Vec::<&str>::new());
+}
+
+#[test]
 fn case_changes_run_inside_an_idempotent_call_without_deadlock() {
     // `once` holds a striped lock while it runs the change; a case change took a lock of the
     // same stripes, so one in 64 key-and-case pairs deadlocked.
