@@ -14,6 +14,7 @@ mod crash;
 mod faults;
 mod fuzz;
 mod import;
+mod ops;
 mod plaintext;
 mod portal;
 mod redteam;

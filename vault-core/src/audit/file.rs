@@ -38,6 +38,11 @@ impl FsFile {
             .open(path)?;
         Ok(Self(f))
     }
+
+    /// Opens an existing `path` for reading only (writes, syncs and truncation then fail).
+    pub fn open_read_only(path: &Path) -> io::Result<Self> {
+        File::open(path).map(Self)
+    }
 }
 
 impl LogFile for FsFile {

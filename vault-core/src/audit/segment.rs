@@ -29,6 +29,8 @@ use super::tree::{ChunkedTree, LeafReader};
 use crate::error::VaultError;
 
 const ENTRY_HEADER: u64 = 8;
+/// The verifier key string, published beside the log for read-only readers.
+const VERIFIER_FILE: &str = "log.pub";
 const LEAF_RECORD: u64 = 40;
 const CHECKPOINT_HEADER: u64 = 16;
 /// Entries taken into one group commit at most.
@@ -341,7 +343,9 @@ struct State {
 
 struct Inner {
     files: Files,
-    signer: LogSigner,
+    /// `None` for a read-only view (no writer).
+    signer: Option<LogSigner>,
+    verifier: LogVerifier,
     state: RwLock<State>,
     healthy: AtomicBool,
     stats: WriterStats,
@@ -407,9 +411,12 @@ impl SegmentLog {
         };
         let (state, lengths) = recover(&files, &signer)?;
         let index = AuditIndex::open(&dir.join("index"))?;
+        let verifier = signer.verifier();
+        publish_verifier(dir, &verifier)?;
         let inner = Arc::new(Inner {
             files,
-            signer,
+            verifier,
+            signer: Some(signer),
             state: RwLock::new(state),
             healthy: AtomicBool::new(true),
             stats: WriterStats::default(),
@@ -434,6 +441,51 @@ impl SegmentLog {
             indexer: Mutex::new(Some(indexer)),
             lock: Mutex::new(None),
         })
+    }
+
+    /// A read-only view of the log in `dir` as its last whole, signed checkpoint left it,
+    /// for readers beside a running writer (another process): takes no lock and writes
+    /// nothing. The checkpoint must verify with `verifier` and its root must match the
+    /// recorded leaves; entries past it (a batch being written) are not seen. Appends are
+    /// refused (`AuditUnavailable`).
+    pub fn open_read_only(dir: &Path, verifier: LogVerifier) -> Result<Self, VaultError> {
+        let open = |name: &str| -> Result<Box<dyn LogFile>, VaultError> {
+            FsFile::open_read_only(&dir.join(name))
+                .map(|f| Box::new(f) as Box<dyn LogFile>)
+                .map_err(|e| io_unavailable(name, &e))
+        };
+        let files = Files {
+            entries: open("entries.log")?,
+            leaves: open("leaves.idx")?,
+            checkpoints: open("checkpoints.log")?,
+        };
+        let state = recovery::read_only_state(&files, &verifier)?;
+        let inner = Arc::new(Inner {
+            files,
+            signer: None,
+            verifier,
+            state: RwLock::new(state),
+            healthy: AtomicBool::new(false),
+            stats: WriterStats::default(),
+            index: AuditIndex::detached(),
+        });
+        Ok(Self {
+            inner,
+            tx: Mutex::new(None),
+            writer: Mutex::new(None),
+            indexer: Mutex::new(None),
+            lock: Mutex::new(None),
+        })
+    }
+
+    /// The verifier key string a log directory publishes (`log.pub`, written whenever the
+    /// log is opened for writing): what a read-only view checks checkpoints against.
+    pub fn published_verifier(dir: &Path) -> Result<LogVerifier, VaultError> {
+        let path = dir.join(VERIFIER_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| VaultError::StoreUnavailable(format!("audit {}: {e}", path.display())))?;
+        LogVerifier::parse(text.trim())
+            .map_err(|e| VaultError::StoreUnavailable(format!("audit {}: {e}", path.display())))
     }
 
     /// Keeps a file lock (on the log directory) for as long as the log is open.
@@ -603,7 +655,7 @@ impl SegmentLog {
 
     /// The verifier key of this log.
     pub fn verifier(&self) -> LogVerifier {
-        self.inner.signer.verifier()
+        self.inner.verifier.clone()
     }
 
     /// The canonical bytes of entry `index`.
@@ -794,7 +846,7 @@ impl SegmentLog {
     pub fn verify_all(&self) -> Result<VerifyReport, VaultError> {
         let st = self.read()?;
         let files = &self.inner.files;
-        let verifier = self.inner.signer.verifier();
+        let verifier = self.inner.verifier.clone();
         let elen = files
             .entries
             .size()
@@ -876,6 +928,20 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// The root of the whole log.
     pub root: Hash,
+}
+
+/// Writes the verifier key string to `dir/log.pub` unless it already holds it (a public key:
+/// no secret, replaced atomically).
+fn publish_verifier(dir: &Path, verifier: &LogVerifier) -> Result<(), VaultError> {
+    let path = dir.join(VERIFIER_FILE);
+    let text = format!("{verifier}\n");
+    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+        return Ok(());
+    }
+    let tmp = dir.join(format!("{VERIFIER_FILE}.tmp"));
+    std::fs::write(&tmp, &text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| io_unavailable("verifier key file", &e))
 }
 
 fn read_checkpoint(files: &Files, off: u64, len: u32) -> Result<(u64, String), VaultError> {

@@ -1,12 +1,14 @@
 //! `vaultctl audit …`: verify (online against the data directory, or offline from an export,
-//! a checkpoint and the verifier key), export, checkpoint, pubkey, proof.
+//! a checkpoint and the verifier key), export, checkpoint, pubkey, proof. Each reads the log
+//! files through a read-only view (no lock, nothing written), so it works beside a running
+//! `vault-server` and sees the log as its last signed checkpoint left it.
 
 use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
 use clap::Subcommand;
 use vault_core::audit::export::{export_line, verify_export};
-use vault_core::audit::{Checkpoint, LogVerifier};
+use vault_core::audit::{Checkpoint, LogVerifier, SegmentLog};
 
 use super::{Context, CtlError, CtlResult, out};
 
@@ -58,15 +60,14 @@ pub(super) fn run(ctx: &Context, cmd: AuditCommand) -> CtlResult {
         } => offline(&log, &cp, &key),
         AuditCommand::Verify { .. } => online(ctx),
         AuditCommand::Export { from, to } => export(ctx, from, to),
-        AuditCommand::Checkpoint => out(&ctx.open()?.audit().latest_checkpoint()?),
-        AuditCommand::Pubkey => out(&format!("{}\n", ctx.open()?.audit().verifier())),
+        AuditCommand::Checkpoint => out(&ctx.audit_view()?.latest_checkpoint()?),
+        AuditCommand::Pubkey => out(&format!("{}\n", ctx.audit_view()?.verifier())),
         AuditCommand::Proof { index, size } => proof(ctx, index, size),
     }
 }
 
 fn online(ctx: &Context) -> CtlResult {
-    let vault = ctx.open()?;
-    let report = vault.audit().verify_all()?;
+    let report = ctx.audit_view()?.verify_all()?;
     out(&format!(
         "audit log verified: {} entries re-hashed, {} signed checkpoints checked, root {}\n",
         report.entries,
@@ -94,8 +95,7 @@ fn offline(log: &std::path::Path, cp: &std::path::Path, key: &str) -> CtlResult 
 }
 
 fn export(ctx: &Context, from: u64, to: Option<u64>) -> CtlResult {
-    let vault = ctx.open()?;
-    let log = vault.audit();
+    let log = ctx.audit_view()?;
     let size = log.size();
     let to = to.unwrap_or(size);
     if from > to || to > size {
@@ -104,19 +104,37 @@ fn export(ctx: &Context, from: u64, to: Option<u64>) -> CtlResult {
         )));
     }
     let mut w = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    for i in from..to {
-        let entry = log.entry(i)?;
-        let leaf = log.leaf_hash(i)?;
-        w.write_all(&export_line(i, &entry, &leaf))
-            .map_err(|e| CtlError(format!("cannot write: {e}")))?;
+    let mut at = from;
+    while at < to {
+        let end = (at + 4_096).min(to);
+        for (k, (entry, leaf)) in log.entries(at, end)?.iter().enumerate() {
+            w.write_all(&export_line(at + k as u64, entry, leaf))
+                .map_err(|e| CtlError(format!("cannot write: {e}")))?;
+        }
+        at = end;
     }
     w.flush()
         .map_err(|e| CtlError(format!("cannot write: {e}")))
 }
 
+impl Context {
+    /// The audit log read-only, checked against the key it publishes.
+    fn audit_view(&self) -> Result<SegmentLog, CtlError> {
+        let dir = self.audit_dir();
+        if !dir.join("entries.log").exists() {
+            return Err(CtlError(format!(
+                "{}: no vault here (no audit log in {}); give the vault's directory with --data or VAULT_DATA",
+                self.data.display(),
+                dir.display()
+            )));
+        }
+        let verifier = SegmentLog::published_verifier(&dir)?;
+        Ok(SegmentLog::open_read_only(&dir, verifier)?)
+    }
+}
+
 fn proof(ctx: &Context, index: u64, size: Option<u64>) -> CtlResult {
-    let vault = ctx.open()?;
-    let log = vault.audit();
+    let log = ctx.audit_view()?;
     let size = size.unwrap_or(log.size());
     let hashes = log.inclusion_proof(index, size)?;
     let checkpoint = log.checkpoint_at(size)?;

@@ -264,3 +264,115 @@ pub(super) fn first_bad(
     }
     corrupt(prev, "log does not match its last signed checkpoint")
 }
+
+/// What a read-only view sees: the checkpoints up to the last whole record, the last one
+/// verified with `verifier`, and the tree of its size from the recorded leaves, whose root
+/// must match it. Writes nothing: a torn tail or entries past the checkpoint (a batch being
+/// written by the process that owns the log) are left alone and not seen.
+pub(super) fn read_only_state(files: &Files, verifier: &LogVerifier) -> Result<State, VaultError> {
+    let clen = files
+        .checkpoints
+        .size()
+        .map_err(|e| io_unavailable("checkpoints", &e))?;
+    let mut checkpoints = CheckpointIndex::default();
+    let mut last: Option<(u64, u64, u32)> = None;
+    let mut off = 0u64;
+    while off + CHECKPOINT_HEADER <= clen {
+        let mut head = [0u8; CHECKPOINT_HEADER as usize];
+        files
+            .checkpoints
+            .read_at(off, &mut head)
+            .map_err(|e| io_unavailable("checkpoints", &e))?;
+        let (size, len, _) = checkpoint_header(&head);
+        if len == 0
+            || off + CHECKPOINT_HEADER + u64::from(len) > clen
+            || read_checkpoint(files, off, len).is_err()
+        {
+            break;
+        }
+        if last.is_some_and(|(s, _, _)| size < s) {
+            return Err(corrupt(size, "checkpoint sizes go backwards"));
+        }
+        checkpoints.push(size, off, len);
+        last = Some((size, off, len));
+        off += CHECKPOINT_HEADER + u64::from(len);
+    }
+    let Some((size, off, len)) = last else {
+        return Ok(State {
+            tree: ChunkedTree::default(),
+            size: 0,
+            checkpoints,
+            latest_note: String::new(),
+        });
+    };
+    let (_, note) = read_checkpoint(files, off, len)?;
+    let cp = Checkpoint::verify(&note, verifier).map_err(|e| {
+        corrupt(
+            size,
+            format!("the last checkpoint does not verify with the log's published key: {e}"),
+        )
+    })?;
+    let recorded = files
+        .leaves
+        .size()
+        .map_err(|e| io_unavailable("leaf index", &e))?
+        / LEAF_RECORD;
+    if recorded < cp.size {
+        // Entries are synced before their checkpoint is written, so they are all there after
+        // a crash even when the derived leaf index is not; fewer means entries were removed.
+        let elen = files
+            .entries
+            .size()
+            .map_err(|e| io_unavailable("entries", &e))?;
+        let mut n = recorded;
+        let mut eoff = match recorded.checked_sub(1) {
+            None => 0,
+            Some(i) => {
+                let (o, _) = files.leaf_record(i)?;
+                files
+                    .entry_at(o, elen)?
+                    .map_or(elen, |b| o + ENTRY_HEADER + b.len() as u64)
+            }
+        };
+        while n < cp.size
+            && let Some(body) = files.entry_at(eoff, elen)?
+        {
+            eoff += ENTRY_HEADER + body.len() as u64;
+            n += 1;
+        }
+        if n < cp.size {
+            return Err(corrupt(
+                n,
+                format!(
+                    "the log has {n} entries but its signed checkpoint covers {}: entries were removed",
+                    cp.size
+                ),
+            ));
+        }
+        return Err(VaultError::StoreUnavailable(format!(
+            "the audit log's leaf index holds {recorded} entries but its last checkpoint covers {}: \
+             the log was not recovered after a crash; start vault-server (or run a command that \
+             opens the vault for writing) once, then try again",
+            cp.size
+        )));
+    }
+    let mut tree = ChunkedTree::default();
+    let mut i = 0u64;
+    while i < cp.size {
+        let count = (cp.size - i).min(65_536);
+        for h in files.leaves(i, count).map_err(proof_err)? {
+            tree.push(h);
+        }
+        i += count;
+    }
+    let root = merkle::root(&tree.view(cp.size, files), cp.size).map_err(proof_err)?;
+    if root != cp.root {
+        return Err(first_bad(files, &tree, cp.size, &checkpoints, verifier));
+    }
+    Ok(State {
+        tree,
+        size: cp.size,
+        checkpoints,
+        latest_note: note,
+    })
+}

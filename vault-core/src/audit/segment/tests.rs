@@ -430,3 +430,64 @@ fn ranges_read_in_bulk_match_entries_read_one_at_a_time() {
     std::fs::write(&path, bytes).unwrap();
     assert!(log.entries(0, 40).is_err());
 }
+
+#[test]
+fn a_read_only_view_beside_the_writer_sees_the_last_checkpoint_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SegmentLog::open(dir.path(), signer()).unwrap());
+    fill(&log, 300);
+    let published = SegmentLog::published_verifier(dir.path()).unwrap();
+    assert_eq!(published, log.verifier());
+    let before: Vec<(String, u64)> = ["entries.log", "leaves.idx", "checkpoints.log"]
+        .iter()
+        .map(|f| {
+            (
+                (*f).to_owned(),
+                std::fs::metadata(dir.path().join(f)).unwrap().len(),
+            )
+        })
+        .collect();
+    // While the writer keeps appending, a view opened now sees a whole, signed prefix.
+    let writer = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for i in (300..2_000).step_by(5) {
+                log.append((i..i + 5).map(entry).collect()).unwrap();
+            }
+        })
+    };
+    for _ in 0..20 {
+        let view = SegmentLog::open_read_only(dir.path(), published.clone()).unwrap();
+        let size = view.size();
+        assert!(size >= 300);
+        let cp = Checkpoint::verify(&view.latest_checkpoint().unwrap(), &published).unwrap();
+        assert_eq!(cp.size, size);
+        assert_eq!(view.root(size).unwrap(), cp.root);
+        let proof = view.inclusion_proof(size - 1, size).unwrap();
+        let leaf = view.leaf_hash(size - 1).unwrap();
+        merkle::verify_inclusion(size - 1, size, &leaf, &proof, &cp.root).unwrap();
+        assert_eq!(view.entry(7).unwrap(), log.entry(7).unwrap());
+        assert!(
+            view.append_one(entry(9_999)).is_err(),
+            "a view never appends"
+        );
+        view.verify_all().unwrap();
+    }
+    writer.join().unwrap();
+    let view = SegmentLog::open_read_only(dir.path(), published.clone()).unwrap();
+    assert_eq!(view.size(), 2_000);
+    drop(view);
+    // Nothing was written by the views: the files grew only by the writer's appends.
+    for (f, len) in before {
+        assert!(std::fs::metadata(dir.path().join(&f)).unwrap().len() >= len);
+    }
+    // A view checks the checkpoint against the published key.
+    let other = LogSigner::from_seed("test.vault/audit", &[7; 32])
+        .unwrap()
+        .verifier();
+    assert!(SegmentLog::open_read_only(dir.path(), other).is_err());
+    // And it does not create a log where there is none.
+    let empty = tempfile::tempdir().unwrap();
+    assert!(SegmentLog::open_read_only(empty.path(), published).is_err());
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}

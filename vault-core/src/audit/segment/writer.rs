@@ -210,6 +210,7 @@ pub(super) fn commit(
         .map_err(|e| io_unavailable("leaf index", &e))?;
     let new_size = start_index + results.len() as u64;
     // Extend the tree (readers still see only `size`), sign, make the checkpoint durable.
+    let signer = inner.signer.as_ref().ok_or(VaultError::AuditUnavailable)?;
     let note = {
         let mut st = inner
             .state
@@ -220,11 +221,11 @@ pub(super) fn commit(
         }
         let root = merkle::root(&st.tree.view(new_size, f), new_size).map_err(proof_err)?;
         Checkpoint {
-            origin: inner.signer.verifier().name().to_owned(),
+            origin: inner.verifier.name().to_owned(),
             size: new_size,
             root,
         }
-        .sign(&inner.signer)
+        .sign(signer)
         .map_err(|e| VaultError::StoreUnavailable(format!("audit checkpoint: {e}")))?
     };
     let rec = checkpoint_record(new_size, &note);
