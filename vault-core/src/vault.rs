@@ -179,10 +179,12 @@ pub struct RotationReport {
 /// The vault over a store.
 pub struct Vault<S: VaultStore> {
     store: S,
-    keyring: Keyring,
-    policy: Arc<PolicySet>,
+    /// The keyring, the policy set and the token keys are replaced while the vault serves
+    /// (key rotation, policy reload); a call takes the current one once and keeps it.
+    keyring: Swap<Keyring>,
+    policy: Swap<PolicySet>,
     audit: Arc<dyn AuditLog>,
-    tokens: crate::token::TokenKeys,
+    tokens: Swap<crate::token::TokenKeys>,
     /// Token signatures already checked (a later use skips the Ed25519 verification).
     token_cache: crate::token::VerifiedCache,
     /// Where the grant retention sweep goes on (the last grant id it looked at).
@@ -206,6 +208,30 @@ pub struct Vault<S: VaultStore> {
     anomalies: std::sync::Mutex<anomalies::Detector>,
 }
 
+/// A value replaced while readers use it: each reader takes the current `Arc` (a read
+/// lock held for a clone) and keeps it for its call.
+struct Swap<T>(std::sync::RwLock<Arc<T>>);
+
+impl<T> Swap<T> {
+    fn new(v: Arc<T>) -> Self {
+        Self(std::sync::RwLock::new(v))
+    }
+
+    fn get(&self) -> Arc<T> {
+        match self.0.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn set(&self, v: Arc<T>) {
+        match self.0.write() {
+            Ok(mut g) => *g = v,
+            Err(poisoned) => *poisoned.into_inner() = v,
+        }
+    }
+}
+
 /// How often, at most, spent uses are flushed to the store. Recovery replays the
 /// `record.released` entries of at most about this long before a crash.
 pub const SPENT_USE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -220,7 +246,7 @@ pub const DEFAULT_ORIGIN: &str = "https://vault.hochiminhcity.gov.vn";
 impl<S: VaultStore> std::fmt::Debug for Vault<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault")
-            .field("keyring", &self.keyring)
+            .field("keyring", &self.keyring())
             .finish_non_exhaustive()
     }
 }
@@ -276,10 +302,10 @@ impl<S: VaultStore> Vault<S> {
         )?;
         Ok(Self {
             store,
-            keyring,
-            policy,
+            keyring: Swap::new(Arc::new(keyring)),
+            policy: Swap::new(policy),
             audit,
-            tokens,
+            tokens: Swap::new(Arc::new(tokens)),
             token_cache: crate::token::VerifiedCache::default(),
             sweep_cursor: std::sync::Mutex::new(None),
             write_lock: std::sync::Mutex::new(()),
@@ -293,15 +319,22 @@ impl<S: VaultStore> Vault<S> {
     }
 
     /// Sets the vault's origin (the `iss` and `aud` of its tokens).
-    pub fn with_origin(mut self, origin: &str) -> Result<Self, VaultError> {
-        self.tokens = self.keyring.token_keys(origin)?;
+    pub fn with_origin(self, origin: &str) -> Result<Self, VaultError> {
+        self.tokens
+            .set(Arc::new(self.keyring().token_keys(origin)?));
         self.token_cache.clear();
         Ok(self)
     }
 
     /// The token keys (for verifying presented tokens).
-    pub fn token_keys(&self) -> &crate::token::TokenKeys {
-        &self.tokens
+    pub fn token_keys(&self) -> Arc<crate::token::TokenKeys> {
+        self.tokens.get()
+    }
+
+    /// The keyring in force (this crate only: outside, DEKs must not be unwrapped around
+    /// the audited paths).
+    pub(crate) fn keyring(&self) -> Arc<Keyring> {
+        self.keyring.get()
     }
 
     /// The audit log.
@@ -312,7 +345,7 @@ impl<S: VaultStore> Vault<S> {
     /// The audit pseudonym of a stored citizen.
     fn pseudonym(&self, record: &SealedRecord) -> Pseudonym {
         Pseudonym::from_bytes(crypto::pseudonym(
-            self.keyring.pseudonym_key(),
+            self.keyring().pseudonym_key(),
             &record.audit_salt,
         ))
     }
@@ -321,20 +354,26 @@ impl<S: VaultStore> Vault<S> {
     pub fn citizen_pseudonym(&self, id: &CitizenId) -> Result<Option<Pseudonym>, VaultError> {
         Ok(self
             .store
-            .citizen(&self.keyring.blind(id))?
+            .citizen(&self.keyring().blind(id))?
             .map(|r| self.pseudonym(&r)))
     }
 
     fn entry_context(&self, now: Timestamp) -> EntryContext {
         EntryContext {
             time: now,
-            policy: self.policy.sha256(),
+            policy: self.policy().sha256(),
         }
     }
 
     /// The policy set in force.
-    pub fn policy(&self) -> &PolicySet {
-        &self.policy
+    pub fn policy(&self) -> Arc<PolicySet> {
+        self.policy.get()
+    }
+
+    /// Replaces the policy set (a reload): calls that started keep the set they took, later
+    /// ones use `policy` and record its hash in their entries.
+    pub fn set_policy(&self, policy: Arc<PolicySet>) {
+        self.policy.set(policy);
     }
 
     /// The number of citizens the vault holds.
@@ -369,21 +408,14 @@ impl<S: VaultStore> Vault<S> {
         }
     }
 
-    /// The keyring, for this crate's tests: outside, DEKs must not be unwrapped around the
-    /// audited paths.
-    #[cfg(test)]
-    pub(crate) fn keyring(&self) -> &Keyring {
-        &self.keyring
-    }
-
     /// The oldest KEK version still accepted.
     pub fn min_decryption_version(&self) -> u32 {
-        self.keyring.min_decryption_version()
+        self.keyring().min_decryption_version()
     }
 
     /// The blind index of a citizen id.
     pub fn blind(&self, id: &CitizenId) -> BlindId {
-        self.keyring.blind(id)
+        self.keyring().blind(id)
     }
 
     /// Checks a JSON object of fields against the catalog. Errors name the field, never the
@@ -392,7 +424,7 @@ impl<S: VaultStore> Vault<S> {
         &self,
         fields: serde_json::Map<String, Value>,
     ) -> Result<Vec<(FieldName, Value)>, VaultError> {
-        self.policy.validate_fields(fields)
+        self.policy().validate_fields(fields)
     }
 
     /// Validates a citizen's fields into a `RecordWrite`.
@@ -421,14 +453,14 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<u64, VaultError> {
         let citizen = CitizenId::parse(citizen_id)
             .ok()
-            .map(|c| self.keyring.blind(&c));
+            .map(|c| self.keyring().blind(&c));
         let attempt = refusal::Attempt {
             action: "record.write",
             grant: None,
             citizen: citizen.as_ref(),
         };
         let checked = (|| {
-            if !self.policy.agency(agency).is_some_and(|a| a.writes) {
+            if !self.policy().agency(agency).is_some_and(|a| a.writes) {
                 return Err(VaultError::WritesNotAllowed);
             }
             let write = self.validate_write(CitizenId::parse(citizen_id)?, fields)?;
@@ -453,19 +485,27 @@ impl<S: VaultStore> Vault<S> {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<Vec<WriteOutcome>, VaultError> {
-        let _serial = self
-            .write_lock
-            .lock()
-            .map_err(|_| VaultError::StoreUnavailable("write lock poisoned".into()))?;
+        let _serial = self.lock_writes()?;
         self.commit_writes(self.prepare_writes(writes)?, actor, now)
     }
 
+    /// Takes the record write lock: record writes (`write_records`, `erase`, key rotation's
+    /// batches) wait until the guard is dropped. A pipeline that prepares and commits
+    /// separately (an import beside a serving vault) holds it throughout.
+    pub fn lock_writes(&self) -> Result<std::sync::MutexGuard<'_, ()>, VaultError> {
+        self.write_lock
+            .lock()
+            .map_err(|_| VaultError::StoreUnavailable("write lock poisoned".into()))
+    }
+
     /// Seals a batch against the records currently stored; nothing is written yet. Callers
-    /// that prepare and commit separately (the import pipeline) must be the only writer.
+    /// that prepare and commit separately (the import pipeline) must be the only writer:
+    /// beside other writers, they hold `lock_writes` from the first prepare to the last
+    /// commit.
     pub fn prepare_writes(&self, writes: &[RecordWrite]) -> Result<PreparedWrites, VaultError> {
         let blinds: Vec<BlindId> = writes
             .iter()
-            .map(|w| self.keyring.blind(&w.citizen))
+            .map(|w| self.keyring().blind(&w.citizen))
             .collect();
         // Look the batch up in key order: neighbouring lookups share the store's pages.
         let mut sorted: Vec<BlindId> = blinds.clone();
@@ -596,7 +636,7 @@ impl<S: VaultStore> Vault<S> {
         }
         Ok(SealedRecord {
             dek_version,
-            wrapped_dek: self.keyring.wrap_dek(blind, dek_version, &dek)?,
+            wrapped_dek: self.keyring().wrap_dek(blind, dek_version, &dek)?,
             audit_salt,
             record_version: 1,
             fields: sealed,
@@ -610,7 +650,7 @@ impl<S: VaultStore> Vault<S> {
         fields: &[(FieldName, Value)],
     ) -> Result<(SealedRecord, WriteOutcome), VaultError> {
         let dek = self
-            .keyring
+            .keyring()
             .unwrap_dek(blind, record.dek_version, &record.wrapped_dek)?;
         let sealer = FieldSealer::new(&dek, *blind, record.dek_version);
         let mut changed = Vec::new();
@@ -660,13 +700,13 @@ impl<S: VaultStore> Vault<S> {
     /// checks and tests only. Never expose it through the API; citizens use `my_record` and
     /// agencies `release`, which audit before anything is decrypted.
     pub(crate) fn read_record_unaudited(&self, id: &CitizenId) -> Result<Record, VaultError> {
-        let blind = self.keyring.blind(id);
+        let blind = self.keyring().blind(id);
         let record = self
             .store
             .citizen(&blind)?
             .ok_or(VaultError::CitizenNotFound)?;
         let dek = self
-            .keyring
+            .keyring()
             .unwrap_dek(&blind, record.dek_version, &record.wrapped_dek)?;
         let sealer = FieldSealer::new(&dek, blind, record.dek_version);
         let mut fields = BTreeMap::new();
@@ -688,7 +728,7 @@ impl<S: VaultStore> Vault<S> {
     /// The `record.erased` entry is appended (under the pseudonym the citizen had) before the
     /// salt is destroyed; afterwards no entry can be linked to the citizen.
     pub fn erase(&self, id: &CitizenId, actor: &Actor, now: Timestamp) -> Result<(), VaultError> {
-        self.erase_blind(&self.keyring.blind(id), actor, now)
+        self.erase_blind(&self.keyring().blind(id), actor, now)
     }
 
     /// `erase` of the citizen with this blind id (a completed erasure request knows its
@@ -731,7 +771,7 @@ impl<S: VaultStore> Vault<S> {
     /// Adds a new token signing key (audited `key.rotated`, code `token_vN`): new tokens are
     /// signed with it; tokens signed with older keys keep verifying until they are retired.
     pub fn rotate_token_key(
-        &mut self,
+        &self,
         root: &dyn RootKeySource,
         actor: &Actor,
         now: Timestamp,
@@ -757,7 +797,7 @@ impl<S: VaultStore> Vault<S> {
     /// Retires every token key but the newest (audited `key.rotated`, code
     /// `token_retired_vN`): tokens they signed stop verifying at once.
     pub fn retire_old_token_keys(
-        &mut self,
+        &self,
         root: &dyn RootKeySource,
         actor: &Actor,
         now: Timestamp,
@@ -782,12 +822,14 @@ impl<S: VaultStore> Vault<S> {
     }
 
     fn reload_keys(
-        &mut self,
+        &self,
         root: &crate::secret::RootKey,
         record: &crate::keyring::KeyringRecord,
     ) -> Result<(), VaultError> {
-        self.keyring = Keyring::open(root, record)?;
-        self.tokens = self.keyring.token_keys(self.tokens.origin())?;
+        let keyring = Arc::new(Keyring::open(root, record)?);
+        let tokens = keyring.token_keys(self.token_keys().origin())?;
+        self.keyring.set(keyring);
+        self.tokens.set(Arc::new(tokens));
         self.token_cache.clear();
         Ok(())
     }
@@ -796,7 +838,7 @@ impl<S: VaultStore> Vault<S> {
     /// older KEKs are retired. Resumable: if a previous run was interrupted, this run finishes
     /// it instead of starting another. `progress` may stop the run after any batch.
     pub fn rotate_keys(
-        &mut self,
+        &self,
         root: &dyn RootKeySource,
         batch: usize,
         actor: &Actor,
@@ -813,13 +855,21 @@ impl<S: VaultStore> Vault<S> {
             record = Keyring::begin_rotation(&root, &record)?;
             self.store.put_keyring(&record)?;
         }
-        self.keyring = Keyring::open(&root, &record)?;
+        // Under the write lock: a writer seals and stores under it, so every record stored
+        // after this point is wrapped under the new KEK, and every record stored before it
+        // is visited below (each batch also takes the lock, so none is re-wrapped from a
+        // stale copy while a writer changes it).
+        {
+            let _serial = self.lock_writes()?;
+            self.keyring.set(Arc::new(Keyring::open(&root, &record)?));
+        }
         let from = record.rotating_from.unwrap_or(record.current);
         let to = record.current;
         let total = self.store.citizen_count()?;
         let (mut visited, mut rewrapped) = (0u64, 0u64);
         let mut cursor: Option<BlindId> = None;
         loop {
+            let _serial = self.lock_writes()?;
             let rows = self.store.citizens_after(cursor.as_ref(), batch.max(1))?;
             let Some((last, _)) = rows.last() else { break };
             cursor = Some(*last);
@@ -830,9 +880,9 @@ impl<S: VaultStore> Vault<S> {
                     continue;
                 }
                 let dek = self
-                    .keyring
+                    .keyring()
                     .unwrap_dek(&blind, rec.dek_version, &rec.wrapped_dek)?;
-                rec.wrapped_dek = self.keyring.wrap_dek(&blind, rec.dek_version, &dek)?;
+                rec.wrapped_dek = self.keyring().wrap_dek(&blind, rec.dek_version, &dek)?;
                 changed.push((blind, rec));
             }
             if !changed.is_empty() {
@@ -840,6 +890,7 @@ impl<S: VaultStore> Vault<S> {
                 self.store.put_citizens(&changed)?;
                 self.store.flush()?;
             }
+            drop(_serial);
             if progress(RotationProgress { visited, total }).is_break() {
                 return Ok(RotationReport {
                     from,
@@ -854,7 +905,7 @@ impl<S: VaultStore> Vault<S> {
         self.audit.append(vec![entry])?;
         let done = Keyring::finish_rotation(&record);
         self.store.put_keyring(&done)?;
-        self.keyring = Keyring::open(&root, &done)?;
+        self.keyring.set(Arc::new(Keyring::open(&root, &done)?));
         Ok(RotationReport {
             from,
             to,

@@ -487,7 +487,7 @@ async fn home(state: State, req: HttpRequest, q: Loose) -> HttpResponse {
     };
     let t = lang.catalog();
     let l = Labels {
-        policy: state.vault.policy(),
+        policy: &state.vault.policy(),
         lang,
     };
     let mut c = chrome(&state, &req, lang, Some(&s), "c_title");
@@ -699,7 +699,7 @@ async fn search(
         Err(e) => return failed(&state, &req, lang, Some(&s), &e),
     };
     let l = Labels {
-        policy: state.vault.policy(),
+        policy: &state.vault.policy(),
         lang,
     };
     let rows = rows
@@ -1149,7 +1149,7 @@ async fn breach(state: State, req: HttpRequest, q: Loose) -> HttpResponse {
         Err(e) => return failed(&state, &req, lang, Some(&s), &e),
     };
     let l = Labels {
-        policy: state.vault.policy(),
+        policy: &state.vault.policy(),
         lang,
     };
     let view = BreachView {
@@ -1211,7 +1211,7 @@ async fn reuse(state: State, req: HttpRequest, q: Loose) -> HttpResponse {
     };
     let t = lang.catalog();
     let l = Labels {
-        policy: state.vault.policy(),
+        policy: &state.vault.policy(),
         lang,
     };
     let page = TablePage {
@@ -1254,7 +1254,10 @@ async fn inventory(state: State, req: HttpRequest) -> HttpResponse {
     }
     let t = lang.catalog();
     let policy = state.vault.policy();
-    let l = Labels { policy, lang };
+    let l = Labels {
+        policy: &policy,
+        lang,
+    };
     let page = TablePage {
         c: chrome(&state, &req, lang, Some(&s), "c_inventory"),
         note: format!("SHA-256 {}", policy.sha256_hex()),

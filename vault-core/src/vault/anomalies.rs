@@ -365,7 +365,7 @@ impl<S: VaultStore> Vault<S> {
     /// Feeds the detector the entries appended since it last looked (at first, those of the
     /// longest window before the log's end). Cheap when nothing is new.
     pub fn feed_anomalies(&self) -> Result<(), VaultError> {
-        let t = *self.policy.anomalies();
+        let t = *self.policy().anomalies();
         let size = self.audit.size();
         let mut d = self
             .anomalies
@@ -399,7 +399,7 @@ impl<S: VaultStore> Vault<S> {
                     continue;
                 };
                 if let Some(time) = crate::audit::parse_time(&v.time) {
-                    d.see(&self.policy, at + k as u64, time, &v);
+                    d.see(&self.policy(), at + k as u64, time, &v);
                 }
             }
             at = end;

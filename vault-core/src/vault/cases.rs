@@ -110,7 +110,7 @@ impl<S: VaultStore> Vault<S> {
         record: &SealedRecord,
     ) -> Result<FieldSealer, VaultError> {
         let dek = self
-            .keyring
+            .keyring()
             .unwrap_dek(blind, record.dek_version, &record.wrapped_dek)?;
         Ok(FieldSealer::new(&dek, *blind, record.dek_version))
     }
@@ -141,7 +141,7 @@ impl<S: VaultStore> Vault<S> {
 
     /// The stored record of a citizen who files something: they must be held by the vault.
     fn filer(&self, citizen: &CitizenId) -> Result<(BlindId, SealedRecord, Pseudonym), VaultError> {
-        let blind = self.keyring.blind(citizen);
+        let blind = self.keyring().blind(citizen);
         let record = self
             .store
             .citizen(&blind)?
@@ -156,7 +156,7 @@ impl<S: VaultStore> Vault<S> {
         citizen: &CitizenId,
         kind: CaseKind,
     ) -> Result<Vec<(CaseRow, T)>, VaultError> {
-        let blind = self.keyring.blind(citizen);
+        let blind = self.keyring().blind(citizen);
         let Some(record) = self.store.citizen(&blind)? else {
             return Ok(Vec::new());
         };
@@ -370,12 +370,12 @@ impl<S: VaultStore> Vault<S> {
             let mut one = serde_json::Map::new();
             one.insert(field.to_owned(), proposed_value);
             let (name, value) = self
-                .policy
+                .policy()
                 .validate_fields(one)?
                 .pop()
                 .ok_or(VaultError::Denied(Denial::InvalidRequest))?;
             if self
-                .policy
+                .policy()
                 .field(name.as_str())
                 .and_then(|f| f.source.as_ref())
                 .is_none()
@@ -453,7 +453,7 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<Vec<QueuedCorrection>, VaultError> {
         let agency_id = SafeId::parse(agency)?;
         let mine = |field: &str| {
-            self.policy
+            self.policy()
                 .field(field)
                 .and_then(|f| f.source.as_deref())
                 .is_some_and(|s| s == agency)
@@ -511,10 +511,8 @@ impl<S: VaultStore> Vault<S> {
             let agency_id = SafeId::parse(agency)?;
             let _order = self.case_order.lock(id)?;
             let (row, _, sealer, subject) = self.case_of(CaseKind::Correction, id)?;
-            let source = self
-                .policy
-                .field(&row.topic)
-                .and_then(|f| f.source.as_deref());
+            let policy = self.policy();
+            let source = policy.field(&row.topic).and_then(|f| f.source.as_deref());
             if source != Some(agency) {
                 return Err(VaultError::CaseNotFound);
             }
@@ -575,7 +573,8 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<DataRequest, VaultError> {
         (|| {
             let note = case::checked_text(note, 0)?;
-            let calendar = self.policy.calendar().ok_or(VaultError::CalendarGap(0))?;
+            let policy = self.policy();
+            let calendar = policy.calendar().ok_or(VaultError::CalendarGap(0))?;
             let (blind, record, subject) = self.filer(citizen)?;
             let id = case::new_case_id(CaseKind::Request)?;
             let request = DataRequest::new(id.clone(), kind, note, now, calendar)?;
@@ -642,7 +641,8 @@ impl<S: VaultStore> Vault<S> {
                 note: case::checked_text(&update.note, 0)?,
                 ..update.clone()
             };
-            let calendar = self.policy.calendar().ok_or(VaultError::CalendarGap(0))?;
+            let policy = self.policy();
+            let calendar = policy.calendar().ok_or(VaultError::CalendarGap(0))?;
             let _order = self.case_order.lock(id)?;
             let (row, _, sealer, subject) = self.case_of(CaseKind::Request, id)?;
             let mut request: DataRequest = self.open_body(&sealer, &row)?;
@@ -687,7 +687,7 @@ impl<S: VaultStore> Vault<S> {
         citizen: &CitizenId,
         now: Timestamp,
     ) -> Result<Vec<Notification>, VaultError> {
-        let blind = self.keyring.blind(citizen);
+        let blind = self.keyring().blind(citizen);
         let mut out = Vec::new();
         for g in self.store.grants_of_citizen(&blind)? {
             if g.status_at(now) == GrantStatus::PendingConsent {

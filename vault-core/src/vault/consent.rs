@@ -165,7 +165,7 @@ impl<S: VaultStore> Vault<S> {
         citizen: &CitizenId,
         now: Timestamp,
     ) -> Result<Vec<StandingConsent>, VaultError> {
-        let blind = self.keyring.blind(citizen);
+        let blind = self.keyring().blind(citizen);
         let mut list: Vec<StandingConsent> = self
             .store
             .consents_of_citizen(&blind)?
@@ -231,7 +231,7 @@ impl<S: VaultStore> Vault<S> {
         consent_id: &str,
         now: Timestamp,
     ) -> Result<usize, VaultError> {
-        let blind = self.keyring.blind(citizen);
+        let blind = self.keyring().blind(citizen);
         let mut c = self
             .store
             .consents_of_citizen(&blind)?

@@ -11,7 +11,7 @@ use super::audited::{AfterAudit, Audited};
 use super::idempotency::IdempotencyKey;
 use super::refusal::{Attempt, Caller};
 use super::sealed::{hex_to_32, safe};
-use crate::audit::{Access, Actor, AuditEntry, Pseudonym, SafeId, Ticket};
+use crate::audit::{Access, Actor, AuditEntry, EntryContext, Pseudonym, SafeId, Ticket};
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::VaultError;
@@ -80,8 +80,8 @@ pub enum GrantOutcome {
 
 impl<S: VaultStore> Vault<S> {
     pub(super) fn token_for(&self, g: &Grant) -> Result<String, VaultError> {
-        let purpose = self
-            .policy
+        let policy = self.policy();
+        let purpose = policy
             .purpose(&g.purpose)
             .ok_or(VaultError::GrantNotFound)?;
         let iat = g.token_iat.map_or(0, Timestamp::as_secs);
@@ -104,7 +104,7 @@ impl<S: VaultStore> Vault<S> {
         // of the vault's own signature (the issue time stands in for now when the cache
         // drops expired entries).
         self.token_cache.sign(
-            &self.tokens,
+            &self.token_keys(),
             &claims,
             Timestamp::from_millis(iat.saturating_mul(1000)),
         )
@@ -153,14 +153,14 @@ impl<S: VaultStore> Vault<S> {
             Err(e) => {
                 let blind = CitizenId::parse(&req.citizen_id)
                     .ok()
-                    .map(|c| self.keyring.blind(&c));
+                    .map(|c| self.keyring().blind(&c));
                 return self.refuse_grant_request(caller, blind.as_ref(), e, now);
             }
         };
         let (blind, blind_hex) = self.blind_hex(&citizen);
         // Every part in one JSON array: no two different requests hash alike.
         let request_hash = crypto::request_mac(
-            self.keyring.answer_key(),
+            self.keyring().answer_key(),
             json!([
                 caller.agency,
                 blind_hex,
@@ -218,8 +218,10 @@ impl<S: VaultStore> Vault<S> {
                 ConsentState::None
             },
         };
+        // One policy set for the decision and its entries (a reload may land meanwhile).
+        let policy_set = self.policy();
         let decision = policy::authorize(
-            &self.policy,
+            &policy_set,
             &AccessRequest {
                 agency: &caller.agency,
                 purpose: &req.purpose,
@@ -235,11 +237,13 @@ impl<S: VaultStore> Vault<S> {
             .filter_map(|f| FieldName::parse(f))
             .collect();
         // Only a purpose of the policy set is recorded: an unknown one is the denial's code.
-        let purpose_id = self
-            .policy
+        let purpose_id = policy_set
             .purpose(&req.purpose)
             .and_then(|p| SafeId::parse(&p.id).ok());
-        let ctx = self.entry_context(now);
+        let ctx = EntryContext {
+            time: now,
+            policy: policy_set.sha256(),
+        };
         let purpose = match decision {
             Err(denial) => {
                 let access = Access {
@@ -257,8 +261,7 @@ impl<S: VaultStore> Vault<S> {
                     GrantNext::Refuse(VaultError::Denied(denial)),
                 ));
             }
-            Ok(_) => self
-                .policy
+            Ok(_) => policy_set
                 .purpose(&req.purpose)
                 .ok_or(VaultError::Denied(policy::Denial::UnknownPurpose))?,
         };

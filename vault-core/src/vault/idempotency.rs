@@ -90,7 +90,7 @@ impl<S: VaultStore> Vault<S> {
             return run().map(Answered::Fresh);
         };
         let name = self.answer_name(call.caller, call.attempt, key);
-        let hash = crypto::request_mac(self.keyring.answer_key(), call.request);
+        let hash = crypto::request_mac(self.keyring().answer_key(), call.request);
         // One call per name at a time: a concurrent retry waits and then replays what the
         // first answered, instead of running the change a second time.
         let _one = self.answer_order.lock(&hex::encode(name))?;
@@ -100,7 +100,7 @@ impl<S: VaultStore> Vault<S> {
         let answer = run()?;
         let text = serde_json::to_vec(&answer)
             .map_err(|_| VaultError::StoreCorrupt("answer unencodable".into()))?;
-        let sealed = crypto::seal_answer(self.keyring.answer_key(), &name, &text)?;
+        let sealed = crypto::seal_answer(self.keyring().answer_key(), &name, &text)?;
         let remembered = Remembered {
             request_hash: hash,
             created: now,
@@ -127,17 +127,17 @@ impl<S: VaultStore> Vault<S> {
         let scope = match (caller, attempt.citizen) {
             (Caller::Agency(a), None) => format!("agency:{a}"),
             (Caller::Agency(a), Some(c)) => format!("agency:{a}:{c}"),
-            (Caller::Citizen(c), _) => format!("citizen:{}", self.keyring.blind(c)),
+            (Caller::Citizen(c), _) => format!("citizen:{}", self.keyring().blind(c)),
             (Caller::Auditor(a), _) => format!("auditor:{a}"),
         };
-        crypto::answer_name(self.keyring.answer_key(), &scope, key.as_str())
+        crypto::answer_name(self.keyring().answer_key(), &scope, key.as_str())
     }
 
     /// The name of a grant request's key (its own scope: a grant request and another call
     /// under one key never meet).
     pub(super) fn grant_answer_name(&self, agency: &str, key: &IdempotencyKey) -> [u8; 32] {
         crypto::answer_name(
-            self.keyring.answer_key(),
+            self.keyring().answer_key(),
             &format!("grants:{agency}"),
             key.as_str(),
         )
@@ -164,7 +164,7 @@ impl<S: VaultStore> Vault<S> {
                 now,
             );
         }
-        let text = crypto::open_answer(self.keyring.answer_key(), name, sealed)?;
+        let text = crypto::open_answer(self.keyring().answer_key(), name, sealed)?;
         serde_json::from_slice(&text)
             .map(Answered::Replayed)
             .map_err(|_| VaultError::StoreCorrupt("remembered answer unreadable".into()))

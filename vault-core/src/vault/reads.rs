@@ -149,7 +149,7 @@ impl<S: VaultStore> Vault<S> {
         index: u64,
         now: Timestamp,
     ) -> Result<Receipt, VaultError> {
-        let blind = self.keyring.blind(citizen);
+        let blind = self.keyring().blind(citizen);
         let record = self.store.citizen(&blind)?;
         let subject = self.subject_of(&blind, record.as_ref());
         let entry = match self.audit.entry(index) {
@@ -312,7 +312,7 @@ impl<S: VaultStore> Vault<S> {
     /// The citizen's own record. The `record.self_viewed` entry is durable before anything
     /// is decrypted.
     pub fn my_record(&self, citizen: &CitizenId, now: Timestamp) -> Result<Record, VaultError> {
-        let blind = self.keyring.blind(citizen);
+        let blind = self.keyring().blind(citizen);
         let Some(sealed) = self.store.citizen(&blind)? else {
             return self.refused(
                 super::Caller::Citizen(citizen),
@@ -340,7 +340,7 @@ impl<S: VaultStore> Vault<S> {
         cursor: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<HistoryItem>, Option<u64>), VaultError> {
-        let blind = self.keyring.blind(citizen);
+        let blind = self.keyring().blind(citizen);
         let record = self.store.citizen(&blind)?;
         let subject = self.subject_of(&blind, record.as_ref());
         let q = AuditQuery {
@@ -366,8 +366,7 @@ impl<S: VaultStore> Vault<S> {
                 purpose_label: e
                     .purpose
                     .as_deref()
-                    .and_then(|p| self.policy.purpose(p))
-                    .map(|p| p.label_vi.clone()),
+                    .and_then(|p| self.policy().purpose(p).map(|p| p.label_vi.clone())),
                 purpose: e.purpose.map(Cow::into_owned),
                 dossier_id: e.dossier_id.map(Cow::into_owned),
                 fields: e.fields.into_iter().map(Cow::into_owned).collect(),
@@ -385,7 +384,7 @@ impl<S: VaultStore> Vault<S> {
         status: Option<GrantStatus>,
         now: Timestamp,
     ) -> Result<Vec<Grant>, VaultError> {
-        let blind = self.keyring.blind(citizen);
+        let blind = self.keyring().blind(citizen);
         let mut grants: Vec<Grant> = self
             .store
             .grants_of_citizen(&blind)?
@@ -436,16 +435,16 @@ impl<S: VaultStore> Vault<S> {
         };
         if !crate::crypto::ct_eq(
             g.citizen.as_bytes(),
-            self.keyring.blind(citizen).to_string().as_bytes(),
+            self.keyring().blind(citizen).to_string().as_bytes(),
         ) {
             return Ok(None);
         }
         let agency = self
-            .policy
+            .policy()
             .agency(&g.agency)
             .map_or_else(|| g.agency.to_string(), |a| a.name_vi.clone());
         let purpose_label = self
-            .policy
+            .policy()
             .purpose(&g.purpose)
             .map_or_else(|| g.purpose.to_string(), |p| p.label_vi.clone());
         Ok(Some(CodeInfo {
@@ -469,7 +468,7 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<Page, VaultError> {
         let mut q = q.clone();
         if let Some(c) = citizen {
-            let blind = self.keyring.blind(c);
+            let blind = self.keyring().blind(c);
             let record = self.store.citizen(&blind)?;
             q.subject = Some(self.subject_of(&blind, record.as_ref()));
         }

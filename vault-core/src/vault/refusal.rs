@@ -74,7 +74,7 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<AuditEntry, VaultError> {
         let (actor, own) = match caller {
             Caller::Agency(a) => (Actor::agency(safe_or_unnamed(a)), None),
-            Caller::Citizen(c) => (Actor::citizen(), Some(self.keyring.blind(c))),
+            Caller::Citizen(c) => (Actor::citizen(), Some(self.keyring().blind(c))),
             Caller::Auditor(id) => (Actor::auditor(id.clone()), None),
         };
         let subject = attempt

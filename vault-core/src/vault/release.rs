@@ -113,9 +113,9 @@ impl<S: VaultStore> Vault<S> {
         fields: &[String],
         now: Timestamp,
     ) -> Result<PendingRelease, VaultError> {
-        let verified = self
-            .token_cache
-            .verify(raw_token, &self.tokens, presented_thumbprint, now);
+        let verified =
+            self.token_cache
+                .verify(raw_token, &self.token_keys(), presented_thumbprint, now);
         match verified {
             Ok(t) => self.begin_with(&t, citizen_id, fields, now),
             Err(rejection) => {
@@ -170,7 +170,7 @@ impl<S: VaultStore> Vault<S> {
         // The policy's decision: every requested field granted and still allowed by the
         // purpose. Its `Release` is what lets `finish_release` open them.
         let release = match policy::release::authorize_release(
-            &self.policy,
+            &self.policy(),
             &claims.purpose,
             &claims.datatypes,
             requested,
@@ -309,8 +309,8 @@ impl<S: VaultStore> Vault<S> {
             grant_id,
             now,
         } = *opening;
-        let purpose = self
-            .policy
+        let policy = self.policy();
+        let purpose = policy
             .purpose(release.purpose())
             .ok_or(VaultError::GrantNotFound)?;
         let opened = self.open_fields(&release, &blind, &record)?;

@@ -24,7 +24,7 @@ impl<S: VaultStore> Vault<S> {
     ) -> Result<(), VaultError> {
         let g = self.own_grant(caller, grant_id, "grant.revoke", now)?;
         let subject = Pseudonym::from_bytes(crypto::pseudonym(
-            self.keyring.pseudonym_key(),
+            self.keyring().pseudonym_key(),
             &hex_to_32(&g.citizen),
         ));
         let actor = Actor::official(safe(&g.official)?, safe(&caller.agency)?, None);

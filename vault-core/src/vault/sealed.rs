@@ -23,7 +23,7 @@ pub(super) fn safe(s: &str) -> Result<SafeId, VaultError> {
 
 impl<S: VaultStore> Vault<S> {
     pub(super) fn blind_hex(&self, id: &CitizenId) -> (BlindId, String) {
-        let b = self.keyring.blind(id);
+        let b = self.keyring().blind(id);
         (b, b.to_string())
     }
 
@@ -33,7 +33,7 @@ impl<S: VaultStore> Vault<S> {
         match record {
             Some(r) => self.pseudonym(r),
             None => Pseudonym::from_bytes(crypto::pseudonym(
-                self.keyring.pseudonym_key(),
+                self.keyring().pseudonym_key(),
                 blind.as_bytes(),
             )),
         }
@@ -67,7 +67,7 @@ impl<S: VaultStore> Vault<S> {
         names: &[&str],
     ) -> Result<BTreeMap<String, Value>, VaultError> {
         let dek = self
-            .keyring
+            .keyring()
             .unwrap_dek(blind, record.dek_version, &record.wrapped_dek)?;
         let sealer = FieldSealer::new(&dek, *blind, record.dek_version);
         let mut out = BTreeMap::new();

@@ -290,8 +290,7 @@ fn interrupted_rotation_resumes_and_every_record_reads_back_under_the_new_kek() 
         v.flush().unwrap();
     }
     {
-        let mut v =
-            Vault::open(store_at(dir.path()), &root, policy(), &audit_at(dir.path())).unwrap();
+        let v = Vault::open(store_at(dir.path()), &root, policy(), &audit_at(dir.path())).unwrap();
         let mut batches = 0;
         let report = v
             .rotate_keys(&root, 1000, &op(), NOW, &mut |_| {
@@ -311,7 +310,7 @@ fn interrupted_rotation_resumes_and_every_record_reads_back_under_the_new_kek() 
         );
         // Simulates the kill: the process ends with the rotation half done.
     }
-    let mut v = Vault::open(store_at(dir.path()), &root, policy(), &audit_at(dir.path())).unwrap();
+    let v = Vault::open(store_at(dir.path()), &root, policy(), &audit_at(dir.path())).unwrap();
     // New writes during the half-done rotation already use the new KEK.
     v.write_records(&[write(id(9999), json!({"full_name": "Mới"}))], &op(), NOW)
         .unwrap();
@@ -531,7 +530,7 @@ fn pipelined_batches_are_stored_in_order_and_only_once_their_entries_are_durable
 fn a_completed_rotation_is_audited() {
     let dir = tempfile::tempdir().unwrap();
     let root = InMemoryRootKey::new([1; 32]);
-    let mut v = new_vault(dir.path(), 1);
+    let v = new_vault(dir.path(), 1);
     v.write_records(&[write(id(1), json!({"full_name": "An"}))], &op(), NOW)
         .unwrap();
     v.rotate_keys(&root, 10, &op(), NOW, &mut |_| ControlFlow::Continue(()))
@@ -580,7 +579,7 @@ fn token_keys_rotate_with_old_tokens_verifying_until_retired() {
     use crate::token::{GrantClaims, UnverifiedToken};
     let dir = tempfile::tempdir().unwrap();
     let root = InMemoryRootKey::new([1; 32]);
-    let mut v = new_vault(dir.path(), 1);
+    let v = new_vault(dir.path(), 1);
     let claims = GrantClaims {
         agency: "a".into(),
         official: "o".into(),
@@ -600,7 +599,7 @@ fn token_keys_rotate_with_old_tokens_verifying_until_retired() {
     let verifies = |v: &Vault<SledStore>, t: &str| {
         UnverifiedToken::parse(t)
             .unwrap()
-            .verify(v.token_keys(), "t", NOW)
+            .verify(&v.token_keys(), "t", NOW)
             .is_ok()
     };
     assert_eq!(v.rotate_token_key(&root, &op(), NOW).unwrap(), 2);
@@ -617,4 +616,93 @@ fn token_keys_rotate_with_old_tokens_verifying_until_retired() {
         .map(|x| x["code"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(codes, vec!["token_retired_v2", "token_v2"]);
+}
+
+#[test]
+fn a_rotation_beside_concurrent_writers_leaves_every_record_readable_under_the_new_kek() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = InMemoryRootKey::new([5; 32]);
+    let v = Arc::new(new_vault(dir.path(), 5));
+    let writes: Vec<_> = (0..3000)
+        .map(|n| write(id(n), json!({"annual_income": n})))
+        .collect();
+    v.write_records(&writes, &op(), NOW).unwrap();
+    // Writers create and update records while the rotation runs, in batches of 50 rows.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (v, stop) = (Arc::clone(&v), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut round = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let batch: Vec<_> = (0..50)
+                        .map(|k| {
+                            let n = (round * 97 + k * 31 + t) % 6000;
+                            write(id(n), json!({"annual_income": n + 1_000_000 * t}))
+                        })
+                        .collect();
+                    v.write_records(&batch, &op(), NOW).unwrap();
+                    round += 1;
+                }
+                round
+            })
+        })
+        .collect();
+    let report = v
+        .rotate_keys(&root, 100, &op(), NOW, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(report.completed && rounds > 0);
+    v.flush().unwrap();
+    // The old KEK is retired: a record still wrapped under it would now be lost.
+    for (_, rec) in v.store.citizens_after(None, 100_000).unwrap() {
+        assert_eq!(crypto::wrapped_dek_kek_version(&rec.wrapped_dek).unwrap(), 2);
+    }
+    for n in 0..3000 {
+        let got = &v.read_record_unaudited(&id(n)).unwrap().fields["annual_income"];
+        let n_plus = |t: u64| json!(n + 1_000_000 * t);
+        assert!(got == &json!(n) || got == &n_plus(0) || got == &n_plus(1), "{n}: {got}");
+    }
+}
+
+#[test]
+fn a_policy_reload_is_recorded_in_every_later_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = new_vault(dir.path(), 5);
+    let before = v.policy().sha256();
+    v.write_records(&[write(id(1), json!({"full_name": "A"}))], &op(), NOW)
+        .unwrap();
+    // The same files with one purpose's lifetime changed: another set, another hash.
+    let copy = dir.path().join("policies");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    copy_tree(&src, &copy);
+    let purpose = copy.join("purposes/driver_licence_renewal.toml");
+    let text = std::fs::read_to_string(&purpose).unwrap();
+    let changed = text.replacen("max_ttl_seconds = ", "max_ttl_seconds = 1", 1);
+    assert_ne!(text, changed);
+    std::fs::write(&purpose, changed).unwrap();
+    let next = Arc::new(PolicySet::load_dir(&copy).unwrap());
+    assert_ne!(next.sha256(), before);
+    v.set_policy(Arc::clone(&next));
+    v.write_records(&[write(id(2), json!({"full_name": "B"}))], &op(), NOW)
+        .unwrap();
+    let size = v.audit().size();
+    let last: Value = serde_json::from_slice(&v.audit().entry(size - 1).unwrap()).unwrap();
+    assert_eq!(last["policy"], hex::encode(next.sha256()));
+    let earlier: Value = serde_json::from_slice(&v.audit().entry(size - 2).unwrap()).unwrap();
+    assert_eq!(earlier["policy"], hex::encode(before));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
 }

@@ -1191,7 +1191,7 @@ fn an_expired_grant_is_refused() {
     let t = UnverifiedToken::parse(&token).unwrap();
     assert!(
         t.verify(
-            v.token_keys(),
+            &v.token_keys(),
             &cert_thumbprint(b"ubnd-phuong-sai-gon"),
             NOW
         )

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use super::{Context, CtlResult, out, progress_bar};
 
 pub(super) fn rotate(ctx: &Context) -> CtlResult {
-    let mut vault = ctx.open()?;
+    let vault = ctx.open()?;
     let total = vault.citizen_count()?;
     let bar = progress_bar(total, "re-wrapping data keys");
     let root = ctx.root_key_source();
@@ -33,7 +33,7 @@ pub(super) fn rotate(ctx: &Context) -> CtlResult {
 }
 
 pub(super) fn rotate_token(ctx: &Context) -> CtlResult {
-    let mut vault = ctx.open()?;
+    let vault = ctx.open()?;
     let root = ctx.root_key_source();
     let v = vault.rotate_token_key(root.as_ref(), &ctx.actor()?, ctx.now())?;
     out(&format!(
@@ -43,7 +43,7 @@ pub(super) fn rotate_token(ctx: &Context) -> CtlResult {
 }
 
 pub(super) fn retire_old_token_keys(ctx: &Context) -> CtlResult {
-    let mut vault = ctx.open()?;
+    let vault = ctx.open()?;
     let root = ctx.root_key_source();
     let n = vault.retire_old_token_keys(root.as_ref(), &ctx.actor()?, ctx.now())?;
     out(&format!(

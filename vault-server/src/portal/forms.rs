@@ -308,7 +308,7 @@ pub async fn verify(state: State, req: HttpRequest, form: Form) -> HttpResponse 
     })
     .await;
     let l = Labels {
-        policy: state.vault.policy(),
+        policy: &state.vault.policy(),
         lang,
     };
     match answer {
@@ -453,7 +453,7 @@ pub async fn correction(state: State, req: HttpRequest, form: Form) -> HttpRespo
         field(&form, "note").to_owned(),
     );
     let l = Labels {
-        policy: state.vault.policy(),
+        policy: &state.vault.policy(),
         lang,
     };
     let label = if state.vault.policy().field(&name).is_some() {

@@ -89,7 +89,7 @@ pub(super) async fn home_page(
     };
     let t = lang.catalog();
     let l = Labels {
-        policy: state.vault.policy(),
+        policy: &state.vault.policy(),
         lang,
     };
     let mut c = chrome(state, req, lang, Some(session), "home");
@@ -247,7 +247,7 @@ pub async fn accesses(state: State, req: HttpRequest) -> HttpResponse {
     };
     let t = lang.catalog();
     let l = Labels {
-        policy: state.vault.policy(),
+        policy: &state.vault.policy(),
         lang,
     };
     let page = Accesses {
@@ -288,7 +288,7 @@ pub(super) async fn receipt_page(
     };
     let t = lang.catalog();
     let l = Labels {
-        policy: state.vault.policy(),
+        policy: &state.vault.policy(),
         lang,
     };
     let entry: serde_json::Value = serde_json::from_slice(&r.entry).unwrap_or_default();
@@ -349,7 +349,7 @@ pub async fn record(state: State, req: HttpRequest) -> HttpResponse {
     let citizen = s.who.clone();
     let got = block(&state, move |st| st.vault.my_record(&citizen, st.now())).await;
     let l = Labels {
-        policy: state.vault.policy(),
+        policy: &state.vault.policy(),
         lang,
     };
     let fields = match got {
