@@ -408,6 +408,11 @@ impl<S: VaultStore> Vault<S> {
         }
     }
 
+    /// The current KEK version (new data keys are wrapped under it).
+    pub fn kek_version(&self) -> u32 {
+        self.keyring().current_version()
+    }
+
     /// The oldest KEK version still accepted.
     pub fn min_decryption_version(&self) -> u32 {
         self.keyring().min_decryption_version()

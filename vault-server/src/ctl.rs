@@ -3,10 +3,11 @@
 
 mod audit;
 mod demo;
-mod import;
+pub mod import;
 pub use import::check_jsonl_row;
-mod keys;
+pub mod keys;
 mod policy_check;
+mod remote;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,12 @@ use vault_core::{CitizenId, Clock as _, Vault, VaultError};
 #[command(name = "vaultctl", version, about)]
 pub struct Cli {
     /// Data directory of the vault.
-    #[arg(long, global = true, default_value = "./vault-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_DATA",
+        default_value = "./vault-data"
+    )]
     data: PathBuf,
     /// Root key file (default: DATA/keys/root.key).
     #[arg(long, global = true)]
@@ -87,6 +93,10 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Whether a server runs here, the log's size, records, key versions and policy hash.
+    Status,
+    /// Make the running server load its policy set again (as SIGHUP does).
+    Reload,
     /// Dev mode helpers (only for a data directory made by `vault-server dev`).
     Dev {
         #[command(subcommand)]
@@ -176,9 +186,18 @@ fn run(cli: Cli) -> CtlResult {
         policies: cli.policies,
         operator: cli.operator,
     };
+    if let Some(done) = remote::carry_out(&ctx, &cli.command)? {
+        return done;
+    }
     match cli.command {
         Command::Init { log_origin } => init(&ctx, &log_origin),
         Command::Import { file, strict } => import::run(&ctx, &file, strict),
+        Command::Status => out(&status_text(&ctx.open()?, None)?),
+        Command::Reload => Err(CtlError(format!(
+            "{}: no vault-server runs here, so there is nothing to reload (a server reads the \
+             policy set when it starts)",
+            ctx.data.display()
+        ))),
         Command::DemoData { count, seed } => demo::run(count, seed),
         Command::Keys {
             command: KeysCommand::Rotate,
@@ -520,11 +539,65 @@ fn copy_policies(from: &Path, to: &Path) -> CtlResult {
     to.parent().map_or(Ok(()), sync_dir)
 }
 
+/// What a completed erasure says.
+pub const ERASED: &str =
+    "erased: the citizen's data key, sealed fields and index row are destroyed\n";
+
 fn erase(ctx: &Context, citizen: &str) -> CtlResult {
     let id = CitizenId::parse(citizen)?;
     let vault = ctx.open()?;
     vault.erase(&id, &ctx.actor()?, ctx.now())?;
-    out("erased: the citizen's data key, sealed fields and index row are destroyed\n")
+    out(ERASED)
+}
+
+/// `vaultctl status`: who serves (`server`: the pid of the running server), the log, the
+/// records, the keys and the policy set.
+pub fn status_text(vault: &Vault<SledStore>, server: Option<u32>) -> Result<String, CtlError> {
+    let log = vault.audit();
+    let keys = vault.token_keys();
+    let cp = vault_core::audit::Checkpoint::verify(&log.latest_checkpoint()?, &log.verifier())
+        .map_err(|e| CtlError(format!("the latest checkpoint does not verify: {e}")))?;
+    Ok(format!(
+        "server:          {}\n\
+         audit log:       {} entries, root {}\n\
+         records:         {} citizens\n\
+         keys:            KEK v{} (oldest readable v{}), token key {}\n\
+         policy set:      {}\n",
+        server.map_or_else(
+            || "none runs here (this command opened the vault itself)".to_owned(),
+            |pid| format!("vault-server (pid {pid}) runs here")
+        ),
+        cp.size,
+        hex::encode(cp.root),
+        vault.citizen_count()?,
+        vault.kek_version(),
+        vault.min_decryption_version(),
+        keys.current_kid(),
+        hex::encode(vault.policy().sha256()),
+    ))
+}
+
+/// The root key source a command uses: `VAULT_TEST_ROOT_KEY` in debug builds, else the
+/// file given or `DATA/keys/root.key`.
+pub fn root_key_source(data: &Path, root_key: Option<&Path>) -> Box<dyn RootKeySource> {
+    let ctx = Context {
+        data: data.to_owned(),
+        root_key: root_key.map(Path::to_owned),
+        policies: None,
+        operator: String::new(),
+    };
+    ctx.root_key_source()
+}
+
+/// The policy directory a vault uses (as `Context::policy_dir`).
+pub fn policy_dir_of(data: &Path, policies: Option<&Path>) -> PathBuf {
+    Context {
+        data: data.to_owned(),
+        root_key: None,
+        policies: policies.map(Path::to_owned),
+        operator: String::new(),
+    }
+    .policy_dir()
 }
 
 /// A progress bar on stderr with rate and ETA; on a non-terminal, plain lines instead.

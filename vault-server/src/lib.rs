@@ -2,6 +2,7 @@
 //! Everything here is a thin shell over `vault-core`: authenticate at the edge, make one core
 //! call, map the answer.
 
+pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod config;

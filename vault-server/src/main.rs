@@ -85,6 +85,16 @@ fn serve(
         std::env::var_os(vault_server::clock::TEST_CLOCK_VAR).map(PathBuf::from),
     );
     let prepared = server::prepare(config, clock, dev)?;
+    // `vaultctl` beside this server: its changing commands are carried out here.
+    let admin_ctx = vault_server::admin::AdminContext {
+        data: config.data.clone(),
+        root_key: config.root_key.clone(),
+        policies: config.policies.clone(),
+    };
+    let _admin = vault_server::admin::AdminSocket::start(
+        prepared.state.clone().into_inner(),
+        admin_ctx.clone(),
+    )?;
     let listener =
         TcpListener::bind(&config.listen).map_err(|e| format!("listen {}: {e}", config.listen))?;
     let addr = listener
@@ -106,7 +116,24 @@ fn serve(
         say(&b.replace("{addr}", &addr.to_string()));
     }
     say(&format!("vault-server: listening on https://{addr}"));
+    let reload_state = prepared.state.clone().into_inner();
     actix_web::rt::System::new().block_on(async {
+        // SIGHUP loads the policy set again (as `vaultctl reload`).
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            actix_web::rt::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let (st, ctx) = (std::sync::Arc::clone(&reload_state), admin_ctx.clone());
+                    match actix_web::web::block(move || vault_server::admin::reload(&st, &ctx))
+                        .await
+                    {
+                        Ok(Ok(said)) => say(&format!("vault-server: {}", said.trim_end())),
+                        Ok(Err(e)) => say(&format!("vault-server: {e}")),
+                        Err(_) => say("vault-server: policy reload could not run"),
+                    }
+                }
+            });
+        }
         let handle = metrics.map(|m| {
             let h = m.handle();
             actix_web::rt::spawn(m);

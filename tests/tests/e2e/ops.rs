@@ -119,3 +119,183 @@ fn read_only_audit_commands_work_beside_a_running_server_under_load() {
     let all = self::ok(&s, &["audit", "verify"]);
     assert!(all.starts_with("audit log verified:"), "{all}");
 }
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+fn status_line(s: &TestServer, key: &str) -> String {
+    ok(s, &["status"])
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn changing_commands_are_carried_out_by_the_running_server_under_load() {
+    let policies = tempfile::tempdir().unwrap();
+    copy_tree(&vault_tests::policies_dir(), policies.path());
+    let limits = Limits {
+        policies: Some(policies.path().to_owned()),
+        ..Limits::default()
+    };
+    let (mut s, people) = TestServer::start(6, &limits);
+    let sock = s.vault.data().join("admin.sock");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let pid = s.pid().unwrap();
+    assert!(
+        status_line(&s, "server:").contains(&format!("vault-server (pid {pid}) runs here")),
+        "{}",
+        ok(&s, &["status"])
+    );
+    // `--data` from the environment, as the server takes it.
+    let out = std::process::Command::new(vault_tests::binary("vaultctl"))
+        .arg("status")
+        .env("VAULT_DATA", s.vault.data())
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains(&format!("pid {pid}")),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = load(&s, &people[..3], Arc::clone(&stop));
+
+    // Import new citizens through the server (the file passed, not re-opened by path).
+    let file = s.vault.root().join("more.jsonl");
+    let demo = s.vault.ctl(&["demo-data", "--count", "40", "--seed", "99"]);
+    std::fs::write(&file, &demo.stdout).unwrap();
+    let said = ok(&s, &["import", file.to_str().unwrap()]);
+    assert!(said.contains("40 created"), "{said}");
+    let newcomer = text(&demo.stdout)
+        .lines()
+        .next()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["citizen_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .unwrap();
+    let police = s.client(Some(&s.agency_identity(AGENCY)));
+    let (st, g) = json_of(
+        police
+            .post(s.url("/v1/grants"))
+            .json(
+                &json!({"citizen_id": newcomer, "purpose": "driver_licence_renewal",
+                          "dossier_id": "HS-OPS-2", "fields": ["full_name"],
+                          "official": {"id": "can-bo-02"}}),
+            )
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 201, "the imported citizen is served at once: {g}");
+
+    // Key rotation while releases go on; every record reads back afterwards.
+    let before = status_line(&s, "keys:");
+    let said = ok(&s, &["keys", "rotate"]);
+    assert!(said.contains("KEK v1 -> v2"), "{said}");
+    assert!(status_line(&s, "keys:").contains("KEK v2"), "{before}");
+    let said = ok(&s, &["keys", "rotate-token"]);
+    assert!(said.contains("token signing key v2"), "{said}");
+
+    // Erasure through the server: the citizen is gone for the API at once.
+    let gone = &people[5].0;
+    ok(&s, &["erase", "--citizen", gone]);
+    let (st, g) = json_of(
+        police
+            .post(s.url("/v1/grants"))
+            .json(
+                &json!({"citizen_id": gone, "purpose": "driver_licence_renewal",
+                          "dossier_id": "HS-OPS-3", "fields": ["full_name"],
+                          "official": {"id": "can-bo-02"}}),
+            )
+            .send()
+            .unwrap(),
+    );
+    if st == 201 {
+        let (st, _) = json_of(
+            police
+                .get(s.url(&format!("/v1/citizens/{gone}/fields?fields=full_name")))
+                .bearer_auth(g["access_token"].as_str().unwrap())
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(st, 404, "an erased citizen's fields are gone");
+    } else {
+        assert_eq!(st, 404, "{g}");
+    }
+
+    // Reload: a changed policy set is taken and recorded; a broken one is refused.
+    let hash = |s: &TestServer| status_line(s, "policy set:");
+    let first = hash(&s);
+    let purpose = policies.path().join("purposes/driver_licence_renewal.toml");
+    let original = std::fs::read_to_string(&purpose).unwrap();
+    std::fs::write(
+        &purpose,
+        original.replacen("max_ttl_seconds = ", "max_ttl_seconds = 1", 1),
+    )
+    .unwrap();
+    let said = ok(&s, &["reload"]);
+    assert!(said.contains("->"), "{said}");
+    let second = hash(&s);
+    assert_ne!(first, second);
+    std::fs::write(&purpose, "this is not = = toml").unwrap();
+    let out = s.vault.ctl(&["reload"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("driver_licence_renewal.toml") && err.contains("stays"),
+        "{err}"
+    );
+    assert_eq!(hash(&s), second, "the set in force stays");
+    // SIGHUP reloads too.
+    std::fs::write(&purpose, &original).unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while hash(&s) != first && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(hash(&s), first, "SIGHUP reloaded the original set");
+
+    stop.store(true, Ordering::Relaxed);
+    assert!(loader.join().unwrap() > 0);
+    assert!(s.stop().unwrap().success(), "{}", s.log_text());
+    assert!(!sock.exists(), "the socket goes with the server");
+    // Every record still reads (under the new KEK), and the log verifies.
+    let v = crate::open_vault(&s.vault.data());
+    for (id, _) in people.iter().take(5) {
+        v.record(&vault_core::CitizenId::parse(id).unwrap())
+            .unwrap();
+    }
+    drop(v);
+    let all = ok(&s, &["audit", "verify"]);
+    assert!(all.starts_with("audit log verified:"), "{all}");
+    let log = ok(&s, &["audit", "export"]);
+    for event in ["\"key.rotated\"", "\"record.erased\""] {
+        assert!(log.contains(event), "{event}");
+    }
+    assert!(
+        log.contains(&second.split_whitespace().last().unwrap().to_owned()),
+        "an entry made under the reloaded set records its hash"
+    );
+}

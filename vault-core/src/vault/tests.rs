@@ -657,12 +657,18 @@ fn a_rotation_beside_concurrent_writers_leaves_every_record_readable_under_the_n
     v.flush().unwrap();
     // The old KEK is retired: a record still wrapped under it would now be lost.
     for (_, rec) in v.store.citizens_after(None, 100_000).unwrap() {
-        assert_eq!(crypto::wrapped_dek_kek_version(&rec.wrapped_dek).unwrap(), 2);
+        assert_eq!(
+            crypto::wrapped_dek_kek_version(&rec.wrapped_dek).unwrap(),
+            2
+        );
     }
     for n in 0..3000 {
         let got = &v.read_record_unaudited(&id(n)).unwrap().fields["annual_income"];
         let n_plus = |t: u64| json!(n + 1_000_000 * t);
-        assert!(got == &json!(n) || got == &n_plus(0) || got == &n_plus(1), "{n}: {got}");
+        assert!(
+            got == &json!(n) || got == &n_plus(0) || got == &n_plus(1),
+            "{n}: {got}"
+        );
     }
 }
 

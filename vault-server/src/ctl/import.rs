@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -57,12 +57,97 @@ fn open_file(path: &Path) -> Result<File, CtlError> {
     File::open(path).map_err(|e| CtlError(format!("{}: cannot open: {e}", path.display())))
 }
 
+/// The file to import: a path (`vaultctl` importing directly), or a file the operator's
+/// `vaultctl` opened and passed to the running server over the admin socket, with the name
+/// it was given (for the format and for messages).
+#[derive(Debug)]
+pub struct Source {
+    name: PathBuf,
+    passed: Option<File>,
+}
+
+impl Source {
+    /// A file by path.
+    pub fn path(path: &Path) -> Self {
+        Self {
+            name: path.to_owned(),
+            passed: None,
+        }
+    }
+
+    /// A file already open (passed over the admin socket), named as the operator named it.
+    pub fn passed(name: &Path, file: File) -> Self {
+        Self {
+            name: name.to_owned(),
+            passed: Some(file),
+        }
+    }
+
+    fn shown(&self) -> String {
+        self.name.display().to_string()
+    }
+
+    /// The file from its start (each stage reads it once, one after the other).
+    fn open(&self) -> Result<File, CtlError> {
+        use std::io::Seek as _;
+        match &self.passed {
+            None => open_file(&self.name),
+            Some(f) => f
+                .try_clone()
+                .and_then(|mut f| f.rewind().map(|()| f))
+                .map_err(|e| CtlError(format!("{}: cannot read: {e}", self.shown()))),
+        }
+    }
+}
+
+/// Where an import reports: its result lines, the rows it rejects, and its progress.
+pub trait Report: Sync {
+    /// A line of the result (stdout for `vaultctl`).
+    fn say(&self, text: &str) -> CtlResult;
+    /// A rejected row or a warning (stderr for `vaultctl`).
+    fn warn(&self, text: &str);
+    /// Rows committed through `line` of `total` lines.
+    fn progress(&self, line: u64, total: u64, committed: u64);
+}
+
+/// `vaultctl` importing directly: a progress bar on a terminal, a line now and then when
+/// stderr is not one.
+struct Terminal {
+    bar: indicatif::ProgressBar,
+    plain: bool,
+    reports: std::sync::atomic::AtomicU64,
+}
+
+impl Report for Terminal {
+    fn say(&self, text: &str) -> CtlResult {
+        self.bar.suspend(|| out(text))
+    }
+    fn warn(&self, text: &str) {
+        self.bar.suspend(|| {
+            let _ = writeln!(std::io::stderr(), "{text}");
+        });
+    }
+    fn progress(&self, line: u64, total: u64, committed: u64) {
+        self.bar.set_position(line);
+        let n = self
+            .reports
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if self.plain && committed > 0 && (n.is_power_of_two() || n.is_multiple_of(100)) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "import: {committed} rows committed through line {line} of {total}"
+            );
+        }
+    }
+}
+
 impl Rows {
-    fn open(path: &Path, policy: &PolicySet) -> Result<Self, CtlError> {
-        let shown = path.display();
-        match path.extension().and_then(|e| e.to_str()) {
+    fn open(source: &Source, policy: &PolicySet) -> Result<Self, CtlError> {
+        let shown = source.shown();
+        match source.name.extension().and_then(|e| e.to_str()) {
             Some("jsonl" | "ndjson") => Ok(Self::Jsonl {
-                reader: BufReader::with_capacity(1 << 20, open_file(path)?),
+                reader: BufReader::with_capacity(1 << 20, source.open()?),
                 line: 0,
                 buf: Vec::with_capacity(4096),
             }),
@@ -70,7 +155,7 @@ impl Rows {
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(true)
                     .flexible(false)
-                    .from_reader(open_file(path)?);
+                    .from_reader(source.open()?);
                 let headers = reader
                     .byte_headers()
                     .map_err(|e| {
@@ -276,15 +361,15 @@ pub fn check_jsonl_row(policy: &PolicySet, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// SHA-256 of the file (its resume identity) and its line count (for the progress bar).
-fn scan(path: &Path) -> Result<([u8; 32], u64), CtlError> {
-    let mut f = open_file(path)?;
+fn scan(source: &Source) -> Result<([u8; 32], u64), CtlError> {
+    let mut f = source.open()?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut lines = 0u64;
     loop {
         let n = f
             .read(&mut buf)
-            .map_err(|e| CtlError(format!("{}: read error: {e}", path.display())))?;
+            .map_err(|e| CtlError(format!("{}: read error: {e}", source.shown())))?;
         if n == 0 {
             break;
         }
@@ -348,7 +433,7 @@ const SEALERS: usize = 2;
 fn read_chunks(
     vault: &Vault<SledStore>,
     policy: &PolicySet,
-    file: &Path,
+    file: &Source,
     resume_after: u64,
     total_lines: u64,
     tx: &std::sync::mpsc::SyncSender<Chunk>,
@@ -423,12 +508,11 @@ struct Stats {
 fn store_chunks(
     vault: &Vault<SledStore>,
     hash: &[u8; 32],
-    (total_lines, bar): (u64, &indicatif::ProgressBar),
-    plain: bool,
+    total_lines: u64,
+    report: &dyn Report,
     rx: std::sync::mpsc::Receiver<(AuditedWrites, u64)>,
 ) -> Result<Stats, CtlError> {
     let mut stats = Stats::default();
-    let mut batches = 0u64;
     for (audited, last_line) in rx {
         for outcome in vault.store_writes(audited)? {
             match outcome {
@@ -440,49 +524,72 @@ fn store_chunks(
         vault.flush()?;
         vault.set_import_checkpoint(hash, Some(last_line))?;
         vault.flush()?;
-        batches += 1;
-        bar.set_position(last_line);
-        if plain && (batches.is_power_of_two() || batches.is_multiple_of(100)) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "import: {} rows committed through line {last_line} of {total_lines}",
-                stats.created + stats.updated + stats.unchanged,
-            );
-        }
+        report.progress(
+            last_line,
+            total_lines,
+            stats.created + stats.updated + stats.unchanged,
+        );
     }
     Ok(stats)
 }
 
 pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
-    let shown = file.display().to_string();
-    let (hash, total_lines) = scan(file)?;
+    let source = Source::path(file);
+    let (_, total_lines) = scan(&source)?;
     let vault = ctx.open()?;
-    let actor = ctx.actor()?;
-    let policy = vault.policy().clone();
+    let report = Terminal {
+        bar: progress_bar(total_lines, "importing"),
+        plain: !std::io::stderr().is_terminal(),
+        reports: std::sync::atomic::AtomicU64::new(0),
+    };
+    let result = import(
+        &vault,
+        &ctx.actor()?,
+        &|| ctx.now(),
+        &source,
+        strict,
+        &report,
+    );
+    report.bar.finish_and_clear();
+    result
+}
+
+/// Imports `file` into an open vault, as `actor`, reporting to `report`. Beside a serving
+/// vault the caller holds `Vault::lock_writes` throughout (the pipeline prepares and
+/// commits separately).
+pub fn import(
+    vault: &Vault<SledStore>,
+    actor: &vault_core::audit::Actor,
+    now: &(dyn Fn() -> vault_core::Timestamp + Sync),
+    file: &Source,
+    strict: bool,
+    report: &dyn Report,
+) -> CtlResult {
+    let shown = file.shown();
+    let (hash, total_lines) = scan(file)?;
+    let policy = vault.policy();
 
     if strict {
         let mut rows = Rows::open(file, &policy)?;
         let mut seen = HashMap::new();
         let mut n = 0u64;
         while let Some((line, row)) = rows.next_row()? {
-            if let Err(why) = row.and_then(|r| check_row(&vault, r, line, &mut seen)) {
+            if let Err(why) = row.and_then(|r| check_row(vault, r, line, &mut seen)) {
                 return Err(CtlError(format!(
                     "{shown}:{line}: {why} (--strict: nothing was imported)"
                 )));
             }
             n += 1;
         }
-        out(&format!("{shown}: all {n} rows are valid\n"))?;
+        report.say(&format!("{shown}: all {n} rows are valid\n"))?;
     }
 
     let resume_after = vault.import_checkpoint(&hash)?.unwrap_or(0);
     if resume_after > 0 {
-        out(&format!(
+        report.say(&format!(
             "{shown}: resuming an interrupted import after line {resume_after}\n"
         ))?;
     }
-    let bar = progress_bar(total_lines, "importing");
-    let plain = !std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut stats = Stats::default();
 
@@ -498,8 +605,8 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
     // channel is released (its send fails) when the sealers stop early.
     let row_rx = std::sync::Arc::new(std::sync::Mutex::new(row_rx));
     let stored = std::thread::scope(|scope| -> Result<Stats, CtlError> {
-        let vault_ref = &vault;
-        let policy_ref = &policy;
+        let vault_ref = vault;
+        let policy_ref = &*policy;
         let reader = scope.spawn(move || {
             read_chunks(
                 vault_ref,
@@ -516,11 +623,9 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
         }
         drop(row_rx);
         drop(sealed_tx);
-        let storer =
-            scope.spawn(|| store_chunks(&vault, &hash, (total_lines, &bar), plain, audited_rx));
+        let storer = scope.spawn(|| store_chunks(vault, &hash, total_lines, report, audited_rx));
         let mut waiting: std::collections::BTreeMap<u64, Chunk> = std::collections::BTreeMap::new();
         let mut next_seq = 0u64;
-        let mut stderr = std::io::stderr();
         let queued = (|| -> CtlResult {
             for sealed in sealed_rx.iter() {
                 let sealed = sealed?;
@@ -528,19 +633,17 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
                 while let Some(chunk) = waiting.remove(&next_seq) {
                     next_seq += 1;
                     for (line, why) in &chunk.rejected {
-                        bar.suspend(|| {
-                            let _ = writeln!(stderr, "{shown}:{line}: {why}");
-                        });
+                        report.warn(&format!("{shown}:{line}: {why}"));
                     }
                     stats.rejected += chunk.rejected.len() as u64;
                     stats.skipped += chunk.skipped;
                     if let Some(prepared) = chunk.prepared {
-                        let audited = vault.audit_writes(prepared, &actor, ctx.now())?;
+                        let audited = vault.audit_writes(prepared, actor, now())?;
                         if audited_tx.send((audited, chunk.last_line)).is_err() {
                             return Ok(()); // the storer stopped; it reports why
                         }
                     } else {
-                        bar.set_position(chunk.last_line);
+                        report.progress(chunk.last_line, total_lines, 0);
                     }
                 }
             }
@@ -563,11 +666,10 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
     stats.unchanged = stored.unchanged;
     vault.set_import_checkpoint(&hash, None)?;
     vault.flush()?;
-    bar.finish_and_clear();
 
     let secs = started.elapsed().as_secs_f64();
     let processed = stats.created + stats.updated + stats.unchanged + stats.rejected;
-    out(&format!(
+    report.say(&format!(
         "{shown}: {} created, {} updated, {} unchanged, {} rejected{} in {secs:.1}s ({:.0} rows/s)\n",
         stats.created,
         stats.updated,
