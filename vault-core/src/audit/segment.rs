@@ -939,9 +939,15 @@ fn publish_verifier(dir: &Path, verifier: &LogVerifier) -> Result<(), VaultError
         return Ok(());
     }
     let tmp = dir.join(format!("{VERIFIER_FILE}.tmp"));
-    std::fs::write(&tmp, &text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| io_unavailable("verifier key file", &e))
+    let written = (|| {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    written.map_err(|e| io_unavailable("verifier key file", &e))
 }
 
 fn read_checkpoint(files: &Files, off: u64, len: u32) -> Result<(u64, String), VaultError> {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use vault_core::audit::export::{export_line, verify_export};
-use vault_core::audit::{Checkpoint, LogVerifier, SegmentLog};
+use vault_core::audit::{AuditLog, Checkpoint, LogVerifier, SegmentLog};
 
 use super::{Context, CtlError, CtlResult, out};
 
@@ -60,14 +60,14 @@ pub(super) fn run(ctx: &Context, cmd: AuditCommand) -> CtlResult {
         } => offline(&log, &cp, &key),
         AuditCommand::Verify { .. } => online(ctx),
         AuditCommand::Export { from, to } => export(ctx, from, to),
-        AuditCommand::Checkpoint => out(&ctx.audit_view()?.latest_checkpoint()?),
-        AuditCommand::Pubkey => out(&format!("{}\n", ctx.audit_view()?.verifier())),
+        AuditCommand::Checkpoint => out(&ctx.audit_view()?.log().latest_checkpoint()?),
+        AuditCommand::Pubkey => out(&format!("{}\n", ctx.audit_view()?.log().verifier())),
         AuditCommand::Proof { index, size } => proof(ctx, index, size),
     }
 }
 
 fn online(ctx: &Context) -> CtlResult {
-    let report = ctx.audit_view()?.verify_all()?;
+    let report = ctx.audit_view()?.log().verify_all()?;
     out(&format!(
         "audit log verified: {} entries re-hashed, {} signed checkpoints checked, root {}\n",
         report.entries,
@@ -95,7 +95,8 @@ fn offline(log: &std::path::Path, cp: &std::path::Path, key: &str) -> CtlResult 
 }
 
 fn export(ctx: &Context, from: u64, to: Option<u64>) -> CtlResult {
-    let log = ctx.audit_view()?;
+    let handle = ctx.audit_view()?;
+    let log = handle.log();
     let size = log.size();
     let to = to.unwrap_or(size);
     if from > to || to > size {
@@ -117,9 +118,27 @@ fn export(ctx: &Context, from: u64, to: Option<u64>) -> CtlResult {
         .map_err(|e| CtlError(format!("cannot write: {e}")))
 }
 
+/// The audit log as a command reads it: beside a running server, a read-only view of its
+/// files (no lock, nothing written); with none, the vault opened as usual, whose recovery
+/// signs a checkpoint for durable entries a crash left past the last one (an acknowledged
+/// release is never missing from what is read).
+pub(super) enum AuditHandle {
+    View(SegmentLog),
+    Opened(Box<vault_core::Vault<vault_core::store::SledStore>>),
+}
+
+impl AuditHandle {
+    fn log(&self) -> &dyn AuditLog {
+        match self {
+            Self::View(v) => v,
+            Self::Opened(v) => v.audit(),
+        }
+    }
+}
+
 impl Context {
-    /// The audit log read-only, checked against the key it publishes.
-    fn audit_view(&self) -> Result<SegmentLog, CtlError> {
+    /// The audit log to read (`AuditHandle`).
+    fn audit_view(&self) -> Result<AuditHandle, CtlError> {
         let dir = self.audit_dir();
         if !dir.join("entries.log").exists() {
             return Err(CtlError(format!(
@@ -128,13 +147,21 @@ impl Context {
                 dir.display()
             )));
         }
+        let served =
+            std::os::unix::net::UnixStream::connect(self.data.join(crate::admin::SOCKET)).is_ok();
+        if !served {
+            return Ok(AuditHandle::Opened(Box::new(self.open()?)));
+        }
         let verifier = SegmentLog::published_verifier(&dir)?;
-        Ok(SegmentLog::open_read_only(&dir, verifier)?)
+        Ok(AuditHandle::View(SegmentLog::open_read_only(
+            &dir, verifier,
+        )?))
     }
 }
 
 fn proof(ctx: &Context, index: u64, size: Option<u64>) -> CtlResult {
-    let log = ctx.audit_view()?;
+    let handle = ctx.audit_view()?;
+    let log = handle.log();
     let size = size.unwrap_or(log.size());
     let hashes = log.inclusion_proof(index, size)?;
     let checkpoint = log.checkpoint_at(size)?;
