@@ -399,7 +399,12 @@ impl Config {
 
     /// Parses TOML text named `name`, applies overrides, validates.
     pub fn parse(text: &str, name: &str, env: &BTreeMap<String, String>) -> Result<Self, String> {
-        let table: toml::Table = text.parse().map_err(|e| format!("{name}: {e}"))?;
+        // The file alone first, so a mistake in it is named by line and column (the table
+        // with the environment's overrides applied no longer knows where a key came from).
+        if let Err(e) = toml::from_str::<Self>(text) {
+            return Err(located(name, text, &e));
+        }
+        let table: toml::Table = text.parse().map_err(|e| located(name, text, &e))?;
         Self::from_table(table, name, env)
     }
 
@@ -569,6 +574,19 @@ impl Config {
     }
 }
 
+/// `name:line:column: message` for a TOML error in `text`.
+fn located(name: &str, text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("{name}:{line}:{column}: {}", e.message().trim_end())
+        }
+        None => format!("{name}: {}", e.message().trim_end()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,6 +624,17 @@ mod tests {
         let err =
             Config::parse(&format!("{text}lisen = 1\n"), "t.toml", &BTreeMap::new()).unwrap_err();
         assert!(err.contains("t.toml") && err.contains("lisen"), "{err}");
+        // An unknown key is named with its line and column.
+        let err =
+            Config::parse(&format!("worker = 2\n{text}"), "t.toml", &BTreeMap::new()).unwrap_err();
+        assert!(
+            err.starts_with("t.toml:1:1: ") && err.contains("unknown field `worker`"),
+            "{err}"
+        );
+        let lines = text.lines().count() + 1;
+        let err =
+            Config::parse(&format!("{text}workerz = 2\n"), "t.toml", &BTreeMap::new()).unwrap_err();
+        assert!(err.contains(&format!("t.toml:{lines}:")), "{err}");
         let err = Config::parse(
             &text,
             "t.toml",

@@ -19,6 +19,9 @@ pub use issuer::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
 
 /// Demo citizens loaded on first start.
 pub const DEMO_CITIZENS: u64 = 1000;
+/// The file that marks a data directory as made by dev mode.
+const DEV_MARKER: &str = "MADE-BY-DEV-MODE";
+
 /// The dev auditor's id (certificate SAN `urn:vault:auditor:dev-auditor`).
 pub const DEV_AUDITOR: &str = "dev-auditor";
 
@@ -135,10 +138,31 @@ pub fn prepare(
     env: &std::collections::BTreeMap<String, String>,
 ) -> Result<DevSetup, String> {
     let dir = data.join("dev");
-    std::fs::create_dir_all(dir.join("agencies")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let marker = dir.join(DEV_MARKER);
     let created = !data.join("store").exists();
+    // Dev mode adds fake citizens, certificates and a token issuer: only to a vault it made
+    // (marked; a dev vault from before the mark has its CA and demo citizens).
+    let made_by_dev =
+        marker.exists() || (dir.join("ca.pem").exists() && dir.join("citizens.jsonl").exists());
+    if !created && !made_by_dev {
+        return Err(format!(
+            "{}: this vault was not made by `vault-server dev`, which would add 1,000 fake \
+             citizens, dev certificates and a token issuer to it; serve it with \
+             `vault-server serve --config FILE`, or give dev mode a new directory \
+             (`vault-server dev --data DIR`)",
+            data.display()
+        ));
+    }
+    std::fs::create_dir_all(dir.join("agencies")).map_err(|e| format!("{}: {e}", dir.display()))?;
     if created {
         crate::ctl::init_vault(data).map_err(|e| e.to_string())?;
+    }
+    if !marker.exists() {
+        std::fs::write(
+            &marker,
+            "This vault was made by `vault-server dev` (development only).\n",
+        )
+        .map_err(|e| format!("{}: {e}", marker.display()))?;
     }
     let policy = crate::ctl::policy_of(data).map_err(|e| e.to_string())?;
     let ca = DevCa::load_or_create(&dir)?;
@@ -264,43 +288,52 @@ fn readme(data: &Path, dir: &Path, listen: &str, citizens: &Path) -> Result<Stri
   citizens.jsonl             the {DEMO_CITIZENS} demo citizens loaded (synthetic people)
   issuer/                    the dev OIDC issuer (jwks.json; citizen and auditor tokens)
 
-A full walk with curl (run from the directory you started `vault-server dev` in):
+A full walk with curl: paste the lines below, in order, into one shell in the directory you
+started `vault-server dev` in (later lines use what earlier ones set). `vaultctl` is built by
+its first use below (a release build, like the server's; a minute the first time):
 
   V=https://{listen}
   A="--cacert {d}/ca.pem --cert {d}/agencies/csgt-cong-an-tphcm.pem --key {d}/agencies/csgt-cong-an-tphcm.key"
+  VAULTCTL="cargo run -q --release -p vault-server --bin vaultctl --"
 
-1. The traffic police ask for a grant for a driver-licence renewal:
+1. The traffic police ask for a grant for a driver-licence renewal (TOKEN is its token):
   curl -s $A $V/v1/purposes
-  curl -s $A -H 'content-type: application/json' -H 'Idempotency-Key: demo-1' \
+  TOKEN=$(curl -s $A -H 'content-type: application/json' -H 'Idempotency-Key: demo-1' \
     -d '{{"citizen_id":"{citizen}","purpose":"driver_licence_renewal","dossier_id":"HS-2026-0001","fields":["full_name","date_of_birth","driver_licence_number"],"official":{{"id":"can-bo-01","unit":"doi-3"}}}}' \
-    $V/v1/grants
-  TOKEN=<access_token from the answer>
+    $V/v1/grants | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 
-2. They read the granted fields (the answer names the audit entry that recorded it):
-  curl -s $A -H "Authorization: Bearer $TOKEN" "$V/v1/citizens/{citizen}/fields?fields=full_name,date_of_birth"
+2. They read the granted fields; the answer names the audit entry that recorded it (I):
+  R=$(curl -s $A -H "Authorization: Bearer $TOKEN" "$V/v1/citizens/{citizen}/fields?fields=full_name,date_of_birth")
+  echo "$R"; I=$(echo "$R" | sed 's/.*"index":\([0-9]*\).*/\1/')
 
 3. The citizen sees who read what, and checks a receipt: in a browser, open
   https://{listen}/portal, press "Đăng nhập" and sign in with the citizen id {citizen}
   (the dev issuer asks for no password); or over the API:
-  CT=$(cargo run -q -p vault-server --bin vaultctl -- dev token --data {data} --citizen {citizen})
+  CT=$($VAULTCTL dev token --data {data} --citizen {citizen})
   curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" $V/v1/me/accesses
-  curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" $V/v1/me/accesses/<index>/proof
+  curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" $V/v1/me/accesses/$I/proof
 
 4. An auditor: in a browser, open https://{listen}/audit-console and sign in with an auditor
   id such as kt-01; or fetch the signed checkpoint and proofs over the API (certificate or
   bearer token):
   U="--cacert {d}/ca.pem --cert {d}/auditor.pem --key {d}/auditor.key"
   curl -s $U $V/v1/audit/checkpoint
-  curl -s $U "$V/v1/audit/proof/inclusion?index=<index>"
+  curl -s $U "$V/v1/audit/proof/inclusion?index=$I"
   curl -s $U "$V/v1/audit/proof/consistency?from=1"
   curl -s $U "$V/v1/audit/entries?agency=csgt-cong-an-tphcm"
-  cargo run -q -p vault-server --bin vaultctl -- audit verify --data {data}   (server stopped)
+  $VAULTCTL audit verify --data {data}
 
-Consent: purposes with sensitive fields answer 202 pending_consent; the citizen approves with
-  curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" -X POST $V/v1/me/grants/<grant_id>/approve
-and the agency's next GET /v1/grants/<grant_id> returns the token once. The approval covers
-that grant alone; add -H 'content-type: application/json' -d '{{"remember_days":30}}' to also
-keep a standing consent for that agency, purpose and fields ($V/v1/me/consents lists them).
+5. Consent: purposes with sensitive fields answer 202 pending_consent (G is the grant's id);
+  the citizen approves, and the agency's next GET /v1/grants/$G returns the token once:
+  B="--cacert {d}/ca.pem --cert {d}/agencies/bhxh-tphcm.pem --key {d}/agencies/bhxh-tphcm.key"
+  G=$(curl -s $B -H 'content-type: application/json' -H 'Idempotency-Key: demo-2' \
+    -d '{{"citizen_id":"{citizen}","purpose":"social_insurance_lookup","dossier_id":"BH-1","fields":["full_name","annual_income"],"official":{{"id":"can-bo-02"}}}}' \
+    $V/v1/grants | sed 's/.*"grant_id":"\([^"]*\)".*/\1/')
+  curl -s --cacert {d}/ca.pem -H "Authorization: Bearer $CT" -X POST $V/v1/me/grants/$G/approve
+  curl -s $B $V/v1/grants/$G
+The approval covers that grant alone; add -H 'content-type: application/json'
+-d '{{"remember_days":30}}' to the approval to also keep a standing consent for that agency,
+purpose and fields ($V/v1/me/consents lists them).
 "#
     ))
 }

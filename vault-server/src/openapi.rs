@@ -613,10 +613,17 @@ fn operation(r: &Route) -> Value {
         Access::Citizen => json!([{"citizenIdToken": []}]),
         Access::Auditor => json!([{"auditorIdToken": []}, {"auditorCertificate": []}]),
     };
-    let op_id: String = format!("{} {}", r.method, r.path)
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
+    // The operation's name in the API's vocabulary, camel-cased: `grant.revoke` → `grantRevoke`.
+    let mut op_id = String::with_capacity(r.op.len());
+    let mut upper = false;
+    for c in r.op.chars() {
+        if c.is_ascii_alphanumeric() {
+            op_id.push(if upper { c.to_ascii_uppercase() } else { c });
+            upper = false;
+        } else {
+            upper = true;
+        }
+    }
     let mut op = json!({"summary": r.summary, "operationId": op_id, "parameters": params,
                         "responses": responses, "security": security});
     if let Some(b) = request_body(r) {
@@ -636,7 +643,8 @@ pub fn document() -> Value {
         "openapi": "3.1.0",
         "info": {"title": "Citizen Data Vault", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Purpose-bound, audited release of Ho Chi Minh City citizens' data."},
-        "servers": [{"url": "https://127.0.0.1:8443"}],
+        // Relative: the API is where this document is served from, whatever the host.
+        "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "securitySchemes": {
@@ -670,6 +678,19 @@ mod tests {
             n += item.as_object().unwrap().len();
         }
         assert_eq!(n, TABLE.len());
+        let mut ids = std::collections::BTreeSet::new();
+        for r in TABLE {
+            let id = d["paths"][r.path][r.method.to_ascii_lowercase()]["operationId"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(
+                id.chars().all(|c| c.is_ascii_alphanumeric()) && !id.is_empty(),
+                "{id}"
+            );
+            assert!(ids.insert(id.clone()), "operationId {id} twice");
+        }
+        assert_eq!(d["servers"][0]["url"], "/");
         for r in TABLE {
             let op = &d["paths"][r.path][r.method.to_ascii_lowercase()];
             assert!(op.is_object(), "{} {}", r.method, r.path);

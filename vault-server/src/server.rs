@@ -40,7 +40,9 @@ fn fetch_jwks(url: &str, ca: Option<&Path>) -> Result<Jwks, String> {
                 .with_root_certificates({
                     let mut roots = rustls::RootCertStore::empty();
                     if let Some(ca) = ca {
-                        for c in crate::tls::load_certs(ca)? {
+                        for c in
+                            crate::tls::load_certs(ca).map_err(|e| format!("oidc.jwks_ca: {e}"))?
+                        {
                             roots.add(c).map_err(|e| e.to_string())?;
                         }
                     }

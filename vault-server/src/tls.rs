@@ -77,14 +77,14 @@ pub fn server_config(
 ) -> Result<ServerConfig, String> {
     let provider = provider();
     let mut roots = RootCertStore::empty();
-    for c in load_certs(client_ca)? {
+    for c in load_certs(client_ca).map_err(|e| format!("tls.client_ca: {e}"))? {
         roots
             .add(c)
-            .map_err(|e| format!("{}: {e}", client_ca.display()))?;
+            .map_err(|e| format!("tls.client_ca: {}: {e}", client_ca.display()))?;
     }
     let mut revoked = Vec::new();
     for path in crls {
-        revoked.extend(load_crls(path)?);
+        revoked.extend(load_crls(path).map_err(|e| format!("tls.client_crls: {e}"))?);
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .with_crls(revoked)
@@ -96,7 +96,10 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS versions: {e}"))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certs(cert)?, load_key(key)?)
+        .with_single_cert(
+            load_certs(cert).map_err(|e| format!("tls.cert: {e}"))?,
+            load_key(key).map_err(|e| format!("tls.key: {e}"))?,
+        )
         .map_err(|e| format!("server certificate {}: {e}", cert.display()))
 }
 

@@ -397,3 +397,51 @@ fn an_import_that_meets_a_damaged_record_stops_with_an_error_instead_of_hanging(
         assert!(!stderr.contains(row["citizen_id"].as_str().unwrap()));
     }
 }
+
+#[test]
+fn an_unclosed_quote_in_a_csv_row_is_named_by_its_line_and_the_rows_after_it_are_kept() {
+    let v = TestVault::initialized();
+    let path = v.root().join("quote.csv");
+    std::fs::write(
+        &path,
+        format!(
+            "citizen_id,full_name,annual_income\n\
+             {A},Một,1\n\
+             079090002222,\"Hai không đóng,2\n\
+             {B},Ba,3\n\
+             079090004444,Bốn,4\n\
+             079090005555,\"Năm, đóng\",5\n"
+        ),
+    )
+    .unwrap();
+    let out = v.ctl(&["import", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("quote.csv:3: a quoted value is not closed on this line"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("quote.csv:4") && !err.contains("quote.csv:5"),
+        "{err}"
+    );
+    assert!(!err.contains("Hai không đóng"), "no value is quoted: {err}");
+    assert!(
+        text(&out.stdout).contains("4 created, 0 updated, 0 unchanged, 1 rejected"),
+        "{}",
+        text(&out.stdout)
+    );
+    let vault = open_vault(&v.data());
+    let four = vault
+        .record(&CitizenId::parse("079090004444").unwrap())
+        .unwrap();
+    assert_eq!(four.fields["full_name"], json!("Bốn"));
+    let five = vault
+        .record(&CitizenId::parse("079090005555").unwrap())
+        .unwrap();
+    assert_eq!(five.fields["full_name"], json!("Năm, đóng"));
+    assert!(
+        vault
+            .record(&CitizenId::parse("079090002222").unwrap())
+            .is_err()
+    );
+}

@@ -299,3 +299,28 @@ fn changing_commands_are_carried_out_by_the_running_server_under_load() {
         "an entry made under the reloaded set records its hash"
     );
 }
+
+#[test]
+fn dev_mode_refuses_a_vault_it_did_not_make() {
+    let v = vault_tests::TestVault::initialized();
+    let out = std::process::Command::new(vault_tests::binary("vault-server"))
+        .args(["dev", "--data"])
+        .arg(v.data())
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("VAULT_TEST_ROOT_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("was not made by `vault-server dev`") && err.contains("vault-server serve"),
+        "{err}"
+    );
+    assert!(!v.data().join("dev").exists(), "nothing was added to it");
+    let out = v.ctl(&["status"]);
+    assert!(
+        text(&out.stdout).contains("records:         0 citizens"),
+        "{}",
+        text(&out.stdout)
+    );
+}

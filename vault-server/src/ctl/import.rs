@@ -50,7 +50,19 @@ enum Rows {
         columns: Vec<(String, FieldType)>,
         id_col: usize,
         record: csv::ByteRecord,
+        /// Lines before the reader's first (it starts again after an unclosed quote).
+        line_base: u64,
     },
+}
+
+/// A CSV reader for data rows (no header row) over `file` from byte `offset`.
+fn csv_rows_from(mut file: File, offset: u64) -> std::io::Result<csv::Reader<File>> {
+    use std::io::Seek as _;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(false)
+        .from_reader(file))
 }
 
 fn open_file(path: &Path) -> Result<File, CtlError> {
@@ -204,6 +216,7 @@ impl Rows {
                     columns,
                     id_col,
                     record: csv::ByteRecord::new(),
+                    line_base: 0,
                 })
             }
             _ => Err(CtlError(format!(
@@ -237,24 +250,80 @@ impl Rows {
                 columns,
                 id_col,
                 record,
-            } => match reader.read_byte_record(record) {
-                Ok(false) => Ok(None),
-                Ok(true) => {
-                    let line = record.position().map_or(0, |p| p.line());
-                    Ok(Some((line, csv_row(record, columns, *id_col))))
-                }
-                Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line());
-                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                        return Err(CtlError(format!(
-                            "read error at line {line}: {}",
-                            csv_reason(&e)
-                        )));
+                line_base,
+            } => {
+                let read = reader.read_byte_record(record);
+                let start = match &read {
+                    Ok(_) => record.position().cloned(),
+                    Err(e) => e.position().cloned(),
+                };
+                let line = *line_base + start.as_ref().map_or(0, csv::Position::line);
+                // A quote left open swallows the lines after it into one field: name the
+                // line where it opened and read on from the next line.
+                let swallowed = match &read {
+                    Ok(true) => record.iter().any(|f| f.contains(&b'\n')),
+                    Err(e) => {
+                        matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. })
+                            && reader.position().line()
+                                > start.as_ref().map_or(0, csv::Position::line) + 1
                     }
-                    Ok(Some((line, Err(csv_reason(&e)))))
+                    Ok(false) => false,
+                };
+                if swallowed && let Some(p) = start {
+                    let file = reader
+                        .get_ref()
+                        .try_clone()
+                        .map_err(|e| CtlError(format!("read error at line {line}: {e}")))?;
+                    let next = next_line_offset(&file, p.byte())
+                        .map_err(|e| CtlError(format!("read error at line {line}: {e}")))?;
+                    if let Some(next) = next {
+                        *reader = csv_rows_from(file, next)
+                            .map_err(|e| CtlError(format!("read error at line {line}: {e}")))?;
+                        *line_base = line;
+                    } else {
+                        *reader = csv_rows_from(file, u64::MAX)
+                            .map_err(|e| CtlError(format!("read error at line {line}: {e}")))?;
+                    }
+                    return Ok(Some((
+                        line,
+                        Err("a quoted value is not closed on this line (a missing `\"`?); the lines after it are read as rows of their own".into()),
+                    )));
                 }
-            },
+                match read {
+                    Ok(false) => Ok(None),
+                    Ok(true) => Ok(Some((line, csv_row(record, columns, *id_col)))),
+                    Err(e) => {
+                        if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                            return Err(CtlError(format!(
+                                "read error at line {line}: {}",
+                                csv_reason(&e)
+                            )));
+                        }
+                        Ok(Some((line, Err(csv_reason(&e)))))
+                    }
+                }
+            }
         }
+    }
+}
+
+/// The byte offset just past the first newline at or after `from`, if there is one.
+fn next_line_offset(file: &File, from: u64) -> std::io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = from;
+    loop {
+        let n = file.read_at(&mut buf, at)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(i) = buf
+            .get(..n)
+            .and_then(|b| b.iter().position(|&c| c == b'\n'))
+        {
+            return Ok(Some(at + i as u64 + 1));
+        }
+        at += n as u64;
     }
 }
 
