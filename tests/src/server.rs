@@ -256,6 +256,8 @@ pub struct TestServer {
     oidc: Ed25519KeyPair,
     kid: String,
     config: PathBuf,
+    /// Run the server as this uid and gid (with `setpriv`; the caller is root).
+    pub run_as: Option<u32>,
 }
 
 impl std::fmt::Debug for TestServer {
@@ -366,6 +368,7 @@ impl TestServer {
             oidc,
             kid,
             config,
+            run_as: None,
         };
         s.launch();
         (s, people)
@@ -381,7 +384,18 @@ impl TestServer {
     /// Starts (or restarts) the server process; `Err` with its log (and the process reaped)
     /// if it exits or does not listen within 60 s.
     pub fn try_launch(&mut self) -> Result<(), String> {
-        let mut child = Command::new(binary("vault-server"))
+        let mut cmd = match self.run_as {
+            None => Command::new(binary("vault-server")),
+            Some(id) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={id}"))
+                    .arg(format!("--regid={id}"))
+                    .arg("--clear-groups")
+                    .arg(binary("vault-server"));
+                c
+            }
+        };
+        let mut child = cmd
             .arg("serve")
             .arg("--config")
             .arg(&self.config)

@@ -11,6 +11,7 @@ mod audit;
 mod browser;
 mod cli;
 mod crash;
+mod deploy;
 mod faults;
 mod fuzz;
 mod import;
