@@ -274,6 +274,16 @@ fn first_citizen(citizens: &Path) -> Result<String, String> {
         .ok_or_else(|| format!("{}: no demo citizen", citizens.display()))
 }
 
+/// Writes `DATA/dev/README.txt` for a server listening on `listen` (again once the listener
+/// is bound, so that `--listen 127.0.0.1:0` gives the port it got).
+pub fn write_readme(data: &Path, listen: &str) -> Result<(), String> {
+    let dir = data.join("dev");
+    write_public(
+        &dir.join("README.txt"),
+        &readme(data, &dir, listen, &dir.join("citizens.jsonl"))?,
+    )
+}
+
 fn readme(data: &Path, dir: &Path, listen: &str, citizens: &Path) -> Result<String, String> {
     let d = dir.display();
     let data = data.display();

@@ -79,6 +79,7 @@ fn serve(
     config: &Config,
     banner: Option<&str>,
     dev: Option<vault_server::dev::DevIssuer>,
+    bound: &dyn Fn(&std::net::SocketAddr) -> Result<(), String>,
 ) -> Result<(), String> {
     server::init_logging(&config.log.format, &config.log.level);
     let clock = vault_server::clock::server_clock(
@@ -101,6 +102,7 @@ fn serve(
         .local_addr()
         .map_err(|e| format!("listen {}: {e}", config.listen))?;
     let _ = prepared.state.self_origin.set(format!("https://{addr}"));
+    bound(&addr)?;
     let metrics = metrics_listener(config, banner.is_some())?;
     let srv = server::run(listener, &prepared).map_err(|e| format!("serve: {e}"))?;
     let metrics = match metrics {
@@ -152,7 +154,11 @@ fn serve(
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve { config } => serve(&Config::load(&config, &environment())?, None, None),
+        Command::Serve { config } => {
+            serve(&Config::load(&config, &environment())?, None, None, &|_| {
+                Ok(())
+            })
+        }
         Command::Dev { data, listen } => {
             let setup = vault_server::dev::prepare(&data, &listen, &environment())?;
             let d = setup.dir.display();
@@ -174,7 +180,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 data.display(),
             );
             let issuer = vault_server::dev::DevIssuer::load_or_create(&data)?;
-            serve(&setup.config, Some(&banner), Some(issuer))
+            serve(&setup.config, Some(&banner), Some(issuer), &|addr| {
+                vault_server::dev::write_readme(&data, &addr.to_string())
+            })
         }
     }
 }

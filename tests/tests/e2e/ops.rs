@@ -324,3 +324,127 @@ fn dev_mode_refuses_a_vault_it_did_not_make() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn the_walk_in_dev_modes_readme_runs_as_written() {
+    let dev = vault_tests::portal::DevServer::start();
+    let readme = std::fs::read_to_string(dev.data.join("dev/README.txt")).unwrap();
+    assert!(
+        readme.contains(&format!("V={}", dev.origin)),
+        "the README names the bound address: {readme}"
+    );
+    assert!(
+        !readme.contains("<index>") && !readme.contains("<access_token"),
+        "{readme}"
+    );
+    // The command lines, as a reader pastes them (indented two spaces in the file).
+    let starts = [
+        "V=",
+        "A=",
+        "VAULTCTL=",
+        "curl",
+        "TOKEN=",
+        "  -d",
+        "  $V",
+        "R=",
+        "echo",
+        "CT=",
+        "U=",
+        "B=",
+        "G=",
+        "$VAULTCTL",
+    ];
+    let script: String = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| starts.iter().any(|s| l.starts_with(s)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(script.lines().count() >= 20, "{script}");
+    // `cargo run … --bin vaultctl --` stands for the vaultctl built here.
+    let bin = tempfile::tempdir().unwrap();
+    let shim = bin.path().join("cargo");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nwhile [ \"$1\" != \"--\" ]; do shift; done; shift\nexec {} \"$@\"\n",
+            vault_tests::binary("vaultctl").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("PATH", path)
+        .current_dir(dev.data.parent().unwrap())
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}\n{}", text(&out.stderr));
+    assert!(!said.contains("\"code\":"), "a step was refused: {said}");
+    assert!(said.contains("audit log verified:"), "{said}");
+    assert!(
+        said.trim_end().ends_with('}') && said.contains("\"status\":\"active\""),
+        "the approved grant's token: {said}"
+    );
+}
+
+#[test]
+fn the_readme_walk_runs_as_written() {
+    let dev = vault_tests::portal::DevServer::start();
+    let readme = std::fs::read_to_string(vault_tests::repo_root().join("README.md")).unwrap();
+    let walk = readme
+        .split("## A walk with curl and a browser")
+        .nth(1)
+        .and_then(|r| r.split("## Operating it").next())
+        .unwrap();
+    let script: String = walk
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("V=https://127.0.0.1:8443", &format!("V={}", dev.origin));
+    assert!(!script.contains('<'), "a placeholder is left: {script}");
+    let bin = tempfile::tempdir().unwrap();
+    let shim = bin.path().join("cargo");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nwhile [ \"$1\" != \"--\" ]; do shift; done; shift\nexec {} \"$@\"\n",
+            vault_tests::binary("vaultctl").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("PATH", path)
+        .current_dir(dev.data.parent().unwrap())
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}\n{}", text(&out.stderr));
+    assert!(!said.contains("\"code\":"), "a step was refused: {said}");
+    for done in [
+        "\"status\":\"rejected\"",
+        "\"outcome\":\"dismissed\"",
+        "\"status\":\"acknowledged\"",
+        "audit export verified:",
+        "audit log verified:",
+    ] {
+        assert!(said.contains(done), "{done}: {said}");
+    }
+}
