@@ -362,29 +362,7 @@ fn the_walk_in_dev_modes_readme_runs_as_written() {
         .collect();
     assert!(script.lines().count() >= 20, "{script}");
     // `cargo run … --bin vaultctl --` stands for the vaultctl built here.
-    let bin = tempfile::tempdir().unwrap();
-    let shim = bin.path().join("cargo");
-    std::fs::write(
-        &shim,
-        format!(
-            "#!/bin/sh\nwhile [ \"$1\" != \"--\" ]; do shift; done; shift\nexec {} \"$@\"\n",
-            vault_tests::binary("vaultctl").display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = std::process::Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .env("PATH", path)
-        .current_dir(dev.data.parent().unwrap())
-        .output()
-        .unwrap();
+    let out = pasted(&script, dev.data.parent().unwrap());
     let said = text(&out.stdout);
     assert!(out.status.success(), "{said}\n{}", text(&out.stderr));
     assert!(!said.contains("\"code\":"), "a step was refused: {said}");
@@ -412,29 +390,7 @@ fn the_readme_walk_runs_as_written() {
         .join("\n")
         .replace("V=https://127.0.0.1:8443", &format!("V={}", dev.origin));
     assert!(!script.contains('<'), "a placeholder is left: {script}");
-    let bin = tempfile::tempdir().unwrap();
-    let shim = bin.path().join("cargo");
-    std::fs::write(
-        &shim,
-        format!(
-            "#!/bin/sh\nwhile [ \"$1\" != \"--\" ]; do shift; done; shift\nexec {} \"$@\"\n",
-            vault_tests::binary("vaultctl").display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = std::process::Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .env("PATH", path)
-        .current_dir(dev.data.parent().unwrap())
-        .output()
-        .unwrap();
+    let out = pasted(&script, dev.data.parent().unwrap());
     let said = text(&out.stdout);
     assert!(out.status.success(), "{said}\n{}", text(&out.stderr));
     assert!(!said.contains("\"code\":"), "a step was refused: {said}");
@@ -447,4 +403,30 @@ fn the_readme_walk_runs_as_written() {
     ] {
         assert!(said.contains(done), "{done}: {said}");
     }
+}
+
+/// Runs lines as a reader pastes them into bash, in `dir`, with `cargo run … --bin vaultctl
+/// --` standing for the vaultctl built here (a shim named `cargo` first on PATH).
+fn pasted(script: &str, dir: &std::path::Path) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let shim = bin.path().join("cargo");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nwhile [ \"$1\" != \"--\" ]; do shift; done; shift\nexec {} \"$@\"\n",
+            vault_tests::binary("vaultctl").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut path = std::ffi::OsString::from(bin.path());
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .env("PATH", path)
+        .current_dir(dir)
+        .output()
+        .unwrap()
 }
