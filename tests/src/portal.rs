@@ -46,6 +46,8 @@ impl DevServer {
                 "127.0.0.1:0",
             ])
             .env("VAULT_SERVER_METRICS_LISTEN", "off")
+            // Request lines as JSON (benchmarks read their `micros`).
+            .env("VAULT_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -57,8 +59,8 @@ impl DevServer {
             let line = lines.next().map(|l| l.must());
             assert!(line.is_some(), "vault-server dev exited before listening");
             let line = line.unwrap_or_default();
-            if let Some(addr) = line.strip_prefix("vault-server: listening on ") {
-                break addr.trim().to_owned();
+            if let Some(addr) = crate::server::after(&line, "vault-server: listening on ") {
+                break addr.to_owned();
             }
         };
         // Keep draining stderr so the server never blocks on a full pipe; the request lines

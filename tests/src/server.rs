@@ -420,13 +420,10 @@ impl TestServer {
             if let Ok(mut l) = self.log.lock() {
                 l.extend_from_slice(line.as_bytes());
             }
-            addr = line
-                .trim()
-                .strip_prefix("vault-server: listening on https://")
-                .and_then(|a| a.parse().ok());
+            // A plain line, or the message of a JSON log event.
+            addr = after(&line, "vault-server: listening on https://").and_then(|a| a.parse().ok());
             metrics = metrics.or_else(|| {
-                line.trim()
-                    .strip_prefix("vault-server: metrics on http://")?
+                after(&line, "vault-server: metrics on http://")?
                     .strip_suffix("/metrics")?
                     .parse()
                     .ok()
@@ -670,4 +667,11 @@ impl Drop for TestServer {
             let _ = c.wait();
         }
     }
+}
+
+/// The word after `marker` in a log line (plain, or a JSON event's message): up to the next
+/// quote or white space.
+pub fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    let rest = line.split(marker).nth(1)?;
+    rest.split(|c: char| c == '"' || c.is_whitespace()).next()
 }

@@ -229,6 +229,9 @@ pub fn prepare(
                 ("auditor_role", s("auditor")),
             ]),
         ),
+        // A person at a terminal reads dev mode's log: plain lines (VAULT_LOG_FORMAT=json for
+        // the JSON a deployment writes).
+        ("log", table(vec![("format", s("text"))])),
         // The dev issuer on this server signs the portal in (authorization code + PKCE).
         (
             "portal",

@@ -56,6 +56,20 @@ impl QueuedWriter {
     }
 }
 
+/// Whether the log is JSON (set once logging starts): the server's own messages then go
+/// through it as events instead of plain lines among the JSON ones.
+static JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Records the log's format when logging starts.
+pub fn set_json(json: bool) {
+    let _ = JSON.set(json);
+}
+
+/// Whether the log is JSON (false before logging starts).
+pub fn is_json() -> bool {
+    JSON.get().copied().unwrap_or(false)
+}
+
 /// Flushes the stderr sink if it was started (call before the process exits).
 pub fn flush_stderr() {
     if let Some(w) = STDERR_SINK.get() {

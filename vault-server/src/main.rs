@@ -43,7 +43,20 @@ enum Command {
     },
 }
 
+/// The server's own messages: an event of the JSON log when the log is JSON (one format on
+/// stderr), else a plain line.
 fn say(text: &str) {
+    if vault_server::logsink::is_json() {
+        if text.contains(": error: ") {
+            tracing::error!(target: "vault::server", "{text}");
+        } else if text.contains(": warning: ") {
+            tracing::warn!(target: "vault::server", "{text}");
+        } else {
+            tracing::info!(target: "vault::server", "{text}");
+        }
+        vault_server::logsink::flush_stderr();
+        return;
+    }
     // Log lines queued before this message are written first.
     vault_server::logsink::flush_stderr();
     let _ = writeln!(std::io::stderr(), "{text}");
@@ -117,6 +130,7 @@ fn serve(
     if let Some(b) = banner {
         say(&b.replace("{addr}", &addr.to_string()));
     }
+    server::log_start(&prepared, config);
     say(&format!("vault-server: listening on https://{addr}"));
     let reload_state = prepared.state.clone().into_inner();
     actix_web::rt::System::new().block_on(async {

@@ -362,6 +362,62 @@ async fn audit_refusal(
     }
 }
 
+/// The start-up line: what this server serves (version, policy set, keys, log, the server
+/// certificate's expiry), so an operator reading the log knows what was started.
+pub fn log_start(prepared: &Prepared, config: &Config) {
+    let v = &prepared.state.vault;
+    let expiry = crate::tls::load_certs(&config.tls.cert)
+        .ok()
+        .and_then(|certs| {
+            certs
+                .first()
+                .and_then(|c| crate::x509::not_after(c.as_ref()))
+        })
+        .unwrap_or_default();
+    tracing::info!(
+        target: "vault::server",
+        version = env!("CARGO_PKG_VERSION"),
+        policy = %hex::encode(v.policy().sha256()),
+        kek_version = v.kek_version(),
+        token_kid = %v.token_keys().current_kid(),
+        tree_size = v.audit().size(),
+        citizens = v.citizen_count().unwrap_or(0),
+        server_certificate_not_after = %expiry,
+        "vault-server started"
+    );
+}
+
+/// Who is calling, as far as the connection and headers say before any handler runs (no
+/// token is verified here): `agency` (with its id) or `auditor` by client certificate,
+/// `bearer` with an Authorization header, `page` with a page session cookie, else
+/// `anonymous`. For the log line only; never a citizen id.
+fn caller_of(req: &ServiceRequest) -> (&'static str, String) {
+    match req
+        .conn_data::<crate::tls::PeerCert>()
+        .and_then(|p| p.identity.clone())
+    {
+        Some(crate::x509::CertIdentity::Agency(a)) => ("agency", a),
+        Some(crate::x509::CertIdentity::Auditor(_)) => ("auditor", String::new()),
+        None if req
+            .headers()
+            .contains_key(actix_web::http::header::AUTHORIZATION) =>
+        {
+            ("bearer", String::new())
+        }
+        None if req
+            .headers()
+            .get(actix_web::http::header::COOKIE)
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| {
+                c.contains("__Host-vault-session=") || c.contains("__Host-vault-console=")
+            }) =>
+        {
+            ("page", String::new())
+        }
+        None => ("anonymous", String::new()),
+    }
+}
+
 /// The one middleware: request id, the query-parameter rule, the audit of refusals at the
 /// edge, a log line without paths, queries, tokens or values, metrics by route template,
 /// and security headers.
@@ -375,6 +431,7 @@ async fn observe(
     let route = routes::route_of(&method, req.path());
     let name = route.map_or("unmatched", |r| r.path);
     let state = req.app_data::<State>().cloned();
+    let (caller, agency) = caller_of(&req);
     let refused = route.and_then(|r| routes::check_query(r, req.query_string()).err());
     let res = match refused {
         Some(e) => req.error_response(e),
@@ -389,7 +446,12 @@ async fn observe(
         .response()
         .error()
         .and_then(|e| e.as_error::<ApiError>())
-        .map(ApiError::code);
+        .map(ApiError::code)
+        .or(match status {
+            404 => Some("not_found"),
+            405 => Some("method_not_allowed"),
+            _ => None,
+        });
     let secs = start.elapsed().as_secs_f64();
     if let Some(st) = &state {
         st.metrics.request(&method, name, status, secs);
@@ -401,6 +463,8 @@ async fn observe(
         route = name,
         status,
         code = code.unwrap_or(""),
+        caller,
+        agency = agency.as_str(),
         micros = (secs * 1e6) as u64,
         "request"
     );
@@ -509,6 +573,7 @@ pub fn init_logging(format: &str, level: &str) {
         // actix logs every malformed request line or header at ERROR after answering it 400:
         // client noise that any client could write into the log at will.
         .with_target("actix_http::h1::dispatcher", LevelFilter::OFF);
+    crate::logsink::set_json(format != "text");
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match crate::logsink::QueuedWriter::stderr() {
         Ok(sink) if format == "text" => registry

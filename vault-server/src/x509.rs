@@ -89,6 +89,48 @@ pub fn san_uris(cert_der: &[u8]) -> Option<Vec<String>> {
     Some(uris)
 }
 
+/// A certificate's `notAfter` as RFC 3339 (`2027-12-06T10:00:00Z`): the validity is the
+/// fifth element of the TBS certificate when the version is present, the fourth otherwise.
+pub fn not_after(cert_der: &[u8]) -> Option<String> {
+    let (tag, cert, _) = tlv(cert_der)?;
+    let (tag2, tbs, _) = tlv(cert)?;
+    if tag != SEQUENCE || tag2 != SEQUENCE {
+        return None;
+    }
+    let parts = elements(tbs)?;
+    let skip = usize::from(parts.first()?.0 == 0xa0);
+    let &(tag, validity) = parts.get(skip + 3)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let &(kind, time) = elements(validity)?.get(1)?;
+    let t = std::str::from_utf8(time).ok()?;
+    let digits = t.strip_suffix('Z')?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let full = match (kind, digits.len()) {
+        // UTCTime: YYMMDDHHMMSS, years 50–99 are 19xx (RFC 5280 4.1.2.5.1).
+        (0x17, 12) => {
+            let yy: u32 = digits.get(..2)?.parse().ok()?;
+            format!("{}{digits}", if yy >= 50 { "19" } else { "20" })
+        }
+        // GeneralizedTime: YYYYMMDDHHMMSS.
+        (0x18, 14) => digits.to_owned(),
+        _ => return None,
+    };
+    let d = |a: usize, b: usize| full.get(a..b);
+    Some(format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        d(0, 4)?,
+        d(4, 6)?,
+        d(6, 8)?,
+        d(8, 10)?,
+        d(10, 12)?,
+        d(12, 14)?
+    ))
+}
+
 /// The identity a client certificate names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertIdentity {
@@ -145,6 +187,16 @@ mod tests {
             Some(CertIdentity::Auditor("kt-01".into()))
         );
         assert_eq!(san_uris(&cert(vec![])).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn reads_the_expiry() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 7, 15);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        assert_eq!(not_after(&der).as_deref(), Some("2031-07-15T00:00:00Z"));
+        assert_eq!(not_after(&der[..40]), None);
     }
 
     #[test]

@@ -430,3 +430,68 @@ fn pasted(script: &str, dir: &std::path::Path) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+#[test]
+fn the_json_log_is_json_throughout_and_says_what_started_and_who_called() {
+    let (mut s, people) = TestServer::start(2, &Limits::default());
+    let c = s.client(Some(&s.agency_identity(AGENCY)));
+    let _ = c.get(s.url("/v1/purposes")).send().unwrap();
+    let _ = c.get(s.url("/v1/no-such-route")).send().unwrap();
+    let _ = c.delete(s.url("/v1/purposes")).send().unwrap();
+    let _ = s
+        .client(None)
+        .get(s.url("/v1/me/accesses"))
+        .bearer_auth(s.citizen_token(&people[0].0))
+        .send()
+        .unwrap();
+    assert!(s.stop().unwrap().success());
+    let log = s.log_text();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let started = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "vault-server started")
+        .expect("a start-up event");
+    let f = &started["fields"];
+    assert_eq!(f["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(f["policy"].as_str().unwrap().len(), 64);
+    assert_eq!(f["kek_version"], 1);
+    assert!(f["tree_size"].as_u64().unwrap() > 0);
+    assert!(
+        f["server_certificate_not_after"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'),
+        "{f}"
+    );
+    assert!(events.iter().any(|e| {
+        e["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("vault-server: listening on https://"))
+    }));
+    let requests: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "request")
+        .map(|e| &e["fields"])
+        .collect();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["caller"] == "agency" && r["agency"] == AGENCY && r["status"] == 200)
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["status"] == 404 && r["code"] == "not_found"),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["status"] == 405 && r["code"] == "method_not_allowed"),
+        "{requests:?}"
+    );
+    assert!(requests.iter().any(|r| r["caller"] == "bearer"));
+}
