@@ -7,6 +7,7 @@ mod cases;
 mod codec;
 #[cfg(test)]
 pub(crate) mod conformance;
+pub mod dump;
 mod grant_slots;
 mod grant_state;
 mod group;
@@ -209,6 +210,13 @@ pub trait GrantStore {
     fn grant_id_by_code(&self, code: &str) -> Result<Option<GrantId>, StoreError>;
     /// Every grant concerning a citizen.
     fn grants_of_citizen(&self, citizen: &BlindId) -> Result<Vec<Grant>, StoreError>;
+    /// Every grant, in pages: up to `limit` after the cursor `after` (`None`: from the
+    /// start), and the cursor to go on from (`None`: the end). For a backup.
+    fn grants_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Grant>, Option<String>), StoreError>;
     /// One step of the retention sweep: reads up to `scan` grants in id order after `after`
     /// and deletes those whose `Grant::latest_end_secs` is before `cutoff`, with their
     /// verification code, citizen link and idempotency key; break-glass grants are kept (they

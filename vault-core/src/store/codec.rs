@@ -78,7 +78,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-#[cfg(test)]
+/// Decodes a whole record.
 pub(super) fn decode(bytes: &[u8]) -> Result<SealedRecord, StoreError> {
     decode_fields(bytes, &|_| true)
 }

@@ -483,9 +483,9 @@ impl GrantSlots {
         Ok(GrantId::new(make_id(slot, &random)))
     }
 
-    /// Stores `g` in the slot its id names (made by `reserve`), claiming its verification
-    /// code unless a grant here holds it: then `false` and nothing stored. Not durable until
-    /// `sync`.
+    /// Stores `g` in the slot its id names (made by `reserve`, or past the reserved slots for
+    /// a grant loaded from a backup), claiming its verification code unless a grant here holds
+    /// it: then `false` and nothing stored. Not durable until `sync`.
     pub fn insert(&self, g: &Grant) -> Result<bool, StoreError> {
         let (slot, random) = parse_id(&g.id).ok_or(StoreError::NotFound)?;
         let facts =
@@ -498,6 +498,16 @@ impl GrantSlots {
             let mut t = self.tables_write()?;
             if t.code_slot(&g.verification_code)?.is_some() {
                 return Ok(false);
+            }
+            // A slot past the reserved ones (a grant loaded from a backup, in slot order):
+            // the slots skipped on the way are free.
+            if slot >= t.next {
+                if slot >= MAX_SLOTS {
+                    return Err(StoreError::NotFound);
+                }
+                let skipped = t.next..slot;
+                t.free.extend(skipped);
+                t.next = slot + 1;
             }
             t.add(slot, g)?;
         }
@@ -619,6 +629,16 @@ impl GrantSlots {
         let mut out = self.grants_in(slots)?;
         out.retain(|g| g.citizen == citizen);
         Ok(out)
+    }
+
+    /// The grants in up to `count` slots from `from`, and the slot to go on from (`None`:
+    /// the end): a walk over every grant (a backup).
+    pub fn page(&self, from: u32, count: usize) -> Result<(Vec<Grant>, Option<u32>), StoreError> {
+        let end = self.tables_read()?.next;
+        let stop = from
+            .saturating_add(u32::try_from(count.max(1)).unwrap_or(u32::MAX))
+            .min(end);
+        Ok((self.grants_in(from..stop)?, (stop < end).then_some(stop)))
     }
 
     /// Every break-glass grant here.

@@ -781,6 +781,19 @@ impl GrantStore for SledStore {
         self.slots.of_citizen(&citizen.to_string())
     }
 
+    fn grants_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Grant>, Option<String>), StoreError> {
+        let from = after.and_then(grant_slots::resume_from).unwrap_or(0);
+        let (grants, next) = self.slots.page(from, limit)?;
+        Ok((
+            grants,
+            next.map(|slot| grant_slots::cursor_after(slot.saturating_sub(1))),
+        ))
+    }
+
     fn sweep_grants(
         &self,
         after: Option<&str>,
