@@ -82,6 +82,12 @@ pub trait AuditLog: Send + Sync {
     }
     /// Answers everything queued, syncs the checkpoints and stops accepting appends.
     fn shutdown(&self) {}
+    /// The byte lengths of the log's files that hold exactly the log up to `size` (a
+    /// backup's copy); `None` for a log that is not kept in those files.
+    fn file_lengths(&self, size: u64) -> Result<Option<[u64; 3]>, VaultError> {
+        let _ = size;
+        Ok(None)
+    }
 }
 
 impl AuditLog for SegmentLog {
@@ -135,6 +141,9 @@ impl AuditLog for SegmentLog {
     }
     fn stats(&self) -> Option<&WriterStats> {
         Some(SegmentLog::stats(self))
+    }
+    fn file_lengths(&self, size: u64) -> Result<Option<[u64; 3]>, VaultError> {
+        SegmentLog::file_lengths(self, size).map(Some)
     }
     fn shutdown(&self) {
         SegmentLog::shutdown(self);

@@ -4,6 +4,7 @@
 
 mod anomalies;
 mod audited;
+mod backup;
 #[cfg(test)]
 mod case_tests;
 mod cases;

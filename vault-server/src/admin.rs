@@ -1,5 +1,6 @@
 //! The admin socket (`DATA/admin.sock`, mode 0600): a running server carries out the
-//! `vaultctl` commands that change the vault (`import`, `erase`, `keys …`, `reload`) and
+//! `vaultctl` commands that change the vault (`import`, `erase`, `keys …`, `reload`,
+//! `backup`) and
 //! reports its `status`, with its own open store and audit log, so none of them needs the
 //! server stopped. The protocol is JSON lines: one request line from `vaultctl` (for
 //! `import`, the file it opened rides along as a passed descriptor, so the server reads
@@ -44,6 +45,8 @@ pub enum Request {
     KeysRetireOldTokenKeys { operator: String },
     /// Load the policy set again.
     Reload,
+    /// Write a backup into the passed file.
+    Backup { operator: String },
 }
 
 /// A line from the server.
@@ -327,6 +330,24 @@ fn change(
             Ok(ctl::keys::retired_text(n))
         }
         Request::Reload => reload(state, ctx).map_err(CtlError::from),
+        Request::Backup { operator: op } => {
+            let file = file.ok_or_else(|| {
+                CtlError::from("no file was passed with the backup request".to_owned())
+            })?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
+            let said = ctl::backup::write_backup(
+                vault,
+                &ctx.data,
+                &ctl::policy_dir_of(&ctx.data, ctx.policies.as_deref()),
+                &operator(&op)?,
+                now(),
+                &mut out,
+            )?;
+            drop(out);
+            file.sync_all()
+                .map_err(|e| CtlError::from(format!("the backup file: {e}")))?;
+            Ok(said)
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! reporting. Each command lives in its own module and calls `vault-core` for the real work.
 
 mod audit;
+pub mod backup;
 mod demo;
 pub mod import;
 pub use import::check_jsonl_row;
@@ -95,6 +96,18 @@ enum Command {
     },
     /// Whether a server runs here, the log's size, records, key versions and policy hash.
     Status,
+    /// Write an online, consistent backup (sealed rows, policies, the audit log, a manifest).
+    Backup {
+        /// The backup file (created with mode 0600; replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into an empty directory (`--data`), checking it and the whole log.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Make the running server load its policy set again (as SIGHUP does).
     Reload,
     /// Dev mode helpers (only for a data directory made by `vault-server dev`).
@@ -193,6 +206,8 @@ fn run(cli: Cli) -> CtlResult {
         Command::Init { log_origin } => init(&ctx, &log_origin),
         Command::Import { file, strict } => import::run(&ctx, &file, strict),
         Command::Status => out(&status_text(&ctx.open()?, None)?),
+        Command::Backup { out: path } => backup::backup(&ctx, &path),
+        Command::Restore { from } => backup::restore(&ctx, &from),
         Command::Reload => Err(CtlError(format!(
             "{}: no vault-server runs here, so there is nothing to reload (a server reads the \
              policy set when it starts)",

@@ -495,3 +495,183 @@ fn the_json_log_is_json_throughout_and_says_what_started_and_who_called() {
     );
     assert!(requests.iter().any(|r| r["caller"] == "bearer"));
 }
+
+#[test]
+fn a_backup_under_load_restores_into_a_vault_that_serves_with_every_record_and_entry() {
+    let (mut s, people) = TestServer::start(20, &Limits::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = load(&s, &people[..4], Arc::clone(&stop));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("vault.backup");
+    let said = ok(&s, &["backup", "--out", file.to_str().unwrap()]);
+    assert!(said.contains("backup written: 20 citizens"), "{said}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    stop.store(true, Ordering::Relaxed);
+    assert!(loader.join().unwrap() > 0);
+    assert!(s.stop().unwrap().success(), "{}", s.log_text());
+    let bytes = std::fs::read(&file).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        bytes[..bytes.len() - 1]
+            .rsplit(|b| *b == b'\n')
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let size = manifest["manifest"]["tree_size"].as_u64().unwrap();
+    // No plaintext in the backup: no citizen id, no value.
+    let hay = String::from_utf8_lossy(&bytes);
+    for (id, fields) in &people {
+        assert!(!hay.contains(id.as_str()));
+        assert!(!hay.contains(fields["full_name"].as_str().unwrap()));
+    }
+
+    let restored = work.path().join("restored");
+    let key = s.vault.data().join("keys/root.key");
+    let restore = |from: &std::path::Path, into: &std::path::Path| {
+        std::process::Command::new(vault_tests::binary("vaultctl"))
+            .arg("--data")
+            .arg(into)
+            .arg("--root-key")
+            .arg(&key)
+            .arg("restore")
+            .arg("--from")
+            .arg(from)
+            .env_remove("VAULT_TEST_ROOT_KEY")
+            .output()
+            .unwrap()
+    };
+    // A damaged backup is refused, naming the line, and leaves nothing behind.
+    let mut damaged = bytes.clone();
+    let at = damaged.len() / 2;
+    damaged[at] = if damaged[at] == b'A' { b'B' } else { b'A' };
+    let bad = work.path().join("damaged.backup");
+    std::fs::write(&bad, &damaged).unwrap();
+    let out = restore(&bad, &restored);
+    assert!(!out.status.success());
+    assert!(!restored.exists(), "nothing half-written");
+    let out = restore(&file, &restored);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("audit log of {size} entries verified"))
+            && said.contains("20 citizens"),
+        "{said}"
+    );
+    // Into a directory that is not empty: refused.
+    let out = restore(&file, &restored);
+    assert!(!out.status.success() && text(&out.stderr).contains("not empty"));
+
+    // Every entry up to the manifest's size is the original's, byte for byte.
+    let export = |data: &std::path::Path| {
+        let out = std::process::Command::new(vault_tests::binary("vaultctl"))
+            .arg("--data")
+            .arg(data)
+            .arg("--root-key")
+            .arg(&key)
+            .args(["audit", "export", "--to", &size.to_string()])
+            .env_remove("VAULT_TEST_ROOT_KEY")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        out.stdout
+    };
+    assert_eq!(export(&restored), export(&s.vault.data()));
+    // Every record reads back the same, under the same root key.
+    std::fs::create_dir_all(restored.join("keys")).unwrap();
+    std::fs::copy(&key, restored.join("keys/root.key")).unwrap();
+    {
+        let a = crate::open_vault(&s.vault.data());
+        let b = crate::open_vault(&restored);
+        for (id, _) in &people {
+            let id = vault_core::CitizenId::parse(id).unwrap();
+            assert_eq!(a.record(&id).unwrap().fields, b.record(&id).unwrap().fields);
+        }
+    }
+    // The restored vault serves.
+    let config = std::fs::read_to_string(s.config_path()).unwrap();
+    std::fs::write(
+        s.config_path(),
+        config.replace(
+            &format!("data = \"{}\"", s.vault.data().display()),
+            &format!("data = \"{}\"", restored.display()),
+        ),
+    )
+    .unwrap();
+    s.launch();
+    let c = s.client(Some(&s.agency_identity(AGENCY)));
+    let (st, g) = json_of(
+        c.post(s.url("/v1/grants"))
+            .json(
+                &json!({"citizen_id": people[7].0, "purpose": "driver_licence_renewal",
+                          "dossier_id": "HS-R", "fields": ["full_name"],
+                          "official": {"id": "can-bo-01"}}),
+            )
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 201, "{g}");
+    let (st, r) = json_of(
+        c.get(s.url(&format!(
+            "/v1/citizens/{}/fields?fields=full_name",
+            people[7].0
+        )))
+        .bearer_auth(g["access_token"].as_str().unwrap())
+        .send()
+        .unwrap(),
+    );
+    assert_eq!(
+        (st, &r["fields"]["full_name"]),
+        (200, &people[7].1["full_name"])
+    );
+    assert!(r["audit"]["index"].as_u64().unwrap() > size);
+    assert!(s.stop().unwrap().success());
+}
+
+#[test]
+fn a_backup_without_a_server_restores_and_is_audited() {
+    let v = vault_tests::TestVault::initialized();
+    let file = v.root().join("c.jsonl");
+    crate::demo_file(&v, &file, 30, 4);
+    assert!(v.ctl(&["import", file.to_str().unwrap()]).status.success());
+    let backup = v.root().join("b.backup");
+    let out = v.ctl(&["backup", "--out", backup.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("30 citizens"));
+    // The backup is in the log.
+    let log = text(&v.ctl(&["audit", "export"]).stdout);
+    assert!(
+        log.lines().last().unwrap().contains("\"backup.created\""),
+        "{log}"
+    );
+    let into = v.root().join("copy");
+    let out = std::process::Command::new(vault_tests::binary("vaultctl"))
+        .arg("--data")
+        .arg(&into)
+        .arg("--root-key")
+        .arg(v.data().join("keys/root.key"))
+        .args(["restore", "--from", backup.to_str().unwrap()])
+        .env_remove("VAULT_TEST_ROOT_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Without the root key: refused, nothing written.
+    let out = std::process::Command::new(vault_tests::binary("vaultctl"))
+        .arg("--data")
+        .arg(v.root().join("copy2"))
+        .args(["restore", "--from", backup.to_str().unwrap()])
+        .env_remove("VAULT_TEST_ROOT_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("the root key is never in a backup"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!v.root().join("copy2").exists());
+}

@@ -64,6 +64,8 @@ pub enum Event {
     AuditExported,
     /// A key was rotated.
     KeyRotated,
+    /// A backup was taken (`range_to`: the tree size it holds).
+    BackupCreated,
     /// An identified caller was refused outside the grant and release decisions (another
     /// agency's grant, another citizen's request, a role on the wrong route, an invalid
     /// request): the actor, what they tried (`action`) and the refusal's `code`.
@@ -72,7 +74,7 @@ pub enum Event {
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 23] = [
+    pub const ALL: [Event; 24] = [
         Self::GrantIssued,
         Self::GrantPending,
         Self::GrantDenied,
@@ -95,6 +97,7 @@ impl Event {
         Self::AuditQueried,
         Self::AuditExported,
         Self::KeyRotated,
+        Self::BackupCreated,
         Self::AccessDenied,
     ];
 
@@ -123,6 +126,7 @@ impl Event {
             Self::AuditQueried => "audit.queried",
             Self::AuditExported => "audit.exported",
             Self::KeyRotated => "key.rotated",
+            Self::BackupCreated => "backup.created",
             Self::AccessDenied => "access.denied",
         }
     }
@@ -849,6 +853,22 @@ impl AuditEntry {
         )?
         .set("range_from", json!(from))
         .set("range_to", json!(to))
+        .finish()
+    }
+
+    /// `backup.created`: a backup holding the log up to `tree_size` was written.
+    pub fn backup_created(
+        ctx: &EntryContext,
+        actor: &Actor,
+        tree_size: u64,
+    ) -> Result<Self, VaultError> {
+        Draft::new(
+            ctx,
+            Event::BackupCreated,
+            actor.to_json(None),
+            Outcome::Permit,
+        )?
+        .set("range_to", json!(tree_size))
         .finish()
     }
 

@@ -841,6 +841,43 @@ impl SegmentLog {
         Ok(sizes)
     }
 
+    /// The byte lengths of `entries.log`, `leaves.idx` and `checkpoints.log` that hold
+    /// exactly the log up to `size` and its signed checkpoint: the prefixes a backup copies
+    /// (they never change once written).
+    pub fn file_lengths(&self, size: u64) -> Result<[u64; 3], VaultError> {
+        let st = self.read()?;
+        if size > st.size {
+            return Err(VaultError::AuditNotFound);
+        }
+        let files = &self.inner.files;
+        let entries = match size.checked_sub(1) {
+            None => 0,
+            Some(last) => {
+                let (off, _) = files.leaf_record(last)?;
+                let elen = files
+                    .entries
+                    .size()
+                    .map_err(|e| io_unavailable("entries", &e))?;
+                let body = files
+                    .entry_at(off, elen)?
+                    .ok_or_else(|| corrupt(last, "entry record damaged"))?;
+                off + ENTRY_HEADER + body.len() as u64
+            }
+        };
+        let (off, len) = find_checkpoint(
+            &*files.checkpoints,
+            st.checkpoints.scan_from(size),
+            st.checkpoints.end,
+            size,
+        )?
+        .ok_or_else(|| corrupt(size, "no signed checkpoint for this size"))?;
+        Ok([
+            entries,
+            size * LEAF_RECORD,
+            off + CHECKPOINT_HEADER + u64::from(len),
+        ])
+    }
+
     /// Full verification: re-hashes every entry against its leaf, rebuilds the tree and checks
     /// every checkpoint's signature and root. Names the first bad index.
     pub fn verify_all(&self) -> Result<VerifyReport, VaultError> {

@@ -10,6 +10,14 @@ use crate::admin::{Reply, Request, SOCKET};
 
 use super::{Command, Context, CtlError, CtlResult, KeysCommand, out, progress_bar};
 
+/// A file `vaultctl` opens for the server.
+enum Passed {
+    /// The file to import, and `--strict`.
+    Import(std::path::PathBuf, bool),
+    /// The backup to write.
+    Backup(std::path::PathBuf),
+}
+
 /// Carries `command` out through a running server; `None` when it is not one the server
 /// carries out or no server answers on the data directory's socket.
 pub(super) fn carry_out(ctx: &Context, command: &Command) -> Result<Option<CtlResult>, CtlError> {
@@ -35,7 +43,12 @@ pub(super) fn carry_out(ctx: &Context, command: &Command) -> Result<Option<CtlRe
         },
         Command::Import { file: path, strict } => {
             // Opened here, with the operator's rights; the server reads what was passed.
-            file = Some((path.clone(), *strict));
+            file = Some(Passed::Import(path.clone(), *strict));
+            Request::Status
+        }
+        Command::Backup { out } => {
+            // Created here, with the operator's rights; the server writes into it.
+            file = Some(Passed::Backup(out.clone()));
             Request::Status
         }
         _ => return Ok(None),
@@ -45,7 +58,7 @@ pub(super) fn carry_out(ctx: &Context, command: &Command) -> Result<Option<CtlRe
         return Ok(None);
     };
     let (request, passed) = match file {
-        Some((path, strict)) => {
+        Some(Passed::Import(path, strict)) => {
             let f = std::fs::File::open(&path)
                 .map_err(|e| CtlError(format!("{}: cannot open: {e}", path.display())))?;
             let name = std::path::absolute(&path).unwrap_or(path);
@@ -58,6 +71,12 @@ pub(super) fn carry_out(ctx: &Context, command: &Command) -> Result<Option<CtlRe
                 Some(f),
             )
         }
+        Some(Passed::Backup(path)) => (
+            Request::Backup {
+                operator: operator(),
+            },
+            Some(super::backup::create_backup_file(&path)?),
+        ),
         None => (request, None),
     };
     Ok(Some(talk(&conn, &request, passed.as_ref())))
