@@ -110,6 +110,7 @@ fn every_event(subject: &Pseudonym, fields: &[FieldName]) -> Vec<AuditEntry> {
         ),
         AuditEntry::audit_exported(&c, &Actor::auditor(id("kiem-toan-1")), 0, 100),
         AuditEntry::key_rotated(&c, &Actor::operator(id("vaultctl")), "kek", 2),
+        AuditEntry::backup_created(&c, &Actor::operator(id("vaultctl")), 120),
         AuditEntry::access_denied(
             &c,
             &Actor::agency(id("ubnd-phuong-sai-gon")),
