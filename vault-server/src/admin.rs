@@ -351,8 +351,9 @@ fn change(
     }
 }
 
-/// Loads the policy set again; on success every later entry records its hash. A set that
-/// fails to load is refused and the one in force stays.
+/// Loads the policy set and the CRLs again; on success every later entry records the new
+/// set's hash and every later handshake checks the new CRLs. A set or CRL that fails to load
+/// is refused and what is in force stays.
 pub fn reload(state: &AppState, ctx: &AdminContext) -> Result<String, String> {
     let dir = ctl::policy_dir_of(&ctx.data, ctx.policies.as_deref());
     let before = hex::encode(state.vault.policy().sha256());
@@ -360,16 +361,27 @@ pub fn reload(state: &AppState, ctx: &AdminContext) -> Result<String, String> {
         format!("policy reload refused, the policy set in force ({before}) stays: {e}")
     })?;
     let after = hex::encode(next.sha256());
+    // The CRLs too; a CRL that fails to load refuses the whole reload.
+    let revoked =
+        match state.client_verifier.get() {
+            Some(v) => Some(v.reload().map_err(|e| {
+                format!("reload refused, the policy set and CRLs in force stay: {e}")
+            })?),
+            None => None,
+        };
     state.vault.set_policy(Arc::new(next));
     tracing::info!(target: "vault::admin", policy = %after, "policy set reloaded");
+    let crls = revoked.map_or_else(String::new, |n| {
+        format!("; {n} CRL(s) read again")
+    });
     Ok(if after == before {
         format!(
-            "policy set reloaded from {}: unchanged ({after})\n",
+            "policy set reloaded from {}: unchanged ({after}){crls}\n",
             dir.display()
         )
     } else {
         format!(
-            "policy set reloaded from {}: {before} -> {after}; later entries record the new hash\n",
+            "policy set reloaded from {}: {before} -> {after}; later entries record the new hash{crls}\n",
             dir.display()
         )
     })

@@ -190,15 +190,17 @@ pub fn prepare(
         portal: Some(crate::portal::PortalState::new(config.portal.as_ref())?),
         dev: dev.map(crate::dev::oidc::DevOidc::new),
         self_origin: std::sync::OnceLock::new(),
+        client_verifier: std::sync::OnceLock::new(),
     });
     spawn_jwks_refresh(state.clone(), config.clone());
     spawn_grant_sweeper(state.clone(), l.grant_retention_seconds);
-    let tls = crate::tls::server_config(
+    let (tls, verifier) = crate::tls::server_config(
         &config.tls.cert,
         &config.tls.key,
         &config.tls.client_ca,
         &config.tls.client_crls,
     )?;
+    let _ = state.client_verifier.set(verifier);
     let workers = if config.workers == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {

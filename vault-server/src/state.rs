@@ -46,6 +46,9 @@ pub struct AppState {
     pub portal: Option<crate::portal::PortalState>,
     /// The dev issuer's OpenID endpoints (dev mode only).
     pub dev: Option<crate::dev::oidc::DevOidc>,
+    /// The client-certificate verifier, whose CRLs a reload reads again (set once TLS is
+    /// configured).
+    pub client_verifier: std::sync::OnceLock<Arc<crate::tls::ReloadableClientVerifier>>,
     /// `https://<bound address>`, set once the listener is bound (the portal's token
     /// endpoint may be a path on this server).
     pub self_origin: std::sync::OnceLock<String>,

@@ -11,6 +11,7 @@ use rustls::crypto::{CryptoProvider, ring};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
 /// The cipher suites offered: AEAD only, forward secret only.
@@ -68,14 +69,11 @@ pub fn load_crls(
     Ok(crls)
 }
 
-/// The server's TLS configuration.
-pub fn server_config(
-    cert: &Path,
-    key: &Path,
+/// The client-certificate verifier built from the agency CA and the CRLs.
+fn client_verifier(
     client_ca: &Path,
     crls: &[std::path::PathBuf],
-) -> Result<ServerConfig, String> {
-    let provider = provider();
+) -> Result<(Arc<dyn ClientCertVerifier>, usize), String> {
     let mut roots = RootCertStore::empty();
     for c in load_certs(client_ca).map_err(|e| format!("tls.client_ca: {e}"))? {
         roots
@@ -86,21 +84,124 @@ pub fn server_config(
     for path in crls {
         revoked.extend(load_crls(path).map_err(|e| format!("tls.client_crls: {e}"))?);
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let n = revoked.len();
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .with_crls(revoked)
         .only_check_end_entity_revocation()
         .allow_unauthenticated()
         .build()
         .map_err(|e| format!("client CA {}: {e}", client_ca.display()))?;
-    ServerConfig::builder_with_provider(provider)
+    Ok((verifier, n))
+}
+
+/// The client-certificate verifier whose CRLs are read again on a reload (`vaultctl
+/// reload`, SIGHUP), without a restart: a handshake uses the verifier in force when it
+/// starts. The CA (and so the names hinted to clients) is the one read at start.
+pub struct ReloadableClientVerifier {
+    inner: std::sync::RwLock<Arc<dyn ClientCertVerifier>>,
+    hints: Vec<rustls::DistinguishedName>,
+    client_ca: std::path::PathBuf,
+    crls: Vec<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for ReloadableClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadableClientVerifier")
+            .field("crls", &self.crls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadableClientVerifier {
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        match self.inner.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Reads the CRLs again; how many CRLs are now in force. A CRL that
+    /// fails to load is refused and the ones in force stay.
+    pub fn reload(&self) -> Result<usize, String> {
+        let (next, n) = client_verifier(&self.client_ca, &self.crls)?;
+        match self.inner.write() {
+            Ok(mut g) => *g = next,
+            Err(p) => *p.into_inner() = next,
+        }
+        Ok(n)
+    }
+}
+
+impl ClientCertVerifier for ReloadableClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.current().offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.current().client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.hints
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.current()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
+}
+
+/// The server's TLS configuration, and its client-certificate verifier (to reload CRLs).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    crls: &[std::path::PathBuf],
+) -> Result<(ServerConfig, Arc<ReloadableClientVerifier>), String> {
+    let provider = provider();
+    let (first, _) = client_verifier(client_ca, crls)?;
+    let verifier = Arc::new(ReloadableClientVerifier {
+        hints: first.root_hint_subjects().to_vec(),
+        inner: std::sync::RwLock::new(first),
+        client_ca: client_ca.to_owned(),
+        crls: crls.to_vec(),
+    });
+    let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS versions: {e}"))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::clone(&verifier) as Arc<dyn ClientCertVerifier>)
         .with_single_cert(
             load_certs(cert).map_err(|e| format!("tls.cert: {e}"))?,
             load_key(key).map_err(|e| format!("tls.key: {e}"))?,
         )
-        .map_err(|e| format!("server certificate {}: {e}", cert.display()))
+        .map_err(|e| format!("server certificate {}: {e}", cert.display()))?;
+    // No TLS session resumption: a resumed session would skip the client certificate's
+    // check, so a certificate revoked by a reloaded CRL would keep working.
+    let mut config = config;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok((config, verifier))
 }
 
 /// The verified client certificate of a connection.

@@ -52,6 +52,7 @@ fn main() -> std::process::ExitCode {
             &PathBuf::from(&ca),
             &[],
         )
+        .map(|(config, _)| config)
         .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(&listen)?;
         println!("listening on https://{}", listener.local_addr()?);

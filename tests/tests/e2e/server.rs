@@ -1110,3 +1110,64 @@ fn ended_grants_are_swept_by_the_running_server_after_their_retention() {
         "{v}"
     );
 }
+
+#[test]
+fn a_reload_reads_the_crls_again_and_a_newly_revoked_certificate_is_refused() {
+    let (s, _) = TestServer::start(
+        2,
+        &Limits {
+            revoked: vec![4242],
+            ..Limits::default()
+        },
+    );
+    let san = || vec![uri(&format!("urn:vault:agency:{AGENCY}"))];
+    let (cert, key) = s.ca.issue_serial(san(), 5151);
+    let id = Identity { cert, key };
+    let r = s
+        .client(Some(&id))
+        .get(s.url("/v1/purposes"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // The CA revokes 5151; the server reads its CRLs again on a reload.
+    let crl = s.vault.root().join("pki/ca.crl.pem");
+    std::fs::write(&crl, s.ca.crl(&[4242, 5151])).unwrap();
+    let out = s.vault.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 CRL(s) read again"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        s.client(Some(&id))
+            .get(s.url("/v1/purposes"))
+            .send()
+            .is_err(),
+        "refused at the handshake after the reload"
+    );
+    // A CRL that does not load is refused and the ones in force stay.
+    std::fs::write(&crl, "not a CRL").unwrap();
+    let out = s.vault.ctl(&["reload"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("ca.crl.pem"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        s.client(Some(&id))
+            .get(s.url("/v1/purposes"))
+            .send()
+            .is_err()
+    );
+    let fine = s.client(Some(&s.agency_identity(AGENCY)));
+    assert_eq!(
+        fine.get(s.url("/v1/purposes"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+}

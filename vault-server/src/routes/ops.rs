@@ -101,6 +101,7 @@ mod tests {
             portal: None,
             dev: None,
             self_origin: std::sync::OnceLock::new(),
+            client_verifier: std::sync::OnceLock::new(),
         });
         let app = test::init_service(
             App::new()
