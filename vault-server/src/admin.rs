@@ -371,9 +371,7 @@ pub fn reload(state: &AppState, ctx: &AdminContext) -> Result<String, String> {
         };
     state.vault.set_policy(Arc::new(next));
     tracing::info!(target: "vault::admin", policy = %after, "policy set reloaded");
-    let crls = revoked.map_or_else(String::new, |n| {
-        format!("; {n} CRL(s) read again")
-    });
+    let crls = revoked.map_or_else(String::new, |n| format!("; {n} CRL(s) read again"));
     Ok(if after == before {
         format!(
             "policy set reloaded from {}: unchanged ({after}){crls}\n",
