@@ -509,7 +509,13 @@ pub struct DerivedKeys {
 
 /// Derives the blind-index and audit-pseudonym keys from the root key.
 pub fn derive_keys(root: &RootKey) -> Result<DerivedKeys, VaultError> {
-    let hk = Hkdf::<Sha256>::new(Some(b"cdv.hkdf.salt.v1"), root.expose());
+    derive_keys_from(root.expose())
+}
+
+/// The derived keys from 32 bytes of key material (a root key, or a token vault's wrapped
+/// derivation seed).
+pub fn derive_keys_from(ikm: &[u8; 32]) -> Result<DerivedKeys, VaultError> {
+    let hk = Hkdf::<Sha256>::new(Some(b"cdv.hkdf.salt.v1"), ikm);
     let mut index = Zeroizing::new([0u8; 32]);
     let mut pseudonym = Zeroizing::new([0u8; 32]);
     let mut answers = Zeroizing::new([0u8; 32]);

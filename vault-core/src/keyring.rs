@@ -17,10 +17,59 @@ use crate::id::{BlindId, CitizenId};
 use crate::secret::{DataKey, Kek, PseudonymKey, RootKey};
 use crate::token::{TokenKey, TokenKeys};
 
-/// Where the root key comes from. Files today; PKCS#11, KMS or Shamir shares later.
+/// Where the root comes from: a key file (development), or a hardware token whose key never
+/// leaves it (PKCS#11, in `vault-server`).
 pub trait RootKeySource {
-    /// Loads the root key.
-    fn load(&self) -> Result<RootKey, VaultError>;
+    /// Loads (or connects to) the root.
+    fn load(&self) -> Result<Box<dyn Root>, VaultError>;
+}
+
+/// The root of the key hierarchy: it wraps and unwraps the keyring's KEKs and seeds. A key
+/// in memory (`RootKey`), or one that stays inside a token, which wraps and unwraps for us.
+pub trait Root: Send + Sync {
+    /// Wraps a 32-byte secret bound to `label`.
+    fn wrap_secret(&self, label: &str, secret: &[u8; 32]) -> Result<Vec<u8>, VaultError>;
+    /// Unwraps what `wrap_secret` made for `label`; anything else is `IntegrityFailure` (or
+    /// `WrongRootKey` where the root can tell).
+    fn unwrap_secret(&self, label: &str, wrapped: &[u8])
+    -> Result<Zeroizing<[u8; 32]>, VaultError>;
+    /// Wraps KEK `version`.
+    fn wrap_kek(&self, version: u32, kek: &Kek) -> Result<Vec<u8>, VaultError> {
+        self.wrap_secret(&format!("kek-v{version}"), kek.expose())
+    }
+    /// Unwraps KEK `version`.
+    fn unwrap_kek(&self, version: u32, wrapped: &[u8]) -> Result<Kek, VaultError> {
+        self.unwrap_secret(&format!("kek-v{version}"), wrapped)
+            .map(|k| Kek::from_bytes(*k))
+    }
+    /// The index, pseudonym and answer keys derived from the root itself, where it can (a
+    /// key in memory: vaults made with one derive them so); `None` for a token, whose
+    /// keyring keeps a wrapped derivation seed instead.
+    fn derived_keys(&self) -> Option<Result<DerivedKeys, VaultError>> {
+        None
+    }
+}
+
+impl Root for RootKey {
+    fn wrap_secret(&self, label: &str, secret: &[u8; 32]) -> Result<Vec<u8>, VaultError> {
+        crypto::wrap_secret(self, label, secret)
+    }
+    fn unwrap_secret(
+        &self,
+        label: &str,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+        crypto::unwrap_secret(self, label, wrapped)
+    }
+    fn wrap_kek(&self, version: u32, kek: &Kek) -> Result<Vec<u8>, VaultError> {
+        crypto::wrap_kek(self, version, kek)
+    }
+    fn unwrap_kek(&self, version: u32, wrapped: &[u8]) -> Result<Kek, VaultError> {
+        crypto::unwrap_kek(self, version, wrapped)
+    }
+    fn derived_keys(&self) -> Option<Result<DerivedKeys, VaultError>> {
+        Some(crypto::derive_keys(self))
+    }
 }
 
 /// A root key in a file holding 64 hex digits. Refused if group or others may read it.
@@ -63,7 +112,13 @@ impl FileRootKey {
 }
 
 impl RootKeySource for FileRootKey {
-    fn load(&self) -> Result<RootKey, VaultError> {
+    fn load(&self) -> Result<Box<dyn Root>, VaultError> {
+        self.read().map(|k| Box::new(k) as Box<dyn Root>)
+    }
+}
+
+impl FileRootKey {
+    fn read(&self) -> Result<RootKey, VaultError> {
         let shown = self.0.display().to_string();
         let meta = fs::metadata(&self.0)
             .map_err(|e| VaultError::RootKeyUnavailable(format!("cannot read {shown}: {e}")))?;
@@ -113,8 +168,8 @@ impl InMemoryRootKey {
 }
 
 impl RootKeySource for InMemoryRootKey {
-    fn load(&self) -> Result<RootKey, VaultError> {
-        Ok(RootKey::from_bytes(*self.0))
+    fn load(&self) -> Result<Box<dyn Root>, VaultError> {
+        Ok(Box::new(RootKey::from_bytes(*self.0)))
     }
 }
 
@@ -147,6 +202,10 @@ pub struct KeyringRecord {
     /// Token signing seeds by version, wrapped by the root key (hex). The highest signs; the
     /// others still verify until retired.
     pub token_keys: BTreeMap<u32, String>,
+    /// With a root that cannot derive keys itself (a token): the seed the index, pseudonym
+    /// and answer keys derive from, wrapped by the root (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derivation_seed: Option<String>,
 }
 
 /// The default audit log origin.
@@ -157,20 +216,22 @@ fn token_label(version: u32) -> String {
     format!("token-signing-key-v{version}")
 }
 
-fn new_wrapped_seed(root: &RootKey, label: &str) -> Result<String, VaultError> {
+const DERIVATION_LABEL: &str = "key-derivation-seed";
+
+fn new_wrapped_seed(root: &dyn Root, label: &str) -> Result<String, VaultError> {
     let mut seed = Zeroizing::new([0u8; 32]);
     crypto::random_bytes(seed.as_mut())?;
-    Ok(hex::encode(crypto::wrap_secret(root, label, &seed)?))
+    Ok(hex::encode(root.wrap_secret(label, &seed)?))
 }
 
 fn unwrap_seed(
-    root: &RootKey,
+    root: &dyn Root,
     label: &str,
     hex_text: &str,
 ) -> Result<Zeroizing<[u8; 32]>, VaultError> {
     let wrapped = hex::decode(hex_text)
         .map_err(|_| VaultError::StoreCorrupt("wrapped key is not hex".into()))?;
-    crypto::unwrap_secret(root, label, &wrapped)
+    root.unwrap_secret(label, &wrapped)
 }
 
 /// The opened keyring: plaintext KEKs and derived keys, zeroized on drop.
@@ -196,9 +257,9 @@ impl std::fmt::Debug for Keyring {
 
 impl Keyring {
     /// A new keyring with KEK version 1.
-    pub fn create(root: &RootKey, log_origin: &str) -> Result<(Self, KeyringRecord), VaultError> {
+    pub fn create(root: &dyn Root, log_origin: &str) -> Result<(Self, KeyringRecord), VaultError> {
         let kek = crypto::generate_kek()?;
-        let wrapped = crypto::wrap_kek(root, 1, &kek)?;
+        let wrapped = root.wrap_kek(1, &kek)?;
         let mut seed = Zeroizing::new([0u8; 32]);
         crypto::random_bytes(seed.as_mut())?;
         let record = KeyringRecord {
@@ -207,20 +268,24 @@ impl Keyring {
             keks: BTreeMap::from([(1, hex::encode(wrapped))]),
             rotating_from: None,
             log_origin: log_origin.to_owned(),
-            audit_key: hex::encode(crypto::wrap_secret(root, AUDIT_KEY_LABEL, &seed)?),
+            audit_key: hex::encode(root.wrap_secret(AUDIT_KEY_LABEL, &seed)?),
             token_keys: BTreeMap::from([(1, new_wrapped_seed(root, &token_label(1))?)]),
+            derivation_seed: match root.derived_keys() {
+                Some(_) => None,
+                None => Some(new_wrapped_seed(root, DERIVATION_LABEL)?),
+            },
         };
         Ok((Self::open(root, &record)?, record))
     }
 
     /// Opens a stored keyring. A root key that does not unwrap every KEK is `WrongRootKey`,
     /// and nothing is returned half-opened.
-    pub fn open(root: &RootKey, record: &KeyringRecord) -> Result<Self, VaultError> {
+    pub fn open(root: &dyn Root, record: &KeyringRecord) -> Result<Self, VaultError> {
         let mut keks = BTreeMap::new();
         for (&version, wrapped_hex) in &record.keks {
             let wrapped = hex::decode(wrapped_hex)
                 .map_err(|_| VaultError::StoreCorrupt("keyring entry is not hex".into()))?;
-            keks.insert(version, crypto::unwrap_kek(root, version, &wrapped)?);
+            keks.insert(version, root.unwrap_kek(version, &wrapped)?);
         }
         if !keks.contains_key(&record.current) {
             return Err(VaultError::StoreCorrupt(
@@ -229,7 +294,7 @@ impl Keyring {
         }
         let wrapped_seed = hex::decode(&record.audit_key)
             .map_err(|_| VaultError::StoreCorrupt("audit key is not hex".into()))?;
-        let seed = crypto::unwrap_secret(root, AUDIT_KEY_LABEL, &wrapped_seed)?;
+        let seed = root.unwrap_secret(AUDIT_KEY_LABEL, &wrapped_seed)?;
         let audit_signer = LogSigner::from_seed(&record.log_origin, &seed)
             .map_err(|e| VaultError::StoreCorrupt(format!("audit key: {e}")))?;
         let (&token_current, current_hex) = record
@@ -246,7 +311,17 @@ impl Keyring {
             keks,
             current: record.current,
             min_decryption: record.min_decryption_version,
-            derived: crypto::derive_keys(root)?,
+            derived: match (root.derived_keys(), &record.derivation_seed) {
+                (_, Some(seed)) => {
+                    crypto::derive_keys_from(&*unwrap_seed(root, DERIVATION_LABEL, seed)?)?
+                }
+                (Some(keys), None) => keys?,
+                (None, None) => {
+                    return Err(VaultError::StoreCorrupt(
+                        "keyring has no derivation seed for a root that cannot derive keys".into(),
+                    ));
+                }
+            },
             audit_signer,
             token_seed,
             token_older,
@@ -255,7 +330,7 @@ impl Keyring {
 
     /// Adds KEK version `current + 1`, makes it current and marks the rotation in progress.
     pub fn begin_rotation(
-        root: &RootKey,
+        root: &dyn Root,
         record: &KeyringRecord,
     ) -> Result<KeyringRecord, VaultError> {
         if record.rotating_from.is_some() {
@@ -268,7 +343,7 @@ impl Keyring {
         let kek = crypto::generate_kek()?;
         let mut rec = record.clone();
         rec.keks
-            .insert(next, hex::encode(crypto::wrap_kek(root, next, &kek)?));
+            .insert(next, hex::encode(root.wrap_kek(next, &kek)?));
         rec.rotating_from = Some(record.current);
         rec.current = next;
         Ok(rec)
@@ -324,7 +399,7 @@ impl Keyring {
 
     /// Adds a new token signing key; the previous ones keep verifying until retired.
     pub fn rotate_token_key(
-        root: &RootKey,
+        root: &dyn Root,
         record: &KeyringRecord,
     ) -> Result<KeyringRecord, VaultError> {
         let next = record.token_keys.keys().last().copied().unwrap_or(0) + 1;
@@ -382,8 +457,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("root.key");
         let src = FileRootKey::generate(&p).unwrap();
-        let k1 = src.load().unwrap();
-        let k2 = src.load().unwrap();
+        let k1 = src.read().unwrap();
+        let k2 = src.read().unwrap();
         assert_eq!(k1.expose(), k2.expose());
         assert!(FileRootKey::generate(&p).is_err(), "never overwrites");
     }
@@ -396,7 +471,7 @@ mod tests {
         let p = dir.path().join("root.key");
         FileRootKey::generate(&p).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-        let err = FileRootKey::new(&p).load().unwrap_err();
+        let err = FileRootKey::new(&p).read().unwrap_err();
         assert_eq!(err.code(), "root_key_insecure");
         let msg = err.to_string();
         assert!(msg.contains("644") && msg.contains("0600"), "{msg}");
@@ -413,7 +488,7 @@ mod tests {
             fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         }
         assert_eq!(
-            FileRootKey::new(&p).load().unwrap_err().code(),
+            FileRootKey::new(&p).read().unwrap_err().code(),
             "root_key_unavailable"
         );
     }
@@ -473,5 +548,50 @@ mod tests {
             ring3.unwrap_dek(&blind, 1, &w2).unwrap().expose(),
             dek.expose()
         );
+    }
+
+    /// A root like a token's: it wraps and unwraps but cannot derive keys.
+    struct TokenLike(RootKey);
+
+    impl Root for TokenLike {
+        fn wrap_secret(&self, label: &str, secret: &[u8; 32]) -> Result<Vec<u8>, VaultError> {
+            crypto::wrap_secret(&self.0, label, secret)
+        }
+        fn unwrap_secret(
+            &self,
+            label: &str,
+            wrapped: &[u8],
+        ) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+            crypto::unwrap_secret(&self.0, label, wrapped)
+        }
+    }
+
+    #[test]
+    fn a_root_that_cannot_derive_keys_keeps_a_wrapped_derivation_seed() {
+        let id = CitizenId::parse("079090001111").unwrap();
+        let root = TokenLike(RootKey::from_bytes([9; 32]));
+        let (ring, rec) = Keyring::create(&root, DEFAULT_LOG_ORIGIN).unwrap();
+        assert!(rec.derivation_seed.is_some());
+        let again = Keyring::open(&root, &rec).unwrap();
+        assert_eq!(ring.blind(&id), again.blind(&id));
+        assert!(Keyring::open(&TokenLike(RootKey::from_bytes([8; 32])), &rec).is_err());
+        let rotated = Keyring::begin_rotation(&root, &rec).unwrap();
+        let ring2 = Keyring::open(&root, &rotated).unwrap();
+        assert_eq!(
+            ring2.blind(&id),
+            ring.blind(&id),
+            "rotation keeps the blind index"
+        );
+        // A root key in memory derives its keys itself, as vaults made before do: no seed,
+        // and the stored record is unchanged.
+        let (soft, soft_rec) =
+            Keyring::create(&RootKey::from_bytes([9; 32]), DEFAULT_LOG_ORIGIN).unwrap();
+        assert!(soft_rec.derivation_seed.is_none());
+        assert!(
+            !serde_json::to_string(&soft_rec)
+                .unwrap()
+                .contains("derivation_seed")
+        );
+        assert_ne!(soft.blind(&id), ring.blind(&id));
     }
 }

@@ -265,7 +265,7 @@ impl<S: VaultStore> Vault<S> {
             return Err(VaultError::VaultExists);
         }
         let root = root.load()?;
-        let (keyring, record) = Keyring::create(&root, log_origin)?;
+        let (keyring, record) = Keyring::create(&*root, log_origin)?;
         let audit = audit.open(keyring.audit_signer().clone_signer()?)?;
         store.put_keyring(&record)?;
         Self::assemble(store, keyring, policy, audit)
@@ -280,7 +280,7 @@ impl<S: VaultStore> Vault<S> {
         audit: &dyn AuditOpener,
     ) -> Result<Self, VaultError> {
         let record = store.keyring()?.ok_or(VaultError::VaultNotInitialized)?;
-        let keyring = Keyring::open(&root.load()?, &record)?;
+        let keyring = Keyring::open(&*root.load()?, &record)?;
         let audit = audit.open(keyring.audit_signer().clone_signer()?)?;
         Self::assemble(store, keyring, policy, audit)
     }
@@ -787,7 +787,7 @@ impl<S: VaultStore> Vault<S> {
             .store
             .keyring()?
             .ok_or(VaultError::VaultNotInitialized)?;
-        let next = Keyring::rotate_token_key(&root, &record)?;
+        let next = Keyring::rotate_token_key(&*root, &record)?;
         let version = next.token_keys.keys().last().copied().unwrap_or(1);
         self.audit.append(vec![AuditEntry::key_rotated(
             &self.entry_context(now),
@@ -796,7 +796,7 @@ impl<S: VaultStore> Vault<S> {
             version,
         )?])?;
         self.store.put_keyring(&next)?;
-        self.reload_keys(&root, &next)?;
+        self.reload_keys(&*root, &next)?;
         Ok(version)
     }
 
@@ -823,13 +823,13 @@ impl<S: VaultStore> Vault<S> {
             newest,
         )?])?;
         self.store.put_keyring(&next)?;
-        self.reload_keys(&root, &next)?;
+        self.reload_keys(&*root, &next)?;
         Ok(retired)
     }
 
     fn reload_keys(
         &self,
-        root: &crate::secret::RootKey,
+        root: &dyn crate::keyring::Root,
         record: &crate::keyring::KeyringRecord,
     ) -> Result<(), VaultError> {
         let keyring = Arc::new(Keyring::open(root, record)?);
@@ -858,7 +858,7 @@ impl<S: VaultStore> Vault<S> {
             .ok_or(VaultError::VaultNotInitialized)?;
         let resumed = record.rotating_from.is_some();
         if !resumed {
-            record = Keyring::begin_rotation(&root, &record)?;
+            record = Keyring::begin_rotation(&*root, &record)?;
             self.store.put_keyring(&record)?;
         }
         // Under the write lock: a writer seals and stores under it, so every record stored
@@ -867,7 +867,7 @@ impl<S: VaultStore> Vault<S> {
         // stale copy while a writer changes it).
         {
             let _serial = self.lock_writes()?;
-            self.keyring.set(Arc::new(Keyring::open(&root, &record)?));
+            self.keyring.set(Arc::new(Keyring::open(&*root, &record)?));
         }
         let from = record.rotating_from.unwrap_or(record.current);
         let to = record.current;
@@ -911,7 +911,7 @@ impl<S: VaultStore> Vault<S> {
         self.audit.append(vec![entry])?;
         let done = Keyring::finish_rotation(&record);
         self.store.put_keyring(&done)?;
-        self.keyring.set(Arc::new(Keyring::open(&root, &done)?));
+        self.keyring.set(Arc::new(Keyring::open(&*root, &done)?));
         Ok(RotationReport {
             from,
             to,

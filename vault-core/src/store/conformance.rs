@@ -186,6 +186,7 @@ pub(crate) fn meta_keeps_the_keyring_checkpoints_and_mark<S: VaultStore>(open: &
         log_origin: "vault.example/log".into(),
         audit_key: "bb".repeat(40),
         token_keys: BTreeMap::from([(1, "cc".repeat(40))]),
+        derivation_seed: None,
     };
     s.put_keyring(&ring).unwrap();
     assert_eq!(s.keyring().unwrap().as_ref(), Some(&ring));
