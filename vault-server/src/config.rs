@@ -375,6 +375,8 @@ const KEYS: &[(&str, Kind)] = &[
 /// Environment variables that belong to other tools, not to this file.
 const OTHER_VARS: &[&str] = &[
     "VAULT_POLICIES",
+    "VAULT_PKCS11_PIN",
+    "VAULT_PKCS11_MODULE",
     "VAULT_TEST_ROOT_KEY",
     "VAULT_CONFIG",
     crate::clock::TEST_CLOCK_VAR,

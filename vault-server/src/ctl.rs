@@ -21,6 +21,7 @@ use vault_core::keyring::{FileRootKey, InMemoryRootKey, RootKeySource};
 use vault_core::policy::PolicySet;
 use vault_core::store::SledStore;
 use vault_core::{CitizenId, Clock as _, Vault, VaultError};
+use zeroize::Zeroizing;
 
 /// Citizen Data Vault operator tool.
 #[derive(Debug, Parser)]
@@ -34,9 +35,25 @@ pub struct Cli {
         default_value = "./vault-data"
     )]
     data: PathBuf,
-    /// Root key file (default: DATA/keys/root.key).
+    /// Root key: a file (default: DATA/keys/root.key), or a PKCS#11 URI
+    /// (`pkcs11:token=…;object=…?module-path=…`) whose key never leaves the token.
     #[arg(long, global = true)]
     root_key: Option<PathBuf>,
+    /// A file holding the PKCS#11 token's user PIN (else VAULT_PKCS11_PIN).
+    #[arg(long, global = true)]
+    pin_file: Option<PathBuf>,
+    /// The token's user PIN (from the environment only: a command line is visible to others).
+    #[arg(
+        long = "pkcs11-pin",
+        global = true,
+        env = "VAULT_PKCS11_PIN",
+        hide = true,
+        hide_env_values = true
+    )]
+    pkcs11_pin: Option<String>,
+    /// The PKCS#11 module, when the URI names none.
+    #[arg(long, global = true, env = "VAULT_PKCS11_MODULE")]
+    pkcs11_module: Option<PathBuf>,
     /// Policy directory (fields, purposes, agencies). Default: the copy `init` keeps in
     /// DATA/policies, else ./policies.
     #[arg(long, global = true, env = "VAULT_POLICIES")]
@@ -193,6 +210,16 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> CtlResult {
+    let pin = match (&cli.pin_file, cli.pkcs11_pin) {
+        (Some(f), _) => Some(Zeroizing::new(
+            std::fs::read_to_string(f)
+                .map_err(|e| CtlError(format!("--pin-file {}: {e}", f.display())))?
+                .trim_end()
+                .to_owned(),
+        )),
+        (None, p) => p.map(Zeroizing::new),
+    };
+    set_pkcs11(cli.pkcs11_module, pin);
     let ctx = Context {
         data: cli.data,
         root_key: cli.root_key,
@@ -370,6 +397,30 @@ impl Context {
     }
 
     fn root_key_source(&self) -> Box<dyn RootKeySource> {
+        self.root_key_source_creating(false)
+    }
+
+    /// The root key source; `create`: a PKCS#11 key object missing from the token is made
+    /// (`init` only).
+    fn root_key_source_creating(&self, create: bool) -> Box<dyn RootKeySource> {
+        if let Some(uri) = self
+            .root_key
+            .as_deref()
+            .and_then(Path::to_str)
+            .filter(|s| crate::pkcs11::Pkcs11Uri::is_uri(s))
+        {
+            let settings = PKCS11.get().cloned().unwrap_or_default();
+            let Some(pin) = settings.pin else {
+                return Box::new(Unavailable(
+                    "a PKCS#11 root key needs the token's PIN: VAULT_PKCS11_PIN or --pin-file"
+                        .into(),
+                ));
+            };
+            return match crate::pkcs11::Pkcs11RootSource::new(uri, settings.module, pin, create) {
+                Ok(src) => Box::new(src),
+                Err(e) => Box::new(Unavailable(format!("--root-key: {e}"))),
+            };
+        }
         if let Some(src) = test_root_key() {
             return Box::new(src);
         }
@@ -410,6 +461,30 @@ impl Context {
             policy,
             &audit,
         )?)
+    }
+}
+
+/// How a PKCS#11 root is reached: the module (when the URI names none) and the user PIN.
+#[derive(Clone, Default)]
+struct Pkcs11Settings {
+    module: Option<PathBuf>,
+    pin: Option<Zeroizing<String>>,
+}
+
+static PKCS11: std::sync::OnceLock<Pkcs11Settings> = std::sync::OnceLock::new();
+
+/// Sets the PKCS#11 module and PIN for this process (`vaultctl` from its options, the
+/// server from `VAULT_PKCS11_MODULE` and `VAULT_PKCS11_PIN`); the first call wins.
+pub fn set_pkcs11(module: Option<PathBuf>, pin: Option<Zeroizing<String>>) {
+    let _ = PKCS11.set(Pkcs11Settings { module, pin });
+}
+
+/// A root key source that cannot work, and says why when asked.
+struct Unavailable(String);
+
+impl RootKeySource for Unavailable {
+    fn load(&self) -> Result<Box<dyn vault_core::keyring::Root>, VaultError> {
+        Err(VaultError::RootKeyUnavailable(self.0.clone()))
     }
 }
 
@@ -471,8 +546,8 @@ fn init(ctx: &Context, log_origin: &str) -> CtlResult {
         create_private_dir(&ctx.data.join("keys"))?;
         FileRootKey::generate(&key_path)?;
     } else {
-        // Check the given key before anything is created.
-        ctx.root_key_source().load()?;
+        // Check the given key before anything is created (a token's key object is made).
+        ctx.root_key_source_creating(true).load()?;
     }
     if ctx.audit_dir().exists() {
         return Err(CtlError(format!(
@@ -501,6 +576,14 @@ fn init(ctx: &Context, log_origin: &str) -> CtlResult {
         vault.audit().verifier(),
         key_path.display()
     );
+    if ctx
+        .root_key
+        .as_deref()
+        .and_then(Path::to_str)
+        .is_some_and(crate::pkcs11::Pkcs11Uri::is_uri)
+    {
+        msg.push_str("  the root key is a key object of the token: it never leaves it\n");
+    }
     if generated {
         msg.push_str(
             "  the root key was written with mode 0600 next to the data for development; \

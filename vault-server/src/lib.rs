@@ -15,6 +15,7 @@ pub mod memory;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;
+pub mod pkcs11;
 pub mod portal;
 pub mod problem;
 pub mod routes;

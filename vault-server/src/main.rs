@@ -167,6 +167,13 @@ fn serve(
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    // A PKCS#11 root key's module and PIN come from the environment, never the config file.
+    let env = environment();
+    vault_server::ctl::set_pkcs11(
+        env.get("VAULT_PKCS11_MODULE").map(PathBuf::from),
+        env.get("VAULT_PKCS11_PIN")
+            .map(|p| zeroize::Zeroizing::new(p.clone())),
+    );
     match cli.command {
         Command::Serve { config } => {
             serve(&Config::load(&config, &environment())?, None, None, &|_| {

@@ -14,6 +14,7 @@ mod crash;
 mod deploy;
 mod faults;
 mod fuzz;
+mod hsm;
 mod import;
 mod ops;
 mod plaintext;
