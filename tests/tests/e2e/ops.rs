@@ -120,19 +120,6 @@ fn read_only_audit_commands_work_beside_a_running_server_under_load() {
     assert!(all.starts_with("audit log verified:"), "{all}");
 }
 
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_tree(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
-
 fn status_line(s: &TestServer, key: &str) -> String {
     ok(s, &["status"])
         .lines()
@@ -144,7 +131,7 @@ fn status_line(s: &TestServer, key: &str) -> String {
 #[test]
 fn changing_commands_are_carried_out_by_the_running_server_under_load() {
     let policies = tempfile::tempdir().unwrap();
-    copy_tree(&vault_tests::policies_dir(), policies.path());
+    vault_tests::bench::copy_dir(&vault_tests::policies_dir(), policies.path()).unwrap();
     let limits = Limits {
         policies: Some(policies.path().to_owned()),
         ..Limits::default()

@@ -10,76 +10,64 @@ use crate::admin::{Reply, Request, SOCKET};
 
 use super::{Command, Context, CtlError, CtlResult, KeysCommand, out, progress_bar};
 
-/// A file `vaultctl` opens for the server.
-enum Passed {
-    /// The file to import, and `--strict`.
-    Import(std::path::PathBuf, bool),
-    /// The backup to write.
-    Backup(std::path::PathBuf),
-}
-
 /// Carries `command` out through a running server; `None` when it is not one the server
 /// carries out or no server answers on the data directory's socket.
 pub(super) fn carry_out(ctx: &Context, command: &Command) -> Result<Option<CtlResult>, CtlError> {
-    let operator = || ctx.operator.clone();
-    let mut file = None;
-    let request = match command {
-        Command::Status => Request::Status,
-        Command::Reload => Request::Reload,
-        Command::Erase { citizen } => Request::Erase {
-            citizen: citizen.clone(),
-            operator: operator(),
-        },
-        Command::Keys { command } => match command {
-            KeysCommand::Rotate => Request::KeysRotate {
-                operator: operator(),
-            },
-            KeysCommand::RotateToken => Request::KeysRotateToken {
-                operator: operator(),
-            },
-            KeysCommand::RetireOldTokenKeys => Request::KeysRetireOldTokenKeys {
-                operator: operator(),
-            },
-        },
-        Command::Import { file: path, strict } => {
-            // Opened here, with the operator's rights; the server reads what was passed.
-            file = Some(Passed::Import(path.clone(), *strict));
-            Request::Status
-        }
-        Command::Backup { out } => {
-            // Created here, with the operator's rights; the server writes into it.
-            file = Some(Passed::Backup(out.clone()));
-            Request::Status
-        }
-        _ => return Ok(None),
-    };
-    let socket = ctx.data.join(SOCKET);
-    let Ok(conn) = UnixStream::connect(&socket) else {
+    let served = matches!(
+        command,
+        Command::Status
+            | Command::Reload
+            | Command::Erase { .. }
+            | Command::Keys { .. }
+            | Command::Import { .. }
+            | Command::Backup { .. }
+    );
+    if !served {
+        return Ok(None);
+    }
+    let Ok(conn) = UnixStream::connect(ctx.data.join(SOCKET)) else {
         return Ok(None);
     };
-    let (request, passed) = match file {
-        Some(Passed::Import(path, strict)) => {
-            let f = std::fs::File::open(&path)
+    let operator = ctx.operator.clone();
+    let (request, file) = match command {
+        Command::Reload => (Request::Reload, None),
+        Command::Erase { citizen } => (
+            Request::Erase {
+                citizen: citizen.clone(),
+                operator,
+            },
+            None,
+        ),
+        Command::Keys { command } => (
+            match command {
+                KeysCommand::Rotate => Request::KeysRotate { operator },
+                KeysCommand::RotateToken => Request::KeysRotateToken { operator },
+                KeysCommand::RetireOldTokenKeys => Request::KeysRetireOldTokenKeys { operator },
+            },
+            None,
+        ),
+        // Opened here, with the operator's rights; the server reads what was passed.
+        Command::Import { file: path, strict } => {
+            let f = std::fs::File::open(path)
                 .map_err(|e| CtlError(format!("{}: cannot open: {e}", path.display())))?;
-            let name = std::path::absolute(&path).unwrap_or(path);
+            let name = std::path::absolute(path).unwrap_or_else(|_| path.clone());
             (
                 Request::Import {
                     name,
-                    strict,
-                    operator: operator(),
+                    strict: *strict,
+                    operator,
                 },
                 Some(f),
             )
         }
-        Some(Passed::Backup(path)) => (
-            Request::Backup {
-                operator: operator(),
-            },
-            Some(super::backup::create_backup_file(&path)?),
+        // Created here, with the operator's rights; the server writes into it.
+        Command::Backup { out } => (
+            Request::Backup { operator },
+            Some(super::backup::create_backup_file(out)?),
         ),
-        None => (request, None),
+        _ => (Request::Status, None),
     };
-    Ok(Some(talk(&conn, &request, passed.as_ref())))
+    Ok(Some(talk(&conn, &request, file.as_ref())))
 }
 
 fn talk(conn: &UnixStream, request: &Request, file: Option<&std::fs::File>) -> CtlResult {
