@@ -13,6 +13,8 @@ pub mod grant;
 pub mod id;
 pub mod keyring;
 pub mod policy;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod secret;
 pub mod store;
 pub mod token;

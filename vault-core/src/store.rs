@@ -3,13 +3,13 @@
 //! Implementations are named by backend (`SledStore`) and pass `conformance`; callers never
 //! see the engine. Nothing stored here is plaintext.
 
-mod cases;
-mod codec;
+pub(crate) mod cases;
+pub(crate) mod codec;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod dump;
 mod grant_slots;
-mod grant_state;
+pub(crate) mod grant_state;
 mod group;
 mod records;
 mod sled_store;
@@ -93,7 +93,7 @@ impl EncodedRecord {
     }
 
     /// The encoded bytes.
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
 }
@@ -267,6 +267,43 @@ pub enum RememberedAnswer {
     Sealed(Vec<u8>),
 }
 
+const REMEMBERED_GRANT: u8 = 1;
+const REMEMBERED_SEALED: u8 = 2;
+
+/// A `Remembered` as stored: kind, request hash, time (ms, big-endian), then the grant id or
+/// the sealed answer.
+pub(crate) fn encode_remembered(r: &Remembered) -> Vec<u8> {
+    let (kind, rest): (u8, &[u8]) = match &r.answer {
+        RememberedAnswer::Grant(id) => (REMEMBERED_GRANT, id.as_bytes()),
+        RememberedAnswer::Sealed(bytes) => (REMEMBERED_SEALED, bytes),
+    };
+    let mut out = Vec::with_capacity(41 + rest.len());
+    out.push(kind);
+    out.extend_from_slice(&r.request_hash);
+    out.extend_from_slice(&r.created.as_millis().to_be_bytes());
+    out.extend_from_slice(rest);
+    out
+}
+
+pub(crate) fn decode_remembered(v: &[u8]) -> Result<Remembered, StoreError> {
+    let bad = || StoreError::Corrupt("idempotency record unreadable".into());
+    let (&kind, rest) = v.split_first().ok_or_else(bad)?;
+    let (hash, rest) = rest.split_first_chunk::<32>().ok_or_else(bad)?;
+    let (ms, rest) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+    let answer = match kind {
+        REMEMBERED_GRANT => RememberedAnswer::Grant(GrantId::new(
+            String::from_utf8(rest.to_vec()).map_err(|_| bad())?,
+        )),
+        REMEMBERED_SEALED => RememberedAnswer::Sealed(rest.to_vec()),
+        _ => return Err(bad()),
+    };
+    Ok(Remembered {
+        request_hash: *hash,
+        created: Timestamp::from_millis(i64::from_be_bytes(*ms)),
+        answer,
+    })
+}
+
 /// Idempotency keys and what they answered.
 pub trait IdempotencyStore {
     /// What the key named `name` answered.
@@ -321,6 +358,12 @@ pub trait MetaStore {
     /// Records `released_through`. Durable after `flush` (together with every use spent
     /// before it).
     fn set_released_through(&self, size: u64) -> Result<(), StoreError>;
+    /// Whether `update_grant_state` is durable on return (a database commit). Then a spent
+    /// use needs no replay from the audit log after a crash, and no mark is kept: with
+    /// several nodes, a replay would count again uses that another node committed.
+    fn uses_durable_at_once(&self) -> bool {
+        false
+    }
 }
 
 /// A stored grant for the store's unit tests: active, one use, token valid for the 300

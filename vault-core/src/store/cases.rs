@@ -41,7 +41,7 @@ impl std::fmt::Debug for CaseRow {
     }
 }
 
-pub(super) fn kind_tag(kind: CaseKind) -> u8 {
+pub(crate) fn kind_tag(kind: CaseKind) -> u8 {
     match kind {
         CaseKind::Complaint => b'c',
         CaseKind::Correction => b'f',
@@ -55,7 +55,7 @@ fn kind_of_tag(tag: u8) -> Option<CaseKind> {
 }
 
 /// `kind tag || id`: the key of a case.
-pub(super) fn case_key(kind: CaseKind, id: &str) -> Vec<u8> {
+pub(crate) fn case_key(kind: CaseKind, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());
     k.push(kind_tag(kind));
     k.extend_from_slice(id.as_bytes());
@@ -63,7 +63,7 @@ pub(super) fn case_key(kind: CaseKind, id: &str) -> Vec<u8> {
 }
 
 /// `blind id || kind tag || id`: a citizen's index row of a case.
-pub(super) fn citizen_key(citizen: &BlindId, kind: CaseKind, id: &str) -> Vec<u8> {
+pub(crate) fn citizen_key(citizen: &BlindId, kind: CaseKind, id: &str) -> Vec<u8> {
     let mut k = citizen.as_bytes().to_vec();
     k.extend_from_slice(&case_key(kind, id));
     k
@@ -71,7 +71,7 @@ pub(super) fn citizen_key(citizen: &BlindId, kind: CaseKind, id: &str) -> Vec<u8
 
 /// Encodes a row: version, kind, open, created, blind id, topic and id (each length-prefixed),
 /// then the sealed body.
-pub(super) fn encode(row: &CaseRow) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode(row: &CaseRow) -> Result<Vec<u8>, StoreError> {
     let too_long = || StoreError::Corrupt("case id or topic too long".into());
     let id_len = u16::try_from(row.id.len()).map_err(|_| too_long())?;
     let topic_len = u16::try_from(row.topic.len()).map_err(|_| too_long())?;
@@ -90,7 +90,7 @@ pub(super) fn encode(row: &CaseRow) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Decodes `encode`'s bytes.
-pub(super) fn decode(bytes: &[u8]) -> Result<CaseRow, StoreError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<CaseRow, StoreError> {
     let bad = || StoreError::Corrupt("case row unreadable".into());
     let mut r = Reader(bytes);
     if r.take(1)? != [ROW_V1] {

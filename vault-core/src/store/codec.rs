@@ -9,7 +9,7 @@ use crate::id::FieldName;
 
 const RECORD_FORMAT: u8 = 1;
 
-pub(super) fn encode(r: &SealedRecord) -> Vec<u8> {
+pub(crate) fn encode(r: &SealedRecord) -> Vec<u8> {
     let size = 1
         + 4
         + 8
@@ -79,13 +79,13 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes a whole record.
-pub(super) fn decode(bytes: &[u8]) -> Result<SealedRecord, StoreError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<SealedRecord, StoreError> {
     decode_fields(bytes, &|_| true)
 }
 
 /// Decodes a record keeping only the fields `keep` accepts; the others are bounds-checked
 /// and skipped without a copy (the whole encoding is still checked).
-pub(super) fn decode_fields(
+pub(crate) fn decode_fields(
     bytes: &[u8],
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<SealedRecord, StoreError> {

@@ -49,13 +49,13 @@ fn status_of(b: u8) -> Option<GrantStatus> {
 }
 
 /// The state record of `g`.
-pub(super) fn encode(g: &Grant) -> Vec<u8> {
+pub(crate) fn encode(g: &Grant) -> Vec<u8> {
     encode_state(&GrantState::of(g))
 }
 
 /// Format, status, flags, uses, max_uses, binding, then the present optional
 /// values (iat, exp, ended, consent deadline, unit with a 2-byte length, review to the end).
-pub(super) fn encode_state(st: &GrantState) -> Vec<u8> {
+pub(crate) fn encode_state(st: &GrantState) -> Vec<u8> {
     let mut flags = 0;
     let mut tail = Vec::with_capacity(48);
     if st.token_pending_delivery {
@@ -170,7 +170,7 @@ fn decode(bytes: &[u8]) -> Result<GrantState, StoreError> {
 
 /// Runs a grant change and returns the state record to store. A change may touch only the
 /// state (the rest of a grant is written once); debug builds check it.
-pub(super) fn change_state(
+pub(crate) fn change_state(
     g: &mut Grant,
     change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
 ) -> Result<Vec<u8>, StoreError> {
@@ -188,7 +188,7 @@ pub(super) fn change_state(
 }
 
 /// Overwrites `g`'s mutable fields with the encoded state.
-pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), StoreError> {
+pub(crate) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), StoreError> {
     let d = decode(bytes)?;
     g.status = d.status;
     g.uses = d.uses;
@@ -202,7 +202,7 @@ pub(super) fn apply(bytes: &[u8], g: &mut Grant) -> Result<(), StoreError> {
 }
 
 /// The state a release works on.
-pub(super) fn decode_state(bytes: &[u8]) -> Result<GrantState, StoreError> {
+pub(crate) fn decode_state(bytes: &[u8]) -> Result<GrantState, StoreError> {
     decode(bytes)
 }
 

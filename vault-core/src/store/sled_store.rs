@@ -31,7 +31,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::StoreError;
 use super::cases::{self, CaseRow};
 use super::grant_slots::{self, GrantSlots};
 use super::group::FlushGroup;
@@ -40,6 +39,7 @@ use super::{
     CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, MetaStore, RecordStore,
     Remembered, RememberedAnswer, SealedRecord, codec,
 };
+use super::{StoreError, decode_remembered, encode_remembered};
 use crate::case::CaseKind;
 use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
@@ -524,43 +524,6 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
             }
         }
     }
-}
-
-const REMEMBERED_GRANT: u8 = 1;
-const REMEMBERED_SEALED: u8 = 2;
-
-/// A `Remembered` as stored: kind, request hash, time (ms, big-endian), then the grant id or
-/// the sealed answer.
-fn encode_remembered(r: &Remembered) -> Vec<u8> {
-    let (kind, rest): (u8, &[u8]) = match &r.answer {
-        RememberedAnswer::Grant(id) => (REMEMBERED_GRANT, id.as_bytes()),
-        RememberedAnswer::Sealed(bytes) => (REMEMBERED_SEALED, bytes),
-    };
-    let mut out = Vec::with_capacity(41 + rest.len());
-    out.push(kind);
-    out.extend_from_slice(&r.request_hash);
-    out.extend_from_slice(&r.created.as_millis().to_be_bytes());
-    out.extend_from_slice(rest);
-    out
-}
-
-fn decode_remembered(v: &[u8]) -> Result<Remembered, StoreError> {
-    let bad = || StoreError::Corrupt("idempotency record unreadable".into());
-    let (&kind, rest) = v.split_first().ok_or_else(bad)?;
-    let (hash, rest) = rest.split_first_chunk::<32>().ok_or_else(bad)?;
-    let (ms, rest) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
-    let answer = match kind {
-        REMEMBERED_GRANT => RememberedAnswer::Grant(GrantId::new(
-            String::from_utf8(rest.to_vec()).map_err(|_| bad())?,
-        )),
-        REMEMBERED_SEALED => RememberedAnswer::Sealed(rest.to_vec()),
-        _ => return Err(bad()),
-    };
-    Ok(Remembered {
-        request_hash: *hash,
-        created: Timestamp::from_millis(i64::from_be_bytes(*ms)),
-        answer,
-    })
 }
 
 /// The `Location` a `citizens` value holds.

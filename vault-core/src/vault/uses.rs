@@ -49,6 +49,10 @@ impl Marker {
             .last
             .lock()
             .map_err(|_| VaultError::StoreUnavailable("spent-use mark poisoned".into()))?;
+        if store.uses_durable_at_once() {
+            // Every use is committed before its entry is queued: no mark to keep.
+            return store.flush().map_err(Into::into);
+        }
         // Read before the flush: every released entry below it had its use spent already.
         let size = audit.size();
         if only_if_moved && size == *last {
@@ -69,6 +73,9 @@ pub(super) fn replay_released<S: VaultStore>(
     store: &S,
     audit: &dyn AuditLog,
 ) -> Result<(Marker, u64), VaultError> {
+    if store.uses_durable_at_once() {
+        return Ok((Marker::default(), 0));
+    }
     let size = audit.size();
     let from = store.released_through()?.unwrap_or(size).min(size);
     let mut replayed = 0;

@@ -1,0 +1,581 @@
+//! `PostgresStore`: the store traits over PostgreSQL tables (`migrations/0001_init.sql`).
+//! Rows hold what sled holds, in the same encodings: sealed records by blind id, grants as
+//! issued plus their state record (changed by compare-and-swap on the state's bytes, so
+//! exactly one caller across all nodes wins each use), consents, idempotency answers, cases
+//! and meta. Every write commits on return.
+
+use std::sync::Arc;
+
+use super::pool::{Pool, unavailable};
+use crate::case::CaseKind;
+use crate::clock::Timestamp;
+use crate::consent::StandingConsent;
+use crate::error::VaultError;
+use crate::grant::{Grant, GrantState};
+use crate::id::{BlindId, GrantId};
+use crate::keyring::KeyringRecord;
+use crate::store::cases::{self, CaseRow};
+use crate::store::{
+    CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, MetaStore, RecordStore,
+    Remembered, RememberedAnswer, SealedRecord, StoreError, codec, decode_remembered,
+    encode_remembered, grant_state,
+};
+
+const KEYRING_KEY: &str = "keyring";
+const RELEASED_THROUGH_KEY: &str = "released_through";
+
+/// The vault's state in PostgreSQL; cheap to clone (one pool).
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: Arc<Pool>,
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} unreadable"))
+}
+
+fn blind_of(bytes: &[u8]) -> Result<BlindId, StoreError> {
+    let b: [u8; 32] = bytes.try_into().map_err(|_| corrupt("blind id"))?;
+    Ok(BlindId::from_bytes(b))
+}
+
+fn get<'a, T: postgres::types::FromSql<'a>>(
+    row: &'a postgres::Row,
+    i: usize,
+) -> Result<T, StoreError> {
+    row.try_get(i).map_err(|_| corrupt("row"))
+}
+
+/// A grant from its stored parts.
+fn grant_of(json: &[u8], state: &[u8]) -> Result<Grant, StoreError> {
+    let mut g: Grant = serde_json::from_slice(json).map_err(|_| corrupt("grant"))?;
+    grant_state::apply(state, &mut g)?;
+    Ok(g)
+}
+
+fn consent_end(c: &StandingConsent) -> i64 {
+    c.withdrawn.unwrap_or(c.expires).min(c.expires).as_millis()
+}
+
+/// A change of a grant's stored state: `(grant as issued, if read; state) -> (new state, out)`.
+type StateChange<'a, T> = dyn FnMut(Option<&[u8]>, &[u8]) -> Result<(Vec<u8>, T), StoreError> + 'a;
+
+impl PostgresStore {
+    /// A store over `pool`, whose database is migrated (`super::migrate`).
+    pub fn new(pool: Arc<Pool>) -> Self {
+        Self { pool }
+    }
+
+    /// The pool (shared with the audit log).
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut c = self.pool.get()?;
+        c.query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?
+            .map(|r| get(&r, 0))
+            .transpose()
+    }
+
+    fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut c = self.pool.get()?;
+        c.execute(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&key, &value],
+        )?;
+        Ok(())
+    }
+
+    fn meta_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.meta(key)?
+            .map(|v| {
+                <[u8; 8]>::try_from(v.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| corrupt(key))
+            })
+            .transpose()
+    }
+
+    fn import_key(file_hash: &[u8; 32]) -> String {
+        format!("import/{}", hex::encode(file_hash))
+    }
+
+    /// Compare-and-swap of a grant's state: `change` maps the stored state bytes to the new
+    /// ones (or refuses); retried while another writer changed the state in between.
+    fn swap_state<T>(
+        &self,
+        id: &str,
+        with_grant: bool,
+        change: &mut StateChange<'_, T>,
+    ) -> Result<T, StoreError> {
+        let mut c = self.pool.get()?;
+        loop {
+            let row = if with_grant {
+                c.query_opt("SELECT state, grant_json FROM grants WHERE id = $1", &[&id])?
+            } else {
+                c.query_opt("SELECT state FROM grants WHERE id = $1", &[&id])?
+            };
+            let row = row.ok_or(StoreError::NotFound)?;
+            let old: Vec<u8> = get(&row, 0)?;
+            let json: Option<Vec<u8>> = if with_grant {
+                Some(get(&row, 1)?)
+            } else {
+                None
+            };
+            let (new, out) = change(json.as_deref(), &old)?;
+            if new == old {
+                return Ok(out);
+            }
+            let n = c.execute(
+                "UPDATE grants SET state = $2 WHERE id = $1 AND state = $3",
+                &[&id, &new, &old],
+            )?;
+            if n == 1 {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+impl RecordStore for PostgresStore {
+    fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, StoreError> {
+        self.citizen_fields(id, &|_| true)
+    }
+
+    fn citizen_fields(
+        &self,
+        id: &BlindId,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<SealedRecord>, StoreError> {
+        let mut c = self.pool.get()?;
+        let key: &[u8] = id.as_bytes();
+        c.query_opt("SELECT record FROM citizens WHERE blind = $1", &[&key])?
+            .map(|r| codec::decode_fields(&get::<Vec<u8>>(&r, 0)?, keep))
+            .transpose()
+    }
+
+    fn put_encoded(&self, records: &[(BlindId, EncodedRecord)]) -> Result<(), StoreError> {
+        // One statement for the batch (all or none); a blind id twice keeps the last.
+        let mut last = std::collections::BTreeMap::new();
+        for (id, r) in records {
+            last.insert(*id, r);
+        }
+        let ids: Vec<&[u8]> = last.keys().map(|b| b.as_bytes().as_slice()).collect();
+        let bodies: Vec<&[u8]> = last.values().map(|r| r.bytes()).collect();
+        let mut c = self.pool.get()?;
+        c.execute(
+            "INSERT INTO citizens (blind, record) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+             ON CONFLICT (blind) DO UPDATE SET record = excluded.record",
+            &[&ids, &bodies],
+        )?;
+        Ok(())
+    }
+
+    fn delete_citizen(&self, id: &BlindId) -> Result<bool, StoreError> {
+        let mut c = self.pool.get()?;
+        let key: &[u8] = id.as_bytes();
+        Ok(c.execute("DELETE FROM citizens WHERE blind = $1", &[&key])? == 1)
+    }
+
+    fn citizens_after(
+        &self,
+        after: Option<&BlindId>,
+        limit: usize,
+    ) -> Result<Vec<(BlindId, SealedRecord)>, StoreError> {
+        let mut c = self.pool.get()?;
+        let from: &[u8] = after.map_or(&[], |b| b.as_bytes().as_slice());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        c.query(
+            "SELECT blind, record FROM citizens WHERE blind > $1 ORDER BY blind LIMIT $2",
+            &[&from, &limit],
+        )?
+        .iter()
+        .map(|r| {
+            Ok((
+                blind_of(&get::<Vec<u8>>(r, 0)?)?,
+                codec::decode(&get::<Vec<u8>>(r, 1)?)?,
+            ))
+        })
+        .collect()
+    }
+
+    fn citizen_count(&self) -> Result<u64, StoreError> {
+        let mut c = self.pool.get()?;
+        let row = c
+            .query_opt("SELECT count(*) FROM citizens", &[])?
+            .ok_or_else(|| corrupt("count"))?;
+        Ok(u64::try_from(get::<i64>(&row, 0)?).unwrap_or(0))
+    }
+}
+
+impl GrantStore for PostgresStore {
+    fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        let mut c = self.pool.get()?;
+        c.query_opt("SELECT grant_json, state FROM grants WHERE id = $1", &[&id])?
+            .map(|r| grant_of(&get::<Vec<u8>>(&r, 0)?, &get::<Vec<u8>>(&r, 1)?))
+            .transpose()
+    }
+
+    fn insert_grant(&self, grant: &Grant) -> Result<bool, StoreError> {
+        let json = serde_json::to_vec(grant).map_err(|_| corrupt("grant"))?;
+        let state = grant_state::encode(grant);
+        let mut c = self.pool.get()?;
+        let n = c.execute(
+            "INSERT INTO grants (id, code, citizen, break_glass, grant_json, state) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[
+                &grant.id.as_str(),
+                &grant.verification_code,
+                &grant.citizen,
+                &grant.break_glass,
+                &json,
+                &state,
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn update_grant(
+        &self,
+        id: &str,
+        _durable: bool,
+        change: &mut dyn FnMut(&mut Grant) -> Result<(), VaultError>,
+    ) -> Result<Grant, StoreError> {
+        self.swap_state(id, true, &mut |json, state| {
+            let mut g = grant_of(json.unwrap_or_default(), state)?;
+            let new = grant_state::change_state(&mut g, change)?;
+            Ok((new, g))
+        })
+    }
+
+    fn update_grant_state(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
+    ) -> Result<GrantState, StoreError> {
+        self.swap_state(id, false, &mut |_, state| {
+            let mut st = grant_state::decode_state(state)?;
+            change(&mut st).map_err(StoreError::Refused)?;
+            Ok((grant_state::encode_state(&st), st))
+        })
+    }
+
+    fn break_glass_grants(&self) -> Result<Vec<Grant>, StoreError> {
+        let mut c = self.pool.get()?;
+        c.query(
+            "SELECT grant_json, state FROM grants WHERE break_glass ORDER BY id",
+            &[],
+        )?
+        .iter()
+        .map(|r| grant_of(&get::<Vec<u8>>(r, 0)?, &get::<Vec<u8>>(r, 1)?))
+        .collect()
+    }
+
+    fn grant_id_by_code(&self, code: &str) -> Result<Option<GrantId>, StoreError> {
+        let mut c = self.pool.get()?;
+        c.query_opt("SELECT id FROM grants WHERE code = $1", &[&code])?
+            .map(|r| Ok(GrantId::new(get::<String>(&r, 0)?)))
+            .transpose()
+    }
+
+    fn grants_of_citizen(&self, citizen: &BlindId) -> Result<Vec<Grant>, StoreError> {
+        let mut c = self.pool.get()?;
+        c.query(
+            "SELECT grant_json, state FROM grants WHERE citizen = $1 ORDER BY id",
+            &[&citizen.to_string()],
+        )?
+        .iter()
+        .map(|r| grant_of(&get::<Vec<u8>>(r, 0)?, &get::<Vec<u8>>(r, 1)?))
+        .collect()
+    }
+
+    fn grants_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Grant>, Option<String>), StoreError> {
+        let mut c = self.pool.get()?;
+        let limit = limit.max(1);
+        let n = i64::try_from(limit).unwrap_or(i64::MAX);
+        let grants = c
+            .query(
+                "SELECT grant_json, state FROM grants WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after.unwrap_or(""), &n],
+            )?
+            .iter()
+            .map(|r| grant_of(&get::<Vec<u8>>(r, 0)?, &get::<Vec<u8>>(r, 1)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = (grants.len() == limit)
+            .then(|| grants.last().map(|g| g.id.to_string()))
+            .flatten();
+        Ok((grants, next))
+    }
+
+    fn sweep_grants(
+        &self,
+        after: Option<&str>,
+        scan: usize,
+        cutoff: Timestamp,
+    ) -> Result<(usize, Option<String>), StoreError> {
+        let scan = scan.max(1);
+        let n = i64::try_from(scan).unwrap_or(i64::MAX);
+        let mut c = self.pool.get()?;
+        let rows = c.query(
+            "SELECT id, grant_json, state, break_glass FROM grants WHERE id > $1 \
+             ORDER BY id LIMIT $2",
+            &[&after.unwrap_or(""), &n],
+        )?;
+        let mut ended: Vec<String> = Vec::new();
+        for r in &rows {
+            if get::<bool>(r, 3)? {
+                continue;
+            }
+            let g = grant_of(&get::<Vec<u8>>(r, 1)?, &get::<Vec<u8>>(r, 2)?)?;
+            if g.latest_end_secs() < cutoff.as_secs() {
+                ended.push(get(r, 0)?);
+            }
+        }
+        let mut deleted = 0;
+        if !ended.is_empty() {
+            let client = c.client()?;
+            let mut tx = client.transaction().map_err(|e| unavailable("sweep", &e))?;
+            tx.execute("DELETE FROM remembered WHERE grant_id = ANY($1)", &[&ended])
+                .map_err(|e| unavailable("sweep", &e))?;
+            deleted = tx
+                .execute("DELETE FROM grants WHERE id = ANY($1)", &[&ended])
+                .map_err(|e| unavailable("sweep", &e))?;
+            tx.commit().map_err(|e| unavailable("sweep", &e))?;
+        }
+        let next = if rows.len() == scan {
+            rows.last().map(|r| get::<String>(r, 0)).transpose()?
+        } else {
+            None
+        };
+        Ok((usize::try_from(deleted).unwrap_or(usize::MAX), next))
+    }
+}
+
+impl ConsentStore for PostgresStore {
+    fn put_consent(&self, consent: &StandingConsent) -> Result<(), StoreError> {
+        let body = serde_json::to_vec(consent).map_err(|_| corrupt("consent"))?;
+        let mut c = self.pool.get()?;
+        c.execute(
+            "INSERT INTO consents (citizen, id, body, ends_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (citizen, id) DO UPDATE SET body = excluded.body, ends_ms = excluded.ends_ms",
+            &[&consent.citizen, &consent.id, &body, &consent_end(consent)],
+        )?;
+        Ok(())
+    }
+
+    fn consents_of_citizen(&self, citizen: &BlindId) -> Result<Vec<StandingConsent>, StoreError> {
+        let mut c = self.pool.get()?;
+        c.query(
+            "SELECT body FROM consents WHERE citizen = $1 ORDER BY id",
+            &[&citizen.to_string()],
+        )?
+        .iter()
+        .map(|r| serde_json::from_slice(&get::<Vec<u8>>(r, 0)?).map_err(|_| corrupt("consent")))
+        .collect()
+    }
+
+    fn delete_consent(&self, citizen: &BlindId, id: &str) -> Result<bool, StoreError> {
+        let mut c = self.pool.get()?;
+        Ok(c.execute(
+            "DELETE FROM consents WHERE citizen = $1 AND id = $2",
+            &[&citizen.to_string(), &id],
+        )? == 1)
+    }
+
+    fn sweep_consents(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let mut c = self.pool.get()?;
+        let n = c.execute(
+            "DELETE FROM consents WHERE ends_ms < $1",
+            &[&cutoff.as_millis()],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+impl IdempotencyStore for PostgresStore {
+    fn remembered(&self, name: &[u8; 32]) -> Result<Option<Remembered>, StoreError> {
+        let mut c = self.pool.get()?;
+        let key: &[u8] = name;
+        c.query_opt("SELECT body FROM remembered WHERE name = $1", &[&key])?
+            .map(|r| decode_remembered(&get::<Vec<u8>>(&r, 0)?))
+            .transpose()
+    }
+
+    fn remember(&self, name: &[u8; 32], what: &Remembered) -> Result<bool, StoreError> {
+        let grant = match &what.answer {
+            RememberedAnswer::Grant(id) => Some(id.to_string()),
+            RememberedAnswer::Sealed(_) => None,
+        };
+        let key: &[u8] = name;
+        let mut c = self.pool.get()?;
+        let n = c.execute(
+            "INSERT INTO remembered (name, body, grant_id, created_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+            &[
+                &key,
+                &encode_remembered(what),
+                &grant,
+                &what.created.as_millis(),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn sweep_remembered(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let mut c = self.pool.get()?;
+        let n = c.execute(
+            "DELETE FROM remembered WHERE grant_id IS NULL AND created_ms < $1",
+            &[&cutoff.as_millis()],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+impl PostgresStore {
+    fn cases_where(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<CaseRow>, StoreError> {
+        let mut c = self.pool.get()?;
+        c.query(sql, params)?
+            .iter()
+            .map(|r| cases::decode(&get::<Vec<u8>>(r, 0)?))
+            .collect()
+    }
+}
+
+fn tag(kind: CaseKind) -> i8 {
+    i8::try_from(cases::kind_tag(kind)).unwrap_or_default()
+}
+
+impl CaseStore for PostgresStore {
+    fn put_case(&self, row: &CaseRow) -> Result<(), StoreError> {
+        let bytes = cases::encode(row)?;
+        let citizen: &[u8] = row.citizen.as_bytes();
+        let mut c = self.pool.get()?;
+        c.execute(
+            "INSERT INTO cases (kind, id, citizen, open, row) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (kind, id) DO UPDATE SET citizen = excluded.citizen, \
+             open = excluded.open, row = excluded.row",
+            &[&tag(row.kind), &row.id, &citizen, &row.open, &bytes],
+        )?;
+        Ok(())
+    }
+
+    fn case(&self, kind: CaseKind, id: &str) -> Result<Option<CaseRow>, StoreError> {
+        Ok(self
+            .cases_where(
+                "SELECT row FROM cases WHERE kind = $1 AND id = $2",
+                &[&tag(kind), &id],
+            )?
+            .pop())
+    }
+
+    fn cases_of_citizen(
+        &self,
+        citizen: &BlindId,
+        kind: CaseKind,
+    ) -> Result<Vec<CaseRow>, StoreError> {
+        let key: &[u8] = citizen.as_bytes();
+        self.cases_where(
+            "SELECT row FROM cases WHERE citizen = $1 AND kind = $2 ORDER BY id",
+            &[&key, &tag(kind)],
+        )
+    }
+
+    fn open_cases(&self, kind: CaseKind) -> Result<Vec<CaseRow>, StoreError> {
+        self.cases_where(
+            "SELECT row FROM cases WHERE kind = $1 AND open ORDER BY id",
+            &[&tag(kind)],
+        )
+    }
+
+    fn cases_of_kind(&self, kind: CaseKind) -> Result<Vec<CaseRow>, StoreError> {
+        self.cases_where(
+            "SELECT row FROM cases WHERE kind = $1 ORDER BY id",
+            &[&tag(kind)],
+        )
+    }
+
+    fn delete_cases_of_citizen(&self, citizen: &BlindId) -> Result<usize, StoreError> {
+        let key: &[u8] = citizen.as_bytes();
+        let mut c = self.pool.get()?;
+        let n = c.execute("DELETE FROM cases WHERE citizen = $1", &[&key])?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+impl MetaStore for PostgresStore {
+    fn keyring(&self) -> Result<Option<KeyringRecord>, StoreError> {
+        self.meta(KEYRING_KEY)?
+            .map(|v| serde_json::from_slice(&v).map_err(|_| corrupt("keyring record")))
+            .transpose()
+    }
+
+    fn put_keyring(&self, record: &KeyringRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(|_| corrupt("keyring record"))?;
+        self.set_meta(KEYRING_KEY, &bytes)
+    }
+
+    fn import_checkpoint(&self, file_hash: &[u8; 32]) -> Result<Option<u64>, StoreError> {
+        self.meta_u64(&Self::import_key(file_hash))
+    }
+
+    fn set_import_checkpoint(
+        &self,
+        file_hash: &[u8; 32],
+        line: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let key = Self::import_key(file_hash);
+        match line {
+            Some(l) => self.set_meta(&key, &l.to_be_bytes()),
+            None => {
+                let mut c = self.pool.get()?;
+                c.execute("DELETE FROM meta WHERE key = $1", &[&key])?;
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every write committed on return.
+        Ok(())
+    }
+
+    fn released_through(&self) -> Result<Option<u64>, StoreError> {
+        self.meta_u64(RELEASED_THROUGH_KEY)
+    }
+
+    fn set_released_through(&self, size: u64) -> Result<(), StoreError> {
+        self.set_meta(RELEASED_THROUGH_KEY, &size.to_be_bytes())
+    }
+
+    fn uses_durable_at_once(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh store on its own cluster, for the conformance suite.
+    fn fresh() -> crate::store::conformance::Fresh<PostgresStore> {
+        let (pool, cluster) = super::super::testdb::fresh_pool(8);
+        crate::store::conformance::Fresh {
+            store: PostgresStore::new(Arc::new(pool)),
+            _keep: Box::new(cluster),
+        }
+    }
+
+    mod conformance {
+        crate::store::conformance::store_conformance!(super::fresh);
+    }
+}
