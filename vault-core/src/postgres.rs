@@ -4,13 +4,13 @@
 //! SQL files applied under an advisory lock. The database sees ciphertext, blind ids and
 //! pseudonyms only.
 
-// mod log;
+mod log;
 mod pool;
 mod store;
 #[cfg(test)]
 pub(crate) mod testdb;
 
-// pub use log::{LogOptions, PostgresLog};
+pub use log::{LogOptions, PostgresLog, PostgresLogIn};
 pub use pool::{Connect, Pool, describe};
 pub use store::PostgresStore;
 

@@ -77,7 +77,7 @@ fn bucket_of(bounds: &[u64], v: u64) -> usize {
 }
 
 impl WriterStats {
-    fn record_batch(&self, entries: u64, micros: u64) {
+    pub(crate) fn record_batch(&self, entries: u64, micros: u64) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.entries.fetch_add(entries, Ordering::Relaxed);
         if let Some(c) = self

@@ -67,7 +67,7 @@ CREATE TABLE audit_entries (
     agency   text,
     purpose  text,
     event    text NOT NULL,
-    at_ms    bigint NOT NULL
+    at_ms    bigint
 );
 CREATE INDEX audit_by_subject ON audit_entries (subject, idx) WHERE subject IS NOT NULL;
 CREATE INDEX audit_by_official ON audit_entries (official, idx) WHERE official IS NOT NULL;
