@@ -127,11 +127,11 @@ impl std::fmt::Debug for Record {
     }
 }
 
-impl Vault<crate::store::SledStore> {
-    /// What opening the grant slot file repaired (torn inserts freed, unreadable states
-    /// ended).
-    pub fn slot_repairs(&self) -> crate::store::SlotRepairs {
-        self.store.slot_repairs()
+impl<S: VaultStore> Vault<S> {
+    /// The store (sealed rows only: what an engine-specific caller needs, such as the
+    /// slot repairs sled made at open or the database a node shares).
+    pub fn store(&self) -> &S {
+        &self.store
     }
 }
 

@@ -156,14 +156,39 @@ pub struct OidcConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// `sled` (embedded, the default) or `postgres` (SPEC §10).
+    #[serde(default)]
+    pub backend: crate::backend::Backend,
+    /// The PostgreSQL URL (`postgres://user@host:port,host2:port/db?target_session_attrs=read-write`);
+    /// no password in it: `password_file`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file holding the database password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// CA certificates (PEM) the database's TLS certificate must chain to (`sslmode=require`).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Database connections this node opens at most.
+    #[serde(default = "default_pool")]
+    pub pool: u64,
     /// sled's page cache, MiB (its own accounting: the heap it holds is about twice that).
     #[serde(default = "default_cache_mib")]
     pub cache_mib: u64,
 }
 
+fn default_pool() -> u64 {
+    32
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            backend: crate::backend::Backend::default(),
+            url: None,
+            password_file: None,
+            ca: None,
+            pool: default_pool(),
             cache_mib: default_cache_mib(),
         }
     }
@@ -351,6 +376,11 @@ const KEYS: &[(&str, Kind)] = &[
     ("oidc.refresh_seconds", Kind::Int),
     ("oidc.role_claim", Kind::Str),
     ("oidc.auditor_role", Kind::Str),
+    ("store.backend", Kind::Str),
+    ("store.url", Kind::Str),
+    ("store.password_file", Kind::Str),
+    ("store.ca", Kind::Str),
+    ("store.pool", Kind::Int),
     ("store.cache_mib", Kind::Int),
     ("server.metrics_listen", Kind::Str),
     ("limits.max_body_bytes", Kind::Int),
@@ -408,6 +438,32 @@ impl Config {
         }
         let table: toml::Table = text.parse().map_err(|e| located(name, text, &e))?;
         Self::from_table(table, name, env)
+    }
+
+    /// The `[store]` settings the environment gives (`VAULT_STORE_*`), defaults otherwise:
+    /// dev mode needs them before it creates its vault.
+    pub fn store_from_env(env: &BTreeMap<String, String>) -> Result<StoreConfig, String> {
+        let mut store = toml::Table::new();
+        for (key, kind) in KEYS {
+            let (Some(name), Some(raw)) = (key.strip_prefix("store."), env.get(&env_name(key)))
+            else {
+                continue;
+            };
+            let value = match kind {
+                Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| {
+                    format!("{}: expected a whole number for {key}", env_name(key))
+                })?),
+                _ => toml::Value::String(raw.clone()),
+            };
+            store.insert(name.to_owned(), value);
+        }
+        let c: StoreConfig = toml::Value::Table(store)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("VAULT_STORE_*: {}", e.message()))?;
+        if c.backend == crate::backend::Backend::Postgres && c.url.is_none() {
+            return Err("VAULT_STORE_URL: required when VAULT_STORE_BACKEND is postgres".into());
+        }
+        Ok(c)
     }
 
     /// A configuration given as a TOML table (dev mode builds one), with overrides from `env`
@@ -541,6 +597,12 @@ impl Config {
         }
         if self.blocking_threads == 0 || self.blocking_threads > 1024 {
             return Err("blocking_threads: must be between 1 and 1024".into());
+        }
+        if !(1..=1024).contains(&self.store.pool) {
+            return Err("store.pool: must be between 1 and 1024".into());
+        }
+        if self.store.backend == crate::backend::Backend::Postgres && self.store.url.is_none() {
+            return Err("store.url: required when store.backend is \"postgres\"".into());
         }
         if !(4..=65_536).contains(&self.store.cache_mib) {
             return Err("store.cache_mib: must be between 4 and 65536".into());

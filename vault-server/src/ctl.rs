@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::backend::{AnyStore, Backend, StoreSettings};
 use clap::{Parser, Subcommand};
-use vault_core::audit::{Actor, SafeId, SegmentLogAt};
+use vault_core::audit::{Actor, SafeId};
 use vault_core::keyring::{FileRootKey, InMemoryRootKey, RootKeySource};
 use vault_core::policy::PolicySet;
-use vault_core::store::SledStore;
 use vault_core::{CitizenId, Clock as _, Vault, VaultError};
 use zeroize::Zeroizing;
 
@@ -58,6 +58,16 @@ pub struct Cli {
     /// DATA/policies, else ./policies.
     #[arg(long, global = true, env = "VAULT_POLICIES")]
     policies: Option<PathBuf>,
+    /// A PostgreSQL vault's URL (no password in it), for `init` and `migrate`; other commands
+    /// read the store from DATA/store.toml.
+    #[arg(long, global = true, env = "VAULT_STORE_URL")]
+    store_url: Option<String>,
+    /// A file holding the database password.
+    #[arg(long, global = true, env = "VAULT_STORE_PASSWORD_FILE")]
+    store_password_file: Option<PathBuf>,
+    /// CA certificates (PEM) for TLS to the database.
+    #[arg(long, global = true, env = "VAULT_STORE_CA")]
+    store_ca: Option<PathBuf>,
     /// Who is operating, as recorded in audit entries (actor kind `operator`).
     #[arg(long, global = true, default_value = "vaultctl")]
     operator: String,
@@ -220,11 +230,19 @@ fn run(cli: Cli) -> CtlResult {
         (None, p) => p.map(Zeroizing::new),
     };
     set_pkcs11(cli.pkcs11_module, pin);
+    let store = cli.store_url.map(|url| StoreSettings {
+        backend: Backend::Postgres,
+        url: Some(url),
+        password_file: cli.store_password_file,
+        ca: cli.store_ca,
+        ..StoreSettings::sled(vault_core::store::DEFAULT_CACHE_BYTES)
+    });
     let ctx = Context {
         data: cli.data,
         root_key: cli.root_key,
         policies: cli.policies,
         operator: cli.operator,
+        store,
     };
     if let Some(done) = remote::carry_out(&ctx, &cli.command)? {
         return done;
@@ -295,6 +313,7 @@ fn context(data: &Path) -> Context {
         root_key: None,
         policies: None,
         operator: "vault-server-dev".into(),
+        store: None,
     }
 }
 
@@ -303,20 +322,23 @@ pub fn open_vault(
     data: &Path,
     root_key: Option<&Path>,
     policies: Option<&Path>,
-    cache_bytes: u64,
-) -> Result<Vault<SledStore>, String> {
+    store: &StoreSettings,
+) -> Result<Vault<AnyStore>, String> {
     let ctx = Context {
         data: data.to_owned(),
         root_key: root_key.map(Path::to_owned),
         policies: policies.map(Path::to_owned),
         operator: "vault-server".into(),
+        store: Some(store.clone()),
     };
-    ctx.open_cached(cache_bytes).map_err(|CtlError(e)| e)
+    ctx.open_cached(store.cache_bytes).map_err(|CtlError(e)| e)
 }
 
-/// Dev mode: creates a vault with a generated root key (as `vaultctl init`).
-pub fn init_vault(data: &Path) -> CtlResult {
-    init(&context(data), vault_core::keyring::DEFAULT_LOG_ORIGIN)
+/// Dev mode: creates a vault with a generated root key (as `vaultctl init`) on `store`.
+pub fn init_vault(data: &Path, store: &StoreSettings) -> CtlResult {
+    let mut ctx = context(data);
+    ctx.store = Some(store.clone());
+    init(&ctx, vault_core::keyring::DEFAULT_LOG_ORIGIN)
 }
 
 /// The policy set a data directory uses.
@@ -342,6 +364,8 @@ struct Context {
     root_key: Option<PathBuf>,
     policies: Option<PathBuf>,
     operator: String,
+    /// Where the vault's state lives; `None`: as `DATA/store.toml` says (else sled).
+    store: Option<StoreSettings>,
 }
 
 impl Context {
@@ -438,14 +462,22 @@ impl Context {
     }
 
     /// Opens an existing vault (store, root key, policy).
-    fn open(&self) -> Result<Vault<SledStore>, CtlError> {
+    fn open(&self) -> Result<Vault<AnyStore>, CtlError> {
         self.open_cached(vault_core::store::DEFAULT_CACHE_BYTES)
     }
 
-    /// As `open`, with the store's page cache limited to `cache_bytes`.
-    fn open_cached(&self, cache_bytes: u64) -> Result<Vault<SledStore>, CtlError> {
-        let dir = self.store_dir();
-        if !dir.exists() {
+    /// The store settings: given, else `DATA/store.toml`, else sled.
+    fn store_settings(&self, cache_bytes: u64) -> Result<StoreSettings, CtlError> {
+        match &self.store {
+            Some(s) => Ok(s.clone()),
+            None => StoreSettings::of_data_dir(&self.data, cache_bytes).map_err(CtlError),
+        }
+    }
+
+    /// As `open`, with sled's page cache limited to `cache_bytes`.
+    fn open_cached(&self, cache_bytes: u64) -> Result<Vault<AnyStore>, CtlError> {
+        let settings = self.store_settings(cache_bytes)?;
+        if settings.backend == Backend::Sled && !self.store_dir().exists() {
             return Err(CtlError(format!(
                 "{}: {}",
                 self.data.display(),
@@ -453,13 +485,12 @@ impl Context {
             )));
         }
         let policy = self.policy()?;
-        let store = SledStore::open_cached(&dir, cache_bytes)?;
-        let audit = SegmentLogAt(self.audit_dir());
+        let opened = crate::backend::open(&self.data, &settings, true).map_err(CtlError)?;
         Ok(Vault::open(
-            store,
+            opened.store,
             self.root_key_source().as_ref(),
             policy,
-            &audit,
+            opened.audit.as_ref(),
         )?)
     }
 }
@@ -522,12 +553,14 @@ fn create_private_dir(path: &Path) -> CtlResult {
 }
 
 fn init(ctx: &Context, log_origin: &str) -> CtlResult {
+    let settings = ctx.store_settings(vault_core::store::DEFAULT_CACHE_BYTES)?;
+    let postgres = settings.backend == Backend::Postgres;
     let store_dir = ctx.store_dir();
     let key_path = ctx
         .root_key
         .clone()
         .unwrap_or_else(|| ctx.default_root_key());
-    if store_dir.exists() {
+    if store_dir.exists() || (postgres && ctx.data.join(crate::backend::STORE_FILE).exists()) {
         return Err(CtlError(format!(
             "{}: {} (refusing to overwrite)",
             ctx.data.display(),
@@ -549,30 +582,41 @@ fn init(ctx: &Context, log_origin: &str) -> CtlResult {
         // Check the given key before anything is created (a token's key object is made).
         ctx.root_key_source_creating(true).load()?;
     }
-    if ctx.audit_dir().exists() {
+    if !postgres && ctx.audit_dir().exists() {
         return Err(CtlError(format!(
             "{} already exists (refusing to overwrite an audit log)",
             ctx.audit_dir().display()
         )));
     }
-    create_private_dir(&store_dir)?;
-    create_private_dir(&ctx.audit_dir())?;
+    if !postgres {
+        create_private_dir(&store_dir)?;
+        create_private_dir(&ctx.audit_dir())?;
+    }
     copy_policies(&ctx.policy_dir(), &ctx.data.join("policies"))?;
-    let store = SledStore::open(&store_dir)?;
-    let audit = SegmentLogAt(ctx.audit_dir());
+    let opened = crate::backend::open(&ctx.data, &settings, true).map_err(CtlError)?;
     let vault = Vault::init(
-        store,
+        opened.store,
         ctx.root_key_source().as_ref(),
         policy,
         log_origin,
-        &audit,
+        opened.audit.as_ref(),
     )?;
     vault.flush()?;
+    settings.record(&ctx.data).map_err(CtlError)?;
+    let (store_at, audit_at) = if postgres {
+        let url = settings.url.clone().unwrap_or_default();
+        (url.clone(), url)
+    } else {
+        (
+            store_dir.display().to_string(),
+            ctx.audit_dir().display().to_string(),
+        )
+    };
     let mut msg = format!(
         "initialized vault in {}\n  store:     {}\n  audit log: {}\n  log key:   {}\n  root key:  {}\n",
         ctx.data.display(),
-        store_dir.display(),
-        ctx.audit_dir().display(),
+        store_at,
+        audit_at,
         vault.audit().verifier(),
         key_path.display()
     );
@@ -650,7 +694,7 @@ fn erase(ctx: &Context, citizen: &str) -> CtlResult {
 
 /// `vaultctl status`: who serves (`server`: the pid of the running server), the log, the
 /// records, the keys and the policy set.
-pub fn status_text(vault: &Vault<SledStore>, server: Option<u32>) -> Result<String, CtlError> {
+pub fn status_text(vault: &Vault<AnyStore>, server: Option<u32>) -> Result<String, CtlError> {
     let log = vault.audit();
     let keys = vault.token_keys();
     let cp = vault_core::audit::Checkpoint::verify(&log.latest_checkpoint()?, &log.verifier())
@@ -683,6 +727,7 @@ pub fn root_key_source(data: &Path, root_key: Option<&Path>) -> Box<dyn RootKeyS
         root_key: root_key.map(Path::to_owned),
         policies: None,
         operator: String::new(),
+        store: None,
     };
     ctx.root_key_source()
 }
@@ -694,6 +739,7 @@ pub fn policy_dir_of(data: &Path, policies: Option<&Path>) -> PathBuf {
         root_key: None,
         policies: policies.map(Path::to_owned),
         operator: String::new(),
+        store: None,
     }
     .policy_dir()
 }

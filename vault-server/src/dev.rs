@@ -139,7 +139,8 @@ pub fn prepare(
 ) -> Result<DevSetup, String> {
     let dir = data.join("dev");
     let marker = dir.join(DEV_MARKER);
-    let created = !data.join("store").exists();
+    let store = crate::backend::StoreSettings::from_config(&Config::store_from_env(env)?);
+    let created = !data.join("store").exists() && !data.join(crate::backend::STORE_FILE).exists();
     // Dev mode adds fake citizens, certificates and a token issuer: only to a vault it made
     // (marked; a dev vault from before the mark has its CA and demo citizens).
     let made_by_dev =
@@ -155,7 +156,7 @@ pub fn prepare(
     }
     std::fs::create_dir_all(dir.join("agencies")).map_err(|e| format!("{}: {e}", dir.display()))?;
     if created {
-        crate::ctl::init_vault(data).map_err(|e| e.to_string())?;
+        crate::ctl::init_vault(data, &store).map_err(|e| e.to_string())?;
     }
     if !marker.exists() {
         std::fs::write(

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backend;
 pub mod clock;
 pub mod config;
 pub mod console;

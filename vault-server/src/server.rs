@@ -147,13 +147,18 @@ pub fn prepare(
     clock: Arc<dyn Clock>,
     dev: Option<crate::dev::DevIssuer>,
 ) -> Result<Prepared, String> {
+    let settings = crate::backend::StoreSettings::from_config(&config.store);
     let vault = crate::ctl::open_vault(
         &config.data,
         config.root_key.as_deref(),
         config.policies.as_deref(),
-        config.store.cache_mib << 20,
+        &settings,
     )?;
-    let repairs = vault.slot_repairs();
+    settings.record(&config.data)?;
+    let repairs = match vault.store() {
+        crate::backend::AnyStore::Sled(s) => s.slot_repairs(),
+        crate::backend::AnyStore::Postgres(_) => vault_core::store::SlotRepairs::default(),
+    };
     if repairs != vault_core::store::SlotRepairs::default() {
         tracing::warn!(
             target: "vault::store",

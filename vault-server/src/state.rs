@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::backend::AnyStore;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use vault_core::store::SledStore;
 use vault_core::vault::{Answered, IdempotencyKey};
 use vault_core::{Clock, Timestamp, Vault, VaultError};
 
@@ -21,7 +21,7 @@ use crate::problem::ApiError;
 #[derive(Debug)]
 pub struct AppState {
     /// The vault.
-    pub vault: Vault<SledStore>,
+    pub vault: Vault<AnyStore>,
     /// Bearer token verification.
     pub oidc: OidcVerifier,
     /// The role that makes a bearer an auditor.
@@ -131,6 +131,21 @@ where
         .await
         .map_err(|_| ApiError::Unavailable)?
         .map_err(|e| vault_error(state, e))
+}
+
+/// Runs the first half of a grant or a release: on this worker with the embedded store
+/// (memory and page cache, no wait), on the blocking pool with PostgreSQL (its reads are
+/// database round trips, which must not stall an async worker; its blocking client cannot
+/// run inside one either).
+pub async fn first_half<T, F>(state: &State, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&AppState) -> Result<T, VaultError> + Send + 'static,
+    T: Send + 'static,
+{
+    match state.vault.store() {
+        crate::backend::AnyStore::Sled(_) => f(state).map_err(|e| vault_error(state, e)),
+        crate::backend::AnyStore::Postgres(_) => core(state, f).await,
+    }
 }
 
 fn describe(e: &serde_json::Error) -> String {

@@ -43,8 +43,15 @@ fn main() {
     let seed = vault_tests::arg_u64("--seed", 7);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("vault-data");
-    vault_server::ctl::init_vault(&data).unwrap();
-    let vault = vault_server::ctl::open_vault(&data, None, None, 64 << 20).unwrap();
+    vault_server::ctl::init_vault(&data, &vault_server::backend::StoreSettings::sled(64 << 20))
+        .unwrap();
+    let vault = vault_server::ctl::open_vault(
+        &data,
+        None,
+        None,
+        &vault_server::backend::StoreSettings::sled(64 << 20),
+    )
+    .unwrap();
     let policy = vault.policy().clone();
     let agencies: Vec<String> = policy.agencies().map(|a| a.id.clone()).collect();
     let id = |s: &str| SafeId::parse(s).unwrap();

@@ -38,7 +38,13 @@ fn main() {
     let (mut server, _) = TestServer::start(10, &Limits::default());
     server.stop();
     let data = server.vault.data();
-    let vault = vault_server::ctl::open_vault(&data, None, None, 256 << 20).unwrap();
+    let vault = vault_server::ctl::open_vault(
+        &data,
+        None,
+        None,
+        &vault_server::backend::StoreSettings::sled(256 << 20),
+    )
+    .unwrap();
     let policy = vault.policy().clone();
     let agencies: Vec<String> = policy.agencies().map(|a| a.id.clone()).collect();
     let id = |s: &str| SafeId::parse(s).unwrap();

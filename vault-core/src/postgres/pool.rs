@@ -85,7 +85,9 @@ impl Pool {
         Arc::clone(&self.connect)
     }
 
-    /// Lends a connection: an idle one, a new one while under `max`, or the next freed.
+    /// Lends a connection: an idle one, a new one while under `max`, or the next freed. Not
+    /// from an async worker: the blocking client runs its own small runtime, which cannot
+    /// start inside another (servers call the store from their blocking pool).
     pub fn get(&self) -> Result<Conn<'_>, StoreError> {
         loop {
             if let Some(p) = self.idle.lock().map_err(|_| poisoned())?.pop() {

@@ -124,7 +124,7 @@ fn export(ctx: &Context, from: u64, to: Option<u64>) -> CtlResult {
 /// release is never missing from what is read).
 pub(super) enum AuditHandle {
     View(SegmentLog),
-    Opened(Box<vault_core::Vault<vault_core::store::SledStore>>),
+    Opened(Box<vault_core::Vault<crate::backend::AnyStore>>),
 }
 
 impl AuditHandle {
@@ -139,6 +139,12 @@ impl AuditHandle {
 impl Context {
     /// The audit log to read (`AuditHandle`).
     fn audit_view(&self) -> Result<AuditHandle, CtlError> {
+        // A PostgreSQL log is read beside running nodes through the database: no files, no
+        // lock (this process takes the sequencer lease only if no node holds it).
+        let settings = self.store_settings(vault_core::store::DEFAULT_CACHE_BYTES)?;
+        if settings.backend == crate::backend::Backend::Postgres {
+            return Ok(AuditHandle::Opened(Box::new(self.open()?)));
+        }
         let dir = self.audit_dir();
         if !dir.join("entries.log").exists() {
             return Err(CtlError(format!(

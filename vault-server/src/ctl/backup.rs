@@ -11,6 +11,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use crate::backend::AnyStore;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -74,13 +75,21 @@ fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, CtlError> {
 /// Writes a backup of `vault` (its log in `data/audit`, its policy set in `policies`) to
 /// `out`, as `actor`; what it holds, in words.
 pub fn write_backup(
-    vault: &Vault<SledStore>,
+    vault: &Vault<AnyStore>,
     data: &Path,
     policies: &Path,
     actor: &Actor,
     now: vault_core::Timestamp,
     out: &mut dyn Write,
 ) -> Result<String, CtlError> {
+    if matches!(vault.store(), AnyStore::Postgres(_)) {
+        return Err(CtlError(
+            "this vault's rows and audit log are in PostgreSQL: back it up with the database's \
+             own tools (pg_basebackup with WAL archiving, or a synchronous standby); see \
+             docs/operations.md"
+                .into(),
+        ));
+    }
     let mut lines = Lines {
         out,
         hash: Sha256::new(),
@@ -355,6 +364,7 @@ fn restore_into(ctx: &Context, from: &Path) -> Result<String, CtlError> {
         root_key: ctx.root_key.clone(),
         policies: Some(policies.clone()),
         operator: ctx.operator.clone(),
+        store: None,
     };
     let vault = restored_ctx.open()?;
     let report = vault.audit().verify_all()?;

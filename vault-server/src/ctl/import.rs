@@ -10,11 +10,11 @@ use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::backend::AnyStore;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use vault_core::policy::{FieldType, PolicySet};
-use vault_core::store::SledStore;
 use vault_core::vault::{AuditedWrites, PreparedWrites, RecordWrite, WriteOutcome};
 use vault_core::{CitizenId, Vault};
 
@@ -451,7 +451,7 @@ fn scan(source: &Source) -> Result<([u8; 32], u64), CtlError> {
 
 /// A validated row, or why it was refused.
 fn check_row(
-    vault: &Vault<SledStore>,
+    vault: &Vault<AnyStore>,
     raw: RawRow,
     line: u64,
     seen: &mut HashMap<u128, u64>,
@@ -500,7 +500,7 @@ const SEALERS: usize = 2;
 
 /// The reader stage: parse, validate, de-duplicate, and hand over batches of `BATCH` rows.
 fn read_chunks(
-    vault: &Vault<SledStore>,
+    vault: &Vault<AnyStore>,
     policy: &PolicySet,
     file: &Source,
     resume_after: u64,
@@ -538,7 +538,7 @@ fn read_chunks(
 
 /// The sealer stage: seal each batch against the stored records (CPU-bound, parallel).
 fn seal_chunks(
-    vault: &Vault<SledStore>,
+    vault: &Vault<AnyStore>,
     rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Chunk>>,
     tx: &std::sync::mpsc::SyncSender<Result<Chunk, CtlError>>,
 ) {
@@ -575,7 +575,7 @@ struct Stats {
 /// The storer stage: in file order, each batch stored once its audit entries are durable,
 /// then flushed, then the checkpoint moved past it (data first: never ahead of durable rows).
 fn store_chunks(
-    vault: &Vault<SledStore>,
+    vault: &Vault<AnyStore>,
     hash: &[u8; 32],
     total_lines: u64,
     report: &dyn Report,
@@ -627,7 +627,7 @@ pub(super) fn run(ctx: &Context, file: &Path, strict: bool) -> CtlResult {
 /// vault the caller holds `Vault::lock_writes` throughout (the pipeline prepares and
 /// commits separately).
 pub fn import(
-    vault: &Vault<SledStore>,
+    vault: &Vault<AnyStore>,
     actor: &vault_core::audit::Actor,
     now: &(dyn Fn() -> vault_core::Timestamp + Sync),
     file: &Source,

@@ -11,7 +11,9 @@ use vault_core::{CitizenId, Timestamp};
 
 use crate::auth::{Agency, bearer};
 use crate::problem::ApiError;
-use crate::state::{State, answered, core, idempotency_key, parse_json, read_json, vault_error};
+use crate::state::{
+    State, answered, core, first_half, idempotency_key, parse_json, read_json, vault_error,
+};
 use vault_core::vault::{Attempt, Caller, Once};
 
 /// `GET /v1/purposes`
@@ -112,11 +114,12 @@ pub async fn request_grant(
     // the second half, which stores the grant and waits for the store's flush before the
     // token is handed out, takes a blocking-pool thread. Before, each grant parked one of
     // those threads through the audit group commit as well.
-    let (ticket, after) = state
-        .vault
-        .begin_grant(&caller, &request, key.as_ref(), state.now())
-        .map_err(|e| vault_error(&state, e))?
-        .into_parts();
+    let (ticket, after) = first_half(&state, move |st| {
+        st.vault
+            .begin_grant(&caller, &request, key.as_ref(), st.now())
+            .map(vault_core::vault::Audited::into_parts)
+    })
+    .await?;
     // Its own task, so a client that hangs up meanwhile cannot leave an audited grant
     // unstored.
     let st = state.clone();
@@ -266,19 +269,18 @@ pub async fn release(
     // cache) and queues the audit entry; the wait for the group commit's fsync is an await,
     // not a parked thread; the second half decrypts only once the entry is durable. A thread
     // hop and two wake-ups per release were the largest cost left (BENCHMARKS.md).
-    let vault = &state.vault;
-    let (ticket, after) = vault
-        .begin_release(
-            token,
-            &caller.cert_thumbprint,
-            &citizen,
-            &fields,
-            state.now(),
-        )
-        .map_err(|e| vault_error(&state, e))?
-        .into_parts();
+    let token = token.to_owned();
+    let thumbprint = caller.cert_thumbprint.clone();
+    let who = citizen.clone();
+    let (ticket, after) = first_half(&state, move |st| {
+        st.vault
+            .begin_release(&token, &thumbprint, &who, &fields, st.now())
+            .map(vault_core::vault::Audited::into_parts)
+    })
+    .await?;
     let durable = ticket.await;
-    let r = vault
+    let r = state
+        .vault
         .finish_release(after, durable)
         .map_err(|e| vault_error(&state, e))?;
     Ok(HttpResponse::Ok()

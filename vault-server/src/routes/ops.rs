@@ -79,7 +79,7 @@ mod tests {
             .unwrap(),
         );
         let vault = Vault::init(
-            SledStore::open(&dir.path().join("store")).unwrap(),
+            crate::backend::AnyStore::Sled(SledStore::open(&dir.path().join("store")).unwrap()),
             &InMemoryRootKey::new([7; 32]),
             policy,
             DEFAULT_LOG_ORIGIN,
