@@ -11,6 +11,7 @@ pub mod bench;
 pub mod crash;
 pub mod load;
 pub mod peers;
+pub mod pg;
 pub mod portal;
 pub mod report;
 pub mod scan;
@@ -85,6 +86,16 @@ impl TestVault {
         let v =
             Self::in_dir(tempfile::tempdir_in(parent).unwrap_or_else(|e| panic!("tempdir: {e}")));
         let out = v.ctl(&["init"]);
+        assert!(out.status.success(), "init failed: {}", text(&out.stderr));
+        v
+    }
+
+    /// A directory whose vault lives in the PostgreSQL database at `url` (`vaultctl init
+    /// --store-url`), under `parent`.
+    pub fn initialized_on(parent: &Path, url: &str) -> Self {
+        let v =
+            Self::in_dir(tempfile::tempdir_in(parent).unwrap_or_else(|e| panic!("tempdir: {e}")));
+        let out = v.ctl(&["init", "--store-url", url]);
         assert!(out.status.success(), "init failed: {}", text(&out.stderr));
         v
     }

@@ -209,6 +209,8 @@ pub struct Limits {
     pub parent: Option<PathBuf>,
     /// `limits.grant_retention_seconds` (default: the server's, 30 days).
     pub grant_retention: Option<u64>,
+    /// A PostgreSQL URL: the vault lives in that database (`[store] backend = "postgres"`).
+    pub store_url: Option<String>,
 }
 
 impl Default for Limits {
@@ -224,6 +226,7 @@ impl Default for Limits {
             revoked: Vec::new(),
             parent: None,
             grant_retention: None,
+            store_url: None,
         }
     }
 }
@@ -241,10 +244,10 @@ fn write_synced(path: &Path, bytes: &[u8]) {
 
 /// A running server.
 pub struct TestServer {
-    /// The vault's directory.
-    pub vault: TestVault,
+    /// The vault's directory (shared by the nodes of one PostgreSQL vault).
+    pub vault: Arc<TestVault>,
     /// The CA of the server and client certificates.
-    pub ca: Ca,
+    pub ca: Arc<Ca>,
     child: Option<Child>,
     /// Kills `child` if a signal stops the tool running this server (`stop::install`).
     killed_on_stop: Option<crate::stop::OnStop>,
@@ -254,6 +257,7 @@ pub struct TestServer {
     pub metrics_addr: Option<SocketAddr>,
     log: Arc<Mutex<Vec<u8>>>,
     oidc: Ed25519KeyPair,
+    oidc_pk8: Vec<u8>,
     kid: String,
     config: PathBuf,
     /// Run the server as this uid and gid (with `setpriv`; the caller is root).
@@ -273,8 +277,11 @@ impl TestServer {
     /// A vault with `citizens` demo citizens, served with `limits`.
     pub fn start(citizens: u64, limits: &Limits) -> (Self, Citizens) {
         install_provider();
-        let vault =
-            TestVault::initialized_in(&limits.parent.clone().unwrap_or_else(std::env::temp_dir));
+        let parent = limits.parent.clone().unwrap_or_else(std::env::temp_dir);
+        let vault = Arc::new(match &limits.store_url {
+            None => TestVault::initialized_in(&parent),
+            Some(url) => TestVault::initialized_on(&parent, url),
+        });
         let file = vault.root().join("citizens.jsonl");
         let out = vault.ctl(&["demo-data", "--count", &citizens.to_string(), "--seed", "7"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -334,7 +341,7 @@ impl TestServer {
                  [oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n{}\nrefresh_seconds = {}\n\
                  [limits]\nagency_requests_per_second = {}\nagency_burst = {}\nmax_body_bytes = {}\n\
                  shutdown_timeout_seconds = 20\n{}\
-                 [server]\nmetrics_listen = \"127.0.0.1:0\"\n",
+                 [server]\nmetrics_listen = \"127.0.0.1:0\"\n{}",
                 vault.data().display(),
                 limits.policies.clone().unwrap_or_else(policies_dir).display(),
                 p("server.pem"),
@@ -354,24 +361,51 @@ impl TestServer {
                     .grant_retention
                     .map(|r| format!("grant_retention_seconds = {r}\n"))
                     .unwrap_or_default(),
+                limits
+                    .store_url
+                    .as_ref()
+                    .map(|u| format!("[store]\nbackend = \"postgres\"\nurl = \"{u}\"\npool = 16\n"))
+                    .unwrap_or_default(),
             )
             .as_bytes(),
         );
         let mut s = Self {
             vault,
-            ca,
+            ca: Arc::new(ca),
             child: None,
             killed_on_stop: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_addr: None,
             log: Arc::new(Mutex::new(Vec::new())),
             oidc,
+            oidc_pk8: pk8,
             kid,
             config,
             run_as: None,
         };
         s.launch();
         (s, people)
+    }
+
+    /// Another node of the same vault (PostgreSQL): the same data directory, keys,
+    /// certificates and configuration, its own process and ports.
+    pub fn another_node(&self) -> Self {
+        let mut s = Self {
+            vault: Arc::clone(&self.vault),
+            ca: Arc::clone(&self.ca),
+            child: None,
+            killed_on_stop: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_addr: None,
+            log: Arc::new(Mutex::new(Vec::new())),
+            oidc: Ed25519KeyPair::from_pkcs8(&self.oidc_pk8).unwrap_or_else(|e| panic!("{e}")),
+            oidc_pk8: self.oidc_pk8.clone(),
+            kid: self.kid.clone(),
+            config: self.config.clone(),
+            run_as: self.run_as,
+        };
+        s.launch();
+        s
     }
 
     /// Starts (or restarts) the server process and waits until it listens.

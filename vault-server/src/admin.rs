@@ -97,11 +97,21 @@ static BUSY: Mutex<()> = Mutex::new(());
 
 impl AdminSocket {
     /// Binds `DATA/admin.sock` and serves it on a thread of its own. A socket file left by a
-    /// server that died is replaced; one that answers means another server runs here.
-    pub fn start(state: Arc<AppState>, ctx: AdminContext) -> Result<Self, String> {
+    /// server that died is replaced; one that answers means another server runs here: an
+    /// error, unless the vault is `shared` (PostgreSQL: several nodes may use one data
+    /// directory, and a command carried out by any of them changes the one database), when
+    /// this node serves without a socket (`None`).
+    pub fn start(
+        state: Arc<AppState>,
+        ctx: AdminContext,
+        shared: bool,
+    ) -> Result<Option<Self>, String> {
         let path = ctx.data.join(SOCKET);
         if path.exists() {
             if UnixStream::connect(&path).is_ok() {
+                if shared {
+                    return Ok(None);
+                }
                 return Err(format!(
                     "{}: another vault-server answers on this admin socket",
                     path.display()
@@ -130,7 +140,7 @@ impl AdminSocket {
                 }
             })
             .map_err(|e| format!("admin socket thread: {e}"))?;
-        Ok(Self { path })
+        Ok(Some(Self { path }))
     }
 }
 

@@ -105,10 +105,18 @@ fn serve(
         root_key: config.root_key.clone(),
         policies: config.policies.clone(),
     };
+    let shared = config.store.backend == vault_server::backend::Backend::Postgres;
     let _admin = vault_server::admin::AdminSocket::start(
         prepared.state.clone().into_inner(),
         admin_ctx.clone(),
+        shared,
     )?;
+    if _admin.is_none() {
+        say(
+            "vault-server: another node serves this data directory's admin socket; vaultctl \
+             commands go to it (the database is shared)",
+        );
+    }
     let listener =
         TcpListener::bind(&config.listen).map_err(|e| format!("listen {}: {e}", config.listen))?;
     let addr = listener

@@ -16,6 +16,7 @@ mod faults;
 mod fuzz;
 mod hsm;
 mod import;
+mod nodes;
 mod ops;
 mod plaintext;
 mod portal;
