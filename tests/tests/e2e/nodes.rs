@@ -176,3 +176,156 @@ fn a_grant_made_on_one_node_is_used_on_another_and_its_last_use_has_one_winner()
     let out = a.vault.ctl(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// What a load thread saw: acknowledged releases (index, leaf hash) and refusals by status.
+#[derive(Debug, Default)]
+struct Seen {
+    acked: Vec<(u64, String)>,
+    unavailable: usize,
+    other: Vec<String>,
+}
+
+/// Grants and releases on `nodes` (round-robin) until `stop`, recording every answer.
+fn load(
+    nodes: &[&TestServer],
+    agency: &Identity,
+    people: &[String],
+    stop: &std::sync::atomic::AtomicBool,
+    seed: usize,
+) -> Seen {
+    let mut seen = Seen::default();
+    let clients: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            reqwest::blocking::Client::builder()
+                .use_preconfigured_tls(n.tls_config(Some(agency)))
+                .timeout(std::time::Duration::from_secs(15))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut k = seed;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        k += 1;
+        let at = k % nodes.len();
+        let (node, c) = (nodes[at], &clients[at]);
+        let citizen = &people[k % people.len()];
+        let g = c
+            .post(node.url("/v1/grants"))
+            .json(&json!({"citizen_id": citizen, "purpose": LAND_PURPOSE,
+                          "dossier_id": format!("HS-L-{seed}-{k}"),
+                          "fields": ["full_name"], "official": {"id": "can-bo-01"}}))
+            .send();
+        let token = match g {
+            Ok(r) if r.status().as_u16() == 201 => r.json::<Value>().unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            Ok(r) if r.status().as_u16() == 503 => {
+                seen.unavailable += 1;
+                continue;
+            }
+            Ok(r) => {
+                seen.other.push(format!("grant: {}", r.status()));
+                continue;
+            }
+            // A node killed or restarting: nothing acknowledged.
+            Err(_) => continue,
+        };
+        for u in 0..5 {
+            let at = (k + u) % nodes.len();
+            let r = clients[at]
+                .get(nodes[at].url(&format!("/v1/citizens/{citizen}/fields?fields=full_name")))
+                .bearer_auth(&token)
+                .send();
+            match r {
+                Ok(r) if r.status().as_u16() == 200 => {
+                    let v: Value = r.json().unwrap();
+                    seen.acked.push((
+                        v["audit"]["index"].as_u64().unwrap(),
+                        v["audit"]["leaf_hash"].as_str().unwrap().to_owned(),
+                    ));
+                }
+                Ok(r) if r.status().as_u16() == 503 => seen.unavailable += 1,
+                Ok(r) => seen.other.push(format!("release: {}", r.status())),
+                Err(_) => {}
+            }
+        }
+    }
+    seen
+}
+
+/// Index → leaf hash of the whole log, from `vaultctl audit export`.
+fn exported(s: &TestServer) -> std::collections::HashMap<u64, String> {
+    let out = s.vault.ctl(&["audit", "export"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap(),
+                e["leaf_hash"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Every acknowledged release is in the log with the leaf hash its caller was given.
+fn all_in_log(s: &TestServer, acked: &[(u64, String)]) {
+    let log = exported(s);
+    for (index, leaf) in acked {
+        assert_eq!(log.get(index), Some(leaf), "acknowledged release {index}");
+    }
+    let out = s.vault.ctl(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_database_cut_off_gives_503s_releases_nothing_unlogged_and_heals_without_a_restart() {
+    let (pg, a, people) = first_node(20);
+    let b = a.another_node();
+    let land = a.agency_identity(LAND);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (seen, after) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|k| {
+                let (nodes, land, people, stop) = ([&a, &b], &land, &people, &stop);
+                scope.spawn(move || load(&nodes, land, people, stop, k * 1_000_000))
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        // The database goes away for a few seconds (both nodes lose it), then comes back.
+        pg.stop();
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        pg.run_server();
+        std::thread::sleep(std::time::Duration::from_secs(8));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let seen: Vec<Seen> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        // Served again by both nodes, neither restarted.
+        let after: Vec<u16> = [&a, &b]
+            .iter()
+            .map(|n| release_once(n, &land, &people[0]))
+            .collect();
+        (seen, after)
+    });
+    let acked: Vec<(u64, String)> = seen.iter().flat_map(|s| s.acked.clone()).collect();
+    let unavailable: usize = seen.iter().map(|s| s.unavailable).sum();
+    let other: Vec<&String> = seen.iter().flat_map(|s| &s.other).collect();
+    assert!(unavailable > 0, "the cut showed no 503");
+    assert!(other.is_empty(), "{other:?}");
+    assert!(acked.len() > 10, "{} releases acknowledged", acked.len());
+    assert_eq!(after, [200, 200]);
+    all_in_log(&a, &acked);
+    // No index was given twice.
+    let mut indexes: Vec<u64> = acked.iter().map(|(i, _)| *i).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes.len(), acked.len());
+}
+
+/// One grant and one release on `s`; the release's status.
+fn release_once(s: &TestServer, agency: &Identity, citizen: &str) -> u16 {
+    let (_, token, _) = grant(s, agency, LAND_PURPOSE, citizen, "HS-AFTER");
+    release(s, agency, &token, citizen).0
+}
