@@ -678,6 +678,13 @@ impl TestServer {
         child.wait().ok()
     }
 
+    /// Whether the server process is still alive (not exited or killed from outside).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -329,3 +329,97 @@ fn release_once(s: &TestServer, agency: &Identity, citizen: &str) -> u16 {
     let (_, token, _) = grant(s, agency, LAND_PURPOSE, citizen, "HS-AFTER");
     release(s, agency, &token, citizen).0
 }
+
+/// The pid of the process holding the sequencer lease (its holder name is host/pid/nonce).
+fn sequencer_pid(pg: &PgCluster) -> Option<u32> {
+    let holder = pg.psql("SELECT holder FROM audit_lease WHERE expires > now()");
+    holder.split('/').nth(1)?.parse().ok()
+}
+
+#[test]
+fn killing_the_sequencer_node_under_load_loses_no_acknowledged_release_over_20_rounds() {
+    let (pg, mut a, people) = first_node(20);
+    let mut b = a.another_node();
+    let land = a.agency_identity(LAND);
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    let mut kills = 0;
+    for round in 0..20 {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let seen: Vec<Seen> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|k| {
+                    let (nodes, land, people, stop) = ([&a, &b], &land, &people, &stop);
+                    scope.spawn(move || load(&nodes, land, people, stop, round * 10 + k))
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(
+                700 + 97 * (round as u64 % 7),
+            ));
+            // kill -9 whichever node sequences now; the other must take over and go on.
+            let nodes = [a.pid(), b.pid()];
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let pid = loop {
+                match sequencer_pid(&pg) {
+                    Some(p) if nodes.contains(&Some(p)) => break p,
+                    _ if std::time::Instant::now() > deadline => {
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        panic!("round {round}: no node holds the lease under load");
+                    }
+                    _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+                }
+            };
+            let killed = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        kills += 1;
+        for s in &seen {
+            assert!(s.other.is_empty(), "round {round}: {:?}", s.other);
+            acked.extend(s.acked.iter().cloned());
+        }
+        // Restart the killed node (a dead child is relaunched; the live one keeps serving).
+        for n in [&mut a, &mut b] {
+            if !n.is_running() {
+                n.kill();
+                n.launch();
+            }
+        }
+        all_in_log(&a, &acked);
+    }
+    assert_eq!(kills, 20);
+    assert!(acked.len() > 100, "{} releases acknowledged", acked.len());
+    // The last acknowledged release is provable against a later checkpoint.
+    let (index, leaf) = acked.iter().max_by_key(|(i, _)| *i).unwrap().clone();
+    let auditor = a.client(None);
+    let note = auditor
+        .get(a.url("/v1/audit/checkpoint"))
+        .bearer_auth(a.auditor_token("kt-01"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let body = Checkpoint::parse(&format!("{}\n", note.split("\n\n").next().unwrap())).unwrap();
+    let (st, proof) = json_of(
+        auditor
+            .get(a.url(&format!(
+                "/v1/audit/proof/inclusion?index={index}&tree_size={}",
+                body.size
+            )))
+            .bearer_auth(a.auditor_token("kt-01"))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 200, "{proof}");
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hash(h.as_str().unwrap()))
+        .collect();
+    merkle::verify_inclusion(index, body.size, &hash(&leaf), &hashes, &body.root).unwrap();
+}

@@ -689,6 +689,13 @@ impl Inner {
             }
             wait_notice(c, Duration::from_millis(100));
         }
+        // Stopping: hand the lease back at once (another node need not wait for it to lapse).
+        if let (Some(held), Some(c)) = (self.holding(), conn.as_mut()) {
+            let _ = c.execute(
+                "UPDATE audit_lease SET expires = now() WHERE id = 1 AND holder = $1 AND fence = $2",
+                &[&self.opts.node, &held.fence],
+            );
+        }
         self.set_lease(None);
     }
 
