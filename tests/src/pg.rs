@@ -69,9 +69,8 @@ impl PgCluster {
         dir
     }
 
-    /// A new cluster with database `vault`, started. `sync_standby`: the name of a
-    /// synchronous standby the primary waits for on every commit.
-    pub fn start(sync_standby: Option<&str>) -> Self {
+    /// A new cluster with database `vault`, started.
+    pub fn start() -> Self {
         let dir = Self::new_dir();
         let data = dir.path().join("data");
         let mut init = as_owner("initdb");
@@ -83,11 +82,6 @@ impl PgCluster {
             "listen_addresses = '127.0.0.1'\nmax_connections = 300\nwal_level = replica\n\
              max_wal_senders = 5\nhot_standby = on\nfsync = on\n",
         );
-        if let Some(name) = sync_standby {
-            conf.push_str(&format!(
-                "synchronous_standby_names = '{name}'\nsynchronous_commit = on\n"
-            ));
-        }
         append(&data.join("postgresql.conf"), &conf);
         append(
             &data.join("pg_hba.conf"),
@@ -111,6 +105,26 @@ impl PgCluster {
         ]);
         run(create, "createdb");
         c
+    }
+
+    /// From now on every commit waits for the standby named `name` (which must be streaming:
+    /// `standby_of`).
+    pub fn require_sync_standby(&self, name: &str) {
+        self.psql(&format!(
+            "ALTER SYSTEM SET synchronous_standby_names = '{name}'"
+        ));
+        self.psql("SELECT pg_reload_conf()");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.psql(&format!(
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = '{name}'"
+        )) != "sync"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "standby {name} never became synchronous"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// A streaming replica of `primary` (`pg_basebackup -R`) named `name`, started.

@@ -18,16 +18,21 @@ pub(crate) const LAND_PURPOSE: &str = "land_use_certificate";
 
 /// A vault on a fresh cluster, and its first node.
 pub(crate) fn first_node(citizens: u64) -> (PgCluster, TestServer, Vec<String>) {
-    let pg = PgCluster::start(None);
+    let pg = PgCluster::start();
+    let (s, ids) = node_on(&pg.url(), citizens);
+    (pg, s, ids)
+}
+
+/// A vault in the database at `url`, and its first node.
+fn node_on(url: &str, citizens: u64) -> (TestServer, Vec<String>) {
     let (s, people) = TestServer::start(
         citizens,
         &Limits {
-            store_url: Some(pg.url()),
+            store_url: Some(url.to_owned()),
             ..Limits::default()
         },
     );
-    let ids = people.into_iter().map(|(id, _)| id).collect();
-    (pg, s, ids)
+    (s, people.into_iter().map(|(id, _)| id).collect())
 }
 
 fn hash(s: &str) -> [u8; 32] {
@@ -422,4 +427,53 @@ fn killing_the_sequencer_node_under_load_loses_no_acknowledged_release_over_20_r
         .map(|h| hash(h.as_str().unwrap()))
         .collect();
     merkle::verify_inclusion(index, body.size, &hash(&leaf), &hashes, &body.root).unwrap();
+}
+
+#[test]
+fn losing_the_primary_with_a_synchronous_standby_loses_no_acknowledged_release() {
+    let primary = PgCluster::start();
+    let standby = PgCluster::standby_of(&primary, "standby1");
+    primary.require_sync_standby("standby1");
+    // Both hosts in the URL: the nodes connect to whichever accepts writes.
+    let url = format!(
+        "postgres://vault@127.0.0.1:{},127.0.0.1:{}/vault?target_session_attrs=read-write&sslmode=disable",
+        primary.port, standby.port
+    );
+    let (a, people) = node_on(&url, 20);
+    let b = a.another_node();
+    let land = a.agency_identity(LAND);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (seen, after) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|k| {
+                let (nodes, land, people, stop) = ([&a, &b], &land, &people, &stop);
+                scope.spawn(move || load(&nodes, land, people, stop, k * 1_000_000))
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        // The primary's machine is lost; the operator (or Patroni) promotes the standby.
+        primary.kill();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        standby.promote();
+        std::thread::sleep(std::time::Duration::from_secs(8));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let seen: Vec<Seen> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        let after: Vec<u16> = [&a, &b]
+            .iter()
+            .map(|n| release_once(n, &land, &people[0]))
+            .collect();
+        (seen, after)
+    });
+    let acked: Vec<(u64, String)> = seen.iter().flat_map(|s| s.acked.clone()).collect();
+    let other: Vec<&String> = seen.iter().flat_map(|s| &s.other).collect();
+    assert!(other.is_empty(), "{other:?}");
+    assert!(acked.len() > 10, "{} releases acknowledged", acked.len());
+    assert_eq!(
+        after,
+        [200, 200],
+        "the nodes serve from the promoted standby"
+    );
+    // What the nodes acknowledged is on the promoted standby (vaultctl follows the URL too).
+    assert!(!primary.accepts());
+    all_in_log(&a, &acked);
 }
