@@ -78,7 +78,7 @@ impl PgCluster {
             .arg(&data)
             .args(["-A", "trust", "-U", "vault", "--no-sync", "-E", "UTF8"]);
         run(init, "initdb");
-        let mut conf = String::from(
+        let conf = String::from(
             "listen_addresses = '127.0.0.1'\nmax_connections = 300\nwal_level = replica\n\
              max_wal_senders = 5\nhot_standby = on\nfsync = on\n",
         );
