@@ -10,7 +10,7 @@ mod store;
 #[cfg(test)]
 pub(crate) mod testdb;
 
-pub use log::{LogOptions, PostgresLog, PostgresLogIn};
+pub use log::{LogOptions, PostgresLog, PostgresLogIn, copy_in};
 pub use pool::{Connect, Pool, describe};
 pub use store::PostgresStore;
 

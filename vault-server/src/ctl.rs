@@ -7,6 +7,7 @@ mod demo;
 pub mod import;
 pub use import::check_jsonl_row;
 pub mod keys;
+mod migrate;
 mod policy_check;
 mod remote;
 
@@ -137,6 +138,13 @@ enum Command {
     },
     /// Make the running server load its policy set again (as SIGHUP does).
     Reload,
+    /// Move this embedded vault into an empty PostgreSQL database (the server stopped):
+    /// rows, grants, consents and the audit log, whose root stays the same.
+    Migrate {
+        /// The database's URL (no password: `--store-password-file`).
+        #[arg(long)]
+        to: String,
+    },
     /// Dev mode helpers (only for a data directory made by `vault-server dev`).
     Dev {
         #[command(subcommand)]
@@ -230,13 +238,18 @@ fn run(cli: Cli) -> CtlResult {
         (None, p) => p.map(Zeroizing::new),
     };
     set_pkcs11(cli.pkcs11_module, pin);
-    let store = cli.store_url.map(|url| StoreSettings {
-        backend: Backend::Postgres,
-        url: Some(url),
-        password_file: cli.store_password_file,
-        ca: cli.store_ca,
-        ..StoreSettings::sled(vault_core::store::DEFAULT_CACHE_BYTES)
-    });
+    let (store_password_file, store_ca) = (cli.store_password_file, cli.store_ca);
+    // `migrate` reads the embedded vault and writes the database its `--to` names.
+    let store = match &cli.command {
+        Command::Migrate { .. } => None,
+        _ => cli.store_url.map(|url| StoreSettings {
+            backend: Backend::Postgres,
+            url: Some(url),
+            password_file: store_password_file.clone(),
+            ca: store_ca.clone(),
+            ..StoreSettings::sled(vault_core::store::DEFAULT_CACHE_BYTES)
+        }),
+    };
     let ctx = Context {
         data: cli.data,
         root_key: cli.root_key,
@@ -253,6 +266,16 @@ fn run(cli: Cli) -> CtlResult {
         Command::Status => out(&status_text(&ctx.open()?, None)?),
         Command::Backup { out: path } => backup::backup(&ctx, &path),
         Command::Restore { from } => backup::restore(&ctx, &from),
+        Command::Migrate { to } => {
+            let settings = StoreSettings {
+                backend: Backend::Postgres,
+                url: Some(to),
+                password_file: store_password_file,
+                ca: store_ca,
+                ..StoreSettings::sled(vault_core::store::DEFAULT_CACHE_BYTES)
+            };
+            migrate::migrate(&ctx, &settings)
+        }
         Command::Reload => Err(CtlError(format!(
             "{}: no vault-server runs here, so there is nothing to reload (a server reads the \
              policy set when it starts)",
@@ -359,6 +382,7 @@ pub fn import_file(data: &Path, file: &Path) -> CtlResult {
 }
 
 /// Paths and sources shared by the commands.
+#[derive(Clone)]
 struct Context {
     data: PathBuf,
     root_key: Option<PathBuf>,

@@ -148,6 +148,14 @@ pub fn prepare(
     dev: Option<crate::dev::DevIssuer>,
 ) -> Result<Prepared, String> {
     let settings = crate::backend::StoreSettings::from_config(&config.store);
+    let named = config.data.join(crate::backend::STORE_FILE);
+    if settings.backend == crate::backend::Backend::Sled && named.exists() {
+        return Err(format!(
+            "{}: this vault lives in PostgreSQL; serve it with [store] backend = \"postgres\" \
+             and the url that file names",
+            named.display()
+        ));
+    }
     let vault = crate::ctl::open_vault(
         &config.data,
         config.root_key.as_deref(),

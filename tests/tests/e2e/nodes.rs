@@ -477,3 +477,94 @@ fn losing_the_primary_with_a_synchronous_standby_loses_no_acknowledged_release()
     assert!(!primary.accepts());
     all_in_log(&a, &acked);
 }
+
+#[test]
+fn an_embedded_vault_migrates_into_postgresql_with_its_root_and_a_consistent_log() {
+    let (mut s, people) = TestServer::start(10, &Limits::default());
+    let people: Vec<String> = people.into_iter().map(|(id, _)| id).collect();
+    let land = s.agency_identity(LAND);
+    let (gid, token, _) = grant(&s, &land, LAND_PURPOSE, &people[1], "HS-M-1");
+    let (st, before) = release(&s, &land, &token, &people[1]);
+    assert_eq!(st, 200, "{before}");
+    let auditor = |s: &TestServer, path: &str| -> (u16, Value) {
+        json_of(
+            s.client(None)
+                .get(s.url(path))
+                .bearer_auth(s.auditor_token("kt-01"))
+                .send()
+                .unwrap(),
+        )
+    };
+    let note = |s: &TestServer| {
+        s.client(None)
+            .get(s.url("/v1/audit/checkpoint"))
+            .bearer_auth(s.auditor_token("kt-01"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let old_note = note(&s);
+    let old = Checkpoint::parse(&format!("{}\n", old_note.split("\n\n").next().unwrap())).unwrap();
+    s.stop();
+
+    let pg = PgCluster::start();
+    let out = s.vault.ctl(&["migrate", "--to", &pg.url()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains(&hex::encode(old.root)), "{said}");
+    // The configuration still says sled: the server refuses instead of serving the old files.
+    assert!(s.try_launch().is_err());
+    let mut config = std::fs::read_to_string(s.config_path()).unwrap();
+    config.push_str(&format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"{}\"\n",
+        pg.url()
+    ));
+    std::fs::write(s.config_path(), config).unwrap();
+    s.launch();
+
+    // The grant, its spent use and the record came along.
+    let c = s.client(Some(&land));
+    let (_, g) = json_of(c.get(s.url(&format!("/v1/grants/{gid}"))).send().unwrap());
+    assert_eq!(g["uses"], 1, "{g}");
+    let (st, after) = release(&s, &land, &token, &people[1]);
+    assert_eq!(st, 200, "{after}");
+    assert_eq!(after["fields"], before["fields"]);
+    // The new log extends the old one: a consistency proof from the old checkpoint.
+    let new_note = note(&s);
+    let new = Checkpoint::parse(&format!("{}\n", new_note.split("\n\n").next().unwrap())).unwrap();
+    assert!(new.size > old.size);
+    let (st, proof) = auditor(
+        &s,
+        &format!(
+            "/v1/audit/proof/consistency?from={}&to={}",
+            old.size, new.size
+        ),
+    );
+    assert_eq!(st, 200, "{proof}");
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hash(h.as_str().unwrap()))
+        .collect();
+    merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &hashes).unwrap();
+    // The old checkpoint is served as it was signed.
+    assert!(
+        pg.psql(&format!(
+            "SELECT count(*) FROM audit_checkpoints WHERE size = {}",
+            old.size
+        )) == "1"
+    );
+    let out = s.vault.ctl(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A second migration is refused: the vault is in PostgreSQL now.
+    s.stop();
+    let again = s.vault.ctl(&["migrate", "--to", &pg.url()]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already in PostgreSQL"),
+        "{}",
+        text(&again.stderr)
+    );
+}

@@ -296,6 +296,145 @@ impl PostgresLog {
     }
 }
 
+/// Copies a whole log from another store into this database's empty log (`vaultctl
+/// migrate`): the entries `0..size` read by `read` (in batches, each with its leaf hash,
+/// checked again here) and the source's signed `checkpoints`, each of which must verify
+/// with `verifier` and match the copied entries; the database is bound to `verifier`. One
+/// transaction: all or nothing. Returns the root at `size`.
+pub fn copy_in(
+    pool: &Pool,
+    verifier: &LogVerifier,
+    size: u64,
+    read: &mut dyn FnMut(u64, u64) -> Result<Vec<(Vec<u8>, Hash)>, VaultError>,
+    checkpoints: &[(u64, String)],
+) -> Result<Hash, VaultError> {
+    let mut conn = pool.get().map_err(store_err)?;
+    let c = conn.client().map_err(store_err)?;
+    let mut tx = c.transaction().map_err(|e| db("copy", &e))?;
+    let taken: i64 = tx
+        .query_one(
+            "SELECT (SELECT count(*) FROM audit_entries) + (SELECT count(*) FROM audit_queue) \
+             + (SELECT count(*) FROM audit_checkpoints)",
+            &[],
+        )
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| db("copy", &e))?;
+    if taken != 0 {
+        return Err(VaultError::StoreUnavailable(
+            "the database already holds an audit log".into(),
+        ));
+    }
+    let mut notes: std::collections::BTreeMap<u64, Checkpoint> = std::collections::BTreeMap::new();
+    for (at, note) in checkpoints {
+        let cp = Checkpoint::verify(note, verifier).map_err(|e| {
+            VaultError::StoreCorrupt(format!("checkpoint at {at} does not verify: {e}"))
+        })?;
+        if cp.size != *at || cp.size > size {
+            return Err(VaultError::StoreCorrupt(format!(
+                "checkpoint at {at} is not of that size"
+            )));
+        }
+        notes.insert(cp.size, cp);
+    }
+    if !notes.contains_key(&size) {
+        return Err(VaultError::StoreCorrupt(format!(
+            "the source has no signed checkpoint at its size {size}"
+        )));
+    }
+    let mut tree = ChunkedTree::default();
+    let root_at = |tree: &ChunkedTree| -> Result<(), VaultError> {
+        if let Some(cp) = notes.get(&tree.size()) {
+            let root = merkle::root(&tree.view(tree.size(), &DbLeaves(pool)), tree.size())
+                .map_err(proof_err)?;
+            if root != cp.root {
+                return Err(VaultError::StoreCorrupt(format!(
+                    "checkpoint at {} does not match the entries",
+                    cp.size
+                )));
+            }
+        }
+        Ok(())
+    };
+    root_at(&tree)?;
+    let mut at = 0;
+    while at < size {
+        let to = (at + 5_000).min(size);
+        let batch = read(at, to)?;
+        if batch.len() as u64 != to - at {
+            return Err(VaultError::StoreCorrupt(format!(
+                "audit entries {at}..{to} missing"
+            )));
+        }
+        let n = batch.len();
+        let mut idxs = Vec::with_capacity(n);
+        let mut qids = Vec::with_capacity(n);
+        let mut entries = Vec::with_capacity(n);
+        let mut leaves = Vec::with_capacity(n);
+        let mut cols = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let mut more = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (k, (bytes, leaf)) in batch.into_iter().enumerate() {
+            let idx = at + k as u64;
+            if merkle::leaf_hash(&bytes) != leaf {
+                return Err(VaultError::StoreCorrupt(format!(
+                    "audit entry {idx} does not match its leaf hash"
+                )));
+            }
+            tree.push(leaf);
+            root_at(&tree)?;
+            let f = facts(&bytes);
+            idxs.push(to_i64(idx));
+            // Copied entries were queued by no node here: a queue id no ticket waits for.
+            qids.push(-1 - to_i64(idx));
+            leaves.push(leaf.to_vec());
+            cols.0.push(f.subject);
+            cols.1.push(f.official);
+            cols.2.push(f.agency);
+            more.0.push(f.purpose);
+            more.1.push(f.event);
+            more.2.push(f.at_ms);
+            entries.push(bytes);
+        }
+        tx.execute(
+            "INSERT INTO audit_entries \
+               (idx, queue_id, entry, leaf, subject, official, agency, purpose, event, at_ms) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], \
+               $5::bytea[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])",
+            &[
+                &idxs, &qids, &entries, &leaves, &cols.0, &cols.1, &cols.2, &more.0, &more.1,
+                &more.2,
+            ],
+        )
+        .map_err(|e| db("copy", &e))?;
+        at = to;
+    }
+    for (at, note) in checkpoints {
+        tx.execute(
+            "INSERT INTO audit_checkpoints (size, note) VALUES ($1, $2)",
+            &[&to_i64(*at), note],
+        )
+        .map_err(|e| db("copy", &e))?;
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('audit_verifier', $1) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&verifier.to_string().as_bytes()],
+    )
+    .map_err(|e| db("copy", &e))?;
+    tx.commit().map_err(|e| db("copy", &e))?;
+    notes
+        .get(&size)
+        .map(|cp| cp.root)
+        .ok_or(VaultError::AuditUnavailable)
+}
+
 /// Binds the database's log to the verifier key (first opener with a signer), or checks it.
 fn bind_verifier(pool: &Pool, verifier: &LogVerifier, may_bind: bool) -> Result<(), VaultError> {
     let text = verifier.to_string();

@@ -14,7 +14,7 @@ use crate::id::BlindId;
 use crate::keyring::KeyringRecord;
 
 /// One row of a store.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Row {
     /// The keyring (wrapped KEKs and keys; the root key is never in a store).
     Keyring(KeyringRecord),
