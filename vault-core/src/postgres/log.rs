@@ -296,6 +296,9 @@ impl PostgresLog {
     }
 }
 
+/// Reads entries `from..to` with their leaf hashes (another log's `AuditLog::entries`).
+pub type ReadEntries<'a> = dyn FnMut(u64, u64) -> Result<Vec<(Vec<u8>, Hash)>, VaultError> + 'a;
+
 /// Copies a whole log from another store into this database's empty log (`vaultctl
 /// migrate`): the entries `0..size` read by `read` (in batches, each with its leaf hash,
 /// checked again here) and the source's signed `checkpoints`, each of which must verify
@@ -305,7 +308,7 @@ pub fn copy_in(
     pool: &Pool,
     verifier: &LogVerifier,
     size: u64,
-    read: &mut dyn FnMut(u64, u64) -> Result<Vec<(Vec<u8>, Hash)>, VaultError>,
+    read: &mut ReadEntries<'_>,
     checkpoints: &[(u64, String)],
 ) -> Result<Hash, VaultError> {
     let mut conn = pool.get().map_err(store_err)?;
