@@ -59,7 +59,7 @@ pub(super) fn migrate(ctx: &Context, settings: &StoreSettings) -> CtlResult {
     };
     settings.record(&ctx.data).map_err(CtlError)?;
     // The copy as a vault: the whole log again, the same root, and consistent with the old.
-    let check = || -> Result<(u64, Vec<[u8; 32]>, [u8; 32]), CtlError> {
+    let check = || -> Result<(u64, [u8; 32]), CtlError> {
         let mut on_pg = ctx.clone();
         on_pg.store = Some(settings.clone());
         let vault = on_pg.open()?;
@@ -79,9 +79,9 @@ pub(super) fn migrate(ctx: &Context, settings: &StoreSettings) -> CtlResult {
                 ))
             },
         )?;
-        Ok((report.entries, proof, old.root))
+        Ok((report.entries, old.root))
     };
-    let (now, _, copied_root) = match check() {
+    let (now, copied_root) = match check() {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(ctx.data.join(crate::backend::STORE_FILE));
