@@ -497,7 +497,7 @@ impl TestServer {
     /// The file whose milliseconds shift a debug server's clock (`vault_server::clock`).
     /// The server's time in seconds: the wall clock moved by `advance_clock` (tokens are
     /// minted at the server's time, so a moved clock does not expire them).
-    fn server_now(&self) -> i64 {
+    pub fn server_now(&self) -> i64 {
         let shift_ms: i64 = std::fs::read_to_string(self.clock_file())
             .ok()
             .and_then(|t| t.trim().parse().ok())

@@ -21,6 +21,7 @@ pub mod portal;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod shared_limits;
 pub mod state;
 pub mod tls;
 pub mod x509;

@@ -141,6 +141,69 @@ fn spawn_grant_sweeper(state: State, retention: u64) {
         });
 }
 
+/// The three request limiters.
+struct Limiters {
+    agency: RateLimiter,
+    verify: RateLimiter,
+    refusal: RateLimiter,
+}
+
+/// The limiters: token buckets in this process with the embedded store; with PostgreSQL,
+/// counts per window shared by every node through the database (`shared_limits`), so N
+/// nodes behind a balancer still give an agency its rate, not N times it.
+fn limiters(
+    vault: &vault_core::Vault<crate::backend::AnyStore>,
+    l: &crate::config::Limits,
+    clock: &Arc<dyn Clock>,
+) -> Result<Limiters, String> {
+    use crate::shared_limits::SharedCounts;
+    let crate::backend::AnyStore::Postgres(pg) = vault.store() else {
+        return Ok(Limiters {
+            agency: RateLimiter::new(f64::from(l.agency_requests_per_second), l.agency_burst),
+            verify: RateLimiter::new(f64::from(l.verify_per_minute) / 60.0, l.verify_per_minute),
+            refusal: RateLimiter::new(
+                f64::from(l.audited_refusals_per_second),
+                l.audited_refusals_burst,
+            ),
+        });
+    };
+    // Per second, the burst on top of the rate (a window admits what the bucket would
+    // over one second from full); per minute for verification checks.
+    let per_second = |rate: u32, burst: u32| u64::from(rate.max(burst));
+    let agency = Arc::new(SharedCounts::new(
+        "agency",
+        per_second(l.agency_requests_per_second, l.agency_burst),
+        1,
+        Arc::clone(clock),
+    ));
+    let verify = Arc::new(SharedCounts::new(
+        "verify",
+        u64::from(l.verify_per_minute),
+        60,
+        Arc::clone(clock),
+    ));
+    let refusal = Arc::new(SharedCounts::new(
+        "refusal",
+        per_second(l.audited_refusals_per_second, l.audited_refusals_burst),
+        1,
+        Arc::clone(clock),
+    ));
+    crate::shared_limits::start(
+        Arc::clone(pg.pool()),
+        vec![
+            Arc::clone(&agency),
+            Arc::clone(&verify),
+            Arc::clone(&refusal),
+        ],
+    )
+    .map_err(|e| format!("shared limits thread: {e}"))?;
+    Ok(Limiters {
+        agency: RateLimiter::shared(agency),
+        verify: RateLimiter::shared(verify),
+        refusal: RateLimiter::shared(refusal),
+    })
+}
+
 /// Opens the vault and everything the server needs.
 pub fn prepare(
     config: &Config,
@@ -177,6 +240,7 @@ pub fn prepare(
     }
     let jwks = load_jwks(config)?;
     let l = &config.limits;
+    let limiters = limiters(&vault, l, &clock)?;
     let state = web::Data::new(AppState {
         vault,
         oidc: OidcVerifier::new(
@@ -187,15 +251,9 @@ pub fn prepare(
         ),
         auditor_role: config.oidc.auditor_role.clone(),
         metrics: crate::metrics::Metrics::default(),
-        agency_limiter: RateLimiter::new(f64::from(l.agency_requests_per_second), l.agency_burst),
-        verify_limiter: RateLimiter::new(
-            f64::from(l.verify_per_minute) / 60.0,
-            l.verify_per_minute,
-        ),
-        refusal_limiter: RateLimiter::new(
-            f64::from(l.audited_refusals_per_second),
-            l.audited_refusals_burst,
-        ),
+        agency_limiter: limiters.agency,
+        verify_limiter: limiters.verify,
+        refusal_limiter: limiters.refusal,
         max_body: l.max_body_bytes,
         clock,
         break_glass_review_hours: config.audit.break_glass_review_hours,

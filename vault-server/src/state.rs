@@ -72,12 +72,14 @@ impl AppState {
 /// The state as handlers receive it.
 pub type State = web::Data<AppState>;
 
-/// A token bucket per key.
+/// A token bucket per key; with several nodes on PostgreSQL, counts per window shared
+/// through the database instead (`shared_limits`).
 #[derive(Debug)]
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    shared: Option<Arc<crate::shared_limits::SharedCounts>>,
 }
 
 impl RateLimiter {
@@ -87,11 +89,23 @@ impl RateLimiter {
             per_second,
             burst: f64::from(burst),
             buckets: Mutex::new(HashMap::new()),
+            shared: None,
+        }
+    }
+
+    /// A limit counted across nodes: `shared` decides (this limiter's bucket is unused).
+    pub fn shared(shared: Arc<crate::shared_limits::SharedCounts>) -> Self {
+        Self {
+            shared: Some(shared),
+            ..Self::new(1.0, 1)
         }
     }
 
     /// Takes one token for `key`, or says how many seconds until one is available.
     pub fn check(&self, key: &str) -> Result<(), u64> {
+        if let Some(shared) = &self.shared {
+            return shared.check(key);
+        }
         let now = Instant::now();
         let Ok(mut b) = self.buckets.lock() else {
             return Ok(());

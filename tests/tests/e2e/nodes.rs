@@ -568,3 +568,34 @@ fn an_embedded_vault_migrates_into_postgresql_with_its_root_and_a_consistent_log
         text(&again.stderr)
     );
 }
+
+#[test]
+fn verification_code_checks_are_limited_across_nodes() {
+    let (_pg, a, people) = first_node(3);
+    let b = a.another_node();
+    let token = a.citizen_token(&people[0]);
+    // 10 checks a minute per citizen, wherever they land: 6 on one node and 6 on the other
+    // would all pass with limits per node. Paced past the nodes' 200 ms reports, and all in
+    // one minute's window (started early enough in it).
+    let into_minute = a.server_now().rem_euclid(60);
+    if into_minute > 45 {
+        std::thread::sleep(std::time::Duration::from_secs(61 - into_minute as u64));
+    }
+    let statuses: Vec<u16> = (0..12)
+        .map(|k| {
+            let node = if k % 2 == 0 { &a } else { &b };
+            std::thread::sleep(std::time::Duration::from_millis(450));
+            node.client(None)
+                .post(node.url("/v1/me/verify"))
+                .bearer_auth(&token)
+                .json(&json!({"verification_code": "ZZZZZZZZ"}))
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .collect();
+    let passed = statuses.iter().filter(|&&c| c == 200).count();
+    assert_eq!(passed, 10, "{statuses:?}");
+    assert_eq!(&statuses[10..], [429, 429], "{statuses:?}");
+}
