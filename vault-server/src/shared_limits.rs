@@ -131,7 +131,7 @@ pub fn start(pool: Arc<Pool>, limiters: Vec<Arc<SharedCounts>>) -> std::io::Resu
                 for l in &limiters {
                     report(&pool, l);
                 }
-                if tick % 300 == 0
+                if tick.is_multiple_of(300)
                     && let Some(l) = limiters.first()
                 {
                     let old = l.clock.now().as_secs() - 3600;
@@ -204,22 +204,19 @@ mod tests {
 
     #[test]
     fn a_window_admits_its_limit_with_what_the_cluster_reported_and_then_starts_again() {
-        let clock = Arc::new(FixedClock::new(vault_core::Timestamp::from_secs(1_000_020)));
+        let clock = Arc::new(FixedClock::new(vault_core::Timestamp::from_secs(1_000_050)));
         let l = SharedCounts::new("verify", 5, 60, clock.clone());
         for _ in 0..3 {
             assert!(l.check("c:1").is_ok());
         }
         // Reported: the cluster (other nodes) has 4 in this window, these 3 included.
         let taken = l.take_unsent();
-        assert_eq!(
-            taken,
-            vec![("c:1".to_owned(), 1_000_020 - 1_000_020 % 60, 3)]
-        );
+        assert_eq!(taken, vec![("c:1".to_owned(), 1_000_020, 3)]);
         l.settle("c:1", taken[0].1, Some(4), 3);
         assert!(l.check("c:1").is_ok());
         assert!(l.check("c:2").is_ok(), "another key has its own count");
         // 4 in the cluster and 1 unreported here: the limit of 5 is reached.
-        assert_eq!(l.check("c:1"), Err(60 - 1_000_020 % 60));
+        assert_eq!(l.check("c:1"), Err(30));
         // A key with nothing new is reported too (to read the others' admissions back); a
         // report that failed gives its counts back.
         let mut taken = l.take_unsent();
