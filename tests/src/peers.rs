@@ -79,8 +79,36 @@ fn peak_rss_of(mut cmd: Command) -> Result<(f64, f64), String> {
     Ok((start.elapsed().as_secs_f64(), peak))
 }
 
-/// Micro-figures: import rate and peak memory, the audit log's group commit against the raw
-/// sync ceiling, offline verification, proofs and citizen-history queries at size.
+/// The same import into a vault on PostgreSQL: citizens per second and the database's size
+/// on disk afterwards.
+fn import_into_postgres(report: &mut Report, file: &Path, count: u64) {
+    let cluster = crate::pg::PgCluster::start();
+    let v = crate::TestVault::initialized_on(&std::env::temp_dir(), &cluster.url());
+    let _ = Command::new("sync").status();
+    match peak_rss_of(v.command(&["import", &file.display().to_string()])) {
+        Ok((secs, rss)) => {
+            report.micro.insert(
+                format!("import_{count}_citizens_per_s_postgres"),
+                json!((count as f64 / secs).round()),
+            );
+            report.micro.insert(
+                "import_postgres_peak_rss_mib".into(),
+                json!((rss * 10.0).round() / 10.0),
+            );
+            report.micro.insert(
+                "import_postgres_database_mib".into(),
+                json!((cluster.database_size() as f64 / 1_048_576.0 * 10.0).round() / 10.0),
+            );
+        }
+        Err(e) => {
+            report.skipped.insert("import_postgres".into(), e);
+        }
+    }
+}
+
+/// Micro-figures: import rate and peak memory (embedded and on PostgreSQL), the audit log's
+/// group commit against the raw sync ceiling, offline verification, proofs and
+/// citizen-history queries at size.
 pub fn micro(report: &mut Report, work: &Path, import_count: u64, audit_entries: u64) {
     if import_count > 0 {
         let v = crate::TestVault::initialized();
@@ -112,6 +140,7 @@ pub fn micro(report: &mut Report, work: &Path, import_count: u64, audit_entries:
                     report.skipped.insert("import".into(), e);
                 }
             }
+            import_into_postgres(report, &file, import_count);
         }
         let _ = std::fs::remove_file(&file);
     }

@@ -193,6 +193,8 @@ impl Report {
                 "vault_over_postgres": self.ratio("postgres"),
                 "vault_cpu_per_req_over_ceiling": self.cpu_ratio("ceiling"),
                 "vault_cpu_per_req_over_openbao": self.cpu_ratio("openbao"),
+                "vault_postgres_over_vault": self.ratio("vault_pg").map(|r| 1.0 / r),
+                "vault_postgres_2_nodes_over_vault": self.ratio("vault_pg2").map(|r| 1.0 / r),
                 "at_concurrency": self.ratio_concurrency,
             },
             "ratio_ranges": {
@@ -243,6 +245,19 @@ impl Report {
                 self.ratio(other)
                     .map_or_else(|| "not measured".to_owned(), |r| format!("{r:.2}"))
             );
+        }
+        for (other, what) in [
+            ("vault_pg", "one node on PostgreSQL"),
+            ("vault_pg2", "two nodes on PostgreSQL"),
+        ] {
+            if let Some(r) = self.ratio(other) {
+                let spread = self
+                    .ratio_range(other)
+                    .map_or_else(String::new, |(lo, hi)| {
+                        format!(" (round by round {:.2}–{:.2})", 1.0 / hi, 1.0 / lo)
+                    });
+                let _ = writeln!(o, "- {what} / the embedded store: {:.2}{spread}", 1.0 / r);
+            }
         }
         for other in ["ceiling", "openbao"] {
             if let Some(r) = self.cpu_ratio(other) {

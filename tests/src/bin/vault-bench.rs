@@ -43,9 +43,17 @@ struct Plan {
 }
 
 const USAGE: &str = "usage: vault-bench [--out DIR] [--quick | --smoke] \
-                     [--systems ceiling,vault,vault_mixed,openbao,postgres] [--seconds N] \
-                     [--rounds N] [--citizens N]\n(see BENCHMARKS.md)";
-const SYSTEMS: [&str; 5] = ["ceiling", "vault", "vault_mixed", "openbao", "postgres"];
+                     [--systems ceiling,vault,vault_mixed,vault_pg,vault_pg2,openbao,postgres] \
+                     [--seconds N] [--rounds N] [--citizens N]\n(see BENCHMARKS.md)";
+const SYSTEMS: [&str; 7] = [
+    "ceiling",
+    "vault",
+    "vault_mixed",
+    "vault_pg",
+    "vault_pg2",
+    "openbao",
+    "postgres",
+];
 
 fn plan() -> Plan {
     let args = Args::from_env(
@@ -98,9 +106,9 @@ fn plan() -> Plan {
             )
         };
     let default_systems = if mode == "smoke" {
-        "ceiling,vault,vault_mixed"
+        "ceiling,vault,vault_mixed,vault_pg,vault_pg2"
     } else {
-        "ceiling,vault,vault_mixed,openbao,postgres"
+        "ceiling,vault,vault_mixed,vault_pg,vault_pg2,openbao,postgres"
     };
     Plan {
         out,
@@ -228,6 +236,117 @@ fn start_ceiling(pki: &Path, body_bytes: usize) -> (Ceiling, String) {
     (Ceiling(child, Some(killed)), url)
 }
 
+/// One grant per citizen, issued over `clients`; the tokens in the citizens' order.
+fn issue(
+    rt: &tokio::runtime::Runtime,
+    clients: &Arc<Vec<reqwest::Client>>,
+    base: &str,
+    ids: &Arc<Vec<String>>,
+) -> Arc<Vec<String>> {
+    let (c, b, ids2) = (Arc::clone(clients), base.to_owned(), Arc::clone(ids));
+    let tokens = rt.block_on(async move {
+        let chunk = ids2.len().div_ceil(c.len());
+        let tasks: Vec<_> = (0..c.len())
+            .map(|k| {
+                let (c, b, ids) = (Arc::clone(&c), b.clone(), Arc::clone(&ids2));
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    for id in ids.iter().skip(k * chunk).take(chunk) {
+                        let v: Value = c[k]
+                            .post(format!("{b}/v1/grants"))
+                            .json(&grant_body(id))
+                            .send()
+                            .await
+                            .unwrap()
+                            .json()
+                            .await
+                            .unwrap();
+                        out.push(v["access_token"].as_str().unwrap().to_owned());
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    Arc::new(tokens)
+}
+
+/// Releases of every benchmark field with the pre-issued grants; connection `c` goes to
+/// `bases[c % bases.len()]` (several nodes of one vault).
+fn release_op(
+    clients: &Arc<Vec<reqwest::Client>>,
+    bases: Vec<String>,
+    ids: &Arc<Vec<String>>,
+    tokens: &Arc<Vec<String>>,
+) -> Op {
+    let (ids, tokens, q) = (Arc::clone(ids), Arc::clone(tokens), FIELDS.join(","));
+    http_op(Arc::clone(clients), move |cl, c, i| {
+        let k = (mix(c, i) % ids.len() as u64) as usize;
+        let b = &bases[c % bases.len()];
+        cl.get(format!("{b}/v1/citizens/{}/fields?fields={q}", ids[k]))
+            .bearer_auth(&tokens[k])
+    })
+}
+
+/// The vault on PostgreSQL: a cluster, a first node with the citizens imported and one grant
+/// each, and a second node when asked.
+struct OnPostgres {
+    first: TestServer,
+    second: Option<TestServer>,
+    clients: Arc<Vec<reqwest::Client>>,
+    ids: Arc<Vec<String>>,
+    tokens: Arc<Vec<String>>,
+    _cluster: vault_tests::pg::PgCluster,
+}
+
+fn on_postgres(plan: &Plan, work: &Path, rt: &tokio::runtime::Runtime, max_c: usize) -> OnPostgres {
+    let cluster = vault_tests::pg::PgCluster::start();
+    let t = Instant::now();
+    let dir = work.join("pg-policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (first, people) = TestServer::start(
+        plan.citizens,
+        &Limits {
+            policies: Some(bench_policies(&dir, &FIELDS).unwrap()),
+            store_url: Some(cluster.url()),
+            ..Limits::default()
+        },
+    );
+    println!(
+        "vault on PostgreSQL: {} citizens imported, first node up in {:.1} s",
+        people.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let ident = first.agency_identity("bench-agency");
+    let clients: Arc<Vec<reqwest::Client>> = Arc::new(
+        (0..max_c)
+            .map(|_| first.async_client(Some(&ident)))
+            .collect(),
+    );
+    let ids: Arc<Vec<String>> = Arc::new(people.iter().map(|(id, _)| id.clone()).collect());
+    let t = Instant::now();
+    let tokens = issue(rt, &clients, &first.url(""), &ids);
+    println!(
+        "vault on PostgreSQL: {} grants issued in {:.1} s",
+        tokens.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let second = has(plan, "vault_pg2").then(|| first.another_node());
+    OnPostgres {
+        first,
+        second,
+        clients,
+        ids,
+        tokens,
+        _cluster: cluster,
+    }
+}
+
 fn main() {
     let plan = plan();
     stop::install_or_exit("vault-bench");
@@ -246,7 +365,7 @@ fn main() {
         ..Report::default()
     };
     println!("vault-bench ({}) on {}", plan.mode, report.machine);
-    for name in ["ceiling", "vault", "vault_mixed", "openbao", "postgres"] {
+    for name in SYSTEMS {
         if !has(&plan, name) {
             report.skipped.insert(
                 name.into(),
@@ -282,39 +401,7 @@ fn main() {
     let ids: Arc<Vec<String>> = Arc::new(people.iter().map(|(id, _)| id.clone()).collect());
     let base = server.url("");
     let t = Instant::now();
-    let tokens: Arc<Vec<String>> = {
-        let (c, b, ids2) = (Arc::clone(&clients), base.clone(), Arc::clone(&ids));
-        let tokens = rt.block_on(async move {
-            let chunk = ids2.len().div_ceil(c.len());
-            let tasks: Vec<_> = (0..c.len())
-                .map(|k| {
-                    let (c, b, ids) = (Arc::clone(&c), b.clone(), Arc::clone(&ids2));
-                    tokio::spawn(async move {
-                        let mut out = Vec::new();
-                        for id in ids.iter().skip(k * chunk).take(chunk) {
-                            let v: Value = c[k]
-                                .post(format!("{b}/v1/grants"))
-                                .json(&grant_body(id))
-                                .send()
-                                .await
-                                .unwrap()
-                                .json()
-                                .await
-                                .unwrap();
-                            out.push(v["access_token"].as_str().unwrap().to_owned());
-                        }
-                        out
-                    })
-                })
-                .collect();
-            let mut all = Vec::new();
-            for t in tasks {
-                all.extend(t.await.unwrap());
-            }
-            all
-        });
-        Arc::new(tokens)
-    };
+    let tokens = issue(&rt, &clients, &base, &ids);
     let rss_after_grants = server.pid().and_then(rss_mib);
     println!(
         "vault: {} grants issued in {:.1} s (RSS {})",
@@ -323,19 +410,7 @@ fn main() {
         mib_text(rss_after_grants)
     );
     let q = FIELDS.join(",");
-    let release: Op = {
-        let (ids, tokens, b, q) = (
-            Arc::clone(&ids),
-            Arc::clone(&tokens),
-            base.clone(),
-            q.clone(),
-        );
-        http_op(Arc::clone(&clients), move |cl, c, i| {
-            let k = (mix(c, i) % ids.len() as u64) as usize;
-            cl.get(format!("{b}/v1/citizens/{}/fields?fields={q}", ids[k]))
-                .bearer_auth(&tokens[k])
-        })
-    };
+    let release = release_op(&clients, vec![base.clone()], &ids, &tokens);
     // The size of a real release answer, for the ceiling's fixed body.
     let sample = rt.block_on(async {
         clients[0]
@@ -419,6 +494,24 @@ fn main() {
     if has(&plan, "vault_mixed") {
         systems.push(("vault_mixed".into(), http(mixed), server.pid()));
     }
+    let on_pg = (has(&plan, "vault_pg") || has(&plan, "vault_pg2"))
+        .then(|| on_postgres(&plan, work.path(), &rt, max_c));
+    if let Some(pg) = &on_pg {
+        let first = pg.first.url("");
+        if has(&plan, "vault_pg") {
+            let op = release_op(&pg.clients, vec![first.clone()], &pg.ids, &pg.tokens);
+            systems.push(("vault_pg".into(), http(op), pg.first.pid()));
+        }
+        if let Some(second) = &pg.second {
+            let op = release_op(
+                &pg.clients,
+                vec![first, second.url("")],
+                &pg.ids,
+                &pg.tokens,
+            );
+            systems.push(("vault_pg2".into(), http(op), None));
+        }
+    }
     let mut peers_alive: Vec<Box<dyn std::any::Any>> = Vec::new();
     if has(&plan, "openbao") {
         match peers::openbao::start(work.path(), &server, &people, &rt, max_c) {
@@ -501,6 +594,7 @@ fn main() {
     );
     drop(systems);
     drop(peers_alive);
+    drop(on_pg);
     drop(server);
 
     peers::micro(
