@@ -261,7 +261,10 @@ fn issue(
                             .json()
                             .await
                             .unwrap();
-                        out.push(v["access_token"].as_str().unwrap().to_owned());
+                        let Some(token) = v["access_token"].as_str() else {
+                            panic!("a grant was refused while setting up: {v}");
+                        };
+                        out.push(token.to_owned());
                     }
                     out
                 })

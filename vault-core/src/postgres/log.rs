@@ -73,7 +73,16 @@ struct Waiters {
     tickets: HashMap<u64, Waiting>,
     /// Queue row id → (ticket, position in it).
     rows: HashMap<i64, (u64, usize)>,
+    /// Rows integrated before anyone waited for them: the sequencer (on this node, or
+    /// another's batch followed here) can be faster than the queue writer registering the
+    /// rows its insert returned. Looked up at registration; the oldest forgotten past
+    /// `EARLY_KEPT` (other nodes' rows land here too and are never claimed).
+    early: HashMap<i64, Appended>,
+    early_order: std::collections::VecDeque<i64>,
 }
+
+/// Integrated rows remembered for a registration still to come.
+const EARLY_KEPT: usize = 1 << 16;
 
 /// The followed tree: leaves pushed up to `tree.size()`, of which `size` are published.
 struct Followed {
@@ -540,11 +549,23 @@ impl Inner {
         let Ok(mut w) = self.waiters.lock() else {
             return;
         };
-        if w.rows.is_empty() {
-            return;
-        }
         for (idx, qid, leaf) in rows {
             let Some((t, pos)) = w.rows.remove(qid) else {
+                if *qid >= 0 {
+                    w.early.insert(
+                        *qid,
+                        Appended {
+                            index: *idx,
+                            leaf_hash: *leaf,
+                        },
+                    );
+                    w.early_order.push_back(*qid);
+                    while w.early_order.len() > EARLY_KEPT {
+                        if let Some(old) = w.early_order.pop_front() {
+                            w.early.remove(&old);
+                        }
+                    }
+                }
                 continue;
             };
             let done = match w.tickets.get_mut(&t) {
@@ -740,30 +761,50 @@ impl Inner {
             }
             // Sequence values are drawn in row order: ascending ids are the entries' order.
             ids.sort_unstable();
-            let deadline = Instant::now() + self.opts.wait;
-            let Ok(mut w) = self.waiters.lock() else {
-                continue;
+            self.register(jobs, ids);
+        }
+    }
+
+    /// Registers the tickets of `jobs`, whose entries were queued as rows `ids` (in order):
+    /// each is answered when its rows are integrated, or at once if they already are.
+    fn register(&self, jobs: Vec<Job>, ids: Vec<i64>) {
+        let deadline = Instant::now() + self.opts.wait;
+        let Ok(mut w) = self.waiters.lock() else {
+            return;
+        };
+        let mut ids = ids.into_iter();
+        for j in jobs {
+            let n = j.entries.len();
+            let mut waiting = Waiting {
+                answer: j.answer,
+                places: vec![None; n],
+                left: n,
+                deadline,
             };
-            let mut ids = ids.into_iter();
-            for j in jobs {
-                let t = w.next;
-                w.next += 1;
-                let n = j.entries.len();
-                for pos in 0..n {
-                    if let Some(id) = ids.next() {
-                        w.rows.insert(id, (t, pos));
+            let mut pending = Vec::new();
+            for pos in 0..n {
+                let Some(id) = ids.next() else { continue };
+                // Integrated already (the sequencer beat this registration).
+                if let Some(a) = w.early.remove(&id) {
+                    if let Some(p) = waiting.places.get_mut(pos) {
+                        *p = Some(a);
+                        waiting.left -= 1;
                     }
+                } else {
+                    pending.push((id, pos));
                 }
-                w.tickets.insert(
-                    t,
-                    Waiting {
-                        answer: j.answer,
-                        places: vec![None; n],
-                        left: n,
-                        deadline,
-                    },
-                );
             }
+            if waiting.left == 0 {
+                let places: Vec<Appended> = waiting.places.into_iter().flatten().collect();
+                waiting.answer.send(Ok(places));
+                continue;
+            }
+            let t = w.next;
+            w.next += 1;
+            for (id, pos) in pending {
+                w.rows.insert(id, (t, pos));
+            }
+            w.tickets.insert(t, waiting);
         }
     }
 
@@ -1498,6 +1539,54 @@ mod tests {
         let queued: serde_json::Value = serde_json::from_slice(&a.entry(1).unwrap()).unwrap();
         assert_eq!(queued["time"], "2023-11-14T22:13:20.001Z");
         assert_eq!(a.verify_all().unwrap().entries, 3);
+    }
+
+    #[test]
+    fn a_ticket_whose_rows_were_integrated_before_it_was_registered_is_answered() {
+        let (pool, _c) = setup();
+        let log = PostgresLog::open(
+            Arc::clone(&pool),
+            Some(signer()),
+            signer().verifier(),
+            LogOptions {
+                sequence: false,
+                ..fast("a")
+            },
+        )
+        .unwrap();
+        // The sequencer (here: by hand) answers rows 41 and 42 before the queue writer has
+        // registered the ticket their insert returned.
+        let leaf = merkle::leaf_hash(b"e");
+        log.inner.answer(&[(7, 41, leaf), (8, 42, leaf)]);
+        let (ticket, answer) = pair();
+        log.inner.register(
+            vec![Job {
+                entries: vec![entry(1), entry(2)],
+                answer,
+            }],
+            vec![41, 42],
+        );
+        let places = ticket.wait().unwrap().into_appended();
+        assert_eq!(
+            places.iter().map(|a| a.index).collect::<Vec<_>>(),
+            vec![7, 8]
+        );
+        // One row early, one late: answered when the second comes.
+        log.inner.answer(&[(9, 43, leaf)]);
+        let (ticket, answer) = pair();
+        log.inner.register(
+            vec![Job {
+                entries: vec![entry(3), entry(4)],
+                answer,
+            }],
+            vec![43, 44],
+        );
+        log.inner.answer(&[(10, 44, leaf)]);
+        let places = ticket.wait().unwrap().into_appended();
+        assert_eq!(
+            places.iter().map(|a| a.index).collect::<Vec<_>>(),
+            vec![9, 10]
+        );
     }
 
     #[test]
