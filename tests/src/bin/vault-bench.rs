@@ -261,9 +261,10 @@ fn issue(
                             .json()
                             .await
                             .unwrap();
-                        let Some(token) = v["access_token"].as_str() else {
-                            panic!("a grant was refused while setting up: {v}");
-                        };
+                        let token = v["access_token"]
+                            .as_str()
+                            .ok_or_else(|| format!("a setup grant was refused: {v}"))
+                            .unwrap();
                         out.push(token.to_owned());
                     }
                     out
