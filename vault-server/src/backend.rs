@@ -415,3 +415,55 @@ impl MetaStore for AnyStore {
         each!(self, s => s.uses_durable_at_once())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pg(url: &str) -> StoreSettings {
+        StoreSettings {
+            backend: Backend::Postgres,
+            url: Some(url.into()),
+            ..StoreSettings::sled(1 << 20)
+        }
+    }
+
+    #[test]
+    fn a_password_in_the_url_tls_without_a_ca_and_a_bad_url_are_refused() {
+        let err = connect(&pg("postgres://vault:secret@db/vault")).unwrap_err();
+        assert!(err.contains("password_file"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        let err = connect(&pg("postgres://vault@db/vault?sslmode=require")).unwrap_err();
+        assert!(err.contains("store.ca"), "{err}");
+        let err = connect(&pg("mysql://nope")).unwrap_err();
+        assert!(err.contains("store.url"), "{err}");
+        assert!(connect(&pg("postgres://vault@127.0.0.1:1/vault?sslmode=disable")).is_ok());
+        let err = connect(&StoreSettings {
+            password_file: Some("/nonexistent/db.password".into()),
+            ..pg("postgres://vault@db/vault?sslmode=disable")
+        })
+        .unwrap_err();
+        assert!(err.contains("store.password_file"), "{err}");
+    }
+
+    #[test]
+    fn store_toml_round_trips_and_names_its_line_when_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = pg("postgres://vault@db1:5432,db2:5432/vault?target_session_attrs=read-write");
+        s.record(dir.path()).unwrap();
+        let back = StoreSettings::of_data_dir(dir.path(), 1 << 20).unwrap();
+        assert_eq!(back, s);
+        std::fs::write(
+            dir.path().join(STORE_FILE),
+            "backend = \"postgres\"\nurl = 5\n",
+        )
+        .unwrap();
+        let err = StoreSettings::of_data_dir(dir.path(), 1 << 20).unwrap_err();
+        assert!(err.contains("store.toml:2"), "{err}");
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            StoreSettings::of_data_dir(empty.path(), 7).unwrap().backend,
+            Backend::Sled
+        );
+    }
+}
