@@ -15,7 +15,8 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     /// Its loopback port.
     pub port: u16,
-    _removed_on_stop: crate::stop::OnStop,
+    /// Stopped (immediately) and removed if a signal stops the tool running it.
+    _stopped_on_signal: crate::stop::OnStop,
 }
 
 fn is_root() -> bool {
@@ -89,7 +90,7 @@ impl PgCluster {
         );
         let c = Self {
             port: free_port(),
-            _removed_on_stop: crate::stop::remove_on_stop(dir.path().to_path_buf()),
+            _stopped_on_signal: stopped_on_signal(dir.path()),
             dir,
         };
         c.run_server();
@@ -154,7 +155,7 @@ impl PgCluster {
         );
         let c = Self {
             port: free_port(),
-            _removed_on_stop: crate::stop::remove_on_stop(dir.path().to_path_buf()),
+            _stopped_on_signal: stopped_on_signal(dir.path()),
             dir,
         };
         c.run_server();
@@ -258,6 +259,19 @@ impl PgCluster {
             .parse()
             .unwrap_or(0)
     }
+}
+
+/// On a signal: the cluster in `dir` stopped at once, then its directory removed.
+fn stopped_on_signal(dir: &Path) -> crate::stop::OnStop {
+    let dir = dir.to_path_buf();
+    crate::stop::on_stop(move || {
+        let mut stop = as_owner("pg_ctl");
+        stop.arg("-D")
+            .arg(dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"]);
+        let _ = stop.output();
+        let _ = std::fs::remove_dir_all(&dir);
+    })
 }
 
 fn append(path: &Path, text: &str) {

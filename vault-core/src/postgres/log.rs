@@ -187,6 +187,15 @@ impl LeafReader for DbLeaves<'_> {
     }
 }
 
+/// Cuts the followed tree back to its published size (leaves a failed batch pushed).
+fn cut_back(f: &mut Followed, pool: &Pool) -> Result<(), VaultError> {
+    if f.tree.size() > f.size {
+        let size = f.size;
+        f.tree.truncate(size, &DbLeaves(pool)).map_err(proof_err)?;
+    }
+    Ok(())
+}
+
 /// The columns a query filters on, from an entry's bytes.
 struct Facts {
     subject: Option<Vec<u8>>,
@@ -520,12 +529,7 @@ impl Inner {
                 .write()
                 .map_err(|_| VaultError::AuditUnavailable)?;
             // Leaves pushed past `size` by a failed integration are cut first.
-            if f.tree.size() > f.size {
-                let size = f.size;
-                f.tree
-                    .truncate(size, &DbLeaves(&self.pool))
-                    .map_err(proof_err)?;
-            }
+            cut_back(&mut f, &self.pool)?;
             for (idx, _, leaf) in rows {
                 if *idx < f.size {
                     continue;
@@ -968,6 +972,9 @@ impl Inner {
                 .followed
                 .write()
                 .map_err(|_| VaultError::AuditUnavailable)?;
+            // Leaves a failed batch pushed are cut first: this batch's checkpoint must sign
+            // the tree of the published entries and this batch's alone.
+            cut_back(&mut f, &self.pool)?;
             for (_, _, leaf) in &rows {
                 f.tree.push(*leaf);
             }
@@ -1587,6 +1594,21 @@ mod tests {
             places.iter().map(|a| a.index).collect::<Vec<_>>(),
             vec![9, 10]
         );
+    }
+
+    #[test]
+    fn a_batch_after_a_failed_one_signs_only_the_published_entries_and_its_own() {
+        let (pool, _c) = setup();
+        let log = node(&pool, "a");
+        log.append(vec![entry(0)]).unwrap();
+        // What a batch whose commit failed (the primary lost) leaves in the tree.
+        log.inner.followed.write().unwrap().tree.push([9; 32]);
+        let a = log.append(vec![entry(1)]).unwrap();
+        assert_eq!(a[0].index, 1);
+        let report = log.verify_all().unwrap();
+        assert_eq!(report.entries, 2);
+        let cp = Checkpoint::verify(&log.latest_checkpoint().unwrap(), &log.verifier()).unwrap();
+        assert_eq!((cp.size, cp.root), (2, report.root));
     }
 
     #[test]
