@@ -187,6 +187,72 @@ impl LeafReader for DbLeaves<'_> {
     }
 }
 
+/// Rows of `audit_entries` gathered for one multi-row insert.
+#[derive(Default)]
+struct EntryRows {
+    idxs: Vec<i64>,
+    queue_ids: Vec<i64>,
+    entries: Vec<Vec<u8>>,
+    leaves: Vec<Vec<u8>>,
+    subjects: Vec<Option<Vec<u8>>>,
+    officials: Vec<Option<String>>,
+    agencies: Vec<Option<String>>,
+    purposes: Vec<Option<String>>,
+    events: Vec<String>,
+    at_ms: Vec<Option<i64>>,
+}
+
+impl EntryRows {
+    /// Adds entry `idx` (its bytes, leaf hash and the queue row it came from).
+    fn push(&mut self, idx: u64, queue_id: i64, bytes: Vec<u8>, leaf: &Hash) {
+        let f = facts(&bytes);
+        self.idxs.push(to_i64(idx));
+        self.queue_ids.push(queue_id);
+        self.leaves.push(leaf.to_vec());
+        self.subjects.push(f.subject);
+        self.officials.push(f.official);
+        self.agencies.push(f.agency);
+        self.purposes.push(f.purpose);
+        self.events.push(f.event);
+        self.at_ms.push(f.at_ms);
+        self.entries.push(bytes);
+    }
+
+    /// Inserts them in one statement.
+    fn insert(&self, tx: &mut postgres::Transaction<'_>) -> Result<u64, postgres::Error> {
+        tx.execute(
+            "INSERT INTO audit_entries \
+               (idx, queue_id, entry, leaf, subject, official, agency, purpose, event, at_ms) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], \
+               $5::bytea[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])",
+            &[
+                &self.idxs,
+                &self.queue_ids,
+                &self.entries,
+                &self.leaves,
+                &self.subjects,
+                &self.officials,
+                &self.agencies,
+                &self.purposes,
+                &self.events,
+                &self.at_ms,
+            ],
+        )
+    }
+}
+
+/// The signed checkpoint `cp` must be the root of the first `cp.size` leaves of `tree`.
+fn check_root(tree: &ChunkedTree, cp: &Checkpoint, pool: &Pool) -> Result<(), VaultError> {
+    let root = merkle::root(&tree.view(cp.size, &DbLeaves(pool)), cp.size).map_err(proof_err)?;
+    if root != cp.root {
+        return Err(VaultError::StoreCorrupt(format!(
+            "checkpoint at {} does not match the entries",
+            cp.size
+        )));
+    }
+    Ok(())
+}
+
 /// Cuts the followed tree back to its published size (leaves a failed batch pushed).
 fn cut_back(f: &mut Followed, pool: &Pool) -> Result<(), VaultError> {
     if f.tree.size() > f.size {
@@ -364,17 +430,9 @@ pub fn copy_in(
     }
     let mut tree = ChunkedTree::default();
     let root_at = |tree: &ChunkedTree| -> Result<(), VaultError> {
-        if let Some(cp) = notes.get(&tree.size()) {
-            let root = merkle::root(&tree.view(tree.size(), &DbLeaves(pool)), tree.size())
-                .map_err(proof_err)?;
-            if root != cp.root {
-                return Err(VaultError::StoreCorrupt(format!(
-                    "checkpoint at {} does not match the entries",
-                    cp.size
-                )));
-            }
-        }
-        Ok(())
+        notes
+            .get(&tree.size())
+            .map_or(Ok(()), |cp| check_root(tree, cp, pool))
     };
     root_at(&tree)?;
     let mut at = 0;
@@ -386,21 +444,7 @@ pub fn copy_in(
                 "audit entries {at}..{to} missing"
             )));
         }
-        let n = batch.len();
-        let mut idxs = Vec::with_capacity(n);
-        let mut qids = Vec::with_capacity(n);
-        let mut entries = Vec::with_capacity(n);
-        let mut leaves = Vec::with_capacity(n);
-        let mut cols = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let mut more = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
+        let mut rows = EntryRows::default();
         for (k, (bytes, leaf)) in batch.into_iter().enumerate() {
             let idx = at + k as u64;
             if merkle::leaf_hash(&bytes) != leaf {
@@ -410,30 +454,10 @@ pub fn copy_in(
             }
             tree.push(leaf);
             root_at(&tree)?;
-            let f = facts(&bytes);
-            idxs.push(to_i64(idx));
             // Copied entries were queued by no node here: a queue id no ticket waits for.
-            qids.push(-1 - to_i64(idx));
-            leaves.push(leaf.to_vec());
-            cols.0.push(f.subject);
-            cols.1.push(f.official);
-            cols.2.push(f.agency);
-            more.0.push(f.purpose);
-            more.1.push(f.event);
-            more.2.push(f.at_ms);
-            entries.push(bytes);
+            rows.push(idx, -1 - to_i64(idx), bytes, &leaf);
         }
-        tx.execute(
-            "INSERT INTO audit_entries \
-               (idx, queue_id, entry, leaf, subject, official, agency, purpose, event, at_ms) \
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], \
-               $5::bytea[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])",
-            &[
-                &idxs, &qids, &entries, &leaves, &cols.0, &cols.1, &cols.2, &more.0, &more.1,
-                &more.2,
-            ],
-        )
-        .map_err(|e| db("copy", &e))?;
+        rows.insert(&mut tx).map_err(|e| db("copy", &e))?;
         at = to;
     }
     for (at, note) in checkpoints {
@@ -673,15 +697,7 @@ impl Inner {
             .followed
             .read()
             .map_err(|_| VaultError::AuditUnavailable)?;
-        let root = merkle::root(&f.tree.view(cp.size, &DbLeaves(&self.pool)), cp.size)
-            .map_err(proof_err)?;
-        if root != cp.root {
-            return Err(VaultError::StoreCorrupt(format!(
-                "audit checkpoint at {} does not match the entries",
-                cp.size
-            )));
-        }
-        Ok(())
+        check_root(&f.tree, &cp, &self.pool)
     }
 
     /// Follows the log: on each notification of growth, and every 200 ms regardless; also
@@ -936,34 +952,15 @@ impl Inner {
         }
         let n = queued.len();
         let mut ids = Vec::with_capacity(n);
-        let mut idxs = Vec::with_capacity(n);
-        let mut entries: Vec<Vec<u8>> = Vec::with_capacity(n);
-        let mut leaves: Vec<Vec<u8>> = Vec::with_capacity(n);
-        let mut cols = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
+        let mut entries = EntryRows::default();
         let mut rows = Vec::with_capacity(n);
         for (k, r) in queued.iter().enumerate() {
             let id: i64 = r.try_get(0).map_err(|e| db("queue", &e))?;
             let bytes: Vec<u8> = r.try_get(1).map_err(|e| db("queue", &e))?;
             let leaf = merkle::leaf_hash(&bytes);
-            let f = facts(&bytes);
             let idx = head + k as u64;
+            entries.push(idx, id, bytes, &leaf);
             ids.push(id);
-            idxs.push(to_i64(idx));
-            leaves.push(leaf.to_vec());
-            cols.0.push(f.subject);
-            cols.1.push(f.official);
-            cols.2.push(f.agency);
-            cols.3.push(f.purpose);
-            cols.4.push(f.event);
-            cols.5.push(f.at_ms);
-            entries.push(bytes);
             rows.push((idx, id, leaf));
         }
         let new_size = head + n as u64;
@@ -990,16 +987,7 @@ impl Inner {
         };
         let written = (|| {
             if n > 0 {
-                tx.execute(
-                    "INSERT INTO audit_entries \
-                       (idx, queue_id, entry, leaf, subject, official, agency, purpose, event, at_ms) \
-                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], \
-                       $5::bytea[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])",
-                    &[
-                        &idxs, &ids, &entries, &leaves, &cols.0, &cols.1, &cols.2, &cols.3,
-                        &cols.4, &cols.5,
-                    ],
-                )?;
+                entries.insert(&mut tx)?;
                 tx.execute("DELETE FROM audit_queue WHERE id = ANY($1)", &[&ids])?;
             }
             tx.execute(
@@ -1013,7 +1001,7 @@ impl Inner {
             tx.commit()
         })();
         if let Err(e) = written {
-            // The pushed leaves are cut by the next `advance`.
+            // The pushed leaves are cut by the next batch or `advance`.
             return Err(db("integrate", &e));
         }
         self.advance(&rows)?;
@@ -1264,12 +1252,12 @@ impl AuditLog for PostgresLog {
                 let cp = Checkpoint::verify(&note, &self.inner.verifier).map_err(|e| {
                     VaultError::StoreCorrupt(format!("checkpoint at {s} does not verify: {e}"))
                 })?;
-                let root = merkle::root(&tree.view(s, &reader), s).map_err(proof_err)?;
-                if cp.size != s || cp.root != root {
+                if cp.size != s {
                     return Err(VaultError::StoreCorrupt(format!(
-                        "checkpoint at {s} does not match the entries"
+                        "checkpoint at {s} names another size"
                     )));
                 }
+                check_root(tree, &cp, &self.inner.pool)?;
                 checkpoints += 1;
             }
             Ok(())
