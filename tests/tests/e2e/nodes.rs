@@ -286,33 +286,46 @@ fn all_in_log(s: &TestServer, acked: &[(u64, String)]) {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// Four load workers over both nodes: 2 s, then `event`, then 8 s more. What they saw, and
+/// the status of one grant-and-release on each node afterwards (neither restarted).
+fn through(
+    a: &TestServer,
+    b: &TestServer,
+    land: &Identity,
+    people: &[String],
+    event: impl FnOnce(),
+) -> (Vec<Seen>, Vec<u16>) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|k| {
+                let stop = &stop;
+                scope.spawn(move || load(&[a, b], land, people, stop, k * 1_000_000))
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        event();
+        std::thread::sleep(std::time::Duration::from_secs(8));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let seen: Vec<Seen> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        let after = [a, b]
+            .iter()
+            .map(|n| release_once(n, land, &people[0]))
+            .collect();
+        (seen, after)
+    })
+}
+
 #[test]
 fn a_database_cut_off_gives_503s_releases_nothing_unlogged_and_heals_without_a_restart() {
     let (pg, a, people) = first_node(20);
     let b = a.another_node();
     let land = a.agency_identity(LAND);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (seen, after) = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..4)
-            .map(|k| {
-                let (nodes, land, people, stop) = ([&a, &b], &land, &people, &stop);
-                scope.spawn(move || load(&nodes, land, people, stop, k * 1_000_000))
-            })
-            .collect();
-        std::thread::sleep(std::time::Duration::from_secs(2));
-        // The database goes away for a few seconds (both nodes lose it), then comes back.
+    // The database goes away for a few seconds (both nodes lose it), then comes back.
+    let (seen, after) = through(&a, &b, &land, &people, || {
         pg.stop();
         std::thread::sleep(std::time::Duration::from_secs(4));
         pg.run_server();
-        std::thread::sleep(std::time::Duration::from_secs(8));
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let seen: Vec<Seen> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-        // Served again by both nodes, neither restarted.
-        let after: Vec<u16> = [&a, &b]
-            .iter()
-            .map(|n| release_once(n, &land, &people[0]))
-            .collect();
-        (seen, after)
     });
     let acked: Vec<(u64, String)> = seen.iter().flat_map(|s| s.acked.clone()).collect();
     let unavailable: usize = seen.iter().map(|s| s.unavailable).sum();
@@ -442,27 +455,11 @@ fn losing_the_primary_with_a_synchronous_standby_loses_no_acknowledged_release()
     let (a, people) = node_on(&url, 20);
     let b = a.another_node();
     let land = a.agency_identity(LAND);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (seen, after) = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..4)
-            .map(|k| {
-                let (nodes, land, people, stop) = ([&a, &b], &land, &people, &stop);
-                scope.spawn(move || load(&nodes, land, people, stop, k * 1_000_000))
-            })
-            .collect();
-        std::thread::sleep(std::time::Duration::from_secs(2));
-        // The primary's machine is lost; the operator (or Patroni) promotes the standby.
+    // The primary's machine is lost; the operator (or Patroni) promotes the standby.
+    let (seen, after) = through(&a, &b, &land, &people, || {
         primary.kill();
         std::thread::sleep(std::time::Duration::from_millis(500));
         standby.promote();
-        std::thread::sleep(std::time::Duration::from_secs(8));
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let seen: Vec<Seen> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-        let after: Vec<u16> = [&a, &b]
-            .iter()
-            .map(|n| release_once(n, &land, &people[0]))
-            .collect();
-        (seen, after)
     });
     let acked: Vec<(u64, String)> = seen.iter().flat_map(|s| s.acked.clone()).collect();
     let other: Vec<&String> = seen.iter().flat_map(|s| &s.other).collect();
