@@ -37,6 +37,19 @@ pub trait AuditLog: Send + Sync {
     /// Queues entries (all or none) and returns at once: the ticket resolves when they are
     /// durable, or to `AuditUnavailable`.
     fn submit(&self, entries: Vec<AuditEntry>) -> Ticket;
+    /// Queues entries in one transaction with a store's `write` (a store and a log in one
+    /// database) and blocks until that transaction has committed or failed: both land or
+    /// neither. `Stale` when the write's comparison failed (nothing written, nothing queued:
+    /// read again and retry). The ticket resolves as `submit`'s does. A log that shares no
+    /// database with a store has no such transaction and fails.
+    fn submit_with(
+        &self,
+        entries: Vec<AuditEntry>,
+        write: BoundWrite,
+    ) -> Result<Ticket, BoundRefusal> {
+        let _ = (entries, write);
+        Err(BoundRefusal::Failed(VaultError::AuditUnavailable))
+    }
     /// Number of durable entries.
     fn size(&self) -> u64;
     /// Whether appends are currently accepted.
@@ -148,6 +161,38 @@ impl AuditLog for SegmentLog {
     fn shutdown(&self) {
         SegmentLog::shutdown(self);
     }
+}
+
+/// A store's write that must commit in one transaction with the entries submitted with it
+/// (`AuditLog::submit_with`): made by a store that shares its database with the log, and
+/// carried by the log without the core looking inside.
+pub struct BoundWrite(Box<dyn std::any::Any + Send>);
+
+impl BoundWrite {
+    /// Wraps a backend's write.
+    pub fn new<W: std::any::Any + Send>(write: W) -> Self {
+        Self(Box::new(write))
+    }
+
+    /// The backend's write, if it is a `W`.
+    pub fn take<W: std::any::Any + Send>(self) -> Option<W> {
+        self.0.downcast::<W>().ok().map(|b| *b)
+    }
+}
+
+impl std::fmt::Debug for BoundWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoundWrite")
+    }
+}
+
+/// Why `AuditLog::submit_with` queued nothing.
+#[derive(Debug)]
+pub enum BoundRefusal {
+    /// The write's comparison failed: another writer changed the row first.
+    Stale,
+    /// The transaction failed (the log or the database is unavailable).
+    Failed(VaultError),
 }
 
 /// How a vault gets its audit log once the keyring (and so the signing key) is open.

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 pub use cases::CaseRow;
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore, SlotRepairs};
 
+use crate::audit::{AuditEntry, AuditLog, Ticket};
 use crate::case::CaseKind;
 use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
@@ -204,6 +205,52 @@ pub trait GrantStore {
         id: &str,
         change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
     ) -> Result<GrantState, StoreError>;
+    /// Changes a grant's state (as `update_grant_state`) and submits the entries that record
+    /// the change (`entries`, made from the changed state), so that neither lands without the
+    /// other: a store that shares its database with the log commits both in one transaction
+    /// (`AuditLog::submit_with`). Here, for a store that cannot: the change (not durable on
+    /// return), then the entries; the change becomes durable with or after its entries
+    /// (`vault::uses`, the flusher).
+    fn update_grant_state_audited(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
+        entries: &mut dyn FnMut(&GrantState) -> Result<Vec<AuditEntry>, VaultError>,
+        log: &dyn AuditLog,
+    ) -> Result<(GrantState, Ticket), StoreError> {
+        let st = self.update_grant_state(id, change)?;
+        let made = entries(&st).map_err(StoreError::Refused)?;
+        Ok((st, log.submit(made)))
+    }
+    /// Changes a grant (as `update_grant`) together with the entries that record the change:
+    /// `change` changes the grant and returns them (none: the grant is left as it was). A
+    /// store that shares its database with the log commits both in one transaction. Here,
+    /// for a store that cannot, `landing` says which goes first.
+    fn update_grant_audited(
+        &self,
+        id: &str,
+        landing: Landing,
+        change: &mut dyn FnMut(&mut Grant) -> Result<Vec<AuditEntry>, VaultError>,
+        log: &dyn AuditLog,
+    ) -> Result<(Grant, Ticket), StoreError> {
+        match landing {
+            Landing::ChangeFirst => {
+                let mut made = Vec::new();
+                let g = self.update_grant(id, false, &mut |g| {
+                    made = change(g)?;
+                    Ok(())
+                })?;
+                Ok((g, log.submit(made)))
+            }
+            Landing::EntriesFirst => {
+                let mut probe = self.grant(id)?.ok_or(StoreError::NotFound)?;
+                let made = change(&mut probe).map_err(StoreError::Refused)?;
+                let appended = log.append(made).map_err(StoreError::Refused)?;
+                let g = self.update_grant(id, true, &mut |g| change(g).map(|_| ()))?;
+                Ok((g, Ticket::ready(Ok(appended))))
+            }
+        }
+    }
     /// Every break-glass grant (the auditors' review queue is those without a review).
     fn break_glass_grants(&self) -> Result<Vec<Grant>, StoreError>;
     /// The grant holding a verification code.
@@ -229,6 +276,18 @@ pub trait GrantStore {
         scan: usize,
         cutoff: Timestamp,
     ) -> Result<(usize, Option<String>), StoreError>;
+}
+
+/// Which of a change and its entries lands first in a store that cannot commit them in one
+/// transaction (`GrantStore::update_grant_audited`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landing {
+    /// The change first, not durable until it is flushed with or after its entries: for a
+    /// change that must take effect at once (a revocation fails closed).
+    ChangeFirst,
+    /// The entries first, durable, then the change: for a decision that must not take effect
+    /// unrecorded (a consent, a review).
+    EntriesFirst,
 }
 
 /// A citizen's standing consents.
@@ -369,7 +428,7 @@ pub trait MetaStore {
 /// A stored grant for the store's unit tests: active, one use, token valid for the 300
 /// seconds before `exp`.
 #[cfg(test)]
-fn test_grant(id: &str, exp: i64) -> Grant {
+pub(crate) fn test_grant(id: &str, exp: i64) -> Grant {
     Grant {
         id: id.into(),
         verification_code: format!("CODE{id}"),

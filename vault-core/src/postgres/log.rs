@@ -18,13 +18,14 @@ use postgres::Client;
 use postgres::fallible_iterator::FallibleIterator as _;
 
 use super::pool::{Pool, describe};
+use super::store::SwapState;
 use crate::audit::entry::{EntryView, Pseudonym, parse_time};
 use crate::audit::merkle::{self, Hash, ProofError};
 use crate::audit::ticket::{Answer, Appended, Ticket, pair};
 use crate::audit::tree::{ChunkedTree, LeafReader};
 use crate::audit::{
-    AuditEntry, AuditLog, AuditQuery, Checkpoint, LogSigner, LogVerifier, Page, VerifyReport,
-    WriterStats,
+    AuditEntry, AuditLog, AuditQuery, BoundRefusal, BoundWrite, Checkpoint, LogSigner, LogVerifier,
+    Page, VerifyReport, WriterStats,
 };
 use crate::error::VaultError;
 
@@ -114,7 +115,26 @@ struct Inner {
 struct Job {
     entries: Vec<AuditEntry>,
     answer: Answer,
+    /// A grant's state to swap in the transaction that queues `entries`, and where to say
+    /// whether that transaction committed (`AuditLog::submit_with`).
+    bound: Option<(SwapState, mpsc::SyncSender<Result<(), BoundRefusal>>)>,
 }
+
+/// Queue rows inserted by one statement, with the sequencer notified at commit.
+const QUEUE_INSERT: &str = "WITH q AS (INSERT INTO audit_queue (entry) \
+     SELECT e FROM unnest($1::bytea[]) WITH ORDINALITY AS t(e, n) \
+     ORDER BY n RETURNING id), \
+     n AS (SELECT pg_notify('cdv_audit_queued', '')) \
+     SELECT id FROM q, n";
+
+/// Locks the grants a batch swaps, in one order on every node (no deadlock between two
+/// nodes' batches).
+const SWAP_LOCK: &str = "SELECT id FROM grants WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+/// Swaps the states still as the callers read them; returns the ids swapped.
+const SWAP: &str = "UPDATE grants g SET state = i.new \
+     FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS i(id, old, new) \
+     WHERE g.id = i.id AND g.state = i.old RETURNING g.id";
 
 /// The PostgreSQL audit log of one node.
 pub struct PostgresLog {
@@ -362,15 +382,51 @@ impl PostgresLog {
             return Ticket::ready(Ok(Vec::new()));
         }
         let (ticket, answer) = pair();
-        let sent = self
-            .tx
-            .lock()
-            .ok()
-            .and_then(|tx| tx.as_ref().map(|t| t.send(Job { entries, answer })));
+        let sent = self.tx.lock().ok().and_then(|tx| {
+            tx.as_ref().map(|t| {
+                t.send(Job {
+                    entries,
+                    answer,
+                    bound: None,
+                })
+            })
+        });
         match sent {
             Some(Ok(())) => ticket,
             // The job (and its answer) came back or was dropped: answered unavailable.
             _ => Ticket::ready(Err(VaultError::AuditUnavailable)),
+        }
+    }
+
+    /// Queues entries in one transaction with a grant's state swap (`AuditLog::submit_with`)
+    /// and waits, up to the bound, for that transaction's outcome.
+    fn submit_swap(
+        &self,
+        entries: Vec<AuditEntry>,
+        swap: SwapState,
+    ) -> Result<Ticket, BoundRefusal> {
+        let unavailable = || BoundRefusal::Failed(VaultError::AuditUnavailable);
+        let (ticket, answer) = pair();
+        let (said, hear) = mpsc::sync_channel(1);
+        let job = Job {
+            entries,
+            answer,
+            bound: Some((swap, said)),
+        };
+        let sent = self
+            .tx
+            .lock()
+            .ok()
+            .and_then(|tx| tx.as_ref().map(|t| t.send(job)));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(unavailable());
+        }
+        // Past the bound the transaction may still commit: then the change stands with its
+        // entries queued, and this caller, told `AuditUnavailable`, released nothing.
+        match hear.recv_timeout(self.inner.opts.wait) {
+            Ok(Ok(())) => Ok(ticket),
+            Ok(Err(refused)) => Err(refused),
+            Err(_) => Err(unavailable()),
         }
     }
 
@@ -747,42 +803,141 @@ impl Inner {
             {
                 jobs.push(j);
             }
-            let bytes: Vec<&[u8]> = jobs
-                .iter()
-                .flat_map(|j| j.entries.iter().map(AuditEntry::bytes))
-                .collect();
-            let queued = self.pool.get().map_err(store_err).and_then(|mut c| {
-                c.query(
-                    "WITH q AS (INSERT INTO audit_queue (entry) \
-                         SELECT e FROM unnest($1::bytea[]) WITH ORDINALITY AS t(e, n) \
-                         ORDER BY n RETURNING id), \
-                     n AS (SELECT pg_notify('cdv_audit_queued', '')) \
-                     SELECT id FROM q, n",
-                    &[&bytes],
-                )
-                .map_err(store_err)
-            });
-            let mut ids: Vec<i64> = match queued {
-                Ok(rows) => rows.iter().filter_map(|r| r.try_get(0).ok()).collect(),
-                Err(_) => {
+            let (jobs, ids) = match self.queue_batch(jobs) {
+                Ok(done) => {
+                    self.queue_ok.store(true, Ordering::SeqCst);
+                    done
+                }
+                Err(jobs) => {
                     self.queue_ok.store(false, Ordering::SeqCst);
                     for j in jobs {
+                        if let Some((_, said)) = j.bound {
+                            let _ =
+                                said.send(Err(BoundRefusal::Failed(VaultError::AuditUnavailable)));
+                        }
                         j.answer.send(Err(VaultError::AuditUnavailable));
                     }
                     continue;
                 }
             };
-            self.queue_ok.store(true, Ordering::SeqCst);
-            if ids.len() != bytes.len() {
-                for j in jobs {
-                    j.answer.send(Err(VaultError::AuditUnavailable));
-                }
-                continue;
-            }
-            // Sequence values are drawn in row order: ascending ids are the entries' order.
-            ids.sort_unstable();
             self.register(jobs, ids);
         }
+    }
+
+    /// Writes one batch: without swaps, one statement; with them, one transaction that
+    /// locks the swapped grants in id order, swaps those still as their callers read them,
+    /// and queues the entries of every job but those whose swap failed (told `Stale`, their
+    /// answers dropped). Returns the queued jobs and their rows' ids in entry order, or every
+    /// job back when nothing was committed.
+    fn queue_batch(&self, jobs: Vec<Job>) -> Result<(Vec<Job>, Vec<i64>), Vec<Job>> {
+        // One swap per grant per batch: a second (two callers read the same state) is told
+        // `Stale` and reads again after this batch.
+        let mut seen = std::collections::HashSet::new();
+        let runs: Vec<bool> = jobs
+            .iter()
+            .map(|j| {
+                j.bound
+                    .as_ref()
+                    .is_some_and(|(w, _)| seen.insert(w.id.as_str()))
+            })
+            .collect();
+        let swaps: Vec<&SwapState> = jobs
+            .iter()
+            .zip(&runs)
+            .filter_map(|(j, &r)| j.bound.as_ref().filter(|_| r).map(|(w, _)| w))
+            .collect();
+        let Ok(mut c) = self.pool.get() else {
+            return Err(jobs);
+        };
+        let Ok((insert, lock, swap)) = (|| {
+            Ok::<_, crate::store::StoreError>((
+                c.prepare(QUEUE_INSERT)?,
+                c.prepare(SWAP_LOCK)?,
+                c.prepare(SWAP)?,
+            ))
+        })() else {
+            return Err(jobs);
+        };
+        let Ok(client) = c.client() else {
+            return Err(jobs);
+        };
+        // Which jobs' entries go in: those without a swap, and those whose swap was done.
+        let mut keep = vec![false; jobs.len()];
+        let committed = (|| -> Result<Option<Vec<i64>>, postgres::Error> {
+            if swaps.is_empty() {
+                keep.fill(true);
+                let bytes: Vec<&[u8]> = jobs
+                    .iter()
+                    .flat_map(|j| j.entries.iter().map(AuditEntry::bytes))
+                    .collect();
+                let mut ids: Vec<i64> = client
+                    .query(&insert, &[&bytes])?
+                    .iter()
+                    .filter_map(|r| r.try_get(0).ok())
+                    .collect();
+                ids.sort_unstable();
+                return Ok((ids.len() == bytes.len()).then_some(ids));
+            }
+            let mut tx = client.transaction()?;
+            let mut won = std::collections::HashSet::new();
+            {
+                let mut ids: Vec<&str> = swaps.iter().map(|w| w.id.as_str()).collect();
+                ids.sort_unstable();
+                tx.query(&lock, &[&ids])?;
+                let ids: Vec<&str> = swaps.iter().map(|w| w.id.as_str()).collect();
+                let old: Vec<&[u8]> = swaps.iter().map(|w| w.old.as_slice()).collect();
+                let new: Vec<&[u8]> = swaps.iter().map(|w| w.new.as_slice()).collect();
+                for row in tx.query(&swap, &[&ids, &old, &new])? {
+                    won.insert(row.try_get::<_, String>(0)?);
+                }
+            }
+            for (k, (j, &r)) in keep.iter_mut().zip(jobs.iter().zip(&runs)) {
+                *k = match &j.bound {
+                    None => true,
+                    Some((w, _)) => r && won.contains(&w.id),
+                };
+            }
+            let bytes: Vec<&[u8]> = jobs
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .flat_map(|(j, _)| j.entries.iter().map(AuditEntry::bytes))
+                .collect();
+            let mut ids: Vec<i64> = tx
+                .query(&insert, &[&bytes])?
+                .iter()
+                .filter_map(|r| r.try_get(0).ok())
+                .collect();
+            if ids.len() != bytes.len() {
+                // Rolled back (dropped): the rows do not match the entries.
+                return Ok(None);
+            }
+            tx.commit()?;
+            // Sequence values are drawn in row order: ascending ids are the entries' order.
+            ids.sort_unstable();
+            Ok(Some(ids))
+        })();
+        let Ok(Some(ids)) = committed else {
+            return Err(jobs);
+        };
+        let mut queued = Vec::with_capacity(jobs.len());
+        for (j, k) in jobs.into_iter().zip(keep) {
+            match j.bound {
+                Some((_, said)) if !k => {
+                    let _ = said.send(Err(BoundRefusal::Stale));
+                }
+                Some((_, said)) => {
+                    let _ = said.send(Ok(()));
+                    queued.push(Job {
+                        entries: j.entries,
+                        answer: j.answer,
+                        bound: None,
+                    });
+                }
+                None => queued.push(j),
+            }
+        }
+        Ok((queued, ids))
     }
 
     /// Registers the tickets of `jobs`, whose entries were queued as rows `ids` (in order):
@@ -1074,6 +1229,17 @@ impl AuditLog for PostgresLog {
         PostgresLog::submit(self, entries)
     }
 
+    fn submit_with(
+        &self,
+        entries: Vec<AuditEntry>,
+        write: BoundWrite,
+    ) -> Result<Ticket, BoundRefusal> {
+        match write.take::<SwapState>() {
+            Some(swap) => self.submit_swap(entries, swap),
+            None => Err(BoundRefusal::Failed(VaultError::AuditUnavailable)),
+        }
+    }
+
     fn size(&self) -> u64 {
         self.inner.size()
     }
@@ -1356,7 +1522,9 @@ mod tests {
     use crate::audit::{Actor, EntryContext, SafeId};
     use crate::clock::Timestamp;
     use crate::id::FieldName;
+    use crate::postgres::PostgresStore;
     use crate::postgres::testdb;
+    use crate::store::{GrantStore as _, Landing, StoreError};
 
     fn signer() -> LogSigner {
         LogSigner::from_seed("test.vault/audit", &[42; 32]).unwrap()
@@ -1558,6 +1726,7 @@ mod tests {
             vec![Job {
                 entries: vec![entry(1), entry(2)],
                 answer,
+                bound: None,
             }],
             vec![41, 42],
         );
@@ -1573,6 +1742,7 @@ mod tests {
             vec![Job {
                 entries: vec![entry(3), entry(4)],
                 answer,
+                bound: None,
             }],
             vec![43, 44],
         );
@@ -1619,5 +1789,132 @@ mod tests {
         let v = other.verifier();
         let err = PostgresLog::open(Arc::clone(&pool), Some(other), v, fast("b")).unwrap_err();
         assert!(matches!(err, VaultError::StoreCorrupt(_)), "{err:?}");
+    }
+
+    /// A grant with `uses` uses, stored through `store`; the time at which it is live.
+    fn live_grant(store: &PostgresStore, id: &str, uses: u32) -> Timestamp {
+        let mut g = crate::store::test_grant(id, 10_000);
+        g.max_uses = uses;
+        assert!(store.insert_grant(&g).unwrap());
+        Timestamp::from_secs(9_900)
+    }
+
+    #[test]
+    fn uses_spent_on_two_nodes_land_with_their_entries_and_no_more_than_the_grant_allows() {
+        let (pool, _c) = setup();
+        let store = PostgresStore::new(Arc::clone(&pool));
+        let now = live_grant(&store, "g-race", 50);
+        let logs = [Arc::new(node(&pool, "a")), Arc::new(node(&pool, "b"))];
+        let won = AtomicU64::new(0);
+        let refused = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (store, log) = (store.clone(), Arc::clone(&logs[t % 2]));
+                let (won, refused) = (&won, &refused);
+                s.spawn(move || {
+                    for i in 0..10 {
+                        let spent = store.update_grant_state_audited(
+                            "g-race",
+                            &mut |st| st.spend(now),
+                            &mut |_| Ok(vec![entry(t as u64 * 100 + i)]),
+                            &*log,
+                        );
+                        match spent {
+                            Ok((_, ticket)) => {
+                                assert_eq!(ticket.wait().unwrap().into_appended().len(), 1);
+                                won.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(StoreError::Refused(VaultError::GrantExhausted)) => {
+                                refused.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(won.load(Ordering::SeqCst), 50);
+        assert_eq!(refused.load(Ordering::SeqCst), 30);
+        assert_eq!(store.grant("g-race").unwrap().unwrap().uses, 50);
+        // Exactly one entry per spent use, whichever node queued it.
+        for log in &logs {
+            log.covering(50).unwrap();
+            assert_eq!(log.size(), 50);
+        }
+        let logged: i64 = pool
+            .get()
+            .unwrap()
+            .query_opt("SELECT count(*) FROM audit_entries", &[])
+            .unwrap()
+            .unwrap()
+            .get(0);
+        assert_eq!(logged, 50);
+        assert!(logs[0].verify_all().unwrap().entries == 50);
+    }
+
+    #[test]
+    fn a_change_whose_entries_cannot_be_queued_is_not_made() {
+        let (pool, _c) = setup();
+        let store = PostgresStore::new(Arc::clone(&pool));
+        let now = live_grant(&store, "g-fail", 2);
+        let log = node(&pool, "a");
+        let exec = |sql: &str| {
+            let mut c = pool.get().unwrap();
+            c.client().unwrap().batch_execute(sql).unwrap();
+        };
+        // Every queue insert fails from here: the swap in its transaction is rolled back.
+        exec("ALTER TABLE audit_queue ADD CONSTRAINT refuse_all CHECK (false) NOT VALID");
+        let revoke = |log: &PostgresLog| {
+            store.update_grant_audited(
+                "g-fail",
+                Landing::ChangeFirst,
+                &mut |g| {
+                    g.end(crate::grant::GrantStatus::Revoked, now);
+                    Ok(vec![entry(1)])
+                },
+                log,
+            )
+        };
+        let spend = |log: &PostgresLog| {
+            store.update_grant_state_audited(
+                "g-fail",
+                &mut |st| st.spend(now),
+                &mut |_| Ok(vec![entry(2)]),
+                log,
+            )
+        };
+        assert!(matches!(
+            spend(&log),
+            Err(StoreError::Refused(VaultError::AuditUnavailable))
+        ));
+        assert!(matches!(
+            revoke(&log),
+            Err(StoreError::Refused(VaultError::AuditUnavailable))
+        ));
+        let g = store.grant("g-fail").unwrap().unwrap();
+        assert_eq!(
+            (g.uses, g.status_at(now)),
+            (0, crate::grant::GrantStatus::Active)
+        );
+        // Once entries can be queued again, the same changes land with them.
+        exec("ALTER TABLE audit_queue DROP CONSTRAINT refuse_all");
+        let (_, t) = spend(&log).unwrap();
+        t.wait().unwrap();
+        let (g, t) = revoke(&log).unwrap();
+        assert_eq!(t.wait().unwrap().into_appended()[0].index, 1);
+        assert_eq!(
+            (g.uses, g.status_at(now)),
+            (1, crate::grant::GrantStatus::Revoked)
+        );
+        // A change that records nothing is made without a queue row.
+        let (_, t) = store
+            .update_grant_audited(
+                "g-fail",
+                Landing::ChangeFirst,
+                &mut |_| Ok(Vec::new()),
+                &log,
+            )
+            .unwrap();
+        assert!(t.wait().unwrap().into_appended().is_empty());
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use super::pool::{Pool, unavailable};
+use crate::audit::{AuditEntry, AuditLog, BoundRefusal, BoundWrite, Ticket};
 use crate::case::CaseKind;
 use crate::clock::Timestamp;
 use crate::consent::StandingConsent;
@@ -16,8 +17,8 @@ use crate::id::{BlindId, GrantId};
 use crate::keyring::KeyringRecord;
 use crate::store::cases::{self, CaseRow};
 use crate::store::{
-    CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, MetaStore, RecordStore,
-    Remembered, RememberedAnswer, SealedRecord, StoreError, codec, decode_remembered,
+    CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, Landing, MetaStore,
+    RecordStore, Remembered, RememberedAnswer, SealedRecord, StoreError, codec, decode_remembered,
     encode_remembered, grant_state,
 };
 
@@ -102,6 +103,27 @@ impl PostgresStore {
         format!("import/{}", hex::encode(file_hash))
     }
 
+    /// A grant's stored state, and the grant as issued when `with_grant`.
+    fn read_state(
+        &self,
+        id: &str,
+        with_grant: bool,
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>), StoreError> {
+        let mut c = self.pool.get()?;
+        let row = if with_grant {
+            c.query_opt("SELECT state, grant_json FROM grants WHERE id = $1", &[&id])?
+        } else {
+            c.query_opt("SELECT state FROM grants WHERE id = $1", &[&id])?
+        };
+        let row = row.ok_or(StoreError::NotFound)?;
+        let json = if with_grant {
+            Some(get(&row, 1)?)
+        } else {
+            None
+        };
+        Ok((get(&row, 0)?, json))
+    }
+
     /// Compare-and-swap of a grant's state: `change` maps the stored state bytes to the new
     /// ones (or refuses); retried while another writer changed the state in between.
     fn swap_state<T>(
@@ -110,25 +132,13 @@ impl PostgresStore {
         with_grant: bool,
         change: &mut StateChange<'_, T>,
     ) -> Result<T, StoreError> {
-        let mut c = self.pool.get()?;
         loop {
-            let row = if with_grant {
-                c.query_opt("SELECT state, grant_json FROM grants WHERE id = $1", &[&id])?
-            } else {
-                c.query_opt("SELECT state FROM grants WHERE id = $1", &[&id])?
-            };
-            let row = row.ok_or(StoreError::NotFound)?;
-            let old: Vec<u8> = get(&row, 0)?;
-            let json: Option<Vec<u8>> = if with_grant {
-                Some(get(&row, 1)?)
-            } else {
-                None
-            };
+            let (old, json) = self.read_state(id, with_grant)?;
             let (new, out) = change(json.as_deref(), &old)?;
             if new == old {
                 return Ok(out);
             }
-            let n = c.execute(
+            let n = self.pool.get()?.execute(
                 "UPDATE grants SET state = $2 WHERE id = $1 AND state = $3",
                 &[&id, &new, &old],
             )?;
@@ -137,7 +147,61 @@ impl PostgresStore {
             }
         }
     }
+
+    /// `swap_state` whose swap commits in one transaction with the entries `change` makes
+    /// (`AuditLog::submit_with`; `PostgresLog` runs the `SwapState`). No connection is held
+    /// while the log's transaction runs (it takes one from the same pool).
+    fn swap_audited<T>(
+        &self,
+        id: &str,
+        with_grant: bool,
+        change: &mut AuditedChange<'_, T>,
+        log: &dyn AuditLog,
+    ) -> Result<(T, Ticket), StoreError> {
+        loop {
+            let (old, json) = self.read_state(id, with_grant)?;
+            let (new, entries, out) = change(json.as_deref(), &old)?;
+            if entries.is_empty() {
+                if new == old {
+                    return Ok((out, Ticket::ready(Ok(Vec::new()))));
+                }
+                // A change that records nothing is a plain swap.
+                let n = self.pool.get()?.execute(
+                    "UPDATE grants SET state = $2 WHERE id = $1 AND state = $3",
+                    &[&id, &new, &old],
+                )?;
+                if n == 1 {
+                    return Ok((out, Ticket::ready(Ok(Vec::new()))));
+                }
+                continue;
+            }
+            let write = SwapState {
+                id: id.to_owned(),
+                old,
+                new,
+            };
+            match log.submit_with(entries, BoundWrite::new(write)) {
+                Ok(ticket) => return Ok((out, ticket)),
+                Err(BoundRefusal::Stale) => {}
+                Err(BoundRefusal::Failed(e)) => return Err(StoreError::Refused(e)),
+            }
+        }
+    }
 }
+
+/// A grant's state swapped from `old` to `new` in the transaction that queues the entries
+/// recording the change (`PostgresLog` runs it; nothing is written if the state is no longer
+/// `old`).
+#[derive(Debug)]
+pub(crate) struct SwapState {
+    pub(crate) id: String,
+    pub(crate) old: Vec<u8>,
+    pub(crate) new: Vec<u8>,
+}
+
+/// `StateChange` that also makes the entries recording the change.
+type AuditedChange<'a, T> =
+    dyn FnMut(Option<&[u8]>, &[u8]) -> Result<(Vec<u8>, Vec<AuditEntry>, T), StoreError> + 'a;
 
 impl RecordStore for PostgresStore {
     fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, StoreError> {
@@ -260,6 +324,50 @@ impl GrantStore for PostgresStore {
             change(&mut st).map_err(StoreError::Refused)?;
             Ok((grant_state::encode_state(&st), st))
         })
+    }
+
+    fn update_grant_state_audited(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
+        entries: &mut dyn FnMut(&GrantState) -> Result<Vec<AuditEntry>, VaultError>,
+        log: &dyn AuditLog,
+    ) -> Result<(GrantState, Ticket), StoreError> {
+        self.swap_audited(
+            id,
+            false,
+            &mut |_, state| {
+                let mut st = grant_state::decode_state(state)?;
+                change(&mut st).map_err(StoreError::Refused)?;
+                let made = entries(&st).map_err(StoreError::Refused)?;
+                Ok((grant_state::encode_state(&st), made, st))
+            },
+            log,
+        )
+    }
+
+    /// One transaction whatever the `landing`.
+    fn update_grant_audited(
+        &self,
+        id: &str,
+        _landing: Landing,
+        change: &mut dyn FnMut(&mut Grant) -> Result<Vec<AuditEntry>, VaultError>,
+        log: &dyn AuditLog,
+    ) -> Result<(Grant, Ticket), StoreError> {
+        self.swap_audited(
+            id,
+            true,
+            &mut |json, state| {
+                let mut g = grant_of(json.unwrap_or_default(), state)?;
+                let mut made = Vec::new();
+                let new = grant_state::change_state(&mut g, &mut |g| {
+                    made = change(g)?;
+                    Ok(())
+                })?;
+                Ok((new, made, g))
+            },
+            log,
+        )
     }
 
     fn break_glass_grants(&self) -> Result<Vec<Grant>, StoreError> {

@@ -14,7 +14,7 @@ use crate::error::VaultError;
 use crate::grant::{Grant, GrantStatus};
 use crate::id::BlindId;
 use crate::id::{CitizenId, FieldName};
-use crate::store::VaultStore;
+use crate::store::{Landing, VaultStore};
 
 /// A citizen's decision on a pending grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,19 +139,26 @@ impl<S: VaultStore> Vault<S> {
         } else {
             AuditEntry::grant_refused(&ctx, &subject, &agency, &access)?
         };
-        self.audit.append(vec![entry])?;
-        let grant = self.store.update_grant(grant_id, true, &mut |g| {
-            if g.status_at(now) != GrantStatus::PendingConsent {
-                return Err(VaultError::GrantNotPending);
-            }
-            if approve {
-                g.activate(now);
-                g.token_pending_delivery = true;
-            } else {
-                g.end(GrantStatus::Refused, now);
-            }
-            Ok(())
-        })?;
+        // The decision and its entry land together (one transaction where the store shares
+        // the log's database); elsewhere the entry is durable first.
+        let (grant, ticket) = self.store.update_grant_audited(
+            grant_id,
+            Landing::EntriesFirst,
+            &mut |g| {
+                if g.status_at(now) != GrantStatus::PendingConsent {
+                    return Err(VaultError::GrantNotPending);
+                }
+                if approve {
+                    g.activate(now);
+                    g.token_pending_delivery = true;
+                } else {
+                    g.end(GrantStatus::Refused, now);
+                }
+                Ok(vec![entry.clone()])
+            },
+            &*self.audit,
+        )?;
+        ticket.wait()?;
         // Kept only once the approval took effect.
         if let Some(c) = &standing {
             self.store.put_consent(c)?;

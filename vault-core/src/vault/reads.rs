@@ -14,7 +14,7 @@ use crate::clock::Timestamp;
 use crate::error::VaultError;
 use crate::grant::{self, Grant, GrantStatus};
 use crate::id::{CitizenId, FieldName};
-use crate::store::VaultStore;
+use crate::store::{Landing, VaultStore};
 
 /// One line of a citizen's access history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -531,11 +531,20 @@ impl<S: VaultStore> Vault<S> {
             outcome,
             code,
         )?;
-        self.audit.append(vec![entry])?;
-        Ok(self.store.update_grant(grant_id, true, &mut |g| {
-            g.review = Some(code.to_owned());
-            g.reviewed_at = Some(now);
-            Ok(())
-        })?)
+        let (g, ticket) = self.store.update_grant_audited(
+            grant_id,
+            Landing::EntriesFirst,
+            &mut |g| {
+                if g.review.is_some() {
+                    return Err(VaultError::GrantNotPending);
+                }
+                g.review = Some(code.to_owned());
+                g.reviewed_at = Some(now);
+                Ok(vec![entry.clone()])
+            },
+            &*self.audit,
+        )?;
+        ticket.wait()?;
+        Ok(g)
     }
 }

@@ -220,22 +220,7 @@ impl<S: VaultStore> Vault<S> {
         // Held until this release's entry (or its denial's) is queued: a revocation of the
         // grant orders wholly before or after it in the log (`refusal::GrantOrder`).
         let _order = self.grant_order.lock(&claims.grant_id)?;
-        let spent = self.store.update_grant_state(&claims.grant_id, &mut |st| {
-            if !crypto::ct_eq(&st.binding, &bound) {
-                return Err(VaultError::TokenNotForCitizen);
-            }
-            st.spend(now)
-        });
-        let state = match spent {
-            Ok(st) => {
-                self.flusher.mark();
-                st
-            }
-            Err(e) => {
-                return Ok(self.deny_release(claims, Some(&subject), requested, e.into(), now));
-            }
-        };
-        let Some(record) = record else {
+        if record.is_none() {
             return Ok(self.deny_release(
                 claims,
                 Some(&subject),
@@ -243,35 +228,65 @@ impl<S: VaultStore> Vault<S> {
                 VaultError::CitizenNotFound,
                 now,
             ));
-        };
-        let (purpose_id, dossier, gid) = (
-            safe(&claims.purpose)?,
-            safe(&claims.dossier_id)?,
-            safe(&claims.grant_id)?,
-        );
+        }
         let names: Vec<FieldName> = requested
             .iter()
             .filter_map(|f| FieldName::parse(f))
             .collect();
-        let actor = Actor::official(
-            safe(&claims.official)?,
-            safe(&claims.agency)?,
-            state.unit.as_deref().map(safe).transpose()?,
+        // The use is spent together with this entry (one transaction where the store shares
+        // the log's database; elsewhere the spent use is durable through the entry, `uses.rs`,
+        // and the store is flushed in the background). Nothing is decrypted before the entry
+        // is durable (`finish_release`).
+        let spent = self.store.update_grant_state_audited(
+            &claims.grant_id,
+            &mut |st| {
+                if !crypto::ct_eq(&st.binding, &bound) {
+                    return Err(VaultError::TokenNotForCitizen);
+                }
+                st.spend(now)
+            },
+            &mut |st| {
+                let (purpose_id, dossier, gid) = (
+                    safe(&claims.purpose)?,
+                    safe(&claims.dossier_id)?,
+                    safe(&claims.grant_id)?,
+                );
+                let actor = Actor::official(
+                    safe(&claims.official)?,
+                    safe(&claims.agency)?,
+                    st.unit.as_deref().map(safe).transpose()?,
+                );
+                let access = Access {
+                    purpose: Some(&purpose_id),
+                    dossier: &dossier,
+                    fields: &names,
+                    grant: Some(&gid),
+                    break_glass: st.break_glass,
+                    consent: None,
+                };
+                Ok(vec![AuditEntry::record_released(
+                    &self.entry_context(now),
+                    &actor,
+                    &subject,
+                    &access,
+                )?])
+            },
+            &*self.audit,
         );
-        let access = Access {
-            purpose: Some(&purpose_id),
-            dossier: &dossier,
-            fields: &names,
-            grant: Some(&gid),
-            break_glass: state.break_glass,
-            consent: None,
+        let ticket = match spent {
+            Ok((_, ticket)) => {
+                self.flusher.mark();
+                ticket
+            }
+            Err(e) => {
+                return Ok(self.deny_release(claims, Some(&subject), requested, e.into(), now));
+            }
         };
-        // The spent use is durable through this entry (`uses.rs`): the store is flushed in
-        // the background. Nothing is decrypted before the entry is durable (`finish_release`).
-        let entry =
-            AuditEntry::record_released(&self.entry_context(now), &actor, &subject, &access)?;
+        let Some(record) = record else {
+            return Err(VaultError::CitizenNotFound);
+        };
         Ok(Audited::new(
-            self.audit.submit(vec![entry]),
+            ticket,
             Next::Open(Box::new(Opening {
                 disputed,
                 blind,

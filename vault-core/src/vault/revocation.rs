@@ -10,7 +10,7 @@ use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::VaultError;
 use crate::grant::GrantStatus;
-use crate::store::VaultStore;
+use crate::store::{Landing, VaultStore};
 use crate::vault::AgencyCaller;
 
 impl<S: VaultStore> Vault<S> {
@@ -48,22 +48,32 @@ impl<S: VaultStore> Vault<S> {
         let ticket = {
             let _order = self.grant_order.lock(grant_id)?;
             let mut changed = false;
-            self.store.update_grant(grant_id, false, &mut |g| {
-                changed = matches!(
-                    g.status_at(now),
-                    GrantStatus::Active | GrantStatus::PendingConsent
-                );
-                if changed {
+            let (_, ticket) = self.store.update_grant_audited(
+                grant_id,
+                Landing::ChangeFirst,
+                &mut |g| {
+                    changed = matches!(
+                        g.status_at(now),
+                        GrantStatus::Active | GrantStatus::PendingConsent
+                    );
+                    if !changed {
+                        return Ok(Vec::new());
+                    }
                     g.end(GrantStatus::Revoked, now);
-                }
-                Ok(())
-            })?;
+                    Ok(vec![AuditEntry::grant_revoked(
+                        &self.entry_context(now),
+                        actor,
+                        subject,
+                        &gid,
+                        code,
+                    )?])
+                },
+                &*self.audit,
+            )?;
             if !changed {
                 return Ok(false);
             }
-            let entry =
-                AuditEntry::grant_revoked(&self.entry_context(now), actor, subject, &gid, code)?;
-            self.audit.submit(vec![entry])
+            ticket
         };
         // The revocation took effect above (fail closed); make it durable, then wait for its
         // entry.
