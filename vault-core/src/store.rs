@@ -115,6 +115,7 @@ pub trait VaultStore:
     + IdempotencyStore
     + CaseStore
     + MetaStore
+    + AuditedStore
     + Send
     + Sync
     + Clone
@@ -129,6 +130,7 @@ impl<T> VaultStore for T where
         + IdempotencyStore
         + CaseStore
         + MetaStore
+        + AuditedStore
         + Send
         + Sync
         + Clone
@@ -205,52 +207,6 @@ pub trait GrantStore {
         id: &str,
         change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
     ) -> Result<GrantState, StoreError>;
-    /// Changes a grant's state (as `update_grant_state`) and submits the entries that record
-    /// the change (`entries`, made from the changed state), so that neither lands without the
-    /// other: a store that shares its database with the log commits both in one transaction
-    /// (`AuditLog::submit_with`). Here, for a store that cannot: the change (not durable on
-    /// return), then the entries; the change becomes durable with or after its entries
-    /// (`vault::uses`, the flusher).
-    fn update_grant_state_audited(
-        &self,
-        id: &str,
-        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
-        entries: &mut dyn FnMut(&GrantState) -> Result<Vec<AuditEntry>, VaultError>,
-        log: &dyn AuditLog,
-    ) -> Result<(GrantState, Ticket), StoreError> {
-        let st = self.update_grant_state(id, change)?;
-        let made = entries(&st).map_err(StoreError::Refused)?;
-        Ok((st, log.submit(made)))
-    }
-    /// Changes a grant (as `update_grant`) together with the entries that record the change:
-    /// `change` changes the grant and returns them (none: the grant is left as it was). A
-    /// store that shares its database with the log commits both in one transaction. Here,
-    /// for a store that cannot, `landing` says which goes first.
-    fn update_grant_audited(
-        &self,
-        id: &str,
-        landing: Landing,
-        change: &mut dyn FnMut(&mut Grant) -> Result<Vec<AuditEntry>, VaultError>,
-        log: &dyn AuditLog,
-    ) -> Result<(Grant, Ticket), StoreError> {
-        match landing {
-            Landing::ChangeFirst => {
-                let mut made = Vec::new();
-                let g = self.update_grant(id, false, &mut |g| {
-                    made = change(g)?;
-                    Ok(())
-                })?;
-                Ok((g, log.submit(made)))
-            }
-            Landing::EntriesFirst => {
-                let mut probe = self.grant(id)?.ok_or(StoreError::NotFound)?;
-                let made = change(&mut probe).map_err(StoreError::Refused)?;
-                let appended = log.append(made).map_err(StoreError::Refused)?;
-                let g = self.update_grant(id, true, &mut |g| change(g).map(|_| ()))?;
-                Ok((g, Ticket::ready(Ok(appended))))
-            }
-        }
-    }
     /// Every break-glass grant (the auditors' review queue is those without a review).
     fn break_glass_grants(&self) -> Result<Vec<Grant>, StoreError>;
     /// The grant holding a verification code.
@@ -276,6 +232,102 @@ pub trait GrantStore {
         scan: usize,
         cutoff: Timestamp,
     ) -> Result<(usize, Option<String>), StoreError>;
+}
+
+/// Changes that land with the audit entries recording them: in one transaction where the
+/// store shares its database with the log (`AuditLog::submit_with`), else in the order each
+/// method gives, so that nothing changes unrecorded.
+pub trait AuditedStore: GrantStore + ConsentStore + CaseStore {
+    /// Changes a grant's state (as `update_grant_state`) and submits the entries that record
+    /// the change (`entries`, made from the changed state), so that neither lands without the
+    /// other: a store that shares its database with the log commits both in one transaction
+    /// (`AuditLog::submit_with`). Here, for a store that cannot: the change (not durable on
+    /// return), then the entries; the change becomes durable with or after its entries
+    /// (`vault::uses`, the flusher).
+    fn update_grant_state_audited(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
+        entries: &mut dyn FnMut(&GrantState) -> Result<Vec<AuditEntry>, VaultError>,
+        log: &dyn AuditLog,
+    ) -> Result<(GrantState, Ticket), StoreError> {
+        let st = self.update_grant_state(id, change)?;
+        let made = entries(&st).map_err(StoreError::Refused)?;
+        Ok((st, log.submit(made)))
+    }
+    /// Changes a grant (as `update_grant`) together with the entries that record the change
+    /// and the rows `also` writes: `change` changes the grant and returns the entries (none:
+    /// the grant is left as it was, and `also` is not written). A store that shares its
+    /// database with the log commits all in one transaction. Here, for a store that cannot,
+    /// `landing` says whether the change or the entries go first; `also` goes last.
+    fn update_grant_audited(
+        &self,
+        id: &str,
+        landing: Landing,
+        change: &mut dyn FnMut(&mut Grant) -> Result<Vec<AuditEntry>, VaultError>,
+        also: &[Write<'_>],
+        log: &dyn AuditLog,
+    ) -> Result<(Grant, Ticket), StoreError> {
+        let (g, ticket, made) = match landing {
+            Landing::ChangeFirst => {
+                let mut made = Vec::new();
+                let g = self.update_grant(id, false, &mut |g| {
+                    made = change(g)?;
+                    Ok(())
+                })?;
+                let any = !made.is_empty();
+                (g, log.submit(made), any)
+            }
+            Landing::EntriesFirst => {
+                let mut probe = self.grant(id)?.ok_or(StoreError::NotFound)?;
+                let made = change(&mut probe).map_err(StoreError::Refused)?;
+                let any = !made.is_empty();
+                let appended = log.append(made).map_err(StoreError::Refused)?;
+                let g = self.update_grant(id, true, &mut |g| change(g).map(|_| ()))?;
+                (g, Ticket::ready(Ok(appended)), any)
+            }
+        };
+        if made {
+            self.write_all(also)?;
+        }
+        Ok((g, ticket))
+    }
+    /// Writes rows together with the entries that record them: one transaction where the
+    /// store shares the log's database; here, the entries first (durable), then the rows.
+    fn write_audited(
+        &self,
+        writes: &[Write<'_>],
+        entries: Vec<AuditEntry>,
+        log: &dyn AuditLog,
+    ) -> Result<Ticket, StoreError> {
+        let appended = log.append(entries).map_err(StoreError::Refused)?;
+        self.write_all(writes)?;
+        Ok(Ticket::ready(Ok(appended)))
+    }
+    /// Writes rows one by one, each as its own method would.
+    fn write_all(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
+        for w in writes {
+            match *w {
+                Write::Consent(c) => self.put_consent(c)?,
+                Write::ForgetConsent(citizen, id) => {
+                    self.delete_consent(citizen, id)?;
+                }
+                Write::Case(row) => self.put_case(row)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A row written with its audit entries (`AuditedStore`).
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    /// Stores (or replaces) a standing consent.
+    Consent(&'a StandingConsent),
+    /// Deletes a citizen's standing consent (nothing if it is gone).
+    ForgetConsent(&'a BlindId, &'a str),
+    /// Stores (or replaces) a case.
+    Case(&'a CaseRow),
 }
 
 /// Which of a change and its entries lands first in a store that cannot commit them in one

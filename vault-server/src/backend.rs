@@ -20,8 +20,8 @@ use vault_core::id::{BlindId, GrantId};
 use vault_core::keyring::KeyringRecord;
 use vault_core::postgres::{Connect, LogOptions, Pool, PostgresLogIn, PostgresStore};
 use vault_core::store::{
-    CaseRow, CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, Landing,
-    MetaStore, RecordStore, Remembered, SealedRecord, SledStore, StoreError,
+    AuditedStore, CaseRow, CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore,
+    Landing, MetaStore, RecordStore, Remembered, SealedRecord, SledStore, StoreError, Write,
 };
 
 /// The store engine.
@@ -252,6 +252,41 @@ macro_rules! each {
 
 // Every method delegates: a default here would hide the backend's own.
 #[warn(clippy::missing_trait_methods)]
+impl AuditedStore for AnyStore {
+    fn update_grant_state_audited(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
+        entries: &mut dyn FnMut(&GrantState) -> Result<Vec<AuditEntry>, VaultError>,
+        log: &dyn AuditLog,
+    ) -> Result<(GrantState, Ticket), StoreError> {
+        each!(self, s => s.update_grant_state_audited(id, change, entries, log))
+    }
+    fn update_grant_audited(
+        &self,
+        id: &str,
+        landing: Landing,
+        change: &mut dyn FnMut(&mut Grant) -> Result<Vec<AuditEntry>, VaultError>,
+        also: &[Write<'_>],
+        log: &dyn AuditLog,
+    ) -> Result<(Grant, Ticket), StoreError> {
+        each!(self, s => s.update_grant_audited(id, landing, change, also, log))
+    }
+    fn write_audited(
+        &self,
+        writes: &[Write<'_>],
+        entries: Vec<AuditEntry>,
+        log: &dyn AuditLog,
+    ) -> Result<Ticket, StoreError> {
+        each!(self, s => s.write_audited(writes, entries, log))
+    }
+    fn write_all(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
+        each!(self, s => s.write_all(writes))
+    }
+}
+
+// Every method delegates: a default here would hide the backend's own.
+#[warn(clippy::missing_trait_methods)]
 impl RecordStore for AnyStore {
     fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, StoreError> {
         each!(self, s => s.citizen(id))
@@ -310,24 +345,6 @@ impl GrantStore for AnyStore {
         change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
     ) -> Result<GrantState, StoreError> {
         each!(self, s => s.update_grant_state(id, change))
-    }
-    fn update_grant_state_audited(
-        &self,
-        id: &str,
-        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
-        entries: &mut dyn FnMut(&GrantState) -> Result<Vec<AuditEntry>, VaultError>,
-        log: &dyn AuditLog,
-    ) -> Result<(GrantState, Ticket), StoreError> {
-        each!(self, s => s.update_grant_state_audited(id, change, entries, log))
-    }
-    fn update_grant_audited(
-        &self,
-        id: &str,
-        landing: Landing,
-        change: &mut dyn FnMut(&mut Grant) -> Result<Vec<AuditEntry>, VaultError>,
-        log: &dyn AuditLog,
-    ) -> Result<(Grant, Ticket), StoreError> {
-        each!(self, s => s.update_grant_audited(id, landing, change, log))
     }
     fn break_glass_grants(&self) -> Result<Vec<Grant>, StoreError> {
         each!(self, s => s.break_glass_grants())

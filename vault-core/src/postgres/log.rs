@@ -18,7 +18,7 @@ use postgres::Client;
 use postgres::fallible_iterator::FallibleIterator as _;
 
 use super::pool::{Pool, describe};
-use super::store::SwapState;
+use super::store::{PgBound, SwapState};
 use crate::audit::entry::{EntryView, Pseudonym, parse_time};
 use crate::audit::merkle::{self, Hash, ProofError};
 use crate::audit::ticket::{Answer, Appended, Ticket, pair};
@@ -117,8 +117,11 @@ struct Job {
     answer: Answer,
     /// A grant's state to swap in the transaction that queues `entries`, and where to say
     /// whether that transaction committed (`AuditLog::submit_with`).
-    bound: Option<(SwapState, mpsc::SyncSender<Result<(), BoundRefusal>>)>,
+    bound: Option<Box<(PgBound, Said)>>,
 }
+
+/// Where the queue writer says whether a job's transaction committed.
+type Said = mpsc::SyncSender<Result<(), BoundRefusal>>;
 
 /// Queue rows inserted by one statement, with the sequencer notified at commit.
 const QUEUE_INSERT: &str = "WITH q AS (INSERT INTO audit_queue (entry) \
@@ -398,12 +401,12 @@ impl PostgresLog {
         }
     }
 
-    /// Queues entries in one transaction with a grant's state swap (`AuditLog::submit_with`)
-    /// and waits, up to the bound, for that transaction's outcome.
-    fn submit_swap(
+    /// Queues entries in one transaction with a store's writes (`AuditLog::submit_with`) and
+    /// waits, up to the bound, for that transaction's outcome.
+    fn submit_bound(
         &self,
         entries: Vec<AuditEntry>,
-        swap: SwapState,
+        bound: PgBound,
     ) -> Result<Ticket, BoundRefusal> {
         let unavailable = || BoundRefusal::Failed(VaultError::AuditUnavailable);
         let (ticket, answer) = pair();
@@ -411,7 +414,7 @@ impl PostgresLog {
         let job = Job {
             entries,
             answer,
-            bound: Some((swap, said)),
+            bound: Some(Box::new((bound, said))),
         };
         let sent = self
             .tx
@@ -811,7 +814,8 @@ impl Inner {
                 Err(jobs) => {
                     self.queue_ok.store(false, Ordering::SeqCst);
                     for j in jobs {
-                        if let Some((_, said)) = j.bound {
+                        if let Some(b) = j.bound {
+                            let (_, said) = *b;
                             let _ =
                                 said.send(Err(BoundRefusal::Failed(VaultError::AuditUnavailable)));
                         }
@@ -824,28 +828,33 @@ impl Inner {
         }
     }
 
-    /// Writes one batch: without swaps, one statement; with them, one transaction that
-    /// locks the swapped grants in id order, swaps those still as their callers read them,
-    /// and queues the entries of every job but those whose swap failed (told `Stale`, their
-    /// answers dropped). Returns the queued jobs and their rows' ids in entry order, or every
-    /// job back when nothing was committed.
+    /// Writes one batch: without store writes, one statement; with them, one transaction
+    /// that locks the swapped grants in id order, swaps those still as their callers read
+    /// them, writes the rows of every job but those whose swap failed (told `Stale`, their
+    /// answers dropped), and queues the entries of the same jobs. Returns the queued jobs and
+    /// their rows' ids in entry order, or every job back when nothing was committed.
     fn queue_batch(&self, jobs: Vec<Job>) -> Result<(Vec<Job>, Vec<i64>), Vec<Job>> {
         // One swap per grant per batch: a second (two callers read the same state) is told
         // `Stale` and reads again after this batch.
         let mut seen = std::collections::HashSet::new();
         let runs: Vec<bool> = jobs
             .iter()
-            .map(|j| {
-                j.bound
-                    .as_ref()
-                    .is_some_and(|(w, _)| seen.insert(w.id.as_str()))
+            .map(|j| match j.bound.as_deref() {
+                Some((b, _)) => b.swap.as_ref().is_none_or(|w| seen.insert(w.id.as_str())),
+                None => false,
             })
             .collect();
         let swaps: Vec<&SwapState> = jobs
             .iter()
             .zip(&runs)
-            .filter_map(|(j, &r)| j.bound.as_ref().filter(|_| r).map(|(w, _)| w))
+            .filter_map(|(j, &r)| {
+                j.bound
+                    .as_deref()
+                    .filter(|_| r)
+                    .and_then(|(b, _)| b.swap.as_ref())
+            })
             .collect();
+        let bound = jobs.iter().any(|j| j.bound.is_some());
         let Ok(mut c) = self.pool.get() else {
             return Err(jobs);
         };
@@ -864,7 +873,7 @@ impl Inner {
         // Which jobs' entries go in: those without a swap, and those whose swap was done.
         let mut keep = vec![false; jobs.len()];
         let committed = (|| -> Result<Option<Vec<i64>>, postgres::Error> {
-            if swaps.is_empty() {
+            if !bound {
                 keep.fill(true);
                 let bytes: Vec<&[u8]> = jobs
                     .iter()
@@ -880,7 +889,7 @@ impl Inner {
             }
             let mut tx = client.transaction()?;
             let mut won = std::collections::HashSet::new();
-            {
+            if !swaps.is_empty() {
                 let mut ids: Vec<&str> = swaps.iter().map(|w| w.id.as_str()).collect();
                 ids.sort_unstable();
                 tx.query(&lock, &[&ids])?;
@@ -892,10 +901,15 @@ impl Inner {
                 }
             }
             for (k, (j, &r)) in keep.iter_mut().zip(jobs.iter().zip(&runs)) {
-                *k = match &j.bound {
+                *k = match j.bound.as_deref() {
                     None => true,
-                    Some((w, _)) => r && won.contains(&w.id),
+                    Some((b, _)) => r && b.swap.as_ref().is_none_or(|w| won.contains(&w.id)),
                 };
+                if let (true, Some((b, _))) = (*k, j.bound.as_deref()) {
+                    for w in &b.rows {
+                        tx.execute(w.sql, &w.params())?;
+                    }
+                }
             }
             let bytes: Vec<&[u8]> = jobs
                 .iter()
@@ -922,19 +936,28 @@ impl Inner {
         };
         let mut queued = Vec::with_capacity(jobs.len());
         for (j, k) in jobs.into_iter().zip(keep) {
-            match j.bound {
-                Some((_, said)) if !k => {
+            let Job {
+                entries,
+                answer,
+                bound,
+            } = j;
+            match bound.map(|b| b.1) {
+                Some(said) if !k => {
                     let _ = said.send(Err(BoundRefusal::Stale));
                 }
-                Some((_, said)) => {
+                Some(said) => {
                     let _ = said.send(Ok(()));
                     queued.push(Job {
-                        entries: j.entries,
-                        answer: j.answer,
+                        entries,
+                        answer,
                         bound: None,
                     });
                 }
-                None => queued.push(j),
+                None => queued.push(Job {
+                    entries,
+                    answer,
+                    bound: None,
+                }),
             }
         }
         Ok((queued, ids))
@@ -1234,8 +1257,8 @@ impl AuditLog for PostgresLog {
         entries: Vec<AuditEntry>,
         write: BoundWrite,
     ) -> Result<Ticket, BoundRefusal> {
-        match write.take::<SwapState>() {
-            Some(swap) => self.submit_swap(entries, swap),
+        match write.take::<PgBound>() {
+            Some(bound) => self.submit_bound(entries, bound),
             None => Err(BoundRefusal::Failed(VaultError::AuditUnavailable)),
         }
     }
@@ -1521,10 +1544,14 @@ mod tests {
     use super::*;
     use crate::audit::{Actor, EntryContext, SafeId};
     use crate::clock::Timestamp;
+    use crate::consent::StandingConsent;
+    use crate::id::BlindId;
     use crate::id::FieldName;
     use crate::postgres::PostgresStore;
     use crate::postgres::testdb;
-    use crate::store::{GrantStore as _, Landing, StoreError};
+    use crate::store::{
+        AuditedStore as _, ConsentStore as _, GrantStore as _, Landing, StoreError, Write,
+    };
 
     fn signer() -> LogSigner {
         LogSigner::from_seed("test.vault/audit", &[42; 32]).unwrap()
@@ -1872,6 +1899,7 @@ mod tests {
                     g.end(crate::grant::GrantStatus::Revoked, now);
                     Ok(vec![entry(1)])
                 },
+                &[],
                 log,
             )
         };
@@ -1891,11 +1919,29 @@ mod tests {
             revoke(&log),
             Err(StoreError::Refused(VaultError::AuditUnavailable))
         ));
+        let citizen = BlindId::from_bytes([0xab; 32]);
+        let consent = StandingConsent {
+            id: "c-kept".into(),
+            citizen: citizen.to_string(),
+            agency: "ubnd-phuong-sai-gon".into(),
+            purpose: "construction_permit".into(),
+            fields: vec!["full_name".into()],
+            created: now,
+            expires: now.plus_secs(86_400),
+            grant_id: "g-fail".into(),
+            withdrawn: None,
+        };
+        let kept = [Write::Consent(&consent)];
+        assert!(matches!(
+            store.write_audited(&kept, vec![entry(3)], &log),
+            Err(StoreError::Refused(VaultError::AuditUnavailable))
+        ));
         let g = store.grant("g-fail").unwrap().unwrap();
         assert_eq!(
             (g.uses, g.status_at(now)),
             (0, crate::grant::GrantStatus::Active)
         );
+        assert!(store.consents_of_citizen(&citizen).unwrap().is_empty());
         // Once entries can be queued again, the same changes land with them.
         exec("ALTER TABLE audit_queue DROP CONSTRAINT refuse_all");
         let (_, t) = spend(&log).unwrap();
@@ -1906,12 +1952,19 @@ mod tests {
             (g.uses, g.status_at(now)),
             (1, crate::grant::GrantStatus::Revoked)
         );
+        let t = store.write_audited(&kept, vec![entry(3)], &log).unwrap();
+        assert_eq!(t.wait().unwrap().into_appended()[0].index, 2);
+        assert_eq!(
+            store.consents_of_citizen(&citizen).unwrap(),
+            vec![consent.clone()]
+        );
         // A change that records nothing is made without a queue row.
         let (_, t) = store
             .update_grant_audited(
                 "g-fail",
                 Landing::ChangeFirst,
                 &mut |_| Ok(Vec::new()),
+                &[],
                 &log,
             )
             .unwrap();

@@ -17,9 +17,9 @@ use crate::id::{BlindId, GrantId};
 use crate::keyring::KeyringRecord;
 use crate::store::cases::{self, CaseRow};
 use crate::store::{
-    CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, Landing, MetaStore,
-    RecordStore, Remembered, RememberedAnswer, SealedRecord, StoreError, codec, decode_remembered,
-    encode_remembered, grant_state,
+    AuditedStore, CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, Landing,
+    MetaStore, RecordStore, Remembered, RememberedAnswer, SealedRecord, StoreError, Write, codec,
+    decode_remembered, encode_remembered, grant_state,
 };
 
 const KEYRING_KEY: &str = "keyring";
@@ -103,6 +103,11 @@ impl PostgresStore {
         format!("import/{}", hex::encode(file_hash))
     }
 
+    /// Runs one row's write; how many rows it changed.
+    fn run(&self, w: &RowWrite) -> Result<u64, StoreError> {
+        self.pool.get()?.execute(w.sql, &w.params())
+    }
+
     /// A grant's stored state, and the grant as issued when `with_grant`.
     fn read_state(
         &self,
@@ -156,8 +161,10 @@ impl PostgresStore {
         id: &str,
         with_grant: bool,
         change: &mut AuditedChange<'_, T>,
+        also: &[Write<'_>],
         log: &dyn AuditLog,
     ) -> Result<(T, Ticket), StoreError> {
+        let rows = also.iter().map(row_of).collect::<Result<Vec<_>, _>>()?;
         loop {
             let (old, json) = self.read_state(id, with_grant)?;
             let (new, entries, out) = change(json.as_deref(), &old)?;
@@ -175,10 +182,13 @@ impl PostgresStore {
                 }
                 continue;
             }
-            let write = SwapState {
-                id: id.to_owned(),
-                old,
-                new,
+            let write = PgBound {
+                swap: Some(SwapState {
+                    id: id.to_owned(),
+                    old,
+                    new,
+                }),
+                rows: rows.clone(),
             };
             match log.submit_with(entries, BoundWrite::new(write)) {
                 Ok(ticket) => return Ok((out, ticket)),
@@ -199,9 +209,168 @@ pub(crate) struct SwapState {
     pub(crate) new: Vec<u8>,
 }
 
+/// A value bound to a `RowWrite`'s statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Text(String),
+    Bytes(Vec<u8>),
+    Bool(bool),
+    Char(i8),
+    Int(i64),
+}
+
+impl Arg {
+    pub(crate) fn sql(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        match self {
+            Self::Text(v) => v,
+            Self::Bytes(v) => v,
+            Self::Bool(v) => v,
+            Self::Char(v) => v,
+            Self::Int(v) => v,
+        }
+    }
+}
+
+/// One row's write: a statement and its values.
+#[derive(Debug, Clone)]
+pub(crate) struct RowWrite {
+    pub(crate) sql: &'static str,
+    pub(crate) args: Vec<Arg>,
+}
+
+impl RowWrite {
+    pub(crate) fn params(&self) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+        self.args.iter().map(Arg::sql).collect()
+    }
+}
+
+/// What `PostgresLog` commits with a batch's entries: a grant's state swap (nothing is
+/// written, and the caller is told `Stale`, if it lost) and rows.
+#[derive(Debug)]
+pub(crate) struct PgBound {
+    pub(crate) swap: Option<SwapState>,
+    pub(crate) rows: Vec<RowWrite>,
+}
+
+fn consent_row(c: &StandingConsent) -> Result<RowWrite, StoreError> {
+    let body = serde_json::to_vec(c).map_err(|_| corrupt("consent"))?;
+    Ok(RowWrite {
+        sql: "INSERT INTO consents (citizen, id, body, ends_ms) VALUES ($1, $2, $3, $4) \
+              ON CONFLICT (citizen, id) DO UPDATE SET body = excluded.body, ends_ms = excluded.ends_ms",
+        args: vec![
+            Arg::Text(c.citizen.clone()),
+            Arg::Text(c.id.clone()),
+            Arg::Bytes(body),
+            Arg::Int(consent_end(c)),
+        ],
+    })
+}
+
+fn forget_consent_row(citizen: &BlindId, id: &str) -> RowWrite {
+    RowWrite {
+        sql: "DELETE FROM consents WHERE citizen = $1 AND id = $2",
+        args: vec![Arg::Text(citizen.to_string()), Arg::Text(id.to_owned())],
+    }
+}
+
+fn case_row(row: &CaseRow) -> Result<RowWrite, StoreError> {
+    Ok(RowWrite {
+        sql: "INSERT INTO cases (kind, id, citizen, open, row) VALUES ($1, $2, $3, $4, $5) \
+              ON CONFLICT (kind, id) DO UPDATE SET citizen = excluded.citizen, \
+              open = excluded.open, row = excluded.row",
+        args: vec![
+            Arg::Char(tag(row.kind)),
+            Arg::Text(row.id.clone()),
+            Arg::Bytes(row.citizen.as_bytes().to_vec()),
+            Arg::Bool(row.open),
+            Arg::Bytes(cases::encode(row)?),
+        ],
+    })
+}
+
+fn row_of(w: &Write<'_>) -> Result<RowWrite, StoreError> {
+    match *w {
+        Write::Consent(c) => consent_row(c),
+        Write::ForgetConsent(citizen, id) => Ok(forget_consent_row(citizen, id)),
+        Write::Case(row) => case_row(row),
+    }
+}
+
 /// `StateChange` that also makes the entries recording the change.
 type AuditedChange<'a, T> =
     dyn FnMut(Option<&[u8]>, &[u8]) -> Result<(Vec<u8>, Vec<AuditEntry>, T), StoreError> + 'a;
+
+impl AuditedStore for PostgresStore {
+    fn update_grant_state_audited(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
+        entries: &mut dyn FnMut(&GrantState) -> Result<Vec<AuditEntry>, VaultError>,
+        log: &dyn AuditLog,
+    ) -> Result<(GrantState, Ticket), StoreError> {
+        self.swap_audited(
+            id,
+            false,
+            &mut |_, state| {
+                let mut st = grant_state::decode_state(state)?;
+                change(&mut st).map_err(StoreError::Refused)?;
+                let made = entries(&st).map_err(StoreError::Refused)?;
+                Ok((grant_state::encode_state(&st), made, st))
+            },
+            &[],
+            log,
+        )
+    }
+
+    /// One transaction whatever the `landing`.
+    fn update_grant_audited(
+        &self,
+        id: &str,
+        _landing: Landing,
+        change: &mut dyn FnMut(&mut Grant) -> Result<Vec<AuditEntry>, VaultError>,
+        also: &[Write<'_>],
+        log: &dyn AuditLog,
+    ) -> Result<(Grant, Ticket), StoreError> {
+        self.swap_audited(
+            id,
+            true,
+            &mut |json, state| {
+                let mut g = grant_of(json.unwrap_or_default(), state)?;
+                let mut made = Vec::new();
+                let new = grant_state::change_state(&mut g, &mut |g| {
+                    made = change(g)?;
+                    Ok(())
+                })?;
+                Ok((new, made, g))
+            },
+            also,
+            log,
+        )
+    }
+
+    fn write_audited(
+        &self,
+        writes: &[Write<'_>],
+        entries: Vec<AuditEntry>,
+        log: &dyn AuditLog,
+    ) -> Result<Ticket, StoreError> {
+        let rows = writes.iter().map(row_of).collect::<Result<Vec<_>, _>>()?;
+        if entries.is_empty() {
+            for w in &rows {
+                self.run(w)?;
+            }
+            return Ok(Ticket::ready(Ok(Vec::new())));
+        }
+        let write = PgBound { swap: None, rows };
+        log.submit_with(entries, BoundWrite::new(write))
+            .map_err(|e| match e {
+                BoundRefusal::Stale => {
+                    StoreError::Unavailable("a write without a swap went stale".into())
+                }
+                BoundRefusal::Failed(e) => StoreError::Refused(e),
+            })
+    }
+}
 
 impl RecordStore for PostgresStore {
     fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, StoreError> {
@@ -326,50 +495,6 @@ impl GrantStore for PostgresStore {
         })
     }
 
-    fn update_grant_state_audited(
-        &self,
-        id: &str,
-        change: &mut dyn FnMut(&mut GrantState) -> Result<(), VaultError>,
-        entries: &mut dyn FnMut(&GrantState) -> Result<Vec<AuditEntry>, VaultError>,
-        log: &dyn AuditLog,
-    ) -> Result<(GrantState, Ticket), StoreError> {
-        self.swap_audited(
-            id,
-            false,
-            &mut |_, state| {
-                let mut st = grant_state::decode_state(state)?;
-                change(&mut st).map_err(StoreError::Refused)?;
-                let made = entries(&st).map_err(StoreError::Refused)?;
-                Ok((grant_state::encode_state(&st), made, st))
-            },
-            log,
-        )
-    }
-
-    /// One transaction whatever the `landing`.
-    fn update_grant_audited(
-        &self,
-        id: &str,
-        _landing: Landing,
-        change: &mut dyn FnMut(&mut Grant) -> Result<Vec<AuditEntry>, VaultError>,
-        log: &dyn AuditLog,
-    ) -> Result<(Grant, Ticket), StoreError> {
-        self.swap_audited(
-            id,
-            true,
-            &mut |json, state| {
-                let mut g = grant_of(json.unwrap_or_default(), state)?;
-                let mut made = Vec::new();
-                let new = grant_state::change_state(&mut g, &mut |g| {
-                    made = change(g)?;
-                    Ok(())
-                })?;
-                Ok((new, made, g))
-            },
-            log,
-        )
-    }
-
     fn break_glass_grants(&self) -> Result<Vec<Grant>, StoreError> {
         let mut c = self.pool.get()?;
         c.query(
@@ -467,14 +592,7 @@ impl GrantStore for PostgresStore {
 
 impl ConsentStore for PostgresStore {
     fn put_consent(&self, consent: &StandingConsent) -> Result<(), StoreError> {
-        let body = serde_json::to_vec(consent).map_err(|_| corrupt("consent"))?;
-        let mut c = self.pool.get()?;
-        c.execute(
-            "INSERT INTO consents (citizen, id, body, ends_ms) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (citizen, id) DO UPDATE SET body = excluded.body, ends_ms = excluded.ends_ms",
-            &[&consent.citizen, &consent.id, &body, &consent_end(consent)],
-        )?;
-        Ok(())
+        self.run(&consent_row(consent)?).map(|_| ())
     }
 
     fn consents_of_citizen(&self, citizen: &BlindId) -> Result<Vec<StandingConsent>, StoreError> {
@@ -489,11 +607,7 @@ impl ConsentStore for PostgresStore {
     }
 
     fn delete_consent(&self, citizen: &BlindId, id: &str) -> Result<bool, StoreError> {
-        let mut c = self.pool.get()?;
-        Ok(c.execute(
-            "DELETE FROM consents WHERE citizen = $1 AND id = $2",
-            &[&citizen.to_string(), &id],
-        )? == 1)
+        Ok(self.run(&forget_consent_row(citizen, id))? == 1)
     }
 
     fn sweep_consents(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
@@ -565,16 +679,7 @@ fn tag(kind: CaseKind) -> i8 {
 
 impl CaseStore for PostgresStore {
     fn put_case(&self, row: &CaseRow) -> Result<(), StoreError> {
-        let bytes = cases::encode(row)?;
-        let citizen: &[u8] = row.citizen.as_bytes();
-        let mut c = self.pool.get()?;
-        c.execute(
-            "INSERT INTO cases (kind, id, citizen, open, row) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (kind, id) DO UPDATE SET citizen = excluded.citizen, \
-             open = excluded.open, row = excluded.row",
-            &[&tag(row.kind), &row.id, &citizen, &row.open, &bytes],
-        )?;
-        Ok(())
+        self.run(&case_row(row)?).map(|_| ())
     }
 
     fn case(&self, kind: CaseKind, id: &str) -> Result<Option<CaseRow>, StoreError> {

@@ -36,8 +36,8 @@ use super::grant_slots::{self, GrantSlots};
 use super::group::FlushGroup;
 use super::records::{Location, NO_FRAME, RecordFile, SLOT_FILES, Tail};
 use super::{
-    CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, MetaStore, RecordStore,
-    Remembered, RememberedAnswer, SealedRecord, codec,
+    AuditedStore, CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, MetaStore,
+    RecordStore, Remembered, RememberedAnswer, SealedRecord, codec,
 };
 use super::{StoreError, decode_remembered, encode_remembered};
 use crate::case::CaseKind;
@@ -583,6 +583,10 @@ impl From<sled::Error> for StoreError {
         Self::Unavailable(e.to_string())
     }
 }
+
+/// Sled cannot commit with the log: the defaults' orders (its spent uses are replayed from
+/// the log, `vault::uses`).
+impl AuditedStore for SledStore {}
 
 impl RecordStore for SledStore {
     fn citizen(&self, id: &BlindId) -> Result<Option<SealedRecord>, StoreError> {

@@ -21,7 +21,7 @@ use crate::crypto::FieldSealer;
 use crate::error::{Denial, VaultError};
 use crate::grant::GrantStatus;
 use crate::id::{BlindId, CitizenId, FieldName};
-use crate::store::{CaseRow, SealedRecord, VaultStore};
+use crate::store::{CaseRow, SealedRecord, VaultStore, Write};
 
 /// Something the citizen should know about, newest first in `my_notifications`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,14 +190,22 @@ impl<S: VaultStore> Vault<S> {
         Ok((row, record, sealer, subject))
     }
 
+    /// Seals and stores a case with the entries that record it (one transaction where the
+    /// store shares the log's database; elsewhere the entries are durable first), and waits
+    /// until the entries are durable.
     pub(super) fn put_body<T: Serialize>(
         &self,
         sealer: &FieldSealer,
         row: CaseRow,
         body: &T,
+        entries: Vec<AuditEntry>,
     ) -> Result<(), VaultError> {
         let body = self.seal_body(sealer, row.kind, &row.id, body)?;
-        Ok(self.store.put_case(&CaseRow { body, ..row })?)
+        let row = CaseRow { body, ..row };
+        self.store
+            .write_audited(&[Write::Case(&row)], entries, &*self.audit)?
+            .wait()?;
+        Ok(())
     }
 
     // ---- complaints ------------------------------------------------------------------------
@@ -227,7 +235,6 @@ impl<S: VaultStore> Vault<S> {
                 &SafeId::parse(&id)?,
                 audit_index,
             )?;
-            self.audit.append(vec![entry])?;
             let complaint = Complaint {
                 id: id.clone(),
                 audit_index,
@@ -240,6 +247,7 @@ impl<S: VaultStore> Vault<S> {
                 &sealer,
                 self.new_row(CaseKind::Complaint, id, blind, now, ""),
                 &complaint,
+                vec![entry],
             )?;
             Ok(complaint)
         })()
@@ -334,14 +342,18 @@ impl<S: VaultStore> Vault<S> {
                 &SafeId::parse(id)?,
                 outcome.as_str(),
             )?;
-            self.audit.append(vec![entry])?;
             complaint.answer = Some(ComplaintAnswer {
                 outcome,
                 text,
                 answered_at: now,
                 auditor: auditor.as_str().to_owned(),
             });
-            self.put_body(&sealer, CaseRow { open: false, ..row }, &complaint)?;
+            self.put_body(
+                &sealer,
+                CaseRow { open: false, ..row },
+                &complaint,
+                vec![entry],
+            )?;
             Ok(complaint)
         })()
         .or_else(|e| {
@@ -394,7 +406,6 @@ impl<S: VaultStore> Vault<S> {
                 &SafeId::parse(&id)?,
                 &name,
             )?;
-            self.audit.append(vec![entry])?;
             let correction = Correction {
                 id: id.clone(),
                 citizen_id: citizen.expose().to_owned(),
@@ -406,7 +417,7 @@ impl<S: VaultStore> Vault<S> {
             };
             let sealer = self.case_sealer(&blind, &record)?;
             let row = self.new_row(CaseKind::Correction, id, blind, now, name.as_str());
-            self.put_body(&sealer, row, &correction)?;
+            self.put_body(&sealer, row, &correction, vec![entry])?;
             Ok(correction)
         })()
         .or_else(|e| {
@@ -539,14 +550,18 @@ impl<S: VaultStore> Vault<S> {
                 &field,
                 outcome.as_str(),
             )?;
-            self.audit.append(vec![entry])?;
             correction.resolution = Some(Resolution {
                 outcome,
                 reason,
                 resolved_at: now,
                 agency: agency.to_owned(),
             });
-            self.put_body(&sealer, CaseRow { open: false, ..row }, &correction)?;
+            self.put_body(
+                &sealer,
+                CaseRow { open: false, ..row },
+                &correction,
+                vec![entry],
+            )?;
             Ok(correction)
         })()
         .or_else(|e| {
@@ -584,12 +599,12 @@ impl<S: VaultStore> Vault<S> {
                 &SafeId::parse(&id)?,
                 kind.as_str(),
             )?;
-            self.audit.append(vec![entry])?;
             let sealer = self.case_sealer(&blind, &record)?;
             self.put_body(
                 &sealer,
                 self.new_row(CaseKind::Request, id, blind, now, ""),
                 &request,
+                vec![entry],
             )?;
             Ok(request)
         })()
@@ -654,16 +669,16 @@ impl<S: VaultStore> Vault<S> {
                 &SafeId::parse(id)?,
                 update.status.as_str(),
             )?;
-            self.audit.append(vec![entry])?;
             // A completed erasure request erases the citizen, as `vaultctl erase` does (its
             // cases, this request included, go with the record). Nothing is stored before:
             // an erasure that fails leaves the request open, to be completed again.
             if request.kind == RequestKind::Erasure && update.status == RequestStatus::Completed {
+                self.audit.append(vec![entry])?;
                 self.erase_blind(&row.citizen, &Actor::auditor(auditor.clone()), now)?;
                 return Ok(request);
             }
             let open = !request.status().is_closed();
-            self.put_body(&sealer, CaseRow { open, ..row }, &request)?;
+            self.put_body(&sealer, CaseRow { open, ..row }, &request, vec![entry])?;
             Ok(request)
         })()
         .or_else(|e| {

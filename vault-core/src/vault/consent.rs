@@ -14,7 +14,7 @@ use crate::error::VaultError;
 use crate::grant::{Grant, GrantStatus};
 use crate::id::BlindId;
 use crate::id::{CitizenId, FieldName};
-use crate::store::{Landing, VaultStore};
+use crate::store::{Landing, VaultStore, Write};
 
 /// A citizen's decision on a pending grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,13 +156,15 @@ impl<S: VaultStore> Vault<S> {
                 }
                 Ok(vec![entry.clone()])
             },
+            // Kept only with the approval.
+            &standing
+                .iter()
+                .filter(|_| approve)
+                .map(Write::Consent)
+                .collect::<Vec<_>>(),
             &*self.audit,
         )?;
         ticket.wait()?;
-        // Kept only once the approval took effect.
-        if let Some(c) = &standing {
-            self.store.put_consent(c)?;
-        }
         Ok(Decided { grant, standing })
     }
 
@@ -253,15 +255,21 @@ impl<S: VaultStore> Vault<S> {
             self.store.put_consent(&c)?;
         }
         let revoked = self.end_grants_of_consent(&blind, &c, &subject, now)?;
-        self.audit.append(vec![AuditEntry::consent_withdrawn(
+        let entry = AuditEntry::consent_withdrawn(
             &self.entry_context(now),
             &subject,
             &safe(&c.agency)?,
             &safe(&c.purpose)?,
             &safe(&c.id)?,
             &field_names(&c.fields),
-        )?])?;
-        self.store.delete_consent(&blind, &c.id)?;
+        )?;
+        self.store
+            .write_audited(
+                &[Write::ForgetConsent(&blind, &c.id)],
+                vec![entry],
+                &*self.audit,
+            )?
+            .wait()?;
         Ok(revoked)
     }
 

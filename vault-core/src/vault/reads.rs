@@ -542,6 +542,7 @@ impl<S: VaultStore> Vault<S> {
                 g.reviewed_at = Some(now);
                 Ok(vec![entry.clone()])
             },
+            &[],
             &*self.audit,
         )?;
         ticket.wait()?;

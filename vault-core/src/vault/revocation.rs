@@ -68,6 +68,7 @@ impl<S: VaultStore> Vault<S> {
                         code,
                     )?])
                 },
+                &[],
                 &*self.audit,
             )?;
             if !changed {
