@@ -175,6 +175,41 @@ pub trait RecordStore {
     ) -> Result<Vec<(BlindId, SealedRecord)>, StoreError>;
     /// Number of citizens stored.
     fn citizen_count(&self) -> Result<u64, StoreError>;
+    /// Holds record writes of every process that shares this store until the lock is dropped
+    /// (`Vault::lock_writes`, which also holds this process's own). A store only one process
+    /// opens needs none.
+    fn lock_records(&self) -> Result<RecordsLock<'_>, StoreError> {
+        Ok(RecordsLock::none())
+    }
+}
+
+/// Anything held until dropped.
+pub trait Held {}
+impl<T> Held for T {}
+
+/// The store's record write lock (`RecordStore::lock_records`), released on drop.
+pub struct RecordsLock<'a>(Option<Box<dyn Held + 'a>>);
+
+impl<'a> RecordsLock<'a> {
+    /// No lock: the store has no other process to hold off.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// A lock released when `held` is dropped.
+    pub fn holding(held: impl Held + 'a) -> Self {
+        Self(Some(Box::new(held)))
+    }
+}
+
+impl std::fmt::Debug for RecordsLock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "RecordsLock(held)"
+        } else {
+            "RecordsLock(none)"
+        })
+    }
 }
 
 /// Grants: issued, changed by compare-and-swap, found by id, code and citizen, swept.

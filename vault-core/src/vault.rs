@@ -50,6 +50,14 @@ use crate::keyring::{Keyring, RootKeySource};
 use crate::policy::PolicySet;
 use crate::store::{EncodedRecord, SealedField, SealedRecord, VaultStore};
 
+/// Record writes held off (`Vault::lock_writes`): this process's and, with a store that
+/// several processes share, theirs. Released on drop (the store's first).
+#[derive(Debug)]
+pub struct WritesLock<'a> {
+    _shared: crate::store::RecordsLock<'a>,
+    _local: std::sync::MutexGuard<'a, ()>,
+}
+
 /// Fields to write for one citizen. Only `Vault::validate_write` builds one, so every value
 /// in it has been checked against the catalog.
 pub struct RecordWrite {
@@ -498,10 +506,16 @@ impl<S: VaultStore> Vault<S> {
     /// Takes the record write lock: record writes (`write_records`, `erase`, key rotation's
     /// batches) wait until the guard is dropped. A pipeline that prepares and commits
     /// separately (an import beside a serving vault) holds it throughout.
-    pub fn lock_writes(&self) -> Result<std::sync::MutexGuard<'_, ()>, VaultError> {
-        self.write_lock
+    /// With a store that several processes share, the store's lock holds off theirs too.
+    pub fn lock_writes(&self) -> Result<WritesLock<'_>, VaultError> {
+        let local = self
+            .write_lock
             .lock()
-            .map_err(|_| VaultError::StoreUnavailable("write lock poisoned".into()))
+            .map_err(|_| VaultError::StoreUnavailable("write lock poisoned".into()))?;
+        Ok(WritesLock {
+            _shared: self.store.lock_records()?,
+            _local: local,
+        })
     }
 
     /// Seals a batch against the records currently stored; nothing is written yet. Callers
@@ -745,10 +759,7 @@ impl<S: VaultStore> Vault<S> {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<(), VaultError> {
-        let _serial = self
-            .write_lock
-            .lock()
-            .map_err(|_| VaultError::StoreUnavailable("write lock poisoned".into()))?;
+        let _serial = self.lock_writes()?;
         let blind = *blind;
         let record = self
             .store

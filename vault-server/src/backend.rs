@@ -21,7 +21,8 @@ use vault_core::keyring::KeyringRecord;
 use vault_core::postgres::{Connect, LogOptions, Pool, PostgresLogIn, PostgresStore};
 use vault_core::store::{
     AuditedStore, CaseRow, CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore,
-    Landing, MetaStore, RecordStore, Remembered, SealedRecord, SledStore, StoreError, Write,
+    Landing, MetaStore, RecordStore, RecordsLock, Remembered, SealedRecord, SledStore, StoreError,
+    Write,
 };
 
 /// The store engine.
@@ -316,6 +317,9 @@ impl RecordStore for AnyStore {
     }
     fn citizen_count(&self) -> Result<u64, StoreError> {
         each!(self, s => s.citizen_count())
+    }
+    fn lock_records(&self) -> Result<RecordsLock<'_>, StoreError> {
+        each!(self, s => s.lock_records())
     }
 }
 

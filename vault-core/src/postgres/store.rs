@@ -4,7 +4,7 @@
 //! exactly one caller across all nodes wins each use), consents, idempotency answers, cases
 //! and meta. Every write commits on return.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::pool::{Pool, unavailable};
 use crate::audit::{AuditEntry, AuditLog, BoundRefusal, BoundWrite, Ticket};
@@ -15,6 +15,7 @@ use crate::error::VaultError;
 use crate::grant::{Grant, GrantState};
 use crate::id::{BlindId, GrantId};
 use crate::keyring::KeyringRecord;
+use crate::store::RecordsLock;
 use crate::store::cases::{self, CaseRow};
 use crate::store::{
     AuditedStore, CaseStore, ConsentStore, EncodedRecord, GrantStore, IdempotencyStore, Landing,
@@ -26,9 +27,40 @@ const KEYRING_KEY: &str = "keyring";
 const RELEASED_THROUGH_KEY: &str = "released_through";
 
 /// The vault's state in PostgreSQL; cheap to clone (one pool).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresStore {
     pool: Arc<Pool>,
+    /// The connection that holds the record write lock across nodes (`lock_records`), kept
+    /// apart from the pool and made when first needed.
+    records: Arc<Mutex<Option<postgres::Client>>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+/// Key of the advisory lock record writes take on every node ("cdv-rec").
+const RECORDS_LOCK: i64 = 0x0063_6476_2d72_6563;
+
+/// How long a record write waits for another node's (an import holds the lock throughout).
+const RECORDS_LOCK_WAIT: &str = "SET lock_timeout = '60s'";
+
+/// Holds `RECORDS_LOCK` until dropped; a connection whose unlock fails is closed, which
+/// releases the lock too.
+struct RecordsHeld<'a>(MutexGuard<'a, Option<postgres::Client>>);
+
+impl Drop for RecordsHeld<'_> {
+    fn drop(&mut self) {
+        let unlocked = self.0.as_mut().is_some_and(|c| {
+            c.execute("SELECT pg_advisory_unlock($1)", &[&RECORDS_LOCK])
+                .is_ok()
+        });
+        if !unlocked {
+            *self.0 = None;
+        }
+    }
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -64,7 +96,10 @@ type StateChange<'a, T> = dyn FnMut(Option<&[u8]>, &[u8]) -> Result<(Vec<u8>, T)
 impl PostgresStore {
     /// A store over `pool`, whose database is migrated (`super::migrate`).
     pub fn new(pool: Arc<Pool>) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            records: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// The pool (shared with the audit log).
@@ -434,6 +469,33 @@ impl RecordStore for PostgresStore {
         .collect()
     }
 
+    /// An advisory lock on a connection of its own, held until dropped: record writes of
+    /// every node sharing the database run one at a time (each reads, seals and stores
+    /// under it, so none overwrites another's change).
+    fn lock_records(&self) -> Result<RecordsLock<'_>, StoreError> {
+        let mut held = self
+            .records
+            .lock()
+            .map_err(|_| StoreError::Unavailable("record lock poisoned".into()))?;
+        if held.as_ref().is_none_or(postgres::Client::is_closed) {
+            let mut c = (self.pool.connector())().map_err(|e| unavailable("connect", &e))?;
+            c.batch_execute(RECORDS_LOCK_WAIT)
+                .map_err(|e| unavailable("record lock", &e))?;
+            *held = Some(c);
+        }
+        let locked = held
+            .as_mut()
+            .map(|c| c.execute("SELECT pg_advisory_lock($1)", &[&RECORDS_LOCK]));
+        match locked {
+            Some(Ok(_)) => Ok(RecordsLock::holding(RecordsHeld(held))),
+            Some(Err(e)) => {
+                *held = None;
+                Err(unavailable("record lock", &e))
+            }
+            None => Err(StoreError::Unavailable("record lock: no connection".into())),
+        }
+    }
+
     fn citizen_count(&self) -> Result<u64, StoreError> {
         let mut c = self.pool.get()?;
         let row = c
@@ -790,5 +852,35 @@ mod tests {
 
     mod conformance {
         crate::store::conformance::store_conformance!(super::fresh);
+    }
+
+    #[test]
+    fn record_writes_of_two_nodes_take_turns() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (pool, _cluster) = super::super::testdb::fresh_pool(4);
+        let pool = Arc::new(pool);
+        let (a, b) = (
+            PostgresStore::new(Arc::clone(&pool)),
+            PostgresStore::new(Arc::clone(&pool)),
+        );
+        let took = AtomicBool::new(false);
+        for _ in 0..2 {
+            took.store(false, Ordering::SeqCst);
+            let held = a.lock_records().unwrap();
+            std::thread::scope(|s| {
+                let waiter = s.spawn(|| {
+                    let _turn = b.lock_records().unwrap();
+                    took.store(true, Ordering::SeqCst);
+                });
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                assert!(!took.load(Ordering::SeqCst), "both nodes held the lock");
+                drop(held);
+                waiter.join().unwrap();
+            });
+            assert!(took.load(Ordering::SeqCst));
+        }
+        // A lock whose connection died is taken again on a new one.
+        *a.records.lock().unwrap() = None;
+        drop(a.lock_records().unwrap());
     }
 }
