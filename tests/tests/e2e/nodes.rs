@@ -186,6 +186,8 @@ fn a_grant_made_on_one_node_is_used_on_another_and_its_last_use_has_one_winner()
 #[derive(Debug, Default)]
 struct Seen {
     acked: Vec<(u64, String)>,
+    /// Grants made.
+    grants: Vec<String>,
     unavailable: usize,
     other: Vec<String>,
 }
@@ -222,10 +224,11 @@ fn load(
                           "fields": ["full_name"], "official": {"id": "can-bo-01"}}))
             .send();
         let token = match g {
-            Ok(r) if r.status().as_u16() == 201 => r.json::<Value>().unwrap()["access_token"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
+            Ok(r) if r.status().as_u16() == 201 => {
+                let g: Value = r.json().unwrap();
+                seen.grants.push(g["grant_id"].as_str().unwrap().to_owned());
+                g["access_token"].as_str().unwrap().to_owned()
+            }
             Ok(r) if r.status().as_u16() == 503 => {
                 seen.unavailable += 1;
                 continue;
@@ -360,6 +363,7 @@ fn killing_the_sequencer_node_under_load_loses_no_acknowledged_release_over_20_r
     let mut b = a.another_node();
     let land = a.agency_identity(LAND);
     let mut acked: Vec<(u64, String)> = Vec::new();
+    let mut grants: Vec<String> = Vec::new();
     let mut kills = 0;
     for round in 0..20 {
         let stop = std::sync::atomic::AtomicBool::new(false);
@@ -399,6 +403,7 @@ fn killing_the_sequencer_node_under_load_loses_no_acknowledged_release_over_20_r
         for s in &seen {
             assert!(s.other.is_empty(), "round {round}: {:?}", s.other);
             acked.extend(s.acked.iter().cloned());
+            grants.extend(s.grants.iter().cloned());
         }
         // Restart the killed node (a dead child is relaunched; the live one keeps serving).
         for n in [&mut a, &mut b] {
@@ -411,6 +416,30 @@ fn killing_the_sequencer_node_under_load_loses_no_acknowledged_release_over_20_r
     }
     assert_eq!(kills, 20);
     assert!(acked.len() > 100, "{} releases acknowledged", acked.len());
+    // Every use spent is in the log: a use and its entry commit together, so a node killed
+    // between them left neither.
+    let mut logged: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let out = a.vault.ctl(&["audit", "export"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for e in text(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["entry"]["event"] == "record.released")
+    {
+        *logged
+            .entry(e["entry"]["grant_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let c = a.client(Some(&land));
+    for gid in &grants {
+        let (st, g) = json_of(c.get(a.url(&format!("/v1/grants/{gid}"))).send().unwrap());
+        assert_eq!(st, 200, "{g}");
+        assert_eq!(
+            g["uses"].as_u64(),
+            Some(logged.get(gid).copied().unwrap_or(0)),
+            "grant {gid}: uses spent and record.released entries"
+        );
+    }
     // The last acknowledged release is provable against a later checkpoint.
     let (index, leaf) = acked.iter().max_by_key(|(i, _)| *i).unwrap().clone();
     let auditor = a.client(None);
