@@ -242,12 +242,20 @@ impl EntryRows {
     }
 
     /// Inserts them in one statement.
-    fn insert(&self, tx: &mut postgres::Transaction<'_>) -> Result<u64, postgres::Error> {
-        tx.execute(
+    fn insert(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        prepared: &mut Prepared,
+    ) -> Result<u64, postgres::Error> {
+        let insert = prepared.get(
+            tx,
             "INSERT INTO audit_entries \
                (idx, queue_id, entry, leaf, subject, official, agency, purpose, event, at_ms) \
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[], \
                $5::bytea[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])",
+        )?;
+        tx.execute(
+            &insert,
             &[
                 &self.idxs,
                 &self.queue_ids,
@@ -261,6 +269,26 @@ impl EntryRows {
                 &self.at_ms,
             ],
         )
+    }
+}
+
+/// Statements prepared once on a connection the log keeps (the sequencer's, the copy's):
+/// a batch's statements then cost one round trip each, not a parse and an execution.
+#[derive(Default)]
+struct Prepared(HashMap<&'static str, postgres::Statement>);
+
+impl Prepared {
+    fn get(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        sql: &'static str,
+    ) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = self.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = tx.prepare(sql)?;
+        self.0.insert(sql, s.clone());
+        Ok(s)
     }
 }
 
@@ -457,6 +485,7 @@ pub fn copy_in(
     let mut conn = pool.get().map_err(store_err)?;
     let c = conn.client().map_err(store_err)?;
     let mut tx = c.transaction().map_err(|e| db("copy", &e))?;
+    let mut prepared = Prepared::default();
     let taken: i64 = tx
         .query_one(
             "SELECT (SELECT count(*) FROM audit_entries) + (SELECT count(*) FROM audit_queue) \
@@ -516,7 +545,8 @@ pub fn copy_in(
             // Copied entries were queued by no node here: a queue id no ticket waits for.
             rows.push(idx, -1 - to_i64(idx), bytes, &leaf);
         }
-        rows.insert(&mut tx).map_err(|e| db("copy", &e))?;
+        rows.insert(&mut tx, &mut prepared)
+            .map_err(|e| db("copy", &e))?;
         at = to;
     }
     for (at, note) in checkpoints {
@@ -1034,10 +1064,12 @@ impl Inner {
     /// Sequences while this node holds the lease; tries to take it every `renew`.
     fn sequencer_loop(&self) {
         let mut conn: Option<Client> = None;
+        let mut prepared = Prepared::default();
         let mut renewed = Instant::now() - self.opts.renew;
         while !self.stopped() {
             if conn.as_ref().is_none_or(Client::is_closed) {
                 self.set_lease(None);
+                prepared = Prepared::default();
                 conn = (self.pool.connector())().ok().and_then(|mut c| {
                     c.batch_execute(&format!("LISTEN {QUEUED}"))
                         .ok()
@@ -1058,7 +1090,7 @@ impl Inner {
                 std::thread::sleep(self.opts.renew.min(Duration::from_millis(250)));
                 continue;
             };
-            match self.integrate(c, held) {
+            match self.integrate(c, &mut prepared, held) {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
                 Err(_) => {
@@ -1084,16 +1116,22 @@ impl Inner {
     /// oldest queued entries the next indexes, writes them with their leaf hashes and query
     /// columns, deletes them from the queue and adds the signed checkpoint, in one
     /// transaction. Returns how many were integrated.
-    fn integrate(&self, c: &mut Client, held: Held) -> Result<usize, VaultError> {
+    fn integrate(
+        &self,
+        c: &mut Client,
+        prepared: &mut Prepared,
+        held: Held,
+    ) -> Result<usize, VaultError> {
         let signer = self.signer.as_ref().ok_or(VaultError::AuditUnavailable)?;
         let started = Instant::now();
         self.catch_up()?;
         let mut tx = c.transaction().map_err(|e| db("sequence", &e))?;
-        let lease = tx
-            .query_one(
+        let lease = prepared
+            .get(
+                &mut tx,
                 "SELECT holder, fence, expires > now() FROM audit_lease WHERE id = 1 FOR UPDATE",
-                &[],
             )
+            .and_then(|q| tx.query_one(&q, &[]))
             .map_err(|e| db("lease", &e))?;
         let (holder, fence, alive): (String, i64, bool) = (
             lease.try_get(0).map_err(|e| db("lease", &e))?,
@@ -1103,8 +1141,12 @@ impl Inner {
         if holder != self.opts.node || fence != held.fence || !alive {
             return Err(VaultError::AuditUnavailable);
         }
-        let head: i64 = tx
-            .query_one("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries", &[])
+        let head: i64 = prepared
+            .get(
+                &mut tx,
+                "SELECT coalesce(max(idx) + 1, 0) FROM audit_entries",
+            )
+            .and_then(|q| tx.query_one(&q, &[]))
             .and_then(|r| r.try_get(0))
             .map_err(|e| db("head", &e))?;
         let head = to_u64(head);
@@ -1114,11 +1156,12 @@ impl Inner {
             return Err(VaultError::AuditUnavailable);
         }
         let limit = to_i64(self.opts.batch as u64);
-        let queued = tx
-            .query(
+        let queued = prepared
+            .get(
+                &mut tx,
                 "SELECT id, entry FROM audit_queue ORDER BY id LIMIT $1",
-                &[&limit],
             )
+            .and_then(|q| tx.query(&q, &[&limit]))
             .map_err(|e| db("queue", &e))?;
         let has_zero = head > 0
             || tx
@@ -1165,17 +1208,17 @@ impl Inner {
         };
         let written = (|| {
             if n > 0 {
-                entries.insert(&mut tx)?;
-                tx.execute("DELETE FROM audit_queue WHERE id = ANY($1)", &[&ids])?;
+                entries.insert(&mut tx, prepared)?;
+                let delete = prepared.get(&mut tx, "DELETE FROM audit_queue WHERE id = ANY($1)")?;
+                tx.execute(&delete, &[&ids])?;
             }
-            tx.execute(
+            let checkpoint = prepared.get(
+                &mut tx,
                 "INSERT INTO audit_checkpoints (size, note) VALUES ($1, $2)",
-                &[&to_i64(new_size), &note],
             )?;
-            tx.execute(
-                "SELECT pg_notify('cdv_audit_grown', $1)",
-                &[&new_size.to_string()],
-            )?;
+            tx.execute(&checkpoint, &[&to_i64(new_size), &note])?;
+            let notify = prepared.get(&mut tx, "SELECT pg_notify('cdv_audit_grown', $1)")?;
+            tx.execute(&notify, &[&new_size.to_string()])?;
             tx.commit()
         })();
         if let Err(e) = written {
