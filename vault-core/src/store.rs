@@ -154,6 +154,25 @@ pub trait RecordStore {
             r
         }))
     }
+    /// `citizen_fields`, and the topics of the citizen's open cases of `kind` (a release
+    /// reads both; one round trip where the store is a database).
+    fn citizen_fields_and_open(
+        &self,
+        id: &BlindId,
+        keep: &dyn Fn(&str) -> bool,
+        kind: CaseKind,
+    ) -> Result<(Option<SealedRecord>, Vec<String>), StoreError>
+    where
+        Self: CaseStore,
+    {
+        let open = self
+            .cases_of_citizen(id, kind)?
+            .into_iter()
+            .filter(|r| r.open)
+            .map(|r| r.topic)
+            .collect();
+        Ok((self.citizen_fields(id, keep)?, open))
+    }
     /// Writes many records atomically (all or none). Durable after `flush`.
     fn put_citizens(&self, records: &[(BlindId, SealedRecord)]) -> Result<(), StoreError> {
         let encoded: Vec<(BlindId, EncodedRecord)> = records

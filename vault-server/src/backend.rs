@@ -315,6 +315,14 @@ impl RecordStore for AnyStore {
     ) -> Result<Vec<(BlindId, SealedRecord)>, StoreError> {
         each!(self, s => s.citizens_after(after, limit))
     }
+    fn citizen_fields_and_open(
+        &self,
+        id: &BlindId,
+        keep: &dyn Fn(&str) -> bool,
+        kind: CaseKind,
+    ) -> Result<(Option<SealedRecord>, Vec<String>), StoreError> {
+        each!(self, s => s.citizen_fields_and_open(id, keep, kind))
+    }
     fn citizen_count(&self) -> Result<u64, StoreError> {
         each!(self, s => s.citizen_count())
     }

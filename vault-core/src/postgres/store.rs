@@ -424,6 +424,33 @@ impl RecordStore for PostgresStore {
             .transpose()
     }
 
+    fn citizen_fields_and_open(
+        &self,
+        id: &BlindId,
+        keep: &dyn Fn(&str) -> bool,
+        kind: CaseKind,
+    ) -> Result<(Option<SealedRecord>, Vec<String>), StoreError> {
+        let mut c = self.pool.get()?;
+        let key: &[u8] = id.as_bytes();
+        let row = c.query_opt(
+            "SELECT (SELECT record FROM citizens WHERE blind = $1), \
+                    ARRAY(SELECT row FROM cases WHERE citizen = $1 AND kind = $2 AND open \
+                          ORDER BY id)",
+            &[&key, &tag(kind)],
+        )?;
+        let Some(row) = row else {
+            return Ok((None, Vec::new()));
+        };
+        let record = get::<Option<Vec<u8>>>(&row, 0)?
+            .map(|r| codec::decode_fields(&r, keep))
+            .transpose()?;
+        let open = get::<Vec<Vec<u8>>>(&row, 1)?
+            .iter()
+            .map(|r| cases::decode(r).map(|c| c.topic))
+            .collect::<Result<_, _>>()?;
+        Ok((record, open))
+    }
+
     fn put_encoded(&self, records: &[(BlindId, EncodedRecord)]) -> Result<(), StoreError> {
         // One statement for the batch (all or none); a blind id twice keeps the last.
         let mut last = std::collections::BTreeMap::new();

@@ -548,6 +548,33 @@ pub(crate) fn cases_are_filed_by_citizen_and_kind_queued_while_open_and_erased<S
         vec![],
         "a closed case is not queued"
     );
+    // A release reads the record and the open corrections' topics together.
+    let rec = record("m", &["full_name", "address"]);
+    s.put_citizens(&[(blind(1), rec.clone())]).unwrap();
+    let (got, open) = s
+        .citizen_fields_and_open(&blind(1), &|n| n == "full_name", CaseKind::Correction)
+        .unwrap();
+    let mut only_name = rec.clone();
+    only_name.fields.retain(|n, _| n.as_str() == "full_name");
+    assert_eq!((got, open), (Some(only_name), vec!["full_name".to_owned()]));
+    assert_eq!(
+        s.citizen_fields_and_open(&blind(1), &|_| true, CaseKind::Request)
+            .unwrap()
+            .1,
+        Vec::<String>::new(),
+        "a closed case is not open"
+    );
+    assert_eq!(
+        s.citizen_fields_and_open(&blind(2), &|_| true, CaseKind::Correction)
+            .unwrap(),
+        (None, vec!["full_name".to_owned()]),
+        "cases without a record"
+    );
+    assert_eq!(
+        s.citizen_fields_and_open(&blind(3), &|_| true, CaseKind::Correction)
+            .unwrap(),
+        (None, vec![])
+    );
     // Closing replaces the row and leaves the queue.
     let closed = CaseRow {
         open: false,

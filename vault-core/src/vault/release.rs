@@ -12,6 +12,7 @@ use super::Vault;
 use super::audited::{AfterAudit, Audited};
 use super::sealed::safe;
 use crate::audit::{Access, Actor, Appended, AuditEntry, Pseudonym, SafeId, Ticket};
+use crate::case::CaseKind;
 use crate::clock::Timestamp;
 use crate::crypto;
 use crate::error::VaultError;
@@ -163,9 +164,16 @@ impl<S: VaultStore> Vault<S> {
         }
         // Only the fields this release opens are copied out of the record.
         let sources = derive::sources(&requested);
-        let record = self
-            .store
-            .citizen_fields(&blind, &|n| sources.contains(&n))?;
+        // With the topics of the citizen's open corrections: fields under one are marked for
+        // the reader (read before the use is spent, so that nothing can fail between the
+        // spend and its entry).
+        let (record, mut open) = self.store.citizen_fields_and_open(
+            &blind,
+            &|n| sources.contains(&n),
+            CaseKind::Correction,
+        )?;
+        open.sort();
+        open.dedup();
         let subject = self.subject_of(&blind, record.as_ref());
         // The policy's decision: every requested field granted and still allowed by the
         // purpose. Its `Release` is what lets `finish_release` open them.
@@ -188,10 +196,7 @@ impl<S: VaultStore> Vault<S> {
             }
         };
         let requested = release.fields();
-        // Fields under an open correction are marked for the reader (read before the use is
-        // spent, so that nothing can fail between the spend and its entry).
         // A derived answer is disputed when a field it is computed from is.
-        let open = self.disputed_of(&blind)?;
         let disputed: Vec<String> = requested
             .iter()
             .filter(|r| {
