@@ -18,7 +18,10 @@ use crate::store::StoreError;
 use pool::unavailable;
 
 /// The schema, in order: `(version, SQL)`. A database is at the highest version applied.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("postgres/migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("postgres/migrations/0001_init.sql")),
+    (2, include_str!("postgres/migrations/0002_queue_order.sql")),
+];
 
 /// Key of the advisory lock migrations run under (any fixed number: "cdv-migr").
 const MIGRATION_LOCK: i64 = 0x6364_762d_6d69_6772;
@@ -93,8 +96,9 @@ mod tests {
                 std::thread::spawn(move || migrate(&p))
             })
             .collect();
+        let known = MIGRATIONS.len() as i32;
         for r in runs {
-            assert_eq!(r.join().unwrap().unwrap(), 1);
+            assert_eq!(r.join().unwrap().unwrap(), known);
         }
         let mut c = pool.get().unwrap();
         let applied: i64 = c
@@ -103,7 +107,7 @@ mod tests {
             .query_one("SELECT count(*) FROM schema_migrations", &[])
             .unwrap()
             .get(0);
-        assert_eq!(applied, 1);
+        assert_eq!(applied, i64::from(known));
         c.client()
             .unwrap()
             .execute("INSERT INTO schema_migrations (version) VALUES (99)", &[])

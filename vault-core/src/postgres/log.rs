@@ -123,10 +123,14 @@ struct Job {
 /// Where the queue writer says whether a job's transaction committed.
 type Said = mpsc::SyncSender<Result<(), BoundRefusal>>;
 
-/// Queue rows inserted by one statement, with the sequencer notified at commit.
-const QUEUE_INSERT: &str = "WITH q AS (INSERT INTO audit_queue (entry) \
-     SELECT e FROM unnest($1::bytea[]) WITH ORDINALITY AS t(e, n) \
-     ORDER BY n RETURNING id), \
+/// Queue rows inserted by one statement, their ids taken from `audit_queue_head` (whose row
+/// lock, held to the commit, puts ids in commit order), the sequencer notified at commit.
+const QUEUE_INSERT: &str = "WITH h AS (UPDATE audit_queue_head \
+       SET next = next + cardinality($1::bytea[]) WHERE id = 1 \
+       RETURNING next - cardinality($1::bytea[]) AS first), \
+     q AS (INSERT INTO audit_queue (id, entry) \
+       SELECT h.first + t.n - 1, t.e FROM h, unnest($1::bytea[]) WITH ORDINALITY AS t(e, n) \
+       RETURNING id), \
      n AS (SELECT pg_notify('cdv_audit_queued', '')) \
      SELECT id FROM q, n";
 
@@ -957,7 +961,7 @@ impl Inner {
                 return Ok(None);
             }
             tx.commit()?;
-            // Sequence values are drawn in row order: ascending ids are the entries' order.
+            // Ids are taken in row order: ascending ids are the entries' order.
             ids.sort_unstable();
             Ok(Some(ids))
         })();
@@ -1065,13 +1069,18 @@ impl Inner {
     fn sequencer_loop(&self) {
         let mut conn: Option<Client> = None;
         let mut prepared = Prepared::default();
+        // Whether a batch under this lease read the whole queue (`integrate`).
+        let mut swept = false;
         let mut renewed = Instant::now() - self.opts.renew;
         while !self.stopped() {
             if conn.as_ref().is_none_or(Client::is_closed) {
                 self.set_lease(None);
                 prepared = Prepared::default();
+                swept = false;
+                // Every statement of the sequencer has its index; a plan that scans a table
+                // (the queue, whose deleted rows wait for vacuum) costs a batch milliseconds.
                 conn = (self.pool.connector())().ok().and_then(|mut c| {
-                    c.batch_execute(&format!("LISTEN {QUEUED}"))
+                    c.batch_execute(&format!("LISTEN {QUEUED}; SET enable_seqscan = off"))
                         .ok()
                         .map(|()| c)
                 });
@@ -1082,6 +1091,9 @@ impl Inner {
             }
             let Some(c) = conn.as_mut() else { continue };
             if renewed.elapsed() >= self.opts.renew || self.holding().is_none() {
+                if self.holding().is_none() {
+                    swept = false;
+                }
                 let held = self.take_lease(c);
                 self.set_lease(held);
                 renewed = Instant::now();
@@ -1090,12 +1102,16 @@ impl Inner {
                 std::thread::sleep(self.opts.renew.min(Duration::from_millis(250)));
                 continue;
             };
-            match self.integrate(c, &mut prepared, held) {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
+            match self.integrate(c, &mut prepared, held, !swept) {
+                Ok(n) if n > 0 => {
+                    swept = true;
+                    continue;
+                }
+                Ok(_) => swept = true,
                 Err(_) => {
                     // Lost the lease, or the database failed: stop signing until retaken.
                     self.set_lease(None);
+                    swept = false;
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
@@ -1121,6 +1137,7 @@ impl Inner {
         c: &mut Client,
         prepared: &mut Prepared,
         held: Held,
+        from_start: bool,
     ) -> Result<usize, VaultError> {
         let signer = self.signer.as_ref().ok_or(VaultError::AuditUnavailable)?;
         let started = Instant::now();
@@ -1141,14 +1158,19 @@ impl Inner {
         if holder != self.opts.node || fence != held.fence || !alive {
             return Err(VaultError::AuditUnavailable);
         }
-        let head: i64 = prepared
+        // The head, and the queue row the last entry came from: queue ids are in commit
+        // order (`QUEUE_INSERT`), so every row still queued is after it, except, once after
+        // the lease is taken, rows a node queued before that order was kept.
+        let last: Option<(i64, i64)> = prepared
             .get(
                 &mut tx,
-                "SELECT coalesce(max(idx) + 1, 0) FROM audit_entries",
+                "SELECT idx + 1, queue_id FROM audit_entries ORDER BY idx DESC LIMIT 1",
             )
-            .and_then(|q| tx.query_one(&q, &[]))
-            .and_then(|r| r.try_get(0))
+            .and_then(|q| tx.query_opt(&q, &[]))
+            .and_then(|r| r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose())
             .map_err(|e| db("head", &e))?;
+        let (head, floor) = last.unwrap_or((0, i64::MIN));
+        let floor = if from_start { i64::MIN } else { floor };
         let head = to_u64(head);
         // The followed tree is at the database's head (caught up before the transaction;
         // only the lease holder adds entries).
@@ -1159,9 +1181,9 @@ impl Inner {
         let queued = prepared
             .get(
                 &mut tx,
-                "SELECT id, entry FROM audit_queue ORDER BY id LIMIT $1",
+                "SELECT id, entry FROM audit_queue WHERE id > $1 ORDER BY id LIMIT $2",
             )
-            .and_then(|q| tx.query(&q, &[&limit]))
+            .and_then(|q| tx.query(&q, &[&floor, &limit]))
             .map_err(|e| db("queue", &e))?;
         let has_zero = head > 0
             || tx
@@ -1859,6 +1881,50 @@ mod tests {
         let v = other.verifier();
         let err = PostgresLog::open(Arc::clone(&pool), Some(other), v, fast("b")).unwrap_err();
         assert!(matches!(err, VaultError::StoreCorrupt(_)), "{err:?}");
+    }
+
+    #[test]
+    fn queue_ids_follow_commits_and_a_new_sequencer_reads_the_whole_queue_once() {
+        let (pool, _c) = setup();
+        let a = node(&pool, "a");
+        for i in 0..3 {
+            a.append(vec![entry(i)]).unwrap();
+        }
+        let sql = |q: &'static str| -> i64 {
+            pool.get()
+                .unwrap()
+                .query_opt(q, &[])
+                .unwrap()
+                .unwrap()
+                .get(0)
+        };
+        // Ids come from the head row, one after another.
+        let first = sql("SELECT min(queue_id) FROM audit_entries");
+        assert_eq!(sql("SELECT max(queue_id) FROM audit_entries"), first + 2);
+        assert_eq!(sql("SELECT next FROM audit_queue_head"), first + 3);
+        drop(a);
+        // A row queued below the last integrated id (as one queued before the order was kept
+        // could be) is found by the next sequencer's first batch.
+        assert!(first > 0);
+        let straggler = entry(7);
+        let mut c = pool.get().unwrap();
+        c.client()
+            .unwrap()
+            .execute(
+                "INSERT INTO audit_queue (id, entry) VALUES ($1, $2)",
+                &[&(first - 1), &straggler.bytes()],
+            )
+            .unwrap();
+        drop(c);
+        let b = node(&pool, "b");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while b.size() < 4 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(b.size(), 4);
+        assert_eq!(b.entry(3).unwrap(), straggler.bytes());
+        assert_eq!(b.append(vec![entry(8)]).unwrap()[0].index, 4);
+        assert_eq!(b.verify_all().unwrap().entries, 5);
     }
 
     /// A grant with `uses` uses, stored through `store`; the time at which it is live.
