@@ -281,7 +281,7 @@ pub fn verify_consistency(
 }
 
 /// An in-memory tree holding every level: for tests, verification and small logs.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MemoryTree {
     levels: Vec<Vec<Hash>>,
 }
@@ -307,6 +307,18 @@ impl MemoryTree {
             }
             h = node_hash(&row[row.len() - 2], &row[row.len() - 1]);
             level += 1;
+        }
+    }
+
+    /// Keeps the first `n` leaves: every level keeps the complete nodes over them (which do
+    /// not change), so the cut costs no hashing.
+    pub fn truncate(&mut self, n: u64) {
+        for (level, row) in self.levels.iter_mut().enumerate() {
+            let keep = n.checked_shr(level as u32).unwrap_or(0);
+            row.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        }
+        while self.levels.last().is_some_and(Vec::is_empty) {
+            self.levels.pop();
         }
     }
 

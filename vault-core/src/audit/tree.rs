@@ -50,12 +50,9 @@ impl ChunkedTree {
             return Ok(());
         }
         let chunks = n / CHUNK;
-        let mut rebuilt = ChunkedTree::default();
-        for c in 0..chunks {
-            rebuilt.upper.push(self.upper.node(0, c)?);
-        }
-        rebuilt.tail = reader.leaves(chunks * CHUNK, n - chunks * CHUNK)?;
-        *self = rebuilt;
+        let tail = reader.leaves(chunks * CHUNK, n - chunks * CHUNK)?;
+        self.upper.truncate(chunks);
+        self.tail = tail;
         Ok(())
     }
 
@@ -170,5 +167,41 @@ mod tests {
             root(&chunked.view(130, &reader), 130).unwrap(),
             root(&full, 130).unwrap()
         );
+    }
+
+    proptest::proptest! {
+        /// A tree cut back to `n` leaves (and grown again) is the tree of those leaves.
+        #[test]
+        fn a_cut_tree_equals_the_tree_of_its_leaves(m in 0u64..700, cut in 0u64..700, more in 0u64..200) {
+            let n = cut.min(m);
+            let leaves: Vec<Hash> = (0..m + more).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+            let reader = Mem(leaves.clone());
+            let mut chunked = ChunkedTree::default();
+            let mut small = MemoryTree::new();
+            for (i, h) in leaves.iter().take(m as usize).enumerate() {
+                chunked.push(*h);
+                small.push(*h);
+                proptest::prop_assert_eq!(small.size(), i as u64 + 1);
+            }
+            chunked.truncate(n, &reader).unwrap();
+            small.truncate(n);
+            let mut fresh = MemoryTree::new();
+            for h in leaves.iter().take(n as usize) {
+                fresh.push(*h);
+            }
+            proptest::prop_assert_eq!(&small, &fresh);
+            for h in &leaves[n as usize..] {
+                chunked.push(*h);
+                fresh.push(*h);
+            }
+            let size = fresh.size();
+            proptest::prop_assert_eq!(chunked.size(), size);
+            if size > 0 {
+                proptest::prop_assert_eq!(
+                    root(&chunked.view(size, &reader), size).unwrap(),
+                    root(&fresh, size).unwrap()
+                );
+            }
+        }
     }
 }

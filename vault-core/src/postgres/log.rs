@@ -665,6 +665,28 @@ impl Inner {
         Ok(())
     }
 
+    /// `advance` after this node's own batch committed: `integrate` pushed its leaves to sign
+    /// them, so when nothing moved the tree since, only the published size moves (cutting
+    /// and pushing them again would read the last chunk back from the database).
+    fn advance_own(&self, rows: &[(u64, i64, Hash)]) -> Result<(), VaultError> {
+        {
+            let mut f = self
+                .followed
+                .write()
+                .map_err(|_| VaultError::AuditUnavailable)?;
+            let n = rows.len() as u64;
+            let pushed = rows.first().is_some_and(|(idx, _, _)| *idx == f.size)
+                && f.tree.size() == f.size + n;
+            if !pushed {
+                drop(f);
+                return self.advance(rows);
+            }
+            f.size += n;
+        }
+        self.answer(rows);
+        Ok(())
+    }
+
     /// Answers the tickets whose rows are among `rows`.
     fn answer(&self, rows: &[(u64, i64, Hash)]) {
         let Ok(mut w) = self.waiters.lock() else {
@@ -1247,7 +1269,7 @@ impl Inner {
             // The pushed leaves are cut by the next batch or `advance`.
             return Err(db("integrate", &e));
         }
-        self.advance(&rows)?;
+        self.advance_own(&rows)?;
         self.stats.record_batch(
             n as u64,
             u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -1744,7 +1766,8 @@ mod tests {
         let took = started.elapsed();
         assert_eq!(got.unwrap()[0].index, 60);
         assert!(other.is_sequencer());
-        assert!(took < Duration::from_secs(3), "takeover took {took:?}");
+        // Within the lease (1.5 s) and a renewal, with room for a loaded machine.
+        assert!(took < Duration::from_secs(5), "takeover took {took:?}");
         assert_eq!(other.verify_all().unwrap().entries, 61);
     }
 
