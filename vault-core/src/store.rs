@@ -291,7 +291,13 @@ pub trait GrantStore {
 /// Changes that land with the audit entries recording them: in one transaction where the
 /// store shares its database with the log (`AuditLog::submit_with`), else in the order each
 /// method gives, so that nothing changes unrecorded.
-pub trait AuditedStore: GrantStore + ConsentStore + CaseStore {
+pub trait AuditedStore: RecordStore + GrantStore + ConsentStore + CaseStore {
+    /// Whether this store commits a change in one transaction with its entries (then
+    /// `write_audited` is the way to write records; otherwise the entries go first and the
+    /// records are written after, which lets an import overlap the two).
+    fn commits_with_log(&self) -> bool {
+        false
+    }
     /// Changes a grant's state (as `update_grant_state`) and submits the entries that record
     /// the change (`entries`, made from the changed state), so that neither lands without the
     /// other: a store that shares its database with the log commits both in one transaction
@@ -367,6 +373,11 @@ pub trait AuditedStore: GrantStore + ConsentStore + CaseStore {
                     self.delete_consent(citizen, id)?;
                 }
                 Write::Case(row) => self.put_case(row)?,
+                Write::Records(records) => self.put_encoded(records)?,
+                Write::Erase(citizen) => {
+                    self.delete_cases_of_citizen(citizen)?;
+                    self.delete_citizen(citizen)?;
+                }
             }
         }
         Ok(())
@@ -382,6 +393,10 @@ pub enum Write<'a> {
     ForgetConsent(&'a BlindId, &'a str),
     /// Stores (or replaces) a case.
     Case(&'a CaseRow),
+    /// Stores records (all or none, as `RecordStore::put_encoded`).
+    Records(&'a [(BlindId, EncodedRecord)]),
+    /// Deletes a citizen's record and cases (their consents go as `ForgetConsent`).
+    Erase(&'a BlindId),
 }
 
 /// Which of a change and its entries lands first in a store that cannot commit them in one

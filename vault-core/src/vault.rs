@@ -48,7 +48,7 @@ use crate::error::VaultError;
 use crate::id::{BlindId, CitizenId, FieldName};
 use crate::keyring::{Keyring, RootKeySource};
 use crate::policy::PolicySet;
-use crate::store::{EncodedRecord, SealedField, SealedRecord, VaultStore};
+use crate::store::{EncodedRecord, SealedField, SealedRecord, VaultStore, Write};
 
 /// Record writes held off (`Vault::lock_writes`): this process's and, with a store that
 /// several processes share, theirs. Released on drop (the store's first).
@@ -606,6 +606,7 @@ impl<S: VaultStore> Vault<S> {
         actor: &Actor,
         now: Timestamp,
     ) -> Result<AuditedWrites, VaultError> {
+        let mut prepared = prepared;
         // Nothing changed: no entry and nothing to store (a ready ticket of its own).
         let ticket = if prepared.batch.is_empty() {
             crate::audit::Ticket::ready(Ok(Vec::new()))
@@ -616,7 +617,14 @@ impl<S: VaultStore> Vault<S> {
                 .iter()
                 .map(|(p, fields)| AuditEntry::record_written(&ctx, actor, p, fields))
                 .collect::<Result<Vec<_>, _>>()?;
-            self.audit.submit(entries)
+            if self.store.commits_with_log() {
+                // The records and their entries in one transaction: nothing left to store.
+                let batch = std::mem::take(&mut prepared.batch);
+                self.store
+                    .write_audited(&[Write::Records(&batch)], entries, &*self.audit)?
+            } else {
+                self.audit.submit(entries)
+            }
         };
         Ok(Audited::new(ticket, prepared))
     }
@@ -765,24 +773,26 @@ impl<S: VaultStore> Vault<S> {
             .store
             .citizen(&blind)?
             .ok_or(VaultError::CitizenNotFound)?;
-        let entry =
-            AuditEntry::record_erased(&self.entry_context(now), actor, &self.pseudonym(&record))?;
-        self.audit.append(vec![entry])?;
         // Grants and standing consents go with the citizen: a citizen imported again later
-        // (the same blind id) starts without them.
+        // (the same blind id) starts without them. Each live grant is revoked with its own
+        // entry first.
         let subject = self.pseudonym(&record);
         for g in self.store.grants_of_citizen(&blind)? {
             self.revoke_live(&g.id, actor, &subject, "citizen_erased", now)?;
         }
-        for c in self.store.consents_of_citizen(&blind)? {
-            self.store.delete_consent(&blind, &c.id)?;
-        }
-        self.store.delete_cases_of_citizen(&blind)?;
-        if self.store.delete_citizen(&blind)? {
-            Ok(())
-        } else {
-            Err(VaultError::CitizenNotFound)
-        }
+        let consents = self.store.consents_of_citizen(&blind)?;
+        let mut writes: Vec<Write<'_>> = consents
+            .iter()
+            .map(|c| Write::ForgetConsent(&blind, &c.id))
+            .collect();
+        writes.push(Write::Erase(&blind));
+        // The record, its consents and cases go with the `record.erased` entry (one
+        // transaction where the store shares the log's database; elsewhere the entry first).
+        let entry = AuditEntry::record_erased(&self.entry_context(now), actor, &subject)?;
+        self.store
+            .write_audited(&writes, vec![entry], &*self.audit)?
+            .wait()?;
+        Ok(())
     }
 
     /// Adds a new token signing key (audited `key.rotated`, code `token_vN`): new tokens are

@@ -254,6 +254,9 @@ macro_rules! each {
 // Every method delegates: a default here would hide the backend's own.
 #[warn(clippy::missing_trait_methods)]
 impl AuditedStore for AnyStore {
+    fn commits_with_log(&self) -> bool {
+        each!(self, s => s.commits_with_log())
+    }
     fn update_grant_state_audited(
         &self,
         id: &str,

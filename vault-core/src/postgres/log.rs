@@ -1637,7 +1637,8 @@ mod tests {
     use crate::postgres::PostgresStore;
     use crate::postgres::testdb;
     use crate::store::{
-        AuditedStore as _, ConsentStore as _, GrantStore as _, Landing, StoreError, Write,
+        AuditedStore as _, ConsentStore as _, EncodedRecord, GrantStore as _, Landing,
+        RecordStore as _, SealedRecord, StoreError, Write,
     };
 
     fn signer() -> LogSigner {
@@ -2023,10 +2024,10 @@ mod tests {
         };
         // Every queue insert fails from here: the swap in its transaction is rolled back.
         exec("ALTER TABLE audit_queue ADD CONSTRAINT refuse_all CHECK (false) NOT VALID");
-        let revoke = |log: &PostgresLog| {
+        let revoke = |log: &PostgresLog, id: &str, landing: Landing| {
             store.update_grant_audited(
-                "g-fail",
-                Landing::ChangeFirst,
+                id,
+                landing,
                 &mut |g| {
                     g.end(crate::grant::GrantStatus::Revoked, now);
                     Ok(vec![entry(1)])
@@ -2048,7 +2049,7 @@ mod tests {
             Err(StoreError::Refused(VaultError::AuditUnavailable))
         ));
         assert!(matches!(
-            revoke(&log),
+            revoke(&log, "g-fail", Landing::EntriesFirst),
             Err(StoreError::Refused(VaultError::AuditUnavailable))
         ));
         let citizen = BlindId::from_bytes([0xab; 32]);
@@ -2074,11 +2075,35 @@ mod tests {
             (0, crate::grant::GrantStatus::Active)
         );
         assert!(store.consents_of_citizen(&citizen).unwrap().is_empty());
+        // Records, and an erasure, likewise.
+        let record = EncodedRecord::new(&SealedRecord {
+            dek_version: 1,
+            wrapped_dek: vec![1; 60],
+            audit_salt: [2; 32],
+            record_version: 1,
+            fields: std::collections::BTreeMap::new(),
+        });
+        let (kept_one, new_one) = (BlindId::from_bytes([1; 32]), BlindId::from_bytes([3; 32]));
+        store.put_encoded(&[(kept_one, record.clone())]).unwrap();
+        let written = [(new_one, record.clone())];
+        for w in [Write::Records(&written), Write::Erase(&kept_one)] {
+            assert!(matches!(
+                store.write_audited(&[w], vec![entry(4)], &log),
+                Err(StoreError::Refused(VaultError::AuditUnavailable))
+            ));
+        }
+        assert!(store.citizen(&new_one).unwrap().is_none());
+        assert!(store.citizen(&kept_one).unwrap().is_some());
+        // A revocation fails closed: it takes effect without its entry, and says so.
+        live_grant(&store, "g-closed", 1);
+        let (g, t) = revoke(&log, "g-closed", Landing::ChangeFirst).unwrap();
+        assert_eq!(g.status_at(now), crate::grant::GrantStatus::Revoked);
+        assert!(matches!(t.wait(), Err(VaultError::AuditUnavailable)));
         // Once entries can be queued again, the same changes land with them.
         exec("ALTER TABLE audit_queue DROP CONSTRAINT refuse_all");
         let (_, t) = spend(&log).unwrap();
         t.wait().unwrap();
-        let (g, t) = revoke(&log).unwrap();
+        let (g, t) = revoke(&log, "g-fail", Landing::ChangeFirst).unwrap();
         assert_eq!(t.wait().unwrap().into_appended()[0].index, 1);
         assert_eq!(
             (g.uses, g.status_at(now)),
@@ -2090,6 +2115,15 @@ mod tests {
             store.consents_of_citizen(&citizen).unwrap(),
             vec![consent.clone()]
         );
+        for w in [Write::Records(&written), Write::Erase(&kept_one)] {
+            store
+                .write_audited(&[w], vec![entry(4)], &log)
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+        assert!(store.citizen(&new_one).unwrap().is_some());
+        assert!(store.citizen(&kept_one).unwrap().is_none());
         // A change that records nothing is made without a queue row.
         let (_, t) = store
             .update_grant_audited(

@@ -199,7 +199,7 @@ impl PostgresStore {
         also: &[Write<'_>],
         log: &dyn AuditLog,
     ) -> Result<(T, Ticket), StoreError> {
-        let rows = also.iter().map(row_of).collect::<Result<Vec<_>, _>>()?;
+        let rows = rows_of_all(also)?;
         loop {
             let (old, json) = self.read_state(id, with_grant)?;
             let (new, entries, out) = change(json.as_deref(), &old)?;
@@ -252,6 +252,7 @@ pub(crate) enum Arg {
     Bool(bool),
     Char(i8),
     Int(i64),
+    ByteaArray(Vec<Vec<u8>>),
 }
 
 impl Arg {
@@ -262,6 +263,7 @@ impl Arg {
             Self::Bool(v) => v,
             Self::Char(v) => v,
             Self::Int(v) => v,
+            Self::ByteaArray(v) => v,
         }
     }
 }
@@ -323,12 +325,48 @@ fn case_row(row: &CaseRow) -> Result<RowWrite, StoreError> {
     })
 }
 
-fn row_of(w: &Write<'_>) -> Result<RowWrite, StoreError> {
-    match *w {
-        Write::Consent(c) => consent_row(c),
-        Write::ForgetConsent(citizen, id) => Ok(forget_consent_row(citizen, id)),
-        Write::Case(row) => case_row(row),
+/// Records in one statement (all or none); a blind id twice keeps the last.
+fn records_row(records: &[(BlindId, EncodedRecord)]) -> RowWrite {
+    let mut last = std::collections::BTreeMap::new();
+    for (id, r) in records {
+        last.insert(*id, r);
     }
+    RowWrite {
+        sql: "INSERT INTO citizens (blind, record) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+              ON CONFLICT (blind) DO UPDATE SET record = excluded.record",
+        args: vec![
+            Arg::ByteaArray(last.keys().map(|b| b.as_bytes().to_vec()).collect()),
+            Arg::ByteaArray(last.values().map(|r| r.bytes().to_vec()).collect()),
+        ],
+    }
+}
+
+fn rows_of(w: &Write<'_>) -> Result<Vec<RowWrite>, StoreError> {
+    Ok(match *w {
+        Write::Consent(c) => vec![consent_row(c)?],
+        Write::ForgetConsent(citizen, id) => vec![forget_consent_row(citizen, id)],
+        Write::Case(row) => vec![case_row(row)?],
+        Write::Records(records) => vec![records_row(records)],
+        Write::Erase(citizen) => vec![
+            RowWrite {
+                sql: "DELETE FROM cases WHERE citizen = $1",
+                args: vec![Arg::Bytes(citizen.as_bytes().to_vec())],
+            },
+            RowWrite {
+                sql: "DELETE FROM citizens WHERE blind = $1",
+                args: vec![Arg::Bytes(citizen.as_bytes().to_vec())],
+            },
+        ],
+    })
+}
+
+/// Every row the writes make.
+fn rows_of_all(writes: &[Write<'_>]) -> Result<Vec<RowWrite>, StoreError> {
+    let mut rows = Vec::new();
+    for w in writes {
+        rows.extend(rows_of(w)?);
+    }
+    Ok(rows)
 }
 
 /// `StateChange` that also makes the entries recording the change.
@@ -336,6 +374,10 @@ type AuditedChange<'a, T> =
     dyn FnMut(Option<&[u8]>, &[u8]) -> Result<(Vec<u8>, Vec<AuditEntry>, T), StoreError> + 'a;
 
 impl AuditedStore for PostgresStore {
+    fn commits_with_log(&self) -> bool {
+        true
+    }
+
     fn update_grant_state_audited(
         &self,
         id: &str,
@@ -357,16 +399,18 @@ impl AuditedStore for PostgresStore {
         )
     }
 
-    /// One transaction whatever the `landing`.
+    /// One transaction. If it fails, a change that must take effect at once
+    /// (`Landing::ChangeFirst`: a revocation fails closed) is made without its entries, and
+    /// the ticket carries the failure.
     fn update_grant_audited(
         &self,
         id: &str,
-        _landing: Landing,
+        landing: Landing,
         change: &mut dyn FnMut(&mut Grant) -> Result<Vec<AuditEntry>, VaultError>,
         also: &[Write<'_>],
         log: &dyn AuditLog,
     ) -> Result<(Grant, Ticket), StoreError> {
-        self.swap_audited(
+        let together = self.swap_audited(
             id,
             true,
             &mut |json, state| {
@@ -380,7 +424,20 @@ impl AuditedStore for PostgresStore {
             },
             also,
             log,
-        )
+        );
+        match together {
+            Err(StoreError::Refused(e @ VaultError::AuditUnavailable))
+                if landing == Landing::ChangeFirst =>
+            {
+                let g = self.swap_state(id, true, &mut |json, state| {
+                    let mut g = grant_of(json.unwrap_or_default(), state)?;
+                    let new = grant_state::change_state(&mut g, &mut |g| change(g).map(|_| ()))?;
+                    Ok((new, g))
+                })?;
+                Ok((g, Ticket::ready(Err(e))))
+            }
+            other => other,
+        }
     }
 
     fn write_audited(
@@ -389,7 +446,7 @@ impl AuditedStore for PostgresStore {
         entries: Vec<AuditEntry>,
         log: &dyn AuditLog,
     ) -> Result<Ticket, StoreError> {
-        let rows = writes.iter().map(row_of).collect::<Result<Vec<_>, _>>()?;
+        let rows = rows_of_all(writes)?;
         if entries.is_empty() {
             for w in &rows {
                 self.run(w)?;
@@ -452,20 +509,7 @@ impl RecordStore for PostgresStore {
     }
 
     fn put_encoded(&self, records: &[(BlindId, EncodedRecord)]) -> Result<(), StoreError> {
-        // One statement for the batch (all or none); a blind id twice keeps the last.
-        let mut last = std::collections::BTreeMap::new();
-        for (id, r) in records {
-            last.insert(*id, r);
-        }
-        let ids: Vec<&[u8]> = last.keys().map(|b| b.as_bytes().as_slice()).collect();
-        let bodies: Vec<&[u8]> = last.values().map(|r| r.bytes()).collect();
-        let mut c = self.pool.get()?;
-        c.execute(
-            "INSERT INTO citizens (blind, record) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
-             ON CONFLICT (blind) DO UPDATE SET record = excluded.record",
-            &[&ids, &bodies],
-        )?;
-        Ok(())
+        self.run(&records_row(records)).map(|_| ())
     }
 
     fn delete_citizen(&self, id: &BlindId) -> Result<bool, StoreError> {

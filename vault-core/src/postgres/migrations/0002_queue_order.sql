@@ -2,6 +2,9 @@
 -- lock it holds until it commits, so a row with a higher id never becomes visible before
 -- one with a lower id. The sequencer can then read on from the last id it integrated
 -- instead of scanning the queue from its start, where deleted rows wait for vacuum.
+-- No node queues while the head is set (one still running an older build would take an id
+-- the head is about to give out).
+LOCK TABLE audit_queue IN ACCESS EXCLUSIVE MODE;
 CREATE TABLE audit_queue_head (
     id   int PRIMARY KEY CHECK (id = 1),
     next bigint NOT NULL
