@@ -18,7 +18,7 @@ use postgres::Client;
 use postgres::fallible_iterator::FallibleIterator as _;
 
 use super::pool::{Pool, describe};
-use super::store::{PgBound, SwapState};
+use super::store::{PgBound, RowWrite, SwapState};
 use crate::audit::entry::{EntryView, Pseudonym, parse_time};
 use crate::audit::merkle::{self, Hash, ProofError};
 use crate::audit::ticket::{Answer, Appended, Ticket, pair};
@@ -956,16 +956,22 @@ impl Inner {
                     won.insert(row.try_get::<_, String>(0)?);
                 }
             }
+            let mut rows: Vec<&RowWrite> = Vec::new();
             for (k, (j, &r)) in keep.iter_mut().zip(jobs.iter().zip(&runs)) {
                 *k = match j.bound.as_deref() {
                     None => true,
                     Some((b, _)) => r && b.swap.as_ref().is_none_or(|w| won.contains(&w.id)),
                 };
                 if let (true, Some((b, _))) = (*k, j.bound.as_deref()) {
-                    for w in &b.rows {
-                        tx.execute(w.sql, &w.params())?;
-                    }
+                    rows.extend(&b.rows);
                 }
+            }
+            // In one order on every node (table, then key), as the grants above: two nodes'
+            // batches writing the same rows cannot deadlock. Stable: writes of one row keep
+            // their callers' order.
+            rows.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+            for w in rows {
+                tx.execute(w.sql, &w.params())?;
             }
             let bytes: Vec<&[u8]> = jobs
                 .iter()

@@ -279,6 +279,25 @@ impl RowWrite {
     pub(crate) fn params(&self) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
         self.args.iter().map(Arg::sql).collect()
     }
+
+    /// The order writes run in within a batch: by table, then by the row's key (the first
+    /// two values). Every statement here is `INSERT INTO t …` or `DELETE FROM t …`.
+    pub(crate) fn order_key(&self) -> (&'static str, Vec<u8>) {
+        let table = self.sql.split_whitespace().nth(2).unwrap_or(self.sql);
+        let mut key = Vec::new();
+        for a in self.args.iter().take(2) {
+            match a {
+                Arg::Text(v) => key.extend_from_slice(v.as_bytes()),
+                Arg::Bytes(v) => key.extend_from_slice(v),
+                Arg::Bool(v) => key.push(u8::from(*v)),
+                Arg::Char(v) => key.extend_from_slice(&v.to_be_bytes()),
+                Arg::Int(v) => key.extend_from_slice(&v.to_be_bytes()),
+                Arg::ByteaArray(v) => v.iter().for_each(|b| key.extend_from_slice(b)),
+            }
+            key.push(0);
+        }
+        (table, key)
+    }
 }
 
 /// What `PostgresLog` commits with a batch's entries: a grant's state swap (nothing is
@@ -923,6 +942,51 @@ mod tests {
 
     mod conformance {
         crate::store::conformance::store_conformance!(super::fresh);
+    }
+
+    #[test]
+    fn a_batch_writes_rows_by_table_and_key_and_one_row_in_its_callers_order() {
+        let citizen = BlindId::from_bytes([7; 32]);
+        let consent = |id: &str| StandingConsent {
+            id: id.into(),
+            citizen: citizen.to_string(),
+            agency: "ubnd-phuong-sai-gon".into(),
+            purpose: "construction_permit".into(),
+            fields: vec!["full_name".into()],
+            created: Timestamp::from_secs(1),
+            expires: Timestamp::from_secs(2),
+            grant_id: "g".into(),
+            withdrawn: None,
+        };
+        let (b, a) = (consent("c-b"), consent("c-a"));
+        let mut rows = vec![
+            consent_row(&b).unwrap(),
+            forget_consent_row(&citizen, "c-a"),
+            consent_row(&a).unwrap(),
+            rows_of(&Write::Erase(&citizen)).unwrap().remove(0),
+        ];
+        rows.sort_by(|x, y| x.order_key().cmp(&y.order_key()));
+        let order: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|w| {
+                (
+                    w.order_key().0,
+                    w.sql.split_whitespace().next().unwrap_or(""),
+                )
+            })
+            .collect();
+        // cases before consents; consent c-a (deleted, then put, as the callers asked)
+        // before c-b.
+        assert_eq!(
+            order,
+            [
+                ("cases", "DELETE"),
+                ("consents", "DELETE"),
+                ("consents", "INSERT"),
+                ("consents", "INSERT"),
+            ]
+        );
+        assert!(matches!(&rows[3].args[1], Arg::Text(id) if id == "c-b"));
     }
 
     #[test]
