@@ -959,7 +959,7 @@ mod tests {
             withdrawn: None,
         };
         let (b, a) = (consent("c-b"), consent("c-a"));
-        let mut rows = vec![
+        let mut rows = [
             consent_row(&b).unwrap(),
             forget_consent_row(&citizen, "c-a"),
             consent_row(&a).unwrap(),
