@@ -144,7 +144,8 @@ impl PgCluster {
                 "vault",
                 "-R",
             ])
-            .args(["-X", "stream", "--no-sync"]);
+            // A fast checkpoint: the default (spread) waits out most of a checkpoint interval.
+            .args(["-X", "stream", "--no-sync", "--checkpoint=fast"]);
         run(base, "pg_basebackup");
         append(
             &data.join("postgresql.auto.conf"),
