@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::peers::{free_port, is_root};
+
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// A running (or stopped) cluster.
@@ -17,12 +19,6 @@ pub struct PgCluster {
     pub port: u16,
     /// Stopped (immediately) and removed if a signal stops the tool running it.
     _stopped_on_signal: crate::stop::OnStop,
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
 }
 
 fn as_owner(program: &str) -> Command {
@@ -46,14 +42,6 @@ fn run(mut c: Command, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
 impl PgCluster {
@@ -89,7 +77,7 @@ impl PgCluster {
             "host replication vault 127.0.0.1/32 trust\n",
         );
         let c = Self {
-            port: free_port(),
+            port: free_port().unwrap_or_else(|e| panic!("{e}")),
             _stopped_on_signal: stopped_on_signal(dir.path()),
             dir,
         };
@@ -155,7 +143,7 @@ impl PgCluster {
             ),
         );
         let c = Self {
-            port: free_port(),
+            port: free_port().unwrap_or_else(|e| panic!("{e}")),
             _stopped_on_signal: stopped_on_signal(dir.path()),
             dir,
         };
