@@ -21,6 +21,9 @@ use crate::store::VaultStore;
 const MAX_KEPT: usize = 10_000;
 /// Entries read per feeding step.
 const BATCH: u64 = 4_096;
+/// Entry indexes one anomaly lists (its first ones): an anomaly that lasts (an official
+/// reading steadily for a day) would otherwise grow without bound, in memory and in answers.
+const MAX_ENTRIES: usize = 10_000;
 
 /// Something the auditors should look at, with the entries it rests on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +189,8 @@ impl Detector {
             let mut fresh: Vec<u64> = entries[start..].iter().map(|(_, i)| *i).collect();
             fresh.sort_unstable();
             fresh.dedup();
-            a.entries.extend(fresh);
+            let room = MAX_ENTRIES.saturating_sub(a.entries.len());
+            a.entries.extend(fresh.into_iter().take(room));
             a.to = last_time;
             a.count = a.count.max(count);
             return;
@@ -206,6 +210,7 @@ impl Detector {
                 let mut e: Vec<u64> = entries.iter().map(|(_, i)| *i).collect();
                 e.sort_unstable();
                 e.dedup();
+                e.truncate(MAX_ENTRIES);
                 e
             },
         });
@@ -526,5 +531,43 @@ impl<S: VaultStore> Vault<S> {
         }
         out.sort_by_key(|a| std::cmp::Reverse(a.to));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lasting_anomaly_lists_its_first_entries_up_to_the_cap_and_grows_on() {
+        let mut d = Detector::default();
+        let n = MAX_ENTRIES as u64 + 500;
+        for i in 0..n {
+            let t = Timestamp::from_millis(1_000 + i as i64);
+            d.raise(
+                "off_hours",
+                "low",
+                "k".into(),
+                None,
+                None,
+                vec![(t, i)],
+                i + 1,
+                60_000,
+            );
+        }
+        assert_eq!(d.found.len(), 1, "one anomaly, extended");
+        let a = &d.found[0];
+        assert_eq!(a.entries.len(), MAX_ENTRIES);
+        assert_eq!(a.entries.first(), Some(&0));
+        assert_eq!(a.entries.last(), Some(&(MAX_ENTRIES as u64 - 1)));
+        assert_eq!(a.count, n);
+        assert_eq!(a.to, Timestamp::from_millis(1_000 + n as i64 - 1));
+        // A new one raised over a window larger than the cap lists its first entries too.
+        let many: Vec<(Timestamp, u64)> = (0..n)
+            .map(|i| (Timestamp::from_millis(10_000_000 + i as i64), n + i))
+            .collect();
+        d.raise("denials", "medium", "k".into(), None, None, many, n, 60_000);
+        assert_eq!(d.found[1].entries.len(), MAX_ENTRIES);
+        assert_eq!(d.found[1].entries.first(), Some(&n));
     }
 }
