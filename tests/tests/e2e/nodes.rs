@@ -115,24 +115,7 @@ fn a_grant_made_on_one_node_is_used_on_another_and_its_last_use_has_one_winner()
     .unwrap();
     let cp = Checkpoint::verify(&note, &verifier).unwrap();
     assert!(cp.size > index);
-    let (st, proof) = json_of(
-        auditor
-            .get(a.url(&format!(
-                "/v1/audit/proof/inclusion?index={index}&tree_size={}",
-                cp.size
-            )))
-            .bearer_auth(a.auditor_token("kt-01"))
-            .send()
-            .unwrap(),
-    );
-    assert_eq!(st, 200, "{proof}");
-    let hashes: Vec<[u8; 32]> = proof["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| hash(h.as_str().unwrap()))
-        .collect();
-    merkle::verify_inclusion(index, cp.size, &leaf, &hashes, &cp.root).unwrap();
+    proved(&a, index, &leaf, &cp);
     // Spend all but the last use, alternating nodes.
     for k in 1..max_uses - 1 {
         let node = if k % 2 == 0 { &a } else { &b };
@@ -168,11 +151,8 @@ fn a_grant_made_on_one_node_is_used_on_another_and_its_last_use_has_one_winner()
         assert_eq!(g["status"], "exhausted", "{g}");
     }
     // Exactly max_uses releases in the one log, and it verifies from the command line.
-    let out = a.vault.ctl(&["audit", "export"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let released = text(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let released = export(&a)
+        .into_iter()
         .filter(|e| {
             e["entry"]["event"] == "record.released" && e["entry"]["grant_id"] == json!(gid)
         })
@@ -263,13 +243,44 @@ fn load(
     seen
 }
 
-/// Index → leaf hash of the whole log, from `vaultctl audit export`.
-fn exported(s: &TestServer) -> std::collections::HashMap<u64, String> {
+/// Entry `index` is in the tree of checkpoint `cp` with leaf hash `leaf`, by the inclusion
+/// proof `s` serves an auditor.
+fn proved(s: &TestServer, index: u64, leaf: &[u8; 32], cp: &Checkpoint) {
+    let (st, proof) = json_of(
+        s.client(None)
+            .get(s.url(&format!(
+                "/v1/audit/proof/inclusion?index={index}&tree_size={}",
+                cp.size
+            )))
+            .bearer_auth(s.auditor_token("kt-01"))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 200, "{proof}");
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hash(h.as_str().unwrap()))
+        .collect();
+    merkle::verify_inclusion(index, cp.size, leaf, &hashes, &cp.root).unwrap();
+}
+
+/// The whole log's exported lines (`vaultctl audit export`), each with `index`, `leaf_hash`
+/// and `entry`.
+fn export(s: &TestServer) -> Vec<Value> {
     let out = s.vault.ctl(&["audit", "export"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+/// Index → leaf hash of the whole log, from `vaultctl audit export`.
+fn exported(s: &TestServer) -> std::collections::HashMap<u64, String> {
+    export(s)
+        .into_iter()
         .map(|e| {
             (
                 e["index"].as_u64().unwrap(),
@@ -419,11 +430,8 @@ fn killing_the_sequencer_node_under_load_loses_no_acknowledged_release_over_20_r
     // Every use spent is in the log: a use and its entry commit together, so a node killed
     // between them left neither.
     let mut logged: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-    let out = a.vault.ctl(&["audit", "export"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    for e in text(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    for e in export(&a)
+        .into_iter()
         .filter(|e| e["entry"]["event"] == "record.released")
     {
         *logged
@@ -451,24 +459,7 @@ fn killing_the_sequencer_node_under_load_loses_no_acknowledged_release_over_20_r
         .text()
         .unwrap();
     let body = Checkpoint::parse(&format!("{}\n", note.split("\n\n").next().unwrap())).unwrap();
-    let (st, proof) = json_of(
-        auditor
-            .get(a.url(&format!(
-                "/v1/audit/proof/inclusion?index={index}&tree_size={}",
-                body.size
-            )))
-            .bearer_auth(a.auditor_token("kt-01"))
-            .send()
-            .unwrap(),
-    );
-    assert_eq!(st, 200, "{proof}");
-    let hashes: Vec<[u8; 32]> = proof["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| hash(h.as_str().unwrap()))
-        .collect();
-    merkle::verify_inclusion(index, body.size, &hash(&leaf), &hashes, &body.root).unwrap();
+    proved(&a, index, &hash(&leaf), &body);
 }
 
 #[test]

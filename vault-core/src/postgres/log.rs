@@ -134,6 +134,29 @@ const QUEUE_INSERT: &str = "WITH h AS (UPDATE audit_queue_head \
      n AS (SELECT pg_notify('cdv_audit_queued', '')) \
      SELECT id FROM q, n";
 
+/// Inserts the entries of the `keep` jobs into the queue (`QUEUE_INSERT`); their rows' ids in
+/// entry order (ids are taken in row order), or `None` when the rows do not match them.
+fn queue_rows(
+    c: &mut impl postgres::GenericClient,
+    insert: &postgres::Statement,
+    jobs: &[Job],
+    keep: &[bool],
+) -> Result<Option<Vec<i64>>, postgres::Error> {
+    let bytes: Vec<&[u8]> = jobs
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .flat_map(|(j, _)| j.entries.iter().map(AuditEntry::bytes))
+        .collect();
+    let mut ids: Vec<i64> = c
+        .query(insert, &[&bytes])?
+        .iter()
+        .filter_map(|r| r.try_get(0).ok())
+        .collect();
+    ids.sort_unstable();
+    Ok((ids.len() == bytes.len()).then_some(ids))
+}
+
 /// Locks the grants a batch swaps, in one order on every node (no deadlock between two
 /// nodes' batches).
 const SWAP_LOCK: &str = "SELECT id FROM grants WHERE id = ANY($1) ORDER BY id FOR UPDATE";
@@ -931,17 +954,7 @@ impl Inner {
         let committed = (|| -> Result<Option<Vec<i64>>, postgres::Error> {
             if !bound {
                 keep.fill(true);
-                let bytes: Vec<&[u8]> = jobs
-                    .iter()
-                    .flat_map(|j| j.entries.iter().map(AuditEntry::bytes))
-                    .collect();
-                let mut ids: Vec<i64> = client
-                    .query(&insert, &[&bytes])?
-                    .iter()
-                    .filter_map(|r| r.try_get(0).ok())
-                    .collect();
-                ids.sort_unstable();
-                return Ok((ids.len() == bytes.len()).then_some(ids));
+                return queue_rows(client, &insert, &jobs, &keep);
             }
             let mut tx = client.transaction()?;
             let mut won = std::collections::HashSet::new();
@@ -973,25 +986,12 @@ impl Inner {
             for w in rows {
                 tx.execute(w.sql, &w.params())?;
             }
-            let bytes: Vec<&[u8]> = jobs
-                .iter()
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .flat_map(|(j, _)| j.entries.iter().map(AuditEntry::bytes))
-                .collect();
-            let mut ids: Vec<i64> = tx
-                .query(&insert, &[&bytes])?
-                .iter()
-                .filter_map(|r| r.try_get(0).ok())
-                .collect();
-            if ids.len() != bytes.len() {
-                // Rolled back (dropped): the rows do not match the entries.
-                return Ok(None);
+            let ids = queue_rows(&mut tx, &insert, &jobs, &keep)?;
+            // Rolled back (dropped) when the rows do not match the entries.
+            if ids.is_some() {
+                tx.commit()?;
             }
-            tx.commit()?;
-            // Ids are taken in row order: ascending ids are the entries' order.
-            ids.sort_unstable();
-            Ok(Some(ids))
+            Ok(ids)
         })();
         let Ok(Some(ids)) = committed else {
             return Err(jobs);

@@ -164,6 +164,14 @@ impl PostgresStore {
         Ok((get(&row, 0)?, json))
     }
 
+    /// Sets a grant's state to `new` if it is still `old`; whether it was.
+    fn cas_state(&self, id: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.pool.get()?.execute(
+            "UPDATE grants SET state = $2 WHERE id = $1 AND state = $3",
+            &[&id, &new, &old],
+        )? == 1)
+    }
+
     /// Compare-and-swap of a grant's state: `change` maps the stored state bytes to the new
     /// ones (or refuses); retried while another writer changed the state in between.
     fn swap_state<T>(
@@ -178,11 +186,7 @@ impl PostgresStore {
             if new == old {
                 return Ok(out);
             }
-            let n = self.pool.get()?.execute(
-                "UPDATE grants SET state = $2 WHERE id = $1 AND state = $3",
-                &[&id, &new, &old],
-            )?;
-            if n == 1 {
+            if self.cas_state(id, &old, &new)? {
                 return Ok(out);
             }
         }
@@ -208,11 +212,7 @@ impl PostgresStore {
                     return Ok((out, Ticket::ready(Ok(Vec::new()))));
                 }
                 // A change that records nothing is a plain swap.
-                let n = self.pool.get()?.execute(
-                    "UPDATE grants SET state = $2 WHERE id = $1 AND state = $3",
-                    &[&id, &new, &old],
-                )?;
-                if n == 1 {
+                if self.cas_state(id, &old, &new)? {
                     return Ok((out, Ticket::ready(Ok(Vec::new()))));
                 }
                 continue;

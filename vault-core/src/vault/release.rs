@@ -225,7 +225,7 @@ impl<S: VaultStore> Vault<S> {
         // Held until this release's entry (or its denial's) is queued: a revocation of the
         // grant orders wholly before or after it in the log (`refusal::GrantOrder`).
         let _order = self.grant_order.lock(&claims.grant_id)?;
-        if record.is_none() {
+        let Some(record) = record else {
             return Ok(self.deny_release(
                 claims,
                 Some(&subject),
@@ -233,7 +233,7 @@ impl<S: VaultStore> Vault<S> {
                 VaultError::CitizenNotFound,
                 now,
             ));
-        }
+        };
         let names: Vec<FieldName> = requested
             .iter()
             .filter_map(|f| FieldName::parse(f))
@@ -286,9 +286,6 @@ impl<S: VaultStore> Vault<S> {
             Err(e) => {
                 return Ok(self.deny_release(claims, Some(&subject), requested, e.into(), now));
             }
-        };
-        let Some(record) = record else {
-            return Err(VaultError::CitizenNotFound);
         };
         Ok(Audited::new(
             ticket,
